@@ -1,0 +1,78 @@
+"""The data contract: canonical tables, their column roles and the event vocabulary.
+
+A role is the contract's name for a column; users map their own column names onto roles in the config.
+"""
+
+from __future__ import annotations
+
+# role -> required?  Order is the canonical column order of the loaded table.
+TABLE_ROLES: dict[str, dict[str, bool]] = {
+    "leads": {
+        "lead_id": True,
+        "created_at": True,
+        "account_id": False,
+        "email": False,
+        "phone": False,
+        "job_title": False,
+        "seniority": False,
+        "department": False,
+        "country": False,
+        "source": False,
+        "email_domain_type": False,
+        "sales_accepted_at": False,
+        "bant_budget": False,
+        "bant_authority": False,
+        "bant_need": False,
+        "bant_timeline": False,
+    },
+    "accounts": {
+        "account_id": True,
+        "industry": False,
+        "employee_count": False,
+        "annual_revenue": False,
+        "country": False,
+    },
+    "events": {
+        "lead_id": True,
+        "occurred_at": True,
+        "event_type": True,
+        "value": False,
+    },
+    "opportunities": {
+        "opportunity_id": True,
+        "lead_id": True,
+        "created_at": True,
+        "closed_at": False,
+        "status": True,
+        "amount": False,
+    },
+}
+
+ID_COLUMNS = {"leads": "lead_id", "accounts": "account_id", "opportunities": "opportunity_id"}
+TIME_COLUMNS = {
+    "leads": ("created_at", "sales_accepted_at"),
+    "accounts": (),
+    "events": ("occurred_at",),
+    "opportunities": ("created_at", "closed_at"),
+}
+NUMERIC_COLUMNS = {"accounts": ("employee_count", "annual_revenue"), "events": ("value",), "opportunities": ("amount",)}
+STATUSES = ("open", "won", "lost")
+
+# Event type -> plain-language label used in feature descriptions and reason texts.
+EVENT_TYPES: dict[str, str] = {
+    "page_view": "Web page views",
+    "pricing_page_view": "Pricing-page views",
+    "email_open": "Marketing e-mails opened",
+    "email_click": "Marketing e-mail clicks",
+    "form_submit": "Forms submitted",
+    "content_download": "Content downloads",
+    "webinar_attended": "Webinars attended",
+    "demo_request": "Demo requests",
+    "trial_signup": "Trial sign-ups",
+    "product_login": "Product logins",
+    "feature_used": "Product features used",
+    "upgrade_page_view": "Upgrade-page views",
+    "support_ticket": "Support tickets",
+}
+PRODUCT_EVENTS = ("trial_signup", "product_login", "feature_used", "upgrade_page_view", "support_ticket")
+MARKETING_EVENTS = tuple(t for t in EVENT_TYPES if t not in PRODUCT_EVENTS)

@@ -1,0 +1,1 @@
+"""Orchestration: configuration, I/O, validation, sample data, MLflow and the `leadscore` CLI."""

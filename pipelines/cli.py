@@ -1,0 +1,108 @@
+"""The `leadscore` command line: one thin function per verb; the work happens in the pipeline modules."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="Predictive lead scoring: train on closed deals, score open leads, explain the scores.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Project config file (leadscore.toml).")]
+AsOfOption = Annotated[str | None, typer.Option("--as-of", help="Point in time (ISO date or timestamp, UTC).")]
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _settings(config: Path):
+    from pipelines.config import ConfigError, load_settings
+
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _as_of(value: str | None):
+    if value is None:
+        return None
+    import pandas as pd
+
+    try:
+        stamp = pd.Timestamp(value)
+    except ValueError:
+        raise _fail(f"--as-of: not a date or timestamp: {value!r}") from None
+    return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Project folder to create.")],
+    force: Annotated[bool, typer.Option(help="Overwrite an existing leadscore.toml.")] = False,
+) -> None:
+    """Write DIR/leadscore.toml, a commented default config whose tables live in DIR/data/."""
+    target = directory / "leadscore.toml"
+    if target.exists() and not force:
+        raise _fail(f"{target} exists; use --force to overwrite it")
+    directory.mkdir(parents=True, exist_ok=True)
+    template = resources.files("pipelines").joinpath("templates/leadscore.toml")
+    with resources.as_file(template) as source:
+        shutil.copyfile(source, target)
+    typer.echo(f"wrote {target}")
+    typer.echo(f"next: leadscore sample-data --out {directory / 'data'} && leadscore validate --config {target}")
+
+
+@app.command("sample-data")
+def sample_data(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the generated tables.")],
+    leads: Annotated[int, typer.Option("--leads", min=1, help="Number of leads.")] = 20_000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; the output is identical per seed.")] = 42,
+    end: Annotated[str, typer.Option("--end", help="Last day of the data.")] = "2025-12-31",
+    fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+) -> None:
+    """Generate a realistic synthetic B2B SaaS CRM (accounts, leads, events, opportunities)."""
+    from tqdm import tqdm
+
+    from pipelines.sample_data import SampleSpec, generate
+
+    spec = SampleSpec(n_leads=leads, seed=seed, end=end)
+    with tqdm(total=leads, unit="lead", desc="sample-data", disable=None) as bar:
+        counts = generate(out, spec, fmt=fmt, progress=bar.update)
+    for name, rows in counts.items():
+        typer.echo(f"{name:>14}: {rows:>11,} rows -> {out / f'{name}.{fmt}'}")
+
+
+@app.command()
+def validate(config: ConfigOption, as_of: AsOfOption = None) -> None:
+    """Load every table, normalise timestamps to UTC and report each problem; exit 1 on errors."""
+    from pipelines.validation_report import run_validation
+
+    settings = _settings(config)
+    code = run_validation(settings, as_of=_as_of(as_of), echo=typer.echo)
+    raise typer.Exit(code)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

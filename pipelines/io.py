@@ -1,0 +1,84 @@
+"""Reading the canonical tables (CSV, Parquet or SQL) and writing outputs atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from pipelines.config import TableSource
+
+
+class InputError(ValueError):
+    """A table that cannot be read at all (missing file, unknown format, unreachable database)."""
+
+
+def read_source(source: TableSource, *, name: str, base_dir: Path) -> pd.DataFrame:
+    """Read one table as stored; CSV cells stay text so that validation sees the values as written."""
+    if source.sql_url is not None:
+        return _read_sql(source.sql_url, source.sql_table or "", name=name)
+    path = Path(source.path or "")
+    path = path if path.is_absolute() else base_dir / path
+    return read_file(path, name=name)
+
+
+def read_file(path: Path, *, name: str, separator: str = ",") -> pd.DataFrame:
+    if not path.exists():
+        raise InputError(f"table '{name}': file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix in {".parquet", ".pq"} or path.is_dir():
+        return pd.read_parquet(path)
+    if suffix in {".csv", ".txt", ".tsv"} or path.name.endswith(".csv.gz"):
+        return pd.read_csv(path, sep=separator, dtype=str, keep_default_na=True, na_values=[""])
+    raise InputError(f"table '{name}': unknown file type '{suffix}' for {path} (use .csv or .parquet)")
+
+
+def _read_sql(url: str, table: str, *, name: str) -> pd.DataFrame:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            if not sqlalchemy.inspect(connection).has_table(table):
+                raise InputError(f"table '{name}': no SQL table '{table}' at {engine.url!r}")
+            return pd.read_sql_table(table, connection)
+    finally:
+        engine.dispose()
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
+    """Call `write(tmp)` on a temporary file beside `path`, then rename it over `path`.
+
+    The rename is atomic on one file system, so a crash leaves either the old file or the new one,
+    never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_frame(frame: pd.DataFrame, path: Path) -> Path:
+    """Write a DataFrame as CSV or Parquet (by suffix), atomically and reproducibly."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".csv":
+        return write_atomically(path, lambda tmp: frame.to_csv(tmp, index=False, lineterminator="\n"))
+    if suffix in {".parquet", ".pq"}:
+        return write_atomically(path, lambda tmp: frame.to_parquet(tmp, index=False))
+    raise InputError(f"cannot write '{path}': use a .csv or .parquet file name")
+
+
+def write_json(data: dict, path: Path) -> Path:
+    text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    return write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -1,0 +1,338 @@
+"""A realistic synthetic B2B SaaS CRM: accounts, leads, behavioral events and opportunities.
+
+Generating effects (documented so that tests and analysts can check that a model recovers them):
+
+* **Profile fit** (a latent log-odds term): seniority (c_level +0.9, vp +0.7, director +0.4, manager +0.1,
+  individual -0.4), industry (software +0.6, fintech +0.5, healthcare +0.2, manufacturing 0, retail -0.2,
+  media -0.2, education -0.5, government -0.6), company size (best between 50 and 5,000 employees: +0.5;
+  under 10 employees -0.6), free e-mail domain -0.7, department (sales, marketing, executive +0.3; hr -0.3),
+  country (US, GB, DE, CA, AU +0.2; elsewhere 0).
+* **Intent** (latent, standard normal): more events of every kind, more pricing-page views and demo requests,
+  more trial sign-ups.
+* **Recency**: for leads that convert, activity ramps up towards the decision, so the last 7-30 days carry
+  more signal than the lead's whole history.
+* **Product usage**: trial users who log in on many days and use many features convert more (+0.8 per s.d.).
+* **Interaction**: intent counts for more when fit is high (+0.35 x fit x intent); plus noise (s.d. 0.6).
+* Conversion log-odds: -2.0 + 0.9 fit + 0.8 intent + 0.8 usage + 0.35 fit x intent + noise. Converted leads
+  get an opportunity that closes won at the decision time; some others get one that closes lost; decisions
+  after the end date leave opportunities open (or not yet created): those leads are open, to be scored.
+
+Leads are generated in fixed-size chunks, each from its own seeded generator, and streamed to Parquet, so the
+output is identical for a seed whatever the size of memory, and 1M leads with about 50M events fit in a few GiB.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from features.schemas import EVENT_TYPES
+
+log = logging.getLogger(__name__)
+
+CHUNK_LEADS = 20_000
+DAY = np.timedelta64(86_400, "s")
+
+SENIORITY = {"c_level": 0.9, "vp": 0.7, "director": 0.4, "manager": 0.1, "individual": -0.4}
+SENIORITY_P = [0.05, 0.10, 0.18, 0.27, 0.40]
+INDUSTRY = {"software": 0.6, "fintech": 0.5, "healthcare": 0.2, "manufacturing": 0.0, "retail": -0.2,
+            "media": -0.2, "education": -0.5, "government": -0.6}
+INDUSTRY_P = [0.22, 0.10, 0.12, 0.14, 0.12, 0.08, 0.12, 0.10]
+DEPARTMENT = {"sales": 0.3, "marketing": 0.3, "executive": 0.3, "engineering": 0.0, "it": 0.0,
+              "finance": 0.0, "operations": 0.0, "hr": -0.3}
+DEPARTMENT_P = [0.18, 0.20, 0.04, 0.18, 0.14, 0.10, 0.10, 0.06]
+COUNTRY = ["US", "GB", "DE", "CA", "AU", "FR", "NL", "IN", "BR", "ES"]
+COUNTRY_P = [0.38, 0.12, 0.09, 0.06, 0.05, 0.07, 0.04, 0.10, 0.05, 0.04]
+GOOD_COUNTRIES = {"US", "GB", "DE", "CA", "AU"}
+SOURCE = ["organic_search", "paid_search", "referral", "webinar", "event", "content_syndication",
+          "outbound", "partner", "website_direct"]
+SOURCE_P = [0.22, 0.16, 0.08, 0.08, 0.07, 0.12, 0.12, 0.05, 0.10]
+TITLE_DEPARTMENT = {"sales": "Sales", "marketing": "Marketing", "executive": "Operations",
+                    "engineering": "Engineering", "it": "IT", "finance": "Finance", "operations": "Operations",
+                    "hr": "HR"}
+CHIEF = {"sales": "Chief Revenue Officer", "marketing": "Chief Marketing Officer", "executive": "CEO",
+         "engineering": "CTO", "it": "CIO", "finance": "CFO", "operations": "COO", "hr": "Chief People Officer"}
+INDIVIDUAL = {"sales": "Account Executive", "marketing": "Marketing Specialist", "executive": "Chief of Staff",
+              "engineering": "Software Engineer", "it": "Systems Administrator", "finance": "Financial Analyst",
+              "operations": "Operations Analyst", "hr": "HR Generalist"}
+TIMELINE = ["<3 months", "3-6 months", "6-12 months", ">12 months"]
+
+TYPES = list(EVENT_TYPES)
+T = {name: i for i, name in enumerate(TYPES)}
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    n_leads: int = 20_000
+    seed: int = 42
+    end: str = "2025-12-31"
+    days: int = 730
+    events_per_lead: float = 50.0
+
+    @property
+    def end_ts(self) -> np.datetime64:
+        return np.datetime64(pd.Timestamp(self.end).normalize() + pd.Timedelta(days=1, seconds=-1), "s")
+
+    @property
+    def start_ts(self) -> np.datetime64:
+        return self.end_ts - self.days * DAY
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def make_accounts(spec: SampleSpec) -> pd.DataFrame:
+    rng = np.random.default_rng([spec.seed, 0])
+    n = max(20, spec.n_leads // 4)
+    employees = np.clip(np.round(rng.lognormal(np.log(180), 1.6, n)), 1, 200_000)
+    revenue = np.round(employees * rng.lognormal(np.log(150_000), 0.5, n), -3)
+    return pd.DataFrame({
+        "account_id": [f"A{i:07d}" for i in range(n)],
+        "industry": rng.choice(list(INDUSTRY), n, p=INDUSTRY_P),
+        "employee_count": employees.astype("int64"),
+        "annual_revenue": revenue,
+        "country": rng.choice(COUNTRY, n, p=COUNTRY_P),
+    })
+
+
+def _account_fit(accounts: pd.DataFrame) -> np.ndarray:
+    employees = accounts["employee_count"].to_numpy()
+    size = np.where((employees >= 50) & (employees <= 5000), 0.5, np.where(employees < 10, -0.6, 0.0))
+    return accounts["industry"].map(INDUSTRY).to_numpy() + size
+
+
+def _job_titles(rng: np.random.Generator, seniority: np.ndarray, department: np.ndarray) -> np.ndarray:
+    titles = np.empty(len(seniority), dtype=object)
+    for i, (level, dept) in enumerate(zip(seniority, department, strict=True)):
+        name = TITLE_DEPARTMENT[dept]
+        titles[i] = {
+            "c_level": CHIEF[dept],
+            "vp": f"VP of {name}",
+            "director": f"Director of {name}",
+            "manager": f"{name} Manager",
+            "individual": INDIVIDUAL[dept],
+        }[level]
+    titles[rng.random(len(titles)) < 0.08] = None
+    return titles
+
+
+def _leads_chunk(spec: SampleSpec, chunk: int, first: int, n: int, accounts: pd.DataFrame,
+                 account_fit: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng([spec.seed, 1, chunk])
+    n_accounts = len(accounts)
+    has_account = rng.random(n) < 0.85
+    account_idx = rng.integers(0, n_accounts, n)
+    free_email = np.where(has_account, rng.random(n) < 0.10, rng.random(n) < 0.80)
+    seniority = rng.choice(list(SENIORITY), n, p=SENIORITY_P)
+    department = rng.choice(list(DEPARTMENT), n, p=DEPARTMENT_P)
+    account_country = accounts["country"].to_numpy()[account_idx]
+    country = np.where(has_account & (rng.random(n) < 0.8), account_country, rng.choice(COUNTRY, n, p=COUNTRY_P))
+
+    fit = (
+        pd.Series(seniority).map(SENIORITY).to_numpy()
+        + pd.Series(department).map(DEPARTMENT).to_numpy()
+        + np.where(has_account, account_fit[account_idx], -0.3)
+        + np.where(free_email, -0.7, 0.0)
+        + np.where(np.isin(country, list(GOOD_COUNTRIES)), 0.2, 0.0)
+    )
+    fit_c = (fit - 0.55) / 0.8
+    intent = rng.normal(0, 1, n)
+    trial = rng.random(n) < _sigmoid(-1.0 + 0.8 * intent + 0.3 * fit_c)
+    usage = np.where(trial, rng.normal(0, 1, n) + 0.3 * intent, 0.0)
+    noise = rng.normal(0, 0.6, n)
+    logit = -2.0 + 0.9 * fit_c + 0.8 * intent + 0.8 * np.where(trial, usage, -0.3) + 0.35 * fit_c * intent + noise
+    converts = rng.random(n) < _sigmoid(logit)
+    gets_lost_opp = ~converts & (rng.random(n) < _sigmoid(-1.6 + 0.5 * fit_c + 0.6 * intent))
+
+    created = spec.start_ts + (rng.random(n) * spec.days * 86_400).astype("int64").astype("timedelta64[s]")
+    journey_days = 10 + rng.gamma(2.0, 22.0, n)
+    decided = created + (journey_days * 86_400).astype("int64").astype("timedelta64[s]")
+    trial_at = created + (journey_days * rng.uniform(0.1, 0.6, n) * 86_400).astype("int64").astype("timedelta64[s]")
+
+    lead_ids = np.array([f"L{i:07d}" for i in range(first, first + n)], dtype=object)
+    events = _events_chunk(rng, spec, lead_ids, created, decided, trial_at, trial, usage, intent, fit_c, converts)
+    opportunities = _opportunities_chunk(rng, spec, lead_ids, created, decided, converts, gets_lost_opp,
+                                         accounts["employee_count"].to_numpy()[account_idx], has_account)
+    accepted = opportunities.set_index("lead_id")["created_at"] - pd.to_timedelta(
+        rng.uniform(0, 3, len(opportunities)), unit="D")
+    email_domain = np.where(free_email, "gmail.com", "example-corp.com")
+    leads = pd.DataFrame({
+        "lead_id": lead_ids,
+        "created_at": pd.to_datetime(created).tz_localize("UTC"),
+        "account_id": np.where(has_account, accounts["account_id"].to_numpy()[account_idx], None),
+        "email": [f"{lid.lower()}@{dom}" for lid, dom in zip(lead_ids, email_domain, strict=True)],
+        "phone": np.where(rng.random(n) < 0.55, "+1 555 0100", None),
+        "job_title": _job_titles(rng, seniority, department),
+        "seniority": np.where(rng.random(n) < 0.35, None, seniority),
+        "department": np.where(rng.random(n) < 0.15, None, department),
+        "country": np.where(rng.random(n) < 0.05, None, country),
+        "source": rng.choice(SOURCE, n, p=SOURCE_P),
+        "email_domain_type": np.where(free_email, "free", "business"),
+        "sales_accepted_at": pd.Series(lead_ids).map(accepted.dt.floor("s")).to_numpy(),
+        "bant_budget": np.where(rng.random(n) < 0.3, np.where(rng.random(n) < _sigmoid(0.3 + 0.5 * fit_c),
+                                                              "yes", "no"), None),
+        "bant_authority": np.where(rng.random(n) < 0.3, np.where(np.isin(seniority, ["c_level", "vp", "director"]),
+                                                                 "decision_maker", "influencer"), None),
+        "bant_need": np.where(rng.random(n) < 0.3, np.where(intent > 0.5, "high", np.where(intent > -0.5, "medium",
+                                                                                              "low")), None),
+        "bant_timeline": np.where(rng.random(n) < 0.3, np.array(TIMELINE)[
+            np.clip(np.round(1.5 - intent + rng.normal(0, 0.7, n)), 0, 3).astype(int)], None),
+    })
+    return leads, events, opportunities
+
+
+def _events_chunk(rng, spec, lead_ids, created, decided, trial_at, trial, usage, intent, fit_c, converts):
+    n = len(lead_ids)
+    rate = np.exp(0.55 * intent + 0.15 * fit_c)
+    rate = spec.events_per_lead * rate / np.exp(0.55**2 / 2 + 0.15**2 / 2) * 1.1
+    counts = rng.poisson(rate)
+    lead = np.repeat(np.arange(n), counts)
+    m = len(lead)
+    # Marketing-phase weights per lead, then product weights for trial users.
+    weights = np.zeros((n, len(TYPES)), dtype=np.float32)
+    hi = np.clip(intent, -1.5, 3)
+    weights[:, T["page_view"]] = 30
+    weights[:, T["email_open"]] = 22
+    weights[:, T["email_click"]] = 5 + 1.5 * hi
+    weights[:, T["content_download"]] = 4
+    weights[:, T["form_submit"]] = 2.5
+    weights[:, T["webinar_attended"]] = 1.5 + 0.5 * (fit_c > 0)
+    weights[:, T["pricing_page_view"]] = np.clip(3 + 2.5 * hi, 0.3, None)
+    weights[:, T["demo_request"]] = np.clip(0.5 + 0.6 * hi, 0.02, None)
+    use = np.clip(1 + usage, 0.05, None) * trial
+    weights[:, T["product_login"]] = 14 * use
+    weights[:, T["feature_used"]] = 10 * use
+    weights[:, T["upgrade_page_view"]] = 1.5 * use
+    weights[:, T["support_ticket"]] = 0.8 * trial
+    cum = np.cumsum(weights, axis=1)
+    cum /= cum[:, -1:]
+    u = rng.random(m, dtype=np.float32)
+    etype = (u[:, None] > cum[lead]).sum(axis=1)
+    etype = np.minimum(etype, len(TYPES) - 1)
+
+    # Active phase: converters' activity ramps up towards the decision (recency matters).
+    active = rng.random(m) < 0.78
+    ramp = np.where(converts, 2.8, 1.3)[lead]
+    span = (decided - created).astype("int64")[lead]
+    frac = rng.random(m) ** (1.0 / ramp)
+    product = np.isin(etype, [T["product_login"], T["feature_used"], T["upgrade_page_view"], T["support_ticket"]])
+    start = np.where(product, trial_at[lead], created[lead]).astype("datetime64[s]")
+    span = np.where(product, (decided - trial_at).astype("int64")[lead], span)
+    offset_active = (frac * span).astype("int64")
+    offset_later = (decided - created).astype("int64")[lead] + (rng.random(m) * 180 * 86_400).astype("int64")
+    when = np.where(active, start + offset_active.astype("timedelta64[s]"),
+                    created[lead] + offset_later.astype("timedelta64[s]"))
+    # Trial sign-up happens once, at the trial start.
+    trial_leads = np.flatnonzero(trial)
+    lead = np.concatenate([lead, trial_leads])
+    etype = np.concatenate([etype, np.full(len(trial_leads), T["trial_signup"])])
+    when = np.concatenate([when, trial_at[trial_leads]]).astype("datetime64[s]")
+    value = np.full(len(lead), np.nan)
+    is_feature = etype == T["feature_used"]
+    breadth = np.clip(3 + 4 * usage, 1, 20)[lead[is_feature]]
+    value[is_feature] = np.floor(rng.random(is_feature.sum()) * breadth) + 1
+    keep = when <= spec.end_ts
+    order = np.lexsort((when[keep], lead[keep]))
+    return pd.DataFrame({
+        "lead_id": lead_ids[lead[keep]][order],
+        "occurred_at": pd.to_datetime(when[keep][order]).tz_localize("UTC"),
+        "event_type": np.array(TYPES, dtype=object)[etype[keep]][order],
+        "value": value[keep][order],
+    })
+
+
+def _opportunities_chunk(rng, spec, lead_ids, created, decided, converts, gets_lost_opp, employees, has_account):
+    has_opp = converts | gets_lost_opp
+    idx = np.flatnonzero(has_opp)
+    lead_days = (decided - created).astype("int64")[idx] / 86_400
+    back = np.minimum(rng.uniform(7, 40, len(idx)), np.maximum(lead_days - 1, 0.5))
+    opp_created = decided[idx] - (back * 86_400).astype("int64").astype("timedelta64[s]")
+    closed = decided[idx]
+    exists = opp_created <= spec.end_ts
+    idx, opp_created, closed = idx[exists], opp_created[exists], closed[exists]
+    is_closed = closed <= spec.end_ts
+    status = np.where(is_closed, np.where(converts[idx], "won", "lost"), "open")
+    size = np.where(has_account[idx], employees[idx], 5)
+    amount = np.round(2_000 + 40 * np.sqrt(size) * rng.lognormal(0, 0.4, len(idx)) * 100, -2)
+    closed_at = pd.Series(pd.to_datetime(closed).tz_localize("UTC"))
+    closed_at[~is_closed] = pd.NaT
+    return pd.DataFrame({
+        "opportunity_id": [f"O{lid[1:]}" for lid in lead_ids[idx]],
+        "lead_id": lead_ids[idx],
+        "created_at": pd.to_datetime(opp_created).tz_localize("UTC"),
+        "closed_at": closed_at.to_numpy(),
+        "status": status,
+        "amount": amount,
+    })
+
+
+class _Sink:
+    """Appends chunks to one Parquet or CSV file under a temporary name, renamed into place at the end."""
+
+    def __init__(self, path: Path, fmt: str) -> None:
+        self.path, self.fmt = path, fmt
+        self.tmp = path.with_name(f".{path.name}.tmp")
+        self.writer: pq.ParquetWriter | None = None
+        self.rows = 0
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.fmt == "csv":
+            frame.to_csv(self.tmp, mode="a" if self.rows else "w", header=not self.rows, index=False,
+                          date_format="%Y-%m-%dT%H:%M:%SZ", lineterminator="\n")
+        else:
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if self.writer is None:
+                self.writer = pq.ParquetWriter(self.tmp, table.schema, compression="zstd")
+            self.writer.write_table(table.cast(self.writer.schema))
+        self.rows += len(frame)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.tmp.replace(self.path)
+
+
+def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
+    """One dtype per column across chunks, so that chunks append to one Parquet schema."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column].dtype):
+            out[column] = out[column].astype("string")
+        elif pd.api.types.is_datetime64_any_dtype(out[column].dtype):
+            out[column] = pd.to_datetime(out[column], utc=True).astype("datetime64[ms, UTC]")
+    return out
+
+
+def generate(out_dir: Path, spec: SampleSpec, *, fmt: str = "parquet", progress=None) -> dict[str, int]:
+    """Write accounts, leads, events and opportunities for `spec` into `out_dir`; return row counts."""
+    if fmt not in {"parquet", "csv"}:
+        raise ValueError(f"unknown format {fmt!r}: use 'parquet' or 'csv'")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    accounts = make_accounts(spec)
+    account_fit = _account_fit(accounts)
+    sinks = {name: _Sink(out_dir / f"{name}.{fmt}", fmt) for name in ("accounts", "leads", "events", "opportunities")}
+    try:
+        sinks["accounts"].write(_normalise(accounts))
+        for chunk, first in enumerate(range(0, spec.n_leads, CHUNK_LEADS)):
+            n = min(CHUNK_LEADS, spec.n_leads - first)
+            leads, events, opps = _leads_chunk(spec, chunk, first, n, accounts, account_fit)
+            sinks["leads"].write(_normalise(leads))
+            sinks["events"].write(_normalise(events))
+            sinks["opportunities"].write(_normalise(opps))
+            if progress is not None:
+                progress(n)
+        for sink in sinks.values():
+            sink.close()
+    finally:
+        for sink in sinks.values():
+            if sink.tmp.exists():
+                sink.tmp.unlink()
+    return {name: sink.rows for name, sink in sinks.items()}

@@ -1,0 +1,337 @@
+"""Load the canonical CRM tables and check them against the data contract.
+
+Every problem names its table, column, row and value. Rows with an error are taken out of the clean tables
+and kept, with their reasons, in `rejects`; nothing is dropped silently. Row numbers count data rows from 1
+as they stand in the source (the header line is not a row).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from features.schemas import ID_COLUMNS, NUMERIC_COLUMNS, STATUSES, TABLE_ROLES, TIME_COLUMNS
+from pipelines.config import Settings, TableSource
+from pipelines.io import read_source
+
+log = logging.getLogger(__name__)
+
+ROW = "source_row"
+DEFAULT_STATUS_VALUES = {status: [status] for status in STATUSES}
+
+
+@dataclass(frozen=True)
+class Problem:
+    table: str
+    column: str | None
+    row: int | None
+    value: object
+    rule: str
+    message: str
+    severity: str = "error"
+
+
+@dataclass
+class CrmData:
+    """Clean canonical tables (UTC timestamps), the problems found and the rejected rows."""
+
+    tables: dict[str, pd.DataFrame]
+    as_of: pd.Timestamp
+    problems: list[Problem] = field(default_factory=list)
+    rejects: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "warning"]
+
+
+class _Checker:
+    """Collects problems and row rejections for one table."""
+
+    def __init__(self, table: str, frame: pd.DataFrame) -> None:
+        self.table = table
+        self.frame = frame
+        self.problems: list[Problem] = []
+        self.reasons = pd.Series("", index=frame.index, dtype=object)
+
+    def table_error(self, rule: str, message: str, column: str | None = None) -> None:
+        self.problems.append(Problem(self.table, column, None, None, rule, f"{self.table}: {message}"))
+
+    def flag(
+        self, mask: pd.Series, column: str, rule: str, what: str, *, severity: str = "error", reject: bool = True
+    ) -> None:
+        """Record one problem per row where `mask` holds; `what` may use {value}."""
+        mask = mask.fillna(False).astype(bool)
+        if not mask.any():
+            return
+        rows = self.frame.loc[mask, ROW].to_numpy()
+        values = self.frame.loc[mask, column].to_numpy() if column in self.frame else [None] * len(rows)
+        for row, value in zip(rows, values, strict=True):
+            shown = _show(value)
+            self.problems.append(
+                Problem(
+                    self.table,
+                    column,
+                    int(row),
+                    shown,
+                    rule,
+                    f"{self.table}.{column} row {row}: {what.format(value=shown)}",
+                    severity,
+                )
+            )
+        if reject:
+            reason = f"{column}: {rule}"
+            current = self.reasons[mask]
+            self.reasons[mask] = np.where(current == "", reason, current + "; " + reason)
+
+    def split(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        bad = self.reasons != ""
+        rejected = self.frame.loc[bad].assign(reject_reason=self.reasons[bad])
+        return self.frame.loc[~bad].reset_index(drop=True), rejected.reset_index(drop=True)
+
+
+def _show(value: object) -> object:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return value
+
+
+def _map_columns(raw: pd.DataFrame, source: TableSource, table: str, check: _Checker) -> pd.DataFrame | None:
+    """Rename the user's columns to contract roles; report absent mapped or required columns."""
+    roles = TABLE_ROLES[table]
+    renamed: dict[str, str] = {}
+    ok = True
+    for role, required in roles.items():
+        column = source.columns.get(role, role)
+        if column in raw.columns:
+            renamed[column] = role
+        elif role in source.columns:
+            check.table_error("mapped column absent", f"column '{column}' mapped to role '{role}' is absent", role)
+            ok = False
+        elif required:
+            check.table_error("required column absent", f"required column '{role}' is absent", role)
+            ok = False
+    if not ok:
+        return None
+    frame = raw[list(renamed)].rename(columns=renamed)
+    frame.insert(0, ROW, np.arange(1, len(frame) + 1))
+    return frame
+
+
+def parse_timestamps(values: pd.Series, *, timezone: str = "UTC") -> pd.Series:
+    """Timestamps as tz-aware UTC; values without a zone are read in `timezone`; unparseable become NaT."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+    if pd.api.types.is_datetime64_dtype(values.dtype):
+        parsed = values
+    else:
+        text = values.astype("string").str.strip()
+        try:
+            parsed = pd.to_datetime(text, errors="coerce", format="mixed")
+        except (ValueError, TypeError):  # offsets mixed with naive values
+            parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
+        if parsed.dtype == object:  # several different offsets
+            parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
+    if getattr(parsed.dt, "tz", None) is None:
+        parsed = parsed.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward")
+    return parsed.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+
+
+def _check_table(
+    raw: pd.DataFrame, source: TableSource, table: str, *, timezone: str
+) -> tuple[pd.DataFrame | None, _Checker]:
+    check = _Checker(table, raw)
+    if raw.empty:
+        check.table_error("empty table", "the table has no rows")
+        return None, check
+    frame = _map_columns(raw, source, table, check)
+    if frame is None:
+        return None, check
+    check.frame = frame
+    check.reasons = pd.Series("", index=frame.index, dtype=object)
+
+    for role, required in TABLE_ROLES[table].items():
+        if required and role in frame:
+            check.flag(frame[role].isna(), role, "missing value", "missing value")
+    for role in TIME_COLUMNS[table]:
+        if role in frame:
+            original = frame[role]
+            parsed = parse_timestamps(original, timezone=timezone)
+            check.flag(original.notna() & parsed.isna(), role, "unparseable timestamp", "unparseable timestamp {value!r}")
+            frame[role] = parsed
+    for role in NUMERIC_COLUMNS.get(table, ()):
+        if role in frame:
+            original = frame[role]
+            number = pd.to_numeric(original, errors="coerce")
+            check.flag(original.notna() & number.isna(), role, "not a number", "not a number {value!r}")
+            frame[role] = number.astype("float64")
+    for role in ("lead_id", "account_id", "opportunity_id", "event_type", "status"):
+        if role in frame:
+            frame[role] = frame[role].astype("string").str.strip()
+    id_column = ID_COLUMNS.get(table)
+    if id_column in frame:
+        duplicated = frame[id_column].notna() & frame[id_column].duplicated(keep=False)
+        check.flag(duplicated, id_column, "duplicate id", "duplicate id {value!r}")
+    if table == "opportunities":
+        _check_opportunities(frame, source, check)
+    return frame, check
+
+
+def _check_opportunities(frame: pd.DataFrame, source: TableSource, check: _Checker) -> None:
+    lookup = {
+        str(value).strip().lower(): status
+        for status, values in (source.status_values or DEFAULT_STATUS_VALUES).items()
+        for value in values
+    }
+    status = frame["status"].str.lower().map(lookup)
+    check.flag(
+        frame["status"].notna() & status.isna(),
+        "status",
+        "unknown status",
+        f"unknown status {{value!r}} (expected one of {sorted(lookup)})",
+    )
+    frame["status"] = status.astype("string")
+    if "closed_at" not in frame:
+        frame["closed_at"] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
+    closed = frame["status"].isin(["won", "lost"])
+    check.flag(closed & frame["closed_at"].isna(), "closed_at", "closed without closed_at", "won/lost but no closed_at")
+    check.flag(
+        frame["closed_at"] < frame["created_at"],
+        "closed_at",
+        "closed before created",
+        "closed at {value} before it was created",
+    )
+
+
+def _check_references(
+    frame: pd.DataFrame, check: _Checker, column: str, valid: pd.Index, seen: pd.Index, parent: str,
+    *, severity: str = "error",
+) -> None:
+    present = frame[column].notna()
+    unknown = present & ~frame[column].isin(seen)
+    rejected_parent = present & frame[column].isin(seen) & ~frame[column].isin(valid)
+    reject = severity == "error"
+    check.flag(unknown, column, f"unknown {parent[:-1]}", f"unknown {parent[:-1]} {{value!r}} (not in {parent})",
+               severity=severity, reject=reject)
+    check.flag(rejected_parent, column, f"{parent[:-1]} rejected",
+               f"{parent[:-1]} {{value!r}} was rejected (see {parent} problems)", severity=severity, reject=reject)
+
+
+def _check_as_of(table: str, frame: pd.DataFrame, check: _Checker, as_of: pd.Timestamp) -> None:
+    """Rows not yet known at `as_of` leave the as-of view; an outcome closed after it is still open then."""
+    time_column = {"leads": "created_at", "events": "occurred_at", "opportunities": "created_at"}.get(table)
+    if time_column is None:
+        return
+    check.flag(
+        frame[time_column] > as_of, time_column, "after as_of", f"dated {{value}} after as_of {as_of.isoformat()}",
+        severity="warning",
+    )
+    if table == "opportunities":
+        later = frame["closed_at"] > as_of
+        check.flag(later, "closed_at", "closed after as_of",
+                   f"closed at {{value}} after as_of {as_of.isoformat()}: treated as open", severity="warning",
+                   reject=False)
+        frame.loc[later, "status"] = "open"
+        frame.loc[later, "closed_at"] = pd.NaT
+
+
+def _latest_timestamp(frames: dict[str, pd.DataFrame]) -> pd.Timestamp:
+    latest = [
+        frame[column].max()
+        for table, frame in frames.items()
+        for column in TIME_COLUMNS[table]
+        if column in frame and frame[column].notna().any()
+    ]
+    return max(latest) if latest else pd.Timestamp.now(tz="UTC").floor("s")
+
+
+def load_crm(settings: Settings, *, as_of: pd.Timestamp | None = None) -> CrmData:
+    """Read, normalise and validate every configured table of a CRM-mode project."""
+    assert settings.tables is not None
+    sources = {name: getattr(settings.tables, name) for name in TABLE_ROLES if getattr(settings.tables, name)}
+    frames: dict[str, pd.DataFrame] = {}
+    checkers: dict[str, _Checker] = {}
+    for name, source in sources.items():
+        raw = read_source(source, name=name, base_dir=settings.base_dir)
+        frame, checker = _check_table(raw, source, name, timezone=settings.timezone)
+        checkers[name] = checker
+        if frame is not None:
+            frames[name] = frame
+
+    as_of = as_of if as_of is not None else _as_utc(settings.as_of)
+    explicit_as_of = as_of is not None
+    as_of = as_of if explicit_as_of else _latest_timestamp(frames)
+    if explicit_as_of:
+        for name, frame in frames.items():
+            _check_as_of(name, frame, checkers[name], as_of)
+
+    if "leads" in frames:
+        leads = frames["leads"]
+        seen = pd.Index(leads["lead_id"].dropna().unique())
+        valid = pd.Index(leads.loc[checkers["leads"].reasons == "", "lead_id"])
+        for child in ("events", "opportunities"):
+            if child in frames:
+                _check_references(frames[child], checkers[child], "lead_id", valid, seen, "leads")
+        if "accounts" in frames and "account_id" in leads:
+            accounts = frames["accounts"]
+            account_ids = pd.Index(accounts["account_id"].dropna().unique())
+            valid_accounts = pd.Index(accounts.loc[checkers["accounts"].reasons == "", "account_id"])
+            _check_references(leads, checkers["leads"], "account_id", valid_accounts, account_ids, "accounts",
+                              severity="warning")
+
+    data = CrmData(tables={}, as_of=as_of)
+    for name, checker in checkers.items():
+        data.problems.extend(checker.problems)
+        if name in frames:
+            clean, rejected = checker.split()
+            data.tables[name] = clean.drop(columns=ROW)
+            if len(rejected):
+                data.rejects[name] = rejected
+    return data
+
+
+def _as_utc(value: object) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
+
+
+def summarise(data: CrmData) -> dict[str, object]:
+    """Rows, date ranges, open vs closed leads and the conversion rate among closed ones."""
+    summary: dict[str, object] = {"as_of": data.as_of.isoformat(), "tables": {}}
+    for name, frame in data.tables.items():
+        info: dict[str, object] = {"rows": len(frame), "rejected": len(data.rejects.get(name, []))}
+        for column in TIME_COLUMNS[name]:
+            if column in frame and frame[column].notna().any():
+                info[f"{column}_range"] = [frame[column].min().isoformat(), frame[column].max().isoformat()]
+        summary["tables"][name] = info
+    if "leads" in data.tables and "opportunities" in data.tables:
+        summary.update(lead_outcomes(data.tables["leads"], data.tables["opportunities"]))
+    return summary
+
+
+def lead_outcomes(leads: pd.DataFrame, opportunities: pd.DataFrame) -> dict[str, object]:
+    outcome = opportunities.groupby("lead_id", observed=True)["status"].agg(
+        won=lambda s: (s == "won").any(), lost=lambda s: (s == "lost").any()
+    )
+    outcome = outcome.reindex(leads["lead_id"]).fillna(False)
+    closed = outcome["won"] | outcome["lost"]
+    won = int(outcome["won"].sum())
+    return {
+        "leads_open": int((~closed).sum()),
+        "leads_closed": int(closed.sum()),
+        "leads_won": won,
+        "conversion_rate_closed": round(won / int(closed.sum()), 4) if closed.any() else None,
+    }
