@@ -55,7 +55,11 @@ TIME_COLUMNS = {
     "events": ("occurred_at",),
     "opportunities": ("created_at", "closed_at"),
 }
-NUMERIC_COLUMNS = {"accounts": ("employee_count", "annual_revenue"), "events": ("value",), "opportunities": ("amount",)}
+NUMERIC_COLUMNS = {
+    "accounts": ("employee_count", "annual_revenue"),
+    "events": ("value",),
+    "opportunities": ("amount",),
+}
 STATUSES = ("open", "won", "lost")
 
 # Event type -> plain-language label used in feature descriptions and reason texts.

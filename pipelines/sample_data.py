@@ -41,26 +41,73 @@ DAY = np.timedelta64(86_400, "s")
 
 SENIORITY = {"c_level": 0.9, "vp": 0.7, "director": 0.4, "manager": 0.1, "individual": -0.4}
 SENIORITY_P = [0.05, 0.10, 0.18, 0.27, 0.40]
-INDUSTRY = {"software": 0.6, "fintech": 0.5, "healthcare": 0.2, "manufacturing": 0.0, "retail": -0.2,
-            "media": -0.2, "education": -0.5, "government": -0.6}
+INDUSTRY = {
+    "software": 0.6,
+    "fintech": 0.5,
+    "healthcare": 0.2,
+    "manufacturing": 0.0,
+    "retail": -0.2,
+    "media": -0.2,
+    "education": -0.5,
+    "government": -0.6,
+}
 INDUSTRY_P = [0.22, 0.10, 0.12, 0.14, 0.12, 0.08, 0.12, 0.10]
-DEPARTMENT = {"sales": 0.3, "marketing": 0.3, "executive": 0.3, "engineering": 0.0, "it": 0.0,
-              "finance": 0.0, "operations": 0.0, "hr": -0.3}
+DEPARTMENT = {
+    "sales": 0.3,
+    "marketing": 0.3,
+    "executive": 0.3,
+    "engineering": 0.0,
+    "it": 0.0,
+    "finance": 0.0,
+    "operations": 0.0,
+    "hr": -0.3,
+}
 DEPARTMENT_P = [0.18, 0.20, 0.04, 0.18, 0.14, 0.10, 0.10, 0.06]
 COUNTRY = ["US", "GB", "DE", "CA", "AU", "FR", "NL", "IN", "BR", "ES"]
 COUNTRY_P = [0.38, 0.12, 0.09, 0.06, 0.05, 0.07, 0.04, 0.10, 0.05, 0.04]
 GOOD_COUNTRIES = {"US", "GB", "DE", "CA", "AU"}
-SOURCE = ["organic_search", "paid_search", "referral", "webinar", "event", "content_syndication",
-          "outbound", "partner", "website_direct"]
+SOURCE = [
+    "organic_search",
+    "paid_search",
+    "referral",
+    "webinar",
+    "event",
+    "content_syndication",
+    "outbound",
+    "partner",
+    "website_direct",
+]
 SOURCE_P = [0.22, 0.16, 0.08, 0.08, 0.07, 0.12, 0.12, 0.05, 0.10]
-TITLE_DEPARTMENT = {"sales": "Sales", "marketing": "Marketing", "executive": "Operations",
-                    "engineering": "Engineering", "it": "IT", "finance": "Finance", "operations": "Operations",
-                    "hr": "HR"}
-CHIEF = {"sales": "Chief Revenue Officer", "marketing": "Chief Marketing Officer", "executive": "CEO",
-         "engineering": "CTO", "it": "CIO", "finance": "CFO", "operations": "COO", "hr": "Chief People Officer"}
-INDIVIDUAL = {"sales": "Account Executive", "marketing": "Marketing Specialist", "executive": "Chief of Staff",
-              "engineering": "Software Engineer", "it": "Systems Administrator", "finance": "Financial Analyst",
-              "operations": "Operations Analyst", "hr": "HR Generalist"}
+TITLE_DEPARTMENT = {
+    "sales": "Sales",
+    "marketing": "Marketing",
+    "executive": "Operations",
+    "engineering": "Engineering",
+    "it": "IT",
+    "finance": "Finance",
+    "operations": "Operations",
+    "hr": "HR",
+}
+CHIEF = {
+    "sales": "Chief Revenue Officer",
+    "marketing": "Chief Marketing Officer",
+    "executive": "CEO",
+    "engineering": "CTO",
+    "it": "CIO",
+    "finance": "CFO",
+    "operations": "COO",
+    "hr": "Chief People Officer",
+}
+INDIVIDUAL = {
+    "sales": "Account Executive",
+    "marketing": "Marketing Specialist",
+    "executive": "Chief of Staff",
+    "engineering": "Software Engineer",
+    "it": "Systems Administrator",
+    "finance": "Financial Analyst",
+    "operations": "Operations Analyst",
+    "hr": "HR Generalist",
+}
 TIMELINE = ["<3 months", "3-6 months", "6-12 months", ">12 months"]
 
 TYPES = list(EVENT_TYPES)
@@ -93,13 +140,15 @@ def make_accounts(spec: SampleSpec) -> pd.DataFrame:
     n = max(20, spec.n_leads // 4)
     employees = np.clip(np.round(rng.lognormal(np.log(180), 1.6, n)), 1, 200_000)
     revenue = np.round(employees * rng.lognormal(np.log(150_000), 0.5, n), -3)
-    return pd.DataFrame({
-        "account_id": [f"A{i:07d}" for i in range(n)],
-        "industry": rng.choice(list(INDUSTRY), n, p=INDUSTRY_P),
-        "employee_count": employees.astype("int64"),
-        "annual_revenue": revenue,
-        "country": rng.choice(COUNTRY, n, p=COUNTRY_P),
-    })
+    return pd.DataFrame(
+        {
+            "account_id": [f"A{i:07d}" for i in range(n)],
+            "industry": rng.choice(list(INDUSTRY), n, p=INDUSTRY_P),
+            "employee_count": employees.astype("int64"),
+            "annual_revenue": revenue,
+            "country": rng.choice(COUNTRY, n, p=COUNTRY_P),
+        }
+    )
 
 
 def _account_fit(accounts: pd.DataFrame) -> np.ndarray:
@@ -123,8 +172,9 @@ def _job_titles(rng: np.random.Generator, seniority: np.ndarray, department: np.
     return titles
 
 
-def _leads_chunk(spec: SampleSpec, chunk: int, first: int, n: int, accounts: pd.DataFrame,
-                 account_fit: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def _leads_chunk(
+    spec: SampleSpec, chunk: int, first: int, n: int, accounts: pd.DataFrame, account_fit: np.ndarray
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng([spec.seed, 1, chunk])
     n_accounts = len(accounts)
     has_account = rng.random(n) < 0.85
@@ -158,33 +208,55 @@ def _leads_chunk(spec: SampleSpec, chunk: int, first: int, n: int, accounts: pd.
 
     lead_ids = np.array([f"L{i:07d}" for i in range(first, first + n)], dtype=object)
     events = _events_chunk(rng, spec, lead_ids, created, decided, trial_at, trial, usage, intent, fit_c, converts)
-    opportunities = _opportunities_chunk(rng, spec, lead_ids, created, decided, converts, gets_lost_opp,
-                                         accounts["employee_count"].to_numpy()[account_idx], has_account)
+    opportunities = _opportunities_chunk(
+        rng,
+        spec,
+        lead_ids,
+        created,
+        decided,
+        converts,
+        gets_lost_opp,
+        accounts["employee_count"].to_numpy()[account_idx],
+        has_account,
+    )
     accepted = opportunities.set_index("lead_id")["created_at"] - pd.to_timedelta(
-        rng.uniform(0, 3, len(opportunities)), unit="D")
+        rng.uniform(0, 3, len(opportunities)), unit="D"
+    )
     email_domain = np.where(free_email, "gmail.com", "example-corp.com")
-    leads = pd.DataFrame({
-        "lead_id": lead_ids,
-        "created_at": pd.to_datetime(created).tz_localize("UTC"),
-        "account_id": np.where(has_account, accounts["account_id"].to_numpy()[account_idx], None),
-        "email": [f"{lid.lower()}@{dom}" for lid, dom in zip(lead_ids, email_domain, strict=True)],
-        "phone": np.where(rng.random(n) < 0.55, "+1 555 0100", None),
-        "job_title": _job_titles(rng, seniority, department),
-        "seniority": np.where(rng.random(n) < 0.35, None, seniority),
-        "department": np.where(rng.random(n) < 0.15, None, department),
-        "country": np.where(rng.random(n) < 0.05, None, country),
-        "source": rng.choice(SOURCE, n, p=SOURCE_P),
-        "email_domain_type": np.where(free_email, "free", "business"),
-        "sales_accepted_at": pd.Series(lead_ids).map(accepted.dt.floor("s")).to_numpy(),
-        "bant_budget": np.where(rng.random(n) < 0.3, np.where(rng.random(n) < _sigmoid(0.3 + 0.5 * fit_c),
-                                                              "yes", "no"), None),
-        "bant_authority": np.where(rng.random(n) < 0.3, np.where(np.isin(seniority, ["c_level", "vp", "director"]),
-                                                                 "decision_maker", "influencer"), None),
-        "bant_need": np.where(rng.random(n) < 0.3, np.where(intent > 0.5, "high", np.where(intent > -0.5, "medium",
-                                                                                              "low")), None),
-        "bant_timeline": np.where(rng.random(n) < 0.3, np.array(TIMELINE)[
-            np.clip(np.round(1.5 - intent + rng.normal(0, 0.7, n)), 0, 3).astype(int)], None),
-    })
+    leads = pd.DataFrame(
+        {
+            "lead_id": lead_ids,
+            "created_at": pd.to_datetime(created).tz_localize("UTC"),
+            "account_id": np.where(has_account, accounts["account_id"].to_numpy()[account_idx], None),
+            "email": [f"{lid.lower()}@{dom}" for lid, dom in zip(lead_ids, email_domain, strict=True)],
+            "phone": np.where(rng.random(n) < 0.55, "+1 555 0100", None),
+            "job_title": _job_titles(rng, seniority, department),
+            "seniority": np.where(rng.random(n) < 0.35, None, seniority),
+            "department": np.where(rng.random(n) < 0.15, None, department),
+            "country": np.where(rng.random(n) < 0.05, None, country),
+            "source": rng.choice(SOURCE, n, p=SOURCE_P),
+            "email_domain_type": np.where(free_email, "free", "business"),
+            "sales_accepted_at": pd.Series(lead_ids).map(accepted.dt.floor("s")).to_numpy(),
+            "bant_budget": np.where(
+                rng.random(n) < 0.3, np.where(rng.random(n) < _sigmoid(0.3 + 0.5 * fit_c), "yes", "no"), None
+            ),
+            "bant_authority": np.where(
+                rng.random(n) < 0.3,
+                np.where(np.isin(seniority, ["c_level", "vp", "director"]), "decision_maker", "influencer"),
+                None,
+            ),
+            "bant_need": np.where(
+                rng.random(n) < 0.3,
+                np.where(intent > 0.5, "high", np.where(intent > -0.5, "medium", "low")),
+                None,
+            ),
+            "bant_timeline": np.where(
+                rng.random(n) < 0.3,
+                np.array(TIMELINE)[np.clip(np.round(1.5 - intent + rng.normal(0, 0.7, n)), 0, 3).astype(int)],
+                None,
+            ),
+        }
+    )
     return leads, events, opportunities
 
 
@@ -227,8 +299,11 @@ def _events_chunk(rng, spec, lead_ids, created, decided, trial_at, trial, usage,
     span = np.where(product, (decided - trial_at).astype("int64")[lead], span)
     offset_active = (frac * span).astype("int64")
     offset_later = (decided - created).astype("int64")[lead] + (rng.random(m) * 180 * 86_400).astype("int64")
-    when = np.where(active, start + offset_active.astype("timedelta64[s]"),
-                    created[lead] + offset_later.astype("timedelta64[s]"))
+    when = np.where(
+        active,
+        start + offset_active.astype("timedelta64[s]"),
+        created[lead] + offset_later.astype("timedelta64[s]"),
+    )
     # Trial sign-up happens once, at the trial start.
     trial_leads = np.flatnonzero(trial)
     lead = np.concatenate([lead, trial_leads])
@@ -240,12 +315,14 @@ def _events_chunk(rng, spec, lead_ids, created, decided, trial_at, trial, usage,
     value[is_feature] = np.floor(rng.random(is_feature.sum()) * breadth) + 1
     keep = when <= spec.end_ts
     order = np.lexsort((when[keep], lead[keep]))
-    return pd.DataFrame({
-        "lead_id": lead_ids[lead[keep]][order],
-        "occurred_at": pd.to_datetime(when[keep][order]).tz_localize("UTC"),
-        "event_type": np.array(TYPES, dtype=object)[etype[keep]][order],
-        "value": value[keep][order],
-    })
+    return pd.DataFrame(
+        {
+            "lead_id": lead_ids[lead[keep]][order],
+            "occurred_at": pd.to_datetime(when[keep][order]).tz_localize("UTC"),
+            "event_type": np.array(TYPES, dtype=object)[etype[keep]][order],
+            "value": value[keep][order],
+        }
+    )
 
 
 def _opportunities_chunk(rng, spec, lead_ids, created, decided, converts, gets_lost_opp, employees, has_account):
@@ -263,14 +340,16 @@ def _opportunities_chunk(rng, spec, lead_ids, created, decided, converts, gets_l
     amount = np.round(2_000 + 40 * np.sqrt(size) * rng.lognormal(0, 0.4, len(idx)) * 100, -2)
     closed_at = pd.Series(pd.to_datetime(closed).tz_localize("UTC"))
     closed_at[~is_closed] = pd.NaT
-    return pd.DataFrame({
-        "opportunity_id": [f"O{lid[1:]}" for lid in lead_ids[idx]],
-        "lead_id": lead_ids[idx],
-        "created_at": pd.to_datetime(opp_created).tz_localize("UTC"),
-        "closed_at": closed_at.to_numpy(),
-        "status": status,
-        "amount": amount,
-    })
+    return pd.DataFrame(
+        {
+            "opportunity_id": [f"O{lid[1:]}" for lid in lead_ids[idx]],
+            "lead_id": lead_ids[idx],
+            "created_at": pd.to_datetime(opp_created).tz_localize("UTC"),
+            "closed_at": closed_at.to_numpy(),
+            "status": status,
+            "amount": amount,
+        }
+    )
 
 
 class _Sink:
@@ -284,8 +363,14 @@ class _Sink:
 
     def write(self, frame: pd.DataFrame) -> None:
         if self.fmt == "csv":
-            frame.to_csv(self.tmp, mode="a" if self.rows else "w", header=not self.rows, index=False,
-                          date_format="%Y-%m-%dT%H:%M:%SZ", lineterminator="\n")
+            frame.to_csv(
+                self.tmp,
+                mode="a" if self.rows else "w",
+                header=not self.rows,
+                index=False,
+                date_format="%Y-%m-%dT%H:%M:%SZ",
+                lineterminator="\n",
+            )
         else:
             table = pa.Table.from_pandas(frame, preserve_index=False)
             if self.writer is None:

@@ -65,7 +65,14 @@ class _Checker:
         self.problems.append(Problem(self.table, column, None, None, rule, f"{self.table}: {message}"))
 
     def flag(
-        self, mask: pd.Series, column: str, rule: str, what: str, *, severity: str = "error", reject: bool = True
+        self,
+        mask: pd.Series,
+        column: str,
+        rule: str,
+        what: str,
+        *,
+        severity: str = "error",
+        reject: bool = True,
     ) -> None:
         """Record one problem per row where `mask` holds; `what` may use {value}."""
         mask = mask.fillna(False).astype(bool)
@@ -134,18 +141,19 @@ def parse_timestamps(values: pd.Series, *, timezone: str = "UTC") -> pd.Series:
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return values.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
     if pd.api.types.is_datetime64_dtype(values.dtype):
-        parsed = values
+        naive = values
+        zoned = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
     else:
         text = values.astype("string").str.strip()
-        try:
-            parsed = pd.to_datetime(text, errors="coerce", format="mixed")
-        except (ValueError, TypeError):  # offsets mixed with naive values
-            parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
-        if parsed.dtype == object:  # several different offsets
-            parsed = pd.to_datetime(text, errors="coerce", format="mixed", utc=True)
-    if getattr(parsed.dt, "tz", None) is None:
-        parsed = parsed.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward")
-    return parsed.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+        has_zone = text.str.contains(_ZONE_SUFFIX, regex=True).fillna(False).astype(bool)
+        zoned = pd.to_datetime(text.where(has_zone), errors="coerce", format="mixed", utc=True)
+        naive = pd.to_datetime(text.where(~has_zone), errors="coerce", format="mixed")
+    localized = naive.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward").dt.tz_convert("UTC")
+    return zoned.astype("datetime64[ns, UTC]").fillna(localized.astype("datetime64[ns, UTC]"))
+
+
+# An explicit zone at the end of an ISO timestamp: Z, +02:00, -0500.
+_ZONE_SUFFIX = r"(?:Z|[+-]\d{2}:?\d{2})$"
 
 
 def _check_table(
@@ -168,7 +176,12 @@ def _check_table(
         if role in frame:
             original = frame[role]
             parsed = parse_timestamps(original, timezone=timezone)
-            check.flag(original.notna() & parsed.isna(), role, "unparseable timestamp", "unparseable timestamp {value!r}")
+            check.flag(
+                original.notna() & parsed.isna(),
+                role,
+                "unparseable timestamp",
+                "unparseable timestamp {value!r}",
+            )
             frame[role] = parsed
     for role in NUMERIC_COLUMNS.get(table, ()):
         if role in frame:
@@ -205,7 +218,12 @@ def _check_opportunities(frame: pd.DataFrame, source: TableSource, check: _Check
     if "closed_at" not in frame:
         frame["closed_at"] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
     closed = frame["status"].isin(["won", "lost"])
-    check.flag(closed & frame["closed_at"].isna(), "closed_at", "closed without closed_at", "won/lost but no closed_at")
+    check.flag(
+        closed & frame["closed_at"].isna(),
+        "closed_at",
+        "closed without closed_at",
+        "won/lost but no closed_at",
+    )
     check.flag(
         frame["closed_at"] < frame["created_at"],
         "closed_at",
@@ -215,17 +233,35 @@ def _check_opportunities(frame: pd.DataFrame, source: TableSource, check: _Check
 
 
 def _check_references(
-    frame: pd.DataFrame, check: _Checker, column: str, valid: pd.Index, seen: pd.Index, parent: str,
-    *, severity: str = "error",
+    frame: pd.DataFrame,
+    check: _Checker,
+    column: str,
+    valid: pd.Index,
+    seen: pd.Index,
+    parent: str,
+    *,
+    severity: str = "error",
 ) -> None:
     present = frame[column].notna()
     unknown = present & ~frame[column].isin(seen)
     rejected_parent = present & frame[column].isin(seen) & ~frame[column].isin(valid)
     reject = severity == "error"
-    check.flag(unknown, column, f"unknown {parent[:-1]}", f"unknown {parent[:-1]} {{value!r}} (not in {parent})",
-               severity=severity, reject=reject)
-    check.flag(rejected_parent, column, f"{parent[:-1]} rejected",
-               f"{parent[:-1]} {{value!r}} was rejected (see {parent} problems)", severity=severity, reject=reject)
+    check.flag(
+        unknown,
+        column,
+        f"unknown {parent[:-1]}",
+        f"unknown {parent[:-1]} {{value!r}} (not in {parent})",
+        severity=severity,
+        reject=reject,
+    )
+    check.flag(
+        rejected_parent,
+        column,
+        f"{parent[:-1]} rejected",
+        f"{parent[:-1]} {{value!r}} was rejected (see {parent} problems)",
+        severity=severity,
+        reject=reject,
+    )
 
 
 def _check_as_of(table: str, frame: pd.DataFrame, check: _Checker, as_of: pd.Timestamp) -> None:
@@ -234,14 +270,22 @@ def _check_as_of(table: str, frame: pd.DataFrame, check: _Checker, as_of: pd.Tim
     if time_column is None:
         return
     check.flag(
-        frame[time_column] > as_of, time_column, "after as_of", f"dated {{value}} after as_of {as_of.isoformat()}",
+        frame[time_column] > as_of,
+        time_column,
+        "after as_of",
+        f"dated {{value}} after as_of {as_of.isoformat()}",
         severity="warning",
     )
     if table == "opportunities":
         later = frame["closed_at"] > as_of
-        check.flag(later, "closed_at", "closed after as_of",
-                   f"closed at {{value}} after as_of {as_of.isoformat()}: treated as open", severity="warning",
-                   reject=False)
+        check.flag(
+            later,
+            "closed_at",
+            "closed after as_of",
+            f"closed at {{value}} after as_of {as_of.isoformat()}: treated as open",
+            severity="warning",
+            reject=False,
+        )
         frame.loc[later, "status"] = "open"
         frame.loc[later, "closed_at"] = pd.NaT
 
@@ -287,8 +331,15 @@ def load_crm(settings: Settings, *, as_of: pd.Timestamp | None = None) -> CrmDat
             accounts = frames["accounts"]
             account_ids = pd.Index(accounts["account_id"].dropna().unique())
             valid_accounts = pd.Index(accounts.loc[checkers["accounts"].reasons == "", "account_id"])
-            _check_references(leads, checkers["leads"], "account_id", valid_accounts, account_ids, "accounts",
-                              severity="warning")
+            _check_references(
+                leads,
+                checkers["leads"],
+                "account_id",
+                valid_accounts,
+                account_ids,
+                "accounts",
+                severity="warning",
+            )
 
     data = CrmData(tables={}, as_of=as_of)
     for name, checker in checkers.items():
@@ -323,15 +374,14 @@ def summarise(data: CrmData) -> dict[str, object]:
 
 
 def lead_outcomes(leads: pd.DataFrame, opportunities: pd.DataFrame) -> dict[str, object]:
-    outcome = opportunities.groupby("lead_id", observed=True)["status"].agg(
-        won=lambda s: (s == "won").any(), lost=lambda s: (s == "lost").any()
-    )
-    outcome = outcome.reindex(leads["lead_id"]).fillna(False)
-    closed = outcome["won"] | outcome["lost"]
-    won = int(outcome["won"].sum())
+    """A lead is closed once one of its opportunities closed won or lost, and converted if one was won."""
+    status = opportunities["status"]
+    won = leads["lead_id"].isin(opportunities.loc[status == "won", "lead_id"])
+    closed = won | leads["lead_id"].isin(opportunities.loc[status == "lost", "lead_id"])
+    n_closed, n_won = int(closed.sum()), int(won.sum())
     return {
-        "leads_open": int((~closed).sum()),
-        "leads_closed": int(closed.sum()),
-        "leads_won": won,
-        "conversion_rate_closed": round(won / int(closed.sum()), 4) if closed.any() else None,
+        "leads_open": len(leads) - n_closed,
+        "leads_closed": n_closed,
+        "leads_won": n_won,
+        "conversion_rate_closed": round(n_won / n_closed, 4) if n_closed else None,
     }

@@ -1,0 +1,37 @@
+"""Shared fixtures: a small sample CRM generated once per session, and the real datasets when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = REPO.parent / "shared" / "datasets"
+
+
+def dataset(relative: str) -> Path:
+    """Path of a real dataset under ../shared/datasets, or skip the test with the reason."""
+    path = DATASETS / relative
+    if not path.exists():
+        pytest.skip(f"real dataset not available: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_project(tmp_path_factory) -> Path:
+    """A project folder with the default config and 3,000 generated leads; returns the config path."""
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    folder = tmp_path_factory.mktemp("project")
+    runner = CliRunner()
+    assert runner.invoke(app, ["init", str(folder)]).exit_code == 0
+    result = runner.invoke(app, ["sample-data", "--out", str(folder / "data"), "--leads", "3000", "--seed", "7"])
+    assert result.exit_code == 0, result.output
+    return folder / "leadscore.toml"

@@ -1,0 +1,47 @@
+import pytest
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+
+runner = CliRunner()
+VERBS = ["init", "sample-data", "validate", "build-training-set"]
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_every_verb_has_help(verb):
+    result = runner.invoke(app, [verb, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_init_then_sample_data_then_validate_works_as_is(sample_project):
+    result = runner.invoke(app, ["validate", "--config", str(sample_project)])
+    assert result.exit_code == 0, result.output
+    assert "0 error(s)" in result.output
+    assert "conversion among closed" in result.output
+
+
+def test_init_refuses_to_overwrite(tmp_path):
+    assert runner.invoke(app, ["init", str(tmp_path)]).exit_code == 0
+    again = runner.invoke(app, ["init", str(tmp_path)])
+    assert again.exit_code != 0 and "exists" in again.output
+
+
+def test_validate_fails_with_rejects_file_on_bad_rows(tmp_path):
+    (tmp_path / "leads.csv").write_text("lead_id,created_at\nL1,2025-01-01\nL1,2025-01-02\n")
+    (tmp_path / "opps.csv").write_text("opportunity_id,lead_id,created_at,status\nO1,L1,2025-01-03,open\n")
+    config = tmp_path / "leadscore.toml"
+    config.write_text('[tables.leads]\npath = "leads.csv"\n[tables.opportunities]\npath = "opps.csv"\n')
+    result = runner.invoke(app, ["validate", "--config", str(config)])
+    assert result.exit_code == 1
+    assert "leads.lead_id row 2: duplicate id 'L1'" in result.output
+    rejects = (tmp_path / "output" / "rejects" / "leads.csv").read_text().splitlines()
+    assert len(rejects) == 3 and rejects[0].endswith("reject_reason")
+
+
+def test_bad_config_is_a_clear_error(tmp_path):
+    config = tmp_path / "leadscore.toml"
+    config.write_text("[spine]\nhorizon = 3\n")
+    result = runner.invoke(app, ["validate", "--config", str(config)])
+    assert result.exit_code == 2
+    assert "spine.horizon: unknown key" in result.output

@@ -1,0 +1,171 @@
+"""Each contract rule on a tiny hand-made table, with the exact message."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipelines.config import load_settings
+from pipelines.validation import load_crm, summarise
+
+LEADS = "lead_id,created_at,account_id\nL1,2025-01-01,A1\nL2,2025-01-02T10:00:00Z,A1\nL3,2025-01-03,\n"
+ACCOUNTS = "account_id,industry,employee_count\nA1,software,120\n"
+EVENTS = "lead_id,occurred_at,event_type\nL1,2025-01-05,page_view\nL2,2025-01-06,pricing_page_view\n"
+OPPS = (
+    "opportunity_id,lead_id,created_at,closed_at,status,amount\n"
+    "O1,L1,2025-02-01,2025-03-01,won,1000\nO2,L2,2025-02-01,2025-02-20,lost,500\nO3,L3,2025-02-01,,open,\n"
+)
+
+
+def project(tmp_path: Path, *, leads=LEADS, accounts=ACCOUNTS, events=EVENTS, opps=OPPS, extra: str = "") -> Path:
+    for name, text in {"leads": leads, "accounts": accounts, "events": events, "opportunities": opps}.items():
+        (tmp_path / f"{name}.csv").write_text(text)
+    tables = "".join(f'[tables.{n}]\npath = "{n}.csv"\n' for n in ("leads", "accounts", "events", "opportunities"))
+    config = tmp_path / "leadscore.toml"
+    config.write_text(extra + tables)
+    return config
+
+
+def messages(config: Path, **kwargs) -> list[str]:
+    return [p.message for p in load_crm(load_settings(config), **kwargs).problems]
+
+
+def test_clean_tables_load_with_utc_timestamps(tmp_path):
+    data = load_crm(load_settings(project(tmp_path)))
+    assert data.problems == []
+    leads = data.tables["leads"]
+    assert str(leads["created_at"].dtype) == "datetime64[ns, UTC]"
+    assert leads["created_at"].iloc[1] == pd.Timestamp("2025-01-02 10:00", tz="UTC")
+    assert data.as_of == pd.Timestamp("2025-03-01", tz="UTC")
+    summary = summarise(data)
+    assert summary["leads_closed"] == 2 and summary["leads_won"] == 1 and summary["conversion_rate_closed"] == 0.5
+    assert summary["leads_open"] == 1
+
+
+def test_naive_timestamps_are_read_in_the_configured_zone(tmp_path):
+    data = load_crm(load_settings(project(tmp_path, extra='timezone = "America/New_York"\n')))
+    assert data.tables["leads"]["created_at"].iloc[0] == pd.Timestamp("2025-01-01 05:00", tz="UTC")
+    # an explicit offset wins over the configured zone
+    assert data.tables["leads"]["created_at"].iloc[1] == pd.Timestamp("2025-01-02 10:00", tz="UTC")
+
+
+@pytest.mark.parametrize(
+    ("table", "text", "expected"),
+    [
+        ("leads", LEADS + ",2025-01-04,\n", "leads.lead_id row 4: missing value"),
+        ("leads", LEADS + "L1,2025-01-04,\n", "leads.lead_id row 1: duplicate id 'L1'"),
+        (
+            "leads",
+            LEADS + "L4,yesterday-ish,\n",
+            "leads.created_at row 4: unparseable timestamp 'yesterday-ish'",
+        ),
+        (
+            "events",
+            EVENTS + "L9,2025-01-07,page_view\n",
+            "events.lead_id row 3: unknown lead 'L9' (not in leads)",
+        ),
+        ("events", EVENTS + "L1,2025-01-07,\n", "events.event_type row 3: missing value"),
+        (
+            "opps",
+            OPPS + "O4,L1,2025-02-01,2025-01-15,lost,1\n",
+            "opportunities.closed_at row 4: closed at 2025-01-15T00:00:00+00:00 before it was created",
+        ),
+        (
+            "opps",
+            OPPS + "O4,L1,2025-02-01,,won,1\n",
+            "opportunities.closed_at row 4: won/lost but no closed_at",
+        ),
+        (
+            "opps",
+            OPPS + "O4,L1,2025-02-01,2025-02-02,pending,1\n",
+            "opportunities.status row 4: unknown status 'pending' (expected one of ['lost', 'open', 'won'])",
+        ),
+        (
+            "opps",
+            OPPS + "O4,L7,2025-02-01,,open,1\n",
+            "opportunities.lead_id row 4: unknown lead 'L7' (not in leads)",
+        ),
+        ("accounts", ACCOUNTS + "A2,retail,many\n", "accounts.employee_count row 2: not a number 'many'"),
+    ],
+)
+def test_each_rule_names_table_column_row_and_value(tmp_path, table, text, expected):
+    key = {"opps": "opps"}.get(table, table)
+    config = project(tmp_path, **{key: text})
+    assert expected in messages(config)
+
+
+def test_rejected_rows_are_kept_with_reasons_and_children_follow(tmp_path):
+    config = project(tmp_path, leads=LEADS + "L2,2025-01-09,\n")
+    data = load_crm(load_settings(config))
+    rejected = data.rejects["leads"]
+    assert list(rejected["source_row"]) == [2, 4]
+    assert set(rejected["reject_reason"]) == {"lead_id: duplicate id"}
+    assert "events.lead_id row 2: lead 'L2' was rejected (see leads problems)" in [p.message for p in data.problems]
+    assert list(data.tables["events"]["lead_id"]) == ["L1"]
+    # every input row is either clean or rejected
+    assert len(data.tables["leads"]) + len(rejected) == 4
+
+
+def test_unknown_account_is_a_warning_and_keeps_the_lead(tmp_path):
+    config = project(tmp_path, leads=LEADS + "L4,2025-01-04,A9\n")
+    data = load_crm(load_settings(config))
+    assert [p.message for p in data.warnings] == ["leads.account_id row 4: unknown account 'A9' (not in accounts)"]
+    assert "L4" in set(data.tables["leads"]["lead_id"])
+
+
+def test_rows_after_as_of_leave_the_view_and_late_outcomes_stay_open(tmp_path):
+    data = load_crm(load_settings(project(tmp_path)), as_of=pd.Timestamp("2025-02-25", tz="UTC"))
+    msgs = [p.message for p in data.warnings]
+    assert (
+        "opportunities.closed_at row 1: closed at 2025-03-01T00:00:00+00:00 after as_of "
+        "2025-02-25T00:00:00+00:00: treated as open"
+    ) in msgs
+    opps = data.tables["opportunities"].set_index("opportunity_id")
+    assert opps.loc["O1", "status"] == "open" and pd.isna(opps.loc["O1", "closed_at"])
+    assert opps.loc["O2", "status"] == "lost"
+    assert data.errors == []
+
+
+def test_absent_mapped_column_and_empty_table(tmp_path):
+    config = project(tmp_path, events="lead_id,occurred_at,event_type\n")
+    text = config.read_text().replace('path = "leads.csv"', 'path = "leads.csv"\ncolumns = {account_id = "Company"}')
+    config.write_text(text)
+    msgs = messages(config)
+    assert "leads: column 'Company' mapped to role 'account_id' is absent" in msgs
+    assert "events: the table has no rows" in msgs
+
+
+def test_column_mapping_and_status_values(tmp_path):
+    leads = "Id,Created\nL1,2025-01-01\n"
+    opps = "opportunity_id,lead_id,created_at,closed_at,status\nO1,L1,2025-01-05,2025-01-09,Closed Won\n"
+    config = project(tmp_path, leads=leads, opps=opps, events=EVENTS.splitlines()[0] + "\nL1,2025-01-02,x\n")
+    text = config.read_text()
+    text = text.replace('path = "leads.csv"', 'path = "leads.csv"\ncolumns = {lead_id = "Id", created_at = "Created"}')
+    text = text.replace(
+        'path = "opportunities.csv"',
+        'path = "opportunities.csv"\nstatus_values = {won = ["closed won"], lost = ["closed lost"]}',
+    )
+    config.write_text(text)
+    data = load_crm(load_settings(config))
+    assert data.errors == []
+    assert data.tables["opportunities"]["status"].tolist() == ["won"]
+
+
+def test_sql_tables_through_sqlalchemy(tmp_path):
+    import sqlalchemy
+
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    engine = sqlalchemy.create_engine(url)
+    import io
+
+    for name, text in {"leads": LEADS, "opportunities": OPPS}.items():
+        pd.read_csv(io.StringIO(text)).to_sql(name, engine, index=False)
+    engine.dispose()
+    config = tmp_path / "leadscore.toml"
+    config.write_text(
+        f'[tables.leads]\nsql_url = "{url}"\nsql_table = "leads"\n'
+        f'[tables.opportunities]\nsql_url = "{url}"\nsql_table = "opportunities"\n'
+    )
+    data = load_crm(load_settings(config))
+    assert data.errors == []
+    assert len(data.tables["opportunities"]) == 3
