@@ -104,5 +104,36 @@ def validate(config: ConfigOption, as_of: AsOfOption = None) -> None:
     raise typer.Exit(code)
 
 
+@app.command("build-training-set")
+def build_training_set(
+    config: ConfigOption,
+    out: Annotated[Path | None, typer.Option("--out", help="Parquet file to write.")] = None,
+    as_of: AsOfOption = None,
+) -> None:
+    """Build the point-in-time training set from closed outcomes, with a manifest beside it."""
+    from pipelines.training_set import build_training_set as build
+    from pipelines.training_set import write_training_set
+    from pipelines.validation import load_crm
+
+    settings = _settings(config)
+    data = None
+    if settings.mode == "crm":
+        data = load_crm(settings, as_of=_as_of(as_of))
+        if data.errors:
+            raise _fail(f"{len(data.errors)} validation error(s); run `leadscore validate` for the list", 1)
+    training = build(settings, data=data)
+    path, manifest = write_training_set(training, out or settings.output_dir / "training_set.parquet")
+    m = training.manifest
+    typer.echo(
+        f"training set: {m['rows']:,} rows, {m['positives']:,} positives ({m['positive_rate']:.1%}), "
+        f"{len(m['features'])} features -> {path}"
+    )
+    if "spine" in m:
+        typer.echo(f"censored (horizon past the data end, never labelled 0): {m['spine']['censored']:,}")
+    if m.get("excluded_leaking_columns"):
+        typer.echo(f"excluded as leaking: {', '.join(m['excluded_leaking_columns'])}")
+    typer.echo(f"manifest -> {manifest}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

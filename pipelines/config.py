@@ -106,6 +106,7 @@ class FeatureSettings(_Section):
     event_weights: dict[str, float] = Field(default_factory=dict, description="decayed-engagement weights")
     high_intent_events: list[str] = Field(default_factory=lambda: ["pricing_page_view", "demo_request"])
     free_email_domains: list[str] = Field(default_factory=list, description="added to the built-in list")
+    sets: dict[str, list[str]] = Field(default_factory=dict, description="named feature lists of your own")
 
 
 class OutputSettings(_Section):

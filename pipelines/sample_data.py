@@ -291,7 +291,7 @@ def _events_chunk(rng, spec, lead_ids, created, decided, trial_at, trial, usage,
 
     # Active phase: converters' activity ramps up towards the decision (recency matters).
     active = rng.random(m) < 0.78
-    ramp = np.where(converts, 2.8, 1.3)[lead]
+    ramp = np.where(converts, 2.0, 1.2)[lead]
     span = (decided - created).astype("int64")[lead]
     frac = rng.random(m) ** (1.0 / ramp)
     product = np.isin(etype, [T["product_login"], T["feature_used"], T["upgrade_page_view"], T["support_ticket"]])

@@ -1,0 +1,83 @@
+"""Behavioral features: web, e-mail, content and event activity strictly before the cutoff."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import pandas as pd
+
+from features.context import DEFAULT_EVENT_WEIGHTS, FeatureContext
+from features.registry import FeatureSpec, feature, register
+from features.schemas import EVENT_TYPES, MARKETING_EVENTS
+
+WINDOWS_DAYS = (7, 30, 90)
+
+
+def events_count(ctx: FeatureContext, *, event_type: str, window_days: int) -> pd.Series:
+    """Events of one type in the last `window_days` days before the cutoff."""
+    code = ctx.event_window.code(event_type)
+    name = f"events_{event_type}_count_{window_days}d"
+    if code < 0:
+        return pd.Series(np.zeros(ctx.n), name=name)
+    return pd.Series(ctx.event_counts(window_days)[:, code].astype("float64"), name=name)
+
+
+for _type in MARKETING_EVENTS:
+    for _window in WINDOWS_DAYS:
+        register(
+            FeatureSpec(
+                name=f"events_{_type}_count_{_window}d",
+                group="behavioral",
+                description=f"{EVENT_TYPES[_type]} in the last {_window} days",
+                kind="numeric",
+                unit="",
+                build=partial(events_count, event_type=_type, window_days=_window),
+            )
+        )
+
+
+@feature("behavioral", unit="events")
+def events_count_30d(ctx: FeatureContext) -> pd.Series:
+    """All marketing and product events in the last 30 days."""
+    return pd.Series(ctx.event_counts(30).sum(axis=1).astype("float64"), name="events_count_30d")
+
+
+@feature("behavioral", unit="days")
+def events_days_since_last(ctx: FeatureContext) -> pd.Series:
+    """Days since the lead's last recorded activity."""
+    return pd.Series(ctx.last_event_age(), name="events_days_since_last")
+
+
+@feature("behavioral", unit="days")
+def events_days_since_last_high_intent(ctx: FeatureContext) -> pd.Series:
+    """Days since the lead's last high-intent action (pricing-page view or demo request)."""
+    return pd.Series(
+        ctx.last_event_age(tuple(ctx.params.high_intent_events)), name="events_days_since_last_high_intent"
+    )
+
+
+@feature("behavioral", unit="days")
+def events_active_days_30d(ctx: FeatureContext) -> pd.Series:
+    """Distinct days with any activity in the last 30 days."""
+    return pd.Series(ctx.distinct_days(30).astype("float64"), name="events_active_days_30d")
+
+
+@feature("behavioral", unit="x")
+def events_trend_7d_vs_21d(ctx: FeatureContext) -> pd.Series:
+    """Activity in the last 7 days relative to the weekly average of the 21 days before (1 = steady)."""
+    last_7 = ctx.event_counts(7).sum(axis=1)
+    prior_21 = ctx.event_counts(28).sum(axis=1) - last_7
+    return pd.Series((last_7 + 1.0) / (prior_21 / 3.0 + 1.0), name="events_trend_7d_vs_21d")
+
+
+@feature("behavioral", unit="points")
+def engagement_decayed_score(ctx: FeatureContext) -> pd.Series:
+    """Engagement score: every past action weighted by type, halving in value every half-life."""
+    window = ctx.event_window
+    weights = {**DEFAULT_EVENT_WEIGHTS, **ctx.params.event_weights}
+    per_type = np.array([weights.get(t, 0.0) for t in window.types] + [0.0])
+    weight = per_type[window.type_code]  # code -1 (unknown type) takes the trailing 0
+    decay = np.exp2(-window.age_days / ctx.params.half_life_days)
+    score = np.bincount(window.row, weights=weight * decay, minlength=ctx.n)
+    return pd.Series(score, name="engagement_decayed_score")

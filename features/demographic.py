@@ -1,0 +1,97 @@
+"""Demographic features: who the lead is, from the lead's own record."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from features.context import NS_PER_DAY, FeatureContext
+from features.pointintime import to_ns
+from features.registry import feature
+
+SENIORITY_LEVELS = ("c_level", "vp", "director", "manager", "individual")
+_TITLE_PATTERNS = (
+    ("c_level", r"\b(?:chief|ceo|cto|cfo|cio|coo|cmo|cro|president|founder|owner)\b"),
+    ("vp", r"\b(?:vp|svp|evp|vice[ -]president)\b"),
+    ("director", r"\b(?:director|head of)\b"),
+    ("manager", r"\b(?:manager|lead|supervisor)\b"),
+)
+_SENIORITY_SYNONYMS = {
+    "c_level": "c_level", "c-level": "c_level", "c level": "c_level", "c-suite": "c_level", "executive": "c_level",
+    "vp": "vp", "vice president": "vp", "director": "director", "manager": "manager",
+    "individual": "individual", "individual contributor": "individual", "ic": "individual", "staff": "individual",
+}  # fmt: skip
+FREE_EMAIL_DOMAINS = frozenset(
+    ["gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com", "live.com", "aol.com", "icloud.com", "me.com", "mail.com", "gmx.de", "gmx.net", "web.de", "proton.me", "protonmail.com", "yandex.ru", "qq.com", "163.com"]
+)
+PROFILE_FIELDS = ("email", "phone", "job_title", "department", "country", "account_id")
+
+
+def seniority_from_title(titles: pd.Series) -> pd.Series:
+    """Seniority level read from a job title ('VP of Sales' -> 'vp'); a title matching nothing is 'individual'."""
+    lowered = titles.astype("string").str.lower()
+    result = pd.Series(pd.NA, index=titles.index, dtype="string")
+    result[lowered.notna()] = "individual"
+    for level, pattern in reversed(_TITLE_PATTERNS):  # the most senior match wins: apply it last
+        result[lowered.str.contains(pattern, flags=re.IGNORECASE, regex=True).fillna(False).astype(bool)] = level
+    return result
+
+
+def _column(ctx: FeatureContext, name: str) -> pd.Series:
+    rows = ctx.lead_rows
+    if name in rows:
+        return rows[name].astype("string").str.strip().str.lower().replace("", pd.NA)
+    return pd.Series(pd.NA, index=rows.index, dtype="string")
+
+
+@feature("demographic", kind="categorical")
+def lead_seniority(ctx: FeatureContext) -> pd.Series:
+    """Seniority of the lead's role (c_level, vp, director, manager, individual), read from the title when not given."""
+    given = _column(ctx, "seniority").map(_SENIORITY_SYNONYMS).astype("string")
+    title = ctx.lead_rows["job_title"] if "job_title" in ctx.lead_rows else pd.Series(pd.NA, index=given.index)
+    return given.fillna(seniority_from_title(title)).rename("lead_seniority")
+
+
+@feature("demographic", kind="categorical")
+def lead_department(ctx: FeatureContext) -> pd.Series:
+    """Department the lead works in."""
+    return _column(ctx, "department").rename("lead_department")
+
+
+@feature("demographic", kind="categorical")
+def lead_source(ctx: FeatureContext) -> pd.Series:
+    """Marketing channel the lead came from."""
+    return _column(ctx, "source").rename("lead_source")
+
+
+@feature("demographic", kind="categorical")
+def lead_country(ctx: FeatureContext) -> pd.Series:
+    """Country of the lead."""
+    return _column(ctx, "country").str.upper().rename("lead_country")
+
+
+@feature("demographic", kind="boolean")
+def lead_email_is_business(ctx: FeatureContext) -> pd.Series:
+    """The lead signed up with a business (not a free) e-mail domain."""
+    domain_type = _column(ctx, "email_domain_type")
+    free = FREE_EMAIL_DOMAINS | set(ctx.params.free_email_domains)
+    domain = _column(ctx, "email").str.extract(r"@([^@\s]+)$", expand=False)
+    from_email = pd.Series(np.where(domain.isna(), np.nan, ~domain.isin(free)), index=domain.index)
+    from_type = domain_type.map({"business": 1.0, "free": 0.0}).astype("float64")
+    return from_type.fillna(from_email.astype("float64")).rename("lead_email_is_business")
+
+
+@feature("demographic", unit="days")
+def lead_age_days(ctx: FeatureContext) -> pd.Series:
+    """Days since the lead was created."""
+    age = (ctx.cutoff_ns - to_ns(ctx.lead_rows["created_at"])) / NS_PER_DAY
+    return pd.Series(age, name="lead_age_days")
+
+
+@feature("demographic", unit="%")
+def lead_profile_completeness(ctx: FeatureContext) -> pd.Series:
+    """Share of key profile fields filled in (e-mail, phone, job title, department, country, company)."""
+    present = [_column(ctx, name).notna().to_numpy() for name in PROFILE_FIELDS]
+    return pd.Series(np.mean(present, axis=0) * 100.0, name="lead_profile_completeness")

@@ -1,0 +1,72 @@
+"""Flat mode: one row per lead with a label column, as most CRM exports and public datasets come.
+
+The training set is the declared feature columns; placeholders are read as missing; columns known only after the
+outcome (leaking) are excluded and listed. Time order is the time column when there is one, else the row order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class FlatSpec:
+    label_column: str
+    categorical: tuple[str, ...] = ()
+    numeric: tuple[str, ...] = ()
+    positive_values: tuple[object, ...] = (1, "1", "yes", True)
+    id_column: str | None = None
+    time_column: str | None = None
+    missing_values: tuple[str, ...] = ()
+    leaking: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FlatResult:
+    training_set: pd.DataFrame
+    feature_names: list[str]
+    excluded_leaking: list[str]
+    unlabelled: int
+
+
+def flat_training_set(frame: pd.DataFrame, spec: FlatSpec) -> FlatResult:
+    """lead_id, cutoff_time, row_order, converted, then the declared features, in time order."""
+    declared = [spec.label_column, *spec.categorical, *spec.numeric]
+    declared += [c for c in (spec.id_column, spec.time_column) if c]
+    absent = [column for column in declared if column not in frame.columns]
+    if absent:
+        raise KeyError(f"flat table: declared column(s) absent: {absent}; columns present: {list(frame.columns)}")
+    placeholders = set(spec.missing_values)
+    label_text = frame[spec.label_column]
+    positives = {str(v).strip().lower() for v in spec.positive_values}
+    converted = label_text.astype("string").str.strip().str.lower().isin(positives).astype("int8")
+    labelled = label_text.notna().to_numpy()
+    ids = (
+        frame[spec.id_column].astype("string") if spec.id_column else pd.Series(np.arange(len(frame))).astype("string")
+    )
+    if spec.time_column:
+        cutoff = pd.to_datetime(frame[spec.time_column], errors="coerce", utc=True, format="mixed")
+    else:
+        cutoff = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
+    out = pd.DataFrame(
+        {
+            "lead_id": ids.to_numpy(),
+            "cutoff_time": cutoff.to_numpy(),
+            "row_order": np.arange(len(frame), dtype="int64"),
+            "converted": converted.to_numpy(),
+        }
+    )
+    for column in spec.categorical:
+        values = frame[column].astype("string").str.strip()
+        out[column] = values.mask(values.isin(placeholders) | (values == "")).to_numpy()
+    for column in spec.numeric:
+        values = frame[column].mask(frame[column].astype("string").isin(placeholders))
+        out[column] = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
+    out = out[labelled]
+    order = ["cutoff_time", "row_order"] if spec.time_column else ["row_order"]
+    out = out.sort_values(order, kind="stable").reset_index(drop=True)
+    excluded = [c for c in spec.leaking if c in frame.columns]
+    return FlatResult(out, [*spec.categorical, *spec.numeric], excluded, int((~labelled).sum()))

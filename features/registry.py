@@ -1,0 +1,76 @@
+"""The feature registry: every feature's name, group, description (its business definition) and unit.
+
+A builder's function name is its output column and the first line of its docstring its description, which
+analysts read in reports and sales reads in the reasons of a score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+GROUPS = ("demographic", "firmographic", "behavioral", "product_usage", "history")
+Kind = Literal["numeric", "categorical", "boolean"]
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    name: str
+    group: str
+    description: str
+    kind: Kind
+    unit: str
+    build: Callable
+
+    def __post_init__(self) -> None:
+        if self.group not in GROUPS:
+            raise ValueError(f"feature {self.name}: unknown group {self.group!r}")
+
+
+REGISTRY: dict[str, FeatureSpec] = {}
+
+
+def register(spec: FeatureSpec) -> FeatureSpec:
+    if spec.name in REGISTRY:
+        raise ValueError(f"feature {spec.name!r} registered twice")
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+def feature(group: str, *, kind: Kind = "numeric", unit: str = "") -> Callable[[Callable], Callable]:
+    """Register a builder under its own name, described by the first line of its docstring."""
+
+    def wrap(function: Callable) -> Callable:
+        doc = (function.__doc__ or "").strip().splitlines()
+        if not doc:
+            raise ValueError(f"feature builder {function.__name__} needs a one-line docstring")
+        register(FeatureSpec(function.__name__, group, doc[0].rstrip("."), kind, unit, function))
+        return function
+
+    return wrap
+
+
+def all_features() -> dict[str, FeatureSpec]:
+    """The registry, with every builder module imported so that all features are listed."""
+    from features import behavioral, demographic, firmographic, history, product  # noqa: F401
+
+    return dict(REGISTRY)
+
+
+def feature_set(name: str, custom: dict[str, list[str]] | None = None) -> list[str]:
+    """The named list of features: 'default' (all), one group's name, or a set defined in config."""
+    specs = all_features()
+    custom = custom or {}
+    if name in custom:
+        unknown = [f for f in custom[name] if f not in specs]
+        if unknown:
+            raise ValueError(f"feature set {name!r}: unknown feature(s) {unknown}")
+        return list(custom[name])
+    if name == "default":
+        return list(specs)
+    if name in GROUPS:
+        return [n for n, s in specs.items() if s.group == name]
+    if name == "profile":
+        return [n for n, s in specs.items() if s.group in ("demographic", "firmographic")]
+    raise ValueError(f"unknown feature set {name!r}: use 'default', 'profile', a group {list(GROUPS)} or a custom set")

@@ -1,0 +1,171 @@
+"""`leadscore build-training-set`: spine -> point-in-time features -> Parquet file plus a manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from features.build import build_features
+from features.context import FeatureParams
+from features.flat import FlatSpec, flat_training_set
+from features.registry import all_features, feature_set
+from features.spine import CutoffPolicy, build_spine
+from pipelines.config import Settings
+from pipelines.io import read_file, write_frame, write_json
+from pipelines.validation import CrmData, load_crm
+
+log = logging.getLogger(__name__)
+KEY_COLUMNS = ("lead_id", "cutoff_time", "converted")
+
+
+@dataclass
+class TrainingSet:
+    frame: pd.DataFrame
+    feature_names: list[str]
+    manifest: dict = field(default_factory=dict)
+    categorical: list[str] = field(default_factory=list)
+
+
+def feature_params(settings: Settings) -> FeatureParams:
+    f = settings.features
+    return FeatureParams(
+        half_life_days=f.half_life_days,
+        event_weights=dict(f.event_weights),
+        high_intent_events=tuple(f.high_intent_events),
+        free_email_domains=tuple(f.free_email_domains),
+    )
+
+
+def cutoff_policy(settings: Settings) -> CutoffPolicy:
+    s = settings.spine
+    return CutoffPolicy(s.policy, s.delay_days, s.every_days, s.max_snapshots, s.horizon_days)
+
+
+def selected_features(settings: Settings) -> list[str]:
+    return feature_set(settings.features.feature_set, settings.features.sets)
+
+
+def input_fingerprint(settings: Settings) -> str:
+    """A content hash of every input table (file bytes, or the rows of a SQL table)."""
+    digest = hashlib.sha256()
+    sources = (
+        [("flat", settings.flat.path)]
+        if settings.mode == "flat"
+        else [(n, getattr(settings.tables, n)) for n in ("leads", "accounts", "events", "opportunities")]
+    )
+    for name, source in sources:
+        if source is None:
+            continue
+        digest.update(name.encode())
+        path = source if isinstance(source, str) else source.path
+        if path is not None:
+            with open(settings.resolve(path), "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        else:
+            from pipelines.io import read_source
+
+            frame = read_source(source, name=name, base_dir=settings.base_dir)
+            digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def crm_training_set(settings: Settings, data: CrmData) -> TrainingSet:
+    t = data.tables
+    policy = cutoff_policy(settings)
+    spine, stats = build_spine(t["leads"], t["opportunities"], policy, as_of=data.as_of)
+    names = selected_features(settings)
+    log.info(
+        "spine: %d rows (%d positives, %d censored); building %d features",
+        stats.rows,
+        stats.positives,
+        stats.censored,
+        len(names),
+    )
+    frame = build_features(
+        spine,
+        leads=t["leads"],
+        accounts=t.get("accounts"),
+        events=t.get("events"),
+        opportunities=t["opportunities"],
+        feature_names=names,
+        params=feature_params(settings),
+    )
+    specs = all_features()
+    manifest = {
+        "mode": "crm",
+        "as_of": data.as_of.isoformat(),
+        "spine": asdict(stats),
+        "cutoff_policy": asdict(policy),
+        "cutoff_range": _range(frame["cutoff_time"]),
+        "rejected_rows": {name: len(rows) for name, rows in data.rejects.items()},
+    }
+    categorical = [n for n in names if specs[n].kind == "categorical"]
+    return TrainingSet(frame, names, manifest, categorical)
+
+
+def flat_spec(settings: Settings) -> FlatSpec:
+    f = settings.flat
+    return FlatSpec(
+        label_column=f.label_column,
+        categorical=tuple(f.categorical),
+        numeric=tuple(f.numeric),
+        positive_values=tuple(f.positive_values),
+        id_column=f.id_column,
+        time_column=f.time_column,
+        missing_values=tuple(f.missing_values),
+        leaking=tuple(f.leaking),
+    )
+
+
+def flat_training_set_from(settings: Settings) -> TrainingSet:
+    f = settings.flat
+    raw = read_file(settings.resolve(f.path), name="flat", separator=f.separator)
+    result = flat_training_set(raw, flat_spec(settings))
+    frame = result.training_set
+    manifest = {
+        "mode": "flat",
+        "unlabelled_rows": result.unlabelled,
+        "excluded_leaking_columns": result.excluded_leaking,
+        "time_order": f.time_column or "row order",
+        "cutoff_range": _range(frame["cutoff_time"]) if f.time_column else None,
+    }
+    return TrainingSet(frame, result.feature_names, manifest, list(f.categorical))
+
+
+def build_training_set(settings: Settings, *, data: CrmData | None = None) -> TrainingSet:
+    """The training set for either mode, with its manifest."""
+    if settings.mode == "flat":
+        training = flat_training_set_from(settings)
+    else:
+        training = crm_training_set(settings, data if data is not None else load_crm(settings))
+    frame = training.frame
+    training.manifest.update(
+        rows=len(frame),
+        positives=int(frame["converted"].sum()),
+        positive_rate=round(float(frame["converted"].mean()), 6) if len(frame) else None,
+        horizon_days=settings.spine.horizon_days if settings.mode == "crm" else None,
+        feature_set=settings.features.feature_set if settings.mode == "crm" else "flat",
+        features=training.feature_names,
+        categorical_features=training.categorical,
+        input_sha256=input_fingerprint(settings),
+    )
+    return training
+
+
+def write_training_set(training: TrainingSet, out: Path) -> tuple[Path, Path]:
+    """The Parquet file and, beside it, `<name>.manifest.json`; both written atomically."""
+    out = Path(out)
+    manifest_path = out.with_name(out.stem + ".manifest.json")
+    write_frame(training.frame, out)
+    write_json(training.manifest, manifest_path)
+    return out, manifest_path
+
+
+def _range(times: pd.Series) -> list[str] | None:
+    times = times.dropna()
+    return [times.min().isoformat(), times.max().isoformat()] if len(times) else None
