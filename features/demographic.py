@@ -24,7 +24,26 @@ _SENIORITY_SYNONYMS = {
     "individual": "individual", "individual contributor": "individual", "ic": "individual", "staff": "individual",
 }  # fmt: skip
 FREE_EMAIL_DOMAINS = frozenset(
-    ["gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com", "live.com", "aol.com", "icloud.com", "me.com", "mail.com", "gmx.de", "gmx.net", "web.de", "proton.me", "protonmail.com", "yandex.ru", "qq.com", "163.com"]
+    {
+        "gmail.com",
+        "googlemail.com",
+        "yahoo.com",
+        "hotmail.com",
+        "outlook.com",
+        "live.com",
+        "aol.com",
+        "icloud.com",
+        "me.com",
+        "mail.com",
+        "gmx.de",
+        "gmx.net",
+        "web.de",
+        "proton.me",
+        "protonmail.com",
+        "yandex.ru",
+        "qq.com",
+        "163.com",
+    }
 )
 PROFILE_FIELDS = ("email", "phone", "job_title", "department", "country", "account_id")
 
