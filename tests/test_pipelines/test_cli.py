@@ -45,3 +45,25 @@ def test_bad_config_is_a_clear_error(tmp_path):
     result = runner.invoke(app, ["validate", "--config", str(config)])
     assert result.exit_code == 2
     assert "spine.horizon: unknown key" in result.output
+
+
+def test_build_training_set_writes_parquet_and_manifest(sample_project, tmp_path):
+    import json
+
+    import pandas as pd
+
+    out = tmp_path / "ts.parquet"
+    result = runner.invoke(app, ["build-training-set", "--config", str(sample_project), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    frame = pd.read_parquet(out)
+    manifest = json.loads((tmp_path / "ts.manifest.json").read_text())
+    assert manifest["rows"] == len(frame) > 1000
+    assert manifest["positives"] == int(frame["converted"].sum()) > 50
+    assert manifest["spine"]["censored"] > 0
+    assert set(manifest["features"]) <= set(frame.columns)
+    assert len(manifest["input_sha256"]) == 64
+    assert str(frame["cutoff_time"].dtype).endswith("UTC]")
+    # a rerun on the same inputs gives the same bytes
+    again = tmp_path / "again.parquet"
+    runner.invoke(app, ["build-training-set", "--config", str(sample_project), "--out", str(again)])
+    assert out.read_bytes() == again.read_bytes()

@@ -1,0 +1,116 @@
+"""Property: nothing dated at or after a cutoff can change the features of that cutoff's rows."""
+
+import numpy as np
+import pandas as pd
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from features.build import build_features
+from features.schemas import EVENT_TYPES
+
+CUTOFF = pd.Timestamp("2025-03-01", tz="UTC")
+TYPES = list(EVENT_TYPES)
+LEAD_IDS = ["L0", "L1", "L2"]
+
+event = st.tuples(
+    st.integers(0, 2),  # lead
+    st.integers(-120 * 86_400, 40 * 86_400),  # seconds from the cutoff
+    st.integers(0, len(TYPES) - 1),
+    st.integers(1, 5),  # value
+)
+future_event = st.tuples(
+    st.integers(0, 2), st.integers(0, 40 * 86_400), st.integers(0, len(TYPES) - 1), st.integers(1, 5)
+)
+
+
+def events_frame(rows) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "lead_id": [LEAD_IDS[r[0]] for r in rows],
+            "occurred_at": [CUTOFF + pd.Timedelta(seconds=r[1]) for r in rows],
+            "event_type": [TYPES[r[2]] for r in rows],
+            "value": [float(r[3]) for r in rows],
+        }
+    ).astype({"occurred_at": "datetime64[ns, UTC]"})
+
+
+LEADS = pd.DataFrame(
+    {
+        "lead_id": LEAD_IDS,
+        "created_at": pd.to_datetime(["2024-10-01", "2024-12-15", "2025-02-27"], utc=True),
+        "account_id": ["A1", "A1", "A2"],
+        "job_title": ["VP Sales", None, "Engineer"],
+    }
+)
+ACCOUNTS = pd.DataFrame({"account_id": ["A1", "A2"], "industry": ["software", "retail"], "employee_count": [10, 500]})
+PAST_OPPS = pd.DataFrame(
+    {
+        "opportunity_id": ["O9"],
+        "lead_id": ["L9"],
+        "created_at": [CUTOFF - pd.Timedelta(days=60)],
+        "closed_at": [CUTOFF - pd.Timedelta(days=30)],
+        "status": ["won"],
+    }
+)
+OLD_LEAD = pd.DataFrame(
+    {"lead_id": ["L9"], "created_at": [pd.Timestamp("2024-06-01", tz="UTC")], "account_id": ["A1"], "job_title": [None]}
+)
+SPINE = pd.DataFrame({"lead_id": LEAD_IDS, "cutoff_time": [CUTOFF] * 3})
+
+
+def features(leads, events, opps) -> pd.DataFrame:
+    return build_features(SPINE, leads=leads, accounts=ACCOUNTS, events=events, opportunities=opps)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    past=st.lists(event, max_size=40),
+    appended=st.lists(future_event, min_size=1, max_size=15),
+    retype=st.integers(0, len(TYPES) - 1),
+    late_close_days=st.integers(0, 30),
+    late_status=st.sampled_from(["won", "lost"]),
+    new_lead_days=st.integers(0, 30),
+)
+def test_rows_at_or_after_the_cutoff_never_change_features(
+    past, appended, retype, late_close_days, late_status, new_lead_days
+):
+    leads = pd.concat([LEADS, OLD_LEAD], ignore_index=True)
+    before = features(leads, events_frame(past), PAST_OPPS)
+
+    changed = events_frame(past)
+    future = changed["occurred_at"] >= CUTOFF
+    changed.loc[future, "event_type"] = TYPES[retype]  # change rows dated at or after the cutoff
+    changed.loc[future, "value"] = 99.0
+    changed = pd.concat([changed, events_frame(appended)], ignore_index=True)  # and append new ones
+    late_opp = pd.DataFrame(
+        {
+            "opportunity_id": ["O10"],
+            "lead_id": ["L9"],
+            "created_at": [CUTOFF - pd.Timedelta(days=5)],
+            "closed_at": [CUTOFF + pd.Timedelta(days=late_close_days)],
+            "status": [late_status],
+        }
+    )
+    new_lead = pd.DataFrame(
+        {
+            "lead_id": ["L8"],
+            "created_at": [CUTOFF + pd.Timedelta(days=new_lead_days)],
+            "account_id": ["A1"],
+            "job_title": [None],
+        }
+    )
+    after = features(
+        pd.concat([leads, new_lead], ignore_index=True), changed, pd.concat([PAST_OPPS, late_opp], ignore_index=True)
+    )
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_the_property_test_would_catch_an_inclusive_cutoff():
+    """Sanity check of the test itself: an event exactly at the cutoff is the classic off-by-one leak."""
+    at_cutoff = events_frame([(0, 0, TYPES.index("demo_request"), 1)])
+    with_it = features(LEADS, at_cutoff, PAST_OPPS.iloc[:0])
+    without = features(LEADS, at_cutoff.iloc[:0], PAST_OPPS.iloc[:0])
+    pd.testing.assert_frame_equal(with_it, without)
+    just_before = events_frame([(0, -1, TYPES.index("demo_request"), 1)])
+    assert not features(LEADS, just_before, PAST_OPPS.iloc[:0]).equals(without)
+    assert np.isclose(features(LEADS, just_before, PAST_OPPS.iloc[:0])["events_demo_request_count_7d"].iloc[0], 1)
