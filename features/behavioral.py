@@ -81,3 +81,16 @@ def engagement_decayed_score(ctx: FeatureContext) -> pd.Series:
     decay = np.exp2(-window.age_days / ctx.params.half_life_days)
     score = np.bincount(window.row, weights=weight * decay, minlength=ctx.n)
     return pd.Series(score, name="engagement_decayed_score")
+
+
+def decayed_event_count(
+    ctx: FeatureContext, event_types: tuple[str, ...], *, half_life_days: float, window_days: float | None = None
+) -> np.ndarray:
+    """Events of `event_types` before the cutoff, each worth 1 halving every `half_life_days` (optionally only
+    those within `window_days`): frequency and recency in one number."""
+    window = ctx.event_window
+    mask = np.isin(window.type_code, [window.code(t) for t in event_types])
+    if window_days is not None:
+        mask &= window.age_days <= window_days
+    decay = np.exp2(-window.age_days[mask] / half_life_days)
+    return np.bincount(window.row[mask], weights=decay, minlength=ctx.n)

@@ -114,3 +114,48 @@ def lead_profile_completeness(ctx: FeatureContext) -> pd.Series:
     """Share of key profile fields filled in (e-mail, phone, job title, department, country, company)."""
     present = [_column(ctx, name).notna().to_numpy() for name in PROFILE_FIELDS]
     return pd.Series(np.mean(present, axis=0) * 100.0, name="lead_profile_completeness")
+
+
+@feature("demographic", kind="categorical")
+def lead_bant_budget(ctx: FeatureContext) -> pd.Series:
+    """Budget answer given by the lead (BANT)."""
+    return _column(ctx, "bant_budget").rename("lead_bant_budget")
+
+
+@feature("demographic", kind="categorical")
+def lead_bant_authority(ctx: FeatureContext) -> pd.Series:
+    """Buying authority of the lead (BANT)."""
+    return _column(ctx, "bant_authority").rename("lead_bant_authority")
+
+
+@feature("demographic", kind="categorical")
+def lead_bant_need(ctx: FeatureContext) -> pd.Series:
+    """Stated need (BANT)."""
+    return _column(ctx, "bant_need").rename("lead_bant_need")
+
+
+@feature("demographic", kind="categorical")
+def lead_bant_timeline(ctx: FeatureContext) -> pd.Series:
+    """Stated buying timeline (BANT)."""
+    return _column(ctx, "bant_timeline").rename("lead_bant_timeline")
+
+
+@feature("demographic", kind="boolean", for_model=False)
+def lead_has_contact_details(ctx: FeatureContext) -> pd.Series:
+    """The lead left an e-mail address or a phone number."""
+    known = _column(ctx, "email").notna() | _column(ctx, "phone").notna()
+    return known.astype("float64").rename("lead_has_contact_details")
+
+
+def _time_column(ctx: FeatureContext, name: str) -> np.ndarray:
+    if name not in ctx.lead_rows:
+        return np.full(ctx.n, np.iinfo("int64").min)
+    return to_ns(ctx.lead_rows[name])
+
+
+@feature("demographic", kind="boolean", for_model=False)
+def lead_sales_accepted(ctx: FeatureContext) -> pd.Series:
+    """Sales had accepted the lead."""
+    accepted = _time_column(ctx, "sales_accepted_at")
+    seen = (accepted != np.iinfo("int64").min) & (accepted < ctx.cutoff_ns)
+    return pd.Series(seen.astype("float64"), name="lead_sales_accepted")

@@ -26,6 +26,13 @@ def account_employee_count_log(ctx: FeatureContext) -> pd.Series:
     return pd.Series(np.log10(employees.clip(lower=0) + 1.0), name="account_employee_count_log")
 
 
+@feature("firmographic", unit="employees", for_model=False)
+def account_employee_count(ctx: FeatureContext) -> pd.Series:
+    """Number of employees at the company."""
+    employees = pd.to_numeric(ctx.account_rows["employee_count"], errors="coerce").astype("float64")
+    return employees.rename("account_employee_count")
+
+
 @feature("firmographic", kind="categorical")
 def account_revenue_band(ctx: FeatureContext) -> pd.Series:
     """Company annual revenue band (USD)."""

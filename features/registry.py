@@ -22,6 +22,7 @@ class FeatureSpec:
     kind: Kind
     unit: str
     build: Callable
+    for_model: bool = True  # False: an input of the rules (grades), left out of the default model feature set
 
     def __post_init__(self) -> None:
         if self.group not in GROUPS:
@@ -38,14 +39,16 @@ def register(spec: FeatureSpec) -> FeatureSpec:
     return spec
 
 
-def feature(group: str, *, kind: Kind = "numeric", unit: str = "") -> Callable[[Callable], Callable]:
+def feature(
+    group: str, *, kind: Kind = "numeric", unit: str = "", for_model: bool = True
+) -> Callable[[Callable], Callable]:
     """Register a builder under its own name, described by the first line of its docstring."""
 
     def wrap(function: Callable) -> Callable:
         doc = (function.__doc__ or "").strip().splitlines()
         if not doc:
             raise ValueError(f"feature builder {function.__name__} needs a one-line docstring")
-        register(FeatureSpec(function.__name__, group, doc[0].rstrip("."), kind, unit, function))
+        register(FeatureSpec(function.__name__, group, doc[0].rstrip("."), kind, unit, function, for_model))
         return function
 
     return wrap
@@ -67,10 +70,11 @@ def feature_set(name: str, custom: dict[str, list[str]] | None = None) -> list[s
         if unknown:
             raise ValueError(f"feature set {name!r}: unknown feature(s) {unknown}")
         return list(custom[name])
+    model = {n: s for n, s in specs.items() if s.for_model}
     if name == "default":
-        return list(specs)
+        return list(model)
     if name in GROUPS:
-        return [n for n, s in specs.items() if s.group == name]
+        return [n for n, s in model.items() if s.group == name]
     if name == "profile":
-        return [n for n, s in specs.items() if s.group in ("demographic", "firmographic")]
+        return [n for n, s in model.items() if s.group in ("demographic", "firmographic")]
     raise ValueError(f"unknown feature set {name!r}: use 'default', 'profile', a group {list(GROUPS)} or a custom set")

@@ -135,5 +135,38 @@ def build_training_set(
     typer.echo(f"manifest -> {manifest}")
 
 
+@app.command()
+def grade(
+    config: ConfigOption,
+    as_of: AsOfOption = None,
+    out: Annotated[Path | None, typer.Option("--out", help="CSV or Parquet file for the graded open leads.")] = None,
+    previous: Annotated[
+        Path | None, typer.Option("--previous", help="An earlier grade output: stages never move back behind it.")
+    ] = None,
+    analyze: Annotated[bool, typer.Option("--analyze", help="Also check the rules against closed deals.")] = False,
+) -> None:
+    """Grade every open lead with the rules only (fit A-D, engagement 1-4, cell, stage, action, due-by)."""
+    from pipelines.grading import analyze_closed_deals, grade_open_leads, read_previous
+    from pipelines.io import write_frame
+    from pipelines.validation import load_crm
+
+    settings = _settings(config)
+    if settings.mode != "crm":
+        raise _fail("grading needs the CRM tables (mode = 'crm')")
+    data = load_crm(settings, as_of=_as_of(as_of))
+    if data.errors:
+        raise _fail(f"{len(data.errors)} validation error(s); run `leadscore validate` for the list", 1)
+    graded = grade_open_leads(settings, data, previous=read_previous(previous or out))
+    path = write_frame(graded, out or settings.output_dir / "grades.csv")
+    typer.echo(f"graded {len(graded):,} open leads as of {data.as_of.isoformat()} -> {path}")
+    typer.echo(graded["cell"].value_counts().sort_index().to_frame("leads").T.to_string())
+    typer.echo(graded["stage"].value_counts().to_frame("leads").T.to_string())
+    if analyze:
+        analysis, _ = analyze_closed_deals(settings, data)
+        typer.echo("")
+        for line in analysis.lines():
+            typer.echo(line)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from features.schemas import TABLE_ROLES
+from models.grade_rules import GradeRules
 
 
 class ConfigError(ValueError):
@@ -122,6 +123,7 @@ class Settings(_Section):
     spine: SpineSettings = Field(default_factory=SpineSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
+    grades: GradeRules = Field(default_factory=GradeRules)
     base_dir: Path = Field(Path("."), exclude=True)
 
     @field_validator("timezone")

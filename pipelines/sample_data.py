@@ -9,8 +9,9 @@ Generating effects (documented so that tests and analysts can check that a model
   country (US, GB, DE, CA, AU +0.2; elsewhere 0).
 * **Intent** (latent, standard normal): more events of every kind, more pricing-page views and demo requests,
   more trial sign-ups.
-* **Recency**: for leads that convert, activity ramps up towards the decision, so the last 7-30 days carry
-  more signal than the lead's whole history.
+* **Recency**: leads heading for a decision surge in the three weeks before it (pricing pages, demo requests,
+  clicks, product use), buyers twice as much as those who end up lost, so the last 7-30 days carry more signal
+  than the lead's whole history.
 * **Product usage**: trial users who log in on many days and use many features convert more (+0.8 per s.d.).
 * **Interaction**: intent counts for more when fit is high (+0.35 x fit x intent); plus noise (s.d. 0.6).
 * Conversion log-odds: -2.0 + 0.9 fit + 0.8 intent + 0.8 usage + 0.35 fit x intent + noise. Converted leads
@@ -207,7 +208,9 @@ def _leads_chunk(
     trial_at = created + (journey_days * rng.uniform(0.1, 0.6, n) * 86_400).astype("int64").astype("timedelta64[s]")
 
     lead_ids = np.array([f"L{i:07d}" for i in range(first, first + n)], dtype=object)
-    events = _events_chunk(rng, spec, lead_ids, created, decided, trial_at, trial, usage, intent, fit_c, converts)
+    events = _events_chunk(
+        rng, spec, lead_ids, created, decided, trial_at, trial, usage, intent, fit_c, converts, gets_lost_opp
+    )
     opportunities = _opportunities_chunk(
         rng,
         spec,
@@ -260,7 +263,35 @@ def _leads_chunk(
     return leads, events, opportunities
 
 
-def _events_chunk(rng, spec, lead_ids, created, decided, trial_at, trial, usage, intent, fit_c, converts):
+def _with_decision_surge(rng, lead, etype, when, created, decided, trial, converts, evaluating):
+    """Leads that reach a decision surge in the three weeks before it (recency matters): pricing pages, demo
+    requests, clicks and product use; those that buy surge more."""
+    surge_counts = rng.poisson(np.where(converts, 12.0, np.where(evaluating, 6.0, 0.0)))
+    surge_lead = np.repeat(np.arange(len(created)), surge_counts)
+    weights = np.zeros((len(created), len(TYPES)), dtype=np.float32)
+    weights[:, T["pricing_page_view"]] = 30
+    weights[:, T["demo_request"]] = 8
+    weights[:, T["email_click"]] = 15
+    weights[:, T["page_view"]] = 30
+    weights[:, T["form_submit"]] = 5
+    weights[:, T["webinar_attended"]] = 4
+    weights[:, T["product_login"]] = 25 * trial
+    weights[:, T["feature_used"]] = 15 * trial
+    weights[:, T["upgrade_page_view"]] = 6 * trial
+    cum = np.cumsum(weights, axis=1)
+    cum /= cum[:, -1:]
+    u = rng.random(len(surge_lead), dtype=np.float32)
+    surge_type = np.minimum((u[:, None] > cum[surge_lead]).sum(axis=1), len(TYPES) - 1)
+    span = np.minimum((decided - created).astype("int64"), 21 * 86_400)[surge_lead]
+    surge_when = decided[surge_lead] - (rng.random(len(surge_lead)) * span).astype("int64").astype("timedelta64[s]")
+    return (
+        np.concatenate([lead, surge_lead]),
+        np.concatenate([etype, surge_type]),
+        np.concatenate([when, surge_when]).astype("datetime64[s]"),
+    )
+
+
+def _events_chunk(rng, spec, lead_ids, created, decided, trial_at, trial, usage, intent, fit_c, converts, evaluating):
     n = len(lead_ids)
     rate = np.exp(0.55 * intent + 0.15 * fit_c)
     rate = spec.events_per_lead * rate / np.exp(0.55**2 / 2 + 0.15**2 / 2) * 1.1
@@ -289,11 +320,10 @@ def _events_chunk(rng, spec, lead_ids, created, decided, trial_at, trial, usage,
     etype = (u[:, None] > cum[lead]).sum(axis=1)
     etype = np.minimum(etype, len(TYPES) - 1)
 
-    # Active phase: converters' activity ramps up towards the decision (recency matters).
+    # Active phase, spread over the journey; the rest is light nurture activity after the decision.
     active = rng.random(m) < 0.78
-    ramp = np.where(converts, 2.0, 1.2)[lead]
     span = (decided - created).astype("int64")[lead]
-    frac = rng.random(m) ** (1.0 / ramp)
+    frac = rng.random(m)
     product = np.isin(etype, [T["product_login"], T["feature_used"], T["upgrade_page_view"], T["support_ticket"]])
     start = np.where(product, trial_at[lead], created[lead]).astype("datetime64[s]")
     span = np.where(product, (decided - trial_at).astype("int64")[lead], span)
@@ -304,6 +334,7 @@ def _events_chunk(rng, spec, lead_ids, created, decided, trial_at, trial, usage,
         start + offset_active.astype("timedelta64[s]"),
         created[lead] + offset_later.astype("timedelta64[s]"),
     )
+    lead, etype, when = _with_decision_surge(rng, lead, etype, when, created, decided, trial, converts, evaluating)
     # Trial sign-up happens once, at the trial start.
     trial_leads = np.flatnonzero(trial)
     lead = np.concatenate([lead, trial_leads])

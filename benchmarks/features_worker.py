@@ -1,0 +1,85 @@
+"""One engine's run of the behavioral-features benchmark, in its own process; prints one JSON line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from benchmarks.common import peak_rss_mib
+from features.behavioral import WINDOWS_DAYS
+from features.schemas import MARKETING_EVENTS
+
+DELAY_DAYS = 30
+COUNT_FEATURES = [f"events_{t}_count_{w}d" for t in MARKETING_EVENTS for w in WINDOWS_DAYS]
+
+
+def load(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    events = pq.read_table(
+        folder / "events.parquet",
+        columns=["lead_id", "occurred_at", "event_type"],
+        read_dictionary=["lead_id", "event_type"],
+    ).to_pandas()
+    leads = pd.read_parquet(folder / "leads.parquet", columns=["lead_id", "created_at"])
+    spine = pd.DataFrame(
+        {"lead_id": leads["lead_id"], "cutoff_time": leads["created_at"] + pd.Timedelta(days=DELAY_DAYS)}
+    )
+    return spine, events, leads
+
+
+def run_pandas(spine, events, leads) -> pd.DataFrame:
+    from features.build import build_features
+
+    return build_features(spine, leads=leads, events=events, feature_names=COUNT_FEATURES)[COUNT_FEATURES]
+
+
+def run_duckdb(spine, events, leads) -> pd.DataFrame:
+    import duckdb
+
+    counts = ",\n".join(
+        f"count(*) FILTER (WHERE e.event_type = '{t}' AND e.occurred_at >= s.cutoff_time - INTERVAL {w} DAY) "
+        f"AS events_{t}_count_{w}d"
+        for t in MARKETING_EVENTS
+        for w in WINDOWS_DAYS
+    )
+    query = f"""
+        SELECT s.row_id, {counts}
+        FROM spine s JOIN events e ON e.lead_id = s.lead_id AND e.occurred_at < s.cutoff_time
+        GROUP BY s.row_id
+    """
+    con = duckdb.connect()
+    con.register("spine", spine.assign(row_id=np.arange(len(spine))))
+    con.register("events", events)
+    result = con.execute(query).df().set_index("row_id").reindex(range(len(spine)), fill_value=0)
+    return result[COUNT_FEATURES]
+
+
+def main(engine: str, folder: str) -> None:
+    spine, events, leads = load(Path(folder))
+    if engine == "duckdb":  # plain strings for DuckDB, prepared outside the timed part
+        events = events.astype({"lead_id": str, "event_type": str})
+    start = time.perf_counter()
+    result = {"pandas": run_pandas, "duckdb": run_duckdb}[engine](spine, events, leads)
+    seconds = time.perf_counter() - start
+    checksum = float(result.to_numpy(dtype="float64").sum())
+    print(
+        json.dumps(
+            {
+                "engine": engine,
+                "seconds": seconds,
+                "peak_rss_mib": peak_rss_mib(),
+                "rows": len(spine),
+                "events": len(events),
+                "checksum": checksum,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,1 @@
+"""The scoring models: rule-based grades and stages, the LightGBM conversion model, SHAP explanations."""

@@ -1,0 +1,181 @@
+"""The grading rules as typed, validated settings: profile fit (A-D), engagement (1-4), actions, stages.
+
+They live in the project's TOML under [grades]; the defaults suit the sample CRM and are documented here.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+FIT_GRADES = ("A", "B", "C", "D")
+ENGAGEMENT_GRADES = ("1", "2", "3", "4")
+STAGES = ("IQL", "MQL", "PQL", "SQL")
+
+
+class _Rules(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Tier(_Rules):
+    min: float
+    points: float = Field(ge=0, le=100)
+
+
+class FitCategory(_Rules):
+    """One explicit category: a feature, its weight (%) and the points (0-100) each value is worth."""
+
+    feature: str
+    weight: float = Field(gt=0, le=100)
+    points: dict[str, float] = Field(default_factory=dict, description="categorical value -> points")
+    tiers: list[Tier] = Field(default_factory=list, description="numeric: points of the highest tier reached")
+    default: float = Field(0.0, ge=0, le=100, description="points for a missing or unlisted value")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> FitCategory:
+        if bool(self.points) == bool(self.tiers):
+            raise ValueError("give either 'points' (categorical) or 'tiers' (numeric)")
+        if any(not 0 <= p <= 100 for p in self.points.values()):
+            raise ValueError("points must be between 0 and 100")
+        return self
+
+
+def _weights_sum_to_100(categories: dict, section: str) -> None:
+    total = sum(c.weight for c in categories.values())
+    if abs(total - 100.0) > 1e-6:
+        parts = ", ".join(f"{name}={c.weight:g}" for name, c in categories.items())
+        raise ValueError(f"{section}: category weights must sum to 100, got {total:g} ({parts})")
+
+
+def _descending(cutoffs: dict[str, float], grades: tuple[str, ...], section: str) -> None:
+    expected = list(grades[:-1])
+    if sorted(cutoffs) != sorted(expected):
+        raise ValueError(f"{section}.cutoffs: give exactly {expected}, got {sorted(cutoffs)}")
+    values = [cutoffs[g] for g in expected]
+    if values != sorted(values, reverse=True) or len(set(values)) != len(values):
+        raise ValueError(f"{section}.cutoffs must strictly decrease from {expected[0]} to {expected[-1]}: {values}")
+
+
+class FitRules(_Rules):
+    cutoffs: dict[str, float] = Field(default_factory=lambda: {"A": 70.0, "B": 50.0, "C": 30.0})
+    categories: dict[str, FitCategory] = Field(
+        default_factory=lambda: {
+            "seniority": FitCategory(feature="lead_seniority", weight=30, points={
+                "c_level": 100, "vp": 90, "director": 70, "manager": 40, "individual": 15}),
+            "industry": FitCategory(feature="account_industry", weight=25, points={
+                "software": 100, "fintech": 90, "healthcare": 60, "manufacturing": 50, "retail": 40, "media": 40,
+                "education": 20, "government": 10}),
+            "company_size": FitCategory(feature="account_employee_count", weight=20, tiers=[
+                Tier(min=0, points=10), Tier(min=10, points=40), Tier(min=50, points=100), Tier(min=5001, points=60)]),
+            "email": FitCategory(feature="lead_email_is_business", weight=15, points={"1": 100, "0": 0}),
+            "country": FitCategory(feature="lead_country", weight=10, default=40, points={
+                "US": 100, "GB": 100, "DE": 100, "CA": 100, "AU": 100}),
+        }
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _check(self) -> FitRules:
+        _weights_sum_to_100(self.categories, "grades.fit.categories")
+        _descending(self.cutoffs, FIT_GRADES, "grades.fit")
+        return self
+
+
+class EngagementCategory(_Rules):
+    """One implicit category: event types whose recency-decayed count earns points, capped at 100."""
+
+    events: list[str]
+    weight: float = Field(gt=0, le=100)
+    points_per_event: float = Field(gt=0)
+    window_days: float | None = Field(None, gt=0, description="count only events this recent")
+
+
+class EngagementRules(_Rules):
+    half_life_days: float = Field(14.0, gt=0)
+    cutoffs: dict[str, float] = Field(default_factory=lambda: {"1": 50.0, "2": 25.0, "3": 10.0})
+    categories: dict[str, EngagementCategory] = Field(
+        default_factory=lambda: {
+            "high_intent": EngagementCategory(events=["pricing_page_view", "demo_request"], weight=35,
+                                              points_per_event=25, window_days=30),
+            "web": EngagementCategory(events=["page_view", "content_download", "form_submit"], weight=20,
+                                      points_per_event=8, window_days=30),
+            "email": EngagementCategory(events=["email_open", "email_click"], weight=15, points_per_event=8,
+                                        window_days=30),
+            "events": EngagementCategory(events=["webinar_attended"], weight=10, points_per_event=60,
+                                         window_days=90),
+            "product": EngagementCategory(events=["trial_signup", "product_login", "feature_used",
+                                                  "upgrade_page_view"], weight=20, points_per_event=10,
+                                          window_days=14),
+        }
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _check(self) -> EngagementRules:
+        _weights_sum_to_100(self.categories, "grades.engagement.categories")
+        _descending(self.cutoffs, ENGAGEMENT_GRADES, "grades.engagement")
+        return self
+
+
+class Action(_Rules):
+    action: str
+    sla_hours: float | None = Field(None, gt=0, description="none: no deadline (nurture)")
+
+
+class ActionRules(_Rules):
+    """Cell (e.g. "A1") -> action; cells not listed take `default`."""
+
+    cells: dict[str, Action] = Field(
+        default_factory=lambda: {
+            **{c: Action(action="sales call", sla_hours=24) for c in ("A1", "B1")},
+            **{c: Action(action="sales follow-up", sla_hours=48) for c in ("A2", "A3", "B2", "B3")},
+        }
+    )
+    default: Action = Field(default_factory=lambda: Action(action="nurture"))
+
+    @model_validator(mode="after")
+    def _known_cells(self) -> ActionRules:
+        valid = {f + e for f in FIT_GRADES for e in ENGAGEMENT_GRADES}
+        unknown = sorted(set(self.cells) - valid)
+        if unknown:
+            raise ValueError(f"grades.actions.cells: unknown cell(s) {unknown}; cells are A1..D4")
+        return self
+
+
+class BantRules(_Rules):
+    """Which answers count as qualified, per BANT criterion."""
+
+    qualified: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "lead_bant_budget": ["yes"],
+            "lead_bant_authority": ["decision_maker"],
+            "lead_bant_need": ["high"],
+            "lead_bant_timeline": ["<3 months", "3-6 months"],
+        }
+    )
+
+
+class StageRules(_Rules):
+    mql_min_fit: str = Field("B", pattern="^[ABCD]$")
+    mql_min_engagement: str = Field("2", pattern="^[1234]$")
+    pql_min_active_days_14d: float = 3
+    pql_min_features_used: float = 3
+    pql_min_upgrade_page_views_30d: float = 0
+    pql_min_profile_completeness: float = 60
+    sql_min_probability: float = Field(0.5, ge=0, le=1)
+    sql_fits: list[str] = Field(default_factory=lambda: ["A", "B"])
+    sql_min_bant: int = Field(3, ge=1, le=4, description="BANT criteria met that make an A/B lead sales-qualified")
+
+
+class GradeRules(_Rules):
+    timezone: str = Field("UTC", description="business time zone for due-by times shown locally")
+    fit: FitRules = Field(default_factory=FitRules)
+    engagement: EngagementRules = Field(default_factory=EngagementRules)
+    actions: ActionRules = Field(default_factory=ActionRules)
+    bant: BantRules = Field(default_factory=BantRules)
+    stages: StageRules = Field(default_factory=StageRules)
+
+    def fit_features(self) -> list[str]:
+        names = [c.feature for c in self.fit.categories.values()]
+        names += list(self.bant.qualified)
+        names += ["lead_has_contact_details", "lead_sales_accepted", "product_active_days_14d",
+                  "product_distinct_features_used", "product_upgrade_page_views_30d", "lead_profile_completeness",
+                  "product_trial_started"]  # fmt: skip
+        return list(dict.fromkeys(names))

@@ -1,0 +1,203 @@
+"""Rule-based grades: profile fit A-D x engagement 1-4, the A1..D4 matrix, follow-up actions with SLAs, and the
+lifecycle stage (IQL, MQL, PQL, SQL) with the rule that fired. Pure functions over a feature table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.behavioral import decayed_event_count
+from features.context import FeatureContext
+from models.grade_rules import (
+    ENGAGEMENT_GRADES,
+    FIT_GRADES,
+    STAGES,
+    ActionRules,
+    EngagementRules,
+    FitCategory,
+    FitRules,
+    GradeRules,
+    StageRules,
+)
+
+
+def _key(value: object) -> str | None:
+    """Categorical values compared case-insensitively; 1.0 and "1" are the same answer."""
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip().lower()
+
+
+def category_points(values: pd.Series, category: FitCategory) -> pd.Series:
+    """Points (0-100) each lead earns in one fit category."""
+    if category.tiers:
+        numbers = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
+        tiers = sorted(category.tiers, key=lambda t: t.min)
+        mins = np.array([t.min for t in tiers])
+        points = np.array([t.points for t in tiers])
+        reached = np.searchsorted(mins, numbers, side="right") - 1
+        result = np.where(np.isnan(numbers) | (reached < 0), category.default, points[np.clip(reached, 0, None)])
+        return pd.Series(result, index=values.index)
+    lookup = {_key(k): v for k, v in category.points.items()}
+    return values.map(lambda v: lookup.get(_key(v), category.default)).astype("float64")
+
+
+def fit_points(features: pd.DataFrame, rules: FitRules) -> pd.Series:
+    """Weighted profile-fit points, 0-100."""
+    total = pd.Series(0.0, index=features.index)
+    for category in rules.categories.values():
+        total += category.weight / 100.0 * category_points(features[category.feature], category)
+    return total.rename("fit_points")
+
+
+def grade_from_points(points: pd.Series, cutoffs: dict[str, float], grades: tuple[str, ...]) -> pd.Series:
+    """The best grade whose cut-off the points reach (points >= cut-off); the last grade otherwise."""
+    result = pd.Series(grades[-1], index=points.index, dtype="string")
+    for grade in reversed(grades[:-1]):
+        result[points.to_numpy() >= cutoffs[grade]] = grade
+    return result
+
+
+def engagement_counts(
+    spine: pd.DataFrame, *, leads: pd.DataFrame, events: pd.DataFrame | None, rules: EngagementRules
+) -> pd.DataFrame:
+    """Recency-decayed event counts per engagement category, before each cutoff."""
+    context = FeatureContext(spine, leads=leads, events=events)
+    return pd.DataFrame(
+        {
+            name: decayed_event_count(
+                context, tuple(c.events), half_life_days=rules.half_life_days, window_days=c.window_days
+            )
+            for name, c in rules.categories.items()
+        }
+    )
+
+
+def engagement_points(counts: pd.DataFrame, rules: EngagementRules) -> pd.Series:
+    """Weighted engagement points, 0-100: each category's decayed count x points per event, capped at 100."""
+    total = np.zeros(len(counts))
+    for name, category in rules.categories.items():
+        total += category.weight / 100.0 * np.minimum(100.0, counts[name].to_numpy() * category.points_per_event)
+    return pd.Series(total, index=counts.index, name="engagement_points")
+
+
+def assign_actions(cells: pd.Series, as_of: pd.Series, rules: ActionRules, *, timezone: str = "UTC") -> pd.DataFrame:
+    """Action and SLA per cell; due_by = as_of + SLA hours of elapsed time (UTC), also shown in `timezone`."""
+    actions = cells.map(lambda c: rules.cells.get(c, rules.default))
+    hours = actions.map(lambda a: a.sla_hours).astype("float64")
+    due = pd.to_datetime(as_of, utc=True) + pd.to_timedelta(hours, unit="h")
+    return pd.DataFrame(
+        {
+            "action": actions.map(lambda a: a.action).astype("string"),
+            "sla_hours": hours,
+            "due_by": due,
+            "due_by_local": due.dt.tz_convert(timezone).dt.strftime("%Y-%m-%d %H:%M %Z").where(due.notna()),
+        },
+        index=cells.index,
+    )
+
+
+def bant_met(features: pd.DataFrame, rules: GradeRules) -> pd.Series:
+    """How many BANT criteria the lead's answers qualify on."""
+    met = pd.Series(0, index=features.index)
+    for column, values in rules.bant.qualified.items():
+        if column in features:
+            wanted = {_key(v) for v in values}
+            met += features[column].map(lambda v, wanted=wanted: _key(v) in wanted).astype(int)
+    return met
+
+
+def _better_or_equal(grades: pd.Series, threshold: str, order: tuple[str, ...]) -> np.ndarray:
+    rank = {g: i for i, g in enumerate(order)}
+    return grades.map(rank).to_numpy() <= rank[threshold]
+
+
+def assign_stage(
+    features: pd.DataFrame,
+    fit: pd.Series,
+    engagement: pd.Series,
+    rules: StageRules,
+    *,
+    bant: pd.Series,
+    probability: pd.Series | None = None,
+    previous_stage: pd.Series | None = None,
+) -> pd.DataFrame:
+    """The furthest stage whose rule holds, never behind a stage the lead already reached; and the rule's text."""
+    n = len(features)
+    stage = np.full(n, "IQL", dtype=object)
+    contact = features["lead_has_contact_details"].to_numpy() == 1
+    rule = np.where(contact, "IQL: contact details known", "IQL: no contact details yet").astype(object)
+
+    mql = _better_or_equal(fit, rules.mql_min_fit, FIT_GRADES) & _better_or_equal(
+        engagement, rules.mql_min_engagement, ENGAGEMENT_GRADES
+    )
+    stage[mql] = "MQL"
+    rule[mql] = [f"MQL: fit {f} and engagement {e}" for f, e in zip(fit[mql], engagement[mql], strict=True)]
+
+    active = features["product_active_days_14d"].to_numpy()
+    used = features["product_distinct_features_used"].to_numpy()
+    upgrade = features["product_upgrade_page_views_30d"].to_numpy()
+    profile = features["lead_profile_completeness"].to_numpy()
+    pql = (
+        (features["product_trial_started"].to_numpy() == 1)
+        & (active >= rules.pql_min_active_days_14d)
+        & (used >= rules.pql_min_features_used)
+        & (upgrade >= rules.pql_min_upgrade_page_views_30d)
+        & (profile >= rules.pql_min_profile_completeness)
+    )
+    stage[pql] = "PQL"
+    rule[pql] = [
+        f"PQL: trial with {a:g} active days in 14 d, {u:g} features used, profile {p:.0f} % complete"
+        for a, u, p in zip(active[pql], used[pql], profile[pql], strict=True)
+    ]
+
+    good_fit = fit.isin(rules.sql_fits).to_numpy()
+    by_bant = good_fit & (bant.to_numpy() >= rules.sql_min_bant)
+    stage[by_bant] = "SQL"
+    rule[by_bant] = [f"SQL: fit {f} with {b} of 4 BANT criteria met" for f, b in
+                     zip(fit[by_bant], bant[by_bant], strict=True)]  # fmt: skip
+    if probability is not None:
+        p = probability.to_numpy()
+        by_model = good_fit & (p >= rules.sql_min_probability)
+        stage[by_model] = "SQL"
+        rule[by_model] = [f"SQL: fit {f} and conversion probability {q:.0%} >= {rules.sql_min_probability:.0%}"
+                          for f, q in zip(fit[by_model], p[by_model], strict=True)]  # fmt: skip
+    accepted = features["lead_sales_accepted"].to_numpy() == 1
+    stage[accepted] = "SQL"
+    rule[accepted] = "SQL: accepted by sales"
+
+    if previous_stage is not None:
+        order = {s: i for i, s in enumerate(STAGES)}
+        before = previous_stage.map(order).fillna(-1).to_numpy()
+        kept = before > pd.Series(stage).map(order).to_numpy()
+        stage[kept] = previous_stage.to_numpy()[kept]
+        rule[kept] = [f"{s}: reached earlier (a lead never moves back)" for s in stage[kept]]
+    return pd.DataFrame({"stage": stage, "stage_rule": rule}, index=features.index).astype("string")
+
+
+def grade_leads(
+    features: pd.DataFrame,
+    counts: pd.DataFrame,
+    rules: GradeRules,
+    *,
+    probability: pd.Series | None = None,
+    previous_stage: pd.Series | None = None,
+) -> pd.DataFrame:
+    """Fit and engagement points and grades, cell, action with due-by, and stage, one row per feature row."""
+    fit_pts = fit_points(features, rules.fit)
+    eng_pts = engagement_points(counts.set_axis(features.index), rules.engagement)
+    fit = grade_from_points(fit_pts, rules.fit.cutoffs, FIT_GRADES).rename("fit_grade")
+    engagement = grade_from_points(eng_pts, rules.engagement.cutoffs, ENGAGEMENT_GRADES).rename("engagement_grade")
+    cell = (fit + engagement).rename("cell")
+    actions = assign_actions(cell, features["cutoff_time"], rules.actions, timezone=rules.timezone)
+    bant = bant_met(features, rules).rename("bant_met")
+    stages = assign_stage(features, fit, engagement, rules.stages, bant=bant, probability=probability,
+                          previous_stage=previous_stage)  # fmt: skip
+    return pd.concat([fit_pts.round(2), eng_pts.round(2), fit, engagement, cell, bant, actions, stages], axis=1)
+
+
+def grade_inputs_needed(rules: GradeRules) -> list[str]:
+    """The feature columns the rules read."""
+    return rules.fit_features()
