@@ -20,6 +20,7 @@ demo: setup
 	$(BIN)/leadscore sample-data --out $(DEMO)/data --leads $(LEADS)
 	$(BIN)/leadscore validate --config $(DEMO)/leadscore.toml
 	$(BIN)/leadscore build-training-set --config $(DEMO)/leadscore.toml --out $(DEMO)/output/training_set.parquet
+	$(BIN)/leadscore grade --config $(DEMO)/leadscore.toml --out $(DEMO)/output/grades.csv --analyze
 
 test: setup
 	$(BIN)/python -m pytest -q

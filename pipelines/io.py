@@ -69,11 +69,31 @@ def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells a spreadsheet would run as a formula (=, +, -, @, tab, CR first) get a leading apostrophe."""
+    out = frame.copy()
+    for column in out.columns:
+        values = out[column]
+        if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
+            text = values.astype("string")
+            risky = text.str.startswith(FORMULA_PREFIXES).fillna(False).astype(bool)
+            if risky.any():
+                out[column] = text.mask(risky, "'" + text)
+    return out
+
+
 def write_frame(frame: pd.DataFrame, path: Path) -> Path:
-    """Write a DataFrame as CSV or Parquet (by suffix), atomically and reproducibly."""
+    """Write a DataFrame as CSV or Parquet (by suffix), atomically and reproducibly.
+
+    CSV text cells are neutralised against spreadsheet formula injection.
+    """
     suffix = Path(path).suffix.lower()
     if suffix == ".csv":
-        return write_atomically(path, lambda tmp: frame.to_csv(tmp, index=False, lineterminator="\n"))
+        safe = neutralise_formulas(frame)
+        return write_atomically(path, lambda tmp: safe.to_csv(tmp, index=False, lineterminator="\n"))
     if suffix in {".parquet", ".pq"}:
         return write_atomically(path, lambda tmp: frame.to_parquet(tmp, index=False))
     raise InputError(f"cannot write '{path}': use a .csv or .parquet file name")

@@ -4,7 +4,7 @@ from typer.testing import CliRunner
 from pipelines.cli import app
 
 runner = CliRunner()
-VERBS = ["init", "sample-data", "validate", "build-training-set"]
+VERBS = ["init", "sample-data", "validate", "build-training-set", "grade"]
 
 
 @pytest.mark.parametrize("verb", VERBS)
@@ -67,3 +67,27 @@ def test_build_training_set_writes_parquet_and_manifest(sample_project, tmp_path
     again = tmp_path / "again.parquet"
     runner.invoke(app, ["build-training-set", "--config", str(sample_project), "--out", str(again)])
     assert out.read_bytes() == again.read_bytes()
+
+
+def test_grade_gives_every_open_lead_a_grade_and_the_analysis_prints(sample_project, tmp_path):
+    import pandas as pd
+
+    from features.spine import scoring_spine
+    from pipelines.config import load_settings
+    from pipelines.grading import analyze_closed_deals
+    from pipelines.validation import load_crm
+
+    out = tmp_path / "grades.parquet"
+    result = runner.invoke(app, ["grade", "--config", str(sample_project), "--out", str(out), "--analyze"])
+    assert result.exit_code == 0, result.output
+    graded = pd.read_parquet(out)
+    data = load_crm(load_settings(sample_project))
+    open_leads = scoring_spine(data.tables["leads"], data.tables["opportunities"], as_of=data.as_of)
+    assert graded["lead_id"].is_unique and set(graded["lead_id"]) == set(open_leads["lead_id"])
+    for column in ("fit_grade", "engagement_grade", "cell", "stage", "stage_rule", "action"):
+        assert graded[column].notna().all(), column
+    assert graded.loc[graded["action"] != "nurture", "due_by"].notna().all()
+    assert "conversion by cell" in result.output and "grade-order contradictions" in result.output
+    analysis, _ = analyze_closed_deals(load_settings(sample_project), data)
+    rate = analysis.by_cell["conversion_rate"]
+    assert rate["A1"] > rate["D4"]

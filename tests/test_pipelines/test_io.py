@@ -1,0 +1,34 @@
+import pandas as pd
+import pytest
+
+from pipelines.io import neutralise_formulas, write_atomically, write_frame
+
+
+def test_formula_injection_is_neutralised_in_csv(tmp_path):
+    frame = pd.DataFrame({"name": ['=HYPERLINK("x")', "+1", "-2", "@SUM(A1)", "ok", None], "n": [-1, 2, 3, 4, 5, 6]})
+    path = write_frame(frame, tmp_path / "out.csv")
+    back = pd.read_csv(path, dtype=str, keep_default_na=False)
+    assert back["name"].tolist() == ['\'=HYPERLINK("x")', "'+1", "'-2", "'@SUM(A1)", "ok", ""]
+    assert back["n"].tolist() == ["-1", "2", "3", "4", "5", "6"]  # numbers stay numbers
+    assert neutralise_formulas(frame)["name"].iloc[4] == "ok"
+
+
+def test_a_failure_mid_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "scores.csv"
+    target.write_text("old\n")
+
+    def crash(tmp):
+        tmp.write_text("half a fi")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_atomically(target, crash)
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["scores.csv"]
+
+
+def test_parquet_and_unknown_suffix(tmp_path):
+    frame = pd.DataFrame({"a": [1, 2]})
+    pd.testing.assert_frame_equal(pd.read_parquet(write_frame(frame, tmp_path / "x.parquet")), frame)
+    with pytest.raises(ValueError, match="use a .csv or .parquet"):
+        write_frame(frame, tmp_path / "x.xlsx")
