@@ -168,5 +168,40 @@ def grade(
             typer.echo(line)
 
 
+@app.command()
+def train(
+    config: ConfigOption,
+    as_of: AsOfOption = None,
+    promote: Annotated[
+        bool, typer.Option("--promote", help="Make the new model champion whatever the gate says.")
+    ] = False,
+) -> None:
+    """Train on closed deals, evaluate on a time-ordered holdout beside the baselines, log and register in MLflow."""
+    from models.conversion import TooLittleDataError
+    from pipelines.training import train as run_training
+    from pipelines.validation import load_crm
+
+    settings = _settings(config)
+    data = None
+    if settings.mode == "crm":
+        data = load_crm(settings, as_of=_as_of(as_of))
+        if data.errors:
+            raise _fail(f"{len(data.errors)} validation error(s); run `leadscore validate` for the list", 1)
+    try:
+        result = run_training(settings, promote_anyway=promote, data=data)
+    except TooLittleDataError as exc:
+        raise _fail(f"too little data to train: {exc}", 1) from None
+    model, split = result.model, result.split
+    typer.echo(
+        f"trained on {len(split.dev):,} rows, evaluated on the latest {len(split.holdout):,} "
+        f"(best iteration {model.best_iteration_}, calibration: {model.calibration_method_})"
+    )
+    typer.echo("holdout metrics (model and baselines):")
+    typer.echo(result.metrics.to_string(float_format=lambda v: f"{v:.4f}"))
+    typer.echo(f"registered {settings.mlflow.registered_model} version {result.version} (alias challenger)")
+    typer.echo(result.decision)
+    typer.echo(f"MLflow run {result.run_id} in {settings.tracking_uri}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

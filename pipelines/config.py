@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from features.schemas import TABLE_ROLES
+from models.factory import ModelSettings
 from models.grade_rules import GradeRules
 
 
@@ -114,6 +115,13 @@ class OutputSettings(_Section):
     dir: str = "output"
 
 
+class MlflowSettings(_Section):
+    tracking_uri: str | None = Field(None, description="default: sqlite:///<config folder>/mlflow.db")
+    artifact_dir: str = Field("mlartifacts", description="artifact folder for a new experiment (local store)")
+    experiment: str = "leadscore"
+    registered_model: str = "leadscore-conversion"
+
+
 class Settings(_Section):
     mode: Literal["crm", "flat"] = "crm"
     as_of: datetime | None = Field(None, description="end of the data; default: the latest timestamp seen")
@@ -124,6 +132,8 @@ class Settings(_Section):
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
     grades: GradeRules = Field(default_factory=GradeRules)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     base_dir: Path = Field(Path("."), exclude=True)
 
     @field_validator("timezone")
@@ -153,6 +163,10 @@ class Settings(_Section):
     @property
     def output_dir(self) -> Path:
         return self.resolve(self.output.dir)
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow.tracking_uri or f"sqlite:///{self.resolve('mlflow.db')}"
 
 
 def _describe(error: dict) -> str:

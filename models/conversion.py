@@ -1,0 +1,244 @@
+"""The conversion model: LightGBM with native categoricals, early stopping on a time-ordered validation fold,
+and probability calibration chosen on that fold. One scikit-learn estimator from raw columns to probability.
+
+Rows passed to `fit` must be in time order (or come with `sample_time`); the last `validation_fraction` of them,
+after a gap of `validation_gap_days` (one label horizon), is the validation fold. Inputs may be plain strings
+(e.g. read back from CSV): the model restores its own dtypes and category levels, and a category never seen in
+training is scored as missing.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import brier_score_loss
+from sklearn.utils.validation import check_is_fitted
+
+log = logging.getLogger(__name__)
+
+
+class TooLittleDataError(ValueError):
+    """Not enough positives or negatives to train a model worth using."""
+
+
+def time_ordered_split(
+    n: int, *, fraction: float, sample_time: pd.Series | None = None, gap_days: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of (earlier, later) rows: the later fold is the last `fraction` by time; earlier rows end at least
+    `gap_days` before the later fold starts, so their labels were known by then. Rows in the gap are in neither."""
+    if sample_time is None:
+        boundary = n - max(1, int(round(n * fraction)))
+        return np.arange(boundary), np.arange(boundary, n)
+    times = pd.to_datetime(pd.Series(sample_time).reset_index(drop=True), utc=True)
+    order = np.argsort(times.to_numpy(), kind="stable")
+    start = times.iloc[order[n - max(1, int(round(n * fraction)))]]
+    later = np.flatnonzero((times >= start).to_numpy())
+    earlier = np.flatnonzero((times <= start - pd.Timedelta(days=gap_days)).to_numpy())
+    return earlier, later
+
+
+class ConversionModel(ClassifierMixin, BaseEstimator):
+    """LightGBM conversion model with its own preprocessing and a calibrator on top."""
+
+    def __init__(
+        self,
+        *,
+        categorical_features: tuple[str, ...] = (),
+        n_estimators: int = 600,
+        learning_rate: float = 0.05,
+        num_leaves: int = 15,
+        max_depth: int = 6,
+        min_child_samples: int = 40,
+        reg_lambda: float = 1.0,
+        colsample_bytree: float = 0.8,
+        early_stopping_rounds: int = 50,
+        validation_fraction: float = 0.2,
+        validation_gap_days: float = 0.0,
+        calibration: str = "auto",
+        min_positives: int = 40,
+        min_negatives: int = 40,
+        random_state: int = 0,
+        n_jobs: int = 2,
+    ) -> None:
+        self.categorical_features = categorical_features
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.max_depth = max_depth
+        self.min_child_samples = min_child_samples
+        self.reg_lambda = reg_lambda
+        self.colsample_bytree = colsample_bytree
+        self.early_stopping_rounds = early_stopping_rounds
+        self.validation_fraction = validation_fraction
+        self.validation_gap_days = validation_gap_days
+        self.calibration = calibration
+        self.min_positives = min_positives
+        self.min_negatives = min_negatives
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    # -- preprocessing -------------------------------------------------------------------------------------
+    def _frame(self, X) -> pd.DataFrame:
+        if isinstance(X, pd.DataFrame):
+            return X
+        X = np.asarray(X)
+        if X.ndim != 2:
+            raise ValueError(f"Expected 2D array, got {X.ndim}D array instead")
+        return pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
+
+    def _prepare(self, X) -> pd.DataFrame:
+        """Columns in training order with training dtypes; unseen categories become missing."""
+        frame = self._frame(X)
+        missing = [c for c in self.feature_names_in_ if c not in frame.columns]
+        if missing:
+            raise KeyError(f"columns missing from the input: {missing}")
+        out = {}
+        for column in self.feature_names_in_:
+            values = frame[column]
+            if column in self.categories_:
+                text = values.astype("string").str.strip()
+                out[column] = pd.Categorical(
+                    text.to_numpy(dtype=object, na_value=None), categories=self.categories_[column]
+                )
+            else:
+                out[column] = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
+        return pd.DataFrame(out, index=frame.index)
+
+    def _learn_dtypes(self, X: pd.DataFrame) -> None:
+        self.feature_names_in_ = np.asarray([str(c) for c in X.columns], dtype=object)
+        self.n_features_in_ = len(self.feature_names_in_)
+        unknown = [c for c in self.categorical_features if c not in X.columns]
+        if unknown:
+            raise KeyError(f"categorical feature(s) not in the data: {unknown}")
+        self.categories_ = {}
+        for column in self.categorical_features:
+            levels = X[column].astype("string").str.strip().dropna().unique()
+            self.categories_[column] = sorted(str(v) for v in levels)
+
+    # -- fitting ---------------------------------------------------------------------------------------------
+    def fit(self, X, y, *, sample_time=None) -> ConversionModel:
+        X = self._frame(X)
+        y = np.asarray(y)
+        if len(X) != len(y):
+            raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
+        self.classes_, y_codes = np.unique(y, return_inverse=True)
+        if len(self.classes_) > 2:
+            raise ValueError(f"binary target expected, got classes {list(self.classes_)}")
+        positives, negatives = int((y_codes == 1).sum()), int((y_codes == 0).sum())
+        if positives < self.min_positives or negatives < self.min_negatives:
+            raise TooLittleDataError(
+                f"found {positives} converted and {negatives} not-converted examples; need at least "
+                f"{self.min_positives} and {self.min_negatives}. Add history (more closed deals), use cutoff "
+                "snapshots (spine.policy = 'snapshots') or grade with the rules only (`leadscore grade`) until "
+                "enough deals have closed; the minimums are model.min_positives / model.min_negatives."
+            )
+        self._learn_dtypes(X)
+        data = self._prepare(X)
+        train, valid = time_ordered_split(
+            len(data), fraction=self.validation_fraction, sample_time=sample_time, gap_days=self.validation_gap_days
+        )
+        if len(np.unique(y_codes[valid])) < 2 or len(np.unique(y_codes[train])) < 2:
+            raise TooLittleDataError("the training or validation fold holds only one class; add history")
+        self.booster_ = self._train_booster(data, y_codes, train, valid)
+        self.best_iteration_ = int(self.booster_.best_iteration or self.booster_.current_iteration())
+        margin = self.booster_.predict(data.iloc[valid], raw_score=True, num_iteration=self.best_iteration_)
+        self.calibration_method_, self.calibrator_ = self._choose_calibrator(margin, y_codes[valid])
+        self.n_train_, self.n_valid_ = len(train), len(valid)
+        return self
+
+    def _train_booster(self, data, y, train, valid) -> lgb.Booster:
+        params = {
+            "objective": "binary",
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "max_depth": self.max_depth,
+            "min_child_samples": self.min_child_samples,
+            "reg_lambda": self.reg_lambda,
+            "feature_fraction": self.colsample_bytree,
+            "feature_fraction_seed": self.random_state,
+            "seed": self.random_state,
+            "deterministic": True,
+            "num_threads": self.n_jobs,
+            "verbosity": -1,
+            "cat_smooth": 10,
+            "min_data_per_group": 50,
+        }
+        categorical = [c for c in data.columns if c in self.categories_]
+        train_set = lgb.Dataset(data.iloc[train], y[train], categorical_feature=categorical, free_raw_data=False)
+        valid_set = lgb.Dataset(data.iloc[valid], y[valid], reference=train_set, categorical_feature=categorical)
+        return lgb.train(
+            params,
+            train_set,
+            num_boost_round=self.n_estimators,
+            valid_sets=[valid_set],
+            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+        )
+
+    def _choose_calibrator(self, margin: np.ndarray, y: np.ndarray):
+        """Fit the candidates on the earlier half of the validation fold, keep the one with the lowest Brier
+        score on the later half, then refit it on the whole fold."""
+        candidates = ["sigmoid", "isotonic"] if self.calibration == "auto" else [self.calibration]
+        if candidates == ["none"]:
+            return "none", None
+        half = len(margin) // 2
+        scores = {}
+        if len(candidates) > 1 and len(np.unique(y[:half])) == 2:
+            for method in candidates:
+                calibrator = _fit_calibrator(method, margin[:half], y[:half])
+                scores[method] = brier_score_loss(y[half:], _apply(calibrator, margin[half:]))
+            method = min(scores, key=scores.get)
+        else:
+            method = candidates[0]
+        self.calibration_scores_ = scores
+        return method, _fit_calibrator(method, margin, y)
+
+    # -- prediction ------------------------------------------------------------------------------------------
+    def raw_score(self, X) -> np.ndarray:
+        """Uncalibrated log-odds of the booster (what SHAP contributions add up to)."""
+        check_is_fitted(self, "booster_")
+        return self.booster_.predict(self._prepare(X), raw_score=True, num_iteration=self.best_iteration_)
+
+    def contributions(self, X) -> pd.DataFrame:
+        """Exact TreeSHAP contributions per feature in log-odds, plus the `base_value` column."""
+        check_is_fitted(self, "booster_")
+        data = self._prepare(X)
+        values = self.booster_.predict(data, pred_contrib=True, num_iteration=self.best_iteration_)
+        return pd.DataFrame(values, columns=[*self.feature_names_in_, "base_value"], index=data.index)
+
+    def predict_proba(self, X) -> np.ndarray:
+        margin = self.raw_score(X)
+        positive = _apply(self.calibrator_, margin) if self.calibrator_ is not None else 1 / (1 + np.exp(-margin))
+        positive = np.clip(positive, 0.0, 1.0)
+        return np.column_stack([1 - positive, positive])
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        check_is_fitted(self, "booster_")
+        return np.asarray(self.feature_names_in_, dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+
+def _fit_calibrator(method: str, margin: np.ndarray, y: np.ndarray):
+    if method == "sigmoid":  # Platt scaling on the log-odds
+        return LogisticRegression(C=1e6).fit(margin.reshape(-1, 1), y)
+    if method == "isotonic":
+        return IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(margin, y)
+    raise ValueError(f"unknown calibration {method!r}: use 'auto', 'sigmoid', 'isotonic' or 'none'")
+
+
+def _apply(calibrator, margin: np.ndarray) -> np.ndarray:
+    if isinstance(calibrator, LogisticRegression):
+        return calibrator.predict_proba(margin.reshape(-1, 1))[:, 1]
+    return calibrator.predict(margin)

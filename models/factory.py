@@ -1,0 +1,61 @@
+"""One factory builds the conversion model from the [model] section of the config."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.conversion import ConversionModel
+from models.evaluation import METRICS
+
+
+class ModelSettings(BaseModel):
+    """LightGBM defaults that suit small, imbalanced CRM data; the training gate; the data minimums."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_estimators: int = Field(600, ge=1, description="upper bound; early stopping picks the number")
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    num_leaves: int = Field(15, ge=2)
+    max_depth: int = Field(6, description="-1: no limit; deep trees make SHAP reasons slower")
+    min_child_samples: int = Field(40, ge=1)
+    reg_lambda: float = Field(1.0, ge=0)
+    colsample_bytree: float = Field(0.8, gt=0, le=1)
+    early_stopping_rounds: int = Field(50, ge=1)
+    calibration: Literal["auto", "sigmoid", "isotonic", "none"] = "auto"
+    validation_fraction: float = Field(0.2, gt=0, lt=1, description="latest share of training rows: validation")
+    holdout_fraction: float = Field(0.2, gt=0, lt=1, description="latest share of all rows: the test holdout")
+    min_positives: int = Field(40, ge=1)
+    min_negatives: int = Field(40, ge=1)
+    random_state: int = 0
+    n_jobs: int = Field(2, ge=1)
+    gate_metric: str = Field("roc_auc", description=f"one of {list(METRICS)}")
+    gate_min_improvement: float = Field(0.0, ge=0)
+    gate_calibration_tolerance: float = Field(0.01, ge=0, description="max ECE increase over the champion")
+
+    def model_post_init(self, _context) -> None:
+        if self.gate_metric not in METRICS:
+            raise ValueError(f"gate_metric must be one of {list(METRICS)}, got {self.gate_metric!r}")
+
+
+def build_model(settings: ModelSettings, *, categorical_features: list[str], gap_days: float) -> ConversionModel:
+    """The conversion model for these settings; `gap_days` (one label horizon) separates train from validation."""
+    return ConversionModel(
+        categorical_features=tuple(categorical_features),
+        n_estimators=settings.n_estimators,
+        learning_rate=settings.learning_rate,
+        num_leaves=settings.num_leaves,
+        max_depth=settings.max_depth,
+        min_child_samples=settings.min_child_samples,
+        reg_lambda=settings.reg_lambda,
+        colsample_bytree=settings.colsample_bytree,
+        early_stopping_rounds=settings.early_stopping_rounds,
+        validation_fraction=settings.validation_fraction,
+        validation_gap_days=gap_days,
+        calibration=settings.calibration,
+        min_positives=settings.min_positives,
+        min_negatives=settings.min_negatives,
+        random_state=settings.random_state,
+        n_jobs=settings.n_jobs,
+    )

@@ -1,0 +1,134 @@
+"""MLflow: the tracking store, the model logged as one pyfunc, the registry with champion / challenger aliases.
+
+mlflow is imported lazily (it takes seconds) and its usage telemetry is switched off unless the user set it:
+this tool handles customers' CRM data.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+from pipelines.config import Settings
+
+log = logging.getLogger(__name__)
+PYFUNC_OUTPUT = ("probability", "raw_score")
+
+
+def mlflow_module():
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+
+    return mlflow
+
+
+def use_store(settings: Settings) -> str:
+    """Point MLflow at the configured store and experiment; return the experiment id."""
+    mlflow = mlflow_module()
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    experiment = mlflow.get_experiment_by_name(settings.mlflow.experiment)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifacts = settings.resolve(settings.mlflow.artifact_dir)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    return mlflow.create_experiment(settings.mlflow.experiment, artifact_location=artifacts.resolve().as_uri())
+
+
+def _python_model_class():
+    mlflow = mlflow_module()
+
+    class LeadScoreModel(mlflow.pyfunc.PythonModel):
+        """The fitted ConversionModel behind MLflow's pyfunc interface: plain columns in, probability out."""
+
+        def __init__(self, model) -> None:
+            self.model = model
+
+        def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+            probability = self.model.predict_proba(model_input)[:, 1]
+            return pd.DataFrame({"probability": probability, "raw_score": self.model.raw_score(model_input)})
+
+    return LeadScoreModel
+
+
+def plain_columns(frame: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
+    """Categoricals as plain text and numbers as float: what a CSV or a JSON request carries."""
+    out = frame.copy()
+    for column in out.columns:
+        if column in categorical:
+            out[column] = out[column].astype("string").astype(object).where(out[column].notna(), None)
+        else:
+            out[column] = pd.to_numeric(out[column], errors="coerce").astype("float64")
+    return out
+
+
+def _requirements() -> list[str]:
+    names = ["lightgbm", "scikit-learn", "pandas", "numpy"]
+    pins = [f"{name}=={metadata.version(name)}" for name in names]
+    return [*pins, f"mlflow=={metadata.version('mlflow')}"]
+
+
+def log_conversion_model(model, example: pd.DataFrame, categorical: list[str]):
+    """Log the fitted model as one pyfunc with signature and input example; return the ModelInfo."""
+    mlflow = mlflow_module()
+    from mlflow.models import infer_signature
+
+    example = plain_columns(example, categorical)
+    output = pd.DataFrame({"probability": model.predict_proba(example)[:, 1], "raw_score": model.raw_score(example)})
+    return mlflow.pyfunc.log_model(
+        name="model",
+        python_model=_python_model_class()(model),
+        signature=infer_signature(example, output),
+        input_example=example,
+        pip_requirements=_requirements(),
+    )
+
+
+def load_conversion_model(uri: str):
+    """The ConversionModel behind a registered or logged pyfunc model URI, with its MLflow metadata."""
+    mlflow = mlflow_module()
+    pyfunc = mlflow.pyfunc.load_model(uri)
+    return pyfunc.unwrap_python_model().model, pyfunc.metadata
+
+
+def register(settings: Settings, model_uri: str, *, run_id: str) -> str:
+    """Register a new version under the configured name with alias `challenger`; return the version."""
+    mlflow = mlflow_module()
+    name = settings.mlflow.registered_model
+    version = mlflow.register_model(model_uri, name).version
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(name, "challenger", version)
+    client.set_model_version_tag(name, version, "run_id", run_id)
+    return str(version)
+
+
+def champion_version(settings: Settings) -> str | None:
+    mlflow = mlflow_module()
+    client = mlflow.MlflowClient()
+    try:
+        return str(client.get_model_version_by_alias(settings.mlflow.registered_model, "champion").version)
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def promote(settings: Settings, version: str) -> None:
+    mlflow = mlflow_module()
+    mlflow.MlflowClient().set_registered_model_alias(settings.mlflow.registered_model, "champion", version)
+
+
+def log_frame(frame: pd.DataFrame, path: str) -> None:
+    """Log a table as a CSV artifact at `path` inside the run."""
+    mlflow = mlflow_module()
+    mlflow.log_text(frame.to_csv(index=True, lineterminator="\n"), path)
+
+
+def log_figure(figure, path: str) -> None:
+    mlflow_module().log_figure(figure, path)
+
+
+def store_location(settings: Settings) -> str:
+    uri = settings.tracking_uri
+    return str(Path(uri.removeprefix("sqlite:///"))) if uri.startswith("sqlite:///") else uri

@@ -1,0 +1,223 @@
+"""`leadscore train`: training set -> time-ordered holdout -> fit -> calibrate -> evaluate against baselines ->
+log to MLflow -> register as challenger -> promote to champion only through the gate."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from features.registry import all_features
+from models.baselines import CellRateBaseline, logistic_regression
+from models.conversion import ConversionModel, TooLittleDataError, time_ordered_split
+from models.evaluation import calibration_table, evaluate, is_better, metrics_table
+from models.factory import build_model
+from pipelines.config import Settings
+from pipelines.training_set import TrainingSet, build_training_set
+from pipelines.validation import CrmData, load_crm
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Split:
+    dev: np.ndarray
+    holdout: np.ndarray
+
+
+@dataclass
+class TrainResult:
+    model: ConversionModel
+    training: TrainingSet
+    split: Split
+    metrics: pd.DataFrame
+    calibration: pd.DataFrame
+    holdout_probability: np.ndarray
+    run_id: str | None = None
+    version: str | None = None
+    decision: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def gap_days(settings: Settings) -> float:
+    return settings.spine.horizon_days if settings.mode == "crm" else 0.0
+
+
+def sample_time(training: TrainingSet) -> pd.Series | None:
+    times = training.frame["cutoff_time"]
+    return None if times.isna().all() else times
+
+
+def holdout_split(settings: Settings, training: TrainingSet) -> Split:
+    """The most recent `holdout_fraction` of rows, after a gap of one horizon from the rows used to fit."""
+    frame = training.frame
+    dev, holdout = time_ordered_split(
+        len(frame), fraction=settings.model.holdout_fraction, sample_time=sample_time(training),
+        gap_days=gap_days(settings),
+    )  # fmt: skip
+    y = frame["converted"].to_numpy()
+    if len(np.unique(y[holdout])) < 2:
+        raise TooLittleDataError(f"the time-ordered holdout ({len(holdout)} rows) holds only one class; add history")
+    return Split(dev, holdout)
+
+
+def fit_model(settings: Settings, training: TrainingSet, rows: np.ndarray) -> ConversionModel:
+    frame = training.frame.iloc[rows]
+    model = build_model(settings.model, categorical_features=training.categorical, gap_days=gap_days(settings))
+    times = sample_time(training)
+    return model.fit(frame[training.feature_names], frame["converted"],
+                     sample_time=None if times is None else times.iloc[rows])  # fmt: skip
+
+
+def baseline_scores(
+    settings: Settings, training: TrainingSet, split: Split, cells: pd.Series | None
+) -> dict[str, np.ndarray]:
+    """Holdout probabilities of the logistic regression and (CRM mode) the rules-only grade."""
+    frame = training.frame
+    numeric = [c for c in training.feature_names if c not in training.categorical]
+    lr = logistic_regression(training.categorical, numeric, random_state=settings.model.random_state)
+    lr.fit(frame.iloc[split.dev][training.feature_names], frame["converted"].iloc[split.dev])
+    scores = {"logistic_regression": lr.predict_proba(frame.iloc[split.holdout][training.feature_names])[:, 1]}
+    if cells is not None:
+        rules = CellRateBaseline().fit(cells.iloc[split.dev].to_frame("cell"), frame["converted"].iloc[split.dev])
+        scores["rules_grade"] = rules.predict_proba(cells.iloc[split.holdout].to_frame("cell"))[:, 1]
+    return scores
+
+
+def train_and_evaluate(settings: Settings, *, data: CrmData | None = None) -> tuple[TrainResult, pd.DataFrame | None]:
+    """Fit on the earlier rows, evaluate on the time-ordered holdout beside the baselines (no MLflow)."""
+    if settings.mode == "crm" and data is None:
+        data = load_crm(settings)
+    training = build_training_set(settings, data=data)
+    y = training.frame["converted"]
+    positives, negatives = int(y.sum()), int((1 - y).sum())
+    if positives < settings.model.min_positives or negatives < settings.model.min_negatives:
+        raise TooLittleDataError(
+            f"the training set has {positives} converted and {negatives} not-converted examples; need at least "
+            f"{settings.model.min_positives} and {settings.model.min_negatives}. Add history (more closed deals), use "
+            "cutoff snapshots (spine.policy = 'snapshots'), or grade with the rules only (`leadscore grade`) until "
+            "enough deals have closed."
+        )
+    split = holdout_split(settings, training)
+    model = fit_model(settings, training, split.dev)
+    holdout = training.frame.iloc[split.holdout]
+    probability = model.predict_proba(holdout[training.feature_names])[:, 1]
+    uncalibrated = 1 / (1 + np.exp(-model.raw_score(holdout[training.feature_names])))
+    graded = None
+    if settings.mode == "crm":
+        from pipelines.grading import grade_spine
+
+        graded = grade_spine(settings, data, training.frame[["lead_id", "cutoff_time", "converted"]])
+    scores = {"lightgbm_calibrated": probability, "lightgbm_uncalibrated": uncalibrated}
+    scores |= baseline_scores(settings, training, split, None if graded is None else graded["cell"])
+    metrics = metrics_table({name: evaluate(holdout["converted"], p) for name, p in scores.items()})
+    result = TrainResult(model, training, split, metrics, calibration_table(holdout["converted"], probability),
+                         probability)  # fmt: skip
+    return result, graded
+
+
+def gate(settings: Settings, result: TrainResult, champion_model) -> tuple[bool, str, dict]:
+    """Promote only when the challenger beats the champion on this holdout and is not worse calibrated."""
+    metric = settings.model.gate_metric
+    challenger = result.metrics.loc["lightgbm_calibrated"]
+    holdout = result.training.frame.iloc[result.split.holdout]
+    try:
+        p = champion_model.predict_proba(holdout)[:, 1]
+    except KeyError as exc:
+        return False, f"not promoted: the champion cannot score this holdout ({exc}); use --promote", {}
+    champion = evaluate(holdout["converted"], p)
+    figures = {f"champion_{metric}": champion[metric], "champion_ece": champion["ece"]}
+    better = is_better(
+        challenger[metric], champion[metric], metric, min_improvement=settings.model.gate_min_improvement
+    )
+    calibrated = challenger["ece"] <= champion["ece"] + settings.model.gate_calibration_tolerance
+    text = (f"{metric}: challenger {challenger[metric]:.4f} vs champion {champion[metric]:.4f}; "
+            f"ECE: challenger {challenger['ece']:.4f} vs champion {champion['ece']:.4f} "
+            f"(tolerance {settings.model.gate_calibration_tolerance})")  # fmt: skip
+    if better and calibrated:
+        return True, f"promoted: {text}", figures
+    reason = "not better" if not better else "worse calibrated"
+    return False, f"not promoted ({reason}): {text}", figures
+
+
+def feature_table(names: list[str]) -> pd.DataFrame:
+    specs = all_features()
+    rows = [(n, specs[n].group, specs[n].description) if n in specs else (n, "flat", n) for n in names]
+    return pd.DataFrame(rows, columns=["feature", "group", "description"]).set_index("feature")
+
+
+def shap_importance(model: ConversionModel, X: pd.DataFrame, *, max_rows: int = 5000) -> pd.DataFrame:
+    """Mean |SHAP| per feature (log-odds) on up to `max_rows` rows, with the feature's group."""
+    contributions = model.contributions(X.iloc[:max_rows]).drop(columns="base_value")
+    importance = contributions.abs().mean().sort_values(ascending=False).rename("mean_abs_shap").to_frame()
+    specs = all_features()
+    importance["group"] = [specs[n].group if n in specs else "flat" for n in importance.index]
+    return importance
+
+
+def train(settings: Settings, *, promote_anyway: bool = False, data: CrmData | None = None) -> TrainResult:
+    """The whole `leadscore train`: fit and evaluate, then log, register and gate in MLflow."""
+    from pipelines import tracking
+
+    result, graded = train_and_evaluate(settings, data=data)
+    mlflow = tracking.mlflow_module()
+    experiment = tracking.use_store(settings)
+    training, model = result.training, result.model
+    holdout = training.frame.iloc[result.split.holdout]
+    with mlflow.start_run(experiment_id=experiment, run_name="train") as run:
+        mlflow.log_params({f"model.{k}": v for k, v in settings.model.model_dump().items()})
+        mlflow.log_params({
+            "mode": settings.mode, "feature_set": training.manifest.get("feature_set"), "rows": len(training.frame),
+            "dev_rows": len(result.split.dev), "holdout_rows": len(result.split.holdout),
+            "best_iteration": model.best_iteration_, "calibration_method": model.calibration_method_,
+            "horizon_days": gap_days(settings), "training_set_sha256": training.manifest["input_sha256"],
+        })  # fmt: skip
+        for scorer, row in result.metrics.iterrows():
+            mlflow.log_metrics({f"{scorer}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
+        mlflow.log_metrics({k: float(v) for k, v in result.metrics.loc["lightgbm_calibrated"].items() if pd.notna(v)})
+        tracking.log_frame(result.metrics, "evaluation/metrics.csv")
+        tracking.log_frame(result.calibration, "evaluation/calibration_by_decile.csv")
+        tracking.log_frame(feature_table(training.feature_names), "features/features.csv")
+        mlflow.log_text(json.dumps(training.manifest, indent=2, sort_keys=True, default=str),
+                        "training_set/manifest.json")  # fmt: skip
+        importance = shap_importance(model, holdout[training.feature_names])
+        tracking.log_frame(importance, "explanations/shap_importance.csv")
+        tracking.log_frame(importance.groupby("group")["mean_abs_shap"].sum().sort_values(ascending=False).to_frame(),
+                           "explanations/shap_importance_by_group.csv")  # fmt: skip
+        if graded is not None:
+            _log_grade_analysis(settings, data or load_crm(settings), model, training)
+        info = tracking.log_conversion_model(model, holdout[training.feature_names].head(5), training.categorical)
+        version = tracking.register(settings, info.model_uri, run_id=run.info.run_id)
+        champion = tracking.champion_version(settings)
+        if promote_anyway or champion is None:
+            promoted = True
+            decision = "promoted: " + ("--promote given" if promote_anyway else "no champion yet")
+        else:
+            champion_model, _ = tracking.load_conversion_model(f"models:/{settings.mlflow.registered_model}@champion")
+            promoted, decision, figures = gate(settings, result, champion_model)
+            mlflow.log_metrics({k: float(v) for k, v in figures.items()})
+        if promoted:
+            tracking.promote(settings, version)
+        mlflow.set_tags({"gate.decision": decision, "gate.promoted": str(promoted), "registered_version": version})
+        result.run_id, result.version, result.decision = run.info.run_id, version, decision
+    return result
+
+
+def _log_grade_analysis(settings: Settings, data: CrmData, model: ConversionModel, training: TrainingSet) -> None:
+    """The grade-matrix conversion table on closed deals, with the model's mean probability per cell."""
+    from pipelines import tracking
+    from pipelines.grading import analyze_closed_deals
+
+    frame = training.frame.set_index(["lead_id", "cutoff_time"])
+
+    def probability_of(spine: pd.DataFrame) -> pd.Series:
+        rows = frame.loc[list(zip(spine["lead_id"], spine["cutoff_time"], strict=True)), training.feature_names]
+        return pd.Series(model.predict_proba(rows.reset_index(drop=True))[:, 1])
+
+    analysis, _ = analyze_closed_deals(settings, data, probability_of=probability_of)
+    tracking.log_frame(analysis.by_cell, "grades/conversion_by_cell.csv")
+    tracking.log_frame(analysis.by_stage, "grades/conversion_by_stage.csv")
+    tracking.mlflow_module().log_text("\n".join(analysis.lines()) + "\n", "grades/analysis.txt")
