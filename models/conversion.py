@@ -10,14 +10,18 @@ training is scored as missing.
 from __future__ import annotations
 
 import logging
+import warnings
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import DataConversionWarning
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 log = logging.getLogger(__name__)
@@ -87,9 +91,15 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
     def _frame(self, X) -> pd.DataFrame:
         if isinstance(X, pd.DataFrame):
             return X
+        if sp.issparse(X):
+            raise TypeError("sparse input is not supported: pass a DataFrame or a dense array")
         X = np.asarray(X)
         if X.ndim != 2:
-            raise ValueError(f"Expected 2D array, got {X.ndim}D array instead")
+            raise ValueError(f"Expected 2D array, got {X.ndim}D array instead. Reshape your data.")
+        if hasattr(self, "n_features_in_") and X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but ConversionModel is expecting {self.n_features_in_} features as input"
+            )
         return pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
 
     def _prepare(self, X) -> pd.DataFrame:
@@ -123,13 +133,27 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
 
     # -- fitting ---------------------------------------------------------------------------------------------
     def fit(self, X, y, *, sample_time=None) -> ConversionModel:
+        if y is None:
+            raise ValueError("ConversionModel requires y to be passed, but the target y is None")
+        for fitted in ("n_features_in_", "feature_names_in_"):
+            self.__dict__.pop(fitted, None)
         X = self._frame(X)
+        if X.shape[1] == 0:
+            raise ValueError(f"0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
         y = np.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            warnings.warn(
+                "A column-vector y was passed when a 1d array was expected", DataConversionWarning, stacklevel=2
+            )
+            y = y.ravel()
+        check_classification_targets(y)
         if len(X) != len(y):
             raise ValueError(f"X has {len(X)} rows but y has {len(y)}")
         self.classes_, y_codes = np.unique(y, return_inverse=True)
         if len(self.classes_) > 2:
-            raise ValueError(f"binary target expected, got classes {list(self.classes_)}")
+            raise ValueError(f"Only binary classification is supported; got classes {list(self.classes_)}")
+        if len(self.classes_) < 2:
+            raise TooLittleDataError(f"the target has one class only ({list(self.classes_)}); need converted and not")
         positives, negatives = int((y_codes == 1).sum()), int((y_codes == 0).sum())
         if positives < self.min_positives or negatives < self.min_negatives:
             raise TooLittleDataError(
@@ -218,7 +242,8 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
         return np.column_stack([1 - positive, positive])
 
     def predict(self, X) -> np.ndarray:
-        return self.classes_[(self.predict_proba(X)[:, 1] >= 0.5).astype(int)]
+        probability = self.predict_proba(X)
+        return self.classes_[np.argmax(probability, axis=1)]
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         check_is_fitted(self, "booster_")
@@ -227,6 +252,7 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
+        tags.classifier_tags.multi_class = False
         return tags
 
 
