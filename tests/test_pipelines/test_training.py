@@ -103,3 +103,29 @@ def test_too_little_data_stops_train_with_a_message(project, tmp_path):
     result = runner.invoke(app, ["train", "--config", str(config)])
     assert result.exit_code == 1
     assert "too little data to train" in result.output and "need at least 100000" in result.output
+
+
+def test_backtest_trains_only_on_outcomes_known_before_each_step(project):
+    from pipelines.backtest import time_steps
+
+    times = pd.Series(pd.to_datetime(["2025-01-01", "2025-02-01", "2025-03-01", "2025-04-01", "2025-05-01"], utc=True))
+    steps = time_steps(
+        times, start=pd.Timestamp("2025-03-01", tz="UTC"), every=pd.Timedelta(days=45), horizon=pd.Timedelta(days=30)
+    )
+    assert [s.label for s in steps] == ["2025-03-01", "2025-04-15"]
+    assert steps[0].train.tolist() == [0] and steps[0].test.tolist() == [2, 3]  # Feb's horizon ends 3 March
+    assert steps[1].train.tolist() == [0, 1, 2] and steps[1].test.tolist() == [4]
+    for step in steps:
+        assert (times.iloc[step.train] + pd.Timedelta(days=30)).max() <= pd.Timestamp(step.label, tz="UTC")
+
+    result = runner.invoke(app, ["backtest", "--config", str(project), "--start", "2025-06-01", "--every", "90d"])
+    assert result.exit_code == 0, result.output
+    assert "ROC AUC per period" in result.output and "pooled over all periods" in result.output
+    assert "rules_grade" in result.output
+
+
+def test_row_steps_for_flat_data():
+    from pipelines.backtest import row_steps
+
+    steps = row_steps(10, start=6, every=3)
+    assert [(s.train.max(), s.test.tolist()) for s in steps] == [(5, [6, 7, 8]), (8, [9])]

@@ -1,0 +1,124 @@
+"""`leadscore backtest`: walk-forward retraining. At each step the model is trained only on outcomes known before
+the step and scores the rows whose cutoff falls in the next period; baselines are scored beside it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from models.baselines import CellRateBaseline, logistic_regression
+from models.conversion import TooLittleDataError
+from models.evaluation import evaluate, metrics_table
+from models.factory import build_model
+from pipelines.config import Settings
+from pipelines.training import gap_days, sample_time
+from pipelines.training_set import TrainingSet
+
+log = logging.getLogger(__name__)
+SCORERS = ("lightgbm_calibrated", "logistic_regression", "rules_grade")
+
+
+@dataclass(frozen=True)
+class Step:
+    label: str
+    train: np.ndarray
+    test: np.ndarray
+
+
+def time_steps(times: pd.Series, *, start: pd.Timestamp, every: pd.Timedelta, horizon: pd.Timedelta) -> list[Step]:
+    """Steps from `start` every `every` until the last cutoff: train on rows whose label window ended before the
+    step (cutoff + horizon <= step), test on rows with step <= cutoff < step + every."""
+    times = pd.to_datetime(times, utc=True).reset_index(drop=True)
+    steps, at = [], start
+    while at <= times.max():
+        train = np.flatnonzero((times + horizon <= at).to_numpy())
+        test = np.flatnonzero(((times >= at) & (times < at + every)).to_numpy())
+        if len(test):
+            steps.append(Step(at.date().isoformat(), train, test))
+        at += every
+    return steps
+
+
+def row_steps(n: int, *, start: int, every: int) -> list[Step]:
+    """Row-ordered data: train on every row before the step, test on the next `every` rows."""
+    return [Step(f"rows {s}-{min(s + every, n) - 1}", np.arange(s), np.arange(s, min(s + every, n)))
+            for s in range(start, n, every)]  # fmt: skip
+
+
+def score_step(
+    settings: Settings, training: TrainingSet, step: Step, cells: pd.Series | None
+) -> dict[str, np.ndarray] | None:
+    """Probabilities of each scorer on the step's test rows, or None when the history cannot train a model."""
+    frame, names = training.frame, training.feature_names
+    train, test = frame.iloc[step.train], frame.iloc[step.test]
+    times = sample_time(training)
+    model = build_model(settings.model, categorical_features=training.categorical, gap_days=gap_days(settings))
+    try:
+        model.fit(train[names], train["converted"], sample_time=None if times is None else times.iloc[step.train])
+    except TooLittleDataError as exc:
+        log.warning("step %s skipped: %s", step.label, exc)
+        return None
+    numeric = [c for c in names if c not in training.categorical]
+    lr = logistic_regression(training.categorical, numeric, random_state=settings.model.random_state)
+    lr.fit(train[names], train["converted"])
+    scores = {"lightgbm_calibrated": model.predict_proba(test[names])[:, 1],
+              "logistic_regression": lr.predict_proba(test[names])[:, 1]}  # fmt: skip
+    if cells is not None:
+        rules = CellRateBaseline().fit(cells.iloc[step.train].to_frame("cell"), train["converted"])
+        scores["rules_grade"] = rules.predict_proba(cells.iloc[step.test].to_frame("cell"))[:, 1]
+    return scores
+
+
+@dataclass
+class BacktestResult:
+    per_period: pd.DataFrame  # one row per (period, scorer)
+    pooled: pd.DataFrame  # one row per scorer
+    predictions: pd.DataFrame
+
+
+def run_backtest(
+    settings: Settings, training: TrainingSet, steps: list[Step], *, cells: pd.Series | None = None, progress=None
+) -> BacktestResult:
+    rows, predictions = [], []
+    y = training.frame["converted"].to_numpy()
+    for step in steps:
+        scores = score_step(settings, training, step, cells)
+        if progress is not None:
+            progress(1)
+        if scores is None:
+            continue
+        truth = y[step.test]
+        for scorer, p in scores.items():
+            rows.append({"period": step.label, "scorer": scorer, "rows": len(step.test), "train_rows": len(step.train),
+                         "positives": int(truth.sum()), **evaluate(truth, p)})  # fmt: skip
+        predictions.append(pd.DataFrame({"period": step.label, "row": step.test, "converted": truth, **scores}))
+    if not predictions:
+        raise TooLittleDataError("no backtest step had enough history to train: start later or add history")
+    pooled_frame = pd.concat(predictions, ignore_index=True)
+    scorers = [s for s in SCORERS if s in pooled_frame]
+    pooled = metrics_table({s: evaluate(pooled_frame["converted"], pooled_frame[s]) for s in scorers})
+    return BacktestResult(pd.DataFrame(rows), pooled, pooled_frame)
+
+
+def log_backtest(settings: Settings, result: BacktestResult, *, params: dict) -> str:
+    """One MLflow parent run (pooled metrics) with a child run per period."""
+    from pipelines import tracking
+
+    mlflow = tracking.mlflow_module()
+    experiment = tracking.use_store(settings)
+    with mlflow.start_run(experiment_id=experiment, run_name="backtest") as parent:
+        mlflow.log_params(params)
+        for scorer, row in result.pooled.iterrows():
+            mlflow.log_metrics({f"pooled.{scorer}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
+        tracking.log_frame(result.per_period.set_index(["period", "scorer"]), "backtest/per_period.csv")
+        tracking.log_frame(result.pooled, "backtest/pooled.csv")
+        for period, rows in result.per_period.groupby("period", sort=False):
+            with mlflow.start_run(experiment_id=experiment, run_name=f"period {period}", nested=True):
+                mlflow.log_param("period", period)
+                for _, row in rows.iterrows():
+                    mlflow.log_metrics({f"{row['scorer']}.{k}": float(row[k]) for k in ("roc_auc", "pr_auc", "brier",
+                                        "ece", "log_loss") if pd.notna(row[k])})  # fmt: skip
+        return parent.info.run_id
