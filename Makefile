@@ -21,6 +21,8 @@ demo: setup
 	$(BIN)/leadscore validate --config $(DEMO)/leadscore.toml
 	$(BIN)/leadscore build-training-set --config $(DEMO)/leadscore.toml --out $(DEMO)/output/training_set.parquet
 	$(BIN)/leadscore grade --config $(DEMO)/leadscore.toml --out $(DEMO)/output/grades.csv --analyze
+	$(BIN)/leadscore train --config $(DEMO)/leadscore.toml
+	$(BIN)/leadscore predict --config $(DEMO)/leadscore.toml --out $(DEMO)/output/scores.csv
 
 test: setup
 	$(BIN)/python -m pytest -q

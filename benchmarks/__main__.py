@@ -20,16 +20,36 @@ def bench_features(leads: int) -> None:
     print_table(rows, ["engine", "seconds", "peak_rss_mib", "ratio_vs_duckdb"])
 
 
-BENCHMARKS = {"features": bench_features}
+def bench_real_data(leads: int) -> None:
+    """Model quality on the real datasets under ../shared/datasets (skipped when absent)."""
+    from benchmarks.real_data import main
+
+    main()
+
+
+def bench_train(leads: int) -> None:
+    """`train` end to end on sample data with one cutoff per lead (about 100k closed leads at 115k leads)."""
+    folder = sample_data(leads)
+    row = run_worker("benchmarks.train_worker", str(folder))
+    print(f"\ntrain: {row['closed_leads']:,} closed leads (training rows) from {leads:,} sample leads")
+    print(
+        "train_total_s = fit + calibration + evaluation with baselines + MLflow logging and registry; "
+        "the training set (features) is built before it and timed apart"
+    )
+    print_table([row], ["closed_leads", "load_s", "training_set_s", "train_total_s", "peak_rss_mib", "roc_auc"])
+
+
+BENCHMARKS = {"features": bench_features, "train": bench_train, "real-data": bench_real_data}
+DEFAULT_LEADS = {"features": 1_000_000, "train": 115_000, "real-data": 0}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("names", nargs="*", choices=[*BENCHMARKS, []], default=list(BENCHMARKS))
-    parser.add_argument("--leads", type=int, default=1_000_000, help="sample leads (about 50 events each)")
+    parser.add_argument("--leads", type=int, default=None, help="sample leads (about 50 events each)")
     args = parser.parse_args()
     for name in args.names or BENCHMARKS:
-        BENCHMARKS[name](args.leads)
+        BENCHMARKS[name](args.leads or DEFAULT_LEADS[name])
 
 
 if __name__ == "__main__":

@@ -45,13 +45,13 @@ def events_count_30d(ctx: FeatureContext) -> pd.Series:
 
 @feature("behavioral", unit="days")
 def events_days_since_last(ctx: FeatureContext) -> pd.Series:
-    """Days since the lead's last recorded activity."""
+    """Days since the lead's last activity."""
     return pd.Series(ctx.last_event_age(), name="events_days_since_last")
 
 
 @feature("behavioral", unit="days")
 def events_days_since_last_high_intent(ctx: FeatureContext) -> pd.Series:
-    """Days since the lead's last high-intent action (pricing-page view or demo request)."""
+    """Days since the lead's last pricing-page view or demo request."""
     return pd.Series(
         ctx.last_event_age(tuple(ctx.params.high_intent_events)), name="events_days_since_last_high_intent"
     )
@@ -73,7 +73,7 @@ def events_trend_7d_vs_21d(ctx: FeatureContext) -> pd.Series:
 
 @feature("behavioral", unit="points")
 def engagement_decayed_score(ctx: FeatureContext) -> pd.Series:
-    """Engagement score: every past action weighted by type, halving in value every half-life."""
+    """Engagement score (every action weighted by type; recent actions weigh more)."""
     window = ctx.event_window
     weights = {**DEFAULT_EVENT_WEIGHTS, **ctx.params.event_weights}
     per_type = np.array([weights.get(t, 0.0) for t in window.types] + [0.0])

@@ -67,7 +67,7 @@ def _column(ctx: FeatureContext, name: str) -> pd.Series:
 
 @feature("demographic", kind="categorical")
 def lead_seniority(ctx: FeatureContext) -> pd.Series:
-    """Seniority of the lead's role (c_level, vp, director, manager, individual), read from the title when not given."""
+    """Seniority of the lead's role (read from the job title when not given)."""
     given = _column(ctx, "seniority").map(_SENIORITY_SYNONYMS).astype("string")
     title = ctx.lead_rows["job_title"] if "job_title" in ctx.lead_rows else pd.Series(pd.NA, index=given.index)
     return given.fillna(seniority_from_title(title)).rename("lead_seniority")

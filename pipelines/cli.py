@@ -259,5 +259,78 @@ def backtest(
     typer.echo(f"MLflow run {run_id} (one child run per period) in {settings.tracking_uri}")
 
 
+@app.command()
+def predict(
+    config: ConfigOption,
+    as_of: AsOfOption = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model URI; default models:/NAME@champion.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="CSV or Parquet file for the scores.")] = None,
+    to_sql: Annotated[str | None, typer.Option("--to-sql", help="Write the scores to this SQL table instead.")] = None,
+    sql_url: Annotated[str | None, typer.Option("--sql-url", help="Database URL; default output.sql_url.")] = None,
+    contributions: Annotated[
+        Path | None, typer.Option("--contributions", help="Parquet file for the full SHAP contribution matrix.")
+    ] = None,
+    top: Annotated[int, typer.Option("--top", help="Leads to show at the end.")] = 10,
+) -> None:
+    """Score every lead open at a date: probability, score, grade, stage, action, due-by and top reasons."""
+    from tqdm import tqdm
+
+    from pipelines import tracking
+    from pipelines.io import write_frame, write_sql
+    from pipelines.predict import rejects_path, score_open_leads
+    from pipelines.validation import load_crm
+
+    settings = _settings(config)
+    if settings.mode != "crm":
+        raise _fail("predict scores the open leads of a CRM (mode = 'crm')")
+    if out is not None and to_sql is not None:
+        raise _fail("give --out or --to-sql, not both")
+    data = load_crm(settings, as_of=_as_of(as_of))
+    if data.errors:
+        typer.echo(
+            f"warning: {len(data.errors)} row(s) rejected by validation; they are listed in the rejects", err=True
+        )
+    tracking.use_store(settings)
+    uri = model or f"models:/{settings.mlflow.registered_model}@champion"
+    try:
+        conversion, wrapper = tracking.load_conversion_model(uri)
+        name, version = tracking.resolve_version(uri)
+    except Exception as exc:  # MLflow raises several types for a missing model
+        raise _fail(f"cannot load model {uri}: {exc}. Run `leadscore train` first.", 1) from None
+    with tqdm(total=len(data.tables["leads"]), unit="lead", desc="predict", disable=None) as bar:
+        result = score_open_leads(settings, data, conversion, wrapper, model_name=name or uri, model_version=version,
+                                  chunk_size=settings.output.chunk_size, keep_contributions=contributions is not None,
+                                  progress=bar.update)  # fmt: skip
+    target = out or settings.output_dir / "scores.csv"
+    if to_sql is not None:
+        url = sql_url or settings.output.sql_url
+        if not url:
+            raise _fail("--to-sql needs --sql-url or output.sql_url in the config")
+        where = write_sql(result.scores, url, to_sql)
+        write_sql(result.rejects, url, f"{to_sql}_rejects")
+    else:
+        where = write_frame(result.scores, target)
+        write_frame(result.rejects, rejects_path(Path(target)))
+    if contributions is not None:
+        write_frame(result.contributions, contributions)
+    s = result.summary
+    typer.echo(
+        f"scored {s['scored']:,} open leads as of {data.as_of.isoformat()} with {name or uri} "
+        f"v{version or '?'} -> {where}"
+    )
+    typer.echo(f"rejected: {s['rejected']:,}; mean probability {s['mean_probability']}")
+    typer.echo("leads per cell: " + ", ".join(f"{k} {v:,}" for k, v in s["leads_per_cell"].items()))
+    typer.echo("leads per stage: " + ", ".join(f"{k} {v:,}" for k, v in s["leads_per_stage"].items()))
+    drifted = result.drift[result.drift > settings.output.drift_threshold]
+    if len(drifted):
+        typer.echo(
+            f"warning: drift against the training population (PSI > {settings.output.drift_threshold}): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in drifted.head(8).items())
+        )
+    typer.echo(f"\ntop {top} leads:")
+    shown = result.scores.head(top)[["lead_id", "score", "cell", "stage", "action", "due_by", "reasons_positive"]]
+    typer.echo(shown.to_string(index=False, max_colwidth=110))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

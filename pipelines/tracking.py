@@ -44,8 +44,10 @@ def _python_model_class():
     class LeadScoreModel(mlflow.pyfunc.PythonModel):
         """The fitted ConversionModel behind MLflow's pyfunc interface: plain columns in, probability out."""
 
-        def __init__(self, model) -> None:
+        def __init__(self, model, *, reference_profile: dict | None = None, feature_set: str = "") -> None:
             self.model = model
+            self.reference_profile = reference_profile or {}
+            self.feature_set = feature_set
 
         def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
             probability = self.model.predict_proba(model_input)[:, 1]
@@ -71,8 +73,13 @@ def _requirements() -> list[str]:
     return [*pins, f"mlflow=={metadata.version('mlflow')}"]
 
 
-def log_conversion_model(model, example: pd.DataFrame, categorical: list[str]):
-    """Log the fitted model as one pyfunc with signature and input example; return the ModelInfo."""
+def log_conversion_model(
+    model, example: pd.DataFrame, categorical: list[str], *, reference_profile: dict, feature_set: str
+):
+    """Log the fitted model as one pyfunc with signature and input example; return the ModelInfo.
+
+    The training population's profile travels with the model, so that scoring can measure drift against it.
+    """
     mlflow = mlflow_module()
     from mlflow.models import infer_signature
 
@@ -80,7 +87,7 @@ def log_conversion_model(model, example: pd.DataFrame, categorical: list[str]):
     output = pd.DataFrame({"probability": model.predict_proba(example)[:, 1], "raw_score": model.raw_score(example)})
     return mlflow.pyfunc.log_model(
         name="model",
-        python_model=_python_model_class()(model),
+        python_model=_python_model_class()(model, reference_profile=reference_profile, feature_set=feature_set),
         signature=infer_signature(example, output),
         input_example=example,
         pip_requirements=_requirements(),
@@ -88,10 +95,25 @@ def log_conversion_model(model, example: pd.DataFrame, categorical: list[str]):
 
 
 def load_conversion_model(uri: str):
-    """The ConversionModel behind a registered or logged pyfunc model URI, with its MLflow metadata."""
+    """The ConversionModel behind a registered or logged pyfunc model URI, and the wrapper that carries it."""
     mlflow = mlflow_module()
     pyfunc = mlflow.pyfunc.load_model(uri)
-    return pyfunc.unwrap_python_model().model, pyfunc.metadata
+    wrapper = pyfunc.unwrap_python_model()
+    return wrapper.model, wrapper
+
+
+def resolve_version(uri: str) -> tuple[str, str]:
+    """(registered name, version) of a models:/NAME@alias or models:/NAME/VERSION URI; ('', '') otherwise."""
+    if not uri.startswith("models:/"):
+        return "", ""
+    mlflow = mlflow_module()
+    client = mlflow.MlflowClient()
+    rest = uri.removeprefix("models:/")
+    if "@" in rest:
+        name, alias = rest.split("@", 1)
+        return name, str(client.get_model_version_by_alias(name, alias).version)
+    name, _, version = rest.partition("/")
+    return name, version
 
 
 def register(settings: Settings, model_uri: str, *, run_id: str) -> str:

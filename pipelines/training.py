@@ -143,6 +143,18 @@ def gate(settings: Settings, result: TrainResult, champion_model) -> tuple[bool,
     return False, f"not promoted ({reason}): {text}", figures
 
 
+def training_profile(result: TrainResult) -> dict:
+    """The population the model was fitted on (features and score), for drift checks when scoring."""
+    from models.drift import profile
+
+    training = result.training
+    dev = training.frame.iloc[result.split.dev]
+    reference = profile(dev[training.feature_names], categorical=training.categorical)
+    scores = pd.DataFrame({"probability": result.model.predict_proba(dev[training.feature_names])[:, 1]})
+    reference.update(profile(scores, categorical=[]))
+    return reference
+
+
 def feature_table(names: list[str]) -> pd.DataFrame:
     specs = all_features()
     rows = [(n, specs[n].group, specs[n].description) if n in specs else (n, "flat", n) for n in names]
@@ -189,14 +201,23 @@ def train(settings: Settings, *, promote_anyway: bool = False, data: CrmData | N
                            "explanations/shap_importance_by_group.csv")  # fmt: skip
         if graded is not None:
             _log_grade_analysis(settings, data or load_crm(settings), model, training)
-        info = tracking.log_conversion_model(model, holdout[training.feature_names].head(5), training.categorical)
+        reference = training_profile(result)
+        info = tracking.log_conversion_model(
+            model,
+            holdout[training.feature_names].head(5),
+            training.categorical,
+            reference_profile=reference,
+            feature_set=str(training.manifest.get("feature_set")),
+        )
         version = tracking.register(settings, info.model_uri, run_id=run.info.run_id)
         champion = tracking.champion_version(settings)
         if promote_anyway or champion is None:
             promoted = True
             decision = "promoted: " + ("--promote given" if promote_anyway else "no champion yet")
         else:
-            champion_model, _ = tracking.load_conversion_model(f"models:/{settings.mlflow.registered_model}@champion")
+            champion_model, _wrapper = tracking.load_conversion_model(
+                f"models:/{settings.mlflow.registered_model}@champion"
+            )
             promoted, decision, figures = gate(settings, result, champion_model)
             mlflow.log_metrics({k: float(v) for k, v in figures.items()})
         if promoted:

@@ -1,0 +1,161 @@
+"""`leadscore predict`: every lead open at a date, scored by the champion model with reasons, grades and actions.
+
+Leads are scored in chunks (features, probabilities, SHAP reasons and grades per chunk), so memory stays bounded
+by the chunk size beyond the loaded tables. Every open lead ends up once in the scores or in the rejects.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.build import build_features
+from features.registry import all_features
+from features.spine import scoring_spine
+from models.drift import population_stability
+from models.reasons import top_reasons
+from pipelines.config import Settings
+from pipelines.grading import grade_spine
+from pipelines.training_set import feature_params
+from pipelines.validation import CrmData
+
+log = logging.getLogger(__name__)
+
+OUTPUT_COLUMNS = [
+    "lead_id", "account_id", "as_of", "probability", "score", "percentile", "fit_grade", "engagement_grade", "cell",
+    "stage", "stage_rule", "action", "due_by", "reasons_positive", "reasons_negative", "model_name", "model_version",
+    "feature_set",
+]  # fmt: skip
+
+
+@dataclass
+class Scored:
+    scores: pd.DataFrame
+    rejects: pd.DataFrame
+    contributions: pd.DataFrame | None
+    drift: pd.Series
+    summary: dict = field(default_factory=dict)
+
+
+def _chunks(spine: pd.DataFrame, size: int) -> list[pd.DataFrame]:
+    return [spine.iloc[i : i + size] for i in range(0, len(spine), size)] or [spine]
+
+
+def _events_by_chunk(events: pd.DataFrame | None, chunks: list[pd.DataFrame]) -> list[pd.DataFrame | None]:
+    """Each chunk's events, split in one pass instead of one scan of all events per chunk."""
+    if events is None:
+        return [None] * len(chunks)
+    chunk_of = pd.Series(np.repeat(np.arange(len(chunks)), [len(c) for c in chunks]),
+                         index=pd.concat([c["lead_id"] for c in chunks]).to_numpy())  # fmt: skip
+    which = events["lead_id"].map(chunk_of).fillna(-1).astype("int64").to_numpy()
+    order = np.argsort(which, kind="stable")
+    bounds = np.searchsorted(which[order], np.arange(len(chunks) + 1))
+    return [events.iloc[order[bounds[i] : bounds[i + 1]]] for i in range(len(chunks))]
+
+
+def score_chunk(
+    settings: Settings, data: CrmData, spine: pd.DataFrame, events: pd.DataFrame | None, model, *, keep_contributions
+) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame]:
+    """Scores with reasons and grades for one chunk of the scoring spine; also its feature matrix."""
+    t = data.tables
+    names = list(model.feature_names_in_)
+    features = build_features(
+        spine, leads=t["leads"], accounts=t.get("accounts"), events=events, opportunities=t["opportunities"],
+        feature_names=names, params=feature_params(settings),
+    )  # fmt: skip
+    X = features[names]
+    contributions = model.contributions(X)
+    raw = contributions.sum(axis=1).to_numpy()
+    probability = model.predict_proba(X)[:, 1]
+    reasons = top_reasons(contributions, X, all_features())
+    chunk_data = CrmData(tables={**t, "events": events}, as_of=data.as_of)
+    graded = grade_spine(settings, chunk_data, spine, probability=pd.Series(probability))
+    out = graded.assign(probability=probability, raw_score=raw, **{c: reasons[c].to_numpy() for c in reasons})
+    kept = contributions.assign(lead_id=spine["lead_id"].to_numpy()) if keep_contributions else None
+    return out, kept, X
+
+
+def score_open_leads(
+    settings: Settings,
+    data: CrmData,
+    model,
+    wrapper,
+    *,
+    model_name: str,
+    model_version: str,
+    chunk_size: int = 50_000,
+    keep_contributions: bool = False,
+    progress=None,
+) -> Scored:
+    """Score every lead open at `data.as_of`."""
+    spine = scoring_spine(data.tables["leads"], data.tables["opportunities"], as_of=data.as_of)
+    spine = spine.sort_values("lead_id", kind="stable").reset_index(drop=True)
+    chunks = _chunks(spine, chunk_size)
+    parts, contributions, matrices = [], [], []
+    for chunk, events in zip(chunks, _events_by_chunk(data.tables.get("events"), chunks), strict=True):
+        scored, contrib, X = score_chunk(settings, data, chunk.reset_index(drop=True), events, model,
+                                         keep_contributions=keep_contributions)  # fmt: skip
+        parts.append(scored)
+        matrices.append(X.sample(n=min(len(X), 20_000), random_state=0) if len(X) else X)
+        if contrib is not None:
+            contributions.append(contrib)
+        if progress is not None:
+            progress(len(chunk))
+    scores = pd.concat(parts, ignore_index=True)
+    valid = np.isfinite(scores["probability"].to_numpy())
+    rejects = _rejects(data, scores.loc[~valid, "lead_id"])
+    scores = scores.loc[valid].copy()
+    scores["score"] = np.round(scores["probability"] * 100).astype("int64")
+    scores["percentile"] = (scores["probability"].rank(method="max", pct=True) * 100).round(1)
+    accounts = data.tables["leads"].set_index("lead_id").get("account_id")
+    scores["account_id"] = scores["lead_id"].map(accounts) if accounts is not None else pd.NA
+    scores["as_of"] = scores["cutoff_time"]
+    scores["model_name"], scores["model_version"] = model_name, model_version
+    scores["feature_set"] = getattr(wrapper, "feature_set", "")
+    scores = scores.sort_values(["probability", "lead_id"], ascending=[False, True], kind="stable")
+    drift = _drift(wrapper, pd.concat(matrices, ignore_index=True), scores)
+    result = Scored(scores[OUTPUT_COLUMNS].reset_index(drop=True), rejects,
+                    pd.concat(contributions, ignore_index=True) if contributions else None, drift)  # fmt: skip
+    result.summary = summarise(result)
+    return result
+
+
+def _rejects(data: CrmData, failed: pd.Series) -> pd.DataFrame:
+    """Leads rejected at validation (with their reasons) and any lead whose score could not be computed."""
+    parts = []
+    if "leads" in data.rejects:
+        rejected = data.rejects["leads"]
+        parts.append(pd.DataFrame({"lead_id": rejected["lead_id"].astype("string"),
+                                   "reason": "validation: " + rejected["reject_reason"].astype("string")}))  # fmt: skip
+    if len(failed):
+        parts.append(pd.DataFrame({"lead_id": failed.astype("string"), "reason": "scoring: no finite probability"}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"lead_id": [], "reason": []})
+
+
+def _drift(wrapper, sample: pd.DataFrame, scores: pd.DataFrame) -> pd.Series:
+    """PSI of the scored population against the training profile, per feature and for the probability."""
+    reference = getattr(wrapper, "reference_profile", {}) or {}
+    if not reference or scores.empty:
+        return pd.Series(dtype="float64", name="psi")
+    parts = [population_stability(reference, sample), population_stability(reference, scores[["probability"]])]
+    return pd.concat(parts).sort_values(ascending=False)
+
+
+def summarise(result: Scored) -> dict:
+    scores = result.scores
+    return {
+        "scored": len(scores),
+        "rejected": len(result.rejects),
+        "mean_probability": round(float(scores["probability"].mean()), 4) if len(scores) else None,
+        "leads_per_cell": scores["cell"].value_counts().sort_index().to_dict(),
+        "leads_per_stage": scores["stage"].value_counts().to_dict(),
+        "max_psi": round(float(result.drift.max()), 4) if len(result.drift) else None,
+    }
+
+
+def rejects_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".rejects.csv")
