@@ -332,5 +332,32 @@ def predict(
     typer.echo(shown.to_string(index=False, max_colwidth=110))
 
 
+@app.command()
+def explain(
+    config: ConfigOption,
+    model: Annotated[str | None, typer.Option("--model", help="Model URI; default models:/NAME@champion.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="HTML file to write.")] = None,
+) -> None:
+    """Write a self-contained HTML report for analysts: what drives conversion, grades, model vs rules."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # the report is rendered to files, never to a screen
+    from pipelines.io import write_atomically
+    from pipelines.report import build_report, load_review, log_to_run
+
+    settings = _settings(config)
+    try:
+        review = load_review(settings, model_uri=model)
+    except Exception as exc:  # a missing model surfaces as one of several MLflow errors
+        raise _fail(f"cannot load the model: {exc}. Run `leadscore train` first.", 1) from None
+    page, images, tables = build_report(review)
+    target = out or settings.output_dir / "report.html"
+    write_atomically(target, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    run_id = log_to_run(review, images, tables)
+    typer.echo(f"report: {target.resolve()}")
+    if run_id:
+        typer.echo(f"images and tables logged to MLflow run {run_id}")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

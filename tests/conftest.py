@@ -35,3 +35,18 @@ def sample_project(tmp_path_factory) -> Path:
     result = runner.invoke(app, ["sample-data", "--out", str(folder / "data"), "--leads", "3000", "--seed", "7"])
     assert result.exit_code == 0, result.output
     return folder / "leadscore.toml"
+
+
+@pytest.fixture(scope="session")
+def trained_project(sample_project, tmp_path_factory) -> Path:
+    """A config over the sample data with its own MLflow store holding a trained champion."""
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    folder = tmp_path_factory.mktemp("trained")
+    config = folder / "leadscore.toml"
+    config.write_text(sample_project.read_text().replace('path = "data/', f'path = "{sample_project.parent}/data/'))
+    result = CliRunner().invoke(app, ["train", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    return config

@@ -4,7 +4,7 @@ from typer.testing import CliRunner
 from pipelines.cli import app
 
 runner = CliRunner()
-VERBS = ["init", "sample-data", "validate", "build-training-set", "grade", "train", "backtest", "predict"]
+VERBS = ["init", "sample-data", "validate", "build-training-set", "grade", "train", "backtest", "predict", "explain"]
 
 
 @pytest.mark.parametrize("verb", VERBS)

@@ -13,13 +13,8 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def project(sample_project, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("predict")
-    config = folder / "leadscore.toml"
-    config.write_text(sample_project.read_text().replace('path = "data/', f'path = "{sample_project.parent}/data/'))
-    result = runner.invoke(app, ["train", "--config", str(config)])
-    assert result.exit_code == 0, result.output
-    return config
+def project(trained_project):
+    return trained_project
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,377 @@
+"""`leadscore explain`: what drives conversion, how the grades convert, and how the model compares with the rules.
+
+The functions here return tables and matplotlib figures, used by the HTML report and by the analyst notebook alike.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import logging
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from sklearn.inspection import permutation_importance
+from sklearn.metrics import roc_auc_score
+
+from features.registry import all_features
+from models.drift import population_stability, profile
+from models.evaluation import evaluate, metrics_table
+from pipelines.config import Settings
+from pipelines.training import Split, baseline_scores, holdout_split
+from pipelines.training_set import TrainingSet, build_training_set
+from pipelines.validation import CrmData, load_crm
+
+log = logging.getLogger(__name__)
+LEAK_AUC = 0.95
+
+
+@dataclass
+class Review:
+    settings: Settings
+    model: object
+    wrapper: object
+    model_name: str
+    model_version: str
+    training: TrainingSet
+    split: Split
+    data: CrmData | None
+    graded: pd.DataFrame | None
+
+    @property
+    def holdout(self) -> pd.DataFrame:
+        return self.training.frame.iloc[self.split.holdout]
+
+    @property
+    def X_holdout(self) -> pd.DataFrame:
+        return self.holdout[list(self.model.feature_names_in_)]
+
+    @property
+    def probability(self) -> np.ndarray:
+        if not hasattr(self, "_probability"):
+            self._probability = self.model.predict_proba(self.X_holdout)[:, 1]
+        return self._probability
+
+
+def load_review(settings: Settings, *, model_uri: str | None = None) -> Review:
+    """The model from the registry and the training set it was evaluated on, split the same way as in training."""
+    from pipelines import tracking
+
+    tracking.use_store(settings)
+    uri = model_uri or f"models:/{settings.mlflow.registered_model}@champion"
+    model, wrapper = tracking.load_conversion_model(uri)
+    name, version = tracking.resolve_version(uri)
+    data = load_crm(settings) if settings.mode == "crm" else None
+    training = build_training_set(settings, data=data)
+    graded = None
+    if data is not None:
+        from pipelines.grading import grade_spine
+
+        graded = grade_spine(settings, data, training.frame[["lead_id", "cutoff_time", "converted"]])
+    return Review(settings, model, wrapper, name or uri, version, training, holdout_split(settings, training), data,
+                  graded)  # fmt: skip
+
+
+# -- model summary -----------------------------------------------------------------------------------------------
+def summary_table(review: Review) -> pd.DataFrame:
+    frame, split = review.training.frame, review.split
+    times = frame["cutoff_time"].dropna()
+    rows = {
+        "model": f"{review.model_name} v{review.model_version}",
+        "data window (cutoffs)": f"{times.min():%Y-%m-%d} .. {times.max():%Y-%m-%d}" if len(times) else "row order",
+        "training rows (before the holdout)": f"{len(split.dev):,}",
+        "holdout rows (latest)": f"{len(split.holdout):,}",
+        "positives (all rows)": f"{int(frame['converted'].sum()):,} ({frame['converted'].mean():.1%})",
+        "trees (after early stopping)": str(review.model.best_iteration_),
+        "calibration": review.model.calibration_method_,
+    }
+    return pd.DataFrame({"value": rows})
+
+
+def metrics_vs_baselines(review: Review) -> pd.DataFrame:
+    """The model's holdout metrics beside logistic regression and (CRM mode) the rules-only grade."""
+    cells = None if review.graded is None else review.graded["cell"]
+    scores = {"lightgbm_calibrated": review.probability}
+    scores |= baseline_scores(review.settings, review.training, review.split, cells)
+    return metrics_table({k: evaluate(review.holdout["converted"], p) for k, p in scores.items()})
+
+
+def calibration_figure(review: Review):
+    y, p = review.holdout["converted"].to_numpy(), review.probability
+    frame = pd.DataFrame({"y": y, "p": p})
+    frame["bin"] = pd.qcut(frame["p"].rank(method="first"), 10, labels=False)
+    table = frame.groupby("bin").agg(predicted=("p", "mean"), observed=("y", "mean"))
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+    ax.plot(table["predicted"], table["observed"], "o-", label="model (deciles)")
+    top = max(table["predicted"].max(), table["observed"].max()) * 1.1
+    ax.set(xlim=(0, top), ylim=(0, top), xlabel="predicted probability", ylabel="observed conversion rate",
+           title="Calibration on the time-ordered holdout")  # fmt: skip
+    ax.legend()
+    return fig
+
+
+def gains_figure(review: Review):
+    y = review.holdout["converted"].to_numpy()
+    order = np.argsort(-review.probability, kind="stable")
+    captured = np.cumsum(y[order]) / max(y.sum(), 1)
+    share = np.arange(1, len(y) + 1) / len(y)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.plot(share, captured, label="model")
+    left.plot([0, 1], [0, 1], "--", color="grey", label="random")
+    left.set(xlabel="share of leads contacted (highest score first)", ylabel="share of conversions captured",
+             title="Cumulative gains")  # fmt: skip
+    left.legend()
+    deciles = np.array_split(y[order], 10)
+    right.bar(range(1, 11), [d.mean() / y.mean() for d in deciles])
+    right.axhline(1, color="grey", linestyle="--")
+    right.set(xlabel="score decile (1 = highest)", ylabel="lift", title="Lift by decile")
+    fig.tight_layout()
+    return fig
+
+
+# -- SHAP ------------------------------------------------------------------------------------------------------------
+def shap_explanation(review: Review, *, max_rows: int = 2000):
+    """Exact TreeSHAP (log-odds) on up to `max_rows` holdout leads, as a shap.Explanation."""
+    import shap
+
+    X = review.X_holdout.head(max_rows)
+    contributions = review.model.contributions(X)
+    numeric = X.copy()
+    for column in review.model.categories_:
+        numeric[column] = pd.Categorical(X[column].astype("string"), categories=review.model.categories_[column]).codes
+        numeric[column] = numeric[column].where(numeric[column] >= 0)
+    return shap.Explanation(
+        values=contributions.drop(columns="base_value").to_numpy(),
+        base_values=contributions["base_value"].to_numpy(),
+        data=numeric.astype("float64").to_numpy(),
+        display_data=X.astype(object).to_numpy(),
+        feature_names=list(X.columns),
+    )
+
+
+def importance_tables(explanation) -> tuple[pd.DataFrame, pd.DataFrame]:
+    specs = all_features()
+    mean_abs = pd.Series(np.abs(explanation.values).mean(axis=0), index=explanation.feature_names)
+    by_feature = mean_abs.sort_values(ascending=False).rename("mean_abs_shap").to_frame()
+    by_feature["group"] = [specs[n].group if n in specs else "flat" for n in by_feature.index]
+    by_feature["description"] = [specs[n].description if n in specs else n for n in by_feature.index]
+    by_group = by_feature.groupby("group")["mean_abs_shap"].sum().sort_values(ascending=False).to_frame()
+    return by_feature, by_group
+
+
+def beeswarm_figure(explanation, *, max_display: int = 15):
+    import shap
+
+    plt.figure()  # shap draws on the current figure: start a fresh one
+    shap.plots.beeswarm(explanation, max_display=max_display, show=False)
+    fig = plt.gcf()
+    fig.suptitle("What drives the score (SHAP, log-odds)")
+    return fig
+
+
+def bar_figure(explanation, *, max_display: int = 15):
+    import shap
+
+    plt.figure()
+    shap.plots.bar(explanation, max_display=max_display, show=False)
+    return plt.gcf()
+
+
+def dependence_figures(explanation, by_feature: pd.DataFrame, *, top: int = 6) -> dict[str, object]:
+    import shap
+
+    figures = {}
+    for name in by_feature.index[:top]:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        shap.plots.scatter(explanation[:, name], ax=ax, show=False)
+        ax.set_title(name)
+        figures[name] = fig
+    return figures
+
+
+def waterfall_figures(review: Review, explanation) -> dict[str, object]:
+    """One high-, one mid- and one low-scoring holdout lead."""
+    import shap
+
+    p = review.probability[: len(explanation.values)]
+    order = np.argsort(p, kind="stable")
+    picks = {"high": order[-1], "mid": order[len(order) // 2], "low": order[0]}
+    figures = {}
+    for label, i in picks.items():
+        plt.figure()
+        shap.plots.waterfall(explanation[int(i)], max_display=10, show=False)
+        fig = plt.gcf()
+        fig.suptitle(f"{label}-scoring lead {review.holdout['lead_id'].iloc[int(i)]}: probability {p[i]:.1%}")
+        figures[label] = fig
+    return figures
+
+
+# -- rules, permutation importance, warnings -------------------------------------------------------------------------
+def grade_comparison(review: Review) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """Conversion and mean model probability per cell A1..D4 on the holdout, and the model's lift inside each
+    fit grade (how the model re-ranks leads the rules put together)."""
+    if review.graded is None:
+        return None
+    from models.grade_analysis import conversion_table
+
+    holdout = review.graded.iloc[review.split.holdout].assign(probability=review.probability)
+    by_cell = conversion_table(holdout, by="cell")
+    rows = []
+    for grade, part in holdout.groupby("fit_grade"):
+        if part["converted"].nunique() == 2:
+            rows.append({"fit_grade": grade, "leads": len(part), "conversion_rate": part["converted"].mean(),
+                         "model_auc_within_grade": roc_auc_score(part["converted"], part["probability"])})  # fmt: skip
+    return by_cell, pd.DataFrame(rows).set_index("fit_grade")
+
+
+def permutation_table(review: Review, *, max_rows: int = 3000, repeats: int = 3) -> pd.DataFrame:
+    """Drop in holdout ROC AUC when each feature is shuffled (a model-agnostic check beside SHAP)."""
+    X = review.X_holdout.head(max_rows)
+    y = review.holdout["converted"].head(max_rows)
+    result = permutation_importance(review.model, X, y, scoring="roc_auc", n_repeats=repeats, random_state=0,
+                                    n_jobs=1)  # fmt: skip
+    table = pd.DataFrame({"auc_drop_mean": result.importances_mean, "auc_drop_std": result.importances_std},
+                         index=X.columns)  # fmt: skip
+    return table.sort_values("auc_drop_mean", ascending=False)
+
+
+def leakage_warnings(training: TrainingSet, split: Split, *, min_count: int = 20, purity: float = 0.97) -> list[str]:
+    """A feature that alone separates the holdout almost perfectly, or a value seen almost only on converted leads,
+    usually means the column was filled after the outcome."""
+    dev, holdout = training.frame.iloc[split.dev], training.frame.iloc[split.holdout]
+    y = holdout["converted"].to_numpy()
+    warnings = []
+    for name in training.feature_names:
+        if name in training.categorical:
+            rates = dev.groupby(dev[name].astype("string"))["converted"].mean()
+            score = holdout[name].astype("string").map(rates).astype("float64").fillna(dev["converted"].mean())
+            counts = dev[name].astype("string").value_counts()
+            pure = [v for v in rates.index if rates[v] >= purity and counts[v] >= min_count]
+            if pure:
+                warnings.append(f"possible leakage: {name} = {pure[0]!r} occurs almost only on converted leads "
+                                f"({rates[pure[0]]:.0%} of {counts[pure[0]]:,} converted)")  # fmt: skip
+        else:
+            score = pd.to_numeric(holdout[name], errors="coerce").fillna(-1e12)
+        if len(np.unique(y)) == 2:
+            auc = roc_auc_score(y, score)
+            auc = max(auc, 1 - auc)
+            if auc > LEAK_AUC:
+                warnings.append(f"possible leakage: {name} alone reaches holdout ROC AUC {auc:.3f} (> {LEAK_AUC})")
+    return warnings
+
+
+def drift_between_training_and_holdout(review: Review) -> pd.Series:
+    names = list(review.model.feature_names_in_)
+    reference = profile(review.training.frame.iloc[review.split.dev][names], categorical=review.training.categorical)
+    return population_stability(reference, review.X_holdout)
+
+
+def feature_descriptions(review: Review) -> pd.DataFrame:
+    from pipelines.training import feature_table
+
+    return feature_table(list(review.model.feature_names_in_))
+
+
+# -- HTML ------------------------------------------------------------------------------------------------------------
+def png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _img(data: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+
+
+def _table(frame: pd.DataFrame, digits: int = 4) -> str:
+    return frame.to_html(float_format=lambda v: f"{v:.{digits}f}", na_rep="-", border=0, classes="t")
+
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
+table.t{border-collapse:collapse;font-size:.85em}table.t td,table.t th{padding:3px 8px;border-bottom:1px solid #eee}
+.warn{background:#fff4e0;border-left:4px solid #e69500;padding:.5em 1em}img{max-width:100%}"""
+
+
+def build_report(review: Review) -> tuple[str, dict[str, bytes], dict[str, pd.DataFrame]]:
+    """The report's HTML, its images (PNG bytes by name) and its tables (by name)."""
+    images: dict[str, bytes] = {}
+    tables: dict[str, pd.DataFrame] = {}
+    sections: list[str] = []
+    tables["summary"] = summary_table(review)
+    tables["metrics"] = metrics_vs_baselines(review)
+    images["calibration"] = png(calibration_figure(review))
+    images["gains_lift"] = png(gains_figure(review))
+    sections.append("<h2 id='summary'>Model summary</h2>" + _table(tables["summary"]) +
+                    "<h3>Time-ordered holdout: model and baselines</h3>" + _table(tables["metrics"]) +
+                    _img(images["calibration"], "calibration") + _img(images["gains_lift"], "gains and lift"))  # fmt: skip
+
+    explanation = shap_explanation(review)
+    by_feature, by_group = importance_tables(explanation)
+    tables["shap_importance"], tables["shap_importance_by_group"] = by_feature, by_group
+    images["shap_beeswarm"] = png(beeswarm_figure(explanation))
+    images["shap_bar"] = png(bar_figure(explanation))
+    sections.append("<h2 id='importance'>Global importance (mean |SHAP|, log-odds)</h2>"
+                    + _table(by_group) + _table(by_feature.head(25))
+                    + _img(images["shap_beeswarm"], "beeswarm") + _img(images["shap_bar"], "bar"))  # fmt: skip
+    dependence = dependence_figures(explanation, by_feature)
+    parts = []
+    for name, fig in dependence.items():
+        images[f"dependence_{name}"] = png(fig)
+        parts.append(_img(images[f"dependence_{name}"], f"dependence {name}"))
+    sections.append("<h2 id='dependence'>Dependence: the top 6 features</h2>" + "".join(parts))
+    parts = []
+    for label, fig in waterfall_figures(review, explanation).items():
+        images[f"waterfall_{label}"] = png(fig)
+        parts.append(_img(images[f"waterfall_{label}"], f"waterfall {label}"))
+    sections.append("<h2 id='leads'>Single leads: high, mid and low score</h2>" + "".join(parts))
+
+    comparison = grade_comparison(review)
+    if comparison is not None:
+        by_cell, within = comparison
+        tables["grade_conversion_by_cell"], tables["model_within_fit_grade"] = by_cell, within
+        sections.append("<h2 id='grades'>Grades A1..D4 on the holdout, and the model beside the rules</h2>"
+                        + _table(by_cell) + "<p>How well the model ranks leads inside each fit grade:</p>"
+                        + _table(within))  # fmt: skip
+    tables["permutation_importance"] = permutation_table(review)
+    sections.append("<h2 id='permutation'>Permutation importance on the holdout (beside SHAP)</h2>"
+                    + _table(tables["permutation_importance"].head(20)))  # fmt: skip
+    tables["features"] = feature_descriptions(review)
+    sections.append("<h2 id='features'>Features</h2>" + _table(tables["features"]))
+
+    drift = drift_between_training_and_holdout(review)
+    tables["drift_psi"] = drift.to_frame()
+    warnings = leakage_warnings(review.training, review.split)
+    warnings += [f"drift: {name} PSI {value:.2f} between training rows and the holdout"
+                 for name, value in drift[drift > review.settings.output.drift_threshold].items()]  # fmt: skip
+    body = "".join(f"<p class='warn'>{html.escape(w)}</p>" for w in warnings) or "<p>No warnings.</p>"
+    sections.insert(0, "<h2 id='warnings'>Warnings</h2>" + body)
+    title = f"Lead scoring review: {html.escape(review.model_name)} v{html.escape(str(review.model_version))}"
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{STYLE}</style></head>"
+            f"<body><h1>{title}</h1>{''.join(sections)}</body></html>")  # fmt: skip
+    return page, images, tables
+
+
+def log_to_run(review: Review, images: dict[str, bytes], tables: dict[str, pd.DataFrame]) -> str | None:
+    """Attach the report's images and tables to the MLflow run that produced the model."""
+    from pipelines import tracking
+
+    if not review.model_version:
+        return None
+    mlflow = tracking.mlflow_module()
+    client = mlflow.MlflowClient()
+    run_id = client.get_model_version(review.model_name, review.model_version).run_id
+    for name, data in images.items():
+        client.log_image(run_id, _png_array(data), f"report/{name}.png")
+    for name, frame in tables.items():
+        client.log_text(run_id, frame.to_csv(lineterminator="\n"), f"report/{name}.csv")
+    return run_id
+
+
+def _png_array(data: bytes) -> np.ndarray:
+    return plt.imread(io.BytesIO(data), format="png")

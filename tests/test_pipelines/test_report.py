@@ -1,0 +1,105 @@
+"""The analyst report and notebook: every section, valid images, no network, leakage warnings."""
+
+import base64
+import os
+import re
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from features.flat import FlatSpec, flat_training_set
+from models.conversion import time_ordered_split
+from pipelines.cli import app
+from pipelines.report import leakage_warnings
+from pipelines.training import Split
+from pipelines.training_set import TrainingSet
+from tests.conftest import REPO, dataset
+
+runner = CliRunner()
+SECTIONS = ["warnings", "summary", "importance", "dependence", "leads", "grades", "permutation", "features"]
+
+
+@pytest.fixture(scope="module")
+def report(trained_project, tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "report.html"
+    result = runner.invoke(app, ["explain", "--config", str(trained_project), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"report: {out.resolve()}" in result.output
+    return out.read_text()
+
+
+def test_every_section_is_present(report):
+    for section in SECTIONS:
+        assert f"id='{section}'" in report, section
+    assert "lightgbm_calibrated" in report and "logistic_regression" in report and "rules_grade" in report
+    assert "A1" in report and "D4" in report
+
+
+def test_images_are_embedded_valid_pngs_and_nothing_is_fetched(report):
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', report)
+    assert len(images) >= 13  # calibration, gains, beeswarm, bar, 6 dependence, 3 waterfalls
+    for data in images:
+        assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<script" not in report.lower()
+    assert not re.search(r'(src|href)="https?://', report)
+
+
+def test_no_leakage_warning_on_the_sample_data(report):
+    assert "possible leakage" not in report
+
+
+def test_report_is_logged_to_the_model_run(report, trained_project):
+    import mlflow
+
+    from pipelines.config import load_settings
+
+    settings = load_settings(trained_project)
+    client = mlflow.MlflowClient(settings.tracking_uri)
+    version = client.get_model_version_by_alias(settings.mlflow.registered_model, "champion")
+    names = {a.path for a in client.list_artifacts(version.run_id, "report")}
+    assert "report/shap_importance.csv" in names and "report/shap_beeswarm.png" in names
+
+
+def test_leakage_warning_fires_on_a_planted_leaking_column():
+    path = dataset("x_education_leads/Leads.csv")
+    raw = pd.read_csv(path, dtype=str)
+    spec = FlatSpec(
+        label_column="Converted",
+        categorical=("Lead Source", "Tags"),
+        numeric=("TotalVisits",),
+        id_column="Lead Number",
+        missing_values=("Select",),
+    )
+    result = flat_training_set(raw, spec)
+    training = TrainingSet(result.training_set, result.feature_names, {}, ["Lead Source", "Tags"])
+    dev, holdout = time_ordered_split(len(result.training_set), fraction=0.2)
+    warnings = leakage_warnings(training, Split(dev, holdout))
+    assert any(w.startswith("possible leakage: Tags") for w in warnings)
+    assert not any("TotalVisits" in w for w in warnings)
+
+
+def test_leakage_warning_on_a_hand_made_perfect_separator():
+    frame = pd.DataFrame({"converted": [0, 1] * 50, "stamp": [0.0, 1.0] * 50, "noise": [1.0, 2.0, 2.0, 1.0] * 25})
+    training = TrainingSet(frame, ["stamp", "noise"], {}, [])
+    warnings = leakage_warnings(training, Split(pd.RangeIndex(60).to_numpy(), pd.RangeIndex(60, 100).to_numpy()))
+    assert warnings == ["possible leakage: stamp alone reaches holdout ROC AUC 1.000 (> 0.95)"]
+
+
+def test_the_notebook_executes(trained_project, monkeypatch):
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("LEADSCORE_CONFIG", str(trained_project))
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    notebook = nbformat.read(REPO / "notebooks" / "feature_importance_review.ipynb", as_version=4)
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO / "notebooks")}}
+    ).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 6
+    assert not any(
+        "def " in cell.source or "class " in cell.source for cell in notebook.cells if cell.cell_type == "code"
+    )
+    assert os.environ["LEADSCORE_CONFIG"] == str(trained_project)
