@@ -23,6 +23,7 @@ demo: setup
 	$(BIN)/leadscore grade --config $(DEMO)/leadscore.toml --out $(DEMO)/output/grades.csv --analyze
 	$(BIN)/leadscore train --config $(DEMO)/leadscore.toml
 	$(BIN)/leadscore predict --config $(DEMO)/leadscore.toml --out $(DEMO)/output/scores.csv
+	$(BIN)/leadscore explain --config $(DEMO)/leadscore.toml --out $(DEMO)/output/report.html
 
 test: setup
 	$(BIN)/python -m pytest -q

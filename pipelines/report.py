@@ -307,9 +307,14 @@ def build_report(review: Review) -> tuple[str, dict[str, bytes], dict[str, pd.Da
     tables["metrics"] = metrics_vs_baselines(review)
     images["calibration"] = png(calibration_figure(review))
     images["gains_lift"] = png(gains_figure(review))
-    sections.append("<h2 id='summary'>Model summary</h2>" + _table(tables["summary"]) +
-                    "<h3>Time-ordered holdout: model and baselines</h3>" + _table(tables["metrics"]) +
-                    _img(images["calibration"], "calibration") + _img(images["gains_lift"], "gains and lift"))  # fmt: skip
+    sections.append(
+        "<h2 id='summary'>Model summary</h2>"
+        + _table(tables["summary"])
+        + "<h3>Time-ordered holdout: model and baselines</h3>"
+        + _table(tables["metrics"])
+        + _img(images["calibration"], "calibration")
+        + _img(images["gains_lift"], "gains and lift")
+    )
 
     explanation = shap_explanation(review)
     by_feature, by_group = importance_tables(explanation)
