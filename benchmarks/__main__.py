@@ -39,8 +39,25 @@ def bench_train(leads: int) -> None:
     print_table([row], ["closed_leads", "load_s", "training_set_s", "train_total_s", "peak_rss_mib", "roc_auc"])
 
 
-BENCHMARKS = {"features": bench_features, "train": bench_train, "real-data": bench_real_data}
-DEFAULT_LEADS = {"features": 1_000_000, "train": 115_000, "real-data": 0}
+def bench_predict(leads: int) -> None:
+    """`predict` end to end on every open lead of a sample CRM, and raw LightGBM scoring beside ours."""
+    from benchmarks.common import BENCH_DATA
+
+    train_data, data = sample_data(115_000), sample_data(leads)
+    store = BENCH_DATA / "predict_store"
+    if not (store / "mlflow.db").exists():
+        run_worker("benchmarks.predict_worker", "train", str(train_data), str(store))
+    end_to_end = run_worker("benchmarks.predict_worker", "predict", str(data), str(store))
+    raw = run_worker("benchmarks.predict_worker", "raw", str(data), str(store), "200000")
+    print(f"\npredict: {end_to_end['open_leads']:,} open leads of {leads:,} sample leads (model: {raw['trees']} trees)")
+    print_table([end_to_end], ["open_leads", "load_s", "score_s", "total_s", "rows_per_s", "peak_rss_mib"])
+    print("\nscoring with reasons vs raw LightGBM predict + pred_contrib, same feature matrix (features excluded):")
+    print_table([raw], ["rows", "raw_rows_per_s", "ours_rows_per_s", "ratio"])
+
+
+BENCHMARKS = {"features": bench_features, "train": bench_train, "real-data": bench_real_data,
+              "predict": bench_predict}  # fmt: skip
+DEFAULT_LEADS = {"features": 1_000_000, "train": 115_000, "real-data": 0, "predict": 1_000_000}
 
 
 def main() -> None:

@@ -39,6 +39,20 @@ def reason_text(feature: str, value: object, spec: FeatureSpec | None) -> str:
     return f"{description}: not known" if shown is None else f"{description}: {shown}"
 
 
+def _top_k(matrix: np.ndarray, order: np.ndarray, sign: int, k: int) -> list[np.ndarray]:
+    """Column positions (-1: none) of each row's k largest contributions of one sign, in `order`."""
+    ordered = np.take_along_axis(matrix, order, axis=1) * sign
+    wanted = ordered > 0
+    rank = np.cumsum(wanted, axis=1)
+    picks = []
+    for j in range(1, k + 1):
+        hit = wanted & (rank == j)
+        found = hit.any(axis=1)
+        position = np.take_along_axis(order, hit.argmax(axis=1)[:, None], axis=1)[:, 0]
+        picks.append(np.where(found, position, -1))
+    return picks
+
+
 def top_reasons(
     contributions: pd.DataFrame, values: pd.DataFrame, specs: dict[str, FeatureSpec], *, k: int = 3
 ) -> pd.DataFrame:
@@ -47,16 +61,24 @@ def top_reasons(
     Ties are broken by feature name so that reruns give the same text.
     """
     features = [c for c in contributions.columns if c != "base_value"]
+    by_name = np.argsort(np.asarray(features, dtype=object))
     matrix = contributions[features].to_numpy()
-    names = np.asarray(features, dtype=object)
-    # lexsort keys: last is primary. Order by |contribution| descending, then by name.
-    name_rank = np.argsort(np.argsort(names))
-    positive, negative = [], []
-    for i in range(len(matrix)):
-        row = matrix[i]
-        order = np.lexsort((name_rank, -np.abs(row)))
-        up = [j for j in order if row[j] > 0][:k]
-        down = [j for j in order if row[j] < 0][:k]
-        positive.append(SEPARATOR.join(reason_text(names[j], values.iat[i, j], specs.get(names[j])) for j in up))
-        negative.append(SEPARATOR.join(reason_text(names[j], values.iat[i, j], specs.get(names[j])) for j in down))
-    return pd.DataFrame({"reasons_positive": positive, "reasons_negative": negative}, index=contributions.index)
+    # sorting columns by name first, then stably by |contribution|, breaks ties by name
+    order = by_name[np.argsort(-np.abs(matrix[:, by_name]), axis=1, kind="stable")]
+    columns = [values[name].to_numpy(dtype=object) for name in features]
+
+    def texts(picks: list[np.ndarray]) -> list[str]:
+        out = []
+        for i in range(len(matrix)):
+            parts = [reason_text(features[j], columns[j][i], specs.get(features[j])) for j in (p[i] for p in picks)
+                     if j >= 0]  # fmt: skip
+            out.append(SEPARATOR.join(parts))
+        return out
+
+    return pd.DataFrame(
+        {
+            "reasons_positive": texts(_top_k(matrix, order, 1, k)),
+            "reasons_negative": texts(_top_k(matrix, order, -1, k)),
+        },
+        index=contributions.index,
+    )

@@ -1,0 +1,103 @@
+"""Predict benchmark steps, each in its own process: train a model, score every open lead, time raw scoring."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.common import peak_rss_mib
+from pipelines.config import load_settings
+
+
+def _config(store: Path, data: str) -> Path:
+    store.mkdir(parents=True, exist_ok=True)
+    config = store / f"leadscore_{Path(data).name}.toml"
+    tables = "".join(f'[tables.{n}]\npath = "{data}/{n}.parquet"\n' for n in ("leads", "accounts", "events",
+                                                                                 "opportunities"))  # fmt: skip
+    config.write_text(f'[mlflow]\ntracking_uri = "sqlite:///{store}/mlflow.db"\n' + tables
+                      + '[spine]\npolicy = "fixed_delay"\n')  # fmt: skip
+    return config
+
+
+def train(data: str, store: str) -> dict:
+    from pipelines.training import train as run
+
+    result = run(load_settings(_config(Path(store), data)))
+    return {"version": result.version, "trees": result.model.best_iteration_}
+
+
+def predict(data: str, store: str) -> dict:
+    from pipelines import tracking
+    from pipelines.io import write_frame
+    from pipelines.predict import score_open_leads
+    from pipelines.validation import load_crm
+
+    settings = load_settings(_config(Path(store), data))
+    start = time.perf_counter()
+    loaded = load_crm(settings)
+    after_load = time.perf_counter()
+    tracking.use_store(settings)
+    model, wrapper = tracking.load_conversion_model(f"models:/{settings.mlflow.registered_model}@champion")
+    result = score_open_leads(settings, loaded, model, wrapper, model_name="bench", model_version="1")
+    write_frame(result.scores, Path(store) / "scores.parquet")
+    end = time.perf_counter()
+    return {
+        "open_leads": len(result.scores),
+        "load_s": after_load - start,
+        "score_s": end - after_load,
+        "total_s": end - start,
+        "rows_per_s": len(result.scores) / (end - start),
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def raw(data: str, store: str, n: str) -> dict:
+    """Raw LightGBM predict + pred_contrib vs our scoring with reasons, on the same feature matrix."""
+    from features.build import build_features
+    from features.registry import all_features
+    from features.spine import scoring_spine
+    from models.reasons import top_reasons
+    from pipelines import tracking
+    from pipelines.training_set import feature_params
+    from pipelines.validation import load_crm
+
+    settings = load_settings(_config(Path(store), data))
+    loaded = load_crm(settings)
+    tracking.use_store(settings)
+    model, _ = tracking.load_conversion_model(f"models:/{settings.mlflow.registered_model}@champion")
+    t = loaded.tables
+    spine = scoring_spine(t["leads"], t["opportunities"], as_of=loaded.as_of).head(int(n))
+    names = list(model.feature_names_in_)
+    X = build_features(
+        spine,
+        leads=t["leads"],
+        accounts=t["accounts"],
+        events=t["events"],
+        opportunities=t["opportunities"],
+        feature_names=names,
+        params=feature_params(settings),
+    )[names]
+    prepared = model._prepare(X)
+    start = time.perf_counter()
+    model.booster_.predict(prepared, num_iteration=model.best_iteration_)
+    model.booster_.predict(prepared, pred_contrib=True, num_iteration=model.best_iteration_)
+    raw_s = time.perf_counter() - start
+    start = time.perf_counter()
+    model.predict_proba(X)
+    contributions = model.contributions(X)
+    top_reasons(contributions, X, all_features())
+    ours_s = time.perf_counter() - start
+    return {
+        "rows": len(X),
+        "raw_rows_per_s": len(X) / raw_s,
+        "ours_rows_per_s": len(X) / ours_s,
+        "ratio": raw_s / ours_s,
+        "trees": model.best_iteration_,
+    }
+
+
+if __name__ == "__main__":
+    step, *args = sys.argv[1:]
+    print(json.dumps({"train": train, "predict": predict, "raw": raw}[step](*args)))
