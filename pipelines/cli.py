@@ -20,6 +20,9 @@ app = typer.Typer(
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Project config file (leadscore.toml).")]
 AsOfOption = Annotated[str | None, typer.Option("--as-of", help="Point in time (ISO date or timestamp, UTC).")]
+EngineOption = Annotated[
+    str | None, typer.Option("--engine", help="local (pandas) or spark; default: [engine] name in the config.")
+]
 
 
 @app.callback()
@@ -107,15 +110,28 @@ def validate(config: ConfigOption, as_of: AsOfOption = None) -> None:
 @app.command("build-training-set")
 def build_training_set(
     config: ConfigOption,
-    out: Annotated[Path | None, typer.Option("--out", help="Parquet file to write.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Parquet file (Spark: folder) to write.")] = None,
     as_of: AsOfOption = None,
+    engine: EngineOption = None,
 ) -> None:
     """Build the point-in-time training set from closed outcomes, with a manifest beside it."""
     from pipelines.training_set import build_training_set as build
     from pipelines.training_set import write_training_set
     from pipelines.validation import load_crm
 
-    settings = _settings(config)
+    settings = _with_engine(_settings(config), engine)
+    if settings.engine.name == "spark" and settings.mode == "crm":
+        from pipelines.io import write_json
+        from pipelines.spark_engine import training_set_spark
+
+        target = out or settings.output_dir / "training_set_parquet"
+        manifest = training_set_spark(settings, as_of=_as_of(as_of), out=target)
+        write_json(manifest, target.with_name(target.name + ".manifest.json"))
+        typer.echo(
+            f"training set on Spark: {manifest['rows']:,} rows, {manifest['positives']:,} positives, "
+            f"{manifest['censored']:,} censored -> {target}"
+        )
+        return
     data = None
     if settings.mode == "crm":
         data = load_crm(settings, as_of=_as_of(as_of))
@@ -144,15 +160,23 @@ def grade(
         Path | None, typer.Option("--previous", help="An earlier grade output: stages never move back behind it.")
     ] = None,
     analyze: Annotated[bool, typer.Option("--analyze", help="Also check the rules against closed deals.")] = False,
+    engine: EngineOption = None,
 ) -> None:
     """Grade every open lead with the rules only (fit A-D, engagement 1-4, cell, stage, action, due-by)."""
     from pipelines.grading import analyze_closed_deals, grade_open_leads, read_previous
     from pipelines.io import write_frame
     from pipelines.validation import load_crm
 
-    settings = _settings(config)
+    settings = _with_engine(_settings(config), engine)
     if settings.mode != "crm":
         raise _fail("grading needs the CRM tables (mode = 'crm')")
+    if settings.engine.name == "spark":
+        from pipelines.spark_engine import grade_spark
+
+        target = out or settings.output_dir / "grades_parquet"
+        summary = grade_spark(settings, as_of=_as_of(as_of), out=target)
+        typer.echo(f"graded {summary['graded']:,} open leads as of {summary['as_of']} on Spark -> {target}")
+        return
     data = load_crm(settings, as_of=_as_of(as_of))
     if data.errors:
         raise _fail(f"{len(data.errors)} validation error(s); run `leadscore validate` for the list", 1)
@@ -271,6 +295,7 @@ def predict(
         Path | None, typer.Option("--contributions", help="Parquet file for the full SHAP contribution matrix.")
     ] = None,
     top: Annotated[int, typer.Option("--top", help="Leads to show at the end.")] = 10,
+    engine: EngineOption = None,
 ) -> None:
     """Score every lead open at a date: probability, score, grade, stage, action, due-by and top reasons."""
     from tqdm import tqdm
@@ -280,11 +305,13 @@ def predict(
     from pipelines.predict import rejects_path, score_open_leads
     from pipelines.validation import load_crm
 
-    settings = _settings(config)
+    settings = _with_engine(_settings(config), engine)
     if settings.mode != "crm":
         raise _fail("predict scores the open leads of a CRM (mode = 'crm')")
     if out is not None and to_sql is not None:
         raise _fail("give --out or --to-sql, not both")
+    if settings.engine.name == "spark":
+        return _predict_on_spark(settings, model, out, _as_of(as_of))
     data = load_crm(settings, as_of=_as_of(as_of))
     if data.errors:
         typer.echo(
@@ -357,6 +384,34 @@ def explain(
     typer.echo(f"report: {target.resolve()}")
     if run_id:
         typer.echo(f"images and tables logged to MLflow run {run_id}")
+
+
+def _with_engine(settings, engine: str | None):
+    if engine is None:
+        return settings
+    if engine not in {"local", "spark"}:
+        raise _fail(f"--engine: use 'local' or 'spark', not {engine!r}")
+    return settings.model_copy(update={"engine": settings.engine.model_copy(update={"name": engine})})
+
+
+def _predict_on_spark(settings, model_uri: str | None, out: Path | None, as_of) -> None:
+    from pipelines import tracking
+    from pipelines.spark_engine import predict_spark
+
+    tracking.use_store(settings)
+    uri = model_uri or f"models:/{settings.mlflow.registered_model}@champion"
+    try:
+        conversion, wrapper = tracking.load_conversion_model(uri)
+        name, version = tracking.resolve_version(uri)
+    except Exception as exc:  # MLflow raises several types for a missing model
+        raise _fail(f"cannot load model {uri}: {exc}. Run `leadscore train` first.", 1) from None
+    target = out or settings.output_dir / "scores_parquet"
+    summary = predict_spark(settings, conversion, wrapper, model_name=name or uri, model_version=version,
+                            as_of=as_of, out=target)  # fmt: skip
+    typer.echo(
+        f"scored {summary['scored']:,} open leads as of {summary['as_of']} on Spark "
+        f"({settings.engine.spark_master}) -> {target} (rejected: {summary['rejected']:,})"
+    )
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -125,6 +125,15 @@ class MlflowSettings(_Section):
     registered_model: str = "leadscore-conversion"
 
 
+class EngineSettings(_Section):
+    """Where the per-lead work runs: this machine (pandas) or Spark, with the same builders, rules and model."""
+
+    name: Literal["local", "spark"] = "local"
+    spark_master: str = Field("local[2]", description="e.g. spark://host:7077, yarn, k8s://...")
+    partitions: int = Field(8, ge=1, description="buckets of leads (hash of account, else lead id)")
+    spark_conf: dict[str, str] = Field(default_factory=dict, description="extra Spark settings")
+
+
 class Settings(_Section):
     mode: Literal["crm", "flat"] = "crm"
     as_of: datetime | None = Field(None, description="end of the data; default: the latest timestamp seen")
@@ -137,6 +146,7 @@ class Settings(_Section):
     grades: GradeRules = Field(default_factory=GradeRules)
     model: ModelSettings = Field(default_factory=ModelSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
     base_dir: Path = Field(Path("."), exclude=True)
 
     @field_validator("timezone")

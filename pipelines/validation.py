@@ -304,11 +304,17 @@ def load_crm(settings: Settings, *, as_of: pd.Timestamp | None = None) -> CrmDat
     """Read, normalise and validate every configured table of a CRM-mode project."""
     assert settings.tables is not None
     sources = {name: getattr(settings.tables, name) for name in TABLE_ROLES if getattr(settings.tables, name)}
+    raw = {name: read_source(source, name=name, base_dir=settings.base_dir) for name, source in sources.items()}
+    return validate_frames(raw, settings, as_of=as_of)
+
+
+def validate_frames(raw: dict[str, pd.DataFrame], settings: Settings, *, as_of: pd.Timestamp | None = None) -> CrmData:
+    """Normalise and validate tables already read (from files, SQL, or one partition of a distributed engine)."""
+    assert settings.tables is not None
     frames: dict[str, pd.DataFrame] = {}
     checkers: dict[str, _Checker] = {}
-    for name, source in sources.items():
-        raw = read_source(source, name=name, base_dir=settings.base_dir)
-        frame, checker = _check_table(raw, source, name, timezone=settings.timezone)
+    for name, table in raw.items():
+        frame, checker = _check_table(table, getattr(settings.tables, name), name, timezone=settings.timezone)
         checkers[name] = checker
         if frame is not None:
             frames[name] = frame
@@ -332,13 +338,7 @@ def load_crm(settings: Settings, *, as_of: pd.Timestamp | None = None) -> CrmDat
             account_ids = pd.Index(accounts["account_id"].dropna().unique())
             valid_accounts = pd.Index(accounts.loc[checkers["accounts"].reasons == "", "account_id"])
             _check_references(
-                leads,
-                checkers["leads"],
-                "account_id",
-                valid_accounts,
-                account_ids,
-                "accounts",
-                severity="warning",
+                leads, checkers["leads"], "account_id", valid_accounts, account_ids, "accounts", severity="warning"
             )
 
     data = CrmData(tables={}, as_of=as_of)

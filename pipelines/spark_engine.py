@@ -1,0 +1,273 @@
+"""The Spark engine: the same pandas feature builders, grade rules and model, run per partition of leads.
+
+Leads are bucketed by a hash of their account (or, without one, their own id), so that everything a lead's
+features read - its events and deals, and its account's other leads and deals - lands in the same partition.
+Each bucket's tables are handed to the local pipeline functions with `groupBy(...).cogroup(...).applyInPandas`:
+no second implementation of any feature or rule. Accounts are small and broadcast to every task.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from pipelines.config import Settings
+
+log = logging.getLogger(__name__)
+BUCKET = "_bucket"
+KIND = "_table"
+
+
+def spark_session(settings: Settings):
+    """A SparkSession from [engine] (master, configuration), with UTC as its time zone."""
+    from pyspark.sql import SparkSession
+
+    if settings.engine.spark_master.startswith("local"):
+        # in local mode the Python workers are this interpreter, where leadscore is installed
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    builder = SparkSession.builder.appName("leadscore").master(settings.engine.spark_master)
+    for key, value in {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.shuffle.partitions": str(settings.engine.partitions),
+        "spark.ui.enabled": "false",
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        **settings.engine.spark_conf,
+    }.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def _read(spark, settings: Settings, name: str):
+    source = getattr(settings.tables, name)
+    if source is None:
+        return None
+    if source.path is None:
+        return spark.read.table(source.sql_table) if source.sql_url == "spark" else None
+    path = str(settings.resolve(source.path))
+    if path.endswith(".csv"):
+        return spark.read.option("header", True).csv(path)  # text columns, parsed by the shared validation
+    return spark.read.parquet(path)
+
+
+def _column(settings: Settings, table: str, role: str) -> str:
+    return getattr(settings.tables, table).columns.get(role, role)
+
+
+def bucketed_tables(spark, settings: Settings):
+    """(leads+deals keyed by bucket, events keyed by bucket, accounts as pandas)."""
+    from pyspark.sql import functions as F
+
+    leads = _read(spark, settings, "leads")
+    lead_id, account_id = _column(settings, "leads", "lead_id"), _column(settings, "leads", "account_id")
+    key = F.coalesce(F.col(account_id), F.col(lead_id)) if account_id in leads.columns else F.col(lead_id)
+    leads = leads.withColumn(BUCKET, F.pmod(F.xxhash64(key), F.lit(settings.engine.partitions)))
+    buckets = leads.select(F.col(lead_id).alias("_lead_key"), BUCKET).dropDuplicates(["_lead_key"])
+
+    def attach(table: str):
+        frame = _read(spark, settings, table)
+        if frame is None:
+            return None
+        joined = frame.join(buckets, frame[_column(settings, table, "lead_id")] == buckets["_lead_key"], "left")
+        # a row whose lead is unknown still travels (to bucket 0), so that validation reports it as in local mode
+        return joined.drop("_lead_key").withColumn(BUCKET, F.coalesce(F.col(BUCKET), F.lit(0)))
+
+    opportunities, events = attach("opportunities"), attach("events")
+    # leads and deals travel together in one cogroup side, told apart by KIND
+    tagged = [leads.withColumn(KIND, F.lit("leads")), opportunities.withColumn(KIND, F.lit("opportunities"))]
+    for i, frame in enumerate(tagged):  # distinct column names per table, so the union keeps both schemas
+        tagged[i] = frame.select(*[F.col(c).alias(f"{c}::{i}") if c not in (BUCKET, KIND) else F.col(c)
+                                   for c in frame.columns])  # fmt: skip
+    entities = tagged[0].unionByName(tagged[1], allowMissingColumns=True)
+    accounts = _read(spark, settings, "accounts")
+    return entities, events, accounts.toPandas() if accounts is not None else None
+
+
+def _split_entities(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    out = {}
+    for i, name in enumerate(("leads", "opportunities")):
+        part = frame[frame[KIND] == name]
+        columns = [c for c in frame.columns if c.endswith(f"::{i}")]
+        out[name] = part[columns].rename(columns=lambda c: c.rsplit("::", 1)[0]).reset_index(drop=True)
+    return out
+
+
+def run_per_bucket(spark, settings: Settings, work: Callable, schema, *, as_of: pd.Timestamp):
+    """Apply `work(settings, data)` (pandas in, pandas out) to every bucket's validated tables."""
+    from pipelines.validation import validate_frames
+
+    entities, events, accounts = bucketed_tables(spark, settings)
+
+    def task(_key, entity_rows: pd.DataFrame, event_rows: pd.DataFrame) -> pd.DataFrame:
+        raw = _split_entities(entity_rows)
+        if raw["leads"].empty:
+            return pd.DataFrame(columns=schema.fieldNames())
+        raw["events"] = event_rows.drop(columns=[BUCKET])
+        if accounts is not None:
+            raw["accounts"] = accounts
+        data = validate_frames(raw, settings, as_of=as_of)
+        return _arrow_friendly(work(settings, data))
+
+    grouped_events = events.groupBy(BUCKET)
+    return entities.groupBy(BUCKET).cogroup(grouped_events).applyInPandas(task, schema=schema)
+
+
+def _arrow_friendly(frame: pd.DataFrame) -> pd.DataFrame:
+    """pandas 3 text columns as plain objects and nullable integers as floats: what pyspark's Arrow path takes."""
+    out = frame.copy()
+    for column in out.columns:
+        dtype = out[column].dtype
+        if pd.api.types.is_string_dtype(dtype) or dtype == object:
+            out[column] = out[column].astype(object).where(out[column].notna(), None)
+        elif pd.api.types.is_extension_array_dtype(dtype) and pd.api.types.is_numeric_dtype(dtype):
+            out[column] = out[column].astype("float64")
+    return out
+
+
+def global_as_of(spark, settings: Settings, as_of: pd.Timestamp | None) -> pd.Timestamp:
+    """The explicit as-of, else the latest timestamp in any table (as the local engine takes it)."""
+    from pyspark.sql import functions as F
+
+    from features.schemas import TIME_COLUMNS
+    from pipelines.validation import parse_timestamps
+
+    if as_of is not None:
+        return as_of
+    if settings.as_of is not None:
+        stamp = pd.Timestamp(settings.as_of)
+        return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
+    latest = []
+    for table, columns in TIME_COLUMNS.items():
+        frame = _read(spark, settings, table)
+        present = [_column(settings, table, c) for c in columns if _column(settings, table, c) in (frame.columns if
+                   frame is not None else [])]  # fmt: skip
+        for column in present:
+            value = frame.agg(F.max(F.col(column).cast("string"))).first()[0]
+            if value is not None:
+                latest.append(parse_timestamps(pd.Series([value]), timezone=settings.timezone).iloc[0])
+    return max(latest)
+
+
+def write_parquet_dir(frame, out: Path) -> Path:
+    """Write a Spark DataFrame as a Parquet folder beside `out`, then move it into place (whole or nothing)."""
+    out = Path(out)
+    staging = out.with_name(f".{out.name}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    frame.write.mode("overwrite").parquet(str(staging))
+    backup = out.with_name(f".{out.name}.old")
+    if out.exists():
+        shutil.rmtree(backup, ignore_errors=True)
+        out.rename(backup)
+    staging.rename(out)
+    shutil.rmtree(backup, ignore_errors=True)
+    return out
+
+
+# -- the verbs -------------------------------------------------------------------------------------------------
+def schema_of(columns: dict[str, str]):
+    from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType, TimestampType
+
+    types = {"string": StringType(), "double": DoubleType(), "long": LongType(), "timestamp": TimestampType()}
+    return StructType([StructField(name, types[kind], True) for name, kind in columns.items()])
+
+
+PREDICT_TYPES = {
+    "lead_id": "string", "account_id": "string", "as_of": "timestamp", "probability": "double", "score": "double",
+    "percentile": "double", "fit_grade": "string", "engagement_grade": "string", "cell": "string", "stage": "string",
+    "stage_rule": "string", "action": "string", "due_by": "timestamp", "reasons_positive": "string",
+    "reasons_negative": "string", "model_name": "string", "model_version": "string", "feature_set": "string",
+    "reject_reason": "string",
+}  # fmt: skip
+
+
+def predict_spark(settings: Settings, model, wrapper, *, model_name: str, model_version: str,
+                  as_of: pd.Timestamp | None, out: Path) -> dict:  # fmt: skip
+    """Score every open lead on Spark; write scores and rejects as Parquet folders; return a summary."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from pipelines.predict import OUTPUT_COLUMNS, score_open_leads
+
+    spark = spark_session(settings)
+    as_of = global_as_of(spark, settings, as_of)
+
+    def work(settings: Settings, data) -> pd.DataFrame:
+        result = score_open_leads(settings, data, model, wrapper, model_name=model_name, model_version=model_version,
+                                  chunk_size=settings.output.chunk_size)  # fmt: skip
+        rejects = result.rejects.rename(columns={"reason": "reject_reason"})
+        frame = pd.concat([result.scores.assign(reject_reason=None), rejects], ignore_index=True)
+        return frame.reindex(columns=list(PREDICT_TYPES)).astype({"model_version": "string"})
+
+    rows = run_per_bucket(spark, settings, work, schema_of(PREDICT_TYPES), as_of=as_of).cache()
+    scored = rows.filter(F.col("reject_reason").isNull())
+    # the percentile is among all scored leads: recomputed over the whole population (ties take the highest rank)
+    scored = scored.withColumn("percentile", F.round(F.cume_dist().over(Window.orderBy("probability")) * 100, 1))
+    scores = scored.withColumn("score", F.col("score").cast("long")).select(*OUTPUT_COLUMNS)
+    write_parquet_dir(scores, out)
+    write_parquet_dir(rows.filter(F.col("reject_reason").isNotNull()).select("lead_id", "reject_reason"),
+                      out.with_name(out.name + "_rejects"))  # fmt: skip
+    summary = {"scored": scores.count(), "rejected": rows.filter(F.col("reject_reason").isNotNull()).count(),
+               "as_of": as_of.isoformat()}  # fmt: skip
+    rows.unpersist()
+    return summary
+
+
+GRADE_TYPES = {
+    "lead_id": "string", "account_id": "string", "as_of": "timestamp", "fit_points": "double", "fit_grade": "string",
+    "engagement_points": "double", "engagement_grade": "string", "cell": "string", "action": "string",
+    "sla_hours": "double", "due_by": "timestamp", "due_by_local": "string", "stage": "string", "stage_rule": "string",
+}  # fmt: skip
+
+
+def grade_spark(settings: Settings, *, as_of: pd.Timestamp | None, out: Path) -> dict:
+    """The rules for every open lead on Spark, written as a Parquet folder."""
+    from pipelines.grading import grade_open_leads
+
+    spark = spark_session(settings)
+    as_of = global_as_of(spark, settings, as_of)
+    graded = run_per_bucket(spark, settings, lambda s, data: grade_open_leads(s, data), schema_of(GRADE_TYPES),
+                            as_of=as_of)  # fmt: skip
+    write_parquet_dir(graded, out)
+    return {"graded": spark.read.parquet(str(out)).count(), "as_of": as_of.isoformat()}
+
+
+def training_set_spark(settings: Settings, *, as_of: pd.Timestamp | None, out: Path) -> dict:
+    """The point-in-time training set built per bucket on Spark; returns its manifest figures."""
+    from pyspark.sql import functions as F
+
+    from features.registry import all_features
+    from pipelines.training_set import crm_training_set, selected_features
+
+    spark = spark_session(settings)
+    as_of = global_as_of(spark, settings, as_of)
+    specs, names = all_features(), selected_features(settings)
+    types = {"lead_id": "string", "cutoff_time": "timestamp", "converted": "double"}
+    types |= {n: "string" if specs[n].kind == "categorical" else "double" for n in names}
+    types |= {"_censored": "double"}
+
+    def work(settings: Settings, data) -> pd.DataFrame:
+        training = crm_training_set(settings, data)
+        stats = pd.DataFrame({"_censored": [float(training.manifest["spine"]["censored"])]})
+        return pd.concat([training.frame, stats], ignore_index=True)  # one stats row per bucket, lead_id empty
+
+    rows = run_per_bucket(spark, settings, work, schema_of(types), as_of=as_of).cache()
+    censored = int(rows.agg(F.sum("_censored")).first()[0] or 0)
+    frame = (
+        rows.filter(F.col("lead_id").isNotNull())
+        .drop("_censored")
+        .withColumn("converted", F.col("converted").cast("tinyint"))
+    )
+    write_parquet_dir(frame, out)
+    written = spark.read.parquet(str(out))
+    summary = written.agg(F.count("*"), F.sum("converted"), F.min("cutoff_time"), F.max("cutoff_time")).first()
+    rows.unpersist()
+    return {"rows": summary[0], "positives": int(summary[1] or 0), "censored": censored, "as_of": as_of.isoformat(),
+            "cutoff_range": [summary[2].isoformat() if summary[2] else None,
+                             summary[3].isoformat() if summary[3] else None], "features": names}  # fmt: skip
