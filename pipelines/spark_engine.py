@@ -124,7 +124,7 @@ def _arrow_friendly(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     for column in out.columns:
         dtype = out[column].dtype
-        if pd.api.types.is_string_dtype(dtype) or dtype == object:
+        if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
             out[column] = out[column].astype(object).where(out[column].notna(), None)
         elif pd.api.types.is_extension_array_dtype(dtype) and pd.api.types.is_numeric_dtype(dtype):
             out[column] = out[column].astype("float64")
