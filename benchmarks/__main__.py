@@ -55,9 +55,25 @@ def bench_predict(leads: int) -> None:
     print_table([raw], ["rows", "raw_rows_per_s", "ours_rows_per_s", "ratio"])
 
 
+def bench_engines(leads: int) -> None:
+    """`predict` on every open lead: the local engine beside Spark local[2], wall time and peak memory."""
+    from benchmarks.common import BENCH_DATA
+
+    train_data, data = sample_data(115_000), sample_data(leads)
+    store = BENCH_DATA / "predict_store"
+    if not (store / "mlflow.db").exists():
+        run_worker("benchmarks.predict_worker", "train", str(train_data), str(store))
+    rows = [run_worker("benchmarks.engine_worker", engine, str(data), str(store)) for engine in ("local", "spark")]
+    for row in rows:
+        row["open_leads_per_s"] = row["open_leads"] / row["seconds"]
+    print(f"\nengines: predict on {leads:,} sample leads (same model, same scores)")
+    print_table(rows, ["engine", "open_leads", "seconds", "open_leads_per_s", "peak_tree_rss_mib"])
+
+
 BENCHMARKS = {"features": bench_features, "train": bench_train, "real-data": bench_real_data,
-              "predict": bench_predict}  # fmt: skip
-DEFAULT_LEADS = {"features": 1_000_000, "train": 115_000, "real-data": 0, "predict": 1_000_000}
+              "predict": bench_predict, "engines": bench_engines}  # fmt: skip
+DEFAULT_LEADS = {"features": 1_000_000, "train": 115_000, "real-data": 0, "predict": 1_000_000,
+                 "engines": 1_000_000}  # fmt: skip
 
 
 def main() -> None:

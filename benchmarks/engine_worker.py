@@ -1,0 +1,79 @@
+"""`predict` on one engine in its own process, with the peak memory of the whole process tree (Spark's JVM and
+Python workers included), sampled every 0.2 s."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from benchmarks.predict_worker import _config
+from pipelines.config import load_settings
+
+
+class TreeMemory:
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            total = 0
+            for process in [me, *me.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    total += process.memory_info().rss
+            self.peak = max(self.peak, total)
+            time.sleep(0.2)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def main(engine: str, data: str, store: str) -> None:
+    from pipelines import tracking
+
+    settings = load_settings(_config(Path(store), data))
+    settings = settings.model_copy(update={"engine": settings.engine.model_copy(update={
+        "name": engine, "partitions": 16, "spark_conf": {"spark.driver.memory": "8g"}})})  # fmt: skip
+    tracking.use_store(settings)
+    model, wrapper = tracking.load_conversion_model(f"models:/{settings.mlflow.registered_model}@champion")
+    out = Path(store) / f"engine_{engine}"
+    with TreeMemory() as memory:
+        start = time.perf_counter()
+        if engine == "spark":
+            from pipelines.spark_engine import predict_spark
+
+            summary = predict_spark(settings, model, wrapper, model_name="bench", model_version="1", as_of=None,
+                                    out=out)  # fmt: skip
+            scored = summary["scored"]
+        else:
+            from pipelines.io import write_frame
+            from pipelines.predict import score_open_leads
+            from pipelines.validation import load_crm
+
+            result = score_open_leads(settings, load_crm(settings), model, wrapper, model_name="bench",
+                                      model_version="1")  # fmt: skip
+            write_frame(result.scores, out.with_suffix(".parquet"))
+            scored = len(result.scores)
+        seconds = time.perf_counter() - start
+    print(
+        json.dumps(
+            {"engine": engine, "open_leads": scored, "seconds": seconds, "peak_tree_rss_mib": memory.peak / 2**20}
+        )
+    )
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
