@@ -199,20 +199,32 @@ def train(
     promote: Annotated[
         bool, typer.Option("--promote", help="Make the new model champion whatever the gate says.")
     ] = False,
+    training_set: Annotated[
+        Path | None,
+        typer.Option("--training-set", help="Train on a prebuilt training set (file or Spark folder) instead."),
+    ] = None,
 ) -> None:
     """Train on closed deals, evaluate on a time-ordered holdout beside the baselines, log and register in MLflow."""
     from models.conversion import TooLittleDataError
     from pipelines.training import train as run_training
+    from pipelines.training_set import read_training_set
     from pipelines.validation import load_crm
 
     settings = _settings(config)
     data = None
-    if settings.mode == "crm":
+    prebuilt = None
+    if training_set is not None:
+        try:
+            prebuilt = read_training_set(training_set)
+        except FileNotFoundError as exc:
+            raise _fail(str(exc)) from None
+        typer.echo("training on a prebuilt training set: the rules-only baseline is left out")
+    elif settings.mode == "crm":
         data = load_crm(settings, as_of=_as_of(as_of))
         if data.errors:
             raise _fail(f"{len(data.errors)} validation error(s); run `leadscore validate` for the list", 1)
     try:
-        result = run_training(settings, promote_anyway=promote, data=data)
+        result = run_training(settings, promote_anyway=promote, data=data, training=prebuilt)
     except TooLittleDataError as exc:
         raise _fail(f"too little data to train: {exc}", 1) from None
     model, split = result.model, result.split

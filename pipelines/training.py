@@ -87,11 +87,17 @@ def baseline_scores(
     return scores
 
 
-def train_and_evaluate(settings: Settings, *, data: CrmData | None = None) -> tuple[TrainResult, pd.DataFrame | None]:
-    """Fit on the earlier rows, evaluate on the time-ordered holdout beside the baselines (no MLflow)."""
-    if settings.mode == "crm" and data is None:
-        data = load_crm(settings)
-    training = build_training_set(settings, data=data)
+def train_and_evaluate(
+    settings: Settings, *, data: CrmData | None = None, training: TrainingSet | None = None
+) -> tuple[TrainResult, pd.DataFrame | None]:
+    """Fit on the earlier rows, evaluate on the time-ordered holdout beside the baselines (no MLflow).
+
+    With a prebuilt `training` set (e.g. written by the Spark engine) and no `data`, the rules baseline is left out.
+    """
+    if training is None:
+        if settings.mode == "crm" and data is None:
+            data = load_crm(settings)
+        training = build_training_set(settings, data=data)
     y = training.frame["converted"]
     positives, negatives = int(y.sum()), int((1 - y).sum())
     if positives < settings.model.min_positives or negatives < settings.model.min_negatives:
@@ -107,7 +113,7 @@ def train_and_evaluate(settings: Settings, *, data: CrmData | None = None) -> tu
     probability = model.predict_proba(holdout[training.feature_names])[:, 1]
     uncalibrated = 1 / (1 + np.exp(-model.raw_score(holdout[training.feature_names])))
     graded = None
-    if settings.mode == "crm":
+    if settings.mode == "crm" and data is not None:
         from pipelines.grading import grade_spine
 
         graded = grade_spine(settings, data, training.frame[["lead_id", "cutoff_time", "converted"]])
@@ -170,11 +176,17 @@ def shap_importance(model: ConversionModel, X: pd.DataFrame, *, max_rows: int = 
     return importance
 
 
-def train(settings: Settings, *, promote_anyway: bool = False, data: CrmData | None = None) -> TrainResult:
+def train(
+    settings: Settings,
+    *,
+    promote_anyway: bool = False,
+    data: CrmData | None = None,
+    training: TrainingSet | None = None,
+) -> TrainResult:
     """The whole `leadscore train`: fit and evaluate, then log, register and gate in MLflow."""
     from pipelines import tracking
 
-    result, graded = train_and_evaluate(settings, data=data)
+    result, graded = train_and_evaluate(settings, data=data, training=training)
     mlflow = tracking.mlflow_module()
     experiment = tracking.use_store(settings)
     training, model = result.training, result.model
@@ -200,7 +212,7 @@ def train(settings: Settings, *, promote_anyway: bool = False, data: CrmData | N
         tracking.log_frame(importance.groupby("group")["mean_abs_shap"].sum().sort_values(ascending=False).to_frame(),
                            "explanations/shap_importance_by_group.csv")  # fmt: skip
         if graded is not None:
-            _log_grade_analysis(settings, data or load_crm(settings), model, training)
+            _log_grade_analysis(settings, data, model, training)
         reference = training_profile(result)
         info = tracking.log_conversion_model(
             model,

@@ -169,3 +169,25 @@ def write_training_set(training: TrainingSet, out: Path) -> tuple[Path, Path]:
 def _range(times: pd.Series) -> list[str] | None:
     times = times.dropna()
     return [times.min().isoformat(), times.max().isoformat()] if len(times) else None
+
+
+def read_training_set(path: Path) -> TrainingSet:
+    """A training set written by `build-training-set` (a Parquet file, or the Spark engine's folder) with its
+    manifest beside it."""
+    path = Path(path)
+    manifest_path = path.with_name((path.stem if path.is_file() else path.name) + ".manifest.json")
+    if not manifest_path.exists():
+        raise FileNotFoundError(f"no manifest beside the training set: {manifest_path}")
+    import json
+
+    manifest = json.loads(manifest_path.read_text())
+    frame = pd.read_parquet(path)
+    frame["converted"] = frame["converted"].astype("int8")
+    frame = frame.sort_values(["cutoff_time", "lead_id"], kind="stable").reset_index(drop=True)
+    specs = all_features()
+    names = manifest["features"]
+    categorical = manifest.get("categorical_features") or [n for n in names if n in specs
+                                                           and specs[n].kind == "categorical"]  # fmt: skip
+    manifest.setdefault("input_sha256", hashlib.sha256(pd.util.hash_pandas_object(frame).to_numpy()).hexdigest())
+    manifest.setdefault("feature_set", "from " + path.name)
+    return TrainingSet(frame, names, manifest, categorical)

@@ -77,3 +77,12 @@ def test_training_set_on_spark_matches_the_local_engine(project, tmp_path):
     spark_manifest = json.loads((tmp_path / "spark.manifest.json").read_text())
     assert spark_manifest["censored"] == local_manifest["spine"]["censored"]
     assert spark_manifest["rows"] == local_manifest["rows"]
+
+
+def test_train_reads_the_training_set_the_spark_build_wrote(project, tmp_path):
+    run("build-training-set", "--config", str(project), "--engine", "spark", "--out", str(tmp_path / "ts"))
+    config = tmp_path / "leadscore.toml"
+    config.write_text(project.read_text().replace("[mlflow]\n", '[mlflow]\nexperiment = "from-spark"\n'
+                                                  'registered_model = "from-spark"\n#', 1))  # fmt: skip
+    output = run("train", "--config", str(config), "--training-set", str(tmp_path / "ts"))
+    assert "rules-only baseline is left out" in output and "lightgbm_calibrated" in output
