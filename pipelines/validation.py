@@ -59,7 +59,7 @@ class _Checker:
         self.table = table
         self.frame = frame
         self.problems: list[Problem] = []
-        self.reasons = pd.Series("", index=frame.index, dtype=object)
+        self.reasons: dict[int, str] = {}  # row position -> reasons; only rejected rows, to stay small
 
     def table_error(self, rule: str, message: str, column: str | None = None) -> None:
         self.problems.append(Problem(self.table, column, None, None, rule, f"{self.table}: {message}"))
@@ -95,12 +95,20 @@ class _Checker:
             )
         if reject:
             reason = f"{column}: {rule}"
-            current = self.reasons[mask]
-            self.reasons[mask] = np.where(current == "", reason, current + "; " + reason)
+            for position in np.flatnonzero(mask.to_numpy()):
+                self.reasons[position] = f"{self.reasons[position]}; {reason}" if position in self.reasons else reason
+
+    def rejected(self) -> np.ndarray:
+        bad = np.zeros(len(self.frame), dtype=bool)
+        bad[list(self.reasons)] = True
+        return bad
 
     def split(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        bad = self.reasons != ""
-        rejected = self.frame.loc[bad].assign(reject_reason=self.reasons[bad])
+        if not self.reasons:  # the common case: no copy of a large clean table
+            return self.frame.reset_index(drop=True), self.frame.iloc[:0].assign(reject_reason=pd.Series(dtype=object))
+        bad = self.rejected()
+        positions = np.flatnonzero(bad)
+        rejected = self.frame.iloc[positions].assign(reject_reason=[self.reasons[p] for p in positions])
         return self.frame.loc[~bad].reset_index(drop=True), rejected.reset_index(drop=True)
 
 
@@ -167,7 +175,7 @@ def _check_table(
     if frame is None:
         return None, check
     check.frame = frame
-    check.reasons = pd.Series("", index=frame.index, dtype=object)
+    check.reasons = {}
 
     for role, required in TABLE_ROLES[table].items():
         if required and role in frame:
@@ -329,14 +337,14 @@ def validate_frames(raw: dict[str, pd.DataFrame], settings: Settings, *, as_of: 
     if "leads" in frames:
         leads = frames["leads"]
         seen = pd.Index(leads["lead_id"].dropna().unique())
-        valid = pd.Index(leads.loc[checkers["leads"].reasons == "", "lead_id"])
+        valid = pd.Index(leads.loc[~checkers["leads"].rejected(), "lead_id"])
         for child in ("events", "opportunities"):
             if child in frames:
                 _check_references(frames[child], checkers[child], "lead_id", valid, seen, "leads")
         if "accounts" in frames and "account_id" in leads:
             accounts = frames["accounts"]
             account_ids = pd.Index(accounts["account_id"].dropna().unique())
-            valid_accounts = pd.Index(accounts.loc[checkers["accounts"].reasons == "", "account_id"])
+            valid_accounts = pd.Index(accounts.loc[~checkers["accounts"].rejected(), "account_id"])
             _check_references(
                 leads, checkers["leads"], "account_id", valid_accounts, account_ids, "accounts", severity="warning"
             )
