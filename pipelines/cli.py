@@ -60,6 +60,30 @@ def _as_of(value: str | None):
     return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
 
 
+def _valid_crm(settings, as_of: str | None):
+    """The validated CRM tables; stop with the error count when validation found errors."""
+    from pipelines.validation import load_crm
+
+    data = load_crm(settings, as_of=_as_of(as_of))
+    if data.errors:
+        raise _fail(f"{len(data.errors)} validation error(s); run `leadscore validate` for the list", 1)
+    return data
+
+
+def _load_model(settings, uri: str | None):
+    """(model, its pyfunc wrapper, registered name, version) for a model URI (default: the champion)."""
+    from pipelines import tracking
+
+    tracking.use_store(settings)
+    uri = uri or f"models:/{settings.mlflow.registered_model}@champion"
+    try:
+        model, wrapper = tracking.load_conversion_model(uri)
+        name, version = tracking.resolve_version(uri)
+    except Exception as exc:  # MLflow raises several types for a missing model
+        raise _fail(f"cannot load model {uri}: {exc}. Run `leadscore train` first.", 1) from None
+    return model, wrapper, name or uri, version
+
+
 @app.command()
 def init(
     directory: Annotated[Path, typer.Argument(help="Project folder to create.")],
@@ -117,7 +141,6 @@ def build_training_set(
     """Build the point-in-time training set from closed outcomes, with a manifest beside it."""
     from pipelines.training_set import build_training_set as build
     from pipelines.training_set import write_training_set
-    from pipelines.validation import load_crm
 
     settings = _with_engine(_settings(config), engine)
     if settings.engine.name == "spark" and settings.mode == "crm":
@@ -134,9 +157,7 @@ def build_training_set(
         return
     data = None
     if settings.mode == "crm":
-        data = load_crm(settings, as_of=_as_of(as_of))
-        if data.errors:
-            raise _fail(f"{len(data.errors)} validation error(s); run `leadscore validate` for the list", 1)
+        data = _valid_crm(settings, as_of)
     training = build(settings, data=data)
     path, manifest = write_training_set(training, out or settings.output_dir / "training_set.parquet")
     m = training.manifest
@@ -165,7 +186,6 @@ def grade(
     """Grade every open lead with the rules only (fit A-D, engagement 1-4, cell, stage, action, due-by)."""
     from pipelines.grading import analyze_closed_deals, grade_open_leads, read_previous
     from pipelines.io import write_frame
-    from pipelines.validation import load_crm
 
     settings = _with_engine(_settings(config), engine)
     if settings.mode != "crm":
@@ -177,9 +197,7 @@ def grade(
         summary = grade_spark(settings, as_of=_as_of(as_of), out=target)
         typer.echo(f"graded {summary['graded']:,} open leads as of {summary['as_of']} on Spark -> {target}")
         return
-    data = load_crm(settings, as_of=_as_of(as_of))
-    if data.errors:
-        raise _fail(f"{len(data.errors)} validation error(s); run `leadscore validate` for the list", 1)
+    data = _valid_crm(settings, as_of)
     graded = grade_open_leads(settings, data, previous=read_previous(previous or out))
     path = write_frame(graded, out or settings.output_dir / "grades.csv")
     typer.echo(f"graded {len(graded):,} open leads as of {data.as_of.isoformat()} -> {path}")
@@ -208,7 +226,6 @@ def train(
     from models.conversion import TooLittleDataError
     from pipelines.training import train as run_training
     from pipelines.training_set import read_training_set
-    from pipelines.validation import load_crm
 
     settings = _settings(config)
     data = None
@@ -220,9 +237,7 @@ def train(
             raise _fail(str(exc)) from None
         typer.echo("training on a prebuilt training set: the rules-only baseline is left out")
     elif settings.mode == "crm":
-        data = load_crm(settings, as_of=_as_of(as_of))
-        if data.errors:
-            raise _fail(f"{len(data.errors)} validation error(s); run `leadscore validate` for the list", 1)
+        data = _valid_crm(settings, as_of)
     try:
         result = run_training(settings, promote_anyway=promote, data=data, training=prebuilt)
     except TooLittleDataError as exc:
@@ -256,12 +271,9 @@ def backtest(
     from pipelines.backtest import log_backtest, row_steps, run_backtest, time_steps
     from pipelines.grading import grade_spine
     from pipelines.training_set import build_training_set
-    from pipelines.validation import load_crm
 
     settings = _settings(config)
-    data = load_crm(settings, as_of=_as_of(as_of)) if settings.mode == "crm" else None
-    if data is not None and data.errors:
-        raise _fail(f"{len(data.errors)} validation error(s); run `leadscore validate` for the list", 1)
+    data = _valid_crm(settings, as_of) if settings.mode == "crm" else None
     training = build_training_set(settings, data=data)
     n = len(training.frame)
     if every.endswith("d"):
@@ -312,7 +324,6 @@ def predict(
     """Score every lead open at a date: probability, score, grade, stage, action, due-by and top reasons."""
     from tqdm import tqdm
 
-    from pipelines import tracking
     from pipelines.io import write_frame, write_sql
     from pipelines.predict import rejects_path, score_open_leads
     from pipelines.validation import load_crm
@@ -329,15 +340,9 @@ def predict(
         typer.echo(
             f"warning: {len(data.errors)} row(s) rejected by validation; they are listed in the rejects", err=True
         )
-    tracking.use_store(settings)
-    uri = model or f"models:/{settings.mlflow.registered_model}@champion"
-    try:
-        conversion, wrapper = tracking.load_conversion_model(uri)
-        name, version = tracking.resolve_version(uri)
-    except Exception as exc:  # MLflow raises several types for a missing model
-        raise _fail(f"cannot load model {uri}: {exc}. Run `leadscore train` first.", 1) from None
+    conversion, wrapper, name, version = _load_model(settings, model)
     with tqdm(total=len(data.tables["leads"]), unit="lead", desc="predict", disable=None) as bar:
-        result = score_open_leads(settings, data, conversion, wrapper, model_name=name or uri, model_version=version,
+        result = score_open_leads(settings, data, conversion, wrapper, model_name=name, model_version=version,
                                   chunk_size=settings.output.chunk_size, keep_contributions=contributions is not None,
                                   progress=bar.update)  # fmt: skip
     target = out or settings.output_dir / "scores.csv"
@@ -354,8 +359,7 @@ def predict(
         write_frame(result.contributions, contributions)
     s = result.summary
     typer.echo(
-        f"scored {s['scored']:,} open leads as of {data.as_of.isoformat()} with {name or uri} "
-        f"v{version or '?'} -> {where}"
+        f"scored {s['scored']:,} open leads as of {data.as_of.isoformat()} with {name} v{version or '?'} -> {where}"
     )
     typer.echo(f"rejected: {s['rejected']:,}; mean probability {s['mean_probability']}")
     typer.echo("leads per cell: " + ", ".join(f"{k} {v:,}" for k, v in s["leads_per_cell"].items()))
@@ -407,18 +411,11 @@ def _with_engine(settings, engine: str | None):
 
 
 def _predict_on_spark(settings, model_uri: str | None, out: Path | None, as_of) -> None:
-    from pipelines import tracking
     from pipelines.spark_engine import predict_spark
 
-    tracking.use_store(settings)
-    uri = model_uri or f"models:/{settings.mlflow.registered_model}@champion"
-    try:
-        conversion, wrapper = tracking.load_conversion_model(uri)
-        name, version = tracking.resolve_version(uri)
-    except Exception as exc:  # MLflow raises several types for a missing model
-        raise _fail(f"cannot load model {uri}: {exc}. Run `leadscore train` first.", 1) from None
+    conversion, wrapper, name, version = _load_model(settings, model_uri)
     target = out or settings.output_dir / "scores_parquet"
-    summary = predict_spark(settings, conversion, wrapper, model_name=name or uri, model_version=version,
+    summary = predict_spark(settings, conversion, wrapper, model_name=name, model_version=version,
                             as_of=as_of, out=target)  # fmt: skip
     typer.echo(
         f"scored {summary['scored']:,} open leads as of {summary['as_of']} on Spark "
