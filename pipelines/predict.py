@@ -45,16 +45,24 @@ def _chunks(spine: pd.DataFrame, size: int) -> list[pd.DataFrame]:
     return [spine.iloc[i : i + size] for i in range(0, len(spine), size)] or [spine]
 
 
-def _events_by_chunk(events: pd.DataFrame | None, chunks: list[pd.DataFrame]) -> list[pd.DataFrame | None]:
-    """Each chunk's events, split in one pass instead of one scan of all events per chunk."""
+def _events_by_chunk(events: pd.DataFrame | None, chunks: list[pd.DataFrame]):
+    """Each chunk's events in turn, found in one pass over all events and copied one chunk at a time."""
     if events is None:
-        return [None] * len(chunks)
+        yield from [None] * len(chunks)
+        return
     chunk_of = pd.Series(np.repeat(np.arange(len(chunks)), [len(c) for c in chunks]),
                          index=pd.concat([c["lead_id"] for c in chunks]).to_numpy())  # fmt: skip
-    which = events["lead_id"].map(chunk_of).fillna(-1).astype("int64").to_numpy()
+    lead = events["lead_id"]
+    if isinstance(lead.dtype, pd.CategoricalDtype):  # map each distinct lead once, then take by code
+        per_level = chunk_of.reindex(lead.cat.categories.astype(str)).fillna(-1).to_numpy("int64")
+        codes = lead.cat.codes.to_numpy()
+        which = np.where(codes >= 0, per_level[np.clip(codes, 0, None)], -1)
+    else:
+        which = lead.map(chunk_of).fillna(-1).astype("int64").to_numpy()
     order = np.argsort(which, kind="stable")
     bounds = np.searchsorted(which[order], np.arange(len(chunks) + 1))
-    return [events.iloc[order[bounds[i] : bounds[i + 1]]] for i in range(len(chunks))]
+    for i in range(len(chunks)):
+        yield events.iloc[order[bounds[i] : bounds[i + 1]]]
 
 
 def score_chunk(

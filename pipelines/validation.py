@@ -164,6 +164,18 @@ def parse_timestamps(values: pd.Series, *, timezone: str = "UTC") -> pd.Series:
 _ZONE_SUFFIX = r"(?:Z|[+-]\d{2}:?\d{2})$"
 
 
+def _stripped_codes(values: pd.Series) -> pd.Series:
+    """Text with few distinct values among many rows (an event's lead and type) as a categorical, stripped once
+    per distinct value: a fraction of the memory of 50M strings."""
+    categorical = values.astype("category")
+    stripped = categorical.cat.categories.astype("string").str.strip()
+    levels, inverse = np.unique(stripped.to_numpy(dtype=object), return_inverse=True)
+    codes = categorical.cat.codes.to_numpy()
+    new_codes = np.where(codes >= 0, inverse[np.clip(codes, 0, None)], -1) if len(levels) else codes
+    return pd.Series(pd.Categorical.from_codes(new_codes, categories=pd.Index(levels, dtype="string")),
+                     index=values.index)  # fmt: skip
+
+
 def _check_table(
     raw: pd.DataFrame, source: TableSource, table: str, *, timezone: str
 ) -> tuple[pd.DataFrame | None, _Checker]:
@@ -199,7 +211,9 @@ def _check_table(
             frame[role] = number.astype("float64")
     for role in ("lead_id", "account_id", "opportunity_id", "event_type", "status"):
         if role in frame:
-            frame[role] = frame[role].astype("string").str.strip()
+            frame[role] = (
+                _stripped_codes(frame[role]) if table == "events" else frame[role].astype("string").str.strip()
+            )
     id_column = ID_COLUMNS.get(table)
     if id_column in frame:
         duplicated = frame[id_column].notna() & frame[id_column].duplicated(keep=False)
