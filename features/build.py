@@ -19,17 +19,20 @@ def build_features(
     params: FeatureParams | None = None,
 ) -> pd.DataFrame:
     """The spine's rows (lead_id, cutoff_time and any label) followed by the requested features."""
+    context = FeatureContext(
+        spine, leads=leads, accounts=accounts, events=events, opportunities=opportunities, params=params
+    )
+    features = feature_columns(context, feature_names)
+    return pd.concat([spine.reset_index(drop=True), features], axis=1)
+
+
+def feature_columns(context: FeatureContext, feature_names: list[str] | None = None) -> pd.DataFrame:
+    """The requested features (all when None) for the context's spine rows; several callers may share one
+    context, so the point-in-time joins are done once."""
     specs = all_features()
     names = list(specs) if feature_names is None else list(feature_names)
     unknown = [name for name in names if name not in specs]
     if unknown:
         raise ValueError(f"unknown feature(s): {unknown}")
-    context = FeatureContext(
-        spine, leads=leads, accounts=accounts, events=events, opportunities=opportunities, params=params
-    )
-    columns = {}
-    for name in names:
-        values = specs[name].build(context)
-        columns[name] = pd.Series(values, name=name).reset_index(drop=True)
-    features = pd.DataFrame(columns, index=range(len(context.spine)))
-    return pd.concat([spine.reset_index(drop=True), features], axis=1)
+    columns = {name: pd.Series(specs[name].build(context), name=name).reset_index(drop=True) for name in names}
+    return pd.DataFrame(columns, index=range(context.n))

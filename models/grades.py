@@ -60,11 +60,8 @@ def grade_from_points(points: pd.Series, cutoffs: dict[str, float], grades: tupl
     return result
 
 
-def engagement_counts(
-    spine: pd.DataFrame, *, leads: pd.DataFrame, events: pd.DataFrame | None, rules: EngagementRules
-) -> pd.DataFrame:
-    """Recency-decayed event counts per engagement category, before each cutoff."""
-    context = FeatureContext(spine, leads=leads, events=events)
+def engagement_counts(context: FeatureContext, rules: EngagementRules) -> pd.DataFrame:
+    """Recency-decayed event counts per engagement category, before each of the context's cutoffs."""
     return pd.DataFrame(
         {
             name: decayed_event_count(

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.build import build_features
+from features.build import feature_columns
+from features.context import FeatureContext
 from features.spine import build_spine, scoring_spine
 from models.grade_analysis import contradictions, conversion_table, propose_cutoffs
 from models.grade_rules import ENGAGEMENT_GRADES, FIT_GRADES
@@ -29,15 +30,27 @@ def grade_spine(
     *,
     probability: pd.Series | None = None,
     previous_stage: pd.Series | None = None,
+    context: FeatureContext | None = None,
+    features: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """The spine's rows with every grade column, using the same point-in-time builders as the model."""
+    """The spine's rows with every grade column, using the same point-in-time builders as the model.
+
+    A caller that already built a context (and features) for these spine rows passes them, so that nothing is
+    computed twice.
+    """
     t = data.tables
     rules = settings.grades
-    features = build_features(
-        spine, leads=t["leads"], accounts=t.get("accounts"), events=t.get("events"),
-        opportunities=t["opportunities"], feature_names=rules.fit_features(), params=feature_params(settings),
-    )  # fmt: skip
-    counts = engagement_counts(spine, leads=t["leads"], events=t.get("events"), rules=rules.engagement)
+    if context is None:
+        context = FeatureContext(
+            spine, leads=t["leads"], accounts=t.get("accounts"), events=t.get("events"),
+            opportunities=t["opportunities"], params=feature_params(settings),
+        )  # fmt: skip
+    needed = rules.fit_features()
+    have = [] if features is None else [n for n in needed if n in features]
+    missing = feature_columns(context, [n for n in needed if n not in have])
+    features = pd.concat([missing, features[have].reset_index(drop=True)] if have else [missing], axis=1)
+    features["cutoff_time"] = spine["cutoff_time"].to_numpy()
+    counts = engagement_counts(context, rules.engagement)
     graded = grade_leads(features, counts, rules, probability=probability, previous_stage=previous_stage)
     return pd.concat([spine.reset_index(drop=True), graded], axis=1)
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.build import build_features
+from features.build import feature_columns
+from features.context import FeatureContext
 from features.registry import all_features
 from features.spine import scoring_spine
 from models.drift import population_stability
@@ -71,17 +72,20 @@ def score_chunk(
     """Scores with reasons and grades for one chunk of the scoring spine; also its feature matrix."""
     t = data.tables
     names = list(model.feature_names_in_)
-    features = build_features(
+    context = FeatureContext(
         spine, leads=t["leads"], accounts=t.get("accounts"), events=events, opportunities=t["opportunities"],
-        feature_names=names, params=feature_params(settings),
+        params=feature_params(settings),
     )  # fmt: skip
+    # the model's features and the rules' inputs come from one context: one point-in-time join per chunk
+    features = feature_columns(context, list(dict.fromkeys(names + settings.grades.fit_features())))
     X = features[names]
     contributions = model.contributions(X)
     raw = contributions.sum(axis=1).to_numpy()
     probability = model.predict_proba(X)[:, 1]
     reasons = top_reasons(contributions, X, all_features())
     chunk_data = CrmData(tables={**t, "events": events}, as_of=data.as_of)
-    graded = grade_spine(settings, chunk_data, spine, probability=pd.Series(probability))
+    graded = grade_spine(settings, chunk_data, spine, probability=pd.Series(probability), context=context,
+                         features=features)  # fmt: skip
     out = graded.assign(probability=probability, raw_score=raw, **{c: reasons[c].to_numpy() for c in reasons})
     kept = contributions.assign(lead_id=spine["lead_id"].to_numpy()) if keep_contributions else None
     return out, kept, X
