@@ -325,7 +325,7 @@ def predict(
     from tqdm import tqdm
 
     from pipelines.io import write_frame, write_sql
-    from pipelines.predict import rejects_path, score_open_leads
+    from pipelines.predict import log_scoring_run, rejects_path, score_open_leads
     from pipelines.validation import load_crm
 
     settings = _with_engine(_settings(config), engine)
@@ -364,6 +364,8 @@ def predict(
     typer.echo(f"rejected: {s['rejected']:,}; mean probability {s['mean_probability']}")
     typer.echo("leads per cell: " + ", ".join(f"{k} {v:,}" for k, v in s["leads_per_cell"].items()))
     typer.echo("leads per stage: " + ", ".join(f"{k} {v:,}" for k, v in s["leads_per_stage"].items()))
+    run_id = log_scoring_run(settings, result, model_name=name, model_version=version, as_of=data.as_of)
+    typer.echo(f"drift (PSI per feature and score) and the summary logged to MLflow run {run_id}")
     drifted = result.drift[result.drift > settings.output.drift_threshold]
     if len(drifted):
         typer.echo(

@@ -171,3 +171,20 @@ def summarise(result: Scored) -> dict:
 
 def rejects_path(out: Path) -> Path:
     return out.with_name(out.stem + ".rejects.csv")
+
+
+def log_scoring_run(settings: Settings, result: Scored, *, model_name: str, model_version: str, as_of) -> str:
+    """One MLflow run per scoring: the summary, the PSI of every feature and of the score, tagged with the model."""
+    from pipelines import tracking
+
+    mlflow = tracking.mlflow_module()
+    experiment = tracking.use_store(settings)
+    with mlflow.start_run(experiment_id=experiment, run_name="predict") as run:
+        mlflow.set_tags({"model_name": model_name, "model_version": model_version, "as_of": as_of.isoformat()})
+        s = result.summary
+        mlflow.log_metrics({"scored": s["scored"], "rejected": s["rejected"]}
+                           | ({"mean_probability": s["mean_probability"]} if s["mean_probability"] is not None
+                              else {}))  # fmt: skip
+        mlflow.log_metrics({f"psi.{name}": float(value) for name, value in result.drift.items()})
+        tracking.log_frame(result.drift.to_frame(), "drift/psi.csv")
+        return run.info.run_id

@@ -70,6 +70,7 @@ def test_output_columns_and_values(scored):
     assert scores["cell"].str.fullmatch(r"[ABCD][1234]").all()
     assert (scores["model_version"] == 1).all() and (scores["model_name"] == "leadscore-conversion").all()
     assert "top 10 leads" in output
+    assert "drift (PSI per feature and score) and the summary logged to MLflow run" in output
 
 
 def test_contribution_matrix_sums_to_the_raw_score(scored, project):
