@@ -326,8 +326,17 @@ def load_crm(settings: Settings, *, as_of: pd.Timestamp | None = None) -> CrmDat
     """Read, normalise and validate every configured table of a CRM-mode project."""
     assert settings.tables is not None
     sources = {name: getattr(settings.tables, name) for name in TABLE_ROLES if getattr(settings.tables, name)}
-    raw = {name: read_source(source, name=name, base_dir=settings.base_dir) for name, source in sources.items()}
+    raw = {
+        name: read_source(source, name=name, base_dir=settings.base_dir, dictionary_columns=_repeated(source, name))
+        for name, source in sources.items()
+    }
     return validate_frames(raw, settings, as_of=as_of)
+
+
+def _repeated(source: TableSource, table: str) -> tuple[str, ...]:
+    """Source columns whose few distinct values repeat over many rows: an event's lead and type."""
+    roles = ("lead_id", "event_type") if table == "events" else ()
+    return tuple(source.columns.get(role, role) for role in roles)
 
 
 def validate_frames(raw: dict[str, pd.DataFrame], settings: Settings, *, as_of: pd.Timestamp | None = None) -> CrmData:
