@@ -55,15 +55,14 @@ def _events_by_chunk(events: pd.DataFrame | None, chunks: list[pd.DataFrame]):
                          index=pd.concat([c["lead_id"] for c in chunks]).to_numpy())  # fmt: skip
     lead = events["lead_id"]
     if isinstance(lead.dtype, pd.CategoricalDtype):  # map each distinct lead once, then take by code
-        per_level = chunk_of.reindex(lead.cat.categories.astype(str)).fillna(-1).to_numpy("int64")
+        per_level = chunk_of.reindex(lead.cat.categories.astype(str)).fillna(-1).to_numpy("int32")
         codes = lead.cat.codes.to_numpy()
-        which = np.where(codes >= 0, per_level[np.clip(codes, 0, None)], -1)
+        which = np.where(codes >= 0, per_level[np.clip(codes, 0, None)], -1).astype("int32")
     else:
-        which = lead.map(chunk_of).fillna(-1).astype("int64").to_numpy()
-    order = np.argsort(which, kind="stable")
-    bounds = np.searchsorted(which[order], np.arange(len(chunks) + 1))
+        which = lead.map(chunk_of).fillna(-1).astype("int32").to_numpy()
+    # one comparison pass per chunk instead of sorting all events: no event-sized index arrays beyond `which`
     for i in range(len(chunks)):
-        yield events.iloc[order[bounds[i] : bounds[i + 1]]]
+        yield events.iloc[np.flatnonzero(which == i)]
 
 
 def score_chunk(

@@ -140,7 +140,7 @@ def _map_columns(raw: pd.DataFrame, source: TableSource, table: str, check: _Che
     if not ok:
         return None
     frame = raw[list(renamed)].rename(columns=renamed)
-    frame.insert(0, ROW, np.arange(1, len(frame) + 1))
+    frame.insert(0, ROW, np.arange(1, len(frame) + 1, dtype="int32" if len(frame) < 2**31 - 1 else "int64"))
     return frame
 
 
