@@ -1,6 +1,11 @@
 """The conversion model: LightGBM with native categoricals, early stopping on a time-ordered validation fold,
 and probability calibration chosen on that fold. One scikit-learn estimator from raw columns to probability.
 
+With `refit=True` (the default) the booster is then refit on every row, validation fold included, with the number
+of trees early stopping chose: under drift the most recent outcomes matter most (bank marketing, trained once on the
+first 80 %: holdout ROC AUC 0.575 without the refit, 0.675 with it). The calibrator stays the one fitted on the
+validation fold's out-of-sample margins of the first booster.
+
 Rows passed to `fit` must be in time order (or come with `sample_time`); the last `validation_fraction` of them,
 after a gap of `validation_gap_days` (one label horizon), is the validation fold. Inputs may be plain strings
 (e.g. read back from CSV): the model restores its own dtypes and category levels, and a category never seen in
@@ -65,6 +70,7 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
         validation_fraction: float = 0.2,
         validation_gap_days: float = 0.0,
         calibration: str = "auto",
+        refit: bool = True,
         min_positives: int = 40,
         min_negatives: int = 40,
         random_state: int = 0,
@@ -82,6 +88,7 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
         self.validation_fraction = validation_fraction
         self.validation_gap_days = validation_gap_days
         self.calibration = calibration
+        self.refit = refit
         self.min_positives = min_positives
         self.min_negatives = min_negatives
         self.random_state = random_state
@@ -169,14 +176,19 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
         )
         if len(np.unique(y_codes[valid])) < 2 or len(np.unique(y_codes[train])) < 2:
             raise TooLittleDataError("the training or validation fold holds only one class; add history")
-        self.booster_ = self._train_booster(data, y_codes, train, valid)
-        self.best_iteration_ = int(self.booster_.best_iteration or self.booster_.current_iteration())
-        margin = self.booster_.predict(data.iloc[valid], raw_score=True, num_iteration=self.best_iteration_)
+        booster = self._train_booster(data, y_codes, train, valid)
+        self.best_iteration_ = int(booster.best_iteration or booster.current_iteration())
+        margin = booster.predict(data.iloc[valid], raw_score=True, num_iteration=self.best_iteration_)
         self.calibration_method_, self.calibrator_ = self._choose_calibrator(margin, y_codes[valid])
-        self.n_train_, self.n_valid_ = len(train), len(valid)
+        self.n_valid_ = len(valid)
+        if self.refit:
+            booster = self._train_booster(data, y_codes, np.arange(len(data)), None)
+        self.booster_ = booster
+        self.n_train_ = len(data) if self.refit else len(train)
         return self
 
     def _train_booster(self, data, y, train, valid) -> lgb.Booster:
+        """With a validation fold: early stopping up to `n_estimators`; without: exactly `best_iteration_` trees."""
         params = {
             "objective": "binary",
             "learning_rate": self.learning_rate,
@@ -195,6 +207,8 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
         }
         categorical = [c for c in data.columns if c in self.categories_]
         train_set = lgb.Dataset(data.iloc[train], y[train], categorical_feature=categorical, free_raw_data=False)
+        if valid is None:
+            return lgb.train(params, train_set, num_boost_round=self.best_iteration_)
         valid_set = lgb.Dataset(data.iloc[valid], y[valid], reference=train_set, categorical_feature=categorical)
         return lgb.train(
             params,

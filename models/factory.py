@@ -24,6 +24,7 @@ class ModelSettings(BaseModel):
     colsample_bytree: float = Field(0.8, gt=0, le=1)
     early_stopping_rounds: int = Field(50, ge=1)
     calibration: Literal["auto", "sigmoid", "isotonic", "none"] = "auto"
+    refit: bool = Field(True, description="after early stopping, refit on all rows")
     validation_fraction: float = Field(0.2, gt=0, lt=1, description="latest share of training rows: validation")
     holdout_fraction: float = Field(0.2, gt=0, lt=1, description="latest share of all rows: the test holdout")
     min_positives: int = Field(40, ge=1)
@@ -54,6 +55,7 @@ def build_model(settings: ModelSettings, *, categorical_features: list[str], gap
         validation_fraction=settings.validation_fraction,
         validation_gap_days=gap_days,
         calibration=settings.calibration,
+        refit=settings.refit,
         min_positives=settings.min_positives,
         min_negatives=settings.min_negatives,
         random_state=settings.random_state,

@@ -69,6 +69,21 @@ def test_fit_predicts_calibrated_probabilities_and_keeps_brier():
     assert model.categories_["industry"] == ["education", "retail", "software"]
 
 
+def test_refit_trains_on_the_validation_fold_too_with_the_early_stopped_tree_count():
+    X, y, times = synthetic()
+    kept = small_model(refit=False, categorical_features=("industry",)).fit(X[:2000], y[:2000])
+    refit = small_model(refit=True, categorical_features=("industry",)).fit(X[:2000], y[:2000])
+
+    def rows_seen(model: ConversionModel) -> int:  # LightGBM records the rows under each tree's root
+        return model.booster_.dump_model()["tree_info"][0]["tree_structure"]["internal_count"]
+
+    assert (kept.n_train_, rows_seen(kept)) == (1600, 1600)
+    assert (refit.n_train_, rows_seen(refit)) == (2000, 2000)
+    assert refit.booster_.num_trees() == refit.best_iteration_ == kept.best_iteration_
+    assert refit.calibration_method_ == kept.calibration_method_
+    assert not np.allclose(refit.raw_score(X[2000:]), kept.raw_score(X[2000:]))
+
+
 def test_plain_strings_from_csv_and_unseen_categories_score_the_same_way(tmp_path):
     X, y, _ = synthetic()
     model = small_model(categorical_features=("industry",)).fit(X, y)
