@@ -186,6 +186,8 @@ def train(
     """The whole `leadscore train`: fit and evaluate, then log, register and gate in MLflow."""
     from pipelines import tracking
 
+    if settings.mode == "crm" and data is None and training is None:
+        data = load_crm(settings)  # once: the training set and the grade analysis both read it
     result, graded = train_and_evaluate(settings, data=data, training=training)
     mlflow = tracking.mlflow_module()
     experiment = tracking.use_store(settings)

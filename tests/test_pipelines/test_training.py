@@ -129,3 +129,14 @@ def test_row_steps_for_flat_data():
 
     steps = row_steps(10, start=6, every=3)
     assert [(s.train.max(), s.test.tolist()) for s in steps] == [(5, [6, 7, 8]), (8, [9])]
+
+
+def test_train_from_python_loads_the_crm_itself_and_logs_the_grade_analysis(trained, project):
+    import mlflow
+
+    from pipelines.training import train
+
+    settings = load_settings(project)
+    result = train(settings)  # no preloaded data: the benchmark's and a notebook's way in
+    artifacts = mlflow.MlflowClient(settings.tracking_uri).list_artifacts(result.run_id, "grades")
+    assert {"grades/conversion_by_cell.csv", "grades/analysis.txt"} <= {a.path for a in artifacts}
