@@ -168,12 +168,24 @@ def _stripped_codes(values: pd.Series) -> pd.Series:
     """Text with few distinct values among many rows (an event's lead and type) as a categorical, stripped once
     per distinct value: a fraction of the memory of 50M strings."""
     categorical = values.astype("category")
-    stripped = categorical.cat.categories.astype("string").str.strip()
+    text = categorical.cat.categories.astype("string")
+    stripped = text.str.strip()
+    if stripped.equals(text) and text.is_monotonic_increasing:  # already clean and sorted: no per-row work
+        return categorical.cat.rename_categories(text)
     levels, inverse = np.unique(stripped.to_numpy(dtype=object), return_inverse=True)
-    codes = categorical.cat.codes.to_numpy()
-    new_codes = np.where(codes >= 0, inverse[np.clip(codes, 0, None)], -1) if len(levels) else codes
+    # new code per old code, with -1 (missing) taking the appended last entry: one int32 array per row, no more
+    lookup = np.append(inverse, -1).astype("int32")
+    new_codes = lookup[categorical.cat.codes.to_numpy()]
     return pd.Series(pd.Categorical.from_codes(new_codes, categories=pd.Index(levels, dtype="string")),
                      index=values.index)  # fmt: skip
+
+
+def _isin(values: pd.Series, allowed: pd.Index) -> pd.Series:
+    """`values.isin(allowed)`; for a categorical, decided once per category and looked up by code."""
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        return values.isin(allowed)
+    per_category = np.append(values.cat.categories.isin(allowed), False)  # code -1 (missing) -> the last entry
+    return pd.Series(per_category[values.cat.codes.to_numpy()], index=values.index)
 
 
 def _check_table(
@@ -206,6 +218,8 @@ def _check_table(
     for role in NUMERIC_COLUMNS.get(table, ()):
         if role in frame:
             original = frame[role]
+            if pd.api.types.is_float_dtype(original.dtype):  # already numbers (Parquet, SQL): nothing to parse
+                continue
             number = pd.to_numeric(original, errors="coerce")
             check.flag(original.notna() & number.isna(), role, "not a number", "not a number {value!r}")
             frame[role] = number.astype("float64")
@@ -265,8 +279,9 @@ def _check_references(
     severity: str = "error",
 ) -> None:
     present = frame[column].notna()
-    unknown = present & ~frame[column].isin(seen)
-    rejected_parent = present & frame[column].isin(seen) & ~frame[column].isin(valid)
+    known = _isin(frame[column], seen)
+    unknown = present & ~known
+    rejected_parent = present & known & ~_isin(frame[column], valid)
     reject = severity == "error"
     check.flag(
         unknown,

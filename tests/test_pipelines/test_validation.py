@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from pipelines.config import load_settings
-from pipelines.validation import load_crm, summarise
+from pipelines.validation import _isin, _stripped_codes, load_crm, summarise
 
 LEADS = "lead_id,created_at,account_id\nL1,2025-01-01,A1\nL2,2025-01-02T10:00:00Z,A1\nL3,2025-01-03,\n"
 ACCOUNTS = "account_id,industry,employee_count\nA1,software,120\n"
@@ -169,3 +169,24 @@ def test_sql_tables_through_sqlalchemy(tmp_path):
     data = load_crm(load_settings(config))
     assert data.errors == []
     assert len(data.tables["opportunities"]) == 3
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pd.Series(["L2", " L1", None, "L1 ", "L2"]),  # padded copies of one id merge
+        pd.Series(["L2", "L1", None, "L1", "L2"], dtype="category"),  # already clean: the fast path
+        pd.Series(pd.Categorical(["L2", "L1", None, "L1", "L2"], categories=["L2", "L1"])),  # Parquet order
+    ],
+)
+def test_event_ids_become_stripped_sorted_categories_with_missing_kept(raw):
+    codes = _stripped_codes(raw)
+    assert list(codes.cat.categories) == ["L1", "L2"]
+    assert codes.astype("object").where(codes.notna(), None).tolist() == ["L2", "L1", None, "L1", "L2"]
+
+
+def test_categorical_membership_matches_plain_isin():
+    values = pd.Series(pd.Categorical(["a", None, "c", "b", "a"], categories=["c", "b", "a", "z"]))
+    allowed = pd.Index(["a", "b"])
+    assert _isin(values, allowed).tolist() == [True, False, False, True, True]
+    assert _isin(values.astype("object"), allowed).tolist() == [True, False, False, True, True]
