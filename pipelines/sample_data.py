@@ -225,6 +225,9 @@ def _leads_chunk(
     accepted = opportunities.set_index("lead_id")["created_at"] - pd.to_timedelta(
         rng.uniform(0, 3, len(opportunities)), unit="D"
     )
+    # sales accepts a lead some hours before its deal opens, but never before the lead exists
+    lead_created = pd.Series(pd.to_datetime(created).tz_localize("UTC"), index=lead_ids).reindex(accepted.index)
+    accepted = accepted.where(accepted >= lead_created, lead_created)
     email_domain = np.where(free_email, "gmail.com", "example-corp.com")
     leads = pd.DataFrame(
         {

@@ -234,6 +234,15 @@ def _check_table(
         check.flag(duplicated, id_column, "duplicate id", "duplicate id {value!r}")
     if table == "opportunities":
         _check_opportunities(frame, source, check)
+    if table == "leads" and "sales_accepted_at" in frame:
+        check.flag(
+            frame["sales_accepted_at"] < frame["created_at"],
+            "sales_accepted_at",
+            "accepted before created",
+            "accepted by sales at {value} before the lead was created",
+            severity="warning",
+            reject=False,
+        )
     return frame, check
 
 

@@ -52,6 +52,16 @@ def test_outcomes_are_plausible(crm):
     assert leads["created_at"].min() >= pd.Timestamp("2024-01-01", tz="UTC")
 
 
+def test_every_lead_timestamp_follows_its_creation(crm):
+    leads = crm["leads"].set_index("lead_id")
+    accepted = leads["sales_accepted_at"].dropna()
+    assert len(accepted) > 100
+    assert (accepted >= leads.loc[accepted.index, "created_at"]).all()
+    opps, events = crm["opportunities"], crm["events"]
+    assert (opps["created_at"] >= opps["lead_id"].map(leads["created_at"])).all()
+    assert (events["occurred_at"] >= events["lead_id"].astype(str).map(leads["created_at"])).all()
+
+
 def test_missing_fields_like_a_real_crm(crm):
     leads = crm["leads"]
     assert 0.25 < leads["seniority"].isna().mean() < 0.45

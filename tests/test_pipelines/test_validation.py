@@ -113,6 +113,18 @@ def test_unknown_account_is_a_warning_and_keeps_the_lead(tmp_path):
     assert "L4" in set(data.tables["leads"]["lead_id"])
 
 
+def test_acceptance_before_creation_is_a_warning_and_keeps_the_lead(tmp_path):
+    leads = (
+        "lead_id,created_at,sales_accepted_at\n"
+        "L1,2025-01-01,2025-01-03\nL2,2025-01-02,2025-01-01T12:00:00Z\nL3,2025-01-03,\n"
+    )
+    data = load_crm(load_settings(project(tmp_path, leads=leads)))
+    assert [p.message for p in data.warnings] == [
+        "leads.sales_accepted_at row 2: accepted by sales at 2025-01-01T12:00:00+00:00 before the lead was created"
+    ]
+    assert data.errors == [] and list(data.tables["leads"]["lead_id"]) == ["L1", "L2", "L3"]
+
+
 def test_rows_after_as_of_leave_the_view_and_late_outcomes_stay_open(tmp_path):
     data = load_crm(load_settings(project(tmp_path)), as_of=pd.Timestamp("2025-02-25", tz="UTC"))
     msgs = [p.message for p in data.warnings]
