@@ -119,10 +119,9 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
         for column in self.feature_names_in_:
             values = frame[column]
             if column in self.categories_:
-                text = values.astype("string").str.strip()
-                out[column] = pd.Categorical(
-                    text.to_numpy(dtype=object, na_value=None), categories=self.categories_[column]
-                )
+                levels = pd.Index(self.categories_[column])
+                codes = levels.get_indexer(values.astype("string").str.strip())  # -1: missing or never seen
+                out[column] = pd.Categorical.from_codes(codes, categories=levels)
             else:
                 out[column] = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
         return pd.DataFrame(out, index=frame.index)
