@@ -36,6 +36,10 @@ class TableSource(_Section):
     status_values: dict[str, list[str]] | None = Field(
         None, description="opportunities only: source values meaning won / lost / open"
     )
+    encoding: str | None = Field(None, description="CSV text encoding; default: detected (UTF-8, BOM, UTF-16)")
+    timestamp_format: str | None = Field(
+        None, description="strftime format of this table's timestamps, e.g. %d/%m/%Y; settles day/month order"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> TableSource:
@@ -76,6 +80,10 @@ class FlatSettings(_Section):
     id_column: str | None = None
     label_column: str
     positive_values: list[str | int | float | bool] = Field(default_factory=lambda: [1, "1", "yes", True])
+    negative_values: list[str | int | float | bool] = Field(
+        default_factory=lambda: [0, "0", "no", False], description="any other label value is an error"
+    )
+    encoding: str | None = Field(None, description="CSV text encoding; default: detected (UTF-8, BOM, UTF-16)")
     time_column: str | None = Field(None, description="row order is the time order when absent")
     categorical: list[str] = Field(default_factory=list)
     numeric: list[str] = Field(default_factory=list)
@@ -118,6 +126,14 @@ class OutputSettings(_Section):
     drift_threshold: float = Field(0.25, gt=0, description="PSI above which predict warns of drift")
 
 
+class ValidationSettings(_Section):
+    """How much broken input the scoring tolerates."""
+
+    max_rejected_share: float = Field(
+        0.02, ge=0, le=1, description="predict stops when validation rejects more of leads or opportunities"
+    )
+
+
 class MlflowSettings(_Section):
     tracking_uri: str | None = Field(None, description="default: sqlite:///<config folder>/mlflow.db")
     artifact_dir: str = Field("mlartifacts", description="artifact folder for a new experiment (local store)")
@@ -143,6 +159,7 @@ class Settings(_Section):
     spine: SpineSettings = Field(default_factory=SpineSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
     grades: GradeRules = Field(default_factory=GradeRules)
     model: ModelSettings = Field(default_factory=ModelSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
 from pipelines.config import TableSource
+from pipelines.errors import DataError, UsageError
 
 
-class InputError(ValueError):
+class InputError(DataError):
     """A table that cannot be read at all (missing file, unknown format, unreachable database)."""
 
 
@@ -25,24 +24,30 @@ def read_source(
     `dictionary_columns` (Parquet only) are read dictionary-encoded, as categoricals: for ids repeated over
     millions of rows (an event's lead) that is a fraction of the memory of one string per row.
     """
+    from pipelines.intake import read_sql_checked
+
     if source.sql_url is not None:
-        return _read_sql(source.sql_url, source.sql_table or "", name=name)
+        return read_sql_checked(source.sql_url, source.sql_table or "", name=name)
     path = Path(source.path or "")
     path = path if path.is_absolute() else base_dir / path
-    return read_file(path, name=name, dictionary_columns=dictionary_columns)
+    return read_file(path, name=name, dictionary_columns=dictionary_columns, encoding=source.encoding)
 
 
-def read_file(path: Path, *, name: str, separator: str = ",", dictionary_columns: tuple[str, ...] = ()) -> pd.DataFrame:
-    if not path.exists():
-        raise InputError(f"table '{name}': file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix in {".parquet", ".pq"} or path.is_dir():
-        if dictionary_columns:
-            return _read_parquet_by_column(path, dictionary_columns=dictionary_columns)
-        return pd.read_parquet(path)
-    if suffix in {".csv", ".txt", ".tsv"} or path.name.endswith(".csv.gz"):
-        return pd.read_csv(path, sep=separator, dtype=str, keep_default_na=True, na_values=[""])
-    raise InputError(f"table '{name}': unknown file type '{suffix}' for {path} (use .csv or .parquet)")
+def read_file(
+    path: Path,
+    *,
+    name: str,
+    separator: str = ",",
+    dictionary_columns: tuple[str, ...] = (),
+    encoding: str | None = None,
+) -> pd.DataFrame:
+    """A CSV or Parquet file read strictly (see `pipelines.intake`): every failure is a DataError naming it."""
+    from pipelines.intake import file_kind, read_csv_strict, read_parquet_checked
+
+    kind = file_kind(Path(path), name=name)
+    if kind == "csv":
+        return read_csv_strict(Path(path), name=name, separator=separator, encoding=encoding)
+    return read_parquet_checked(Path(path), name=name, dictionary_columns=dictionary_columns)
 
 
 def _read_parquet_by_column(path: Path, *, dictionary_columns: tuple[str, ...]) -> pd.DataFrame:
@@ -61,36 +66,16 @@ def _read_parquet_by_column(path: Path, *, dictionary_columns: tuple[str, ...]) 
     return pd.DataFrame(columns, copy=False)  # dict input would be copied by default
 
 
-def _read_sql(url: str, table: str, *, name: str) -> pd.DataFrame:
-    import sqlalchemy
-
-    engine = sqlalchemy.create_engine(url)
-    try:
-        with engine.connect() as connection:
-            if not sqlalchemy.inspect(connection).has_table(table):
-                raise InputError(f"table '{name}': no SQL table '{table}' at {engine.url!r}")
-            return pd.read_sql_table(table, connection)
-    finally:
-        engine.dispose()
-
-
 def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call `write(tmp)` on a temporary file beside `path`, then rename it over `path`.
+    """Call `write(tmp)` on a temporary file beside `path`, then rename it over `path` (see `pipelines.publish`).
 
     The rename is atomic on one file system, so a crash leaves either the old file or the new one,
-    never half of one.
+    never half of one; the file gets the permissions the umask allows.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    from pipelines.publish import publish
+
+    publish({Path(path): write})
+    return Path(path)
 
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -109,18 +94,39 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_frame(frame: pd.DataFrame, path: Path) -> Path:
-    """Write a DataFrame as CSV or Parquet (by suffix), atomically and reproducibly.
+def neutralise_carriage_returns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells with a carriage return get a line feed instead: the CSV writer quotes a cell holding a line feed,
+    but not one holding a bare CR, which readers take for the end of the row."""
+    out = frame
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype == object or pd.api.types.is_string_dtype(values.dtype):
+            text = values.astype("string")
+            has_cr = text.str.contains("\r", regex=False).fillna(False).astype(bool)
+            if has_cr.any():
+                out = out.copy() if out is frame else out
+                out[column] = text.mask(has_cr, text.str.replace("\r\n", "\n", regex=False)
+                                        .str.replace("\r", "\n", regex=False))  # fmt: skip
+    return out
 
-    CSV text cells are neutralised against spreadsheet formula injection.
+
+def frame_writer(frame: pd.DataFrame, path: Path) -> Callable[[Path], None]:
+    """A function writing `frame` to a given file in the format `path`'s suffix names (CSV or Parquet).
+
+    CSV text cells are neutralised against spreadsheet formula injection and bare carriage returns.
     """
     suffix = Path(path).suffix.lower()
     if suffix == ".csv":
-        safe = neutralise_formulas(frame)
-        return write_atomically(path, lambda tmp: safe.to_csv(tmp, index=False, lineterminator="\n"))
+        safe = neutralise_carriage_returns(neutralise_formulas(frame))
+        return lambda tmp: safe.to_csv(tmp, index=False, lineterminator="\n")
     if suffix in {".parquet", ".pq"}:
-        return write_atomically(path, lambda tmp: frame.to_parquet(tmp, index=False))
-    raise InputError(f"cannot write '{path}': use a .csv or .parquet file name")
+        return lambda tmp: frame.to_parquet(tmp, index=False)
+    raise UsageError(f"cannot write '{path}': use a .csv or .parquet file name")
+
+
+def write_frame(frame: pd.DataFrame, path: Path) -> Path:
+    """Write a DataFrame as CSV or Parquet (by suffix), atomically and reproducibly."""
+    return write_atomically(path, frame_writer(frame, path))
 
 
 def write_json(data: dict, path: Path) -> Path:

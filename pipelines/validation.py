@@ -13,14 +13,22 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from features.schemas import ID_COLUMNS, NUMERIC_COLUMNS, STATUSES, TABLE_ROLES, TIME_COLUMNS
+from features.schemas import EVENT_TYPES, ID_COLUMNS, NUMERIC_COLUMNS, STATUSES, TABLE_ROLES, TIME_COLUMNS
 from pipelines.config import Settings, TableSource
 from pipelines.io import read_source
+from pipelines.parsing import (
+    category_key,
+    normalise_id_text,
+    normalise_ids,
+    parse_time_column,
+    recode_categories,
+)
 
 log = logging.getLogger(__name__)
 
 ROW = "source_row"
 DEFAULT_STATUS_VALUES = {status: [status] for status in STATUSES}
+NON_NEGATIVE = ("employee_count", "annual_revenue", "amount")
 
 
 @dataclass(frozen=True)
@@ -144,40 +152,16 @@ def _map_columns(raw: pd.DataFrame, source: TableSource, table: str, check: _Che
     return frame
 
 
-def parse_timestamps(values: pd.Series, *, timezone: str = "UTC") -> pd.Series:
-    """Timestamps as tz-aware UTC; values without a zone are read in `timezone`; unparseable become NaT."""
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return values.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
-    if pd.api.types.is_datetime64_dtype(values.dtype):
-        naive = values
-        zoned = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns, UTC]")
-    else:
-        text = values.astype("string").str.strip()
-        has_zone = text.str.contains(_ZONE_SUFFIX, regex=True).fillna(False).astype(bool)
-        zoned = pd.to_datetime(text.where(has_zone), errors="coerce", format="mixed", utc=True)
-        naive = pd.to_datetime(text.where(~has_zone), errors="coerce", format="mixed")
-    localized = naive.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward").dt.tz_convert("UTC")
-    return zoned.astype("datetime64[ns, UTC]").fillna(localized.astype("datetime64[ns, UTC]"))
-
-
-# An explicit zone at the end of an ISO timestamp: Z, +02:00, -0500.
-_ZONE_SUFFIX = r"(?:Z|[+-]\d{2}:?\d{2})$"
+def parse_timestamps(values: pd.Series, *, timezone: str = "UTC", fmt: str | None = None) -> pd.Series:
+    """Timestamps as tz-aware UTC; values without a zone are read in `timezone`; unreadable ones become NaT
+    (`pipelines.parsing.parse_time_column` gives the reason for each)."""
+    return parse_time_column(values, timezone=timezone, fmt=fmt).values
 
 
 def _stripped_codes(values: pd.Series) -> pd.Series:
     """Text with few distinct values among many rows (an event's lead and type) as a categorical, stripped once
     per distinct value: a fraction of the memory of 50M strings."""
-    categorical = values.astype("category")
-    text = categorical.cat.categories.astype("string")
-    stripped = text.str.strip()
-    if stripped.equals(text) and text.is_monotonic_increasing:  # already clean and sorted: no per-row work
-        return categorical.cat.rename_categories(text)
-    levels, inverse = np.unique(stripped.to_numpy(dtype=object), return_inverse=True)
-    # new code per old code, with -1 (missing) taking the appended last entry: one int32 array per row, no more
-    lookup = np.append(inverse, -1).astype("int32")
-    new_codes = lookup[categorical.cat.codes.to_numpy()]
-    return pd.Series(pd.Categorical.from_codes(new_codes, categories=pd.Index(levels, dtype="string")),
-                     index=values.index)  # fmt: skip
+    return recode_categories(values, normalise_id_text)
 
 
 def _isin(values: pd.Series, allowed: pd.Index) -> pd.Series:
@@ -186,6 +170,48 @@ def _isin(values: pd.Series, allowed: pd.Index) -> pd.Series:
         return values.isin(allowed)
     per_category = np.append(values.cat.categories.isin(allowed), False)  # code -1 (missing) -> the last entry
     return pd.Series(per_category[values.cat.codes.to_numpy()], index=values.index)
+
+
+def _normalise_labels(frame: pd.DataFrame, table: str) -> None:
+    """Ids and category labels compared by meaning before any check or join (see `pipelines.parsing`)."""
+    for role in ("lead_id", "account_id", "opportunity_id"):
+        if role in frame:
+            # an event's lead repeats over millions of rows: normalised once per distinct id, kept as codes
+            frame[role] = _stripped_codes(frame[role]) if table == "events" else normalise_ids(frame[role])
+    if "event_type" in frame:
+        frame["event_type"] = recode_categories(frame["event_type"], category_key)
+    if "status" in frame:
+        status = frame["status"].astype("string").str.strip()
+        frame["status"] = status.mask(status == "")
+
+
+def _parse_time_role(frame: pd.DataFrame, check: _Checker, role: str, *, timezone: str, fmt: str | None,
+                     table: str) -> None:  # fmt: skip
+    original = frame[role]
+    parsed = parse_time_column(original, timezone=timezone, fmt=fmt)
+    for reason in parsed.reasons.dropna().unique():
+        hint = ""
+        if "day/month" in reason:
+            hint = f"; set tables.{table}.timestamp_format (e.g. \"%d/%m/%Y\" or \"%m/%d/%Y\")"
+        check.flag(parsed.reasons == reason, role, str(reason).split(" (")[0], f"{reason} {{value!r}}{hint}")
+    for note in parsed.notes:
+        check.problems.append(Problem(table, role, None, None, "timestamp format", f"{table}.{role}: {note}", "info"))
+    frame[role] = parsed.values
+
+
+def _parse_number_role(frame: pd.DataFrame, check: _Checker, role: str) -> None:
+    """Numbers parsed from text and range-checked: no text, no infinity, no negative counts or amounts."""
+    original = frame[role]
+    if pd.api.types.is_float_dtype(original.dtype):  # already numbers (Parquet, SQL): nothing to parse
+        number = original
+    else:
+        number = pd.to_numeric(original, errors="coerce")
+        check.flag(original.notna() & number.isna(), role, "not a number", "not a number {value!r}")
+        number = number.astype("float64")
+    check.flag(np.isinf(number), role, "not a finite number", "not a finite number {value!r}")
+    if role in NON_NEGATIVE:
+        check.flag(number < 0, role, "negative", "negative value {value!r} (a count or an amount)")
+    frame[role] = number.astype("float64")
 
 
 def _check_table(
@@ -201,33 +227,16 @@ def _check_table(
     check.frame = frame
     check.reasons = {}
 
+    _normalise_labels(frame, table)
     for role, required in TABLE_ROLES[table].items():
         if required and role in frame:
             check.flag(frame[role].isna(), role, "missing value", "missing value")
     for role in TIME_COLUMNS[table]:
         if role in frame:
-            original = frame[role]
-            parsed = parse_timestamps(original, timezone=timezone)
-            check.flag(
-                original.notna() & parsed.isna(),
-                role,
-                "unparseable timestamp",
-                "unparseable timestamp {value!r}",
-            )
-            frame[role] = parsed
+            _parse_time_role(frame, check, role, timezone=timezone, fmt=source.timestamp_format, table=table)
     for role in NUMERIC_COLUMNS.get(table, ()):
         if role in frame:
-            original = frame[role]
-            if pd.api.types.is_float_dtype(original.dtype):  # already numbers (Parquet, SQL): nothing to parse
-                continue
-            number = pd.to_numeric(original, errors="coerce")
-            check.flag(original.notna() & number.isna(), role, "not a number", "not a number {value!r}")
-            frame[role] = number.astype("float64")
-    for role in ("lead_id", "account_id", "opportunity_id", "event_type", "status"):
-        if role in frame:
-            frame[role] = (
-                _stripped_codes(frame[role]) if table == "events" else frame[role].astype("string").str.strip()
-            )
+            _parse_number_role(frame, check, role)
     id_column = ID_COLUMNS.get(table)
     if id_column in frame:
         duplicated = frame[id_column].notna() & frame[id_column].duplicated(keep=False)
@@ -248,11 +257,11 @@ def _check_table(
 
 def _check_opportunities(frame: pd.DataFrame, source: TableSource, check: _Checker) -> None:
     lookup = {
-        str(value).strip().lower(): status
+        key: status
         for status, values in (source.status_values or DEFAULT_STATUS_VALUES).items()
-        for value in values
+        for key in category_key(pd.Series([str(v) for v in values], dtype="string"))
     }
-    status = frame["status"].str.lower().map(lookup)
+    status = category_key(frame["status"]).map(lookup)
     check.flag(
         frame["status"].notna() & status.isna(),
         "status",
@@ -336,14 +345,119 @@ def _check_as_of(table: str, frame: pd.DataFrame, check: _Checker, as_of: pd.Tim
         frame.loc[later, "closed_at"] = pd.NaT
 
 
-def _latest_timestamp(frames: dict[str, pd.DataFrame]) -> pd.Timestamp:
-    latest = [
-        frame[column].max()
-        for table, frame in frames.items()
-        for column in TIME_COLUMNS[table]
-        if column in frame and frame[column].notna().any()
-    ]
-    return max(latest) if latest else pd.Timestamp.now(tz="UTC").floor("s")
+# The default as-of must not move because of one mistyped row: timestamps in the future of the wall clock, or far
+# beyond the bulk of the data (more than the larger of OUTLIER_MIN_GAP and OUTLIER_SPAN_SHARE of the data's span
+# after its OUTLIER_TAIL quantile), are rejected with their reason instead of being taken as "now".
+OUTLIER_MIN_TIMESTAMPS = 20  # fewer than this: no bulk to speak of, only the wall clock applies
+OUTLIER_TAIL = 0.01
+OUTLIER_MIN_GAP = pd.Timedelta(days=90)
+OUTLIER_SPAN_SHARE = 0.25
+_SAMPLE_PER_COLUMN = 250_000
+
+
+def _wall_clock() -> pd.Timestamp:
+    return pd.Timestamp.now(tz="UTC")
+
+
+def _ns(values: pd.Series) -> np.ndarray:
+    """The int64 nanoseconds behind a UTC timestamp column, without a copy."""
+    return np.asarray(values.array.asi8)
+
+
+def _bulk_end(frames: dict[str, pd.DataFrame]) -> tuple[pd.Timestamp, pd.Timedelta] | None:
+    """The (1 - OUTLIER_TAIL) quantile of every timestamp (a strided sample of each column) and how far beyond it a
+    timestamp may lie; None when there are too few timestamps to tell an outlier."""
+    samples = []
+    for table, frame in frames.items():
+        for column in TIME_COLUMNS[table]:
+            if column in frame:
+                ns = _ns(frame[column])
+                step = max(1, -(-len(ns) // _SAMPLE_PER_COLUMN))
+                sample = ns[::step]
+                samples.append(sample[sample != np.iinfo(np.int64).min])
+    combined = np.concatenate(samples) if samples else np.array([], dtype="int64")
+    if len(combined) < OUTLIER_MIN_TIMESTAMPS:
+        return None
+    low, high = np.quantile(combined, [OUTLIER_TAIL, 1 - OUTLIER_TAIL], method="lower")
+    end = pd.Timestamp(int(high), tz="UTC")
+    return end, max(OUTLIER_MIN_GAP, (end - pd.Timestamp(int(low), tz="UTC")) * OUTLIER_SPAN_SHARE)
+
+
+def _latest_timestamp(
+    frames: dict[str, pd.DataFrame], checkers: dict[str, _Checker] | None = None, *, now: pd.Timestamp | None = None
+) -> pd.Timestamp:
+    """The default as-of: the latest timestamp that is neither after the wall clock nor far beyond the bulk of the
+    data. With `checkers`, rows holding such timestamps are rejected with the reason (they are not used)."""
+    now = now if now is not None else _wall_clock()
+    bulk = _bulk_end(frames)
+    limit = min(now, bulk[0] + bulk[1]) if bulk is not None else now
+    latest = []
+    for table, frame in frames.items():
+        for column in TIME_COLUMNS[table]:
+            if column not in frame or not frame[column].notna().any():
+                continue
+            values = frame[column]
+            beyond = values > limit
+            if beyond.any():
+                if checkers is not None:
+                    future = values > now
+                    checkers[table].flag(
+                        future, column, "in the future",
+                        f"dated {{value}}, after the wall clock ({now.isoformat(timespec='seconds')}): "
+                        "not used for the default as_of",
+                    )  # fmt: skip
+                    if bulk is not None:
+                        days = bulk[1].days
+                        checkers[table].flag(
+                            beyond & ~future, column, "far beyond the data",
+                            f"dated {{value}}, more than {days} days after {1 - OUTLIER_TAIL:.0%} of all timestamps "
+                            f"(up to {bulk[0].date()}): a typo? not used for the default as_of",
+                        )  # fmt: skip
+                values = values[~beyond]
+            if values.notna().any():
+                latest.append(values.max())
+    return max(latest) if latest else now.floor("s")
+
+
+def _check_event_times(events: pd.DataFrame, leads: pd.DataFrame, check: _Checker) -> None:
+    """Events dated before their lead was created are rejected (a warning): they cannot be the lead's engagement."""
+    created = leads.dropna(subset=["lead_id"]).drop_duplicates("lead_id").set_index("lead_id")["created_at"]
+    lead = events["lead_id"]
+    if isinstance(lead.dtype, pd.CategoricalDtype):  # looked up once per distinct lead, then taken by code
+        per_level = created.reindex(lead.cat.categories.astype("string")).array
+        taken = per_level.take(lead.cat.codes.to_numpy(), allow_fill=True)
+        lead_created = pd.Series(taken, index=events.index)
+    else:
+        lead_created = lead.map(created)
+    check.flag(
+        events["occurred_at"] < lead_created, "occurred_at", "before lead created",
+        "dated {value}, before its lead was created: not counted as engagement",
+        severity="warning",
+    )  # fmt: skip
+
+
+def _check_event_vocabulary(events: pd.DataFrame, check: _Checker, known: set[str]) -> None:
+    """Event types outside the vocabulary are kept but feed no feature: counted in one warning, never silent."""
+    types = events["event_type"]
+    counts = types.value_counts()
+    unknown = counts[~counts.index.isin(sorted(known)) & (counts > 0)]
+    if len(unknown):
+        listed = ", ".join(f"'{name}' ({n:,})" for name, n in unknown.head(10).items())
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        check.problems.append(Problem(
+            "events", "event_type", None, None, "unknown event type",
+            f"events.event_type: {int(unknown.sum()):,} row(s) with event types outside the vocabulary, kept but "
+            f"used by no feature: {listed}{more} (case, spaces and dashes are already ignored)",
+            "warning",
+        ))  # fmt: skip
+
+
+def known_event_types(settings: Settings) -> set[str]:
+    """The event vocabulary: the contract's types plus any the config weights, marks high-intent or grades."""
+    known = set(EVENT_TYPES) | set(settings.features.event_weights) | set(settings.features.high_intent_events)
+    for category in settings.grades.engagement.categories.values():
+        known |= set(category.events)
+    return {str(k) for k in category_key(pd.Series(sorted(known), dtype="string")).dropna()}
 
 
 def load_crm(settings: Settings, *, as_of: pd.Timestamp | None = None) -> CrmData:
@@ -376,7 +490,7 @@ def validate_frames(raw: dict[str, pd.DataFrame], settings: Settings, *, as_of: 
 
     as_of = as_of if as_of is not None else _as_utc(settings.as_of)
     explicit_as_of = as_of is not None
-    as_of = as_of if explicit_as_of else _latest_timestamp(frames)
+    as_of = as_of if explicit_as_of else _latest_timestamp(frames, checkers)
     if explicit_as_of:
         for name, frame in frames.items():
             _check_as_of(name, frame, checkers[name], as_of)
@@ -395,6 +509,10 @@ def validate_frames(raw: dict[str, pd.DataFrame], settings: Settings, *, as_of: 
             _check_references(
                 leads, checkers["leads"], "account_id", valid_accounts, account_ids, "accounts", severity="warning"
             )
+        if "events" in frames:
+            _check_event_times(frames["events"], leads, checkers["events"])
+    if "events" in frames:
+        _check_event_vocabulary(frames["events"], checkers["events"], known_event_types(settings))
 
     data = CrmData(tables={}, as_of=as_of)
     for name, checker in checkers.items():
