@@ -32,6 +32,13 @@ class FlatResult:
     unlabelled: int
 
 
+def label_key(values: pd.Series) -> pd.Series:
+    """A label as compared with the declared values: stripped, lower case, integral numbers as integers
+    (`1.0` -> `1`, `True` -> `true`)."""
+    text = values.astype("string").str.strip().str.lower()
+    return text.str.replace(r"^([+-]?\d+)\.0*$", r"\1", regex=True)
+
+
 def flat_training_set(frame: pd.DataFrame, spec: FlatSpec) -> FlatResult:
     """lead_id, cutoff_time, row_order, converted, then the declared features, in time order."""
     declared = [spec.label_column, *spec.categorical, *spec.numeric]
@@ -41,8 +48,8 @@ def flat_training_set(frame: pd.DataFrame, spec: FlatSpec) -> FlatResult:
         raise KeyError(f"flat table: declared column(s) absent: {absent}; columns present: {list(frame.columns)}")
     placeholders = set(spec.missing_values)
     label_text = frame[spec.label_column]
-    positives = {str(v).strip().lower() for v in spec.positive_values}
-    converted = label_text.astype("string").str.strip().str.lower().isin(positives).astype("int8")
+    positives = set(label_key(pd.Series([str(v) for v in spec.positive_values])).dropna())
+    converted = label_key(label_text).isin(positives).astype("int8")
     labelled = label_text.notna().to_numpy()
     ids = (
         frame[spec.id_column].astype("string") if spec.id_column else pd.Series(np.arange(len(frame))).astype("string")

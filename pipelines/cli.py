@@ -11,7 +11,10 @@ from typing import Annotated
 
 import typer
 
+from pipelines.errors import OneErrorPath
+
 app = typer.Typer(
+    cls=OneErrorPath,
     help="Predictive lead scoring: train on closed deals, score open leads, explain the scores.",
     no_args_is_help=True,
     add_completion=False,
@@ -53,11 +56,16 @@ def _as_of(value: str | None):
         return None
     import pandas as pd
 
+    from pipelines.parsing import EARLIEST, LATEST
+
     try:
         stamp = pd.Timestamp(value)
-    except ValueError:
+        stamp = stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
+    except (ValueError, OverflowError):
         raise _fail(f"--as-of: not a date or timestamp: {value!r}") from None
-    return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
+    if not EARLIEST <= stamp < LATEST:
+        raise _fail(f"--as-of: {value!r} is outside the years {EARLIEST.year}-{LATEST.year - 1}")
+    return stamp
 
 
 def _valid_crm(settings, as_of: str | None):
@@ -66,8 +74,19 @@ def _valid_crm(settings, as_of: str | None):
 
     data = load_crm(settings, as_of=_as_of(as_of))
     if data.errors:
-        raise _fail(f"{len(data.errors)} validation error(s); run `leadscore validate` for the list", 1)
+        first = data.errors[0].message
+        more = f" (and {len(data.errors) - 1:,} more)" if len(data.errors) > 1 else ""
+        raise _fail(f"{len(data.errors):,} validation error(s), first: {first}{more}; run `leadscore validate` "
+                    "for the list and the rejected rows", 1)  # fmt: skip
     return data
+
+
+def _check_out(path: Path | None, option: str, suffixes: tuple[str, ...], settings=None, *, folder=False) -> None:
+    """Refuse an unusable output target before any heavy work (suffix, an input's path, no write access)."""
+    from pipelines.publish import check_output, input_paths
+
+    check_output(path, option=option, suffixes=suffixes, inputs=input_paths(settings) if settings else (),
+                 folder=folder)  # fmt: skip
 
 
 def _load_model(settings, uri: str | None):
@@ -114,6 +133,9 @@ def sample_data(
 
     from pipelines.sample_data import SampleSpec, generate
 
+    if fmt not in {"parquet", "csv"}:
+        raise _fail(f"--format: use parquet or csv, not {fmt!r}")
+    _check_out(out, "--out", (), folder=True)
     spec = SampleSpec(n_leads=leads, seed=seed, end=end)
     with tqdm(total=leads, unit="lead", desc="sample-data", disable=None) as bar:
         counts = generate(out, spec, fmt=fmt, progress=bar.update)
@@ -143,7 +165,10 @@ def build_training_set(
     from pipelines.training_set import write_training_set
 
     settings = _with_engine(_settings(config), engine)
-    if settings.engine.name == "spark" and settings.mode == "crm":
+    spark_folder = settings.engine.name == "spark" and settings.mode == "crm"
+    _check_out(out, "--out", (".parquet",), settings, folder=spark_folder)
+    _as_of(as_of)
+    if spark_folder:
         from pipelines.io import write_json
         from pipelines.spark_engine import training_set_spark
 
@@ -190,6 +215,8 @@ def grade(
     settings = _with_engine(_settings(config), engine)
     if settings.mode != "crm":
         raise _fail("grading needs the CRM tables (mode = 'crm')")
+    _check_out(out, "--out", (".csv", ".parquet"), settings, folder=settings.engine.name == "spark")
+    _as_of(as_of)
     if settings.engine.name == "spark":
         from pipelines.spark_engine import grade_spark
 
@@ -324,8 +351,11 @@ def predict(
     """Score every lead open at a date: probability, score, grade, stage, action, due-by and top reasons."""
     from tqdm import tqdm
 
-    from pipelines.io import write_frame, write_sql
+    from pipelines.ground import check_ground, check_model_fits_crm, check_open_leads
+    from pipelines.ground import withhold_leads_with_rejected_deals as withhold
+    from pipelines.io import frame_writer
     from pipelines.predict import log_scoring_run, rejects_path, score_open_leads
+    from pipelines.publish import check_sql_output, publish, write_sql_tables
     from pipelines.validation import load_crm
 
     settings = _with_engine(_settings(config), engine)
@@ -333,30 +363,47 @@ def predict(
         raise _fail("predict scores the open leads of a CRM (mode = 'crm')")
     if out is not None and to_sql is not None:
         raise _fail("give --out or --to-sql, not both")
-    if settings.engine.name == "spark":
-        return _predict_on_spark(settings, model, out, _as_of(as_of))
-    data = load_crm(settings, as_of=_as_of(as_of))
+    as_of_stamp = _as_of(as_of)
+    spark = settings.engine.name == "spark"
+    target = out or settings.output_dir / ("scores_parquet" if spark else "scores.csv")
+    url = sql_url or settings.output.sql_url
+    if to_sql is not None:
+        if not url:
+            raise _fail("--to-sql needs --sql-url or output.sql_url in the config")
+        check_sql_output(settings, url, to_sql)
+    else:
+        _check_out(target, "--out", (".csv", ".parquet"), settings, folder=spark)
+        if not spark:
+            _check_out(rejects_path(Path(target)), "--out (its rejects file)", (".csv",), settings)
+    _check_out(contributions, "--contributions", (".parquet",), settings)
+    if spark:
+        return _predict_on_spark(settings, model, out, as_of_stamp)
+    conversion, wrapper, name, version = _load_model(settings, model)
+    check_model_fits_crm(conversion, model or f"models:/{settings.mlflow.registered_model}@champion")
+    data = load_crm(settings, as_of=as_of_stamp)
+    check_ground(data, settings)
     if data.errors:
         typer.echo(
             f"warning: {len(data.errors)} row(s) rejected by validation; they are listed in the rejects", err=True
         )
-    conversion, wrapper, name, version = _load_model(settings, model)
+    data = withhold(data)
+    check_open_leads(data)
     with tqdm(total=len(data.tables["leads"]), unit="lead", desc="predict", disable=None) as bar:
         result = score_open_leads(settings, data, conversion, wrapper, model_name=name, model_version=version,
                                   chunk_size=settings.output.chunk_size, keep_contributions=contributions is not None,
                                   progress=bar.update)  # fmt: skip
-    target = out or settings.output_dir / "scores.csv"
+    # the scores, their rejects (and the contributions) of one run are published together, or not at all
     if to_sql is not None:
-        url = sql_url or settings.output.sql_url
-        if not url:
-            raise _fail("--to-sql needs --sql-url or output.sql_url in the config")
-        where = write_sql(result.scores, url, to_sql)
-        write_sql(result.rejects, url, f"{to_sql}_rejects")
+        where = write_sql_tables({to_sql: result.scores, f"{to_sql}_rejects": result.rejects}, url)
+        if contributions is not None:
+            publish({Path(contributions): frame_writer(result.contributions, contributions)})
     else:
-        where = write_frame(result.scores, target)
-        write_frame(result.rejects, rejects_path(Path(target)))
-    if contributions is not None:
-        write_frame(result.contributions, contributions)
+        files = {Path(target): frame_writer(result.scores, target),
+                 rejects_path(Path(target)): frame_writer(result.rejects, rejects_path(Path(target)))}  # fmt: skip
+        if contributions is not None:
+            files[Path(contributions)] = frame_writer(result.contributions, contributions)
+        publish(files)
+        where = target
     s = result.summary
     typer.echo(
         f"scored {s['scored']:,} open leads as of {data.as_of.isoformat()} with {name} v{version or '?'} -> {where}"
@@ -391,6 +438,7 @@ def explain(
     from pipelines.report import build_report, load_review, log_to_run
 
     settings = _settings(config)
+    _check_out(out, "--out", (".html", ".htm"), settings)
     try:
         review = load_review(settings, model_uri=model)
     except Exception as exc:  # a missing model surfaces as one of several MLflow errors

@@ -11,8 +11,9 @@ import logging
 import sys
 import traceback
 
-import click
+import typer
 import typer.core
+from typer.exceptions import Abort, Exit, TyperException
 
 log = logging.getLogger(__name__)
 
@@ -84,17 +85,17 @@ def render(exc: LeadscoreError) -> str:
 class OneErrorPath(typer.core.TyperGroup):
     """Runs a verb and turns every failure into one message and an exit code; the traceback only with -v."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
+        except (Exit, Abort, TyperException):  # help, exit codes and typer's own usage errors pass as they are
             raise
         except Exception as exc:  # the one error path: every failure ends here
             error = _as_leadscore_error(exc)
             if _verbose(ctx):
                 traceback.print_exception(exc, file=sys.stderr)
-            click.echo(render(error), err=True)
-            raise click.exceptions.Exit(error.exit_code) from None
+            typer.echo(render(error), err=True)
+            raise Exit(error.exit_code) from None
 
 
 def _as_leadscore_error(exc: Exception) -> LeadscoreError:
@@ -114,5 +115,5 @@ def _as_leadscore_error(exc: Exception) -> LeadscoreError:
     )
 
 
-def _verbose(ctx: click.Context) -> bool:
+def _verbose(ctx) -> bool:
     return bool(ctx.params.get("verbose"))

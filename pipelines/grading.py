@@ -131,4 +131,6 @@ def analyze_closed_deals(
 def read_previous(path: Path | None) -> pd.DataFrame | None:
     if path is None or not Path(path).exists():
         return None
-    return pd.read_parquet(path) if Path(path).suffix == ".parquet" else pd.read_csv(path, dtype=str)
+    from pipelines.io import read_file
+
+    return read_file(Path(path), name="previous grades")

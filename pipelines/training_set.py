@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,7 +16,9 @@ from features.flat import FlatSpec, flat_training_set
 from features.registry import all_features, feature_set
 from features.spine import CutoffPolicy, build_spine
 from pipelines.config import Settings
-from pipelines.io import read_file, write_frame, write_json
+from pipelines.flat_checks import check_flat_table
+from pipelines.io import frame_writer, read_file
+from pipelines.publish import publish
 from pipelines.validation import CrmData, load_crm
 
 log = logging.getLogger(__name__)
@@ -124,7 +127,9 @@ def flat_spec(settings: Settings) -> FlatSpec:
 
 def flat_training_set_from(settings: Settings) -> TrainingSet:
     f = settings.flat
-    raw = read_file(settings.resolve(f.path), name="flat", separator=f.separator)
+    path = settings.resolve(f.path)
+    raw = read_file(path, name="flat", separator=f.separator, encoding=f.encoding)
+    check_flat_table(raw, f, where=f"flat table ({path})")
     result = flat_training_set(raw, flat_spec(settings))
     frame = result.training_set
     manifest = {
@@ -161,8 +166,10 @@ def write_training_set(training: TrainingSet, out: Path) -> tuple[Path, Path]:
     """The Parquet file and, beside it, `<name>.manifest.json`; both written atomically."""
     out = Path(out)
     manifest_path = out.with_name(out.stem + ".manifest.json")
-    write_frame(training.frame, out)
-    write_json(training.manifest, manifest_path)
+    text = json.dumps(training.manifest, indent=2, sort_keys=True, default=str) + "\n"
+    # the table and its manifest are published together: never a manifest describing another run's table
+    publish({out: frame_writer(training.frame, out),
+             manifest_path: lambda tmp: tmp.write_text(text, encoding="utf-8")})  # fmt: skip
     return out, manifest_path
 
 

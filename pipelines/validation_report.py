@@ -7,8 +7,10 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from features.schemas import TABLE_ROLES
 from pipelines.config import Settings
-from pipelines.io import InputError, write_frame
+from pipelines.io import frame_writer
+from pipelines.publish import publish
 from pipelines.validation import CrmData, Problem, load_crm, summarise
 
 SHOWN_PER_RULE = 5
@@ -17,13 +19,18 @@ SHOWN_PER_RULE = 5
 def write_rejects(data: CrmData, settings: Settings) -> dict[str, str]:
     """Write one CSV of rejected rows (with reasons) per table, and all problems; return the paths."""
     folder = settings.output_dir / "rejects"
-    written = {}
-    for name, frame in data.rejects.items():
-        written[name] = str(write_frame(frame, folder / f"{name}.csv"))
+    files = {folder / f"{n}.csv": frame_writer(frame, folder / f"{n}.csv") for n, frame in data.rejects.items()}
     if data.problems:
         problems = pd.DataFrame([p.__dict__ for p in data.problems]).astype({"value": "string"})
-        written["problems"] = str(write_frame(problems, folder / "problems.csv"))
-    return written
+        files[folder / "problems.csv"] = frame_writer(problems, folder / "problems.csv")
+    # one run's rejects replace the last run's as a unit: a table without rejects now loses its old file
+    stale = [folder / f"{name}.csv" for name in (*TABLE_ROLES, "problems")]
+    stale = [path for path in stale if path not in files and path.exists()]
+    if files:
+        publish(files, delete=stale)
+    for path in stale if not files else ():
+        path.unlink()
+    return {path.stem: str(path) for path in files}
 
 
 def format_problems(problems: list[Problem]) -> list[str]:
@@ -44,11 +51,7 @@ def run_validation(settings: Settings, *, as_of: pd.Timestamp | None, echo: Call
     if settings.mode != "crm":
         echo("flat mode: nothing to validate beyond loading; use build-training-set")
         return 0
-    try:
-        data = load_crm(settings, as_of=as_of)
-    except InputError as exc:
-        echo(f"error: {exc}")
-        return 1
+    data = load_crm(settings, as_of=as_of)  # a table that cannot be read at all stops here (pipelines.errors)
     summary = summarise(data)
     echo(f"as of {summary['as_of']}")
     for name, info in summary["tables"].items():

@@ -1,0 +1,89 @@
+"""Refusing to score on broken ground.
+
+`predict` scores leads whatever a handful of bad rows say, but not when validation took out a large share of a
+required table (the scores would describe a different CRM), and never a lead as open when one of its deals was
+rejected (the deal may well have been won).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from features.spine import scoring_spine
+from pipelines.config import Settings
+from pipelines.errors import DataError, UsageError
+from pipelines.validation import CrmData
+
+REQUIRED_TABLES = ("leads", "opportunities")
+
+
+def check_ground(data: CrmData, settings: Settings) -> None:
+    """Stop when a required table is unusable or validation rejected more than `validation.max_rejected_share`."""
+    limit = settings.validation.max_rejected_share
+    for name in REQUIRED_TABLES:
+        if name not in data.tables:
+            first = next((p for p in data.errors if p.table == name), None)
+            raise DataError(first.message if first else "the table could not be loaded", where=f"table '{name}'",
+                            hint="fix the table (`leadscore validate` lists every problem)")  # fmt: skip
+        rejected = len(data.rejects.get(name, ()))
+        total = rejected + len(data.tables[name])
+        if total and rejected / total > limit:
+            first = next((p for p in data.errors if p.table == name and p.row is not None), None)
+            example = f"; first: {first.message}" if first else ""
+            raise DataError(
+                f"validation rejected {rejected:,} of {total:,} rows ({rejected / total:.1%}), more than "
+                f"validation.max_rejected_share = {limit:.1%}: scores would rest on broken ground{example}",
+                where=f"table '{name}'",
+                hint="fix the rows (`leadscore validate` writes them with reasons to output/rejects/) or raise "
+                "validation.max_rejected_share in the config",
+            )  # fmt: skip
+
+
+def withhold_leads_with_rejected_deals(data: CrmData) -> CrmData:
+    """Leads with a rejected opportunity move to the lead rejects: without that deal they would look open."""
+    deals = data.rejects.get("opportunities")
+    leads = data.tables.get("leads")
+    if deals is None or leads is None or deals.empty:
+        return data
+    reasons = (
+        deals.dropna(subset=["lead_id"]).astype({"lead_id": "string"})
+        .groupby("lead_id")["reject_reason"].agg(lambda r: "; ".join(sorted(set(map(str, r)))))
+    )  # fmt: skip
+    affected = leads["lead_id"].astype("string").isin(reasons.index)
+    if not affected.any():
+        return data
+    withheld = leads.loc[affected].copy()
+    withheld["reject_reason"] = ("opportunity rejected (" + withheld["lead_id"].astype("string")
+                                 .map(reasons).astype("string") + "): the lead cannot be scored as open")  # fmt: skip
+    rejects = dict(data.rejects)
+    rejects["leads"] = pd.concat([rejects.get("leads"), withheld], ignore_index=True) if "leads" in rejects \
+        else withheld.reset_index(drop=True)  # fmt: skip
+    tables = {**data.tables, "leads": leads.loc[~affected].reset_index(drop=True)}
+    return CrmData(tables=tables, as_of=data.as_of, problems=data.problems, rejects=rejects)
+
+
+def check_open_leads(data: CrmData) -> int:
+    """The number of leads open at the as-of; none is an error naming the date and the counts."""
+    leads, opportunities = data.tables["leads"], data.tables["opportunities"]
+    n_open = len(scoring_spine(leads, opportunities, as_of=data.as_of))
+    if n_open == 0:
+        raise DataError(
+            f"no lead is open at as_of {data.as_of.isoformat()}: of {len(leads):,} valid leads, every one was "
+            "created later or has a closed deal", where="table 'leads'",
+            hint="check --as-of (or the config's as_of) and the deals' status and closed_at",
+        )  # fmt: skip
+    return n_open
+
+
+def check_model_fits_crm(model, model_uri: str) -> None:
+    """A model trained in flat mode knows columns of one export, not the CRM features: refuse it by name."""
+    from features.registry import all_features
+
+    names = list(getattr(model, "feature_names_in_", []))
+    unknown = [n for n in names if n not in all_features()]
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise UsageError(
+            f"was not trained on CRM features (it expects {shown}): a flat-mode model cannot score CRM tables",
+            where=f"model {model_uri}", hint="train a model on this project (`leadscore train`) or pass --model",
+        )  # fmt: skip
