@@ -131,6 +131,13 @@ def analyze_closed_deals(
 def read_previous(path: Path | None) -> pd.DataFrame | None:
     if path is None or not Path(path).exists():
         return None
+    from pipelines.errors import DataError
     from pipelines.io import read_file
+    from pipelines.parsing import normalise_ids
 
-    return read_file(Path(path), name="previous grades")
+    previous = read_file(Path(path), name="previous grades")
+    absent = [c for c in ("lead_id", "stage") if c not in previous.columns]
+    if absent:
+        raise DataError(f"not an earlier grade output: column(s) {absent} absent", where=str(path),
+                        hint="pass --previous an earlier `leadscore grade` output, or another --out")  # fmt: skip
+    return previous.assign(lead_id=normalise_ids(previous["lead_id"]))
