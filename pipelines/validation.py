@@ -165,10 +165,16 @@ def _stripped_codes(values: pd.Series) -> pd.Series:
 
 
 def _isin(values: pd.Series, allowed: pd.Index) -> pd.Series:
-    """`values.isin(allowed)`; for a categorical, decided once per category and looked up by code."""
+    """`values.isin(allowed)`; for a categorical, decided once per category and looked up by code.
+
+    Through a hash lookup (`get_indexer`): pandas' `isin` on Arrow-backed strings builds a Python list of the
+    allowed values on every call (0.7 s per call for 100k leads).
+    """
+    allowed = pd.Index(allowed).dropna().unique()
     if not isinstance(values.dtype, pd.CategoricalDtype):
-        return values.isin(allowed)
-    per_category = np.append(values.cat.categories.isin(allowed), False)  # code -1 (missing) -> the last entry
+        return pd.Series(allowed.get_indexer(values) >= 0, index=values.index) & values.notna()
+    found = allowed.get_indexer(values.cat.categories) >= 0
+    per_category = np.append(found, False)  # code -1 (missing) -> the last entry
     return pd.Series(per_category[values.cat.codes.to_numpy()], index=values.index)
 
 
@@ -353,6 +359,7 @@ OUTLIER_TAIL = 0.01
 OUTLIER_MIN_GAP = pd.Timedelta(days=90)
 OUTLIER_SPAN_SHARE = 0.25
 _SAMPLE_PER_COLUMN = 250_000
+_CHUNK_ROWS = 2_000_000
 
 
 def _wall_clock() -> pd.Timestamp:
@@ -435,20 +442,18 @@ def _check_event_times(events: pd.DataFrame, leads: pd.DataFrame, check: _Checke
 
 
 def _before_created_by_code(lead: pd.Series, occurred: pd.Series, created: pd.Series) -> pd.Series:
-    """`occurred < created[lead]` for 50M events without an event-sized copy of the creation times: each lead's
-    earliest event is compared first, and only the events of leads that fail that are compared one by one."""
+    """`occurred < created[lead]` for 50M events without an event-sized copy of the creation times: looked up by
+    category code, a few million events at a time."""
     nat = np.iinfo(np.int64).min
     codes = lead.cat.codes.to_numpy()
     occurred_ns = _ns(occurred)
-    created_ns = np.asarray(created.reindex(lead.cat.categories.astype("string")).array.asi8)
-    known = (codes >= 0) & (occurred_ns != nat)
-    earliest = pd.Series(occurred_ns[known]).groupby(codes[known]).min()
-    lead_created = created_ns[earliest.index]
-    suspicious = earliest.index[(lead_created != nat) & (earliest.to_numpy() < lead_created)]
+    # code -1 (missing lead) takes the appended NaT
+    created_ns = np.append(np.asarray(created.reindex(lead.cat.categories.astype("string")).array.asi8), nat)
     early = np.zeros(len(codes), dtype=bool)
-    if len(suspicious):
-        rows = np.flatnonzero(np.isin(codes, suspicious.to_numpy()) & known)
-        early[rows] = occurred_ns[rows] < created_ns[codes[rows]]
+    for start in range(0, len(codes), _CHUNK_ROWS):
+        window = slice(start, start + _CHUNK_ROWS)
+        when, since = occurred_ns[window], created_ns[codes[window]]
+        early[window] = (when != nat) & (since != nat) & (when < since)
     return pd.Series(early, index=lead.index)
 
 
