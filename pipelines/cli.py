@@ -300,6 +300,7 @@ def backtest(
     from pipelines.training_set import build_training_set
 
     settings = _settings(config)
+    _check_steps(start, every)
     data = _valid_crm(settings, as_of) if settings.mode == "crm" else None
     training = build_training_set(settings, data=data)
     n = len(training.frame)
@@ -450,6 +451,22 @@ def explain(
     typer.echo(f"report: {target.resolve()}")
     if run_id:
         typer.echo(f"images and tables logged to MLflow run {run_id}")
+
+
+def _check_steps(start: str, every: str) -> None:
+    """--start and --every are readable (a date and days, or rows) before any data is loaded."""
+    import pandas as pd
+
+    try:
+        if every.endswith("d"):
+            if float(every[:-1]) <= 0:
+                raise ValueError
+            pd.Timestamp(start)
+        elif int(every) <= 0 or float(start) < 0:
+            raise ValueError
+    except ValueError:
+        raise _fail(f"--start {start!r} / --every {every!r}: use a date and days (e.g. 2025-01-01, 30d) or a row "
+                    "share / number and a number of rows (e.g. 0.8, 1000)") from None  # fmt: skip
 
 
 def _with_engine(settings, engine: str | None):

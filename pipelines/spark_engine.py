@@ -151,8 +151,29 @@ def global_as_of(spark, settings: Settings, as_of: pd.Timestamp | None) -> pd.Ti
         for column in present:
             value = frame.agg(F.max(F.col(column).cast("string"))).first()[0]
             if value is not None:
-                latest.append(parse_timestamps(pd.Series([value]), timezone=settings.timezone).iloc[0])
-    return max(latest)
+                stamp = parse_timestamps(pd.Series([value]), timezone=settings.timezone).iloc[0]
+                latest.append((stamp, table, column))
+    return _not_after_the_wall_clock(latest)
+
+
+def _not_after_the_wall_clock(latest: list) -> pd.Timestamp:
+    """The latest timestamp, unless it lies in the future: the local engine rejects such rows and takes the latest
+    remaining one; here that would take another pass over every table, so stop and say so."""
+    from pipelines.errors import DataError
+
+    known = [entry for entry in latest if pd.notna(entry[0])]
+    if not known:
+        raise DataError("no readable timestamp in any table: cannot take the latest as the as-of",
+                        hint="pass --as-of")  # fmt: skip
+    stamp, table, column = max(known, key=lambda entry: entry[0])
+    now = pd.Timestamp.now(tz="UTC")
+    if stamp > now:
+        raise DataError(
+            f"the latest timestamp {stamp.isoformat()} is after the wall clock: one mistyped row would move the "
+            "default as-of", where=f"table '{table}'", column=column,
+            hint="pass --as-of, or find the row with `leadscore validate` (it rejects such rows with the reason)",
+        )  # fmt: skip
+    return stamp
 
 
 def write_parquet_dir(frame, out: Path) -> Path:

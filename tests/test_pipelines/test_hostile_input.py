@@ -626,3 +626,22 @@ def test_a_previous_file_that_is_not_a_grade_output_is_named(tmp_path):
 def test_train_names_the_first_validation_error(tmp_path):
     out = invoke("train", "--config", project(tmp_path, leads=LEADS + "L4,not a date,,\n"), code=1)
     assert "first: leads.created_at row 4: unparseable timestamp 'not a date'" in out
+
+
+@pytest.mark.parametrize(("start", "every"), [("soon", "30d"), ("2025-01-01", "xd"), ("0.8", "many"), ("0.8", "0")])
+def test_backtest_steps_are_checked_before_any_work(tmp_path, monkeypatch, start, every):
+    monkeypatch.setattr("pipelines.validation.load_crm", _must_not_run)
+    out = invoke("backtest", "--config", project(tmp_path), "--start", start, "--every", every, code=2)
+    assert f"--start {start!r} / --every {every!r}" in out
+
+
+def test_spark_default_as_of_refuses_a_timestamp_after_the_wall_clock():
+    from pipelines.errors import DataError
+    from pipelines.spark_engine import _not_after_the_wall_clock
+
+    past = pd.Timestamp("2025-03-01", tz="UTC")
+    assert _not_after_the_wall_clock([(past, "leads", "created_at"), (pd.NaT, "events", "occurred_at")]) == past
+    with pytest.raises(DataError, match="after the wall clock") as caught:
+        _not_after_the_wall_clock([(past, "leads", "created_at"), (pd.Timestamp("2100-01-01", tz="UTC"), "events",
+                                                                   "occurred_at")])  # fmt: skip
+    assert "table 'events', column 'occurred_at'" in caught.value.message
