@@ -93,9 +93,9 @@ def _load_model(settings, uri: str | None):
     """(model, its pyfunc wrapper, registered name, version) for a model URI (default: the champion)."""
     from pipelines import tracking
 
-    tracking.use_store(settings)
     uri = uri or f"models:/{settings.mlflow.registered_model}@champion"
     try:
+        tracking.use_store(settings)
         model, wrapper = tracking.load_conversion_model(uri)
         name, version = tracking.resolve_version(uri)
     except Exception as exc:  # MLflow raises several types for a missing model

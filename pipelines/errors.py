@@ -107,6 +107,12 @@ def _as_leadscore_error(exc: Exception) -> LeadscoreError:
         return UsageError(str(exc))
     if isinstance(exc, OSError):
         return from_os_error(exc, doing="read or write a file")
+    origin = type(exc).__module__.split(".")[0]
+    if origin in {"mlflow", "sqlalchemy"}:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return DataError(f"the {'MLflow store' if origin == 'mlflow' else 'database'} failed: {first}",
+                         hint="check mlflow.tracking_uri (or the database URL) in the config and that the store "
+                         "is reachable and writable")  # fmt: skip
     if isinstance(exc, MemoryError):
         return DataError("out of memory", hint="lower output.chunk_size or use a machine with more memory")
     return DataError(

@@ -645,3 +645,10 @@ def test_spark_default_as_of_refuses_a_timestamp_after_the_wall_clock():
         _not_after_the_wall_clock([(past, "leads", "created_at"), (pd.Timestamp("2100-01-01", tz="UTC"), "events",
                                                                    "occurred_at")])  # fmt: skip
     assert "table 'events', column 'occurred_at'" in caught.value.message
+
+
+def test_an_unusable_mlflow_store_is_one_message(tmp_path):
+    (tmp_path / "store.db").write_text("this is not an SQLite database\n" * 10)
+    config = project(tmp_path, extra=f'[mlflow]\ntracking_uri = "sqlite:///{tmp_path / "store.db"}"\n')
+    out = invoke("predict", "--config", config, "--out", tmp_path / "s.csv", code=1)
+    assert "cannot load model models:/leadscore-conversion@champion" in out and "file is not a database" in out
