@@ -123,12 +123,12 @@ def scan_csv(path: Path, *, name: str, separator: str, encoding: str | None) -> 
             if header_text is None and parts:
                 header_text = parts.pop(0)
             lines += len(parts)
-            blank += parts.count("") + parts.count("\r")
+            blank += parts.count("") + sum(map(str.isspace, parts))  # pandas skips whitespace-only lines
             block = handle.read(_CHUNK)
         carry += decoder.decode(b"", final=True)
     if header_text is None:
         header_text, carry = carry, ""
-    elif carry.strip("\r"):
+    elif carry.strip():
         lines += 1
     if not header_text.strip("\r\ufeff \t"):
         raise DataError("no header line (the file holds only blank lines)", where=where, line=1,

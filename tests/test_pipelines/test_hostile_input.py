@@ -214,6 +214,13 @@ def test_a_genuine_multiline_cell_is_accepted_with_every_row(tmp_path):
     assert leads_table["job_title"].tolist() == ["Head of\nSales", "VP"]
 
 
+def test_blank_and_whitespace_only_lines_are_skipped_and_every_row_counted(tmp_path):
+    leads = LEADS.replace("\nL2", "\n   \n\t\nL2").replace("\nL3", "\n\r\nL3") + "\n  "
+    config = project(tmp_path, leads=leads)
+    validate(config, 0)
+    assert load_crm(load_settings(config)).tables["leads"]["lead_id"].tolist() == ["L1", "L2", "L3"]
+
+
 def test_missing_sql_table_and_locked_sqlite_are_named(tmp_path):
     import sqlite3
 
