@@ -258,6 +258,9 @@ def train(
     data = None
     prebuilt = None
     if training_set is not None:
+        from pipelines.intake import check_parquet_input
+
+        check_parquet_input(training_set, name="training set")
         try:
             prebuilt = read_training_set(training_set)
         except FileNotFoundError as exc:
@@ -440,8 +443,12 @@ def explain(
 
     settings = _settings(config)
     _check_out(out, "--out", (".html", ".htm"), settings)
+    from pipelines.errors import LeadscoreError
+
     try:
         review = load_review(settings, model_uri=model)
+    except LeadscoreError:
+        raise  # bad input data: its own message, not "cannot load the model"
     except Exception as exc:  # a missing model surfaces as one of several MLflow errors
         raise _fail(f"cannot load the model: {exc}. Run `leadscore train` first.", 1) from None
     page, images, tables = build_report(review)

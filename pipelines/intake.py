@@ -221,6 +221,16 @@ def read_parquet_checked(path: Path, *, name: str, dictionary_columns: tuple[str
                         hint="the file is damaged or incomplete: copy or export it again") from None  # fmt: skip
 
 
+def check_parquet_input(path: Path, *, name: str) -> None:
+    """A Parquet file or dataset folder exists and, for a file, is whole: else a DataError naming it."""
+    path = Path(path)
+    if file_kind(path, name=name) == "csv":
+        raise DataError("a CSV file where a Parquet file is expected", where=f"{name} ({path})",
+                        hint="give the .parquet file written by `leadscore build-training-set`")  # fmt: skip
+    if path.is_file():
+        _check_parquet_bytes(path, where=f"{name} ({path})")
+
+
 def _check_parquet_bytes(path: Path, *, where: str) -> None:
     size = path.stat().st_size
     if size == 0:

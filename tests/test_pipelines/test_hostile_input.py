@@ -659,3 +659,14 @@ def test_an_unusable_mlflow_store_is_one_message(tmp_path):
     config = project(tmp_path, extra=f'[mlflow]\ntracking_uri = "sqlite:///{tmp_path / "store.db"}"\n')
     out = invoke("predict", "--config", config, "--out", tmp_path / "s.csv", code=1)
     assert "cannot load model models:/leadscore-conversion@champion" in out and "file is not a database" in out
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"), [(None, "file not found"), (b"PAR1trunc", "truncated"), (b"a,b\n1,2\n", "not a Parquet")]
+)
+def test_train_on_a_broken_prebuilt_training_set_is_named(tmp_path, content, expected):
+    target = tmp_path / "ts.parquet"
+    if content is not None:
+        target.write_bytes(content)
+    out = invoke("train", "--config", project(tmp_path), "--training-set", target, code=1)
+    assert expected in out and "training set" in out and "ts.parquet" in out
