@@ -35,6 +35,11 @@ _BOMS = (  # longest first: the UTF-32 LE mark starts with the UTF-16 LE one
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
 _CHUNK = 1 << 20
+_ARCHIVES = (
+    (b"\x1f\x8b", "gzip-compressed file", "name it .csv.gz, or decompress it"),
+    (b"PK\x03\x04", "zip archive (or an Excel .xlsx workbook)", "export the sheet as CSV (UTF-8) or Parquet"),
+)
+_OTHER_SEPARATORS = (";", "\t", "|")
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,9 @@ def detect_encoding(head: bytes, *, where: str, configured: str | None) -> str:
     else UTF-8 (checked over the whole file by `scan_csv`)."""
     if head.startswith(PARQUET_MAGIC):
         raise DataError("this is a Parquet file, not CSV text", where=where, hint="rename it to .parquet")
+    for magic, kind, fix in _ARCHIVES:
+        if head.startswith(magic):
+            raise DataError(f"this is a {kind}, not CSV text", where=where, hint=fix)
     if configured:
         try:
             return codecs.lookup(configured).name
@@ -135,6 +143,13 @@ def scan_csv(path: Path, *, name: str, separator: str, encoding: str | None) -> 
                         hint="the first line must name the columns")  # fmt: skip
     header = next(csv.reader([header_text.rstrip("\r")], delimiter=separator))
     _refuse_duplicate_names(header, where=where)
+    other = [sep for sep in _OTHER_SEPARATORS if len(header) == 1 and sep in header_text]
+    if other:
+        raise DataError(
+            f"the header has one column and contains {other[0]!r}: the file seems separated by {other[0]!r}, not "
+            f"by {separator!r}", where=where, line=1,
+            hint="save the table comma-separated" if separator == "," else "set the separator to match the file",
+        )  # fmt: skip
     if chosen != "utf-8":
         log.info("%s: read as %s", where, chosen)
     return CsvShape(chosen, header, lines - blank)

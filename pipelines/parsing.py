@@ -19,7 +19,9 @@ LATEST = pd.Timestamp("2200-01-01", tz="UTC")  # nanosecond timestamps end in 22
 _TIME = r"(?:[T ,]+(\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?))?"
 _YMD = re.compile(rf"^(\d{{4}})[-/.](\d{{1,2}})[-/.](\d{{1,2}}){_TIME}$")
 _DMY = re.compile(rf"^(\d{{1,2}})[/.-](\d{{1,2}})[/.-](\d{{4}}){_TIME}$")
-_ZONE = re.compile(r"\s*(?:(?P<utc>Z|UTC|GMT)|(?:UTC|GMT)?(?P<offset>[+-]\d{2}:?\d{2}))$", re.IGNORECASE)
+# A zone at the end: Z, UTC, GMT, or an offset (+02:00, -0500, -05, UTC+01:00). An offset is looked for only after a
+# time (a value with a colon): in 31-12-2024 the -2024 is a year, not an offset.
+_ZONE = re.compile(r"\s*(?:(?P<utc>Z|UTC|GMT)|(?:UTC|GMT)?(?P<offset>[+-]\d{2}(?::?\d{2})?))$", re.IGNORECASE)
 _MONTH_NAME = r"(?i)\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b"
 
 
@@ -59,9 +61,12 @@ def parse_time_column(values: pd.Series, *, timezone: str = "UTC", fmt: str | No
         return ParsedTimes(_in_range(parsed, reasons), reasons, notes)
 
     zone = text.str.extract(_ZONE)
+    zone.loc[~text.str.contains(":", regex=False).fillna(False).astype(bool), "offset"] = pd.NA
     offset = zone["offset"].fillna(zone["utc"].notna().map({True: "+00:00", False: pd.NA}))
     offset = offset.astype("string").str.replace(r"^([+-]\d{2})(\d{2})$", r"\1:\2", regex=True)
-    body = text.str.replace(_ZONE, "", regex=True).str.strip()
+    offset = offset.str.replace(r"^([+-]\d{2})$", r"\1:00", regex=True)
+    matched = zone["utc"].notna() | zone["offset"].notna()
+    body = text.where(~matched, text.str.replace(_ZONE, "", regex=True)).str.strip()
 
     iso = _assemble(body.str.extract(_YMD), year=0, month=1, day=2)
     dmy_parts = body.str.extract(_DMY)
@@ -96,7 +101,8 @@ def _assemble(parts: pd.DataFrame, *, year: int, month: int, day: int) -> pd.Ser
 
     date = parts[year].astype("string") + "-" + pad(month) + "-" + pad(day)
     time = parts[3].astype("string")
-    return (date + (" " + time.str.replace(",", ".", regex=False)).fillna("")).astype("string")
+    # midnight when no time is given: an ISO date with a zone offset needs a time before the offset
+    return (date + " " + time.str.replace(",", ".", regex=False).fillna("00:00")).astype("string")
 
 
 def _day_month_order(parts: pd.DataFrame, body: pd.Series):

@@ -112,8 +112,13 @@ def test_unknown_configured_encoding_is_a_usage_error(tmp_path):
         (b"\n\n\n", "no header line"),
         (b"\x00\x01\x02\xff\x00\x00\x10binary", "binary data"),
         (b"PAR1\x00\x00garbage", "this is a Parquet file, not CSV"),
+        (__import__("gzip").compress(EVENTS.encode()), "this is a gzip-compressed file"),
+        (b"PK\x03\x04\x14\x00\x06\x00", "zip archive (or an Excel .xlsx workbook)"),
+        (EVENTS.replace(",", ";").encode(), "the file seems separated by ';', not by ','"),
+        (EVENTS.replace(",", "\t").encode(), "the file seems separated by '\\t', not by ','"),
     ],
-    ids=["zero-bytes", "blank-lines", "binary", "parquet-named-csv"],
+    ids=["zero-bytes", "blank-lines", "binary", "parquet-named-csv", "gzip-named-csv", "xlsx-named-csv", "semicolons",
+         "tabs"],
 )
 def test_unreadable_csv_files_are_named(tmp_path, content, expected):
     out = validate(project(tmp_path, events=content), 1)
@@ -267,10 +272,19 @@ def only_leads(tmp_path, created, *, extra="", leads_extra="") -> Path:
 
 
 def test_utc_suffix_and_offsets_are_read_exactly(tmp_path):
-    config = only_leads(tmp_path, ["2025-01-01 10:00:00 UTC", "2025-01-02T10:00:00Z", "2025-01-03 12:00 +02:00"])
+    config = only_leads(tmp_path, ["2025-01-01 10:00:00 UTC", "2025-01-02T10:00:00Z", "2025-01-03 12:00 +02:00",
+                                   "2025-01-04T05:00:00-05", "2025-01-05 10:00:00.000 GMT"])  # fmt: skip
     validate(config, 0)
     created = load_crm(load_settings(config)).tables["leads"]["created_at"]
-    assert created.tolist() == [pd.Timestamp(f"2025-01-0{d} 10:00", tz="UTC") for d in (1, 2, 3)]
+    assert created.tolist() == [pd.Timestamp(f"2025-01-0{d} 10:00", tz="UTC") for d in (1, 2, 3, 4, 5)]
+
+
+def test_dashed_day_first_dates_and_dates_with_a_zone_name_are_read_exactly(tmp_path):
+    config = only_leads(tmp_path, ["31-12-2024", "01-02-2025 UTC", "15-01-2025 10:00 -0100"])
+    validate(config, 0)
+    created = load_crm(load_settings(config)).tables["leads"]["created_at"]
+    assert created.tolist() == [pd.Timestamp("2024-12-31", tz="UTC"), pd.Timestamp("2025-02-01", tz="UTC"),
+                                pd.Timestamp("2025-01-15 11:00", tz="UTC")]  # fmt: skip
 
 
 @pytest.mark.parametrize("value", ["9999-12-31", "1066-10-14", "2262-04-12"])
