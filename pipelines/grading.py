@@ -19,7 +19,7 @@ from pipelines.validation import CrmData
 
 OUTPUT_COLUMNS = [
     "lead_id", "account_id", "as_of", "fit_points", "fit_grade", "engagement_points", "engagement_grade", "cell",
-    "action", "sla_hours", "due_by", "due_by_local", "stage", "stage_rule",
+    "action", "sla_hours", "due_by", "due_by_local", "stage", "stage_rule", "dormant",
 ]  # fmt: skip
 
 
