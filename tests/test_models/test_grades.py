@@ -20,14 +20,14 @@ from models.grade_rules import (
 )
 from models.grades import (
     assign_actions,
-    days_since_activity,
-    is_dormant,
     assign_stage,
     category_points,
+    days_since_activity,
     engagement_points,
     fit_points,
     grade_from_points,
     grade_leads,
+    is_dormant,
 )
 
 RULES = GradeRules()
