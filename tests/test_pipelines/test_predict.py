@@ -154,3 +154,15 @@ def test_predict_without_a_model_says_what_to_do(sample_project, tmp_path):
     config.write_text(sample_project.read_text().replace('path = "data/', f'path = "{sample_project.parent}/data/'))
     result = runner.invoke(app, ["predict", "--config", str(config)])
     assert result.exit_code == 1 and "Run `leadscore train` first" in result.output
+
+
+def test_with_a_model_threshold_for_sql_grade_reads_the_champion_and_still_agrees(project, tmp_path):
+    config = project.parent / "sql_by_model.toml"
+    config.write_text(project.read_text() + "\n[grades.stages]\nsql_min_probability = 0.2\n")
+    assert runner.invoke(app, ["predict", "--config", str(config), "--out", str(tmp_path / "s.csv")]).exit_code == 0
+    assert runner.invoke(app, ["grade", "--config", str(config), "--out", str(tmp_path / "g.csv")]).exit_code == 0
+    scores = pd.read_csv(tmp_path / "s.csv").set_index("lead_id")
+    graded = pd.read_csv(tmp_path / "g.csv").set_index("lead_id").reindex(scores.index)
+    by_model = scores["stage_rule"].str.contains("conversion probability")
+    assert by_model.any()
+    assert graded["stage"].equals(scores["stage"]) and graded["action"].equals(scores["action"])
