@@ -176,6 +176,17 @@ class RoutingRules(_Rules):
             return row[DORMANT]
         return row.get(cell, row.get(ANY_CELL))
 
+    def markdown(self) -> str:
+        """The whole table, cell by stage, as printed in the README."""
+
+        def text(action: Action) -> str:
+            return action.action + (f", {action.sla_hours:g} h" if action.sla_hours else "")
+
+        lines = ["| cell | " + " | ".join(STAGES) + " |", "|---|" + "---|" * len(STAGES)]
+        lines += [f"| {c} | " + " | ".join(text(self.route(s, c)) for s in STAGES) + " |" for c in CELLS]
+        dormant = [text(self.table[s][DORMANT]) if DORMANT in self.table[s] else "as its cell" for s in STAGES]
+        return "\n".join([*lines, "| dormant (any cell) | " + " | ".join(dormant) + " |"])
+
 
 class BantRules(_Rules):
     """Which answers count as qualified, per BANT criterion."""
