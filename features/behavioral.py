@@ -59,7 +59,7 @@ def events_days_since_last_high_intent(ctx: FeatureContext) -> pd.Series:
     )
 
 
-@feature("behavioral", unit="days", direction=1, concept="engagement")
+@feature("behavioral", unit="active days", direction=1, concept="engagement")
 def events_active_days_30d(ctx: FeatureContext) -> pd.Series:
     """Distinct days with any activity in the last 30 days."""
     return pd.Series(ctx.distinct_days(30).astype("float64"), name="events_active_days_30d")

@@ -22,13 +22,13 @@ def product_trial_started(ctx: FeatureContext) -> pd.Series:
     return pd.Series((_count(ctx, "trial_signup", np.inf) > 0).astype("float64"), name="product_trial_started")
 
 
-@feature("product_usage", unit="days", direction=1, concept="product_usage")
+@feature("product_usage", unit="active days", direction=1, concept="product_usage")
 def product_active_days_14d(ctx: FeatureContext) -> pd.Series:
     """Distinct days with product logins or feature use in the last 14 days."""
     return pd.Series(ctx.distinct_days(14, USAGE_EVENTS).astype("float64"), name="product_active_days_14d")
 
 
-@feature("product_usage", unit="days", direction=1, concept="product_usage")
+@feature("product_usage", unit="active days", direction=1, concept="product_usage")
 def product_active_days_30d(ctx: FeatureContext) -> pd.Series:
     """Distinct days with product logins or feature use in the last 30 days."""
     return pd.Series(ctx.distinct_days(30, USAGE_EVENTS).astype("float64"), name="product_active_days_30d")

@@ -10,7 +10,9 @@ The rules (each tested on hand-made rows in tests/test_models/test_reasons.py):
    0 ("no"). Recency in days is not a count: "last activity: less than 1 day" is a presence.
 3. **Declared directions read the right way** (with the training reference, see `reason_reference`): for a
    feature declared +1 (more never lowers the probability) a positive reason needs a value above the typical lead
-   and a negative one a value not above it; -1 mirrors this. Without a reference (older models) only rule 2 holds.
+   and a negative one a value neither above the typical lead nor at or above the typical converting lead ("e-mail
+   clicks: 0, typical converting lead: 0" is no reason); -1 mirrors this. Without a reference (older models) only
+   rule 2 holds.
 4. **Text with a reference and natural units**: "Pricing-page views in the last 30 days: 4, typical converting
    lead: 2"; "Company size: about 120 employees, typical converting lead: about 300 employees"; for a category
    "Seniority of the lead's role: vp, leads like this convert at 4.1 % (all leads 2.0 %)". A category is cited as
@@ -139,6 +141,9 @@ def citable(
             ok &= above if direction > 0 else below
         else:  # never call activity beyond the typical lead bad (nor a missing value good or bad by direction)
             ok &= ~above if direction > 0 else ~below
+    converting = (reference or {}).get("converting")
+    if direction and converting is not None and sign < 0:  # bad news only when short of the converting lead
+        ok &= ~known | (numbers < converting if direction > 0 else numbers > converting)
     return ok
 
 

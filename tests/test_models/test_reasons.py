@@ -69,6 +69,8 @@ REFERENCE = {
     "events_days_since_last": {"typical": 40.0, "converting": 3.0},
     "lead_seniority": {"rates": {"vp": 0.041, "individual": 0.012}, "overall_rate": 0.02},
     "product_trial_started": {"typical": 0.0, "converting": 1.0},
+    "events_email_click_count_7d": {"typical": 0.0, "converting": 0.0},
+    "product_active_days_14d": {"typical": 0.0, "converting": 2.0},
 }
 
 
@@ -129,6 +131,18 @@ def test_a_declared_direction_is_never_read_backwards():
     # ... and a category converting above average is never bad news
     _, negative = reasons_for({"lead_seniority": -0.3}, {"lead_seniority": "vp"})
     assert negative == ""
+    # as many clicks as the typical converting lead (0) is no bad news either
+    _, negative = reasons_for({"events_email_click_count_7d": -0.4}, {"events_email_click_count_7d": 0.0})
+    assert negative == ""
+
+
+def test_active_days_are_a_count_not_a_duration():
+    positive, _ = reasons_for({"product_active_days_14d": 0.3}, {"product_active_days_14d": 0.0})
+    assert positive == ""  # no activity is an absence, not "less than 1 day"
+    _, negative = reasons_for({"product_active_days_14d": -0.3}, {"product_active_days_14d": 0.0})
+    assert negative == (
+        "Distinct days with product logins or feature use in the last 14 days: 0, typical converting lead: 2"
+    )
 
 
 def test_reason_reference_from_training_rows():
