@@ -16,7 +16,7 @@ The rules (each tested on hand-made rows in tests/test_models/test_reasons.py):
 4. **Text with a reference and natural units**: "Pricing-page views in the last 30 days: 4, typical converting
    lead: 2"; "Company size: about 120 employees, typical converting lead: about 300 employees"; for a category
    "Seniority of the lead's role: vp, leads like this convert at 4.1 % (all leads 2.0 %)". A category is cited as
-   good news only when it converts at least at the average rate, as bad news only when at most at it.
+   good news only when it converts above the average rate, as bad news only below it (as shown, to 0.1 %).
 
 A concept whose features may not be cited is skipped and the next one is taken. Exact SHAP values per feature are
 untouched by these rules: `predict --contributions` writes them.
@@ -123,10 +123,10 @@ def citable(
     if kind == "categorical":
         ok = known.copy() if sign > 0 else np.ones(len(values), dtype=bool)
         rates = (reference or {}).get("rates")
-        if rates:  # a category is good news only if it converts above the average, bad news only below it
-            rate = values.astype("string").map(rates).astype("float64").to_numpy()
-            overall = reference["overall_rate"]
-            ok &= np.isnan(rate) | (rate >= overall if sign > 0 else rate <= overall)
+        if rates:  # good news only above the average rate, bad news only below it, as shown (to 0.1 %)
+            rate = np.round(values.astype("string").map(rates).astype("float64").to_numpy(), 3)
+            overall = round(reference["overall_rate"], 3)
+            ok &= np.isnan(rate) | (rate > overall if sign > 0 else rate < overall)
         return ok
     numbers = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
     ok = np.ones(len(values), dtype=bool)

@@ -67,7 +67,7 @@ REFERENCE = {
     "events_page_view_count_90d": {"typical": 3.0, "converting": 12.0},
     "events_pricing_page_view_count_30d": {"typical": 0.0, "converting": 2.0},
     "events_days_since_last": {"typical": 40.0, "converting": 3.0},
-    "lead_seniority": {"rates": {"vp": 0.041, "individual": 0.012}, "overall_rate": 0.02},
+    "lead_seniority": {"rates": {"vp": 0.041, "individual": 0.012, "manager": 0.0201}, "overall_rate": 0.02},
     "product_trial_started": {"typical": 0.0, "converting": 1.0},
     "events_email_click_count_7d": {"typical": 0.0, "converting": 0.0},
     "product_active_days_14d": {"typical": 0.0, "converting": 2.0},
@@ -131,6 +131,9 @@ def test_a_declared_direction_is_never_read_backwards():
     # ... and a category converting above average is never bad news
     _, negative = reasons_for({"lead_seniority": -0.3}, {"lead_seniority": "vp"})
     assert negative == ""
+    # a category converting at the average rate, as shown (2.0 %), is neither good nor bad news
+    assert reasons_for({"lead_seniority": 0.3}, {"lead_seniority": "manager"}) == ("", "")
+    assert reasons_for({"lead_seniority": -0.3}, {"lead_seniority": "manager"}) == ("", "")
     # as many clicks as the typical converting lead (0) is no bad news either
     _, negative = reasons_for({"events_email_click_count_7d": -0.4}, {"events_email_click_count_7d": 0.0})
     assert negative == ""
