@@ -76,10 +76,17 @@ def bench_engines(leads: int) -> None:
     print_table(rows, ["engine", "open_leads", "seconds", "open_leads_per_s", "peak_tree_rss_mib"])
 
 
+def bench_monotone(leads: int) -> None:
+    """Holdout ROC AUC with and without the declared monotone constraints: sample data and the real datasets."""
+    from benchmarks.monotone import main
+
+    main(leads)
+
+
 BENCHMARKS = {"features": bench_features, "train": bench_train, "real-data": bench_real_data,
-              "predict": bench_predict, "engines": bench_engines}  # fmt: skip
+              "predict": bench_predict, "engines": bench_engines, "monotone": bench_monotone}  # fmt: skip
 DEFAULT_LEADS = {"features": 1_000_000, "train": 115_000, "real-data": 0, "predict": 1_000_000,
-                 "engines": 1_000_000}  # fmt: skip
+                 "engines": 1_000_000, "monotone": 20_000}  # fmt: skip
 
 
 def main() -> None:

@@ -33,23 +33,25 @@ for _type in MARKETING_EVENTS:
                 kind="numeric",
                 unit="",
                 build=partial(events_count, event_type=_type, window_days=_window),
+                direction=1,
+                concept=f"events_{_type}",  # the three windows of one event type: one reason
             )
         )
 
 
-@feature("behavioral", unit="events")
+@feature("behavioral", unit="events", direction=1, concept="engagement")
 def events_count_30d(ctx: FeatureContext) -> pd.Series:
     """All marketing and product events in the last 30 days."""
     return pd.Series(ctx.event_counts(30).sum(axis=1).astype("float64"), name="events_count_30d")
 
 
-@feature("behavioral", unit="days")
+@feature("behavioral", unit="days", direction=-1, concept="engagement")
 def events_days_since_last(ctx: FeatureContext) -> pd.Series:
     """Days since the lead's last activity."""
     return pd.Series(ctx.last_event_age(), name="events_days_since_last")
 
 
-@feature("behavioral", unit="days")
+@feature("behavioral", unit="days", direction=-1)
 def events_days_since_last_high_intent(ctx: FeatureContext) -> pd.Series:
     """Days since the lead's last pricing-page view or demo request."""
     return pd.Series(
@@ -57,13 +59,13 @@ def events_days_since_last_high_intent(ctx: FeatureContext) -> pd.Series:
     )
 
 
-@feature("behavioral", unit="days")
+@feature("behavioral", unit="active days", direction=1, concept="engagement")
 def events_active_days_30d(ctx: FeatureContext) -> pd.Series:
     """Distinct days with any activity in the last 30 days."""
     return pd.Series(ctx.distinct_days(30).astype("float64"), name="events_active_days_30d")
 
 
-@feature("behavioral", unit="x")
+@feature("behavioral", unit="x", concept="engagement")
 def events_trend_7d_vs_21d(ctx: FeatureContext) -> pd.Series:
     """Activity in the last 7 days relative to the weekly average of the 21 days before (1 = steady)."""
     last_7 = ctx.event_counts(7).sum(axis=1)
@@ -71,7 +73,7 @@ def events_trend_7d_vs_21d(ctx: FeatureContext) -> pd.Series:
     return pd.Series((last_7 + 1.0) / (prior_21 / 3.0 + 1.0), name="events_trend_7d_vs_21d")
 
 
-@feature("behavioral", unit="points")
+@feature("behavioral", unit="points", direction=1, concept="engagement")
 def engagement_decayed_score(ctx: FeatureContext) -> pd.Series:
     """Engagement score (every action weighted by type; recent actions weigh more)."""
     window = ctx.event_window

@@ -91,7 +91,7 @@ def lead_country(ctx: FeatureContext) -> pd.Series:
     return _column(ctx, "country").str.upper().rename("lead_country")
 
 
-@feature("demographic", kind="boolean")
+@feature("demographic", kind="boolean", direction=1)
 def lead_email_is_business(ctx: FeatureContext) -> pd.Series:
     """The lead signed up with a business (not a free) e-mail domain."""
     domain_type = _column(ctx, "email_domain_type")
@@ -109,7 +109,7 @@ def lead_age_days(ctx: FeatureContext) -> pd.Series:
     return pd.Series(age, name="lead_age_days")
 
 
-@feature("demographic", unit="%")
+@feature("demographic", unit="%", direction=1)
 def lead_profile_completeness(ctx: FeatureContext) -> pd.Series:
     """Share of key profile fields filled in (e-mail, phone, job title, department, country, company)."""
     present = [_column(ctx, name).notna().to_numpy() for name in PROFILE_FIELDS]

@@ -19,9 +19,12 @@ def account_industry(ctx: FeatureContext) -> pd.Series:
     return ctx.account_rows["industry"].astype("string").str.strip().str.lower().rename("account_industry")
 
 
-@feature("firmographic", unit="log10 employees")
+@feature("firmographic", unit="log10 employees", concept="company_size")
 def account_employee_count_log(ctx: FeatureContext) -> pd.Series:
-    """Company size: log10 of the number of employees."""
+    """Company size.
+
+    The model reads log10(employees + 1); reasons show the number of employees.
+    """
     employees = pd.to_numeric(ctx.account_rows["employee_count"], errors="coerce").astype("float64")
     return pd.Series(np.log10(employees.clip(lower=0) + 1.0), name="account_employee_count_log")
 
@@ -33,7 +36,7 @@ def account_employee_count(ctx: FeatureContext) -> pd.Series:
     return employees.rename("account_employee_count")
 
 
-@feature("firmographic", kind="categorical")
+@feature("firmographic", kind="categorical", concept="company_size")
 def account_revenue_band(ctx: FeatureContext) -> pd.Series:
     """Company annual revenue band (USD)."""
     revenue = pd.to_numeric(ctx.account_rows["annual_revenue"], errors="coerce").astype("float64").to_numpy()

@@ -23,7 +23,7 @@ def _closed_deals(ctx: FeatureContext, status: str) -> tuple[np.ndarray, np.ndar
     return count_before(deal_codes, to_ns(deals["closed_at"]), codes, ctx.cutoff_ns)
 
 
-@feature("history", unit="deals")
+@feature("history", unit="deals", direction=1, concept="account_wins")
 def history_account_won_deals(ctx: FeatureContext) -> pd.Series:
     """Deals the company had already won."""
     counts, _ = _closed_deals(ctx, "won")
@@ -37,7 +37,7 @@ def history_account_lost_deals(ctx: FeatureContext) -> pd.Series:
     return pd.Series(np.where(ctx.account_codes[0] >= 0, counts, np.nan), name="history_account_lost_deals")
 
 
-@feature("history", unit="days")
+@feature("history", unit="days", concept="account_wins")
 def history_days_since_account_last_win(ctx: FeatureContext) -> pd.Series:
     """Days since the company last won a deal."""
     _, latest = _closed_deals(ctx, "won")

@@ -2,6 +2,12 @@
 
 A builder's function name is its output column and the first line of its docstring its description, which
 analysts read in reports and sales reads in the reasons of a score.
+
+A feature may also declare its business `direction`: +1 when more of it never lowers the chance of converting
+(more pricing-page views), -1 when more of it never raises it (more days since the last activity). The model
+factory turns declared directions into monotone constraints, and the reasons use them to never call above-typical
+activity bad. Features measuring one idea (page views over 7, 30 and 90 days) share a `concept`, so that a lead's
+reasons name each idea once.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from typing import Literal
 
 GROUPS = ("demographic", "firmographic", "behavioral", "product_usage", "history")
 Kind = Literal["numeric", "categorical", "boolean"]
+Direction = Literal[-1, 0, 1]
 
 
 @dataclass(frozen=True)
@@ -23,10 +30,18 @@ class FeatureSpec:
     unit: str
     build: Callable
     for_model: bool = True  # False: an input of the rules (grades), left out of the default model feature set
+    direction: Direction = 0  # declared business direction: +1 more never lowers the probability, -1 never raises
+    concept: str = ""  # features of one idea share it (one reason per concept); empty: the feature's own name
 
     def __post_init__(self) -> None:
         if self.group not in GROUPS:
             raise ValueError(f"feature {self.name}: unknown group {self.group!r}")
+        if self.direction not in (-1, 0, 1):
+            raise ValueError(f"feature {self.name}: direction must be -1, 0 or 1, got {self.direction!r}")
+        if self.direction and self.kind == "categorical":
+            raise ValueError(f"feature {self.name}: a categorical feature has no direction")
+        if not self.concept:
+            object.__setattr__(self, "concept", self.name)
 
 
 REGISTRY: dict[str, FeatureSpec] = {}
@@ -40,7 +55,13 @@ def register(spec: FeatureSpec) -> FeatureSpec:
 
 
 def feature(
-    group: str, *, kind: Kind = "numeric", unit: str = "", for_model: bool = True
+    group: str,
+    *,
+    kind: Kind = "numeric",
+    unit: str = "",
+    for_model: bool = True,
+    direction: Direction = 0,
+    concept: str = "",
 ) -> Callable[[Callable], Callable]:
     """Register a builder under its own name, described by the first line of its docstring."""
 
@@ -48,7 +69,8 @@ def feature(
         doc = (function.__doc__ or "").strip().splitlines()
         if not doc:
             raise ValueError(f"feature builder {function.__name__} needs a one-line docstring")
-        register(FeatureSpec(function.__name__, group, doc[0].rstrip("."), kind, unit, function, for_model))
+        register(FeatureSpec(function.__name__, group, doc[0].rstrip("."), kind, unit, function, for_model,
+                             direction, concept))  # fmt: skip
         return function
 
     return wrap
@@ -59,6 +81,11 @@ def all_features() -> dict[str, FeatureSpec]:
     from features import behavioral, demographic, firmographic, history, product  # noqa: F401
 
     return dict(REGISTRY)
+
+
+def declared_directions() -> dict[str, int]:
+    """Feature -> declared business direction (+1 or -1), for every feature that declares one."""
+    return {name: spec.direction for name, spec in all_features().items() if spec.direction}
 
 
 def feature_set(name: str, custom: dict[str, list[str]] | None = None) -> list[str]:

@@ -75,6 +75,7 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
         min_negatives: int = 40,
         random_state: int = 0,
         n_jobs: int = 2,
+        monotone_constraints: dict[str, int] | None = None,
     ) -> None:
         self.categorical_features = categorical_features
         self.n_estimators = n_estimators
@@ -93,6 +94,7 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
         self.min_negatives = min_negatives
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.monotone_constraints = monotone_constraints
 
     # -- preprocessing -------------------------------------------------------------------------------------
     def _frame(self, X) -> pd.DataFrame:
@@ -205,6 +207,11 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
             "min_data_per_group": 50,
         }
         categorical = [c for c in data.columns if c in self.categories_]
+        if self.monotone_constraints:
+            # +1 / -1 per declared column, 0 for the rest; a direction on a categorical column means nothing
+            declared = self.monotone_constraints
+            directions = [0 if c in self.categories_ else int(declared.get(c, 0)) for c in data.columns]
+            params |= {"monotone_constraints": directions, "monotone_constraints_method": "intermediate"}
         train_set = lgb.Dataset(data.iloc[train], y[train], categorical_feature=categorical, free_raw_data=False)
         if valid is None:
             return lgb.train(params, train_set, num_boost_round=self.best_iteration_)

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.registry import declared_directions
 from models.conversion import ConversionModel
 from models.evaluation import METRICS
 
@@ -31,6 +32,7 @@ class ModelSettings(BaseModel):
     min_negatives: int = Field(40, ge=1)
     random_state: int = 0
     n_jobs: int = Field(2, ge=1)
+    monotone: bool = Field(True, description="declared feature directions become LightGBM monotone constraints")
     gate_metric: str = Field("roc_auc", description=f"one of {list(METRICS)}")
     gate_min_improvement: float = Field(0.0, ge=0)
     gate_calibration_tolerance: float = Field(0.01, ge=0, description="max ECE increase over the champion")
@@ -40,8 +42,21 @@ class ModelSettings(BaseModel):
             raise ValueError(f"gate_metric must be one of {list(METRICS)}, got {self.gate_metric!r}")
 
 
-def build_model(settings: ModelSettings, *, categorical_features: list[str], gap_days: float) -> ConversionModel:
-    """The conversion model for these settings; `gap_days` (one label horizon) separates train from validation."""
+def build_model(
+    settings: ModelSettings,
+    *,
+    categorical_features: list[str],
+    gap_days: float,
+    directions: dict[str, int] | None = None,
+) -> ConversionModel:
+    """The conversion model for these settings; `gap_days` (one label horizon) separates train from validation.
+
+    With `settings.monotone`, every feature with a declared direction (`directions`, default: the feature
+    registry's) is constrained so that the probability only moves that way as the feature grows.
+    """
+    constraints = None
+    if settings.monotone:
+        constraints = dict(declared_directions() if directions is None else directions) or None
     return ConversionModel(
         categorical_features=tuple(categorical_features),
         n_estimators=settings.n_estimators,
@@ -60,4 +75,5 @@ def build_model(settings: ModelSettings, *, categorical_features: list[str], gap
         min_negatives=settings.min_negatives,
         random_state=settings.random_state,
         n_jobs=settings.n_jobs,
+        monotone_constraints=constraints,
     )

@@ -1,4 +1,5 @@
-"""The grading rules as typed, validated settings: profile fit (A-D), engagement (1-4), actions, stages.
+"""The grading rules as typed, validated settings: profile fit (A-D), engagement (1-4), stages, and the routing
+table (stage x cell -> action and SLA, dormant leads recycled).
 
 They live in the project's TOML under [grades]; the defaults suit the sample CRM and are documented here.
 """
@@ -114,29 +115,77 @@ class EngagementRules(_Rules):
         return self
 
 
+CELLS = tuple(f + e for f in FIT_GRADES for e in ENGAGEMENT_GRADES)
+ANY_CELL, DORMANT = "*", "dormant"
+
+
 class Action(_Rules):
     action: str
-    sla_hours: float | None = Field(None, gt=0, description="none: no deadline (nurture)")
+    sla_hours: float | None = Field(None, gt=0, description="none: no deadline (nurture, recycle)")
 
 
-class ActionRules(_Rules):
-    """Cell (e.g. "A1") -> action; cells not listed take `default`."""
+def _sales_matrix(rest: Action) -> dict[str, Action]:
+    """The Eloqua-style SLAs: A1, B1 within 24 h; A2, A3, B2, B3 within 48 h; every other cell `rest`."""
+    return {
+        **{c: Action(action="sales call", sla_hours=24) for c in ("A1", "B1")},
+        **{c: Action(action="sales follow-up", sla_hours=48) for c in ("A2", "A3", "B2", "B3")},
+        ANY_CELL: rest,
+    }
 
-    cells: dict[str, Action] = Field(
-        default_factory=lambda: {
-            **{c: Action(action="sales call", sla_hours=24) for c in ("A1", "B1")},
-            **{c: Action(action="sales follow-up", sla_hours=48) for c in ("A2", "A3", "B2", "B3")},
-        }
+
+def _default_routes() -> dict[str, dict[str, Action]]:
+    nurture, recycle = Action(action="nurture"), Action(action="recycle")
+    return {
+        # contact details at most: marketing's, whatever the cell
+        "IQL": {ANY_CELL: nurture, DORMANT: recycle},
+        "MQL": {**_sales_matrix(nurture), DORMANT: recycle},
+        "PQL": {**_sales_matrix(nurture), DORMANT: recycle},
+        # sales-qualified or accepted by sales: stays with sales, never nurtured; a dormant one too (sales decides)
+        "SQL": _sales_matrix(Action(action="sales follow-up", sla_hours=48)),
+    }
+
+
+class RoutingRules(_Rules):
+    """One routing table for `grade` and `predict`: stage -> {cell, "*" (any other cell), "dormant"} -> action.
+
+    A dormant lead (no activity for `dormant_after_days`) takes its stage's "dormant" entry when there is one;
+    otherwise every lead takes the entry of its cell, else its stage's "*".
+    """
+
+    dormant_after_days: float | None = Field(
+        90.0, gt=0, description="days without any activity (or since creation) after which a lead is dormant"
     )
-    default: Action = Field(default_factory=lambda: Action(action="nurture"))
+    table: dict[str, dict[str, Action]] = Field(default_factory=_default_routes)
 
     @model_validator(mode="after")
-    def _known_cells(self) -> ActionRules:
-        valid = {f + e for f in FIT_GRADES for e in ENGAGEMENT_GRADES}
-        unknown = sorted(set(self.cells) - valid)
-        if unknown:
-            raise ValueError(f"grades.actions.cells: unknown cell(s) {unknown}; cells are A1..D4")
+    def _complete(self) -> RoutingRules:
+        if sorted(self.table) != sorted(STAGES):
+            raise ValueError(f"grades.routing.table: give exactly the stages {list(STAGES)}, got {sorted(self.table)}")
+        for stage, row in self.table.items():
+            unknown = sorted(set(row) - set(CELLS) - {ANY_CELL, DORMANT})
+            if unknown:
+                raise ValueError(f"grades.routing.table.{stage}: unknown key(s) {unknown}; use A1..D4, '*' or "
+                                 "'dormant'")  # fmt: skip
+            if ANY_CELL not in row and not set(CELLS) <= set(row):
+                raise ValueError(f"grades.routing.table.{stage}: give '*' or every cell A1..D4")
         return self
+
+    def route(self, stage: str, cell: str, *, dormant: bool = False) -> Action:
+        row = self.table[stage]
+        if dormant and DORMANT in row:
+            return row[DORMANT]
+        return row.get(cell, row.get(ANY_CELL))
+
+    def markdown(self) -> str:
+        """The whole table, cell by stage, as printed in the README."""
+
+        def text(action: Action) -> str:
+            return action.action + (f", {action.sla_hours:g} h" if action.sla_hours else "")
+
+        lines = ["| cell | " + " | ".join(STAGES) + " |", "|---|" + "---|" * len(STAGES)]
+        lines += [f"| {c} | " + " | ".join(text(self.route(s, c)) for s in STAGES) + " |" for c in CELLS]
+        dormant = [text(self.table[s][DORMANT]) if DORMANT in self.table[s] else "as its cell" for s in STAGES]
+        return "\n".join([*lines, "| dormant (any cell) | " + " | ".join(dormant) + " |"])
 
 
 class BantRules(_Rules):
@@ -159,7 +208,10 @@ class StageRules(_Rules):
     pql_min_features_used: float = 3
     pql_min_upgrade_page_views_30d: float = 0
     pql_min_profile_completeness: float = 60
-    sql_min_probability: float = Field(0.5, ge=0, le=1)
+    sql_min_probability: float | None = Field(
+        None, ge=0, le=1, description="A/B leads at this model probability are SQL; none: stages are rules-only, so "
+        "`grade` and `predict` agree without a model"
+    )
     sql_fits: list[str] = Field(default_factory=lambda: ["A", "B"])
     sql_min_bant: int = Field(3, ge=1, le=4, description="BANT criteria met that make an A/B lead sales-qualified")
 
@@ -168,7 +220,7 @@ class GradeRules(_Rules):
     timezone: str = Field("UTC", description="business time zone for due-by times shown locally")
     fit: FitRules = Field(default_factory=FitRules)
     engagement: EngagementRules = Field(default_factory=EngagementRules)
-    actions: ActionRules = Field(default_factory=ActionRules)
+    routing: RoutingRules = Field(default_factory=RoutingRules)
     bant: BantRules = Field(default_factory=BantRules)
     stages: StageRules = Field(default_factory=StageRules)
 
@@ -177,5 +229,5 @@ class GradeRules(_Rules):
         names += list(self.bant.qualified)
         names += ["lead_has_contact_details", "lead_sales_accepted", "product_active_days_14d",
                   "product_distinct_features_used", "product_upgrade_page_views_30d", "lead_profile_completeness",
-                  "product_trial_started"]  # fmt: skip
+                  "product_trial_started", "events_days_since_last", "lead_age_days"]  # fmt: skip
         return list(dict.fromkeys(names))

@@ -1,5 +1,6 @@
-"""Rule-based grades: profile fit A-D x engagement 1-4, the A1..D4 matrix, follow-up actions with SLAs, and the
-lifecycle stage (IQL, MQL, PQL, SQL) with the rule that fired. Pure functions over a feature table."""
+"""Rule-based grades: profile fit A-D x engagement 1-4, the A1..D4 matrix, the lifecycle stage (IQL, MQL, PQL, SQL)
+with the rule that fired, dormancy, and the follow-up action with its SLA from one routing table keyed by stage and
+cell. Pure functions over a feature table."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from models.grade_rules import (
     ENGAGEMENT_GRADES,
     FIT_GRADES,
     STAGES,
-    ActionRules,
     EngagementRules,
     FitCategory,
     FitRules,
     GradeRules,
+    RoutingRules,
     StageRules,
 )
 
@@ -80,9 +81,34 @@ def engagement_points(counts: pd.DataFrame, rules: EngagementRules) -> pd.Series
     return pd.Series(total, index=counts.index, name="engagement_points")
 
 
-def assign_actions(cells: pd.Series, as_of: pd.Series, rules: ActionRules, *, timezone: str = "UTC") -> pd.DataFrame:
-    """Action and SLA per cell; due_by = as_of + SLA hours of elapsed time (UTC), also shown in `timezone`."""
-    actions = cells.map(lambda c: rules.cells.get(c, rules.default))
+def days_since_activity(features: pd.DataFrame) -> pd.Series:
+    """Days since the lead's last activity, or since its creation when it has none."""
+    last_event = pd.to_numeric(features["events_days_since_last"], errors="coerce").astype("float64")
+    age = pd.to_numeric(features["lead_age_days"], errors="coerce").astype("float64")
+    return last_event.where(last_event.notna(), age).rename("days_since_activity")
+
+
+def is_dormant(features: pd.DataFrame, rules: RoutingRules) -> pd.Series:
+    """No activity for `dormant_after_days` (never, when that is not set)."""
+    if rules.dormant_after_days is None:
+        return pd.Series(False, index=features.index, name="dormant")
+    return (days_since_activity(features) >= rules.dormant_after_days).rename("dormant")
+
+
+def assign_actions(
+    cells: pd.Series,
+    as_of: pd.Series,
+    rules: RoutingRules,
+    *,
+    stages: pd.Series,
+    dormant: pd.Series | None = None,
+    timezone: str = "UTC",
+) -> pd.DataFrame:
+    """Action and SLA per lead from the routing table (stage x cell, dormant leads apart); due_by = as_of + SLA
+    hours of elapsed time (UTC), also shown in `timezone`."""
+    asleep = np.zeros(len(cells), dtype=bool) if dormant is None else dormant.to_numpy(dtype=bool)
+    routes = [rules.route(s, c, dormant=d) for s, c, d in zip(stages, cells, asleep, strict=True)]
+    actions = pd.Series(routes, index=cells.index, dtype=object)
     hours = actions.map(lambda a: a.sla_hours).astype("float64")
     due = pd.to_datetime(as_of, utc=True) + pd.to_timedelta(hours, unit="h")
     return pd.DataFrame(
@@ -155,7 +181,7 @@ def assign_stage(
     stage[by_bant] = "SQL"
     rule[by_bant] = [f"SQL: fit {f} with {b} of 4 BANT criteria met" for f, b in
                      zip(fit[by_bant], bant[by_bant], strict=True)]  # fmt: skip
-    if probability is not None:
+    if probability is not None and rules.sql_min_probability is not None:
         p = probability.to_numpy()
         by_model = good_fit & (p >= rules.sql_min_probability)
         stage[by_model] = "SQL"
@@ -182,17 +208,21 @@ def grade_leads(
     probability: pd.Series | None = None,
     previous_stage: pd.Series | None = None,
 ) -> pd.DataFrame:
-    """Fit and engagement points and grades, cell, action with due-by, and stage, one row per feature row."""
+    """Fit and engagement points and grades, cell, stage, dormancy and the routed action with its due-by, one row
+    per feature row."""
     fit_pts = fit_points(features, rules.fit)
     eng_pts = engagement_points(counts.set_axis(features.index), rules.engagement)
     fit = grade_from_points(fit_pts, rules.fit.cutoffs, FIT_GRADES).rename("fit_grade")
     engagement = grade_from_points(eng_pts, rules.engagement.cutoffs, ENGAGEMENT_GRADES).rename("engagement_grade")
     cell = (fit + engagement).rename("cell")
-    actions = assign_actions(cell, features["cutoff_time"], rules.actions, timezone=rules.timezone)
     bant = bant_met(features, rules).rename("bant_met")
     stages = assign_stage(features, fit, engagement, rules.stages, bant=bant, probability=probability,
                           previous_stage=previous_stage)  # fmt: skip
-    return pd.concat([fit_pts.round(2), eng_pts.round(2), fit, engagement, cell, bant, actions, stages], axis=1)
+    dormant = is_dormant(features, rules.routing)
+    actions = assign_actions(cell, features["cutoff_time"], rules.routing, stages=stages["stage"], dormant=dormant,
+                             timezone=rules.timezone)  # fmt: skip
+    return pd.concat([fit_pts.round(2), eng_pts.round(2), fit, engagement, cell, bant, dormant, actions, stages],
+                     axis=1)  # fmt: skip
 
 
 def grade_inputs_needed(rules: GradeRules) -> list[str]:

@@ -14,7 +14,7 @@ from models.conversion import TooLittleDataError
 from models.evaluation import evaluate, metrics_table
 from models.factory import build_model
 from pipelines.config import Settings
-from pipelines.training import gap_days, sample_time
+from pipelines.training import feature_directions, gap_days, sample_time
 from pipelines.training_set import TrainingSet
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,8 @@ def score_step(
     frame, names = training.frame, training.feature_names
     train, test = frame.iloc[step.train], frame.iloc[step.test]
     times = sample_time(training)
-    model = build_model(settings.model, categorical_features=training.categorical, gap_days=gap_days(settings))
+    model = build_model(settings.model, categorical_features=training.categorical, gap_days=gap_days(settings),
+                        directions=feature_directions(settings))  # fmt: skip
     try:
         model.fit(train[names], train["converted"], sample_time=None if times is None else times.iloc[step.train])
     except TooLittleDataError as exc:

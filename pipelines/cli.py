@@ -225,7 +225,10 @@ def grade(
         typer.echo(f"graded {summary['graded']:,} open leads as of {summary['as_of']} on Spark -> {target}")
         return
     data = _valid_crm(settings, as_of)
-    graded = grade_open_leads(settings, data, previous=read_previous(previous or out))
+    model = None
+    if settings.grades.stages.sql_min_probability is not None:  # stages then read the champion's probability
+        model = _load_model(settings, None)[0]
+    graded = grade_open_leads(settings, data, previous=read_previous(previous or out), model=model)
     path = write_frame(graded, out or settings.output_dir / "grades.csv")
     typer.echo(f"graded {len(graded):,} open leads as of {data.as_of.isoformat()} -> {path}")
     typer.echo(graded["cell"].value_counts().sort_index().to_frame("leads").T.to_string())

@@ -89,11 +89,17 @@ class FlatSettings(_Section):
     numeric: list[str] = Field(default_factory=list)
     missing_values: list[str] = Field(default_factory=list, description="placeholders read as missing")
     leaking: list[str] = Field(default_factory=list, description="known only after the outcome: excluded")
+    directions: dict[str, Literal[-1, 1]] = Field(
+        default_factory=dict, description="numeric column -> business direction (+1 / -1): monotone constraints"
+    )
 
     @model_validator(mode="after")
     def _features_declared(self) -> FlatSettings:
         if not self.categorical and not self.numeric:
             raise ValueError("declare at least one feature column in 'categorical' or 'numeric'")
+        undeclared = sorted(set(self.directions) - set(self.numeric))
+        if undeclared:
+            raise ValueError(f"directions: only numeric columns take a direction, not {undeclared}")
         overlap = sorted(set(self.leaking) & (set(self.categorical) | set(self.numeric)))
         if overlap:
             raise ValueError(f"columns both declared as features and as leaking: {overlap}")

@@ -19,7 +19,7 @@ from pipelines.validation import CrmData
 
 OUTPUT_COLUMNS = [
     "lead_id", "account_id", "as_of", "fit_points", "fit_grade", "engagement_points", "engagement_grade", "cell",
-    "action", "sla_hours", "due_by", "due_by_local", "stage", "stage_rule",
+    "action", "sla_hours", "due_by", "due_by_local", "stage", "stage_rule", "dormant",
 ]  # fmt: skip
 
 
@@ -55,13 +55,27 @@ def grade_spine(
     return pd.concat([spine.reset_index(drop=True), graded], axis=1)
 
 
-def grade_open_leads(settings: Settings, data: CrmData, *, previous: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Every lead open at the data's as_of, graded; stages never move back behind `previous` output."""
+def grade_open_leads(
+    settings: Settings, data: CrmData, *, previous: pd.DataFrame | None = None, model=None
+) -> pd.DataFrame:
+    """Every lead open at the data's as_of, graded; stages never move back behind `previous` output.
+
+    Only when `grades.stages.sql_min_probability` is set does the stage read a model's probability: pass the model
+    `predict` uses (the champion) so that both give the same stage and action.
+    """
     spine = scoring_spine(data.tables["leads"], data.tables["opportunities"], as_of=data.as_of)
     previous_stage = None
     if previous is not None:
         previous_stage = spine["lead_id"].map(previous.drop_duplicates("lead_id").set_index("lead_id")["stage"])
-    graded = grade_spine(settings, data, spine, previous_stage=previous_stage)
+    probability, context, features = None, None, None
+    if model is not None and settings.grades.stages.sql_min_probability is not None:
+        t = data.tables
+        context = FeatureContext(spine, leads=t["leads"], accounts=t.get("accounts"), events=t.get("events"),
+                                 opportunities=t["opportunities"], params=feature_params(settings))  # fmt: skip
+        features = feature_columns(context, list(model.feature_names_in_))
+        probability = pd.Series(model.predict_proba(features)[:, 1])
+    graded = grade_spine(settings, data, spine, probability=probability, previous_stage=previous_stage,
+                         context=context, features=features)  # fmt: skip
     accounts = data.tables["leads"].set_index("lead_id").get("account_id")
     graded["account_id"] = graded["lead_id"].map(accounts) if accounts is not None else pd.NA
     graded["as_of"] = graded["cutoff_time"]

@@ -19,6 +19,7 @@ from features.registry import all_features
 from features.spine import scoring_spine
 from models.drift import population_stability
 from models.reasons import top_reasons
+from models.scores import score_1_99
 from pipelines.config import Settings
 from pipelines.grading import grade_spine
 from pipelines.training_set import feature_params
@@ -28,8 +29,8 @@ log = logging.getLogger(__name__)
 
 OUTPUT_COLUMNS = [
     "lead_id", "account_id", "as_of", "probability", "score", "percentile", "fit_grade", "engagement_grade", "cell",
-    "stage", "stage_rule", "action", "due_by", "reasons_positive", "reasons_negative", "model_name", "model_version",
-    "feature_set",
+    "stage", "stage_rule", "dormant", "action", "sla_hours", "due_by", "reasons_positive", "reasons_negative",
+    "model_name", "model_version", "feature_set",
 ]  # fmt: skip
 
 
@@ -66,7 +67,14 @@ def _events_by_chunk(events: pd.DataFrame | None, chunks: list[pd.DataFrame]):
 
 
 def score_chunk(
-    settings: Settings, data: CrmData, spine: pd.DataFrame, events: pd.DataFrame | None, model, *, keep_contributions
+    settings: Settings,
+    data: CrmData,
+    spine: pd.DataFrame,
+    events: pd.DataFrame | None,
+    model,
+    *,
+    keep_contributions,
+    reason_reference: dict | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame]:
     """Scores with reasons and grades for one chunk of the scoring spine; also its feature matrix."""
     t = data.tables
@@ -81,7 +89,7 @@ def score_chunk(
     contributions = model.contributions(X)
     raw = contributions.sum(axis=1).to_numpy()
     probability = model.predict_proba(X)[:, 1]
-    reasons = top_reasons(contributions, X, all_features())
+    reasons = top_reasons(contributions, X, all_features(), reference=reason_reference)
     chunk_data = CrmData(tables={**t, "events": events}, as_of=data.as_of)
     graded = grade_spine(settings, chunk_data, spine, probability=pd.Series(probability), context=context,
                          features=features)  # fmt: skip
@@ -109,7 +117,8 @@ def score_open_leads(
     parts, contributions, matrices = [], [], []
     for chunk, events in zip(chunks, _events_by_chunk(data.tables.get("events"), chunks), strict=True):
         scored, contrib, X = score_chunk(settings, data, chunk.reset_index(drop=True), events, model,
-                                         keep_contributions=keep_contributions)  # fmt: skip
+                                         keep_contributions=keep_contributions,
+                                         reason_reference=getattr(wrapper, "reason_reference", None))  # fmt: skip
         parts.append(scored)
         matrices.append(X.sample(n=min(len(X), 20_000), random_state=0) if len(X) else X)
         if contrib is not None:
@@ -120,7 +129,7 @@ def score_open_leads(
     valid = np.isfinite(scores["probability"].to_numpy())
     rejects = _rejects(data, scores.loc[~valid, "lead_id"])
     scores = scores.loc[valid].copy()
-    scores["score"] = np.round(scores["probability"] * 100).astype("int64")
+    scores["score"] = _score(wrapper, scores)
     scores["percentile"] = (scores["probability"].rank(method="max", pct=True) * 100).round(1)
     accounts = data.tables["leads"].set_index("lead_id").get("account_id")
     scores["account_id"] = scores["lead_id"].map(accounts) if accounts is not None else pd.NA
@@ -133,6 +142,17 @@ def score_open_leads(
                     pd.concat(contributions, ignore_index=True) if contributions else None, drift)  # fmt: skip
     result.summary = summarise(result)
     return result
+
+
+def _score(wrapper, scores: pd.DataFrame) -> np.ndarray:
+    """1-99 against the model's stored reference population; a model trained before the reference existed ranks
+    within this run instead (and says so)."""
+    reference = getattr(wrapper, "score_reference", None)
+    raw = scores["raw_score"].to_numpy(dtype="float64")
+    if not reference:
+        log.warning("this model has no stored score reference (trained by an older version): score = rank in this run")
+        reference = {"quantiles": np.sort(raw[np.isfinite(raw)])}
+    return score_1_99(raw, reference)
 
 
 def _rejects(data: CrmData, failed: pd.Series) -> pd.DataFrame:

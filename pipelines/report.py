@@ -1,6 +1,8 @@
 """`leadscore explain`: what drives conversion, how the grades convert, and how the model compares with the rules.
 
 The functions here return tables and matplotlib figures, used by the HTML report and by the analyst notebook alike.
+Plots and tables speak the words of the reasons in the scores file: each feature's plain-language description,
+numbers in natural units (employees, not log10), missing values labelled "not known".
 """
 
 from __future__ import annotations
@@ -133,32 +135,59 @@ def gains_figure(review: Review):
     return fig
 
 
+# -- plain words ---------------------------------------------------------------------------------------------------
+MISSING_LABEL = "not known"
+
+
+def feature_labels(names: list[str]) -> dict[str, str]:
+    """Feature -> the words the reasons use (its description); a column outside the registry keeps its name."""
+    specs = all_features()
+    labels = {n: specs[n].description if n in specs else n for n in names}
+    repeated = {label for label in labels.values() if list(labels.values()).count(label) > 1}
+    return {n: f"{label} ({n})" if label in repeated else label for n, label in labels.items()}
+
+
+def natural_units(X: pd.DataFrame) -> pd.DataFrame:
+    """Numbers as sales reads them: company size in employees rather than its log10."""
+    specs = all_features()
+    out = X.copy()
+    for column in X.columns:
+        if column in specs and specs[column].unit == "log10 employees":
+            out[column] = 10 ** pd.to_numeric(X[column], errors="coerce") - 1
+    return out
+
+
 # -- SHAP ------------------------------------------------------------------------------------------------------------
 def shap_explanation(review: Review, *, max_rows: int = 2000):
-    """Exact TreeSHAP (log-odds) on up to `max_rows` holdout leads, as a shap.Explanation."""
+    """Exact TreeSHAP (log-odds) on up to `max_rows` holdout leads, as a shap.Explanation whose feature names are
+    the plain-language descriptions and whose data is in natural units (categories as codes, missing as NaN)."""
     import shap
 
     X = review.X_holdout.head(max_rows)
     contributions = review.model.contributions(X)
-    numeric = X.copy()
+    numeric = natural_units(X)
     for column in review.model.categories_:
         numeric[column] = pd.Categorical(X[column].astype("string"), categories=review.model.categories_[column]).codes
         numeric[column] = numeric[column].where(numeric[column] >= 0)
+    labels = feature_labels(list(X.columns))
     return shap.Explanation(
         values=contributions.drop(columns="base_value").to_numpy(),
         base_values=contributions["base_value"].to_numpy(),
         data=numeric.astype("float64").to_numpy(),
-        display_data=X.astype(object).to_numpy(),
-        feature_names=list(X.columns),
+        display_data=natural_units(X).astype(object).where(X.notna(), MISSING_LABEL).to_numpy(),
+        feature_names=[labels[c] for c in X.columns],
     )
 
 
 def importance_tables(explanation) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Mean |SHAP| by feature (indexed by its plain-language description, with the column name) and by group."""
     specs = all_features()
+    by_label = {label: name for name, label in feature_labels(list(specs)).items()}
     mean_abs = pd.Series(np.abs(explanation.values).mean(axis=0), index=explanation.feature_names)
     by_feature = mean_abs.sort_values(ascending=False).rename("mean_abs_shap").to_frame()
-    by_feature["group"] = [specs[n].group if n in specs else "flat" for n in by_feature.index]
-    by_feature["description"] = [specs[n].description if n in specs else n for n in by_feature.index]
+    by_feature.index.name = "feature"
+    by_feature["column"] = [by_label.get(label, label) for label in by_feature.index]
+    by_feature["group"] = [specs[n].group if n in specs else "flat" for n in by_feature["column"]]
     by_group = by_feature.groupby("group")["mean_abs_shap"].sum().sort_values(ascending=False).to_frame()
     return by_feature, by_group
 
@@ -182,15 +211,57 @@ def bar_figure(explanation, *, max_display: int = 15):
 
 
 def dependence_figures(explanation, by_feature: pd.DataFrame, *, top: int = 6) -> dict[str, object]:
-    import shap
-
+    """SHAP value against the feature's value for the top features; missing values drawn apart and labelled."""
     figures = {}
-    for name in by_feature.index[:top]:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        shap.plots.scatter(explanation[:, name], ax=ax, show=False)
-        ax.set_title(name)
-        figures[name] = fig
+    names = list(explanation.feature_names)
+    for label in by_feature.index[:top]:
+        j = names.index(label)
+        figures[label] = _dependence(label, explanation.data[:, j], explanation.display_data[:, j],
+                                     explanation.values[:, j])  # fmt: skip
     return figures
+
+
+def _is_number(value: object) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _dependence(label: str, data: np.ndarray, display: np.ndarray, shap_values: np.ndarray):
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    data = np.asarray(data, dtype="float64")
+    known = ~np.isnan(data)
+    categorical = any(not _is_number(v) for v in display[known][:50])
+    if categorical:  # one column per level, named
+        levels = sorted({str(v) for v in display[known]})
+        position = {level: i for i, level in enumerate(levels)}
+        x = np.array([position.get(str(v), -1) for v in display], dtype="float64")
+        ticks, tick_labels = list(range(len(levels))), levels
+    else:
+        x = data.copy()
+        ticks, tick_labels = [], []
+    ax.scatter(x[known], shap_values[known], s=6, alpha=0.4, color="#1f77b4", label="known")
+    if (~known).any():  # missing values get their own labelled column left of the known ones
+        span = (np.nanmax(x[known]) - np.nanmin(x[known])) if known.any() else 1.0
+        spot = (np.nanmin(x[known]) if known.any() else 0.0) - max(span * 0.12, 1.0)
+        jitter = np.random.default_rng(0).uniform(-0.15, 0.15, (~known).sum()) * max(span * 0.12, 1.0) / 2
+        ax.scatter(spot + jitter, shap_values[~known], s=6, alpha=0.4, color="#d62728",
+                   label=f"{MISSING_LABEL} ({(~known).sum():,})")  # fmt: skip
+        if not categorical and known.any():  # keep the automatic ticks over the known values
+            lowest, highest = np.nanmin(x[known]), np.nanmax(x[known])
+            ticks = [t for t in ax.get_xticks() if lowest <= t <= highest]
+            tick_labels = [f"{t:g}" for t in ticks]
+        ticks, tick_labels = [spot, *ticks], [MISSING_LABEL, *tick_labels]
+        ax.legend(fontsize=7, loc="best")
+    if ticks:
+        slanted = {"rotation": 45, "ha": "right"} if categorical else {}
+        ax.set_xticks(ticks, tick_labels, fontsize=7, **slanted)
+    ax.axhline(0, color="grey", linewidth=0.5)
+    ax.set(xlabel=label, ylabel="SHAP value (log-odds)")
+    ax.set_title(label if len(label) <= 60 else label[:57] + "...", fontsize=9)
+    return fig
 
 
 def waterfall_figures(review: Review, explanation) -> dict[str, object]:
@@ -208,6 +279,47 @@ def waterfall_figures(review: Review, explanation) -> dict[str, object]:
         fig.suptitle(f"{label}-scoring lead {review.holdout['lead_id'].iloc[int(i)]}: probability {p[i]:.1%}")
         figures[label] = fig
     return figures
+
+
+SCORE_BANDS = ((80, 99), (50, 79), (20, 49), (1, 19))
+
+
+def holdout_scores(review: Review) -> np.ndarray:
+    """The 1-99 score of each holdout lead against the reference stored with the model (as `predict` gives it)."""
+    from models.scores import score_1_99
+
+    raw = review.model.raw_score(review.X_holdout)
+    reference = getattr(review.wrapper, "score_reference", None) or {"quantiles": np.sort(raw)}
+    return score_1_99(raw, reference)
+
+
+def why_this_lead(review: Review) -> pd.DataFrame:
+    """One holdout lead per score band, with the grouped reasons the scores file gives: the lead nearest the middle
+    of the band (the earliest such row on a tie)."""
+    from models.reasons import top_reasons
+
+    scores = holdout_scores(review)
+    picks, bands = [], []
+    for low, high in SCORE_BANDS:
+        inside = np.flatnonzero((scores >= low) & (scores <= high))
+        if len(inside):
+            picks.append(int(inside[np.argmin(np.abs(scores[inside] - (low + high) / 2), axis=0)]))
+            bands.append(f"{low}-{high}")
+    X = review.X_holdout.iloc[picks]
+    reasons = top_reasons(review.model.contributions(X), X, all_features(),
+                          reference=getattr(review.wrapper, "reason_reference", None))  # fmt: skip
+    holdout = review.holdout.iloc[picks]
+    return pd.DataFrame(
+        {
+            "score band": bands,
+            "lead": holdout["lead_id"].astype(str).to_numpy(),
+            "score": scores[picks],
+            "probability": review.probability[picks],
+            "converted": holdout["converted"].to_numpy(),
+            "why (up)": reasons["reasons_positive"].to_numpy(),
+            "why (down)": reasons["reasons_negative"].to_numpy(),
+        }
+    ).set_index("score band")
 
 
 # -- rules, permutation importance, warnings -------------------------------------------------------------------------
@@ -234,8 +346,9 @@ def permutation_table(review: Review, *, max_rows: int = 3000, repeats: int = 3)
     y = review.holdout["converted"].head(max_rows)
     result = permutation_importance(review.model, X, y, scoring="roc_auc", n_repeats=repeats, random_state=0,
                                     n_jobs=1)  # fmt: skip
+    labels = feature_labels(list(X.columns))
     table = pd.DataFrame({"auc_drop_mean": result.importances_mean, "auc_drop_std": result.importances_std},
-                         index=X.columns)  # fmt: skip
+                         index=pd.Index([labels[c] for c in X.columns], name="feature"))  # fmt: skip
     return table.sort_values("auc_drop_mean", ascending=False)
 
 
@@ -267,7 +380,8 @@ def leakage_warnings(training: TrainingSet, split: Split, *, min_count: int = 20
 def drift_between_training_and_holdout(review: Review) -> pd.Series:
     names = list(review.model.feature_names_in_)
     reference = profile(review.training.frame.iloc[review.split.dev][names], categorical=review.training.categorical)
-    return population_stability(reference, review.X_holdout)
+    drift = population_stability(reference, review.X_holdout)
+    return drift.rename(index=feature_labels(names))
 
 
 def feature_descriptions(review: Review) -> pd.DataFrame:
@@ -335,6 +449,11 @@ def build_report(review: Review) -> tuple[str, dict[str, bytes], dict[str, pd.Da
         images[f"waterfall_{label}"] = png(fig)
         parts.append(_img(images[f"waterfall_{label}"], f"waterfall {label}"))
     sections.append("<h2 id='leads'>Single leads: high, mid and low score</h2>" + "".join(parts))
+    tables["why_this_lead"] = why_this_lead(review)
+    sections.append("<h2 id='why'>Why this lead: one holdout lead per score band</h2>"
+                    "<p>The same grouped reasons as the scores file (<code>reasons_positive</code> / "
+                    "<code>reasons_negative</code>); the score is the lead's rank (1-99) within the reference "
+                    "population stored with the model.</p>" + _table(tables["why_this_lead"]))  # fmt: skip
 
     comparison = grade_comparison(review)
     if comparison is not None:

@@ -193,16 +193,18 @@ def write_parquet_dir(frame, out: Path) -> Path:
 
 # -- the verbs -------------------------------------------------------------------------------------------------
 def schema_of(columns: dict[str, str]):
-    from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType, TimestampType
+    from pyspark.sql.types import BooleanType, DoubleType, LongType, StringType, StructField, StructType, TimestampType
 
-    types = {"string": StringType(), "double": DoubleType(), "long": LongType(), "timestamp": TimestampType()}
+    types = {"string": StringType(), "double": DoubleType(), "long": LongType(), "timestamp": TimestampType(),
+             "boolean": BooleanType()}  # fmt: skip
     return StructType([StructField(name, types[kind], True) for name, kind in columns.items()])
 
 
 PREDICT_TYPES = {
     "lead_id": "string", "account_id": "string", "as_of": "timestamp", "probability": "double", "score": "double",
     "percentile": "double", "fit_grade": "string", "engagement_grade": "string", "cell": "string", "stage": "string",
-    "stage_rule": "string", "action": "string", "due_by": "timestamp", "reasons_positive": "string",
+    "stage_rule": "string", "dormant": "boolean", "action": "string", "sla_hours": "double", "due_by": "timestamp",
+    "reasons_positive": "string",
     "reasons_negative": "string", "model_name": "string", "model_version": "string", "feature_set": "string",
     "reject_reason": "string",
 }  # fmt: skip
@@ -244,6 +246,7 @@ GRADE_TYPES = {
     "lead_id": "string", "account_id": "string", "as_of": "timestamp", "fit_points": "double", "fit_grade": "string",
     "engagement_points": "double", "engagement_grade": "string", "cell": "string", "action": "string",
     "sla_hours": "double", "due_by": "timestamp", "due_by_local": "string", "stage": "string", "stage_rule": "string",
+    "dormant": "boolean",
 }  # fmt: skip
 
 

@@ -44,10 +44,20 @@ def _python_model_class():
     class LeadScoreModel(mlflow.pyfunc.PythonModel):
         """The fitted ConversionModel behind MLflow's pyfunc interface: plain columns in, probability out."""
 
-        def __init__(self, model, *, reference_profile: dict | None = None, feature_set: str = "") -> None:
+        def __init__(
+            self,
+            model,
+            *,
+            reference_profile: dict | None = None,
+            feature_set: str = "",
+            score_reference: dict | None = None,
+            reason_reference: dict | None = None,
+        ) -> None:
             self.model = model
             self.reference_profile = reference_profile or {}
             self.feature_set = feature_set
+            self.score_reference = score_reference or {}  # the population the 1-99 score ranks against
+            self.reason_reference = reason_reference or {}  # typical values quoted in the reasons
 
         def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
             probability = self.model.predict_proba(model_input)[:, 1]
@@ -74,11 +84,19 @@ def _requirements() -> list[str]:
 
 
 def log_conversion_model(
-    model, example: pd.DataFrame, categorical: list[str], *, reference_profile: dict, feature_set: str
+    model,
+    example: pd.DataFrame,
+    categorical: list[str],
+    *,
+    reference_profile: dict,
+    feature_set: str,
+    score_reference: dict | None = None,
+    reason_reference: dict | None = None,
 ):
     """Log the fitted model as one pyfunc with signature and input example; return the ModelInfo.
 
-    The training population's profile travels with the model, so that scoring can measure drift against it.
+    The training population's profile travels with the model, so that scoring can measure drift against it; so do
+    the score's reference distribution and the typical values the reasons quote.
     """
     mlflow = mlflow_module()
     from mlflow.models import infer_signature
@@ -87,7 +105,8 @@ def log_conversion_model(
     output = pd.DataFrame({"probability": model.predict_proba(example)[:, 1], "raw_score": model.raw_score(example)})
     return mlflow.pyfunc.log_model(
         name="model",
-        python_model=_python_model_class()(model, reference_profile=reference_profile, feature_set=feature_set),
+        python_model=_python_model_class()(model, reference_profile=reference_profile, feature_set=feature_set,
+                                           score_reference=score_reference, reason_reference=reason_reference),
         signature=infer_signature(example, output),
         input_example=example,
         pip_requirements=_requirements(),

@@ -46,6 +46,11 @@ def gap_days(settings: Settings) -> float:
     return settings.spine.horizon_days if settings.mode == "crm" else 0.0
 
 
+def feature_directions(settings: Settings) -> dict[str, int] | None:
+    """Declared business directions: flat mode's from [flat] directions; None (the feature registry's) in CRM mode."""
+    return dict(settings.flat.directions) if settings.mode == "flat" else None
+
+
 def sample_time(training: TrainingSet) -> pd.Series | None:
     times = training.frame["cutoff_time"]
     return None if times.isna().all() else times
@@ -66,7 +71,8 @@ def holdout_split(settings: Settings, training: TrainingSet) -> Split:
 
 def fit_model(settings: Settings, training: TrainingSet, rows: np.ndarray) -> ConversionModel:
     frame = training.frame.iloc[rows]
-    model = build_model(settings.model, categorical_features=training.categorical, gap_days=gap_days(settings))
+    model = build_model(settings.model, categorical_features=training.categorical, gap_days=gap_days(settings),
+                        directions=feature_directions(settings))  # fmt: skip
     times = sample_time(training)
     return model.fit(frame[training.feature_names], frame["converted"],
                      sample_time=None if times is None else times.iloc[rows])  # fmt: skip
@@ -161,6 +167,46 @@ def training_profile(result: TrainResult) -> dict:
     return reference
 
 
+REFERENCE_LEADS = 20_000  # open leads scored for the score's reference distribution (a seeded sample beyond that)
+
+
+def score_reference_population(settings: Settings, result: TrainResult, data: CrmData | None) -> dict:
+    """The distribution the 1-99 score ranks against: the model's scores of every lead open at the training as-of
+    (CRM mode, at most REFERENCE_LEADS of them), else of the training rows (flat mode, prebuilt training sets)."""
+    from models.scores import score_reference
+
+    model, training = result.model, result.training
+    if data is None:
+        raw = model.raw_score(training.frame[training.feature_names])
+        return score_reference(raw, population=f"{len(raw):,} training rows")
+    from features.build import feature_columns
+    from features.context import FeatureContext
+    from features.spine import scoring_spine
+    from pipelines.training_set import feature_params
+
+    t = data.tables
+    spine = scoring_spine(t["leads"], t["opportunities"], as_of=data.as_of)
+    if len(spine) > REFERENCE_LEADS:
+        spine = spine.sample(n=REFERENCE_LEADS, random_state=settings.model.random_state)
+    spine = spine.reset_index(drop=True)
+    events = t.get("events")
+    if events is not None:
+        events = events[events["lead_id"].isin(spine["lead_id"])]
+    context = FeatureContext(spine, leads=t["leads"], accounts=t.get("accounts"), events=events,
+                             opportunities=t["opportunities"], params=feature_params(settings))  # fmt: skip
+    raw = model.raw_score(feature_columns(context, list(model.feature_names_in_)))
+    return score_reference(raw, population=f"{len(raw):,} leads open at {data.as_of.isoformat()}")
+
+
+def reasons_reference(result: TrainResult) -> dict:
+    """Typical and typical-converting values (categories: conversion rates) of the rows the model was fitted on."""
+    from models.reasons import reason_reference
+
+    training = result.training
+    dev = training.frame.iloc[result.split.dev]
+    return reason_reference(dev[training.feature_names], dev["converted"], categorical=training.categorical)
+
+
 def feature_table(names: list[str]) -> pd.DataFrame:
     specs = all_features()
     rows = [(n, specs[n].group, specs[n].description) if n in specs else (n, "flat", n) for n in names]
@@ -216,12 +262,16 @@ def train(
         if graded is not None:
             _log_grade_analysis(settings, data, model, training)
         reference = training_profile(result)
+        score_reference = score_reference_population(settings, result, data)
+        mlflow.log_dict(score_reference, "reference/score_reference.json")
         info = tracking.log_conversion_model(
             model,
             holdout[training.feature_names].head(5),
             training.categorical,
             reference_profile=reference,
             feature_set=str(training.manifest.get("feature_set")),
+            score_reference=score_reference,
+            reason_reference=reasons_reference(result),
         )
         version = tracking.register(settings, info.model_uri, run_id=run.info.run_id)
         champion = tracking.champion_version(settings)

@@ -6,15 +6,28 @@ import pytest
 from pydantic import ValidationError
 
 from models.grade_analysis import contradictions, conversion_table, propose_cutoffs
-from models.grade_rules import ENGAGEMENT_GRADES, FIT_GRADES, EngagementRules, FitCategory, GradeRules, Tier
+from models.grade_rules import (
+    CELLS,
+    ENGAGEMENT_GRADES,
+    FIT_GRADES,
+    STAGES,
+    EngagementRules,
+    FitCategory,
+    GradeRules,
+    RoutingRules,
+    StageRules,
+    Tier,
+)
 from models.grades import (
     assign_actions,
     assign_stage,
     category_points,
+    days_since_activity,
     engagement_points,
     fit_points,
     grade_from_points,
     grade_leads,
+    is_dormant,
 )
 
 RULES = GradeRules()
@@ -91,8 +104,13 @@ def test_weights_must_sum_to_100_and_the_error_names_them():
         )
     with pytest.raises(ValidationError, match="strictly decrease"):
         EngagementRules(cutoffs={"1": 10, "2": 20, "3": 5})
-    with pytest.raises(ValidationError, match=r"unknown cell\(s\) \['E1'\]"):
-        GradeRules.model_validate({"actions": {"cells": {"E1": {"action": "call", "sla_hours": 1}}}})
+    with pytest.raises(ValidationError, match=r"unknown key\(s\) \['E1'\]"):
+        GradeRules.model_validate({"routing": {"table": {s: {"*": {"action": "call"}, "E1": {"action": "call"}}
+                                                         for s in STAGES}}})  # fmt: skip
+    with pytest.raises(ValidationError, match=r"give '\*' or every cell"):
+        RoutingRules(table={s: {"A1": {"action": "call"}} for s in STAGES})
+    with pytest.raises(ValidationError, match="give exactly the stages"):
+        RoutingRules(table={"SQL": {"*": {"action": "call"}}})
     with pytest.raises(ValidationError, match="either 'points'"):
         FitCategory(feature="x", weight=10, points={"a": 1}, tiers=[Tier(min=0, points=1)])
 
@@ -110,35 +128,61 @@ def test_config_error_names_the_offending_key(tmp_path):
         load_settings(config)
 
 
-@pytest.mark.parametrize(
-    ("cell", "action", "hours"),
-    [
-        ("A1", "sales call", 24),
-        ("B1", "sales call", 24),
-        ("A2", "sales follow-up", 48),
-        ("B3", "sales follow-up", 48),
-        ("C1", "nurture", None),
-        ("A4", "nurture", None),
-        ("D4", "nurture", None),
-    ],
-)
-def test_default_action_table(cell, action, hours):
-    as_of = pd.Series([pd.Timestamp("2025-06-02 09:00", tz="UTC")])
-    result = assign_actions(pd.Series([cell]), as_of, RULES.actions).iloc[0]
-    assert result["action"] == action
-    if hours is None:
-        assert pd.isna(result["due_by"]) and pd.isna(result["due_by_local"])
-    else:
-        assert result["due_by"] == as_of.iloc[0] + pd.Timedelta(hours=hours)
+def expected_route(stage: str, cell: str, dormant: bool) -> tuple[str, float | None]:
+    """The default routing table, written out independently of its implementation."""
+    if cell in ("A1", "B1") and stage != "IQL" and not (dormant and stage != "SQL"):
+        return "sales call", 24
+    if cell in ("A2", "A3", "B2", "B3") and stage != "IQL" and not (dormant and stage != "SQL"):
+        return "sales follow-up", 48
+    if stage == "SQL":  # sales keeps SQL leads: never nurtured, never recycled
+        return "sales follow-up", 48
+    return ("recycle", None) if dormant else ("nurture", None)
+
+
+@pytest.mark.parametrize("stage", STAGES)
+@pytest.mark.parametrize("dormant", [False, True])
+def test_default_routing_table_for_every_stage_and_cell(stage, dormant):
+    as_of = pd.Series([pd.Timestamp("2025-06-02 09:00", tz="UTC")] * len(CELLS))
+    result = assign_actions(pd.Series(CELLS), as_of, RULES.routing, stages=pd.Series([stage] * len(CELLS)),
+                            dormant=pd.Series([dormant] * len(CELLS)))  # fmt: skip
+    for (_, row), cell in zip(result.iterrows(), CELLS, strict=True):
+        action, hours = expected_route(stage, cell, dormant)
+        assert row["action"] == action, (stage, cell, dormant)
+        if hours is None:
+            assert pd.isna(row["due_by"]) and pd.isna(row["due_by_local"])
+        else:
+            assert row["due_by"] == as_of.iloc[0] + pd.Timedelta(hours=hours)
+    if stage == "SQL":
+        assert not result["action"].isin(["nurture", "recycle"]).any()
+
+
+def test_a_configured_route_overrides_one_cell_of_one_stage_only():
+    table = {s: dict(RoutingRules().table[s]) for s in STAGES}
+    table["MQL"]["C1"] = {"action": "inside sales call", "sla_hours": 4}
+    rules = RoutingRules.model_validate({"table": table})
+    as_of = pd.Series([pd.Timestamp("2025-06-02", tz="UTC")] * 2)
+    result = assign_actions(pd.Series(["C1", "C1"]), as_of, rules, stages=pd.Series(["MQL", "PQL"]))
+    assert result["action"].tolist() == ["inside sales call", "nurture"]
+    assert result["sla_hours"].iloc[0] == 4
+
+
+def test_dormant_means_no_activity_for_the_configured_days_counting_from_creation_without_any():
+    features = pd.DataFrame({"events_days_since_last": [89.9, 90.0, np.nan, np.nan, 3.0],
+                             "lead_age_days": [400.0, 400.0, 120.0, 10.0, 400.0]})  # fmt: skip
+    assert days_since_activity(features).tolist() == [89.9, 90.0, 120.0, 10.0, 3.0]
+    assert is_dormant(features, RoutingRules(dormant_after_days=90)).tolist() == [False, True, True, False, False]
+    assert not is_dormant(features, RoutingRules(dormant_after_days=None)).any()
 
 
 def test_due_by_is_elapsed_time_across_a_dst_change_and_shown_in_the_business_zone():
     # New York springs forward on 2025-03-09 at 02:00: 24 h after Saturday 12:00 EST is Sunday 13:00 EDT.
     as_of = pd.Series([pd.Timestamp("2025-03-08 12:00", tz="America/New_York")])
-    result = assign_actions(pd.Series(["A1"]), as_of, RULES.actions, timezone="America/New_York").iloc[0]
+    result = assign_actions(pd.Series(["A1"]), as_of, RULES.routing, stages=pd.Series(["MQL"]),
+                            timezone="America/New_York").iloc[0]  # fmt: skip
     assert result["due_by"] == pd.Timestamp("2025-03-09 17:00", tz="UTC")
     assert result["due_by_local"] == "2025-03-09 13:00 EDT"
-    tokyo = assign_actions(pd.Series(["A2"]), as_of, RULES.actions, timezone="Asia/Tokyo").iloc[0]
+    tokyo = assign_actions(pd.Series(["A2"]), as_of, RULES.routing, stages=pd.Series(["MQL"]),
+                           timezone="Asia/Tokyo").iloc[0]  # fmt: skip
     assert tokyo["due_by_local"] == "2025-03-11 02:00 JST"
 
 
@@ -151,6 +195,8 @@ def stage_features(**overrides) -> pd.DataFrame:
         "product_upgrade_page_views_30d": 0.0,
         "lead_profile_completeness": 100.0,
         "lead_sales_accepted": 0.0,
+        "events_days_since_last": 2.0,
+        "lead_age_days": 30.0,
     }
     return pd.DataFrame({k: [v] for k, v in (base | overrides).items()})
 
@@ -185,9 +231,8 @@ def stage_features(**overrides) -> pd.DataFrame:
             "IQL",
             "IQL: contact details known",
         ),
-        ({}, "A", "4", 0.5, 0, "SQL", "SQL: fit A and conversion probability 50% >= 50%"),
-        # a high probability alone does not make a C lead sales-qualified, nor does engagement 1 make it an MQL
-        ({}, "C", "1", 0.9, 0, "IQL", "IQL: contact details known"),
+        # rules only by default: the model's probability does not move the stage (grade and predict agree)
+        ({}, "A", "4", 0.99, 0, "IQL", "IQL: contact details known"),
         ({}, "B", "4", 0.49, 3, "SQL", "SQL: fit B with 3 of 4 BANT criteria met"),
         ({"lead_sales_accepted": 1.0}, "D", "4", None, 0, "SQL", "SQL: accepted by sales"),
     ],
@@ -201,6 +246,22 @@ def test_stage_rules(features, fit, engagement, probability, bant, stage, rule):
         bant=pd.Series([bant]),
         probability=None if probability is None else pd.Series([probability]),
     ).iloc[0]
+    assert (result["stage"], result["stage_rule"]) == (stage, rule)
+
+
+@pytest.mark.parametrize(
+    ("fit", "engagement", "probability", "stage", "rule"),
+    [
+        ("A", "4", 0.5, "SQL", "SQL: fit A and conversion probability 50% >= 50%"),
+        ("A", "4", 0.49, "IQL", "IQL: contact details known"),
+        # a high probability alone does not make a C lead sales-qualified, nor does engagement 1 make it an MQL
+        ("C", "1", 0.9, "IQL", "IQL: contact details known"),
+    ],
+)
+def test_stage_by_model_probability_when_configured(fit, engagement, probability, stage, rule):
+    result = assign_stage(stage_features(), pd.Series([fit]), pd.Series([engagement]),
+                          StageRules(sql_min_probability=0.5), bant=pd.Series([0]),
+                          probability=pd.Series([probability])).iloc[0]  # fmt: skip
     assert (result["stage"], result["stage_rule"]) == (stage, rule)
 
 
@@ -232,8 +293,11 @@ def test_grade_leads_gives_every_column():
     )
     counts = pd.DataFrame({"high_intent": [4.0], "web": [5.0], "email": [5.0], "events": [1.0], "product": [0.0]})
     row = grade_leads(features, counts, RULES).iloc[0]
-    assert (row["fit_grade"], row["engagement_grade"], row["cell"], row["action"]) == ("A", "1", "A1", "sales call")
-    assert row["due_by"] == pd.Timestamp("2025-01-02", tz="UTC")
+    assert (row["fit_grade"], row["engagement_grade"], row["cell"], row["stage"], row["action"]) == (
+        "A", "1", "A1", "MQL", "sales call")  # fmt: skip
+    assert row["due_by"] == pd.Timestamp("2025-01-02", tz="UTC") and not row["dormant"]
+    asleep = grade_leads(features.assign(events_days_since_last=200.0), counts, RULES).iloc[0]
+    assert (asleep["dormant"], asleep["action"]) == (True, "recycle") and pd.isna(asleep["due_by"])
 
 
 def test_conversion_table_and_contradictions_on_known_rates():
@@ -262,3 +326,9 @@ def test_proposed_cutoffs_separate_won_from_lost():
     assert list(proposed) == ["A", "B", "C"]
     assert proposed["A"] == pytest.approx(75, abs=1.5)
     assert proposed["A"] > proposed["B"] > proposed["C"]
+
+
+def test_the_readme_prints_the_default_routing_table():
+    from tests.conftest import REPO
+
+    assert RoutingRules().markdown() in (REPO / "README.md").read_text()

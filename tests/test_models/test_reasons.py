@@ -3,7 +3,7 @@ import pandas as pd
 
 from features.registry import all_features
 from models.drift import population_stability, profile, psi
-from models.reasons import format_value, reason_text, top_reasons
+from models.reasons import format_value, reason_reference, reason_text, top_reasons
 
 SPECS = all_features()
 
@@ -22,7 +22,10 @@ def test_reason_text_for_numeric_categorical_boolean_and_missing_values():
     assert reason_text("events_days_since_last", np.nan, SPECS["events_days_since_last"]).endswith("not known")
     assert format_value(0.3, SPECS["events_days_since_last"]) == "less than 1 day"
     assert format_value(1.0, SPECS["events_days_since_last"]) == "1 day"
-    assert format_value(3.0, SPECS["account_employee_count_log"]) == "about 999 employees"
+    # natural units, two significant figures: the model reads log10(employees + 1)
+    assert format_value(3.0, SPECS["account_employee_count_log"]) == "about 1,000 employees"
+    assert format_value(np.log10(125.0), SPECS["account_employee_count_log"]) == "about 120 employees"
+    assert format_value(np.log10(43.0), SPECS["account_employee_count_log"]) == "about 42 employees"
     assert format_value(83.3333, SPECS["lead_profile_completeness"]) == "83 %"
 
 
@@ -55,6 +58,106 @@ def test_top_reasons_order_and_sign():
     assert reasons.loc[1, "reasons_negative"].startswith(
         "Marketing channel the lead came from: paid_search | Days since"
     )
+
+
+PAGE_VIEWS = ["events_page_view_count_7d", "events_page_view_count_30d", "events_page_view_count_90d"]
+REFERENCE = {
+    "events_page_view_count_7d": {"typical": 0.0, "converting": 2.0},
+    "events_page_view_count_30d": {"typical": 1.0, "converting": 5.0},
+    "events_page_view_count_90d": {"typical": 3.0, "converting": 12.0},
+    "events_pricing_page_view_count_30d": {"typical": 0.0, "converting": 2.0},
+    "events_days_since_last": {"typical": 40.0, "converting": 3.0},
+    "lead_seniority": {"rates": {"vp": 0.041, "individual": 0.012, "manager": 0.0201}, "overall_rate": 0.02},
+    "product_trial_started": {"typical": 0.0, "converting": 1.0},
+    "events_email_click_count_7d": {"typical": 0.0, "converting": 0.0},
+    "product_active_days_14d": {"typical": 0.0, "converting": 2.0},
+}
+
+
+def reasons_for(contributions: dict, values: dict, k: int = 3) -> tuple[str, str]:
+    frame = pd.DataFrame({n: [v] for n, v in contributions.items()}).assign(base_value=-3.0)
+    row = top_reasons(frame, pd.DataFrame({n: [v] for n, v in values.items()}), SPECS, k=k, reference=REFERENCE)
+    return row.loc[0, "reasons_positive"], row.loc[0, "reasons_negative"]
+
+
+def test_a_positive_reason_never_cites_an_absence():
+    positive, negative = reasons_for(
+        {"events_pricing_page_view_count_30d": 0.9, "lead_seniority": 0.5, "product_trial_started": 0.4,
+         "events_days_since_last": 0.3},
+        {"events_pricing_page_view_count_30d": 0.0, "lead_seniority": None, "product_trial_started": 0.0,
+         "events_days_since_last": 0.4},
+    )  # fmt: skip
+    # a zero count, an unknown category and a flag of "no" are skipped; recency "less than 1 day" is a presence
+    assert positive == "Days since the lead's last activity: less than 1 day, typical converting lead: 3 days"
+    assert negative == ""
+
+
+def test_one_concept_yields_one_reason_named_by_its_strongest_citable_feature():
+    positive, _ = reasons_for(
+        {"events_page_view_count_7d": 0.5, "events_page_view_count_30d": 0.3, "events_page_view_count_90d": 0.2,
+         "lead_seniority": 0.6},
+        {"events_page_view_count_7d": 4.0, "events_page_view_count_30d": 9.0, "events_page_view_count_90d": 20.0,
+         "lead_seniority": "vp"},
+    )  # fmt: skip
+    # page views sum to 1.0 across three windows: one reason, ahead of seniority (0.6)
+    assert positive == (
+        "Web page views in the last 7 days: 4, typical converting lead: 2"
+        " | Seniority of the lead's role (read from the job title when not given): vp,"
+        " leads like this convert at 4.1 % (all leads 2.0 %)"
+    )
+
+
+def test_the_headline_skips_a_zero_window_of_its_concept():
+    positive, _ = reasons_for(
+        {"events_page_view_count_7d": 0.5, "events_page_view_count_30d": 0.2, "events_page_view_count_90d": 0.1},
+        {"events_page_view_count_7d": 0.0, "events_page_view_count_30d": 6.0, "events_page_view_count_90d": 20.0},
+    )
+    assert positive == "Web page views in the last 30 days: 6, typical converting lead: 5"
+
+
+def test_a_declared_direction_is_never_read_backwards():
+    # 19 page views pushing the score down (an interaction in the trees): not cited as bad, as it is above typical
+    positive, negative = reasons_for(
+        {"events_page_view_count_30d": -0.8, "events_days_since_last": -0.2, "lead_seniority": -0.1},
+        {"events_page_view_count_30d": 19.0, "events_days_since_last": 10.0, "lead_seniority": "individual"},
+    )
+    assert positive == ""
+    # 10 days since the last activity is more recent than typical (40): not bad news either
+    assert negative == ("Seniority of the lead's role (read from the job title when not given): individual,"
+                        " leads like this convert at 1.2 % (all leads 2.0 %)")  # fmt: skip
+    # below-typical activity pushing down is cited, with the converting lead as reference
+    _, negative = reasons_for({"events_page_view_count_30d": -0.8}, {"events_page_view_count_30d": 0.0})
+    assert negative == "Web page views in the last 30 days: 0, typical converting lead: 5"
+    # ... and a category converting above average is never bad news
+    _, negative = reasons_for({"lead_seniority": -0.3}, {"lead_seniority": "vp"})
+    assert negative == ""
+    # a category converting at the average rate, as shown (2.0 %), is neither good nor bad news
+    assert reasons_for({"lead_seniority": 0.3}, {"lead_seniority": "manager"}) == ("", "")
+    assert reasons_for({"lead_seniority": -0.3}, {"lead_seniority": "manager"}) == ("", "")
+    # as many clicks as the typical converting lead (0) is no bad news either
+    _, negative = reasons_for({"events_email_click_count_7d": -0.4}, {"events_email_click_count_7d": 0.0})
+    assert negative == ""
+
+
+def test_active_days_are_a_count_not_a_duration():
+    positive, _ = reasons_for({"product_active_days_14d": 0.3}, {"product_active_days_14d": 0.0})
+    assert positive == ""  # no activity is an absence, not "less than 1 day"
+    _, negative = reasons_for({"product_active_days_14d": -0.3}, {"product_active_days_14d": 0.0})
+    assert negative == (
+        "Distinct days with product logins or feature use in the last 14 days: 0, typical converting lead: 2"
+    )
+
+
+def test_reason_reference_from_training_rows():
+    X = pd.DataFrame({"views": [0.0, 1.0, 2.0, 4.0, 6.0, np.nan], "tier": ["a", "a", "b", "a", None, "a"]})
+    y = [0, 0, 1, 0, 1, 1]
+    reference = reason_reference(X, y, categorical=["tier"])
+    assert reference["views"] == {"typical": 2.0, "converting": 4.0}  # medians of known values: all, converted
+    # levels seen fewer than 30 times get no quoted rate
+    assert reference["tier"] == {"rates": {}, "overall_rate": 0.5}
+    many = pd.DataFrame({"tier": ["a"] * 40 + ["b"] * 30})
+    rates = reason_reference(many, [1] * 10 + [0] * 30 + [1] * 15 + [0] * 15, categorical=["tier"])["tier"]["rates"]
+    assert rates == {"a": 0.25, "b": 0.5}
 
 
 def test_psi_is_zero_on_the_same_population_and_large_on_a_shift():

@@ -86,7 +86,8 @@ def test_grade_gives_every_open_lead_a_grade_and_the_analysis_prints(sample_proj
     assert graded["lead_id"].is_unique and set(graded["lead_id"]) == set(open_leads["lead_id"])
     for column in ("fit_grade", "engagement_grade", "cell", "stage", "stage_rule", "action"):
         assert graded[column].notna().all(), column
-    assert graded.loc[graded["action"] != "nurture", "due_by"].notna().all()
+    assert graded.loc[~graded["action"].isin(["nurture", "recycle"]), "due_by"].notna().all()
+    assert graded.loc[graded["action"] == "recycle", "dormant"].all()
     assert "conversion by cell" in result.output and "grade-order contradictions" in result.output
     analysis, _ = analyze_closed_deals(load_settings(sample_project), data)
     rate = analysis.by_cell["conversion_rate"]

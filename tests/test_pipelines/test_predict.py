@@ -54,7 +54,9 @@ def test_output_columns_and_values(scored):
         "cell",
         "stage",
         "stage_rule",
+        "dormant",
         "action",
+        "sla_hours",
         "due_by",
         "reasons_positive",
         "reasons_negative",
@@ -63,7 +65,7 @@ def test_output_columns_and_values(scored):
         "feature_set",
     ]
     assert scores["probability"].between(0, 1).all()
-    assert (scores["score"] == (scores["probability"] * 100).round()).all()
+    assert scores["score"].between(1, 99).all()
     assert scores["probability"].is_monotonic_decreasing
     assert scores["percentile"].max() == 100
     assert scores["reasons_positive"].notna().mean() > 0.95
@@ -78,6 +80,52 @@ def test_contribution_matrix_sums_to_the_raw_score(scored, project):
     contributions = pd.read_parquet(out.with_name("contrib.parquet"))
     assert set(pd.read_csv(out)["lead_id"]) == set(contributions["lead_id"])
     assert "base_value" in contributions
+
+
+def test_score_is_the_rank_within_the_reference_stored_with_the_model(scored, project):
+    from models.scores import score_1_99
+    from pipelines import tracking
+
+    out, _ = scored
+    scores = pd.read_csv(out).set_index("lead_id")
+    contributions = pd.read_parquet(out.with_name("contrib.parquet")).set_index("lead_id")
+    raw = contributions.sum(axis=1).reindex(scores.index).to_numpy()  # features + base value: the margin
+    tracking.use_store(load_settings(project))
+    _, wrapper = tracking.load_conversion_model("models:/leadscore-conversion@champion")
+    reference = wrapper.score_reference
+    assert reference["population"].endswith(f"leads open at {scores['as_of'].iloc[0].replace(' ', 'T')}")
+    assert (scores["score"].to_numpy() == score_1_99(raw, reference)).all()
+    # the reference is the population scored here (same as-of): the score spreads over 1-99
+    assert scores["score"].value_counts(normalize=True).max() < 0.05
+    assert scores["score"].min() <= 3 and scores["score"].max() >= 97
+
+
+def reason_values(text) -> list[str]:
+    """The cited values of a reasons cell ("description: value, typical converting lead: ...")."""
+    if not isinstance(text, str):
+        return []
+    heads = [part.split(", typical converting lead")[0].split(", leads like this")[0] for part in text.split(" | ")]
+    return [head.rsplit(": ", 1)[-1] for head in heads]
+
+
+def test_positive_reasons_never_cite_an_absence(scored):
+    scores = pd.read_csv(scored[0])
+    cited = [v for text in scores["reasons_positive"] for v in reason_values(text)]
+    assert len(cited) > len(scores)
+    assert not {"0", "0 %", "no", "not known"} & set(cited)
+
+
+def test_grade_and_predict_share_stage_dormancy_and_action(scored, project, tmp_path):
+    result = runner.invoke(app, ["grade", "--config", str(project), "--out", str(tmp_path / "grades.csv")])
+    assert result.exit_code == 0, result.output
+    graded = pd.read_csv(tmp_path / "grades.csv").set_index("lead_id")
+    scores = pd.read_csv(scored[0]).set_index("lead_id")
+    assert set(graded.index) == set(scores.index)
+    for column in ("stage", "dormant", "action", "sla_hours"):
+        assert graded[column].reindex(scores.index).equals(scores[column]), column
+    assert not ((scores["stage"] == "SQL") & scores["action"].isin(["nurture", "recycle"])).any()
+    assert set(scores.loc[scores["dormant"] & (scores["stage"] != "SQL"), "action"]) == {"recycle"}
+    assert scores["dormant"].any() and (~scores["dormant"]).any()
 
 
 def test_rerun_is_byte_identical(scored, project, tmp_path):
@@ -106,3 +154,15 @@ def test_predict_without_a_model_says_what_to_do(sample_project, tmp_path):
     config.write_text(sample_project.read_text().replace('path = "data/', f'path = "{sample_project.parent}/data/'))
     result = runner.invoke(app, ["predict", "--config", str(config)])
     assert result.exit_code == 1 and "Run `leadscore train` first" in result.output
+
+
+def test_with_a_model_threshold_for_sql_grade_reads_the_champion_and_still_agrees(project, tmp_path):
+    config = project.parent / "sql_by_model.toml"
+    config.write_text(project.read_text() + "\n[grades.stages]\nsql_min_probability = 0.2\n")
+    assert runner.invoke(app, ["predict", "--config", str(config), "--out", str(tmp_path / "s.csv")]).exit_code == 0
+    assert runner.invoke(app, ["grade", "--config", str(config), "--out", str(tmp_path / "g.csv")]).exit_code == 0
+    scores = pd.read_csv(tmp_path / "s.csv").set_index("lead_id")
+    graded = pd.read_csv(tmp_path / "g.csv").set_index("lead_id").reindex(scores.index)
+    by_model = scores["stage_rule"].str.contains("conversion probability")
+    assert by_model.any()
+    assert graded["stage"].equals(scores["stage"]) and graded["action"].equals(scores["action"])

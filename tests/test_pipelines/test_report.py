@@ -17,7 +17,7 @@ from pipelines.training_set import TrainingSet
 from tests.conftest import REPO, dataset
 
 runner = CliRunner()
-SECTIONS = ["warnings", "summary", "importance", "dependence", "leads", "grades", "permutation", "features"]
+SECTIONS = ["warnings", "summary", "importance", "dependence", "leads", "why", "grades", "permutation", "features"]
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +43,29 @@ def test_images_are_embedded_valid_pngs_and_nothing_is_fetched(report):
         assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
     assert "<script" not in report.lower()
     assert not re.search(r'(src|href)="https?://', report)
+
+
+def test_the_report_speaks_the_words_of_the_reasons(report):
+    importance = report.split("id='importance'")[1].split("id='dependence'")[0]
+    assert "Days since the lead" in importance  # descriptions index the tables (the column names beside them)
+    why = report.split("id='why'")[1].split("<h2")[0]
+    assert why.count("<tr>") >= 3  # the header and at least two score bands
+    assert "typical converting lead" in why
+
+
+def test_dependence_plot_labels_missing_values():
+    import numpy as np
+
+    from pipelines.report import _dependence
+
+    fig = _dependence("Web page views", np.array([1.0, np.nan, 3.0, np.nan]),
+                      np.array([1.0, "not known", 3.0, "not known"], dtype=object), np.array([0.1, -0.2, 0.3, -0.1]))
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["known", "not known (2)"]
+    categorical = _dependence("Industry", np.array([0.0, np.nan, 1.0]),
+                              np.array(["retail", "not known", "software"], dtype=object), np.array([0.1, 0.0, 0.2]))
+    ticks = [t.get_text() for t in categorical.axes[0].get_xticklabels()]
+    assert ticks == ["not known", "retail", "software"]
 
 
 def test_no_leakage_warning_on_the_sample_data(report):
