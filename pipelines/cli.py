@@ -357,11 +357,16 @@ def predict(
         write_frame(result.rejects, rejects_path(Path(target)))
     if contributions is not None:
         write_frame(result.contributions, contributions)
+    from pipelines.history import append_history
+
+    history = append_history(settings, result.scores)
     s = result.summary
     typer.echo(
         f"scored {s['scored']:,} open leads as of {data.as_of.isoformat()} with {name} v{version or '?'} -> {where}"
     )
     typer.echo(f"rejected: {s['rejected']:,}; mean probability {s['mean_probability']}")
+    if history:
+        typer.echo(f"score history: this run's {s['scored']:,} rows -> {history}")
     typer.echo("leads per cell: " + ", ".join(f"{k} {v:,}" for k, v in s["leads_per_cell"].items()))
     typer.echo("leads per stage: " + ", ".join(f"{k} {v:,}" for k, v in s["leads_per_stage"].items()))
     run_id = log_scoring_run(settings, result, model_name=name, model_version=version, as_of=data.as_of)
@@ -423,6 +428,13 @@ def _predict_on_spark(settings, model_uri: str | None, out: Path | None, as_of) 
         f"scored {summary['scored']:,} open leads as of {summary['as_of']} on Spark "
         f"({settings.engine.spark_master}) -> {target} (rejected: {summary['rejected']:,})"
     )
+    import pandas as pd
+
+    from pipelines.history import HISTORY_COLUMNS, append_history
+
+    history = append_history(settings, pd.read_parquet(target, columns=HISTORY_COLUMNS))
+    if history:
+        typer.echo(f"score history: this run's rows -> {history}")
 
 
 def main() -> None:  # pragma: no cover - console entry point
