@@ -409,6 +409,33 @@ def explain(
         typer.echo(f"images and tables logged to MLflow run {run_id}")
 
 
+@app.command()
+def monitor(
+    config: ConfigOption,
+    since: Annotated[str | None, typer.Option("--since", help="Only scoring runs on or after this date.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="HTML report; default output/monitor.html.")] = None,
+) -> None:
+    """Close the loop: realized conversion by score band, live model record, sales acceptance, SLA compliance.
+
+    Exit code 0: no alert fired; 3: at least one alert fired (thresholds in [monitor]); 1: cannot monitor.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # the report is rendered to files, never to a screen
+    from pipelines.monitor import run_monitor
+    from pipelines.monitor_report import summary_lines
+
+    settings = _settings(config)
+    if settings.mode != "crm":
+        raise _fail("monitor reads the outcomes of scored leads from a CRM (mode = 'crm')", 1)
+    result = run_monitor(settings, since=_as_of(since), out=out)
+    for line in summary_lines(result):
+        typer.echo(line)
+    typer.echo(f"\nreport: {result.report_path.resolve()}")
+    typer.echo(f"tables, plots and the report logged to MLflow run {result.run_id}")
+    raise typer.Exit(result.exit_code)
+
+
 def _with_engine(settings, engine: str | None):
     if engine is None:
         return settings
