@@ -26,7 +26,7 @@ HOURS = pd.Timedelta(hours=1)
 def week_start(times: pd.Series) -> pd.Series:
     """Monday 00:00 UTC of each timestamp's week."""
     utc = pd.to_datetime(times, utc=True)
-    return utc.dt.normalize() - pd.to_timedelta(utc.dt.weekday, unit="D")
+    return utc.dt.normalize() - pd.to_timedelta(utc.dt.day_of_week, unit="D")
 
 
 def score_deciles(history: pd.DataFrame) -> pd.Series:
@@ -129,11 +129,16 @@ def first_touches(handed: pd.DataFrame, touches: pd.DataFrame, *, data_end: pd.T
     `touches` has `lead_id` and `touched_at` (any time zone: instants are compared, so hours are elapsed time).
     """
     due = handed[handed["due_by"] <= data_end].reset_index(drop=True)
-    pairs = due[["lead_id", "handed_at"]].merge(touches[["lead_id", "touched_at"]], on="lead_id", how="inner")
+    if due.empty:
+        return due.assign(first_touch_at=due["handed_at"], hours_to_first_touch=pd.Series(dtype="float64"),
+                          within_sla=pd.Series(dtype=bool))  # fmt: skip
+    pairs = due[["lead_id", "handed_at"]].astype({"lead_id": "string"}).merge(
+        touches[["lead_id", "touched_at"]].astype({"lead_id": "string"}), on="lead_id", how="inner"
+    )
     pairs["touched_at"] = pd.to_datetime(pairs["touched_at"], utc=True)
     pairs = pairs[pairs["touched_at"] >= pairs["handed_at"]]
     first = pairs.groupby("lead_id")["touched_at"].min()
-    touched_at = due["lead_id"].map(first)
+    touched_at = pd.to_datetime(due["lead_id"].astype("string").map(first), utc=True)
     hours = (touched_at - due["handed_at"]) / HOURS
     return due.assign(first_touch_at=touched_at, hours_to_first_touch=hours,
                       within_sla=(touched_at <= due["due_by"]).fillna(False).astype(bool))  # fmt: skip
