@@ -67,6 +67,7 @@ class Monitoring:
     by_cell: pd.DataFrame
     live: pd.DataFrame
     live_calibration: pd.DataFrame
+    calibration_version: str | None
     acceptance: dict[str, pd.DataFrame]
     reasons: pd.DataFrame
     sla: dict[str, pd.DataFrame]
@@ -277,18 +278,24 @@ def build_monitoring(
     else:
         notes.append("no sales touches (sales_call / sales_email / meeting events, first_sales_touch_at): SLA "
                      "compliance not measured")  # fmt: skip
-    champion_key = (settings.mlflow.registered_model, champion)
-    champion_outcomes = _live_rows(outcomes, infos[champion_key]) if champion_key in infos else outcomes.iloc[:0]
+    # calibration of the champion; of the model with the most live outcomes while the champion has none yet
+    focus = champion_record if champion_record and champion_record.outcomes else \
+        max(records, key=lambda r: r.outcomes, default=None)  # fmt: skip
+    focus_rows = _live_rows(outcomes, infos[(focus.model_name, focus.model_version)]) if focus else outcomes.iloc[:0]
     result = Monitoring(
         data_end=data.as_of, since=since, champion=champion, runs=runs, outcomes=outcomes,
         by_decile=m.conversion_by(outcomes, "decile"), by_cell=m.conversion_by(outcomes, "cell"),
-        live=_live_table(records, champion), live_calibration=m.live_calibration(champion_outcomes),
+        live=_live_table(records, champion), live_calibration=m.live_calibration(focus_rows),
+        calibration_version=focus.model_version if focus else None,
         acceptance=acceptance, reasons=reasons, sla=sla, alerts=[], notes=notes,
     )  # fmt: skip
     if history.empty:
         result.notes.append("the score history is empty: run `leadscore predict` first")
     elif outcomes.empty:
         result.notes.append(f"no scoring run is older than the horizon ({settings.spine.horizon_days:g} days) yet")
+    if champion is not None and len(records) and (champion_record is None or not champion_record.outcomes):
+        result.notes.append(f"champion v{champion} has no matured live outcome yet; the table shows the live "
+                            "record of the models that scored earlier")  # fmt: skip
     result.alerts = _alerts(settings, result, champion_record)
     return result
 

@@ -42,13 +42,13 @@ def weekly_figure(table: pd.DataFrame, column: str, *, title: str, ylabel: str, 
     return fig
 
 
-def calibration_figure(table: pd.DataFrame):
+def calibration_figure(table: pd.DataFrame, version: str | None):
     fig, ax = plt.subplots(figsize=(4.2, 4.2))
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
     ax.plot(table["mean_predicted"], table["observed_rate"], "o-", color="#4C72B0")
     top = float(max(table["mean_predicted"].max(), table["observed_rate"].max(), 0.05)) * 1.1
     ax.set(xlim=(0, top), ylim=(0, top), xlabel="mean predicted", ylabel="realized rate",
-           title="Champion live calibration (deciles)")  # fmt: skip
+           title=f"Live calibration of v{version} (deciles)")  # fmt: skip
     fig.tight_layout()
     return fig
 
@@ -58,7 +58,7 @@ def figures(result: Monitoring, settings: Settings) -> dict[str, object]:
     if len(result.by_decile):
         out["conversion_by_decile.png"] = conversion_by_decile_figure(result)
     if len(result.live_calibration):
-        out["live_calibration.png"] = calibration_figure(result.live_calibration)
+        out["live_calibration.png"] = calibration_figure(result.live_calibration, result.calibration_version)
     weekly = result.acceptance.get("week")
     if weekly is not None and len(weekly):
         out["acceptance_by_week.png"] = weekly_figure(weekly, "acceptance_rate", title="Sales acceptance by week",
