@@ -246,16 +246,19 @@ def _alerts(settings: Settings, result: Monitoring, champion: LiveRecord | None)
 
 
 def build_monitoring(
-    settings: Settings, *, since: pd.Timestamp | None = None, data: CrmData | None = None
+    settings: Settings, *, since: pd.Timestamp | None = None, data: CrmData | None = None, score_drift: bool = True
 ) -> Monitoring:
-    """Every monitor table and the alerts, from the history, the CRM tables and the registry (no files written)."""
+    """Every monitor table and the alerts, from the history, the CRM tables and the registry (no files written).
+
+    `score_drift=False` skips loading each model for its training profile (no PSI per run, no drift alert).
+    """
     data = data if data is not None else load_crm(settings)
     history = read_history(settings, since=since)
     horizon = pd.Timedelta(days=settings.spine.horizon_days)
     outcomes = m.realized_outcomes(history, data.tables["opportunities"], horizon=horizon, data_end=data.as_of)
     champion = _champion(settings)
     versions = history[["model_name", "model_version"]].drop_duplicates().itertuples(index=False)
-    infos = {(n, v): model_info(settings, n, v, with_profile=True) for n, v in versions}
+    infos = {(n, v): model_info(settings, n, v, with_profile=score_drift) for n, v in versions}
     records = [_record(outcomes, info) for info in infos.values()]
     champion_record = next((r for r in records if (r.model_name, r.model_version)
                             == (settings.mlflow.registered_model, champion)), None)  # fmt: skip

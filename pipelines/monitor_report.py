@@ -194,3 +194,25 @@ def summary_lines(result: Monitoring) -> list[str]:
                                           is not None else "n/a"))  # fmt: skip
     lines += [f"ALERT {a['alert']}: {a['message']}" for a in result.alerts] or ["no alert fired"]
     return lines
+
+
+# -- the section in `leadscore explain` --------------------------------------------------------------------------
+def live_section(settings: Settings, data) -> tuple[str, dict[str, object], dict[str, pd.DataFrame]]:
+    """For the analysts' report: realized conversion by decile, the live record, acceptance and SLA by cell."""
+    from pipelines.monitor import build_monitoring
+
+    result = build_monitoring(settings, data=data, score_drift=False)
+    figs = {}
+    parts = ["<h2 id='live'>The live record (from the score history; details: <code>leadscore monitor</code>)</h2>"]
+    parts += [f"<p>{n}</p>" for n in result.notes]
+    named = {"live_conversion_by_decile": result.by_decile, "live_record": result.live,
+             "live_acceptance_by_cell": result.acceptance.get("cell"), "live_sla_by_cell": result.sla.get("cell")}
+    titles = {"live_conversion_by_decile": "Realized conversion by score decile",
+              "live_record": "Live record beside the training holdout",
+              "live_acceptance_by_cell": "Sales acceptance by cell", "live_sla_by_cell": "SLA compliance by cell"}
+    shown = {name: table for name, table in named.items() if table is not None and len(table)}
+    if len(result.by_decile):
+        figs["live_conversion_by_decile"] = conversion_by_decile_figure(result)
+    for name, table in shown.items():
+        parts.append(f"<h3>{titles[name]}</h3>" + _html_table(table))
+    return "".join(parts), figs, shown

@@ -97,3 +97,14 @@ def test_since_leaves_out_earlier_runs(monitored):
 
     result = build_monitoring(load_settings(monitored), since=pd.Timestamp(RUNS[1], tz="UTC"))
     assert set(result.runs["as_of"]) == {pd.Timestamp(RUNS[1], tz="UTC")}
+
+
+def test_explain_section_shows_the_live_record(monitored):
+    from pipelines.monitor_report import live_section
+    from pipelines.validation import load_crm
+
+    settings = load_settings(monitored)
+    page, figures, tables = live_section(settings, load_crm(settings))
+    assert "Realized conversion by score decile" in page and "live_conversion_by_decile" in figures
+    assert tables["live_conversion_by_decile"]["leads"].sum() == len(read_history(settings))
+    assert {"live_record", "live_acceptance_by_cell", "live_sla_by_cell"} <= set(tables)
