@@ -4,6 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO   ?= demo
 LEADS  ?= 20000
+# closing the loop: a model trained on the data known at PAST_TRAIN scores at two later dates, each at least one
+# 90-day horizon before the sample's end (2025-12-31), so that `monitor` sees their outcomes
+PAST_TRAIN ?= 2025-06-30
+PAST_RUN_1 ?= 2025-07-01
+PAST_RUN_2 ?= 2025-09-01
 
 .PHONY: setup demo test lint bench clean
 
@@ -21,9 +26,14 @@ demo: setup
 	$(BIN)/leadscore validate --config $(DEMO)/leadscore.toml
 	$(BIN)/leadscore build-training-set --config $(DEMO)/leadscore.toml --out $(DEMO)/output/training_set.parquet
 	$(BIN)/leadscore grade --config $(DEMO)/leadscore.toml --out $(DEMO)/output/grades.csv --analyze
+	rm -rf $(DEMO)/output/history
+	$(BIN)/leadscore train --config $(DEMO)/leadscore.toml --as-of $(PAST_TRAIN) --promote
+	$(BIN)/leadscore predict --config $(DEMO)/leadscore.toml --as-of $(PAST_RUN_1) --out $(DEMO)/output/scores_$(PAST_RUN_1).csv
+	$(BIN)/leadscore predict --config $(DEMO)/leadscore.toml --as-of $(PAST_RUN_2) --out $(DEMO)/output/scores_$(PAST_RUN_2).csv
 	$(BIN)/leadscore train --config $(DEMO)/leadscore.toml
 	$(BIN)/leadscore predict --config $(DEMO)/leadscore.toml --out $(DEMO)/output/scores.csv
 	$(BIN)/leadscore explain --config $(DEMO)/leadscore.toml --out $(DEMO)/output/report.html
+	$(BIN)/leadscore monitor --config $(DEMO)/leadscore.toml --out $(DEMO)/output/monitor.html || [ $$? -eq 3 ]
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from features.pointintime import NAT, expand_before, to_ns
-from features.schemas import EVENT_TYPES
+from features.schemas import EVENT_TYPES, SALES_TOUCH_EVENTS
 
 NS_PER_DAY = 86_400 * 10**9
 
@@ -116,6 +116,8 @@ class FeatureContext:
         spine_index = pd.Index(self.spine["lead_id"].unique())
         query_keys = spine_index.get_indexer(self.spine["lead_id"])
         row_keys = _codes(events["lead_id"], spine_index)
+        # sales' own touches pair with no spine row: they would leak sales' reaction to a lead into its features
+        row_keys = np.where(_codes(events["event_type"], pd.Index(list(SALES_TOUCH_EVENTS))) >= 0, -1, row_keys)
         event_ns = to_ns(events["occurred_at"])
         query, row = expand_before(query_keys, self.cutoff_ns, row_keys, event_ns)
         type_index = pd.Index(types)

@@ -20,6 +20,9 @@ TABLE_ROLES: dict[str, dict[str, bool]] = {
         "source": False,
         "email_domain_type": False,
         "sales_accepted_at": False,
+        "sales_rejected_at": False,
+        "rejection_reason": False,
+        "first_sales_touch_at": False,
         "bant_budget": False,
         "bant_authority": False,
         "bant_need": False,
@@ -50,7 +53,7 @@ TABLE_ROLES: dict[str, dict[str, bool]] = {
 
 ID_COLUMNS = {"leads": "lead_id", "accounts": "account_id", "opportunities": "opportunity_id"}
 TIME_COLUMNS = {
-    "leads": ("created_at", "sales_accepted_at"),
+    "leads": ("created_at", "sales_accepted_at", "sales_rejected_at", "first_sales_touch_at"),
     "accounts": (),
     "events": ("occurred_at",),
     "opportunities": ("created_at", "closed_at"),
@@ -80,3 +83,11 @@ EVENT_TYPES: dict[str, str] = {
 }
 PRODUCT_EVENTS = ("trial_signup", "product_login", "feature_used", "upgrade_page_view", "support_ticket")
 MARKETING_EVENTS = tuple(t for t in EVENT_TYPES if t not in PRODUCT_EVENTS)
+
+# Sales' own actions on a lead. They measure sales' follow-up (time to first touch, SLA compliance) and are never
+# features: a model fed with them would learn sales' reaction to a lead rather than the lead's own intent.
+SALES_TOUCH_EVENTS: dict[str, str] = {
+    "sales_call": "Sales calls",
+    "sales_email": "Sales e-mails",
+    "meeting": "Sales meetings",
+}

@@ -411,11 +411,16 @@ def predict(
             files[Path(contributions)] = frame_writer(result.contributions, contributions)
         publish(files)
         where = target
+    from pipelines.history import append_history
+
+    history = append_history(settings, result.scores)
     s = result.summary
     typer.echo(
         f"scored {s['scored']:,} open leads as of {data.as_of.isoformat()} with {name} v{version or '?'} -> {where}"
     )
     typer.echo(f"rejected: {s['rejected']:,}; mean probability {s['mean_probability']}")
+    if history:
+        typer.echo(f"score history: this run's {s['scored']:,} rows -> {history}")
     typer.echo("leads per cell: " + ", ".join(f"{k} {v:,}" for k, v in s["leads_per_cell"].items()))
     typer.echo("leads per stage: " + ", ".join(f"{k} {v:,}" for k, v in s["leads_per_stage"].items()))
     run_id = log_scoring_run(settings, result, model_name=name, model_version=version, as_of=data.as_of)
@@ -479,6 +484,33 @@ def _check_steps(start: str, every: str) -> None:
                     "share / number and a number of rows (e.g. 0.8, 1000)") from None  # fmt: skip
 
 
+@app.command()
+def monitor(
+    config: ConfigOption,
+    since: Annotated[str | None, typer.Option("--since", help="Only scoring runs on or after this date.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="HTML report; default output/monitor.html.")] = None,
+) -> None:
+    """Close the loop: realized conversion by score band, live model record, sales acceptance, SLA compliance.
+
+    Exit code 0: no alert fired; 3: at least one alert fired (thresholds in [monitor]); 1: cannot monitor.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # the report is rendered to files, never to a screen
+    from pipelines.monitor import run_monitor
+    from pipelines.monitor_report import summary_lines
+
+    settings = _settings(config)
+    if settings.mode != "crm":
+        raise _fail("monitor reads the outcomes of scored leads from a CRM (mode = 'crm')", 1)
+    result = run_monitor(settings, since=_as_of(since), out=out)
+    for line in summary_lines(result):
+        typer.echo(line)
+    typer.echo(f"\nreport: {result.report_path.resolve()}")
+    typer.echo(f"tables, plots and the report logged to MLflow run {result.run_id}")
+    raise typer.Exit(result.exit_code)
+
+
 def _with_engine(settings, engine: str | None):
     if engine is None:
         return settings
@@ -498,6 +530,13 @@ def _predict_on_spark(settings, model_uri: str | None, out: Path | None, as_of) 
         f"scored {summary['scored']:,} open leads as of {summary['as_of']} on Spark "
         f"({settings.engine.spark_master}) -> {target} (rejected: {summary['rejected']:,})"
     )
+    import pandas as pd
+
+    from pipelines.history import HISTORY_COLUMNS, append_history
+
+    history = append_history(settings, pd.read_parquet(target, columns=HISTORY_COLUMNS))
+    if history:
+        typer.echo(f"score history: this run's rows -> {history}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

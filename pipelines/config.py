@@ -140,6 +140,26 @@ class ValidationSettings(_Section):
     )
 
 
+class HistorySettings(_Section):
+    """Where every `predict` appends its scores: a Parquet dataset partitioned by as-of date, or a SQL table."""
+
+    enabled: bool = True
+    path: str | None = Field(None, description="Parquet dataset folder; default: <output.dir>/history")
+    sql_url: str | None = Field(None, description="instead of `path`: a database (SQLAlchemy URL)")
+    sql_table: str = Field("score_history", description="table for `sql_url`")
+
+
+class MonitorSettings(_Section):
+    """`leadscore monitor`: how sales' feedback is read, and the alert thresholds."""
+
+    acceptance_window_days: float = Field(30.0, gt=0, description="sales' decision counts within this after handover")
+    min_live_outcomes: int = Field(200, ge=1, description="matured outcomes needed before the live ROC AUC counts")
+    acceptance_drop_points: float = Field(10.0, gt=0, description="alert: latest week below the earlier by more")
+    live_roc_auc_floor: float = Field(0.65, ge=0, le=1, description="alert: the champion's live ROC AUC below it")
+    sla_compliance_target: float = Field(0.8, ge=0, le=1, description="alert: share touched within SLA below it")
+    score_drift_psi: float = Field(0.25, gt=0, description="alert: PSI of a run's scores vs training above it")
+
+
 class MlflowSettings(_Section):
     tracking_uri: str | None = Field(None, description="default: sqlite:///<config folder>/mlflow.db")
     artifact_dir: str = Field("mlartifacts", description="artifact folder for a new experiment (local store)")
@@ -170,6 +190,8 @@ class Settings(_Section):
     model: ModelSettings = Field(default_factory=ModelSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    history: HistorySettings = Field(default_factory=HistorySettings)
+    monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     base_dir: Path = Field(Path("."), exclude=True)
 
     @field_validator("timezone")
@@ -199,6 +221,10 @@ class Settings(_Section):
     @property
     def output_dir(self) -> Path:
         return self.resolve(self.output.dir)
+
+    @property
+    def history_dir(self) -> Path:
+        return self.resolve(self.history.path) if self.history.path else self.output_dir / "history"
 
     @property
     def tracking_uri(self) -> str:

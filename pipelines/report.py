@@ -462,6 +462,13 @@ def build_report(review: Review) -> tuple[str, dict[str, bytes], dict[str, pd.Da
         sections.append("<h2 id='grades'>Grades A1..D4 on the holdout, and the model beside the rules</h2>"
                         + _table(by_cell) + "<p>How well the model ranks leads inside each fit grade:</p>"
                         + _table(within))  # fmt: skip
+    if review.data is not None:
+        from pipelines.monitor_report import live_section
+
+        live_html, live_figures, live_tables = live_section(review.settings, review.data)
+        tables.update(live_tables)
+        images.update({name: png(fig) for name, fig in live_figures.items()})
+        sections.append(live_html + "".join(_img(images[name], name) for name in live_figures))
     tables["permutation_importance"] = permutation_table(review)
     sections.append("<h2 id='permutation'>Permutation importance on the holdout (beside SHAP)</h2>"
                     + _table(tables["permutation_importance"].head(20)))  # fmt: skip

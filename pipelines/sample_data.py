@@ -17,6 +17,16 @@ Generating effects (documented so that tests and analysts can check that a model
 * Conversion log-odds: -2.0 + 0.9 fit + 0.8 intent + 0.8 usage + 0.35 fit x intent + noise. Converted leads
   get an opportunity that closes won at the decision time; some others get one that closes lost; decisions
   after the end date leave opportunities open (or not yet created): those leads are open, to be scored.
+* **Sales follow-up** (never a feature: the feature context ignores sales touches): sales works every lead that
+  gets an opportunity and some others (more often when fit and intent are high). Its first touch (`sales_email`
+  or `sales_call`) comes an exponential delay (mean 8 h x exp(-0.5 fit - 0.3 intent)) after the lead becomes
+  ready, partway through its journey, and never after sales accepts the lead; further touches (`sales_call`,
+  `sales_email`, `meeting`) follow at 0.15 x exp(0.6 fit + 0.3 intent) a day (at most 1 a day, 20 in all) until a
+  week after the decision. So acceptance (`sales_accepted_at`, set for leads with an opportunity) and speed of
+  follow-up both rise from the D/4 cells to A1. Worked leads without an opportunity are rejected with probability
+  sigmoid(0.3 - 0.9 fit - 0.3 intent), 1-14 days after the first touch, with a reason: "personal e-mail address"
+  (free e-mail), "not a decision maker" (individual contributors), "no budget" (low fit), else "no response" or
+  "bad timing". `leads.first_sales_touch_at` is the first touch event.
 
 Leads are generated in fixed-size chunks, each from its own seeded generator, and streamed to Parquet, so the
 output is identical for a seed whatever the size of memory, and 1M leads with about 50M events fit in a few GiB.
@@ -33,7 +43,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.schemas import EVENT_TYPES
+from features.schemas import EVENT_TYPES, SALES_TOUCH_EVENTS
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +273,62 @@ def _leads_chunk(
             ),
         }
     )
+    touches, first_touch, rejected_at, reason = _sales_activity(
+        rng, spec, created, decided, journey_days, fit_c, intent, has_opp=converts | gets_lost_opp,
+        accepted=pd.to_datetime(leads["sales_accepted_at"], utc=True).dt.tz_localize(None).to_numpy("datetime64[s]"),
+        free_email=free_email, seniority=seniority,
+    )  # fmt: skip
+    leads["sales_rejected_at"] = _utc(rejected_at)
+    leads["rejection_reason"] = reason
+    leads["first_sales_touch_at"] = _utc(first_touch)
+    touches = touches.assign(lead_id=lead_ids[touches.pop("lead")])
+    events = pd.concat([events, touches[list(events.columns)]], ignore_index=True)
+    events = events.sort_values(["lead_id", "occurred_at"], kind="stable").reset_index(drop=True)
     return leads, events, opportunities
+
+
+def _utc(values: np.ndarray) -> pd.Series:
+    return pd.Series(pd.to_datetime(values).tz_localize("UTC"))
+
+
+def _seconds(days: np.ndarray) -> np.ndarray:
+    return (np.asarray(days) * 86_400).astype("int64").astype("timedelta64[s]")
+
+
+def _sales_activity(
+    rng, spec, created, decided, journey_days, fit_c, intent, *, has_opp, accepted, free_email, seniority
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+    """Sales' follow-up: touch events, the first touch, rejections and their reasons (effects in the module doc)."""
+    n = len(created)
+    worked = has_opp | (rng.random(n) < _sigmoid(-1.2 + 0.8 * fit_c + 0.6 * intent))
+    ready = created + _seconds(journey_days * rng.uniform(0.05, 0.5, n))
+    first = ready + _seconds(rng.exponential(8.0 * np.exp(-0.5 * fit_c - 0.3 * intent)) / 24)
+    # sales has spoken to a lead by the time it accepts it
+    first = np.where(~np.isnat(accepted) & (accepted < first), accepted, first)
+    rejects = worked & ~has_opp & (rng.random(n) < _sigmoid(0.3 - 0.9 * fit_c - 0.3 * intent))
+    rejected = first + _seconds(rng.uniform(1, 14, n))
+    pick = rng.random(n)
+    reason = np.select(
+        [free_email & (pick < 0.7), (seniority == "individual") & (pick < 0.7), fit_c < -0.5, pick < 0.85],
+        ["personal e-mail address", "not a decision maker", "no budget", "no response"],
+        default="bad timing",
+    )
+    stop = np.where(rejects, rejected, decided + _seconds(np.full(n, 7.0)))
+    span = np.maximum((stop - first).astype("int64") / 86_400, 0.0)
+    rate = np.minimum(0.15 * np.exp(0.6 * fit_c + 0.3 * intent), 1.0)  # touches per day while worked
+    later = np.where(worked, np.minimum(rng.poisson(rate * span), 20), 0)
+    lead = np.concatenate([np.flatnonzero(worked), np.repeat(np.arange(n), later)])
+    when = np.concatenate([first[worked], first[lead[worked.sum():]] + _seconds(
+        rng.random(later.sum()) * span[lead[worked.sum():]])])  # fmt: skip
+    kind = np.concatenate([np.where(rng.random(worked.sum()) < 0.6, "sales_email", "sales_call"),
+                           rng.choice(list(SALES_TOUCH_EVENTS), later.sum(), p=[0.35, 0.5, 0.15])])
+    keep = when <= spec.end_ts
+    touches = pd.DataFrame({"lead": lead[keep], "occurred_at": _utc(when[keep]), "event_type": kind[keep],
+                            "value": np.nan})  # fmt: skip
+    first_touch = np.where(worked & (first <= spec.end_ts), first, np.datetime64("NaT"))
+    decided_reject = rejects & (rejected <= spec.end_ts)
+    rejected_at = np.where(decided_reject, rejected, np.datetime64("NaT"))
+    return touches, first_touch, rejected_at, np.where(decided_reject, reason, None)
 
 
 def _with_decision_surge(rng, lead, etype, when, created, decided, trial, converts, evaluating):

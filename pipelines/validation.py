@@ -301,8 +301,9 @@ def _check_references(
     parent: str,
     *,
     severity: str = "error",
+    skip: pd.Series | None = None,
 ) -> None:
-    present = frame[column].notna()
+    present = frame[column].notna() if skip is None else frame[column].notna() & ~skip
     known = _isin(frame[column], seen)
     unknown = present & ~known
     rejected_parent = present & known & ~_isin(frame[column], valid)
@@ -323,6 +324,11 @@ def _check_references(
         severity=severity,
         reject=reject,
     )
+
+
+def _after(frame: pd.DataFrame, table: str, as_of: pd.Timestamp) -> pd.Series:
+    column = {"events": "occurred_at", "opportunities": "created_at"}[table]
+    return (frame[column] > as_of).fillna(False).astype(bool)
 
 
 def _check_as_of(table: str, frame: pd.DataFrame, check: _Checker, as_of: pd.Timestamp) -> None:
@@ -522,7 +528,9 @@ def validate_frames(raw: dict[str, pd.DataFrame], settings: Settings, *, as_of: 
         valid = pd.Index(leads.loc[~checkers["leads"].rejected(), "lead_id"])
         for child in ("events", "opportunities"):
             if child in frames:
-                _check_references(frames[child], checkers[child], "lead_id", valid, seen, "leads")
+                # a row after as_of left the view with its lead: a warning already, not also a reference error
+                later = _after(frames[child], child, as_of) if explicit_as_of else None
+                _check_references(frames[child], checkers[child], "lead_id", valid, seen, "leads", skip=later)
         if "accounts" in frames and "account_id" in leads:
             accounts = frames["accounts"]
             account_ids = pd.Index(accounts["account_id"].dropna().unique())

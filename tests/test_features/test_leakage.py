@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.build import build_features
-from features.schemas import EVENT_TYPES
+from features.schemas import EVENT_TYPES, SALES_TOUCH_EVENTS
 
 CUTOFF = pd.Timestamp("2025-03-01", tz="UTC")
 TYPES = list(EVENT_TYPES)
@@ -114,3 +114,37 @@ def test_the_property_test_would_catch_an_inclusive_cutoff():
     just_before = events_frame([(0, -1, TYPES.index("demo_request"), 1)])
     assert not features(LEADS, just_before, PAST_OPPS.iloc[:0]).equals(without)
     assert np.isclose(features(LEADS, just_before, PAST_OPPS.iloc[:0])["events_demo_request_count_7d"].iloc[0], 1)
+
+
+SALES_TYPES = list(SALES_TOUCH_EVENTS)
+sales_touch = st.tuples(
+    st.integers(0, 2), st.integers(-120 * 86_400, 40 * 86_400), st.integers(0, len(SALES_TYPES) - 1)
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(past=st.lists(event, max_size=30), touches=st.lists(sales_touch, min_size=1, max_size=15))
+def test_sales_touches_never_become_features(past, touches):
+    """Sales' own calls, e-mails and meetings, even long before the cutoff, leave every feature unchanged."""
+    marketing = events_frame(past)
+    sales = pd.DataFrame(
+        {
+            "lead_id": [LEAD_IDS[t[0]] for t in touches],
+            "occurred_at": [CUTOFF + pd.Timedelta(seconds=t[1]) for t in touches],
+            "event_type": [SALES_TYPES[t[2]] for t in touches],
+            "value": np.nan,
+        }
+    ).astype({"occurred_at": "datetime64[ns, UTC]"})
+    before = features(LEADS, marketing, PAST_OPPS)
+    after = features(LEADS, pd.concat([marketing, sales], ignore_index=True), PAST_OPPS)
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_a_sales_touch_would_otherwise_move_recency_features():
+    """Sanity check of the test above: the same event under a marketing type does change the features."""
+    touch = pd.DataFrame({"lead_id": ["L0"], "occurred_at": [CUTOFF - pd.Timedelta(hours=2)], "value": [np.nan]})
+    empty = features(LEADS, events_frame([]), PAST_OPPS)
+    as_sales = features(LEADS, touch.assign(event_type="sales_call"), PAST_OPPS)
+    as_web = features(LEADS, touch.assign(event_type="page_view"), PAST_OPPS)
+    pd.testing.assert_frame_equal(as_sales, empty)
+    assert as_web["events_days_since_last"].iloc[0] < 1

@@ -82,3 +82,43 @@ def test_planted_effects_are_visible_in_group_bys(crm):
     trial_ids = set(events.loc[events["event_type"] == "trial_signup", "lead_id"])
     assert leads.loc[leads["lead_id"].isin(demo_ids), "won"].mean() > leads["won"].mean() + 0.05
     assert leads.loc[leads["lead_id"].isin(trial_ids), "won"].mean() > leads["won"].mean()
+
+
+SALES_TYPES = ["sales_call", "sales_email", "meeting"]
+
+
+def test_sales_touches_and_feedback_are_consistent(crm):
+    leads, events = crm["leads"].set_index("lead_id"), crm["events"]
+    touches = events[events["event_type"].isin(SALES_TYPES)]
+    assert len(touches) > 1000 and set(touches["event_type"]) == set(SALES_TYPES)
+    first = touches.groupby(touches["lead_id"].astype(str))["occurred_at"].min()
+    stored = leads["first_sales_touch_at"].dropna()
+    assert stored.index.astype(str).sort_values().equals(first.index.sort_values())
+    assert (stored.rename(index=str).reindex(first.index) == first).all()
+    rejected = leads[leads["sales_rejected_at"].notna()]
+    assert len(rejected) > 100
+    assert rejected["rejection_reason"].notna().all() and leads["rejection_reason"].notna().sum() == len(rejected)
+    assert rejected["sales_accepted_at"].isna().all()  # sales never both accepts and rejects a lead
+    assert (rejected["sales_rejected_at"] > rejected["first_sales_touch_at"]).all()
+    accepted = leads[leads["sales_accepted_at"].notna()]
+    assert (accepted["first_sales_touch_at"] <= accepted["sales_accepted_at"]).all()
+    # touches stop at a rejection
+    last = touches.groupby(touches["lead_id"].astype(str))["occurred_at"].max()
+    assert (last.reindex(rejected.index) <= rejected["sales_rejected_at"]).all()
+
+
+def test_sales_follow_up_and_acceptance_favour_good_fit(crm):
+    leads = crm["leads"].set_index("lead_id")
+    senior = leads["job_title"].str.match(r"^(VP|Chief|CEO|CTO|CFO|CIO|COO)").fillna(False).astype(bool)
+    business = leads["email_domain_type"] == "business"
+    good, poor = senior & business, ~senior & ~business
+    worked = leads["first_sales_touch_at"].notna()
+    accepted = leads["sales_accepted_at"].notna()
+    assert accepted[good].mean() > accepted[poor].mean() + 0.1
+    touches = crm["events"][crm["events"]["event_type"].isin(SALES_TYPES)]
+    per_lead = touches.groupby(touches["lead_id"].astype(str)).size().reindex(leads.index, fill_value=0)
+    assert per_lead[good & worked].mean() > 1.5 * per_lead[poor & worked].mean()  # more frequent follow-up
+    rejected = leads["sales_rejected_at"].notna()
+    assert rejected[poor & worked].mean() > rejected[good & worked].mean() + 0.1
+    reasons = leads.loc[rejected & ~business, "rejection_reason"].value_counts(normalize=True)
+    assert reasons.idxmax() == "personal e-mail address"

@@ -1,0 +1,135 @@
+"""The score history: every `predict` run's rows, kept so that `leadscore monitor` can check them against outcomes.
+
+Two stores, chosen in `[history]`: a Parquet dataset partitioned by as-of date (`as_of_date=YYYY-MM-DD/`, one file
+per scoring run, the default) or a SQL table. A run is identified by (as_of, model name, model version): a rerun of
+the same run replaces its own rows, atomically (Parquet: temporary file renamed over the run's file; SQL: delete
+and insert in one transaction), so the history never holds a run twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from pipelines.config import Settings
+from pipelines.io import write_atomically
+
+log = logging.getLogger(__name__)
+
+HISTORY_COLUMNS = ["lead_id", "as_of", "probability", "score", "cell", "stage", "action", "due_by", "model_name",
+                   "model_version"]  # fmt: skip
+_TEXT = ("lead_id", "cell", "stage", "action", "model_name", "model_version")
+_TIMES = ("as_of", "due_by")
+RUN_KEY = ("as_of", "model_name", "model_version")
+
+
+def history_rows(scores: pd.DataFrame) -> pd.DataFrame:
+    """The history's columns of a scores table, with one dtype per column whatever the scores' source."""
+    out = scores[HISTORY_COLUMNS].copy()
+    for column in _TEXT:
+        out[column] = out[column].astype("string")
+    for column in _TIMES:
+        out[column] = pd.to_datetime(out[column], utc=True).astype("datetime64[us, UTC]")
+    out["probability"] = out["probability"].astype("float64")
+    out["score"] = out["score"].astype("int64")
+    return out.reset_index(drop=True)
+
+
+def _runs(rows: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
+    return list(rows.groupby(list(RUN_KEY), sort=True, dropna=False))
+
+
+def append_history(settings: Settings, scores: pd.DataFrame) -> str | None:
+    """Add one scoring run's rows to the history (replacing an earlier copy of the same run); return where."""
+    if not settings.history.enabled or scores.empty:
+        return None
+    rows = history_rows(scores)
+    if settings.history.sql_url:
+        return _append_sql(rows, settings.history.sql_url, settings.history.sql_table)
+    return _append_parquet(rows, settings.history_dir)
+
+
+def read_history(settings: Settings, *, since: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Every stored row (as_of on or after `since` when given), in the history's dtypes; empty when none."""
+    if settings.history.sql_url:
+        rows = _read_sql(settings.history.sql_url, settings.history.sql_table)
+    else:
+        rows = _read_parquet(settings.history_dir)
+    rows = history_rows(rows) if len(rows) else history_rows(pd.DataFrame(columns=HISTORY_COLUMNS))
+    if since is not None:
+        rows = rows[rows["as_of"] >= since].reset_index(drop=True)
+    return rows
+
+
+# -- Parquet dataset ---------------------------------------------------------------------------------------------
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "model"
+
+
+def run_file(root: Path, as_of: pd.Timestamp, model_name: str, model_version: str) -> Path:
+    """The one file that holds a scoring run: its name is the run's identity, so a rerun lands on it."""
+    partition = root / f"as_of_date={as_of:%Y-%m-%d}"
+    return partition / f"{_safe(model_name)}__v{_safe(model_version or 'none')}__{as_of:%Y%m%dT%H%M%S}.parquet"
+
+
+def _append_parquet(rows: pd.DataFrame, root: Path) -> str:
+    for (as_of, name, version), run in _runs(rows):
+        target = run_file(root, as_of, str(name), str(version))
+        write_atomically(target, lambda tmp, run=run: run.to_parquet(tmp, index=False))
+        log.info("score history: %d rows -> %s", len(run), target)
+    return str(root)
+
+
+def _read_parquet(root: Path) -> pd.DataFrame:
+    files = sorted(root.glob("as_of_date=*/*.parquet")) if root.exists() else []
+    if not files:
+        return pd.DataFrame(columns=HISTORY_COLUMNS)
+    # file by file: one run's all-missing due_by must not decide the dataset's type for the others
+    return pd.concat([pd.read_parquet(f, columns=HISTORY_COLUMNS) for f in files], ignore_index=True)
+
+
+# -- SQL table ---------------------------------------------------------------------------------------------------
+def _run_key(as_of: pd.Timestamp, name: str, version: str) -> str:
+    return f"{name}|{version}|{as_of.isoformat()}"
+
+
+def _append_sql(rows: pd.DataFrame, url: str, table: str) -> str:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.begin() as connection:  # delete and insert commit together or not at all
+            exists = sqlalchemy.inspect(connection).has_table(table)
+            quote = engine.dialect.identifier_preparer.quote
+            for (as_of, name, version), run in _runs(rows):
+                key = _run_key(as_of, str(name), str(version))
+                if exists:
+                    connection.execute(sqlalchemy.text(f"DELETE FROM {quote(table)} WHERE run_key = :key"),
+                                       {"key": key})  # fmt: skip
+                stored = run.assign(run_key=key)
+                for column in _TIMES:  # naive UTC: portable across databases' timestamp types
+                    stored[column] = stored[column].dt.tz_convert("UTC").dt.tz_localize(None)
+                stored.to_sql(table, connection, if_exists="append", index=False)
+                exists = True
+    finally:
+        engine.dispose()
+    return f"{url} table {table}"
+
+
+def _read_sql(url: str, table: str) -> pd.DataFrame:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            if not sqlalchemy.inspect(connection).has_table(table):
+                return pd.DataFrame(columns=HISTORY_COLUMNS)
+            rows = pd.read_sql_table(table, connection, columns=HISTORY_COLUMNS)
+    finally:
+        engine.dispose()
+    for column in _TIMES:
+        rows[column] = pd.to_datetime(rows[column]).dt.tz_localize("UTC")
+    return rows

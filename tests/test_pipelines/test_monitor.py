@@ -1,0 +1,110 @@
+"""End to end on sample data: a model trained at a past date scores at two later past dates, then `monitor`."""
+
+import math
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+from pipelines.config import load_settings
+from pipelines.history import read_history
+
+runner = CliRunner()
+TRAINED_THROUGH = "2025-06-30"
+RUNS = ("2025-07-01", "2025-09-01")  # both at least one 90-day horizon before the data's end (2025-12-31)
+
+
+@pytest.fixture(scope="module")
+def monitored(sample_project, tmp_path_factory):
+    """A project over the shared sample data with its own MLflow store and history: train, predict twice."""
+    folder = tmp_path_factory.mktemp("monitored")
+    config = folder / "leadscore.toml"
+    config.write_text(sample_project.read_text().replace('path = "data/', f'path = "{sample_project.parent}/data/'))
+    result = runner.invoke(app, ["train", "--config", str(config), "--as-of", TRAINED_THROUGH])
+    assert result.exit_code == 0, result.output
+    for as_of in RUNS:
+        out = folder / "output" / f"scores_{as_of}.csv"
+        result = runner.invoke(app, ["predict", "--config", str(config), "--as-of", as_of, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        assert "score history" in result.output
+    return config
+
+
+def test_predict_rerun_leaves_one_copy_of_its_run(monitored):
+    settings = load_settings(monitored)
+    before = read_history(settings)
+    out = monitored.parent / "output" / "again.csv"
+    result = runner.invoke(app, ["predict", "--config", str(monitored), "--as-of", RUNS[0], "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    after = read_history(settings)
+    assert len(after) == len(before) and set(after["as_of"]) == {pd.Timestamp(d, tz="UTC") for d in RUNS}
+    assert not after.duplicated(["lead_id", "as_of", "model_version"]).any()
+    scores = pd.read_csv(out)
+    assert len(after[after["as_of"] == pd.Timestamp(RUNS[0], tz="UTC")]) == len(scores)
+
+
+def test_monitor_reports_realized_conversion_live_record_acceptance_and_sla(monitored):
+    from pipelines.monitor import build_monitoring
+
+    settings = load_settings(monitored)
+    result = build_monitoring(settings)
+    deciles = result.by_decile.set_index("decile")
+    assert len(deciles) == 10 and deciles["leads"].sum() == len(read_history(settings))
+    assert deciles.loc[10, "conversion_rate"] > deciles.loc[1, "conversion_rate"]
+    live = result.live.set_index("model_version").loc[result.champion]
+    assert live["trained_through"] == pd.Timestamp(TRAINED_THROUGH, tz="UTC")
+    assert live["outcomes"] == len(result.outcomes) and live["conversions"] > 0
+    assert 0.6 < live["live_roc_auc"] <= 1 and 0.5 < live["holdout_roc_auc"] <= 1
+    assert set(result.acceptance["cell"]["cell"]) <= {"A1", "A2", "A3", "B1", "B2", "B3"}  # routed to sales only
+    assert result.acceptance["cell"]["handed_over"].sum() > 20
+    assert result.sla["cell"]["sla_compliance"].between(0, 1).all()
+    assert result.runs["score_psi"].notna().all()
+
+
+def test_live_record_is_the_champions_out_of_sample_figure(monitored):
+    from pipelines.monitor import live_record
+
+    settings = load_settings(monitored)
+    record = live_record(settings)
+    assert record is not None and record.outcomes > 100
+    assert math.isfinite(record.get("roc_auc")) and "roc_auc" in record.holdout
+    assert record.trained_through == pd.Timestamp(TRAINED_THROUGH, tz="UTC")
+
+
+def test_alert_thresholds_decide_the_exit_code(monitored, tmp_path):
+    quiet = "\n[monitor]\nsla_compliance_target = 0.0\nscore_drift_psi = 100\nacceptance_drop_points = 100\n" \
+            "live_roc_auc_floor = 0.0\n"  # fmt: skip
+    strict = "\n[monitor]\nsla_compliance_target = 1.0\nlive_roc_auc_floor = 0.999\nmin_live_outcomes = 1\n"
+    codes = {}
+    for name, extra in (("quiet", quiet), ("strict", strict)):
+        config = monitored.parent / f"{name}.toml"
+        config.write_text(monitored.read_text() + extra)
+        out = tmp_path / f"{name}.html"
+        result = runner.invoke(app, ["monitor", "--config", str(config), "--out", str(out)])
+        codes[name] = result.exit_code
+        assert out.exists() and "Realized conversion by score band" in out.read_text()
+        if name == "strict":
+            assert "ALERT sla_compliance" in result.output and "ALERT live_roc_auc" in result.output
+            assert "realized conversion by score decile" in result.output
+        else:
+            assert "no alert fired" in result.output
+    assert codes == {"quiet": 0, "strict": 3}
+
+
+def test_since_leaves_out_earlier_runs(monitored):
+    from pipelines.monitor import build_monitoring
+
+    result = build_monitoring(load_settings(monitored), since=pd.Timestamp(RUNS[1], tz="UTC"))
+    assert set(result.runs["as_of"]) == {pd.Timestamp(RUNS[1], tz="UTC")}
+
+
+def test_explain_section_shows_the_live_record(monitored):
+    from pipelines.monitor_report import live_section
+    from pipelines.validation import load_crm
+
+    settings = load_settings(monitored)
+    page, figures, tables = live_section(settings, load_crm(settings))
+    assert "Realized conversion by score decile" in page and "live_conversion_by_decile" in figures
+    assert tables["live_conversion_by_decile"]["leads"].sum() == len(read_history(settings))
+    assert {"live_record", "live_acceptance_by_cell", "live_sla_by_cell"} <= set(tables)
