@@ -99,7 +99,8 @@ def thin_snapshots(spine: pd.DataFrame, *, max_snapshots: int, seed: int = 0) ->
     (lead, cutoff), so every open cutoff of a lead is equally likely to be kept, whatever its position."""
     if spine.empty:
         return np.zeros(0, dtype=bool)
-    keys = pd.DataFrame({"lead_id": spine["lead_id"].astype("string").to_numpy(), "cutoff": to_ns(spine["cutoff_time"])})
+    lead = spine["lead_id"].astype("string").to_numpy()
+    keys = pd.DataFrame({"lead_id": lead, "cutoff": to_ns(spine["cutoff_time"])})
     draw = pd.util.hash_pandas_object(keys, index=False, hash_key=f"leadscore{seed:07d}"[:16]).to_numpy()
     rank = pd.Series(draw).groupby(keys["lead_id"].to_numpy()).rank(method="first").to_numpy()
     return rank <= max_snapshots

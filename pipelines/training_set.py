@@ -144,6 +144,21 @@ def scoring_coverage(settings: Settings, data: CrmData, frame: pd.DataFrame) -> 
     return report
 
 
+def coverage_lines(coverage: dict | None) -> list[str]:
+    """The coverage report in words, one line per feature."""
+    if not coverage:
+        return []
+    lines = []
+    for column in COVERAGE_FEATURES:
+        c = coverage.get(column)
+        if c and c["training_range"] is not None:
+            lo, hi = c["training_range"]
+            lines.append(f"coverage: {c['scored_outside_share']:.1%} of the {coverage['scored_leads']:,} leads scored "
+                         f"at as_of lie outside the training range of {column} [{lo:g}, {hi:g}] "
+                         f"(scored median {c['scored_median']})")  # fmt: skip
+    return lines
+
+
 def flat_spec(settings: Settings) -> FlatSpec:
     f = settings.flat
     return FlatSpec(

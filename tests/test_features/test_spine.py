@@ -1,11 +1,18 @@
 """Labels, censoring and cutoffs on a hand-made CRM with known answers."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
-import numpy as np
-
-from features.spine import CutoffPolicy, build_spine, candidate_cutoffs, label, lead_weights, scoring_spine, thin_snapshots
+from features.spine import (
+    CutoffPolicy,
+    build_spine,
+    candidate_cutoffs,
+    label,
+    lead_weights,
+    scoring_spine,
+    thin_snapshots,
+)
 
 UTC = "UTC"
 
