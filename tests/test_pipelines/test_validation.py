@@ -144,7 +144,8 @@ def test_leads_created_after_as_of_leave_the_view_with_their_events_and_deals_ne
     assert data.after_as_of == {"leads": 1, "events": 2, "opportunities": 1}
     assert "rows created after it left the view (leads 1, events 2, opportunities 1)" in caplog.text
     assert list(data.tables["leads"]["lead_id"]) == ["L1", "L2", "L3"]
-    assert len(data.tables["events"]) == 2 and list(data.tables["opportunities"]["opportunity_id"]) == ["O1", "O2", "O3"]
+    assert len(data.tables["events"]) == 2
+    assert list(data.tables["opportunities"]["opportunity_id"]) == ["O1", "O2", "O3"]
 
 
 def test_a_rejected_row_keeps_its_reason_when_earlier_rows_leave_the_view(tmp_path):
