@@ -134,7 +134,7 @@ def test_retraining_keeps_the_champion_unless_the_gate_passes(trained, project):
     assert tags["gate.promoted"] == "False" and "tie" in tags["gate.decision"]
     assert "tie" in client.get_model_version(name, "1").tags["gate.last_challenge"]
     forced = runner.invoke(app, ["train", "--config", str(project), "--promote"])
-    assert "promoted: --promote given" in forced.output
+    assert "promoted v3: --promote given" in forced.output
     assert str(client.get_model_version_by_alias(name, "champion").version) == "3"
 
 
