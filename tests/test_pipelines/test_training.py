@@ -201,3 +201,29 @@ def test_the_registered_model_is_the_recipe_refit_on_every_row_and_both_fits_are
     assert "roc_auc" in run.data.metrics  # the recipe's holdout figures travel with the deployed model
     evaluated, _ = load_conversion_model(f"runs:/{version.run_id}/evaluated_model")
     assert evaluated.n_train_ == int(run.data.params["dev_rows"])
+
+
+def test_backtest_steps_never_share_a_row_with_a_zero_horizon():
+    from pipelines.backtest import time_steps
+
+    times = pd.Series(pd.to_datetime(["2025-01-01", "2025-02-01", "2025-02-01", "2025-03-01"], utc=True))
+    steps = time_steps(times, start=pd.Timestamp("2025-02-01", tz="UTC"), every=pd.Timedelta(days=60),
+                       horizon=pd.Timedelta(0))  # fmt: skip
+    assert steps[0].train.tolist() == [0] and steps[0].test.tolist() == [1, 2, 3]
+
+
+def test_flat_rows_keep_their_order_through_a_written_training_set(tmp_path):
+    from pipelines.training_set import build_training_set, read_training_set, write_training_set
+
+    ids = ["778", "7780", "779", "78", "1000", "9"]  # as text, sorting would put "1000" first and "9" last
+    flat = pd.DataFrame({"id": ids, "x": [1.0, 2, 3, 4, 5, 6], "y": ["yes", "no", "no", "yes", "no", "yes"]})
+    flat.to_csv(tmp_path / "flat.csv", index=False)
+    config = tmp_path / "flat.toml"
+    config.write_text('mode = "flat"\n[flat]\npath = "flat.csv"\nid_column = "id"\nlabel_column = "y"\n'
+                      'positive_values = ["yes"]\nnumeric = ["x"]\n')  # fmt: skip
+    training = build_training_set(load_settings(config))
+    path, _ = write_training_set(training, tmp_path / "ts.parquet")
+    back = read_training_set(path)
+    assert back.frame["lead_id"].tolist() == ids
+    columns = ["lead_id", "x", "converted"]
+    pd.testing.assert_frame_equal(back.frame[columns], training.frame[columns])
