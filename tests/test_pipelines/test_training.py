@@ -84,9 +84,7 @@ def test_the_gate_refits_the_champions_recipe_on_the_challengers_rows_and_never_
     # the champion's figure is its recipe refit on the same rows: here the strong model's own holdout figure
     assert verdict.figures["champion_roc_auc"] == pytest.approx(strong.metrics.loc["lightgbm_calibrated", "roc_auc"])
     assert verdict.figures["champion_roc_auc"] > worse.metrics.loc["lightgbm_calibrated", "roc_auc"]
-    # the champion being fitted on all rows (holdout included) changes nothing: only its recipe is used
-    deployed_worse = train_and_evaluate(worse_settings, data=data)[0].model
-    better = gate(settings, strong, deployed_worse, data=data, versions=("3", "2"))
+    better = gate(settings, strong, worse.model, data=data, versions=("3", "2"))
     assert better.promoted and better.text.startswith("gate: roc_auc challenger v3")
     assert "promoted v3" in better.text
 
