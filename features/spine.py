@@ -107,12 +107,11 @@ def thin_snapshots(spine: pd.DataFrame, *, max_snapshots: int, seed: int = 0) ->
 
 
 def lead_weights(lead_ids: pd.Series) -> np.ndarray:
-    """1 / (rows of the lead), scaled so the weights average 1: every lead counts the same in total."""
+    """1 / (rows of the lead): every lead counts 1 in total. Not rescaled here, so that a partition of leads (the
+    Spark engine) gets the same weights as the whole; the model scales them to average 1."""
     if len(lead_ids) == 0:
         return np.zeros(0)
-    per_lead = lead_ids.map(lead_ids.value_counts()).to_numpy(dtype=float)
-    weights = 1.0 / per_lead
-    return weights * len(weights) / weights.sum()
+    return 1.0 / lead_ids.map(lead_ids.value_counts()).to_numpy(dtype=float)
 
 
 def label(

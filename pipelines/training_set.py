@@ -110,7 +110,7 @@ def crm_training_set(settings: Settings, data: CrmData) -> TrainingSet:
         "cutoff_policy": asdict(policy),
         "cutoff_range": _range(frame["cutoff_time"]),
         "rejected_rows": {name: len(rows) for name, rows in data.rejects.items()},
-        "sample_weight": "1 / (rows kept for the lead), scaled to average 1",
+        "sample_weight": "1 / (rows kept for the lead); the model scales the weights to average 1",
         "coverage": scoring_coverage(settings, data, frame),
     }
     categorical = [n for n in names if specs[n].kind == "categorical"]

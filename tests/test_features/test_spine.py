@@ -111,7 +111,7 @@ def test_snapshots_cover_the_whole_open_life_and_every_lead_weighs_the_same():
     assert stats.thinned == 27 and stats.leads == 2
     assert sizes["NEW"] == 2 and sizes["OLD"] == 4 - (stats.censored - 1)
     totals = spine.groupby("lead_id")["sample_weight"].sum()
-    np.testing.assert_allclose(totals.to_numpy(), [len(spine) / 2] * 2)  # same total per lead; weights average 1
+    np.testing.assert_allclose(totals.to_numpy(), [1.0, 1.0])  # every lead counts 1 in total
     # the draw is spread over the lead's life, not its first months: the oldest lead has rows older than a year
     assert (spine.loc[spine.lead_id == "OLD", "cutoff_time"] > ts("2024-01-01")).any()
 
@@ -135,6 +135,6 @@ def test_thinning_is_seeded_and_keeps_at_most_the_maximum_per_lead():
     assert abs(kept[:, 0].mean() - kept[:, 9].mean()) < 0.12
 
 
-def test_lead_weights_average_one_and_split_each_lead_evenly():
+def test_lead_weights_split_each_lead_evenly():
     weights = lead_weights(pd.Series(["A", "A", "A", "B"]))
-    np.testing.assert_allclose(weights, [2 / 3, 2 / 3, 2 / 3, 2.0])  # 1/3 each for A, 1 for B; mean 1
+    np.testing.assert_allclose(weights, [1 / 3, 1 / 3, 1 / 3, 1.0])
