@@ -1,15 +1,21 @@
-"""The conversion model: LightGBM with native categoricals, early stopping on a time-ordered validation fold,
-and probability calibration chosen on that fold. One scikit-learn estimator from raw columns to probability.
+"""The conversion model: LightGBM with native categoricals, early stopping on a time-ordered fold, and probability
+calibration on a later, disjoint fold. One scikit-learn estimator from raw columns to probability.
 
-With `refit=True` (the default) the booster is then refit on every row, validation fold included, with the number
-of trees early stopping chose: under drift the most recent outcomes matter most (bank marketing, trained once on the
+Rows passed to `fit` must be in time order (or come with `sample_time`). Three time-ordered folds, never sharing a
+timestamp: the earliest rows fit the trees; the last `validation_fraction` of rows, after a gap of
+`validation_gap_days` (one label horizon, so no training label was still unknown when those rows were scored), is
+split in two by time: the earlier half chooses the number of trees (early stopping), the later half fits the
+calibrator on the out-of-sample margins of those trees. The calibrator never learns from the rows that chose the
+trees, nor from the rows that fitted them.
+
+With `refit=True` (the default) the booster is then refit on every row, both folds included, with the number of
+trees early stopping chose: under drift the most recent outcomes matter most (bank marketing, trained once on the
 first 80 %: holdout ROC AUC 0.575 without the refit, 0.675 with it). The calibrator stays the one fitted on the
-validation fold's out-of-sample margins of the first booster.
+calibration fold.
 
-Rows passed to `fit` must be in time order (or come with `sample_time`); the last `validation_fraction` of them,
-after a gap of `validation_gap_days` (one label horizon), is the validation fold. Inputs may be plain strings
-(e.g. read back from CSV): the model restores its own dtypes and category levels, and a category never seen in
-training is scored as missing.
+`sample_weight` (e.g. 1 / snapshots of the lead) weighs the trees, the early-stopping loss and the calibrator.
+Inputs may be plain strings (e.g. read back from CSV): the model restores its own dtypes and category levels, and a
+category never seen in training is scored as missing.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 log = logging.getLogger(__name__)
+ISOTONIC_MIN_ROWS = 1000
 
 
 class TooLittleDataError(ValueError):
@@ -39,16 +46,27 @@ class TooLittleDataError(ValueError):
 def time_ordered_split(
     n: int, *, fraction: float, sample_time: pd.Series | None = None, gap_days: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of (earlier, later) rows: the later fold is the last `fraction` by time; earlier rows end at least
-    `gap_days` before the later fold starts, so their labels were known by then. Rows in the gap are in neither."""
+    """Positions of (earlier, later) rows: the later fold is the last `fraction` by time; earlier rows are strictly
+    more than `gap_days` before the later fold starts, so their labels were known by then. Every row of one
+    timestamp lands on one side (the later one); rows in the gap are in neither. Raises TooLittleDataError, saying
+    why, when no earlier fold is left."""
+    size = max(1, int(round(n * fraction)))
+    if n < 2 or size >= n:
+        raise TooLittleDataError(f"cannot split {n} rows into an earlier and a later {fraction:.0%}")
     if sample_time is None:
-        boundary = n - max(1, int(round(n * fraction)))
+        boundary = n - size
         return np.arange(boundary), np.arange(boundary, n)
     times = pd.to_datetime(pd.Series(sample_time).reset_index(drop=True), utc=True)
-    order = np.argsort(times.to_numpy(), kind="stable")
-    start = times.iloc[order[n - max(1, int(round(n * fraction)))]]
+    if times.isna().any():
+        raise ValueError(f"{int(times.isna().sum())} row(s) without a time: a time-ordered split needs every time")
+    start = times.sort_values(kind="stable").iloc[n - size]
     later = np.flatnonzero((times >= start).to_numpy())
-    earlier = np.flatnonzero((times <= start - pd.Timedelta(days=gap_days)).to_numpy())
+    earlier = np.flatnonzero((times < start - pd.Timedelta(days=gap_days)).to_numpy())
+    if len(earlier) == 0:
+        raise TooLittleDataError(
+            f"cannot split {n} rows by time: the latest {fraction:.0%} starts at {start.isoformat()} and no row lies "
+            f"more than {gap_days:g} days before it (rows of one timestamp never go to both sides)"
+        )
     return earlier, later
 
 
@@ -114,6 +132,8 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
     def _prepare(self, X) -> pd.DataFrame:
         """Columns in training order with training dtypes; unseen categories become missing."""
         frame = self._frame(X)
+        if not all(isinstance(c, str) for c in frame.columns):  # fitted names are text: 0 and "0" are one column
+            frame = frame.rename(columns=str)
         missing = [c for c in self.feature_names_in_ if c not in frame.columns]
         if missing:
             raise KeyError(f"columns missing from the input: {missing}")
@@ -140,7 +160,7 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
             self.categories_[column] = sorted(str(v) for v in levels)
 
     # -- fitting ---------------------------------------------------------------------------------------------
-    def fit(self, X, y, *, sample_time=None) -> ConversionModel:
+    def fit(self, X, y, *, sample_time=None, sample_weight=None) -> ConversionModel:
         if y is None:
             raise ValueError("ConversionModel requires y to be passed, but the target y is None")
         for fitted in ("n_features_in_", "feature_names_in_"):
@@ -170,25 +190,52 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
                 "snapshots (spine.policy = 'snapshots') or grade with the rules only (`leadscore grade`) until "
                 "enough deals have closed; the minimums are model.min_positives / model.min_negatives."
             )
+        weight = _weights(sample_weight, len(y_codes))
+        if len(np.unique(y_codes[weight > 0])) < 2:
+            raise TooLittleDataError("the rows with a positive sample_weight hold one class only; need both classes")
         self._learn_dtypes(X)
         data = self._prepare(X)
-        train, valid = time_ordered_split(
-            len(data), fraction=self.validation_fraction, sample_time=sample_time, gap_days=self.validation_gap_days
-        )
-        if len(np.unique(y_codes[valid])) < 2 or len(np.unique(y_codes[train])) < 2:
-            raise TooLittleDataError("the training or validation fold holds only one class; add history")
-        booster = self._train_booster(data, y_codes, train, valid)
+        train, stopping, calibration = self._folds(len(data), sample_time)
+        if len(np.unique(y_codes[train])) < 2:
+            raise TooLittleDataError(f"the training fold ({len(train)} rows) holds only one class; add history")
+        if len(calibration) and len(np.unique(y_codes[calibration])) < 2:
+            log.warning("the calibration fold (%d rows) holds only one class: probabilities left uncalibrated",
+                        len(calibration))  # fmt: skip
+            calibration = calibration[:0]
+        booster = self._train_booster(data, y_codes, weight, train, stopping)
         self.best_iteration_ = int(booster.best_iteration or booster.current_iteration())
-        margin = booster.predict(data.iloc[valid], raw_score=True, num_iteration=self.best_iteration_)
-        self.calibration_method_, self.calibrator_ = self._choose_calibrator(margin, y_codes[valid])
-        self.n_valid_ = len(valid)
+        margin = (booster.predict(data.iloc[calibration], raw_score=True, num_iteration=self.best_iteration_)
+                  if len(calibration) else np.zeros(0))  # fmt: skip
+        self.calibration_method_, self.calibrator_ = self._choose_calibrator(
+            margin, y_codes[calibration], weight[calibration]
+        )
+        self.n_valid_ = len(stopping)
+        self.n_calibration_ = len(calibration)
         if self.refit:
-            booster = self._train_booster(data, y_codes, np.arange(len(data)), None)
+            booster = self._train_booster(data, y_codes, weight, np.arange(len(data)), None)
         self.booster_ = booster
         self.n_train_ = len(data) if self.refit else len(train)
         return self
 
-    def _train_booster(self, data, y, train, valid) -> lgb.Booster:
+    def _folds(self, n: int, sample_time) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(trees, early stopping, calibration): disjoint and in time order; no calibration fold without a
+        calibrator."""
+        train, valid = time_ordered_split(
+            n, fraction=self.validation_fraction, sample_time=sample_time, gap_days=self.validation_gap_days
+        )
+        if self.calibration == "none":
+            return train, valid, valid[:0]
+        valid_time = None if sample_time is None else pd.Series(sample_time).reset_index(drop=True).iloc[valid]
+        try:
+            stopping, calibration = time_ordered_split(len(valid), fraction=0.5, sample_time=valid_time)
+        except TooLittleDataError as exc:
+            raise TooLittleDataError(
+                f"the validation fold ({len(valid)} rows) cannot be split into an early-stopping and a calibration "
+                f"fold: {exc}"
+            ) from None
+        return train, valid[stopping], valid[calibration]
+
+    def _train_booster(self, data, y, weight, train, valid) -> lgb.Booster:
         """With a validation fold: early stopping up to `n_estimators`; without: exactly `best_iteration_` trees."""
         params = {
             "objective": "binary",
@@ -212,10 +259,12 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
             declared = self.monotone_constraints
             directions = [0 if c in self.categories_ else int(declared.get(c, 0)) for c in data.columns]
             params |= {"monotone_constraints": directions, "monotone_constraints_method": "intermediate"}
-        train_set = lgb.Dataset(data.iloc[train], y[train], categorical_feature=categorical, free_raw_data=False)
+        train_set = lgb.Dataset(data.iloc[train], y[train], weight=weight[train], categorical_feature=categorical,
+                                free_raw_data=False)  # fmt: skip
         if valid is None:
             return lgb.train(params, train_set, num_boost_round=self.best_iteration_)
-        valid_set = lgb.Dataset(data.iloc[valid], y[valid], reference=train_set, categorical_feature=categorical)
+        valid_set = lgb.Dataset(data.iloc[valid], y[valid], weight=weight[valid], reference=train_set,
+                                categorical_feature=categorical)  # fmt: skip
         return lgb.train(
             params,
             train_set,
@@ -224,23 +273,28 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
             callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
         )
 
-    def _choose_calibrator(self, margin: np.ndarray, y: np.ndarray):
-        """Fit the candidates on the earlier half of the validation fold, keep the one with the lowest Brier
-        score on the later half, then refit it on the whole fold."""
-        candidates = ["sigmoid", "isotonic"] if self.calibration == "auto" else [self.calibration]
-        if candidates == ["none"]:
+    def _choose_calibrator(self, margin: np.ndarray, y: np.ndarray, weight: np.ndarray):
+        """Fit the candidates on the earlier half of the calibration fold, keep the one with the lowest Brier
+        score on the later half, then refit it on the whole fold. `auto` tries isotonic regression only from
+        ISOTONIC_MIN_ROWS rows: on fewer its steps follow the noise (scikit-learn's guide says the same)."""
+        candidates = [self.calibration]
+        if self.calibration == "auto":
+            candidates = ["sigmoid", "isotonic"] if len(margin) >= ISOTONIC_MIN_ROWS else ["sigmoid"]
+        self.calibration_scores_ = {}
+        if candidates == ["none"] or len(margin) == 0:
             return "none", None
         half = len(margin) // 2
         scores = {}
         if len(candidates) > 1 and len(np.unique(y[:half])) == 2:
             for method in candidates:
-                calibrator = _fit_calibrator(method, margin[:half], y[:half])
-                scores[method] = brier_score_loss(y[half:], _apply(calibrator, margin[half:]))
+                calibrator = _fit_calibrator(method, margin[:half], y[:half], weight[:half])
+                scores[method] = brier_score_loss(y[half:], _apply(calibrator, margin[half:]),
+                                                  sample_weight=weight[half:])  # fmt: skip
             method = min(scores, key=scores.get)
         else:
             method = candidates[0]
         self.calibration_scores_ = scores
-        return method, _fit_calibrator(method, margin, y)
+        return method, _fit_calibrator(method, margin, y, weight)
 
     # -- prediction ------------------------------------------------------------------------------------------
     def raw_score(self, X) -> np.ndarray:
@@ -276,11 +330,23 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
         return tags
 
 
-def _fit_calibrator(method: str, margin: np.ndarray, y: np.ndarray):
+def _weights(sample_weight, n: int) -> np.ndarray:
+    """Sample weights scaled to average 1 (so regularisation means the same with or without them)."""
+    if sample_weight is None:
+        return np.ones(n)
+    weight = np.asarray(sample_weight, dtype=float).reshape(-1)
+    if weight.shape != (n,):
+        raise ValueError(f"sample_weight.shape == {weight.shape}, expected {(n,)}!")
+    if not np.isfinite(weight).all() or (weight < 0).any() or weight.sum() <= 0:
+        raise ValueError("sample_weight must be finite, non-negative and not all zero")
+    return weight * n / weight.sum()
+
+
+def _fit_calibrator(method: str, margin: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None):
     if method == "sigmoid":  # Platt scaling on the log-odds
-        return LogisticRegression(C=1e6).fit(margin.reshape(-1, 1), y)
+        return LogisticRegression(C=1e6).fit(margin.reshape(-1, 1), y, sample_weight=weight)
     if method == "isotonic":
-        return IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(margin, y)
+        return IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(margin, y, sample_weight=weight)
     raise ValueError(f"unknown calibration {method!r}: use 'auto', 'sigmoid', 'isotonic' or 'none'")
 
 

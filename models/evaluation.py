@@ -67,8 +67,9 @@ def metrics_table(scores: dict[str, dict[str, float]]) -> pd.DataFrame:
 
 
 def is_better(challenger: float, champion: float, metric: str, *, min_improvement: float = 0.0) -> bool:
+    """Strictly better by more than `min_improvement`: a tie keeps the champion."""
     if np.isnan(champion):
         return True
     if HIGHER_IS_BETTER[metric]:
-        return challenger >= champion + min_improvement
-    return challenger <= champion - min_improvement
+        return challenger > champion + min_improvement
+    return challenger < champion - min_improvement

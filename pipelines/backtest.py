@@ -14,7 +14,7 @@ from models.conversion import TooLittleDataError
 from models.evaluation import evaluate, metrics_table
 from models.factory import build_model
 from pipelines.config import Settings
-from pipelines.training import feature_directions, gap_days, sample_time
+from pipelines.training import feature_directions, fit_recipe, gap_days
 from pipelines.training_set import TrainingSet
 
 log = logging.getLogger(__name__)
@@ -29,12 +29,13 @@ class Step:
 
 
 def time_steps(times: pd.Series, *, start: pd.Timestamp, every: pd.Timedelta, horizon: pd.Timedelta) -> list[Step]:
-    """Steps from `start` every `every` until the last cutoff: train on rows whose label window ended before the
-    step (cutoff + horizon <= step), test on rows with step <= cutoff < step + every."""
+    """Steps from `start` every `every` until the last cutoff: train on rows whose label window ended strictly
+    before the step (cutoff + horizon < step), test on rows with step <= cutoff < step + every. No row is on both
+    sides, even with a zero horizon (flat data) and rows sharing the step's timestamp."""
     times = pd.to_datetime(times, utc=True).reset_index(drop=True)
     steps, at = [], start
     while at <= times.max():
-        train = np.flatnonzero((times + horizon <= at).to_numpy())
+        train = np.flatnonzero((times + horizon < at).to_numpy())
         test = np.flatnonzero(((times >= at) & (times < at + every)).to_numpy())
         if len(test):
             steps.append(Step(at.date().isoformat(), train, test))
@@ -54,11 +55,10 @@ def score_step(
     """Probabilities of each scorer on the step's test rows, or None when the history cannot train a model."""
     frame, names = training.frame, training.feature_names
     train, test = frame.iloc[step.train], frame.iloc[step.test]
-    times = sample_time(training)
     model = build_model(settings.model, categorical_features=training.categorical, gap_days=gap_days(settings),
                         directions=feature_directions(settings))  # fmt: skip
     try:
-        model.fit(train[names], train["converted"], sample_time=None if times is None else times.iloc[step.train])
+        fit_recipe(model, training, step.train, names)
     except TooLittleDataError as exc:
         log.warning("step %s skipped: %s", step.label, exc)
         return None

@@ -162,7 +162,7 @@ def build_training_set(
 ) -> None:
     """Build the point-in-time training set from closed outcomes, with a manifest beside it."""
     from pipelines.training_set import build_training_set as build
-    from pipelines.training_set import write_training_set
+    from pipelines.training_set import coverage_lines, write_training_set
 
     settings = _with_engine(_settings(config), engine)
     spark_folder = settings.engine.name == "spark" and settings.mode == "crm"
@@ -191,7 +191,13 @@ def build_training_set(
         f"{len(m['features'])} features -> {path}"
     )
     if "spine" in m:
-        typer.echo(f"censored (horizon past the data end, never labelled 0): {m['spine']['censored']:,}")
+        sp = m["spine"]
+        typer.echo(
+            f"censored (horizon not over by as_of, whatever happened in it; never labelled): {sp['censored']:,}; "
+            f"snapshots over the cap per lead left out: {sp.get('thinned', 0):,}"
+        )
+        for line in coverage_lines(m.get("coverage")):
+            typer.echo(line)
     if m.get("excluded_leaking_columns"):
         typer.echo(f"excluded as leaking: {', '.join(m['excluded_leaking_columns'])}")
     typer.echo(f"manifest -> {manifest}")
@@ -255,7 +261,7 @@ def train(
     """Train on closed deals, evaluate on a time-ordered holdout beside the baselines, log and register in MLflow."""
     from models.conversion import TooLittleDataError
     from pipelines.training import train as run_training
-    from pipelines.training_set import read_training_set
+    from pipelines.training_set import coverage_lines, read_training_set
 
     settings = _settings(config)
     data = None
@@ -275,13 +281,19 @@ def train(
         result = run_training(settings, promote_anyway=promote, data=data, training=prebuilt)
     except TooLittleDataError as exc:
         raise _fail(f"too little data to train: {exc}", 1) from None
-    model, split = result.model, result.split
+    model, split, deployed = result.model, result.split, result.deployed
     typer.echo(
-        f"trained on {len(split.dev):,} rows, evaluated on the latest {len(split.holdout):,} "
-        f"(best iteration {model.best_iteration_}, calibration: {model.calibration_method_})"
+        f"recipe evaluated: fit on {len(split.dev):,} rows, scored on the latest {len(split.holdout):,} (fully "
+        f"observed) rows (best iteration {model.best_iteration_}, calibration: {model.calibration_method_})"
     )
     typer.echo("holdout metrics (model and baselines):")
     typer.echo(result.metrics.to_string(float_format=lambda v: f"{v:.4f}"))
+    typer.echo(
+        f"deployed: the same recipe refit on all {deployed.n_train_:,} rows (best iteration "
+        f"{deployed.best_iteration_}, calibration: {deployed.calibration_method_}); it carries the figures above"
+    )
+    for line in coverage_lines(result.training.manifest.get("coverage")):
+        typer.echo(line)
     typer.echo(f"registered {settings.mlflow.registered_model} version {result.version} (alias challenger)")
     typer.echo(result.decision)
     typer.echo(f"MLflow run {result.run_id} in {settings.tracking_uri}")

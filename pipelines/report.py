@@ -42,6 +42,8 @@ class Review:
     split: Split
     data: CrmData | None
     graded: pd.DataFrame | None
+    # the recipe's evaluated fit (development rows only): the registered model was refit on the holdout too
+    holdout_model: object | None = None
 
     @property
     def holdout(self) -> pd.DataFrame:
@@ -54,7 +56,8 @@ class Review:
     @property
     def probability(self) -> np.ndarray:
         if not hasattr(self, "_probability"):
-            self._probability = self.model.predict_proba(self.X_holdout)[:, 1]
+            model = self.holdout_model if self.holdout_model is not None else self.model
+            self._probability = model.predict_proba(self.X_holdout)[:, 1]
         return self._probability
 
 
@@ -74,7 +77,22 @@ def load_review(settings: Settings, *, model_uri: str | None = None) -> Review:
 
         graded = grade_spine(settings, data, training.frame[["lead_id", "cutoff_time", "converted"]])
     return Review(settings, model, wrapper, name or uri, version, training, holdout_split(settings, training), data,
-                  graded)  # fmt: skip
+                  graded, _evaluated_fit(name, version))  # fmt: skip
+
+
+def _evaluated_fit(name: str, version: str):
+    """The evaluated fit logged beside a registered version (None for models trained before it was logged)."""
+    from pipelines import tracking
+
+    if not name or not version:
+        return None
+    client = tracking.mlflow_module().MlflowClient()
+    try:
+        run_id = client.get_model_version(name, version).run_id
+        return tracking.load_conversion_model(f"runs:/{run_id}/evaluated_model")[0]
+    except Exception:  # an older run without it: the holdout figures fall back to the registered model
+        log.info("no evaluated fit logged for %s v%s: holdout figures use the registered model", name, version)
+        return None
 
 
 # -- model summary -----------------------------------------------------------------------------------------------

@@ -267,19 +267,21 @@ def training_set_spark(settings: Settings, *, as_of: pd.Timestamp | None, out: P
     from pyspark.sql import functions as F
 
     from features.registry import all_features
-    from pipelines.training_set import crm_training_set, selected_features
+    from pipelines.training_set import ORDER_COLUMN, crm_training_set, selected_features
 
     spark = spark_session(settings)
     as_of = global_as_of(spark, settings, as_of)
     specs, names = all_features(), selected_features(settings)
-    types = {"lead_id": "string", "cutoff_time": "timestamp", "converted": "double"}
+    types = {"lead_id": "string", "cutoff_time": "timestamp", "converted": "double", "sample_weight": "double"}
     types |= {n: "string" if specs[n].kind == "categorical" else "double" for n in names}
     types |= {"_censored": "double"}
 
     def work(settings: Settings, data) -> pd.DataFrame:
         training = crm_training_set(settings, data)
         stats = pd.DataFrame({"_censored": [float(training.manifest["spine"]["censored"])]})
-        return pd.concat([training.frame, stats], ignore_index=True)  # one stats row per bucket, lead_id empty
+        # the order column counts rows within one bucket only: the folder is ordered by cutoff time and lead id
+        frame = training.frame.drop(columns=ORDER_COLUMN)
+        return pd.concat([frame, stats], ignore_index=True)  # one stats row per bucket, lead_id empty
 
     rows = run_per_bucket(spark, settings, work, schema_of(types), as_of=as_of).cache()
     censored = int(rows.agg(F.sum("_censored")).first()[0] or 0)

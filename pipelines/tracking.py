@@ -90,6 +90,7 @@ def log_conversion_model(
     *,
     reference_profile: dict,
     feature_set: str,
+    name: str = "model",
     score_reference: dict | None = None,
     reason_reference: dict | None = None,
 ):
@@ -104,7 +105,7 @@ def log_conversion_model(
     example = plain_columns(example, categorical)
     output = pd.DataFrame({"probability": model.predict_proba(example)[:, 1], "raw_score": model.raw_score(example)})
     return mlflow.pyfunc.log_model(
-        name="model",
+        name=name,
         python_model=_python_model_class()(model, reference_profile=reference_profile, feature_set=feature_set,
                                            score_reference=score_reference, reason_reference=reason_reference),
         signature=infer_signature(example, output),
@@ -153,6 +154,13 @@ def champion_version(settings: Settings) -> str | None:
         return str(client.get_model_version_by_alias(settings.mlflow.registered_model, "champion").version)
     except mlflow.exceptions.MlflowException:
         return None
+
+
+def tag_version(settings: Settings, version: str, tags: dict[str, str]) -> None:
+    """Tag one registered model version (e.g. with the gate's decision)."""
+    client = mlflow_module().MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(settings.mlflow.registered_model, version, key, value)
 
 
 def promote(settings: Settings, version: str) -> None:

@@ -1,5 +1,9 @@
-"""`leadscore train`: training set -> time-ordered holdout -> fit -> calibrate -> evaluate against baselines ->
-log to MLflow -> register as challenger -> promote to champion only through the gate."""
+"""`leadscore train`: training set -> time-ordered holdout -> evaluate the recipe (fit on the earlier rows,
+calibrate, score the holdout beside the baselines) -> refit the same recipe on every row -> log both fits to MLflow
+-> register the refit as challenger, carrying its recipe's holdout figures -> champion only through the gate.
+
+The gate compares like with like: the champion's recorded recipe (its features and parameters, from MLflow) is
+refit on the challenger's development rows and both score the same holdout rows, which neither fit has seen."""
 
 from __future__ import annotations
 
@@ -9,14 +13,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 
+from features.build import build_features
+from features.context import FeatureParams
 from features.registry import all_features
 from models.baselines import CellRateBaseline, logistic_regression
 from models.conversion import ConversionModel, TooLittleDataError, time_ordered_split
 from models.evaluation import calibration_table, evaluate, is_better, metrics_table
 from models.factory import build_model
 from pipelines.config import Settings
-from pipelines.training_set import TrainingSet, build_training_set
+from pipelines.training_set import TrainingSet, build_training_set, feature_params
 from pipelines.validation import CrmData, load_crm
 
 log = logging.getLogger(__name__)
@@ -30,7 +37,7 @@ class Split:
 
 @dataclass
 class TrainResult:
-    model: ConversionModel
+    model: ConversionModel  # the recipe's evaluated fit: development rows only
     training: TrainingSet
     split: Split
     metrics: pd.DataFrame
@@ -40,6 +47,14 @@ class TrainResult:
     version: str | None = None
     decision: str = ""
     extra: dict = field(default_factory=dict)
+    deployed: ConversionModel | None = None  # the same recipe refit on every row: what is registered
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    promoted: bool
+    text: str
+    figures: dict
 
 
 def gap_days(settings: Settings) -> float:
@@ -69,13 +84,28 @@ def holdout_split(settings: Settings, training: TrainingSet) -> Split:
     return Split(dev, holdout)
 
 
-def fit_model(settings: Settings, training: TrainingSet, rows: np.ndarray) -> ConversionModel:
+def sample_weight(training: TrainingSet) -> pd.Series | None:
+    """Per-row weights of the spine (every lead counts the same), or None (flat data: every row counts once)."""
+    return training.frame.get("sample_weight")
+
+
+def fit_recipe(model: ConversionModel, training: TrainingSet, rows: np.ndarray, features: list[str]) -> ConversionModel:
+    """Fit an unfitted model (a recipe) on the given rows, in time order, with their times and weights."""
     frame = training.frame.iloc[rows]
+    times, weights = sample_time(training), sample_weight(training)
+    return model.fit(frame[features], frame["converted"], sample_time=None if times is None else times.iloc[rows],
+                     sample_weight=None if weights is None else weights.iloc[rows])  # fmt: skip
+
+
+def fit_model(settings: Settings, training: TrainingSet, rows: np.ndarray) -> ConversionModel:
     model = build_model(settings.model, categorical_features=training.categorical, gap_days=gap_days(settings),
                         directions=feature_directions(settings))  # fmt: skip
-    times = sample_time(training)
-    return model.fit(frame[training.feature_names], frame["converted"],
-                     sample_time=None if times is None else times.iloc[rows])  # fmt: skip
+    return fit_recipe(model, training, rows, training.feature_names)
+
+
+def refit_on_all_rows(settings: Settings, training: TrainingSet) -> ConversionModel:
+    """The evaluated recipe refit on every row, holdout included: what gets registered and scores open leads."""
+    return fit_model(settings, training, np.arange(len(training.frame)))
 
 
 def baseline_scores(
@@ -131,38 +161,81 @@ def train_and_evaluate(
     return result, graded
 
 
-def gate(settings: Settings, result: TrainResult, champion_model) -> tuple[bool, str, dict]:
-    """Promote only when the challenger beats the champion on this holdout and is not worse calibrated."""
-    metric = settings.model.gate_metric
+def champion_recipe_scores(
+    result: TrainResult, champion_model: ConversionModel, *, data: CrmData | None, params: FeatureParams | None
+) -> np.ndarray:
+    """Holdout probabilities of the champion's recipe (its parameters and features) refit on the challenger's
+    development rows. Features the challenger's training set lacks are built from the CRM tables."""
+    training = result.training
+    features = [str(c) for c in champion_model.feature_names_in_]
+    missing = [c for c in features if c not in training.frame]
+    if missing:
+        if data is None:
+            raise KeyError(f"the champion's feature(s) {missing} are not in this training set and the CRM tables "
+                           "are not loaded (a prebuilt training set)")  # fmt: skip
+        t = data.tables
+        extra = build_features(training.frame[["lead_id", "cutoff_time"]], leads=t["leads"], accounts=t.get("accounts"),
+                               events=t.get("events"), opportunities=t["opportunities"], feature_names=missing,
+                               params=params)  # fmt: skip
+        frame = training.frame.assign(**{c: extra[c].to_numpy() for c in missing})
+        training = TrainingSet(frame, training.feature_names, training.manifest, training.categorical)
+    recipe = clone(champion_model)
+    same = recipe.get_params() == result.model.get_params() and features == list(result.model.feature_names_in_)
+    if same:  # the same recipe on the same rows: LightGBM is deterministic, the refit would be the evaluated fit
+        return result.holdout_probability
+    model = fit_recipe(recipe, training, result.split.dev, features)
+    return model.predict_proba(training.frame.iloc[result.split.holdout][features])[:, 1]
+
+
+def gate(
+    settings: Settings,
+    result: TrainResult,
+    champion_model: ConversionModel,
+    *,
+    data: CrmData | None = None,
+    versions: tuple[str, str] = ("new", "current"),
+) -> GateDecision:
+    """Promote only when the challenger beats the champion's recipe, refit on the same development rows and scored
+    on the same holdout rows, by more than `gate_min_improvement` (a tie keeps the champion), and is not worse
+    calibrated by more than the tolerance."""
+    m = settings.model
+    metric = m.gate_metric
+    challenger_version, champion_version = versions
     challenger = result.metrics.loc["lightgbm_calibrated"]
     holdout = result.training.frame.iloc[result.split.holdout]
     try:
-        p = champion_model.predict_proba(holdout)[:, 1]
-    except KeyError as exc:
-        return False, f"not promoted: the champion cannot score this holdout ({exc}); use --promote", {}
+        p = champion_recipe_scores(result, champion_model, data=data,
+                                   params=feature_params(settings) if data is not None else None)  # fmt: skip
+    except (KeyError, ValueError) as exc:
+        text = f"gate: champion v{champion_version} kept: its recipe cannot be refit here ({exc}); use --promote"
+        return GateDecision(False, text, {})
     champion = evaluate(holdout["converted"], p)
-    figures = {f"champion_{metric}": champion[metric], "champion_ece": champion["ece"]}
-    better = is_better(
-        challenger[metric], champion[metric], metric, min_improvement=settings.model.gate_min_improvement
-    )
-    calibrated = challenger["ece"] <= champion["ece"] + settings.model.gate_calibration_tolerance
-    text = (f"{metric}: challenger {challenger[metric]:.4f} vs champion {champion[metric]:.4f}; "
-            f"ECE: challenger {challenger['ece']:.4f} vs champion {champion['ece']:.4f} "
-            f"(tolerance {settings.model.gate_calibration_tolerance})")  # fmt: skip
+    figures = {f"champion_{metric}": champion[metric], "champion_ece": champion["ece"],
+               f"challenger_{metric}": float(challenger[metric]),
+               "challenger_ece": float(challenger["ece"])}  # fmt: skip
+    better = is_better(challenger[metric], champion[metric], metric, min_improvement=m.gate_min_improvement)
+    calibrated = challenger["ece"] <= champion["ece"] + m.gate_calibration_tolerance
+    compared = (f"{metric} challenger v{challenger_version} {challenger[metric]:.4f} vs champion v{champion_version} "
+                f"{champion[metric]:.4f} (its recipe refit on the same {len(result.split.dev):,} rows; "
+                f"{len(holdout):,} holdout rows), ECE {challenger['ece']:.4f} vs {champion['ece']:.4f}")  # fmt: skip
     if better and calibrated:
-        return True, f"promoted: {text}", figures
-    reason = "not better" if not better else "worse calibrated"
-    return False, f"not promoted ({reason}): {text}", figures
+        verdict = f"promoted v{challenger_version} (improvement > {m.gate_min_improvement:g})"
+    elif challenger[metric] == champion[metric]:
+        verdict = f"champion v{champion_version} kept (tie)"
+    elif not better:
+        verdict = f"champion v{champion_version} kept (improvement not > {m.gate_min_improvement:g})"
+    else:
+        verdict = f"champion v{champion_version} kept (ECE worse by more than {m.gate_calibration_tolerance:g})"
+    return GateDecision(better and calibrated, f"gate: {compared}: {verdict}", figures)
 
 
-def training_profile(result: TrainResult) -> dict:
-    """The population the model was fitted on (features and score), for drift checks when scoring."""
+def training_profile(model: ConversionModel, training: TrainingSet) -> dict:
+    """The population the deployed model was fitted on (features and score), for drift checks when scoring."""
     from models.drift import profile
 
-    training = result.training
-    dev = training.frame.iloc[result.split.dev]
-    reference = profile(dev[training.feature_names], categorical=training.categorical)
-    scores = pd.DataFrame({"probability": result.model.predict_proba(dev[training.feature_names])[:, 1]})
+    frame = training.frame
+    reference = profile(frame[training.feature_names], categorical=training.categorical)
+    scores = pd.DataFrame({"probability": model.predict_proba(frame[training.feature_names])[:, 1]})
     reference.update(profile(scores, categorical=[]))
     return reference
 
@@ -170,12 +243,13 @@ def training_profile(result: TrainResult) -> dict:
 REFERENCE_LEADS = 20_000  # open leads scored for the score's reference distribution (a seeded sample beyond that)
 
 
-def score_reference_population(settings: Settings, result: TrainResult, data: CrmData | None) -> dict:
+def score_reference_population(
+    settings: Settings, model: ConversionModel, training: TrainingSet, data: CrmData | None
+) -> dict:
     """The distribution the 1-99 score ranks against: the model's scores of every lead open at the training as-of
     (CRM mode, at most REFERENCE_LEADS of them), else of the training rows (flat mode, prebuilt training sets)."""
     from models.scores import score_reference
 
-    model, training = result.model, result.training
     if data is None:
         raw = model.raw_score(training.frame[training.feature_names])
         return score_reference(raw, population=f"{len(raw):,} training rows")
@@ -198,13 +272,13 @@ def score_reference_population(settings: Settings, result: TrainResult, data: Cr
     return score_reference(raw, population=f"{len(raw):,} leads open at {data.as_of.isoformat()}")
 
 
-def reasons_reference(result: TrainResult) -> dict:
-    """Typical and typical-converting values (categories: conversion rates) of the rows the model was fitted on."""
+def reasons_reference(training: TrainingSet, rows: np.ndarray | None = None) -> dict:
+    """Typical and typical-converting values (categories: conversion rates) of the rows a model was fitted on
+    (all training rows for the deployed refit)."""
     from models.reasons import reason_reference
 
-    training = result.training
-    dev = training.frame.iloc[result.split.dev]
-    return reason_reference(dev[training.feature_names], dev["converted"], categorical=training.categorical)
+    frame = training.frame if rows is None else training.frame.iloc[rows]
+    return reason_reference(frame[training.feature_names], frame["converted"], categorical=training.categorical)
 
 
 def feature_table(names: list[str]) -> pd.DataFrame:
@@ -235,9 +309,10 @@ def train(
     if settings.mode == "crm" and data is None and training is None:
         data = load_crm(settings)  # once: the training set and the grade analysis both read it
     result, graded = train_and_evaluate(settings, data=data, training=training)
+    result.deployed = refit_on_all_rows(settings, result.training)
     mlflow = tracking.mlflow_module()
     experiment = tracking.use_store(settings)
-    training, model = result.training, result.model
+    training, model, deployed = result.training, result.model, result.deployed
     holdout = training.frame.iloc[result.split.holdout]
     with mlflow.start_run(experiment_id=experiment, run_name="train") as run:
         mlflow.log_params({f"model.{k}": v for k, v in settings.model.model_dump().items()})
@@ -246,10 +321,16 @@ def train(
             "dev_rows": len(result.split.dev), "holdout_rows": len(result.split.holdout),
             "best_iteration": model.best_iteration_, "calibration_method": model.calibration_method_,
             "horizon_days": gap_days(settings), "training_set_sha256": training.manifest["input_sha256"],
+            "deployed.rows": deployed.n_train_, "deployed.best_iteration": deployed.best_iteration_,
+            "deployed.calibration_method": deployed.calibration_method_, "evaluated.rows": model.n_train_,
+            "evaluated.calibration_rows": model.n_calibration_, "deployed.calibration_rows": deployed.n_calibration_,
         })  # fmt: skip
         for scorer, row in result.metrics.iterrows():
             mlflow.log_metrics({f"{scorer}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
         mlflow.log_metrics({k: float(v) for k, v in result.metrics.loc["lightgbm_calibrated"].items() if pd.notna(v)})
+        coverage = training.manifest.get("coverage") or {}
+        mlflow.log_metrics({f"coverage.{c}.scored_outside_share": v["scored_outside_share"]
+                            for c, v in coverage.items() if isinstance(v, dict)})  # fmt: skip
         tracking.log_frame(result.metrics, "evaluation/metrics.csv")
         tracking.log_frame(result.calibration, "evaluation/calibration_by_decile.csv")
         tracking.log_frame(feature_table(training.feature_names), "features/features.csv")
@@ -261,31 +342,38 @@ def train(
                            "explanations/shap_importance_by_group.csv")  # fmt: skip
         if graded is not None:
             _log_grade_analysis(settings, data, model, training)
-        reference = training_profile(result)
-        score_reference = score_reference_population(settings, result, data)
+        feature_set = str(training.manifest.get("feature_set"))
+        example = holdout[training.feature_names].head(5)
+        # the evaluated fit (development rows only) is kept beside the deployed one: its holdout figures are these
+        tracking.log_conversion_model(model, example, training.categorical, reference_profile={},
+                                      feature_set=feature_set, name="evaluated_model")  # fmt: skip
+        score_reference = score_reference_population(settings, deployed, training, data)
         mlflow.log_dict(score_reference, "reference/score_reference.json")
         info = tracking.log_conversion_model(
-            model,
-            holdout[training.feature_names].head(5),
+            deployed,
+            example,
             training.categorical,
-            reference_profile=reference,
-            feature_set=str(training.manifest.get("feature_set")),
+            reference_profile=training_profile(deployed, training),
+            feature_set=feature_set,
             score_reference=score_reference,
-            reason_reference=reasons_reference(result),
+            reason_reference=reasons_reference(training),
         )
         version = tracking.register(settings, info.model_uri, run_id=run.info.run_id)
         champion = tracking.champion_version(settings)
         if promote_anyway or champion is None:
             promoted = True
-            decision = "promoted: " + ("--promote given" if promote_anyway else "no champion yet")
+            decision = f"gate: promoted v{version}: " + ("--promote given" if promote_anyway else "no champion yet")
         else:
             champion_model, _wrapper = tracking.load_conversion_model(
                 f"models:/{settings.mlflow.registered_model}@champion"
             )
-            promoted, decision, figures = gate(settings, result, champion_model)
-            mlflow.log_metrics({k: float(v) for k, v in figures.items()})
+            verdict = gate(settings, result, champion_model, data=data, versions=(version, champion))
+            promoted, decision = verdict.promoted, verdict.text
+            mlflow.log_metrics({f"gate.{k}": float(v) for k, v in verdict.figures.items()})
+            tracking.tag_version(settings, champion, {"gate.last_challenge": decision})
         if promoted:
             tracking.promote(settings, version)
+        tracking.tag_version(settings, version, {"gate.decision": decision, "gate.promoted": str(promoted)})
         mlflow.set_tags({"gate.decision": decision, "gate.promoted": str(promoted), "registered_version": version})
         result.run_id, result.version, result.decision = run.info.run_id, version, decision
     return result

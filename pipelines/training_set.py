@@ -8,13 +8,14 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from features.build import build_features
 from features.context import FeatureParams
 from features.flat import FlatSpec, flat_training_set
 from features.registry import all_features, feature_set
-from features.spine import CutoffPolicy, build_spine
+from features.spine import CutoffPolicy, build_spine, scoring_spine
 from pipelines.config import Settings
 from pipelines.flat_checks import check_flat_table
 from pipelines.io import frame_writer, read_file
@@ -23,6 +24,10 @@ from pipelines.validation import CrmData, load_crm
 
 log = logging.getLogger(__name__)
 KEY_COLUMNS = ("lead_id", "cutoff_time", "converted")
+# the time order of the rows, explicit: flat rows without a time column keep their order through a Parquet file
+ORDER_COLUMN = "row_order"
+# lead age and recency: where old and dormant leads sit; the training rows must cover the scored leads on them
+COVERAGE_FEATURES = ("lead_age_days", "events_days_since_last")
 
 
 @dataclass
@@ -45,7 +50,8 @@ def feature_params(settings: Settings) -> FeatureParams:
 
 def cutoff_policy(settings: Settings) -> CutoffPolicy:
     s = settings.spine
-    return CutoffPolicy(s.policy, s.delay_days, s.every_days, s.max_snapshots, s.horizon_days)
+    return CutoffPolicy(s.policy, s.delay_days, s.every_days, s.max_snapshots, s.horizon_days,
+                        max_age_days=s.max_age_days, seed=settings.model.random_state)  # fmt: skip
 
 
 def selected_features(settings: Settings) -> list[str]:
@@ -98,6 +104,7 @@ def crm_training_set(settings: Settings, data: CrmData) -> TrainingSet:
         feature_names=names,
         params=feature_params(settings),
     )
+    frame.insert(frame.columns.get_loc("converted") + 1, ORDER_COLUMN, np.arange(len(frame), dtype="int64"))
     specs = all_features()
     manifest = {
         "mode": "crm",
@@ -106,9 +113,53 @@ def crm_training_set(settings: Settings, data: CrmData) -> TrainingSet:
         "cutoff_policy": asdict(policy),
         "cutoff_range": _range(frame["cutoff_time"]),
         "rejected_rows": {name: len(rows) for name, rows in data.rejects.items()},
+        "sample_weight": "1 / (rows kept for the lead); the model scales the weights to average 1",
+        "coverage": scoring_coverage(settings, data, frame),
     }
     categorical = [n for n in names if specs[n].kind == "categorical"]
     return TrainingSet(frame, names, manifest, categorical)
+
+
+def scoring_coverage(settings: Settings, data: CrmData, frame: pd.DataFrame) -> dict:
+    """For lead age and recency: the training rows' range and the share of the leads `predict` would score at
+    `as_of` that fall outside it (a model cannot know what it has never seen: trees extrapolate flat)."""
+    t = data.tables
+    spine = scoring_spine(t["leads"], t["opportunities"], as_of=data.as_of)
+    missing = [c for c in COVERAGE_FEATURES if c not in frame]
+    training = frame
+    if missing and len(frame):
+        extra = build_features(frame[["lead_id", "cutoff_time"]], leads=t["leads"], events=t.get("events"),
+                               feature_names=missing, params=feature_params(settings))  # fmt: skip
+        training = frame.assign(**{c: extra[c].to_numpy() for c in missing})
+    scored = build_features(spine, leads=t["leads"], events=t.get("events"), feature_names=list(COVERAGE_FEATURES),
+                            params=feature_params(settings))  # fmt: skip
+    report: dict = {"scored_leads": len(scored)}
+    for column in COVERAGE_FEATURES:
+        values = pd.to_numeric(training[column], errors="coerce") if len(training) else pd.Series(dtype=float)
+        lo, hi = (float(values.min()), float(values.max())) if values.notna().any() else (np.nan, np.nan)
+        v = pd.to_numeric(scored[column], errors="coerce")
+        outside = ((v < lo) | (v > hi)) if np.isfinite(lo) else v.notna()
+        report[column] = {
+            "training_range": [round(lo, 2), round(hi, 2)] if np.isfinite(lo) else None,
+            "scored_median": round(float(v.median()), 2) if v.notna().any() else None,
+            "scored_outside_share": round(float(outside.mean()), 4) if len(v) else 0.0,
+        }
+    return report
+
+
+def coverage_lines(coverage: dict | None) -> list[str]:
+    """The coverage report in words, one line per feature."""
+    if not coverage:
+        return []
+    lines = []
+    for column in COVERAGE_FEATURES:
+        c = coverage.get(column)
+        if c and c["training_range"] is not None:
+            lo, hi = c["training_range"]
+            lines.append(f"coverage: {c['scored_outside_share']:.1%} of the {coverage['scored_leads']:,} leads scored "
+                         f"at as_of lie outside the training range of {column} [{lo:g}, {hi:g}] "
+                         f"(scored median {c['scored_median']})")  # fmt: skip
+    return lines
 
 
 def flat_spec(settings: Settings) -> FlatSpec:
@@ -190,7 +241,13 @@ def read_training_set(path: Path) -> TrainingSet:
     manifest = json.loads(manifest_path.read_text())
     frame = pd.read_parquet(path)
     frame["converted"] = frame["converted"].astype("int8")
-    frame = frame.sort_values(["cutoff_time", "lead_id"], kind="stable").reset_index(drop=True)
+    # the written order is the time order; without the order column (older files) cutoff then lead id
+    order = ["cutoff_time", ORDER_COLUMN] if ORDER_COLUMN in frame else ["cutoff_time", "lead_id"]
+    if ORDER_COLUMN not in frame and frame["cutoff_time"].isna().all():
+        log.warning("%s has no %s column and no cutoff times: rows keep the file's order", path, ORDER_COLUMN)
+        order = []
+    if order:
+        frame = frame.sort_values(order, kind="stable", na_position="first").reset_index(drop=True)
     specs = all_features()
     names = manifest["features"]
     categorical = manifest.get("categorical_features") or [n for n in names if n in specs

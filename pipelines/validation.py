@@ -50,6 +50,7 @@ class CrmData:
     as_of: pd.Timestamp
     problems: list[Problem] = field(default_factory=list)
     rejects: dict[str, pd.DataFrame] = field(default_factory=dict)
+    after_as_of: dict[str, int] = field(default_factory=dict)  # rows not yet known at as_of, out of the view
 
     @property
     def errors(self) -> list[Problem]:
@@ -105,6 +106,18 @@ class _Checker:
             reason = f"{column}: {rule}"
             for position in np.flatnonzero(mask.to_numpy()):
                 self.reasons[position] = f"{self.reasons[position]}; {reason}" if position in self.reasons else reason
+
+    def leave_view(self, mask: np.ndarray) -> int:
+        """Take rows out of the table (not rejected: they do not exist at this point in time); keep the reasons
+        of the other rows at their new positions. A row already rejected stays, so that it reaches the rejects."""
+        mask = mask & ~self.rejected()
+        if not mask.any():
+            return 0
+        keep = np.flatnonzero(~mask)
+        new_position = {old: new for new, old in enumerate(keep)}
+        self.reasons = {new_position[p]: r for p, r in self.reasons.items() if p in new_position}
+        self.frame = self.frame.iloc[keep].reset_index(drop=True)
+        return int(mask.sum())
 
     def rejected(self) -> np.ndarray:
         bad = np.zeros(len(self.frame), dtype=bool)
@@ -301,9 +314,8 @@ def _check_references(
     parent: str,
     *,
     severity: str = "error",
-    skip: pd.Series | None = None,
 ) -> None:
-    present = frame[column].notna() if skip is None else frame[column].notna() & ~skip
+    present = frame[column].notna()
     known = _isin(frame[column], seen)
     unknown = present & ~known
     rejected_parent = present & known & ~_isin(frame[column], valid)
@@ -326,35 +338,39 @@ def _check_references(
     )
 
 
-def _after(frame: pd.DataFrame, table: str, as_of: pd.Timestamp) -> pd.Series:
-    column = {"events": "occurred_at", "opportunities": "created_at"}[table]
-    return (frame[column] > as_of).fillna(False).astype(bool)
-
-
-def _check_as_of(table: str, frame: pd.DataFrame, check: _Checker, as_of: pd.Timestamp) -> None:
-    """Rows not yet known at `as_of` leave the as-of view; an outcome closed after it is still open then."""
-    time_column = {"leads": "created_at", "events": "occurred_at", "opportunities": "created_at"}.get(table)
-    if time_column is None:
-        return
-    check.flag(
-        frame[time_column] > as_of,
-        time_column,
-        "after as_of",
-        f"dated {{value}} after as_of {as_of.isoformat()}",
-        severity="warning",
-    )
+def _check_as_of(table: str, check: _Checker, as_of: pd.Timestamp) -> int:
+    """The as-of view: what was known at `as_of`. Rows created after it leave the table (they do not exist yet:
+    neither an error nor a reject); a deal closed after it is still open then; a sales acceptance after it has not
+    happened yet. Returns how many rows left."""
+    frame = check.frame
     if table == "opportunities":
-        later = frame["closed_at"] > as_of
-        check.flag(
-            later,
-            "closed_at",
-            "closed after as_of",
-            f"closed at {{value}} after as_of {as_of.isoformat()}: treated as open",
-            severity="warning",
-            reject=False,
-        )
+        later = (frame["closed_at"] > as_of).to_numpy()
         frame.loc[later, "status"] = "open"
         frame.loc[later, "closed_at"] = pd.NaT
+    if table == "leads" and "sales_accepted_at" in frame:
+        frame.loc[(frame["sales_accepted_at"] > as_of).to_numpy(), "sales_accepted_at"] = pd.NaT
+    time_column = {"leads": "created_at", "events": "occurred_at", "opportunities": "created_at"}.get(table)
+    if time_column is None:
+        return 0
+    return check.leave_view((frame[time_column] > as_of).fillna(False).to_numpy(dtype=bool))
+
+
+def _as_of_view(frames: dict[str, pd.DataFrame], checkers: dict[str, _Checker], as_of: pd.Timestamp) -> dict:
+    """Apply the as-of view to every table; events and deals of leads that left the view leave with them."""
+    before = pd.Index(frames["leads"]["lead_id"].dropna().unique()) if "leads" in frames else None
+    left = {name: _check_as_of(name, checkers[name], as_of) for name in frames}
+    frames.update({name: checkers[name].frame for name in frames})
+    if before is not None:
+        gone = before.difference(pd.Index(frames["leads"]["lead_id"].dropna().unique()))
+        for child in ("events", "opportunities"):
+            if child in frames and len(gone):
+                left[child] += checkers[child].leave_view(_isin(frames[child]["lead_id"], gone).to_numpy(dtype=bool))
+                frames[child] = checkers[child].frame
+    left = {name: count for name, count in left.items() if count}
+    if left:
+        log.info("as of %s: rows created after it left the view (%s)", as_of.isoformat(),
+                 ", ".join(f"{name} {count:,}" for name, count in left.items()))  # fmt: skip
+    return left
 
 
 # The default as-of must not move because of one mistyped row: timestamps in the future of the wall clock, or far
@@ -518,9 +534,7 @@ def validate_frames(raw: dict[str, pd.DataFrame], settings: Settings, *, as_of: 
     as_of = as_of if as_of is not None else _as_utc(settings.as_of)
     explicit_as_of = as_of is not None
     as_of = as_of if explicit_as_of else _latest_timestamp(frames, checkers)
-    if explicit_as_of:
-        for name, frame in frames.items():
-            _check_as_of(name, frame, checkers[name], as_of)
+    after_as_of = _as_of_view(frames, checkers, as_of)
 
     if "leads" in frames:
         leads = frames["leads"]
@@ -528,9 +542,7 @@ def validate_frames(raw: dict[str, pd.DataFrame], settings: Settings, *, as_of: 
         valid = pd.Index(leads.loc[~checkers["leads"].rejected(), "lead_id"])
         for child in ("events", "opportunities"):
             if child in frames:
-                # a row after as_of left the view with its lead: a warning already, not also a reference error
-                later = _after(frames[child], child, as_of) if explicit_as_of else None
-                _check_references(frames[child], checkers[child], "lead_id", valid, seen, "leads", skip=later)
+                _check_references(frames[child], checkers[child], "lead_id", valid, seen, "leads")
         if "accounts" in frames and "account_id" in leads:
             accounts = frames["accounts"]
             account_ids = pd.Index(accounts["account_id"].dropna().unique())
@@ -543,7 +555,7 @@ def validate_frames(raw: dict[str, pd.DataFrame], settings: Settings, *, as_of: 
     if "events" in frames:
         _check_event_vocabulary(frames["events"], checkers["events"], known_event_types(settings))
 
-    data = CrmData(tables={}, as_of=as_of)
+    data = CrmData(tables={}, as_of=as_of, after_as_of=after_as_of)
     for name, checker in checkers.items():
         data.problems.extend(checker.problems)
         if name in frames:

@@ -148,3 +148,38 @@ def test_a_sales_touch_would_otherwise_move_recency_features():
     as_web = features(LEADS, touch.assign(event_type="page_view"), PAST_OPPS)
     pd.testing.assert_frame_equal(as_sales, empty)
     assert as_web["events_days_since_last"].iloc[0] < 1
+
+
+# several snapshots of one lead at different cutoffs, as the whole-life spine makes them: a leak across snapshots
+# (a later snapshot's data reaching an earlier one) passes a test where every lead shares one cutoff
+MULTI_SPINE = pd.DataFrame(
+    {
+        "lead_id": ["L0", "L0", "L0", "L1", "L1", "L9", "L2"],
+        "cutoff_time": [CUTOFF - pd.Timedelta(days=d) for d in (60, 20, 0, 40, -20, 0, -10)],
+    }
+)
+
+
+def truncated(events: pd.DataFrame, opps: pd.DataFrame, leads: pd.DataFrame, at: pd.Timestamp):
+    """The data as it stood just before `at`: later rows absent, later outcomes still open."""
+    opps = opps[opps["created_at"] < at].copy()
+    late = opps["closed_at"] >= at
+    opps.loc[late, "closed_at"] = pd.NaT
+    opps.loc[late, "status"] = "open"
+    return events[events["occurred_at"] < at], opps, leads[leads["created_at"] < at]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=st.lists(event, max_size=40), close_days=st.integers(-50, 30), status=st.sampled_from(["won", "lost"]))
+def test_each_snapshot_sees_only_what_was_known_at_its_own_cutoff(events, close_days, status):
+    leads = pd.concat([LEADS, OLD_LEAD], ignore_index=True)
+    opps = pd.concat([PAST_OPPS, pd.DataFrame({
+        "opportunity_id": ["O10"], "lead_id": ["L0"], "created_at": [CUTOFF - pd.Timedelta(days=70)],
+        "closed_at": [CUTOFF + pd.Timedelta(days=close_days)], "status": [status]})], ignore_index=True)  # fmt: skip
+    frame = events_frame(events)
+    together = build_features(MULTI_SPINE, leads=leads, accounts=ACCOUNTS, events=frame, opportunities=opps)
+    for i, row in MULTI_SPINE.iterrows():
+        past_events, past_opps, past_leads = truncated(frame, opps, leads, row["cutoff_time"])
+        alone = build_features(MULTI_SPINE.iloc[[i]], leads=past_leads, accounts=ACCOUNTS, events=past_events,
+                               opportunities=past_opps)  # fmt: skip
+        pd.testing.assert_frame_equal(together.iloc[[i]].reset_index(drop=True), alone, check_dtype=False)

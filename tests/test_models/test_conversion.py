@@ -30,9 +30,6 @@ def small_model(**kwargs) -> ConversionModel:
     return ConversionModel(n_estimators=60, min_positives=5, min_negatives=5, early_stopping_rounds=10, **kwargs)
 
 
-SORTED_BY_CLASS = "rows sorted by class leave one class in the time-ordered validation fold: refused by design"
-
-
 def test_scikit_learn_estimator_contract():
     # numeric-only data is what the generic checks can generate; categoricals are covered below
     model = ConversionModel(
@@ -42,8 +39,7 @@ def test_scikit_learn_estimator_contract():
         model,
         expected_failed_checks={
             "check_dtype_object": "by design, text numbers (from CSV) are parsed rather than refused",
-            "check_classifier_data_not_an_array": SORTED_BY_CLASS,
-            "check_positive_only_tag_during_fit": SORTED_BY_CLASS,
+            "check_sample_weight_equivalence_on_dense_data": "repeated rows shift the time-ordered folds",
         },
     )
 
@@ -54,6 +50,49 @@ def test_time_ordered_split_never_puts_a_later_cutoff_in_train():
     assert sorted(later) == [2, 4]  # March and April
     assert sorted(earlier) == [0, 1]  # February falls in the 30-day gap before March
     assert times.iloc[earlier].max() + pd.Timedelta(days=30) <= times.iloc[later].min()
+
+
+def test_rows_of_one_timestamp_never_land_on_both_sides():
+    # the boundary timestamp (March) holds three rows: all go to the later fold, none to the earlier one
+    times = pd.Series(pd.to_datetime(["2025-01-01", "2025-02-01", "2025-03-01", "2025-03-01", "2025-03-01",
+                                      "2025-04-01"], utc=True))  # fmt: skip
+    earlier, later = time_ordered_split(6, fraction=0.4, sample_time=times)
+    assert earlier.tolist() == [0, 1] and later.tolist() == [2, 3, 4, 5]
+    assert not set(earlier) & set(later)
+
+
+def test_a_split_that_cannot_be_made_says_why():
+    times = pd.Series(pd.to_datetime(["2025-03-01"] * 5, utc=True))
+    with pytest.raises(TooLittleDataError, match="rows of one timestamp never go to both sides"):
+        time_ordered_split(5, fraction=0.2, sample_time=times)
+
+
+def test_trees_early_stopping_and_calibration_folds_are_disjoint_and_in_time_order():
+    n = 1000
+    times = pd.Series(pd.date_range("2024-01-01", periods=n // 4, freq="D", tz="UTC").repeat(4))  # ties of 4
+    model = small_model(validation_gap_days=10)
+    train, stopping, calibration = model._folds(n, times)
+    assert len(stopping) and len(calibration)
+    assert times.iloc[train].max() + pd.Timedelta(days=10) < times.iloc[stopping].min()
+    assert times.iloc[stopping].max() < times.iloc[calibration].min()
+    assert len(set(train) | set(stopping) | set(calibration)) == len(train) + len(stopping) + len(calibration)
+    assert len(stopping) + len(calibration) == 200
+    X, y, _ = synthetic(n)
+    fitted = small_model(validation_gap_days=10, categorical_features=("industry",)).fit(X, y, sample_time=times)
+    assert (fitted.n_valid_, fitted.n_calibration_) == (len(stopping), len(calibration))
+
+
+def test_sample_weights_change_the_fit_and_are_checked():
+    X, y, times = synthetic()
+    plain = small_model(categorical_features=("industry",)).fit(X, y, sample_time=times)
+    weights = np.where(X["industry"] == "software", 5.0, 1.0)
+    weighted = small_model(categorical_features=("industry",)).fit(X, y, sample_time=times, sample_weight=weights)
+    assert not np.allclose(plain.raw_score(X.head(50)), weighted.raw_score(X.head(50)))
+    # only relative weights matter: scaling them all gives the same model
+    scaled = small_model(categorical_features=("industry",)).fit(X, y, sample_time=times, sample_weight=weights * 7)
+    np.testing.assert_allclose(scaled.predict_proba(X.head(50)), weighted.predict_proba(X.head(50)), atol=1e-9)
+    with pytest.raises(ValueError, match="sample_weight"):
+        small_model().fit(X, y, sample_weight=-np.ones(len(y)))
 
 
 def test_fit_predicts_calibrated_probabilities_and_keeps_brier():

@@ -30,7 +30,7 @@ def trained(project):
 
 
 def test_train_registers_a_champion_and_prints_metrics_with_baselines(trained, project):
-    assert "promoted: no champion yet" in trained
+    assert "promoted v1: no champion yet" in trained
     for scorer in ("lightgbm_calibrated", "logistic_regression", "rules_grade"):
         assert scorer in trained
     assert (project.parent / "mlflow.db").exists()
@@ -57,26 +57,61 @@ def test_champion_loads_from_the_registry_and_scores_a_frame_read_back_from_csv(
     assert scored["probability"].between(0, 1).all()
 
 
-def test_the_gate_never_promotes_a_worse_challenger(trained, project):
+@pytest.fixture(scope="module")
+def data(project):
+    from pipelines.validation import load_crm
+
+    return load_crm(load_settings(project))
+
+
+@pytest.fixture(scope="module")
+def strong(project, data):
+    result, _ = train_and_evaluate(load_settings(project), data=data)
+    return result
+
+
+def test_the_gate_refits_the_champions_recipe_on_the_challengers_rows_and_never_promotes_a_worse_one(
+    project, data, strong
+):
     settings = load_settings(project)
-    worse = settings.model_copy(
+    worse_settings = settings.model_copy(
         update={"model": settings.model.model_copy(update={"n_estimators": 1, "num_leaves": 2})}
     )
-    result, _ = train_and_evaluate(worse)
+    worse, _ = train_and_evaluate(worse_settings, data=data)
+    assert worse.split.dev.tolist() == strong.split.dev.tolist()
+    verdict = gate(settings, worse, strong.model, data=data, versions=("2", "1"))
+    assert not verdict.promoted and "champion v1 kept" in verdict.text
+    # the champion's figure is its recipe refit on the same rows: here the strong model's own holdout figure
+    assert verdict.figures["champion_roc_auc"] == pytest.approx(strong.metrics.loc["lightgbm_calibrated", "roc_auc"])
+    assert verdict.figures["champion_roc_auc"] > worse.metrics.loc["lightgbm_calibrated", "roc_auc"]
+    better = gate(settings, strong, worse.model, data=data, versions=("3", "2"))
+    assert better.promoted and better.text.startswith("gate: roc_auc challenger v3")
+    assert "promoted v3" in better.text
 
-    class Champion:  # the real, better model trained on the same data
-        def __init__(self, model):
-            self.model = model
 
-        def predict_proba(self, frame):
-            return self.model.predict_proba(frame[result.training.feature_names])
+def test_a_tie_keeps_the_champion(project, data, strong):
+    settings = load_settings(project)
+    verdict = gate(settings, strong, strong.model, data=data, versions=("5", "4"))
+    assert not verdict.promoted
+    assert verdict.text.endswith("champion v4 kept (tie)")
+    assert verdict.figures["champion_roc_auc"] == verdict.figures["challenger_roc_auc"]
 
-    strong, _ = train_and_evaluate(settings)
-    promoted, decision, figures = gate(settings, result, Champion(strong.model))
-    assert not promoted and decision.startswith("not promoted")
-    assert figures["champion_roc_auc"] > result.metrics.loc["lightgbm_calibrated", "roc_auc"]
-    promoted, decision, _ = gate(settings, strong, Champion(result.model))
-    assert promoted and decision.startswith("promoted")
+
+def test_a_champion_on_another_feature_set_is_compared_on_the_same_rows(project, data, strong):
+    settings = load_settings(project)
+    profile = settings.model_copy(update={"features": settings.features.model_copy(update={"feature_set": "profile"})})
+    narrow, _ = train_and_evaluate(profile, data=data)
+    assert set(narrow.training.feature_names) < set(strong.training.feature_names)
+    # a champion with more features than the challenger's training set: the missing ones are built from the CRM
+    verdict = gate(profile, narrow, strong.model, data=data, versions=("7", "6"))
+    assert verdict.figures["champion_roc_auc"] == pytest.approx(strong.metrics.loc["lightgbm_calibrated", "roc_auc"])
+    assert "champion v6 kept" in verdict.text
+    # and the other way round
+    verdict = gate(settings, strong, narrow.model, data=data, versions=("8", "7"))
+    assert verdict.figures["champion_roc_auc"] == pytest.approx(narrow.metrics.loc["lightgbm_calibrated", "roc_auc"])
+    # without the CRM tables (a prebuilt training set) missing features are named, never guessed
+    verdict = gate(profile, narrow, strong.model, data=None, versions=("9", "8"))
+    assert not verdict.promoted and "not in this training set" in verdict.text
 
 
 def test_retraining_keeps_the_champion_unless_the_gate_passes(trained, project):
@@ -90,10 +125,14 @@ def test_retraining_keeps_the_champion_unless_the_gate_passes(trained, project):
     challenger = str(client.get_model_version_by_alias(name, "challenger").version)
     champion = str(client.get_model_version_by_alias(name, "champion").version)
     assert challenger == "2"
-    # same data and seed: identical metrics, so it is promoted only if not worse (gate_min_improvement = 0)
-    assert ("promoted:" in again.output) == (champion == "2")
+    # same data, same recipe: a tie, which keeps the champion
+    assert champion == "1"
+    assert "champion v1 kept (tie)" in again.output
+    tags = client.get_model_version(name, "2").tags
+    assert tags["gate.promoted"] == "False" and "tie" in tags["gate.decision"]
+    assert "tie" in client.get_model_version(name, "1").tags["gate.last_challenge"]
     forced = runner.invoke(app, ["train", "--config", str(project), "--promote"])
-    assert "promoted: --promote given" in forced.output
+    assert "promoted v3: --promote given" in forced.output
     assert str(client.get_model_version_by_alias(name, "champion").version) == "3"
 
 
@@ -140,3 +179,49 @@ def test_train_from_python_loads_the_crm_itself_and_logs_the_grade_analysis(trai
     result = train(settings)  # no preloaded data: the benchmark's and a notebook's way in
     artifacts = mlflow.MlflowClient(settings.tracking_uri).list_artifacts(result.run_id, "grades")
     assert {"grades/conversion_by_cell.csv", "grades/analysis.txt"} <= {a.path for a in artifacts}
+
+
+def test_the_registered_model_is_the_recipe_refit_on_every_row_and_both_fits_are_logged(trained, project):
+    import mlflow
+
+    from pipelines.tracking import load_conversion_model
+    from pipelines.training_set import build_training_set
+
+    settings = load_settings(project)
+    client = mlflow.MlflowClient(settings.tracking_uri)
+    version = client.get_model_version_by_alias(settings.mlflow.registered_model, "champion")
+    model, _ = load_conversion_model(f"models:/{settings.mlflow.registered_model}@champion")
+    rows = len(build_training_set(settings).frame)
+    assert model.n_train_ == rows
+    run = client.get_run(version.run_id)
+    assert int(run.data.params["deployed.rows"]) == rows
+    assert int(run.data.params["evaluated.rows"]) == int(run.data.params["dev_rows"]) < rows
+    assert "roc_auc" in run.data.metrics  # the recipe's holdout figures travel with the deployed model
+    evaluated, _ = load_conversion_model(f"runs:/{version.run_id}/evaluated_model")
+    assert evaluated.n_train_ == int(run.data.params["dev_rows"])
+
+
+def test_backtest_steps_never_share_a_row_with_a_zero_horizon():
+    from pipelines.backtest import time_steps
+
+    times = pd.Series(pd.to_datetime(["2025-01-01", "2025-02-01", "2025-02-01", "2025-03-01"], utc=True))
+    steps = time_steps(times, start=pd.Timestamp("2025-02-01", tz="UTC"), every=pd.Timedelta(days=60),
+                       horizon=pd.Timedelta(0))  # fmt: skip
+    assert steps[0].train.tolist() == [0] and steps[0].test.tolist() == [1, 2, 3]
+
+
+def test_flat_rows_keep_their_order_through_a_written_training_set(tmp_path):
+    from pipelines.training_set import build_training_set, read_training_set, write_training_set
+
+    ids = ["778", "7780", "779", "78", "1000", "9"]  # as text, sorting would put "1000" first and "9" last
+    flat = pd.DataFrame({"id": ids, "x": [1.0, 2, 3, 4, 5, 6], "y": ["yes", "no", "no", "yes", "no", "yes"]})
+    flat.to_csv(tmp_path / "flat.csv", index=False)
+    config = tmp_path / "flat.toml"
+    config.write_text('mode = "flat"\n[flat]\npath = "flat.csv"\nid_column = "id"\nlabel_column = "y"\n'
+                      'positive_values = ["yes"]\nnumeric = ["x"]\n')  # fmt: skip
+    training = build_training_set(load_settings(config))
+    path, _ = write_training_set(training, tmp_path / "ts.parquet")
+    back = read_training_set(path)
+    assert back.frame["lead_id"].tolist() == ids
+    columns = ["lead_id", "x", "converted"]
+    pd.testing.assert_frame_equal(back.frame[columns], training.frame[columns])

@@ -127,15 +127,35 @@ def test_acceptance_before_creation_is_a_warning_and_keeps_the_lead(tmp_path):
 
 def test_rows_after_as_of_leave_the_view_and_late_outcomes_stay_open(tmp_path):
     data = load_crm(load_settings(project(tmp_path)), as_of=pd.Timestamp("2025-02-25", tz="UTC"))
-    msgs = [p.message for p in data.warnings]
-    assert (
-        "opportunities.closed_at row 1: closed at 2025-03-01T00:00:00+00:00 after as_of "
-        "2025-02-25T00:00:00+00:00: treated as open"
-    ) in msgs
+    assert data.problems == [] and data.rejects == {}  # a row from the future is not a problem of the data
     opps = data.tables["opportunities"].set_index("opportunity_id")
     assert opps.loc["O1", "status"] == "open" and pd.isna(opps.loc["O1", "closed_at"])
     assert opps.loc["O2", "status"] == "lost"
-    assert data.errors == []
+
+
+def test_leads_created_after_as_of_leave_the_view_with_their_events_and_deals_never_as_errors(tmp_path, caplog):
+    leads = LEADS + "L4,2025-03-10,A1\n"
+    events = EVENTS + "L4,2025-03-11,page_view\nL1,2025-03-12,email_open\n"
+    opps = OPPS + "O4,L4,2025-03-12,,open,\n"
+    config = project(tmp_path, leads=leads, events=events, opps=opps)
+    with caplog.at_level("INFO", logger="pipelines.validation"):
+        data = load_crm(load_settings(config), as_of=pd.Timestamp("2025-03-05", tz="UTC"))
+    assert data.problems == [] and data.rejects == {}
+    assert data.after_as_of == {"leads": 1, "events": 2, "opportunities": 1}
+    assert "rows created after it left the view (leads 1, events 2, opportunities 1)" in caplog.text
+    assert list(data.tables["leads"]["lead_id"]) == ["L1", "L2", "L3"]
+    assert len(data.tables["events"]) == 2
+    assert list(data.tables["opportunities"]["opportunity_id"]) == ["O1", "O2", "O3"]
+
+
+def test_a_rejected_row_keeps_its_reason_when_earlier_rows_leave_the_view(tmp_path):
+    leads = "lead_id,created_at\nL9,2025-06-01\nL1,2025-01-01\n,2025-01-02\n"
+    config = project(tmp_path, leads=leads, events="lead_id,occurred_at,event_type\nL1,2025-01-05,page_view\n",
+                     opps="opportunity_id,lead_id,created_at,closed_at,status\nO1,L1,2025-02-01,,open\n")  # fmt: skip
+    data = load_crm(load_settings(config), as_of=pd.Timestamp("2025-03-01", tz="UTC"))
+    assert list(data.tables["leads"]["lead_id"]) == ["L1"]
+    assert data.rejects["leads"]["reject_reason"].tolist() == ["lead_id: missing value"]
+    assert data.after_as_of == {"leads": 1}
 
 
 def test_absent_mapped_column_and_empty_table(tmp_path):
