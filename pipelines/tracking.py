@@ -156,6 +156,13 @@ def champion_version(settings: Settings) -> str | None:
         return None
 
 
+def version_param(settings: Settings, version: str, key: str) -> str | None:
+    """A parameter of the run that logged a registered model version (e.g. its training-set fingerprint)."""
+    client = mlflow_module().MlflowClient()
+    run_id = client.get_model_version(settings.mlflow.registered_model, version).run_id
+    return client.get_run(run_id).data.params.get(key) if run_id else None
+
+
 def tag_version(settings: Settings, version: str, tags: dict[str, str]) -> None:
     """Tag one registered model version (e.g. with the gate's decision)."""
     client = mlflow_module().MlflowClient()

@@ -161,6 +161,14 @@ def train_and_evaluate(
     return result, graded
 
 
+def same_recipe(result: TrainResult, champion_model: ConversionModel) -> bool:
+    """The champion was built by the challenger's recipe: the same parameters and the same features in order."""
+    features = [str(c) for c in champion_model.feature_names_in_]
+    return champion_model.get_params() == result.model.get_params() and features == [
+        str(c) for c in result.model.feature_names_in_
+    ]
+
+
 def champion_recipe_scores(
     result: TrainResult, champion_model: ConversionModel, *, data: CrmData | None, params: FeatureParams | None
 ) -> np.ndarray:
@@ -179,11 +187,10 @@ def champion_recipe_scores(
                                params=params)  # fmt: skip
         frame = training.frame.assign(**{c: extra[c].to_numpy() for c in missing})
         training = TrainingSet(frame, training.feature_names, training.manifest, training.categorical)
-    recipe = clone(champion_model)
-    same = recipe.get_params() == result.model.get_params() and features == list(result.model.feature_names_in_)
-    if same:  # the same recipe on the same rows: LightGBM is deterministic, the refit would be the evaluated fit
+    if same_recipe(result, champion_model):
+        # the same recipe on the same rows: LightGBM is deterministic, the refit would be the evaluated fit
         return result.holdout_probability
-    model = fit_recipe(recipe, training, result.split.dev, features)
+    model = fit_recipe(clone(champion_model), training, result.split.dev, features)
     return model.predict_proba(training.frame.iloc[result.split.holdout][features])[:, 1]
 
 
@@ -194,10 +201,15 @@ def gate(
     *,
     data: CrmData | None = None,
     versions: tuple[str, str] = ("new", "current"),
+    champion_fingerprint: str | None = None,
 ) -> GateDecision:
     """Promote only when the challenger beats the champion's recipe, refit on the same development rows and scored
     on the same holdout rows, by more than `gate_min_improvement` (a tie keeps the champion), and is not worse
-    calibrated by more than the tolerance."""
+    calibrated by more than the tolerance.
+
+    A refresh is the exception: when the challenger is the champion's own recipe and its training set differs from
+    the champion's (`champion_fingerprint`, newer outcomes), the recipes tie by construction and the challenger, the
+    same recipe fitted on newer data, is promoted. Retraining on unchanged data keeps the champion."""
     m = settings.model
     metric = m.gate_metric
     challenger_version, champion_version = versions
@@ -218,6 +230,13 @@ def gate(
     compared = (f"{metric} challenger v{challenger_version} {challenger[metric]:.4f} vs champion v{champion_version} "
                 f"{champion[metric]:.4f} (its recipe refit on the same {len(result.split.dev):,} rows; "
                 f"{len(holdout):,} holdout rows), ECE {challenger['ece']:.4f} vs {champion['ece']:.4f}")  # fmt: skip
+    fingerprint = result.training.manifest.get("input_sha256")
+    refresh = (champion_fingerprint is not None and fingerprint is not None and champion_fingerprint != fingerprint
+               and same_recipe(result, champion_model))  # fmt: skip
+    if refresh:
+        verdict = (f"promoted v{challenger_version} (refresh: the champion's recipe refit on a new training set, "
+                   f"{str(fingerprint)[:12]} vs {champion_fingerprint[:12]})")  # fmt: skip
+        return GateDecision(True, f"gate: {compared}: {verdict}", figures)
     if better and calibrated:
         verdict = f"promoted v{challenger_version} (improvement > {m.gate_min_improvement:g})"
     elif challenger[metric] == champion[metric]:
@@ -367,7 +386,8 @@ def train(
             champion_model, _wrapper = tracking.load_conversion_model(
                 f"models:/{settings.mlflow.registered_model}@champion"
             )
-            verdict = gate(settings, result, champion_model, data=data, versions=(version, champion))
+            verdict = gate(settings, result, champion_model, data=data, versions=(version, champion),
+                           champion_fingerprint=tracking.version_param(settings, champion, "training_set_sha256"))
             promoted, decision = verdict.promoted, verdict.text
             mlflow.log_metrics({f"gate.{k}": float(v) for k, v in verdict.figures.items()})
             tracking.tag_version(settings, champion, {"gate.last_challenge": decision})

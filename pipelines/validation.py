@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from features.schemas import EVENT_TYPES, ID_COLUMNS, NUMERIC_COLUMNS, STATUSES, TABLE_ROLES, TIME_COLUMNS
+from features.schemas import (
+    EVENT_TYPES,
+    ID_COLUMNS,
+    NUMERIC_COLUMNS,
+    SALES_TOUCH_EVENTS,
+    STATUSES,
+    TABLE_ROLES,
+    TIME_COLUMNS,
+)
 from pipelines.config import Settings, TableSource
 from pipelines.io import read_source
 from pipelines.parsing import (
@@ -497,7 +505,9 @@ def _check_event_vocabulary(events: pd.DataFrame, check: _Checker, known: set[st
 
 def known_event_types(settings: Settings) -> set[str]:
     """The event vocabulary: the contract's types plus any the config weights, marks high-intent or grades."""
-    known = set(EVENT_TYPES) | set(settings.features.event_weights) | set(settings.features.high_intent_events)
+    # sales touches are known (monitor reads them) though no feature does
+    known = set(EVENT_TYPES) | set(SALES_TOUCH_EVENTS)
+    known |= set(settings.features.event_weights) | set(settings.features.high_intent_events)
     for category in settings.grades.engagement.categories.values():
         known |= set(category.events)
     return {str(k) for k in category_key(pd.Series(sorted(known), dtype="string")).dropna()}

@@ -376,11 +376,12 @@ def test_event_types_differing_in_case_or_spacing_count_as_one(tmp_path):
 
 def test_unknown_event_types_are_counted_in_one_warning_and_kept(tmp_path):
     events = EVENTS + "L1,2025-01-07,chat\nL2,2025-01-08,Chat\nL2,2025-01-09,webinar registered\n"
+    events += "L1,2025-01-10,Sales Call\n"  # a sales touch is known: monitor reads it, no feature does
     config = project(tmp_path, events=events)
     out = validate(config, 0)
     assert "events.event_type: 3 row(s) with event types outside the vocabulary" in out
-    assert "'chat' (2), 'webinar_registered' (1)" in out
-    assert len(load_crm(load_settings(config)).tables["events"]) == 5
+    assert "'chat' (2), 'webinar_registered' (1)" in out and "sales_call" not in out
+    assert len(load_crm(load_settings(config)).tables["events"]) == 6
 
 
 @pytest.mark.parametrize("value", ["WON", " Won ", "won"])

@@ -97,6 +97,20 @@ def test_a_tie_keeps_the_champion(project, data, strong):
     assert verdict.figures["champion_roc_auc"] == verdict.figures["challenger_roc_auc"]
 
 
+def test_the_champions_own_recipe_on_a_new_training_set_is_a_refresh_and_is_promoted(project, data, strong):
+    settings = load_settings(project)
+    own = strong.training.manifest["input_sha256"]
+    unchanged = gate(settings, strong, strong.model, data=data, versions=("5", "4"), champion_fingerprint=own)
+    assert not unchanged.promoted and unchanged.text.endswith("champion v4 kept (tie)")
+    newer = gate(settings, strong, strong.model, data=data, versions=("5", "4"), champion_fingerprint="0" * 64)
+    assert newer.promoted and "refresh" in newer.text and "promoted v5" in newer.text
+    # another recipe on a new training set still has to beat the champion
+    weaker = settings.model_copy(update={"model": settings.model.model_copy(update={"n_estimators": 1})})
+    worse, _ = train_and_evaluate(weaker, data=data)
+    other = gate(settings, worse, strong.model, data=data, versions=("6", "4"), champion_fingerprint="0" * 64)
+    assert not other.promoted and "refresh" not in other.text
+
+
 def test_a_champion_on_another_feature_set_is_compared_on_the_same_rows(project, data, strong):
     settings = load_settings(project)
     profile = settings.model_copy(update={"features": settings.features.model_copy(update={"feature_set": "profile"})})
