@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from features.schemas import TABLE_ROLES
 from models.factory import ModelSettings
-from models.grade_rules import GradeRules
+from models.grade_rules import ColumnEngagementRules, GradeRules
 
 
 class ConfigError(ValueError):
@@ -92,6 +92,9 @@ class FlatSettings(_Section):
     directions: dict[str, Literal[-1, 1]] = Field(
         default_factory=dict, description="numeric column -> business direction (+1 / -1): monotone constraints"
     )
+    engagement: ColumnEngagementRules | None = Field(
+        None, description="engagement grade from the export's columns; with [grades.fit] on its columns: grades"
+    )
 
     @model_validator(mode="after")
     def _features_declared(self) -> FlatSettings:
@@ -103,6 +106,11 @@ class FlatSettings(_Section):
         overlap = sorted(set(self.leaking) & (set(self.categorical) | set(self.numeric)))
         if overlap:
             raise ValueError(f"columns both declared as features and as leaking: {overlap}")
+        roles = [self.label_column, *(c for c in (self.id_column, self.time_column) if c), *self.categorical,
+                 *self.numeric]  # fmt: skip
+        twice = sorted({c for c in roles if roles.count(c) > 1})
+        if twice:
+            raise ValueError(f"column(s) declared more than once (label, id, time, categorical, numeric): {twice}")
         return self
 
 
@@ -161,10 +169,12 @@ class MonitorSettings(_Section):
 
 
 class MlflowSettings(_Section):
-    tracking_uri: str | None = Field(None, description="default: sqlite:///<config folder>/mlflow.db")
+    tracking_uri: str | None = Field(
+        None, description="default: sqlite:///<config folder>/mlflow.db (leadscore.toml), else <config stem>.mlflow.db"
+    )
     artifact_dir: str = Field("mlartifacts", description="artifact folder for a new experiment (local store)")
-    experiment: str = "leadscore"
-    registered_model: str = "leadscore-conversion"
+    experiment: str = Field("leadscore", description="default: the project's name when it has one")
+    registered_model: str = Field("leadscore-conversion", description="default: <project name>-conversion")
 
 
 class EngineSettings(_Section):
@@ -177,6 +187,10 @@ class EngineSettings(_Section):
 
 
 class Settings(_Section):
+    name: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="project name: its MLflow experiment and model name; default: the config file's name",
+    )  # fmt: skip
     mode: Literal["crm", "flat"] = "crm"
     as_of: datetime | None = Field(None, description="end of the data; default: the latest timestamp seen")
     timezone: str = Field("UTC", description="zone of timestamps written without one")
@@ -193,6 +207,7 @@ class Settings(_Section):
     history: HistorySettings = Field(default_factory=HistorySettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     base_dir: Path = Field(Path("."), exclude=True)
+    store_file: str = Field("mlflow.db", exclude=True)
 
     @field_validator("timezone")
     @classmethod
@@ -228,7 +243,7 @@ class Settings(_Section):
 
     @property
     def tracking_uri(self) -> str:
-        return self.mlflow.tracking_uri or f"sqlite:///{self.resolve('mlflow.db')}"
+        return self.mlflow.tracking_uri or f"sqlite:///{self.resolve(self.store_file)}"
 
 
 def _describe(error: dict) -> str:
@@ -257,4 +272,33 @@ def load_settings(path: str | Path) -> Settings:
     except ValidationError as exc:
         lines = "\n".join(f"  {_describe(err)}" for err in exc.errors())
         raise ConfigError(f"{path}: invalid configuration\n{lines}") from None
-    return settings.model_copy(update={"base_dir": path.resolve().parent})
+    return with_project_defaults(settings.model_copy(update={"base_dir": path.resolve().parent}), path)
+
+
+DEFAULT_STEM = "leadscore"
+
+
+def project_name(settings: Settings, config_path: Path) -> str | None:
+    """The `name` key, else the config file's name when it is not the default `leadscore.toml` (several projects
+    sharing one folder, like configs/*.toml); None for a one-project folder without a name."""
+    if settings.name:
+        return settings.name
+    stem = Path(config_path).stem
+    return None if stem == DEFAULT_STEM else stem
+
+
+def with_project_defaults(settings: Settings, config_path: Path) -> Settings:
+    """One project, one registry: a named project gets its own experiment and registered model name, and a config
+    that is not the folder's `leadscore.toml` its own store file, unless the config sets them. Two configs in one
+    folder then never promote or load each other's champion."""
+    name = project_name(settings, config_path)
+    if name is None:
+        return settings
+    given = settings.mlflow.model_fields_set
+    mlflow = settings.mlflow.model_copy(update={
+        key: value for key, value in (("experiment", name), ("registered_model", f"{name}-conversion"))
+        if key not in given
+    })  # fmt: skip
+    stem = Path(config_path).stem
+    store = settings.store_file if stem == DEFAULT_STEM else f"{stem}.mlflow.db"
+    return settings.model_copy(update={"mlflow": mlflow, "store_file": store})

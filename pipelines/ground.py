@@ -87,3 +87,20 @@ def check_model_fits_crm(model, model_uri: str) -> None:
             f"was not trained on CRM features (it expects {shown}): a flat-mode model cannot score CRM tables",
             where=f"model {model_uri}", hint="train a model on this project (`leadscore train`) or pass --model",
         )  # fmt: skip
+
+
+def check_model_features(model, available, model_uri: str, *, feature_set: str | None = None) -> None:
+    """A champion trained on another feature set (another export, another project sharing the store) is reported
+    by name, never met with a KeyError deep inside scoring."""
+    names = list(getattr(model, "feature_names_in_", []))
+    have = set(available)
+    missing = [n for n in names if n not in have]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        of_set = f" (feature set {feature_set!r})" if feature_set else ""
+        raise UsageError(
+            f"was trained on another feature set{of_set}: it needs {shown}, which this project does not build",
+            where=f"model {model_uri}",
+            hint="train a model on this project (`leadscore train --promote`), give the project its own `name` "
+            "(its own registered model), or pass --model",
+        )  # fmt: skip
