@@ -396,7 +396,9 @@ def predict(
                                        keep_contributions=contributions is not None)  # fmt: skip
         scored_as_of = result.scores["as_of"].iloc[0]
     else:
-        check_model_fits_crm(conversion, model_uri)
+        from pipelines.training_set import custom_fields
+
+        check_model_fits_crm(conversion, model_uri, custom=tuple(f.name for f in custom_fields(settings)))
         data = load_crm(settings, as_of=as_of_stamp)
         check_ground(data, settings)
         if data.errors:

@@ -26,6 +26,21 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class CustomFieldSettings(_Section):
+    """One of the CRM's own lead or account columns, used as a feature."""
+
+    column: str | None = Field(None, description="the column in the file; default: the field's key")
+    type: Literal["categorical", "numeric"]
+    description: str = Field(min_length=3, description="one line: the business meaning, used in the reasons")
+
+    @field_validator("description")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if "\n" in value.strip():
+            raise ValueError("the description is one line (it is the reason text)")
+        return value.strip()
+
+
 class TableSource(_Section):
     """Where one canonical table lives and how its columns map onto the contract's roles."""
 
@@ -39,6 +54,9 @@ class TableSource(_Section):
     encoding: str | None = Field(None, description="CSV text encoding; default: detected (UTF-8, BOM, UTF-16)")
     timestamp_format: str | None = Field(
         None, description="strftime format of this table's timestamps, e.g. %d/%m/%Y; settles day/month order"
+    )
+    custom: dict[str, CustomFieldSettings] = Field(
+        default_factory=dict, description="leads and accounts: feature name -> one of your own columns"
     )
 
     @model_validator(mode="after")
@@ -69,7 +87,28 @@ class Tables(_Section):
                 )
             if source.status_values is not None and name != "opportunities":
                 raise ValueError(f"tables.{name}.status_values: only the opportunities table has a status")
+            if source.custom and name not in ("leads", "accounts"):
+                raise ValueError(f"tables.{name}.custom: custom fields belong to the leads or accounts table")
+        self._check_custom_names()
         return self
+
+    def _check_custom_names(self) -> None:
+        import re
+
+        from features.registry import all_features
+
+        known = set(all_features())
+        seen: set[str] = set()
+        for table in ("leads", "accounts"):
+            source = getattr(self, table)
+            for key in source.custom if source is not None else ():
+                if not re.fullmatch(r"[a-z][a-z0-9_]*", key):
+                    raise ValueError(f"tables.{table}.custom.{key}: a feature name is lower case letters, digits "
+                                     "and _ (e.g. lead_origin)")  # fmt: skip
+                if key in known or key in TABLE_ROLES[table] or key in seen:
+                    raise ValueError(f"tables.{table}.custom.{key}: the name is taken (a built-in feature, a "
+                                     "contract role or another custom field): choose another")  # fmt: skip
+                seen.add(key)
 
 
 class FlatSettings(_Section):

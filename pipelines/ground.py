@@ -75,12 +75,13 @@ def check_open_leads(data: CrmData) -> int:
     return n_open
 
 
-def check_model_fits_crm(model, model_uri: str) -> None:
-    """A model trained in flat mode knows columns of one export, not the CRM features: refuse it by name."""
+def check_model_fits_crm(model, model_uri: str, *, custom: tuple[str, ...] = ()) -> None:
+    """A model trained in flat mode knows columns of one export, not the CRM features: refuse it by name. Custom
+    fields (`custom`) are CRM features of this project."""
     from features.registry import all_features
 
     names = list(getattr(model, "feature_names_in_", []))
-    unknown = [n for n in names if n not in all_features()]
+    unknown = [n for n in names if n not in all_features() and n not in custom]
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise UsageError(

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.build import build_features
+from features.build import build_features, feature_specs
 from features.context import FeatureParams
+from features.custom import CustomField
 from features.flat import FlatSpec, flat_training_set
 from features.registry import all_features, feature_set
 from features.spine import CutoffPolicy, build_spine
@@ -40,6 +41,19 @@ def feature_params(settings: Settings) -> FeatureParams:
         event_weights=dict(f.event_weights),
         high_intent_events=tuple(f.high_intent_events),
         free_email_domains=tuple(f.free_email_domains),
+        custom_fields=custom_fields(settings),
+    )
+
+
+def custom_fields(settings: Settings) -> tuple[CustomField, ...]:
+    """The CRM's own lead and account columns declared in `tables.<leads|accounts>.custom`."""
+    if settings.mode != "crm" or settings.tables is None:
+        return ()
+    return tuple(
+        CustomField(key, table, field.type, field.description)
+        for table in ("leads", "accounts")
+        if getattr(settings.tables, table) is not None
+        for key, field in getattr(settings.tables, table).custom.items()
     )
 
 
@@ -49,7 +63,9 @@ def cutoff_policy(settings: Settings) -> CutoffPolicy:
 
 
 def selected_features(settings: Settings) -> list[str]:
-    return feature_set(settings.features.feature_set, settings.features.sets)
+    """The configured feature set, followed by the custom fields (in every set: declaring one means using it)."""
+    names = feature_set(settings.features.feature_set, settings.features.sets)
+    return names + [f.name for f in custom_fields(settings) if f.name not in names]
 
 
 def input_fingerprint(settings: Settings) -> str:
@@ -98,7 +114,7 @@ def crm_training_set(settings: Settings, data: CrmData) -> TrainingSet:
         feature_names=names,
         params=feature_params(settings),
     )
-    specs = all_features()
+    specs = feature_specs(feature_params(settings))
     manifest = {
         "mode": "crm",
         "as_of": data.as_of.isoformat(),

@@ -145,9 +145,16 @@ def _map_columns(raw: pd.DataFrame, source: TableSource, table: str, check: _Che
         elif required:
             check.table_error("required column absent", f"required column '{role}' is absent", role)
             ok = False
+    for key, custom in source.custom.items():
+        if (custom.column or key) not in raw.columns:
+            check.table_error("custom field column absent",
+                              f"column '{custom.column or key}' of custom field '{key}' is absent", key)  # fmt: skip
+            ok = False
     if not ok:
         return None
     frame = raw[list(renamed)].rename(columns=renamed)
+    for key, custom in source.custom.items():  # a copy: one source column may also be mapped to a role
+        frame[key] = raw[custom.column or key].to_numpy()
     frame.insert(0, ROW, np.arange(1, len(frame) + 1, dtype="int32" if len(frame) < 2**31 - 1 else "int64"))
     return frame
 
@@ -243,6 +250,9 @@ def _check_table(
     for role in NUMERIC_COLUMNS.get(table, ()):
         if role in frame:
             _parse_number_role(frame, check, role)
+    for key, custom in source.custom.items():  # custom fields are checked like the contract's own columns
+        if custom.type == "numeric":
+            _parse_number_role(frame, check, key)
     id_column = ID_COLUMNS.get(table)
     if id_column in frame:
         duplicated = frame[id_column].notna() & frame[id_column].duplicated(keep=False)
