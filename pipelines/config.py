@@ -111,6 +111,37 @@ class Tables(_Section):
                 seen.add(key)
 
 
+class DerivedColumn(_Section):
+    """A column computed from the export: a date part of a timestamp, or the days between two timestamps."""
+
+    date_part: Literal["weekday", "month", "hour", "day_of_month", "year"] | None = None
+    of: str | None = Field(None, description="date_part: the timestamp column")
+    days_between: tuple[str, str] | None = Field(None, description="[start column, end column]: end - start in days")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> DerivedColumn:
+        if (self.date_part is None) == (self.days_between is None):
+            raise ValueError("give either 'date_part' with 'of', or 'days_between'")
+        if self.date_part is not None and not self.of:
+            raise ValueError("'date_part' needs 'of' (the timestamp column)")
+        return self
+
+
+class LabelFrom(_Section):
+    """The label (and its time) from a second table by key, e.g. won deals joined to qualified leads."""
+
+    path: str = Field(description="CSV or Parquet file of outcomes, relative to the config file")
+    separator: str = ","
+    encoding: str | None = None
+    key: str = Field(description="column of the flat table holding the key")
+    outcome_key: str | None = Field(None, description="the key's column in the outcome table; default: `key`")
+    outcome_time: str = Field(description="column of the outcome table: when the outcome happened")
+    outcome_column: str | None = Field(None, description="column of the outcome table with its status; none: every "
+                                       "row is a positive outcome")  # fmt: skip
+    positive_values: list[str] = Field(default_factory=lambda: ["won"])
+    horizon_days: float = Field(gt=0, description="an outcome counts within this many days after the row's time")
+
+
 class FlatSettings(_Section):
     """One row per lead with a label column: most CRM exports and public datasets."""
 
@@ -134,6 +165,12 @@ class FlatSettings(_Section):
     engagement: ColumnEngagementRules | None = Field(
         None, description="engagement grade from the export's columns; with [grades.fit] on its columns: grades"
     )
+    derived: dict[str, DerivedColumn] = Field(
+        default_factory=dict, description="new column name -> how it is computed; declare it to use it"
+    )
+    label_from: LabelFrom | None = Field(
+        None, description="the label column computed from a second table (needs time_column)"
+    )
 
     @model_validator(mode="after")
     def _features_declared(self) -> FlatSettings:
@@ -145,6 +182,8 @@ class FlatSettings(_Section):
         overlap = sorted(set(self.leaking) & (set(self.categorical) | set(self.numeric)))
         if overlap:
             raise ValueError(f"columns both declared as features and as leaking: {overlap}")
+        if self.label_from is not None and not self.time_column:
+            raise ValueError("label_from needs time_column: an outcome counts within the horizon after the row's time")
         roles = [self.label_column, *(c for c in (self.id_column, self.time_column) if c), *self.categorical,
                  *self.numeric]  # fmt: skip
         twice = sorted({c for c in roles if roles.count(c) > 1})

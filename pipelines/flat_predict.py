@@ -18,8 +18,8 @@ from models.reasons import top_reasons
 from pipelines.config import Settings
 from pipelines.errors import DataError
 from pipelines.flat_checks import check_flat_table
+from pipelines.flat_source import load_flat_export
 from pipelines.ground import check_model_features
-from pipelines.io import read_file
 from pipelines.predict import OUTPUT_COLUMNS, Scored, _drift, _score, summarise
 from pipelines.training_set import flat_spec
 
@@ -41,7 +41,7 @@ def flat_grades_configured(settings: Settings) -> bool:
 def read_flat_table(settings: Settings) -> pd.DataFrame:
     f = settings.flat
     path = settings.resolve(f.path)
-    raw = read_file(path, name="flat", separator=f.separator, encoding=f.encoding)
+    raw = load_flat_export(settings)
     check_flat_table(raw, f, where=f"flat table ({path})")
     return raw
 

@@ -18,7 +18,8 @@ from features.registry import all_features, feature_set
 from features.spine import CutoffPolicy, build_spine
 from pipelines.config import Settings
 from pipelines.flat_checks import check_flat_table
-from pipelines.io import frame_writer, read_file
+from pipelines.flat_source import load_flat_export
+from pipelines.io import frame_writer
 from pipelines.publish import publish
 from pipelines.validation import CrmData, load_crm
 
@@ -144,7 +145,7 @@ def flat_spec(settings: Settings) -> FlatSpec:
 def flat_training_set_from(settings: Settings) -> TrainingSet:
     f = settings.flat
     path = settings.resolve(f.path)
-    raw = read_file(path, name="flat", separator=f.separator, encoding=f.encoding)
+    raw = load_flat_export(settings)  # the file plus the columns derived in config
     check_flat_table(raw, f, where=f"flat table ({path})")
     result = flat_training_set(raw, flat_spec(settings))
     frame = result.training_set

@@ -74,11 +74,11 @@ def run_flat_validation(settings: Settings, *, echo: Callable[[str], None]) -> i
     """Flat mode: the export's problems (absent columns, labels, numbers, ids, times, leaking names) and a summary."""
     from features.flat import label_is_empty, label_key
     from pipelines.flat_checks import flat_problems
-    from pipelines.io import read_file
+    from pipelines.flat_source import load_flat_export
 
     f = settings.flat
     path = settings.resolve(f.path)
-    frame = read_file(path, name="flat", separator=f.separator, encoding=f.encoding)
+    frame = load_flat_export(settings)
     problems = flat_problems(frame, f, where=f"flat table ({path})")
     echo(f"flat table {path}: {len(frame):,} rows, {len(frame.columns)} columns")
     if f.label_column in frame:
