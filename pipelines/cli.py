@@ -107,16 +107,27 @@ def _load_model(settings, uri: str | None):
 def init(
     directory: Annotated[Path, typer.Argument(help="Project folder to create.")],
     force: Annotated[bool, typer.Option(help="Overwrite an existing leadscore.toml.")] = False,
+    preset: Annotated[
+        str | None, typer.Option("--preset", help="salesforce or hubspot: a config for that CRM's standard exports.")
+    ] = None,
 ) -> None:
     """Write DIR/leadscore.toml, a commented default config whose tables live in DIR/data/."""
+    presets = ("salesforce", "hubspot")
+    if preset is not None and preset not in presets:
+        raise _fail(f"--preset: {preset!r} is not one of {', '.join(presets)}")
     target = directory / "leadscore.toml"
     if target.exists() and not force:
         raise _fail(f"{target} exists; use --force to overwrite it")
     directory.mkdir(parents=True, exist_ok=True)
-    template = resources.files("pipelines").joinpath("templates/leadscore.toml")
+    name = f"templates/presets/{preset}.toml" if preset else "templates/leadscore.toml"
+    template = resources.files("pipelines").joinpath(name)
     with resources.as_file(template) as source:
         shutil.copyfile(source, target)
     typer.echo(f"wrote {target}")
+    if preset:
+        typer.echo(f"next: put your {preset} exports in {directory / 'data'} (file names in the config), then "
+                   f"leadscore validate --config {target}")  # fmt: skip
+        return
     typer.echo(f"next: leadscore sample-data --out {directory / 'data'} && leadscore validate --config {target}")
 
 

@@ -192,6 +192,40 @@ class FlatSettings(_Section):
         return self
 
 
+class ExportSettings(_Section):
+    """Conventions of a CRM's exports that differ from the contract, applied to the tables before validation
+    (the presets set them: `leadscore init DIR --preset salesforce|hubspot`)."""
+
+    opportunity_id_on_lead: str | None = Field(
+        None, description="lead column holding its opportunity's id (Salesforce: ConvertedOpportunityId); the "
+        "opportunities then need no lead column",
+    )  # fmt: skip
+    lead_id_list_separator: str | None = Field(
+        None, description="the opportunities' lead column lists several ids (HubSpot associations): the first counts"
+    )
+    lead_status_column: str | None = Field(None, description="lead column with the lead's status")
+    lost_lead_statuses: list[str] = Field(
+        default_factory=list, description="lead statuses meaning closed without a deal: a lost outcome"
+    )
+    lost_at_column: str | None = Field(None, description="lead column dating that outcome, e.g. LastModifiedDate")
+    close_date_expected_while_open: bool = Field(
+        False, description="an open deal's close date is a forecast (Salesforce CloseDate, HubSpot closedate): "
+        "ignored until the deal is won or lost",
+    )  # fmt: skip
+    event_type_values: dict[str, list[str]] = Field(
+        default_factory=dict, description="contract event type -> values of the export's type column"
+    )
+    more_events: list[TableSource] = Field(
+        default_factory=list, description="further activity exports (each with its own column map) added to events"
+    )
+
+    @model_validator(mode="after")
+    def _lost_needs_columns(self) -> ExportSettings:
+        if self.lost_lead_statuses and not (self.lead_status_column and self.lost_at_column):
+            raise ValueError("lost_lead_statuses needs lead_status_column and lost_at_column")
+        return self
+
+
 class SpineSettings(_Section):
     """When each lead is scored during training (cutoff policy) and how far ahead the label looks."""
 
@@ -274,6 +308,7 @@ class Settings(_Section):
     timezone: str = Field("UTC", description="zone of timestamps written without one")
     tables: Tables | None = None
     flat: FlatSettings | None = None
+    exports: ExportSettings = Field(default_factory=ExportSettings)
     spine: SpineSettings = Field(default_factory=SpineSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)

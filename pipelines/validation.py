@@ -505,7 +505,9 @@ def load_crm(settings: Settings, *, as_of: pd.Timestamp | None = None) -> CrmDat
         name: read_source(source, name=name, base_dir=settings.base_dir, dictionary_columns=_repeated(source, name))
         for name, source in sources.items()
     }
-    return validate_frames(raw, settings, as_of=as_of)
+    from pipelines.crm_exports import apply_export_conventions
+
+    return validate_frames(apply_export_conventions(raw, settings), settings, as_of=as_of)
 
 
 def _repeated(source: TableSource, table: str) -> tuple[str, ...]:
