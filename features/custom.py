@@ -13,6 +13,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from features.derived import date_part, days_between
 from features.registry import FeatureSpec
 
 TABLE_GROUPS = {"leads": "demographic", "accounts": "firmographic"}
@@ -24,10 +25,32 @@ class CustomField:
     table: Literal["leads", "accounts"]
     kind: Literal["categorical", "numeric"]
     description: str
+    derive: tuple[str, ...] = ()  # ("date_part", part, time role) or ("days_between", start role, end role)
+
+
+def derived_lead_values(context, field: CustomField) -> pd.Series:
+    """A date part of, or the days between, the lead's timestamps; a timestamp at or after the cutoff is not yet
+    known (strictly before, as for every feature), so the value is missing."""
+    rows = context.lead_rows
+    known_before = pd.Series(context.spine["cutoff_time"]) - pd.Timedelta(1, "ns")
+
+    def times(role: str) -> pd.Series:
+        return pd.to_datetime(rows[role], utc=True) if role in rows else pd.Series(pd.NaT, index=rows.index,
+                                                                                     dtype="datetime64[ns, UTC]")
+
+    kind, *args = field.derive
+    if kind == "date_part":
+        part, role = args
+        values = date_part(times(role), part, cutoff=known_before)
+    else:
+        values = days_between(times(args[0]), times(args[1]), cutoff=known_before)
+    return values.reset_index(drop=True).rename(field.name)
 
 
 def custom_field_values(context, field: CustomField) -> pd.Series:
     """One value per spine row: the lead's own field, or its account's (missing without a known account)."""
+    if field.derive:
+        return derived_lead_values(context, field)
     if field.table == "leads":
         rows = context.lead_rows
         values = rows[field.name] if field.name in rows else pd.Series(pd.NA, index=rows.index)

@@ -41,6 +41,29 @@ class CustomFieldSettings(_Section):
         return value.strip()
 
 
+class LeadDerivedColumn(_Section):
+    """CRM mode: a feature computed from the lead's own timestamps (contract roles such as created_at)."""
+
+    date_part: Literal["weekday", "month", "hour", "day_of_month", "year"] | None = None
+    of: str | None = Field(None, description="date_part: the lead's time role, e.g. created_at")
+    days_between: tuple[str, str] | None = Field(None, description="[start role, end role]: end - start in days")
+    description: str = Field(min_length=3, description="one line: the business meaning, used in the reasons")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> LeadDerivedColumn:
+        if (self.date_part is None) == (self.days_between is None):
+            raise ValueError("give either 'date_part' with 'of', or 'days_between'")
+        if self.date_part is not None and not self.of:
+            raise ValueError("'date_part' needs 'of' (the lead's time role)")
+        from features.schemas import TIME_COLUMNS
+
+        named = [self.of] if self.of else list(self.days_between)
+        unknown = [c for c in named if c not in TIME_COLUMNS["leads"]]
+        if unknown:
+            raise ValueError(f"{unknown}: derived lead features read the lead's time roles {TIME_COLUMNS['leads']}")
+        return self
+
+
 class TableSource(_Section):
     """Where one canonical table lives and how its columns map onto the contract's roles."""
 
@@ -57,6 +80,9 @@ class TableSource(_Section):
     )
     custom: dict[str, CustomFieldSettings] = Field(
         default_factory=dict, description="leads and accounts: feature name -> one of your own columns"
+    )
+    derived: dict[str, LeadDerivedColumn] = Field(
+        default_factory=dict, description="leads: feature name -> date part of / days between the lead's timestamps"
     )
 
     @model_validator(mode="after")
@@ -89,6 +115,8 @@ class Tables(_Section):
                 raise ValueError(f"tables.{name}.status_values: only the opportunities table has a status")
             if source.custom and name not in ("leads", "accounts"):
                 raise ValueError(f"tables.{name}.custom: custom fields belong to the leads or accounts table")
+            if source.derived and name != "leads":
+                raise ValueError(f"tables.{name}.derived: derived features are computed from the leads table")
         self._check_custom_names()
         return self
 
@@ -101,7 +129,7 @@ class Tables(_Section):
         seen: set[str] = set()
         for table in ("leads", "accounts"):
             source = getattr(self, table)
-            for key in source.custom if source is not None else ():
+            for key in [*source.custom, *source.derived] if source is not None else ():
                 if not re.fullmatch(r"[a-z][a-z0-9_]*", key):
                     raise ValueError(f"tables.{table}.custom.{key}: a feature name is lower case letters, digits "
                                      "and _ (e.g. lead_origin)")  # fmt: skip

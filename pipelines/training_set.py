@@ -13,6 +13,7 @@ import pandas as pd
 from features.build import build_features, feature_specs
 from features.context import FeatureParams
 from features.custom import CustomField
+from features.derived import CATEGORICAL_PARTS
 from features.flat import FlatSpec, flat_training_set
 from features.registry import all_features, feature_set
 from features.spine import CutoffPolicy, build_spine
@@ -50,12 +51,17 @@ def custom_fields(settings: Settings) -> tuple[CustomField, ...]:
     """The CRM's own lead and account columns declared in `tables.<leads|accounts>.custom`."""
     if settings.mode != "crm" or settings.tables is None:
         return ()
-    return tuple(
+    fields = [
         CustomField(key, table, field.type, field.description)
         for table in ("leads", "accounts")
         if getattr(settings.tables, table) is not None
         for key, field in getattr(settings.tables, table).custom.items()
-    )
+    ]
+    for key, spec in settings.tables.leads.derived.items():
+        derive = ("date_part", spec.date_part, spec.of) if spec.date_part else ("days_between", *spec.days_between)
+        kind = "categorical" if spec.date_part in CATEGORICAL_PARTS else "numeric"
+        fields.append(CustomField(key, "leads", kind, spec.description, derive))
+    return tuple(fields)
 
 
 def cutoff_policy(settings: Settings) -> CutoffPolicy:

@@ -25,6 +25,16 @@ column = "Tech Fit"
 type = "numeric"
 description = "Fit of the company's technology stack (0-10)"
 """
+DERIVED = """
+[tables.leads.derived.created_weekday]
+date_part = "weekday"
+of = "created_at"
+description = "Weekday the lead was created"
+
+[tables.leads.derived.days_to_first_touch]
+days_between = ["created_at", "first_sales_touch_at"]
+description = "Days from the lead's creation to sales' first touch"
+"""
 SMALL_MODEL = "\n[model]\nn_estimators = 80\nnum_leaves = 7\nearly_stopping_rounds = 15\n"
 
 
@@ -61,7 +71,7 @@ def custom_project(sample_project, tmp_path_factory):
     accounts["Tech Fit"] = rng.integers(0, 11, len(accounts)).astype(str)
     accounts.to_parquet(folder / "data" / "accounts.parquet", index=False)
     config = folder / "leadscore.toml"
-    config.write_text(sample_project.read_text() + CUSTOM + SMALL_MODEL)
+    config.write_text(sample_project.read_text() + CUSTOM + DERIVED + SMALL_MODEL)
     return config
 
 
@@ -71,6 +81,15 @@ def test_custom_fields_train_and_appear_in_reasons(custom_project, tmp_path):
     assert {"lead_origin", "account_tech_fit"} <= set(frame.columns)
     assert set(frame["lead_origin"].dropna()) == {"Partner referral", "Web form", "Trade show"}
     assert frame["account_tech_fit"].dropna().between(0, 10).all()
+    # derived from the lead's timestamps, point in time: a first touch at or after the cutoff is not yet known
+    leads = pd.read_parquet(custom_project.parent / "data" / "leads.parquet").set_index("lead_id")
+    created = pd.to_datetime(frame["lead_id"].map(leads["created_at"]), utc=True)
+    assert (frame["created_weekday"] == created.dt.day_name()).all()
+    touch = pd.to_datetime(frame["lead_id"].map(leads["first_sales_touch_at"]), utc=True)
+    before = touch < frame["cutoff_time"]
+    assert 0 < before.sum() < len(frame) and frame.loc[~before, "days_to_first_touch"].isna().all()
+    expected = (touch - created).dt.total_seconds() / 86_400
+    assert np.allclose(frame.loc[before, "days_to_first_touch"], expected[before])
     invoke("train", "--config", custom_project)
     out = tmp_path / "scores.csv"
     invoke("predict", "--config", custom_project, "--out", out, "--contributions", tmp_path / "c.parquet")
