@@ -30,7 +30,9 @@ class CustomFieldSettings(_Section):
     """One of the CRM's own lead or account columns, used as a feature."""
 
     column: str | None = Field(None, description="the column in the file; default: the field's key")
-    type: Literal["categorical", "numeric"]
+    type: Literal["categorical", "numeric", "timestamp"] = Field(
+        description="timestamp: validated and read by tables.leads.derived, not a feature itself"
+    )
     description: str = Field(min_length=3, description="one line: the business meaning, used in the reasons")
 
     @field_validator("description")
@@ -42,11 +44,12 @@ class CustomFieldSettings(_Section):
 
 
 class LeadDerivedColumn(_Section):
-    """CRM mode: a feature computed from the lead's own timestamps (contract roles such as created_at)."""
+    """CRM mode: a feature computed from the lead's own timestamps: `created_at`, or a custom field of type
+    timestamp. Sales' own timestamps (acceptance, first touch, rejection) are never features."""
 
     date_part: Literal["weekday", "month", "hour", "day_of_month", "year"] | None = None
-    of: str | None = Field(None, description="date_part: the lead's time role, e.g. created_at")
-    days_between: tuple[str, str] | None = Field(None, description="[start role, end role]: end - start in days")
+    of: str | None = Field(None, description="date_part: created_at or a timestamp custom field")
+    days_between: tuple[str, str] | None = Field(None, description="[start, end]: end - start in days")
     description: str = Field(min_length=3, description="one line: the business meaning, used in the reasons")
 
     @model_validator(mode="after")
@@ -55,13 +58,11 @@ class LeadDerivedColumn(_Section):
             raise ValueError("give either 'date_part' with 'of', or 'days_between'")
         if self.date_part is not None and not self.of:
             raise ValueError("'date_part' needs 'of' (the lead's time role)")
-        from features.schemas import TIME_COLUMNS
-
-        named = [self.of] if self.of else list(self.days_between)
-        unknown = [c for c in named if c not in TIME_COLUMNS["leads"]]
-        if unknown:
-            raise ValueError(f"{unknown}: derived lead features read the lead's time roles {TIME_COLUMNS['leads']}")
         return self
+
+    @property
+    def inputs(self) -> list[str]:
+        return [self.of] if self.of else list(self.days_between)
 
 
 class TableSource(_Section):
@@ -137,6 +138,13 @@ class Tables(_Section):
                     raise ValueError(f"tables.{table}.custom.{key}: the name is taken (a built-in feature, a "
                                      "contract role or another custom field): choose another")  # fmt: skip
                 seen.add(key)
+        leads = self.leads
+        times = {"created_at"} | {k for k, f in leads.custom.items() if f.type == "timestamp"}
+        for key, spec in leads.derived.items():
+            unknown = [c for c in spec.inputs if c not in times]
+            if unknown:
+                raise ValueError(f"tables.leads.derived.{key}: {unknown} is not created_at or a custom field of type "
+                                 "timestamp (sales' own timestamps are never features)")  # fmt: skip
 
 
 class DerivedColumn(_Section):

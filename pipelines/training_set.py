@@ -56,6 +56,7 @@ def custom_fields(settings: Settings) -> tuple[CustomField, ...]:
         for table in ("leads", "accounts")
         if getattr(settings.tables, table) is not None
         for key, field in getattr(settings.tables, table).custom.items()
+        if field.type != "timestamp"  # an input of derived features, not a feature itself
     ]
     for key, spec in settings.tables.leads.derived.items():
         derive = ("date_part", spec.date_part, spec.of) if spec.date_part else ("days_between", *spec.days_between)

@@ -253,6 +253,8 @@ def _check_table(
     for key, custom in source.custom.items():  # custom fields are checked like the contract's own columns
         if custom.type == "numeric":
             _parse_number_role(frame, check, key)
+        elif custom.type == "timestamp":
+            _parse_time_role(frame, check, key, timezone=timezone, fmt=source.timestamp_format, table=table)
     id_column = ID_COLUMNS.get(table)
     if id_column in frame:
         duplicated = frame[id_column].notna() & frame[id_column].duplicated(keep=False)

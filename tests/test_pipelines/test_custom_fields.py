@@ -31,9 +31,14 @@ date_part = "weekday"
 of = "created_at"
 description = "Weekday the lead was created"
 
-[tables.leads.derived.days_to_first_touch]
-days_between = ["created_at", "first_sales_touch_at"]
-description = "Days from the lead's creation to sales' first touch"
+[tables.leads.custom.first_visit_at]
+column = "First Visit"
+type = "timestamp"
+description = "First visit to the website"
+
+[tables.leads.derived.days_from_first_visit]
+days_between = ["first_visit_at", "created_at"]
+description = "Days from the first website visit to the lead's creation"
 """
 SMALL_MODEL = "\n[model]\nn_estimators = 80\nnum_leaves = 7\nearly_stopping_rounds = 15\n"
 
@@ -66,6 +71,11 @@ def custom_project(sample_project, tmp_path_factory):
     rng = np.random.default_rng(0)
     referral = rng.random(len(leads)) < np.where(won, 0.7, 0.1)
     leads["Lead Origin"] = np.where(referral, "Partner referral", rng.choice(["Web form", "Trade show"], len(leads)))
+    # the first visit mostly precedes the lead, sometimes follows it (then it is known only from that day)
+    created = pd.to_datetime(leads["created_at"], utc=True)
+    leads["First Visit"] = (created + pd.to_timedelta(rng.uniform(-20, 40, len(leads)), unit="D")).dt.strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
     leads.to_parquet(folder / "data" / "leads.parquet", index=False)
     accounts = pd.read_parquet(folder / "data" / "accounts.parquet")
     accounts["Tech Fit"] = rng.integers(0, 11, len(accounts)).astype(str)
@@ -85,11 +95,12 @@ def test_custom_fields_train_and_appear_in_reasons(custom_project, tmp_path):
     leads = pd.read_parquet(custom_project.parent / "data" / "leads.parquet").set_index("lead_id")
     created = pd.to_datetime(frame["lead_id"].map(leads["created_at"]), utc=True)
     assert (frame["created_weekday"] == created.dt.day_name()).all()
-    touch = pd.to_datetime(frame["lead_id"].map(leads["first_sales_touch_at"]), utc=True)
-    before = touch < frame["cutoff_time"]
-    assert 0 < before.sum() < len(frame) and frame.loc[~before, "days_to_first_touch"].isna().all()
-    expected = (touch - created).dt.total_seconds() / 86_400
-    assert np.allclose(frame.loc[before, "days_to_first_touch"], expected[before])
+    visit = pd.to_datetime(frame["lead_id"].map(leads["First Visit"]), utc=True)
+    before = visit < frame["cutoff_time"]
+    assert 0 < before.sum() < len(frame) and frame.loc[~before, "days_from_first_visit"].isna().all()
+    expected = (created - visit).dt.total_seconds() / 86_400
+    assert np.allclose(frame.loc[before, "days_from_first_visit"], expected[before])
+    assert "first_visit_at" not in frame  # a timestamp is an input, not a feature
     invoke("train", "--config", custom_project)
     out = tmp_path / "scores.csv"
     invoke("predict", "--config", custom_project, "--out", out, "--contributions", tmp_path / "c.parquet")
@@ -113,3 +124,6 @@ def test_custom_fields_are_validated_like_the_rest(custom_project, tmp_path):
     assert "column 'Origin' of custom field 'lead_origin' is absent" in invoke("validate", "--config", config, code=1)
     config.write_text(text.replace("[tables.leads.custom.lead_origin]", "[tables.leads.custom.lead_seniority]"))
     assert "the name is taken" in invoke("validate", "--config", config, code=2)
+    config.write_text(text.replace('days_between = ["first_visit_at", "created_at"]',
+                                   'days_between = ["created_at", "first_sales_touch_at"]'))
+    assert "sales' own timestamps are never features" in invoke("validate", "--config", config, code=2)
