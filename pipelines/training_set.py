@@ -84,6 +84,10 @@ def input_fingerprint(settings: Settings) -> str:
         if settings.mode == "flat"
         else [(n, getattr(settings.tables, n)) for n in ("leads", "accounts", "events", "opportunities")]
     )
+    # the second tables a project reads: the flat label's outcomes, further activity exports
+    if settings.mode == "flat" and settings.flat.label_from is not None:
+        sources.append(("flat.label_from", settings.flat.label_from.path))
+    sources += [(f"exports.more_events[{i}]", s) for i, s in enumerate(settings.exports.more_events)]
     for name, source in sources:
         if source is None:
             continue
