@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import shutil
+import re
 import sys
 from importlib import resources
 from pathlib import Path
@@ -122,7 +122,11 @@ def init(
     name = f"templates/presets/{preset}.toml" if preset else "templates/leadscore.toml"
     template = resources.files("pipelines").joinpath(name)
     with resources.as_file(template) as source:
-        shutil.copyfile(source, target)
+        text = source.read_text(encoding="utf-8")
+    if preset:  # the project's name, from its folder: its own experiment and registered model
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", directory.resolve().name).strip("-._") or preset
+        text = text.replace("\nmode = ", f'\nname = "{name}"\nmode = ', 1)
+    target.write_text(text, encoding="utf-8")
     typer.echo(f"wrote {target}")
     if preset:
         typer.echo(f"next: put your {preset} exports in {directory / 'data'} (file names in the config), then "

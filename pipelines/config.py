@@ -317,9 +317,7 @@ class MonitorSettings(_Section):
 
 
 class MlflowSettings(_Section):
-    tracking_uri: str | None = Field(
-        None, description="default: sqlite:///<config folder>/mlflow.db (leadscore.toml), else <config stem>.mlflow.db"
-    )
+    tracking_uri: str | None = Field(None, description="default: sqlite:///<config folder>/mlflow.db")
     artifact_dir: str = Field("mlartifacts", description="artifact folder for a new experiment (local store)")
     experiment: str = Field("leadscore", description="default: the project's name when it has one")
     registered_model: str = Field("leadscore-conversion", description="default: <project name>-conversion")
@@ -337,7 +335,7 @@ class EngineSettings(_Section):
 class Settings(_Section):
     name: str | None = Field(
         None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-        description="project name: its MLflow experiment and model name; default: the config file's name",
+        description="project name: its MLflow experiment and registered model (<name>-conversion)",
     )  # fmt: skip
     mode: Literal["crm", "flat"] = "crm"
     as_of: datetime | None = Field(None, description="end of the data; default: the latest timestamp seen")
@@ -356,7 +354,6 @@ class Settings(_Section):
     history: HistorySettings = Field(default_factory=HistorySettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     base_dir: Path = Field(Path("."), exclude=True)
-    store_file: str = Field("mlflow.db", exclude=True)
 
     @field_validator("timezone")
     @classmethod
@@ -392,7 +389,7 @@ class Settings(_Section):
 
     @property
     def tracking_uri(self) -> str:
-        return self.mlflow.tracking_uri or f"sqlite:///{self.resolve(self.store_file)}"
+        return self.mlflow.tracking_uri or f"sqlite:///{self.resolve('mlflow.db')}"
 
 
 def _describe(error: dict) -> str:
@@ -421,33 +418,20 @@ def load_settings(path: str | Path) -> Settings:
     except ValidationError as exc:
         lines = "\n".join(f"  {_describe(err)}" for err in exc.errors())
         raise ConfigError(f"{path}: invalid configuration\n{lines}") from None
-    return with_project_defaults(settings.model_copy(update={"base_dir": path.resolve().parent}), path)
+    return with_project_defaults(settings.model_copy(update={"base_dir": path.resolve().parent}))
 
 
-DEFAULT_STEM = "leadscore"
-
-
-def project_name(settings: Settings, config_path: Path) -> str | None:
-    """The `name` key, else the config file's name when it is not the default `leadscore.toml` (several projects
-    sharing one folder, like configs/*.toml); None for a one-project folder without a name."""
-    if settings.name:
-        return settings.name
-    stem = Path(config_path).stem
-    return None if stem == DEFAULT_STEM else stem
-
-
-def with_project_defaults(settings: Settings, config_path: Path) -> Settings:
-    """One project, one registry: a named project gets its own experiment and registered model name, and a config
-    that is not the folder's `leadscore.toml` its own store file, unless the config sets them. Two configs in one
-    folder then never promote or load each other's champion."""
-    name = project_name(settings, config_path)
-    if name is None:
+def with_project_defaults(settings: Settings) -> Settings:
+    """One project, one registry: the store is the config folder's (`mlflow.db`), and a project with a `name` gets
+    its own experiment and registered model (`<name>-conversion`) unless the config sets them, so two named projects
+    sharing a folder (like configs/*.toml) never promote or load each other's champion. Configs of one project
+    without a name (variants in one folder) share its registry on purpose."""
+    if not settings.name:
         return settings
     given = settings.mlflow.model_fields_set
     mlflow = settings.mlflow.model_copy(update={
-        key: value for key, value in (("experiment", name), ("registered_model", f"{name}-conversion"))
+        key: value for key, value in (("experiment", settings.name),
+                                      ("registered_model", f"{settings.name}-conversion"))
         if key not in given
     })  # fmt: skip
-    stem = Path(config_path).stem
-    store = settings.store_file if stem == DEFAULT_STEM else f"{stem}.mlflow.db"
-    return settings.model_copy(update={"mlflow": mlflow, "store_file": store})
+    return settings.model_copy(update={"mlflow": mlflow})

@@ -100,21 +100,26 @@ def test_flat_predict_with_every_row_labelled_is_a_data_error(tmp_path):
     assert "no open lead" in invoke("predict", "--config", config, "--out", tmp_path / "s.csv", code=1)
 
 
-def test_two_configs_in_one_folder_get_their_own_store_and_model(tmp_path):
-    a = flat_project(tmp_path / "shared", name="alpha")
-    beta = a.with_name("beta.toml")
-    beta.write_text(a.read_text())
-    sa, sb = load_settings(a), load_settings(beta)
-    assert sa.mlflow.registered_model == "alpha-conversion" and sb.mlflow.registered_model == "beta-conversion"
-    assert sa.tracking_uri.endswith("alpha.mlflow.db") and sb.tracking_uri != sa.tracking_uri
-    named = a.with_name("leadscore.toml")
-    named.write_text('name = "gamma"\n' + a.read_text())
-    sg = load_settings(named)
-    assert sg.mlflow.registered_model == "gamma-conversion" and sg.mlflow.experiment == "gamma"
-    assert sg.tracking_uri.endswith("/mlflow.db")
-    plain = tmp_path / "plain"
-    flat_project(plain)
-    assert load_settings(plain / "leadscore.toml").mlflow.registered_model == "leadscore-conversion"
+def test_named_projects_sharing_a_folder_get_their_own_model_and_experiment(tmp_path):
+    alpha = flat_project(tmp_path / "shared", name="alpha")
+    alpha.write_text('name = "alpha"\n' + alpha.read_text())
+    beta = alpha.with_name("beta.toml")
+    beta.write_text(alpha.read_text().replace('name = "alpha"', 'name = "beta"'))
+    sa, sb = load_settings(alpha), load_settings(beta)
+    assert (sa.mlflow.registered_model, sa.mlflow.experiment) == ("alpha-conversion", "alpha")
+    assert (sb.mlflow.registered_model, sb.mlflow.experiment) == ("beta-conversion", "beta")
+    assert sa.tracking_uri == sb.tracking_uri == f"sqlite:///{alpha.parent.resolve()}/mlflow.db"
+    explicit = alpha.with_name("gamma.toml")
+    explicit.write_text(alpha.read_text() + '[mlflow]\nregistered_model = "mine"\n')
+    assert load_settings(explicit).mlflow.registered_model == "mine"
+    # a config variant without a name shares the folder's registry (on purpose: same project)
+    unnamed = alpha.with_name("variant.toml")
+    unnamed.write_text(alpha.read_text().replace('name = "alpha"\n', ""))
+    assert load_settings(unnamed).mlflow.registered_model == "leadscore-conversion"
+    invoke("train", "--config", alpha)
+    out = invoke("train", "--config", beta)
+    assert "registered beta-conversion version 1" in out and "promoted: no champion yet" in out
+
 
 
 def test_a_champion_of_another_feature_set_is_reported_by_predict_and_explain(tmp_path):

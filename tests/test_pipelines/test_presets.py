@@ -129,7 +129,7 @@ def test_preset_runs_validate_train_predict_on_a_vendor_export(tmp_path, preset,
     config.write_text(config.read_text() + SMALL_MODEL)
     out = invoke("validate", "--config", config)
     assert "0 error(s)" in out
-    invoke("train", "--config", config)
+    assert f"registered {preset}-conversion version 1" in invoke("train", "--config", config)  # named by its folder
     invoke("predict", "--config", config, "--out", tmp_path / "scores.csv")
     scores = pd.read_csv(tmp_path / "scores.csv", dtype={"lead_id": str})
     story = crm_story(seed=11 if preset == "salesforce" else 12)

@@ -55,7 +55,7 @@ def test_shipped_config_validates_trains_predicts_and_explains(tmp_path, config_
     out = invoke("train", "--config", config)
     name = config.stem
     assert f"registered {name}-conversion version 1" in out
-    assert (config.parent / f"{name}.mlflow.db").exists()
+    assert (config.parent / "mlflow.db").exists()
     scores_path = tmp_path / "scores.csv"
     invoke("predict", "--config", config, "--out", scores_path)
     scores = pd.read_csv(scores_path)
