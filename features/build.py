@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 from features.context import FeatureContext, FeatureParams
-from features.registry import all_features
+from features.custom import custom_specs
+from features.registry import FeatureSpec, all_features
 
 
 def build_features(
@@ -29,10 +30,16 @@ def build_features(
 def feature_columns(context: FeatureContext, feature_names: list[str] | None = None) -> pd.DataFrame:
     """The requested features (all when None) for the context's spine rows; several callers may share one
     context, so the point-in-time joins are done once."""
-    specs = all_features()
-    names = list(specs) if feature_names is None else list(feature_names)
+    specs = feature_specs(context.params)
+    names = list(all_features()) if feature_names is None else list(feature_names)
     unknown = [name for name in names if name not in specs]
     if unknown:
         raise ValueError(f"unknown feature(s): {unknown}")
     columns = {name: pd.Series(specs[name].build(context), name=name).reset_index(drop=True) for name in names}
     return pd.DataFrame(columns, index=range(context.n))
+
+
+def feature_specs(params: FeatureParams | None) -> dict[str, FeatureSpec]:
+    """The registry plus the project's custom fields (their descriptions are their reason texts)."""
+    custom = custom_specs(params.custom_fields) if params is not None else {}
+    return {**all_features(), **custom}

@@ -23,6 +23,7 @@ class FeatureParams:
     event_weights: dict[str, float] = field(default_factory=dict)
     high_intent_events: tuple[str, ...] = ("pricing_page_view", "demo_request")
     free_email_domains: tuple[str, ...] = ()
+    custom_fields: tuple = ()  # features.custom.CustomField: the CRM's own lead and account columns
 
 
 DEFAULT_EVENT_WEIGHTS = {

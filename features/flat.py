@@ -39,8 +39,15 @@ def label_key(values: pd.Series) -> pd.Series:
     return text.str.replace(r"^([+-]?\d+)\.0*$", r"\1", regex=True)
 
 
-def flat_training_set(frame: pd.DataFrame, spec: FlatSpec) -> FlatResult:
-    """lead_id, cutoff_time, row_order, converted, then the declared features, in time order."""
+def label_is_empty(values: pd.Series) -> pd.Series:
+    """An empty label (missing, or only spaces): the row is an open lead, still to be scored."""
+    text = values.astype("string").str.strip()
+    return (text.isna() | (text == "")).fillna(True).astype(bool)
+
+
+def flat_rows(frame: pd.DataFrame, spec: FlatSpec) -> tuple[pd.DataFrame, np.ndarray]:
+    """Every row as lead_id, cutoff_time, row_order, converted, then the declared features (input order), and
+    which rows carry a label. One builder for training rows and open leads alike."""
     declared = [spec.label_column, *spec.categorical, *spec.numeric]
     declared += [c for c in (spec.id_column, spec.time_column) if c]
     absent = [column for column in declared if column not in frame.columns]
@@ -50,7 +57,7 @@ def flat_training_set(frame: pd.DataFrame, spec: FlatSpec) -> FlatResult:
     label_text = frame[spec.label_column]
     positives = set(label_key(pd.Series([str(v) for v in spec.positive_values])).dropna())
     converted = label_key(label_text).isin(positives).astype("int8")
-    labelled = label_text.notna().to_numpy()
+    labelled = ~label_is_empty(label_text).to_numpy()
     ids = (
         frame[spec.id_column].astype("string") if spec.id_column else pd.Series(np.arange(len(frame))).astype("string")
     )
@@ -72,8 +79,20 @@ def flat_training_set(frame: pd.DataFrame, spec: FlatSpec) -> FlatResult:
     for column in spec.numeric:
         values = frame[column].mask(frame[column].astype("string").isin(placeholders))
         out[column] = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
+    return out, labelled
+
+
+def flat_training_set(frame: pd.DataFrame, spec: FlatSpec) -> FlatResult:
+    """lead_id, cutoff_time, row_order, converted, then the declared features, in time order (labelled rows)."""
+    out, labelled = flat_rows(frame, spec)
     out = out[labelled]
     order = ["cutoff_time", "row_order"] if spec.time_column else ["row_order"]
     out = out.sort_values(order, kind="stable").reset_index(drop=True)
     excluded = [c for c in spec.leaking if c in frame.columns]
     return FlatResult(out, [*spec.categorical, *spec.numeric], excluded, int((~labelled).sum()))
+
+
+def flat_open_leads(frame: pd.DataFrame, spec: FlatSpec) -> pd.DataFrame:
+    """The rows whose label is empty (the leads still open), built exactly as the training rows, in input order."""
+    out, labelled = flat_rows(frame, spec)
+    return out[~labelled].drop(columns="converted").reset_index(drop=True)

@@ -115,6 +115,20 @@ class EngagementRules(_Rules):
         return self
 
 
+class ColumnEngagementRules(_Rules):
+    """Flat mode: engagement read from columns of the export (visits, time on site, ...) instead of events; each
+    category is a column with points per value or numeric tiers, as in the fit rules."""
+
+    cutoffs: dict[str, float] = Field(default_factory=lambda: {"1": 50.0, "2": 25.0, "3": 10.0})
+    categories: dict[str, FitCategory]
+
+    @model_validator(mode="after")
+    def _check(self) -> ColumnEngagementRules:
+        _weights_sum_to_100(self.categories, "flat.engagement.categories")
+        _descending(self.cutoffs, ENGAGEMENT_GRADES, "flat.engagement")
+        return self
+
+
 CELLS = tuple(f + e for f in FIT_GRADES for e in ENGAGEMENT_GRADES)
 ANY_CELL, DORMANT = "*", "dormant"
 

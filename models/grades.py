@@ -13,6 +13,7 @@ from models.grade_rules import (
     ENGAGEMENT_GRADES,
     FIT_GRADES,
     STAGES,
+    ColumnEngagementRules,
     EngagementRules,
     FitCategory,
     FitRules,
@@ -228,3 +229,47 @@ def grade_leads(
 def grade_inputs_needed(rules: GradeRules) -> list[str]:
     """The feature columns the rules read."""
     return rules.fit_features()
+
+
+def flat_stage(
+    fit: pd.Series, engagement: pd.Series, rules: StageRules, *, probability: pd.Series | None = None
+) -> pd.DataFrame:
+    """Flat mode knows no contact details, product usage or sales acceptance: IQL, MQL by fit and engagement, SQL
+    by the model's probability when `sql_min_probability` is set."""
+    stage = np.full(len(fit), "IQL", dtype=object)
+    rule = np.full(len(fit), "IQL: below the MQL thresholds", dtype=object)
+    mql = _better_or_equal(fit, rules.mql_min_fit, FIT_GRADES) & _better_or_equal(
+        engagement, rules.mql_min_engagement, ENGAGEMENT_GRADES
+    )
+    stage[mql] = "MQL"
+    rule[mql] = [f"MQL: fit {f} and engagement {e}" for f, e in zip(fit[mql], engagement[mql], strict=True)]
+    if probability is not None and rules.sql_min_probability is not None:
+        p = probability.to_numpy()
+        by_model = fit.isin(rules.sql_fits).to_numpy() & (p >= rules.sql_min_probability)
+        stage[by_model] = "SQL"
+        rule[by_model] = [f"SQL: fit {f} and conversion probability {q:.0%} >= {rules.sql_min_probability:.0%}"
+                          for f, q in zip(fit[by_model], p[by_model], strict=True)]  # fmt: skip
+    return pd.DataFrame({"stage": stage, "stage_rule": rule}, index=fit.index).astype("string")
+
+
+def grade_flat_rows(
+    features: pd.DataFrame,
+    rules: GradeRules,
+    engagement_rules: ColumnEngagementRules,
+    *,
+    as_of: pd.Timestamp,
+    probability: pd.Series | None = None,
+) -> pd.DataFrame:
+    """Flat mode's grades, one row per feature row: fit from the `grades.fit` categories and engagement from the
+    `flat.engagement` categories (both on the export's columns), the cell, stage and routed action."""
+    fit_pts = fit_points(features, rules.fit)
+    eng_pts = fit_points(features, engagement_rules).rename("engagement_points")
+    fit = grade_from_points(fit_pts, rules.fit.cutoffs, FIT_GRADES).rename("fit_grade")
+    engagement = grade_from_points(eng_pts, engagement_rules.cutoffs, ENGAGEMENT_GRADES).rename("engagement_grade")
+    cell = (fit + engagement).rename("cell")
+    stages = flat_stage(fit, engagement, rules.stages, probability=probability)
+    dormant = pd.Series(False, index=features.index, name="dormant")
+    times = pd.Series(as_of, index=features.index)
+    actions = assign_actions(cell, times, rules.routing, stages=stages["stage"], dormant=dormant,
+                             timezone=rules.timezone)  # fmt: skip
+    return pd.concat([fit_pts.round(2), eng_pts.round(2), fit, engagement, cell, dormant, actions, stages], axis=1)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import shutil
+import re
 import sys
 from importlib import resources
 from pathlib import Path
@@ -107,16 +107,31 @@ def _load_model(settings, uri: str | None):
 def init(
     directory: Annotated[Path, typer.Argument(help="Project folder to create.")],
     force: Annotated[bool, typer.Option(help="Overwrite an existing leadscore.toml.")] = False,
+    preset: Annotated[
+        str | None, typer.Option("--preset", help="salesforce or hubspot: a config for that CRM's standard exports.")
+    ] = None,
 ) -> None:
     """Write DIR/leadscore.toml, a commented default config whose tables live in DIR/data/."""
+    presets = ("salesforce", "hubspot")
+    if preset is not None and preset not in presets:
+        raise _fail(f"--preset: {preset!r} is not one of {', '.join(presets)}")
     target = directory / "leadscore.toml"
     if target.exists() and not force:
         raise _fail(f"{target} exists; use --force to overwrite it")
     directory.mkdir(parents=True, exist_ok=True)
-    template = resources.files("pipelines").joinpath("templates/leadscore.toml")
+    name = f"templates/presets/{preset}.toml" if preset else "templates/leadscore.toml"
+    template = resources.files("pipelines").joinpath(name)
     with resources.as_file(template) as source:
-        shutil.copyfile(source, target)
+        text = source.read_text(encoding="utf-8")
+    if preset:  # the project's name, from its folder: its own experiment and registered model
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", directory.resolve().name).strip("-._") or preset
+        text = text.replace("\nmode = ", f'\nname = "{name}"\nmode = ', 1)
+    target.write_text(text, encoding="utf-8")
     typer.echo(f"wrote {target}")
+    if preset:
+        typer.echo(f"next: put your {preset} exports in {directory / 'data'} (file names in the config), then "
+                   f"leadscore validate --config {target}")  # fmt: skip
+        return
     typer.echo(f"next: leadscore sample-data --out {directory / 'data'} && leadscore validate --config {target}")
 
 
@@ -378,8 +393,9 @@ def predict(
     from pipelines.validation import load_crm
 
     settings = _with_engine(_settings(config), engine)
-    if settings.mode != "crm":
-        raise _fail("predict scores the open leads of a CRM (mode = 'crm')")
+    flat = settings.mode == "flat"
+    if flat and settings.engine.name == "spark":
+        raise _fail("flat mode scores on this machine: --engine local")
     if out is not None and to_sql is not None:
         raise _fail("give --out or --to-sql, not both")
     as_of_stamp = _as_of(as_of)
@@ -398,19 +414,31 @@ def predict(
     if spark:
         return _predict_on_spark(settings, model, out, as_of_stamp)
     conversion, wrapper, name, version = _load_model(settings, model)
-    check_model_fits_crm(conversion, model or f"models:/{settings.mlflow.registered_model}@champion")
-    data = load_crm(settings, as_of=as_of_stamp)
-    check_ground(data, settings)
-    if data.errors:
-        typer.echo(
-            f"warning: {len(data.errors)} row(s) rejected by validation; they are listed in the rejects", err=True
-        )
-    data = withhold(data)
-    check_open_leads(data)
-    with tqdm(total=len(data.tables["leads"]), unit="lead", desc="predict", disable=None) as bar:
-        result = score_open_leads(settings, data, conversion, wrapper, model_name=name, model_version=version,
-                                  chunk_size=settings.output.chunk_size, keep_contributions=contributions is not None,
-                                  progress=bar.update)  # fmt: skip
+    model_uri = model or f"models:/{settings.mlflow.registered_model}@champion"
+    if flat:
+        from pipelines.flat_predict import score_flat_open_leads
+
+        result = score_flat_open_leads(settings, conversion, wrapper, model_name=name, model_version=version,
+                                       model_uri=model_uri, as_of=as_of_stamp,
+                                       keep_contributions=contributions is not None)  # fmt: skip
+        scored_as_of = result.scores["as_of"].iloc[0]
+    else:
+        from pipelines.training_set import custom_fields
+
+        check_model_fits_crm(conversion, model_uri, custom=tuple(f.name for f in custom_fields(settings)))
+        data = load_crm(settings, as_of=as_of_stamp)
+        check_ground(data, settings)
+        if data.errors:
+            typer.echo(
+                f"warning: {len(data.errors)} row(s) rejected by validation; they are listed in the rejects", err=True
+            )
+        data = withhold(data)
+        check_open_leads(data)
+        with tqdm(total=len(data.tables["leads"]), unit="lead", desc="predict", disable=None) as bar:
+            result = score_open_leads(settings, data, conversion, wrapper, model_name=name, model_version=version,
+                                      chunk_size=settings.output.chunk_size,
+                                      keep_contributions=contributions is not None, progress=bar.update)  # fmt: skip
+        scored_as_of = data.as_of
     # the scores, their rejects (and the contributions) of one run are published together, or not at all
     if to_sql is not None:
         where = write_sql_tables({to_sql: result.scores, f"{to_sql}_rejects": result.rejects}, url)
@@ -428,14 +456,17 @@ def predict(
     history = append_history(settings, result.scores)
     s = result.summary
     typer.echo(
-        f"scored {s['scored']:,} open leads as of {data.as_of.isoformat()} with {name} v{version or '?'} -> {where}"
+        f"scored {s['scored']:,} open leads as of {scored_as_of.isoformat()} with {name} v{version or '?'} -> {where}"
     )
     typer.echo(f"rejected: {s['rejected']:,}; mean probability {s['mean_probability']}")
     if history:
         typer.echo(f"score history: this run's {s['scored']:,} rows -> {history}")
-    typer.echo("leads per cell: " + ", ".join(f"{k} {v:,}" for k, v in s["leads_per_cell"].items()))
-    typer.echo("leads per stage: " + ", ".join(f"{k} {v:,}" for k, v in s["leads_per_stage"].items()))
-    run_id = log_scoring_run(settings, result, model_name=name, model_version=version, as_of=data.as_of)
+    if s["leads_per_cell"]:
+        typer.echo("leads per cell: " + ", ".join(f"{k} {v:,}" for k, v in s["leads_per_cell"].items()))
+        typer.echo("leads per stage: " + ", ".join(f"{k} {v:,}" for k, v in s["leads_per_stage"].items()))
+    elif flat:
+        typer.echo("no grades: set [grades.fit] on the export's columns and [flat.engagement] to grade and route")
+    run_id = log_scoring_run(settings, result, model_name=name, model_version=version, as_of=scored_as_of)
     typer.echo(f"drift (PSI per feature and score) and the summary logged to MLflow run {run_id}")
     drifted = result.drift[result.drift > settings.output.drift_threshold]
     if len(drifted):

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from features.schemas import TABLE_ROLES
 from models.factory import ModelSettings
-from models.grade_rules import GradeRules
+from models.grade_rules import ColumnEngagementRules, GradeRules
 
 
 class ConfigError(ValueError):
@@ -24,6 +24,45 @@ class ConfigError(ValueError):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class CustomFieldSettings(_Section):
+    """One of the CRM's own lead or account columns, used as a feature."""
+
+    column: str | None = Field(None, description="the column in the file; default: the field's key")
+    type: Literal["categorical", "numeric", "timestamp"] = Field(
+        description="timestamp: validated and read by tables.leads.derived, not a feature itself"
+    )
+    description: str = Field(min_length=3, description="one line: the business meaning, used in the reasons")
+
+    @field_validator("description")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if "\n" in value.strip():
+            raise ValueError("the description is one line (it is the reason text)")
+        return value.strip()
+
+
+class LeadDerivedColumn(_Section):
+    """CRM mode: a feature computed from the lead's own timestamps: `created_at`, or a custom field of type
+    timestamp. Sales' own timestamps (acceptance, first touch, rejection) are never features."""
+
+    date_part: Literal["weekday", "month", "hour", "day_of_month", "year"] | None = None
+    of: str | None = Field(None, description="date_part: created_at or a timestamp custom field")
+    days_between: tuple[str, str] | None = Field(None, description="[start, end]: end - start in days")
+    description: str = Field(min_length=3, description="one line: the business meaning, used in the reasons")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> LeadDerivedColumn:
+        if (self.date_part is None) == (self.days_between is None):
+            raise ValueError("give either 'date_part' with 'of', or 'days_between'")
+        if self.date_part is not None and not self.of:
+            raise ValueError("'date_part' needs 'of' (the lead's time role)")
+        return self
+
+    @property
+    def inputs(self) -> list[str]:
+        return [self.of] if self.of else list(self.days_between)
 
 
 class TableSource(_Section):
@@ -39,6 +78,12 @@ class TableSource(_Section):
     encoding: str | None = Field(None, description="CSV text encoding; default: detected (UTF-8, BOM, UTF-16)")
     timestamp_format: str | None = Field(
         None, description="strftime format of this table's timestamps, e.g. %d/%m/%Y; settles day/month order"
+    )
+    custom: dict[str, CustomFieldSettings] = Field(
+        default_factory=dict, description="leads and accounts: feature name -> one of your own columns"
+    )
+    derived: dict[str, LeadDerivedColumn] = Field(
+        default_factory=dict, description="leads: feature name -> date part of / days between the lead's timestamps"
     )
 
     @model_validator(mode="after")
@@ -69,7 +114,68 @@ class Tables(_Section):
                 )
             if source.status_values is not None and name != "opportunities":
                 raise ValueError(f"tables.{name}.status_values: only the opportunities table has a status")
+            if source.custom and name not in ("leads", "accounts"):
+                raise ValueError(f"tables.{name}.custom: custom fields belong to the leads or accounts table")
+            if source.derived and name != "leads":
+                raise ValueError(f"tables.{name}.derived: derived features are computed from the leads table")
+        self._check_custom_names()
         return self
+
+    def _check_custom_names(self) -> None:
+        import re
+
+        from features.registry import all_features
+
+        known = set(all_features())
+        seen: set[str] = set()
+        for table in ("leads", "accounts"):
+            source = getattr(self, table)
+            for key in [*source.custom, *source.derived] if source is not None else ():
+                if not re.fullmatch(r"[a-z][a-z0-9_]*", key):
+                    raise ValueError(f"tables.{table}.custom.{key}: a feature name is lower case letters, digits "
+                                     "and _ (e.g. lead_origin)")  # fmt: skip
+                if key in known or key in TABLE_ROLES[table] or key in seen:
+                    raise ValueError(f"tables.{table}.custom.{key}: the name is taken (a built-in feature, a "
+                                     "contract role or another custom field): choose another")  # fmt: skip
+                seen.add(key)
+        leads = self.leads
+        times = {"created_at"} | {k for k, f in leads.custom.items() if f.type == "timestamp"}
+        for key, spec in leads.derived.items():
+            unknown = [c for c in spec.inputs if c not in times]
+            if unknown:
+                raise ValueError(f"tables.leads.derived.{key}: {unknown} is not created_at or a custom field of type "
+                                 "timestamp (sales' own timestamps are never features)")  # fmt: skip
+
+
+class DerivedColumn(_Section):
+    """A column computed from the export: a date part of a timestamp, or the days between two timestamps."""
+
+    date_part: Literal["weekday", "month", "hour", "day_of_month", "year"] | None = None
+    of: str | None = Field(None, description="date_part: the timestamp column")
+    days_between: tuple[str, str] | None = Field(None, description="[start column, end column]: end - start in days")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> DerivedColumn:
+        if (self.date_part is None) == (self.days_between is None):
+            raise ValueError("give either 'date_part' with 'of', or 'days_between'")
+        if self.date_part is not None and not self.of:
+            raise ValueError("'date_part' needs 'of' (the timestamp column)")
+        return self
+
+
+class LabelFrom(_Section):
+    """The label (and its time) from a second table by key, e.g. won deals joined to qualified leads."""
+
+    path: str = Field(description="CSV or Parquet file of outcomes, relative to the config file")
+    separator: str = ","
+    encoding: str | None = None
+    key: str = Field(description="column of the flat table holding the key")
+    outcome_key: str | None = Field(None, description="the key's column in the outcome table; default: `key`")
+    outcome_time: str = Field(description="column of the outcome table: when the outcome happened")
+    outcome_column: str | None = Field(None, description="column of the outcome table with its status; none: every "
+                                       "row is a positive outcome")  # fmt: skip
+    positive_values: list[str] = Field(default_factory=lambda: ["won"])
+    horizon_days: float = Field(gt=0, description="an outcome counts within this many days after the row's time")
 
 
 class FlatSettings(_Section):
@@ -92,6 +198,15 @@ class FlatSettings(_Section):
     directions: dict[str, Literal[-1, 1]] = Field(
         default_factory=dict, description="numeric column -> business direction (+1 / -1): monotone constraints"
     )
+    engagement: ColumnEngagementRules | None = Field(
+        None, description="engagement grade from the export's columns; with [grades.fit] on its columns: grades"
+    )
+    derived: dict[str, DerivedColumn] = Field(
+        default_factory=dict, description="new column name -> how it is computed; declare it to use it"
+    )
+    label_from: LabelFrom | None = Field(
+        None, description="the label column computed from a second table (needs time_column)"
+    )
 
     @model_validator(mode="after")
     def _features_declared(self) -> FlatSettings:
@@ -103,6 +218,47 @@ class FlatSettings(_Section):
         overlap = sorted(set(self.leaking) & (set(self.categorical) | set(self.numeric)))
         if overlap:
             raise ValueError(f"columns both declared as features and as leaking: {overlap}")
+        if self.label_from is not None and not self.time_column:
+            raise ValueError("label_from needs time_column: an outcome counts within the horizon after the row's time")
+        roles = [self.label_column, *(c for c in (self.id_column, self.time_column) if c), *self.categorical,
+                 *self.numeric]  # fmt: skip
+        twice = sorted({c for c in roles if roles.count(c) > 1})
+        if twice:
+            raise ValueError(f"column(s) declared more than once (label, id, time, categorical, numeric): {twice}")
+        return self
+
+
+class ExportSettings(_Section):
+    """Conventions of a CRM's exports that differ from the contract, applied to the tables before validation
+    (the presets set them: `leadscore init DIR --preset salesforce|hubspot`)."""
+
+    opportunity_id_on_lead: str | None = Field(
+        None, description="lead column holding its opportunity's id (Salesforce: ConvertedOpportunityId); the "
+        "opportunities then need no lead column",
+    )  # fmt: skip
+    lead_id_list_separator: str | None = Field(
+        None, description="the opportunities' lead column lists several ids (HubSpot associations): the first counts"
+    )
+    lead_status_column: str | None = Field(None, description="lead column with the lead's status")
+    lost_lead_statuses: list[str] = Field(
+        default_factory=list, description="lead statuses meaning closed without a deal: a lost outcome"
+    )
+    lost_at_column: str | None = Field(None, description="lead column dating that outcome, e.g. LastModifiedDate")
+    close_date_expected_while_open: bool = Field(
+        False, description="an open deal's close date is a forecast (Salesforce CloseDate, HubSpot closedate): "
+        "ignored until the deal is won or lost",
+    )  # fmt: skip
+    event_type_values: dict[str, list[str]] = Field(
+        default_factory=dict, description="contract event type -> values of the export's type column"
+    )
+    more_events: list[TableSource] = Field(
+        default_factory=list, description="further activity exports (each with its own column map) added to events"
+    )
+
+    @model_validator(mode="after")
+    def _lost_needs_columns(self) -> ExportSettings:
+        if self.lost_lead_statuses and not (self.lead_status_column and self.lost_at_column):
+            raise ValueError("lost_lead_statuses needs lead_status_column and lost_at_column")
         return self
 
 
@@ -166,8 +322,8 @@ class MonitorSettings(_Section):
 class MlflowSettings(_Section):
     tracking_uri: str | None = Field(None, description="default: sqlite:///<config folder>/mlflow.db")
     artifact_dir: str = Field("mlartifacts", description="artifact folder for a new experiment (local store)")
-    experiment: str = "leadscore"
-    registered_model: str = "leadscore-conversion"
+    experiment: str = Field("leadscore", description="default: the project's name when it has one")
+    registered_model: str = Field("leadscore-conversion", description="default: <project name>-conversion")
 
 
 class EngineSettings(_Section):
@@ -180,11 +336,16 @@ class EngineSettings(_Section):
 
 
 class Settings(_Section):
+    name: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="project name: its MLflow experiment and registered model (<name>-conversion)",
+    )  # fmt: skip
     mode: Literal["crm", "flat"] = "crm"
     as_of: datetime | None = Field(None, description="end of the data; default: the latest timestamp seen")
     timezone: str = Field("UTC", description="zone of timestamps written without one")
     tables: Tables | None = None
     flat: FlatSettings | None = None
+    exports: ExportSettings = Field(default_factory=ExportSettings)
     spine: SpineSettings = Field(default_factory=SpineSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
@@ -260,4 +421,20 @@ def load_settings(path: str | Path) -> Settings:
     except ValidationError as exc:
         lines = "\n".join(f"  {_describe(err)}" for err in exc.errors())
         raise ConfigError(f"{path}: invalid configuration\n{lines}") from None
-    return settings.model_copy(update={"base_dir": path.resolve().parent})
+    return with_project_defaults(settings.model_copy(update={"base_dir": path.resolve().parent}))
+
+
+def with_project_defaults(settings: Settings) -> Settings:
+    """One project, one registry: the store is the config folder's (`mlflow.db`), and a project with a `name` gets
+    its own experiment and registered model (`<name>-conversion`) unless the config sets them, so two named projects
+    sharing a folder (like configs/*.toml) never promote or load each other's champion. Configs of one project
+    without a name (variants in one folder) share its registry on purpose."""
+    if not settings.name:
+        return settings
+    given = settings.mlflow.model_fields_set
+    mlflow = settings.mlflow.model_copy(update={
+        key: value for key, value in (("experiment", settings.name),
+                                      ("registered_model", f"{settings.name}-conversion"))
+        if key not in given
+    })  # fmt: skip
+    return settings.model_copy(update={"mlflow": mlflow})

@@ -1,18 +1,34 @@
-"""Flat mode: the label and numeric columns are checked before anything is built from them.
+"""Flat mode: the export is checked before anything is built from it, as strictly as the CRM tables.
 
 A label outside the declared positive and negative values would silently become a negative; text in a numeric
-column would silently become missing. Both stop with the values and their counts instead.
+column would silently become missing; a declared column that is absent, a duplicated id or an unreadable time
+would train on something else than the user thinks. Each is a problem naming the column, the first row and
+example values with their counts. `validate` lists them all; `train`, `build-training-set` and `predict` stop at
+the first error.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
-from features.flat import label_key
+from features.flat import label_is_empty, label_key
 from pipelines.errors import DataError
 
 SHOWN = 8
+
+
+@dataclass(frozen=True)
+class FlatProblem:
+    severity: str  # "error" or "warning"
+    error: DataError
+
+    @property
+    def message(self) -> str:
+        hint = f" (hint: {self.error.hint})" if self.error.hint else ""
+        return self.error.message + hint
 
 
 def _counts(values: pd.Series) -> str:
@@ -21,33 +37,123 @@ def _counts(values: pd.Series) -> str:
     return shown + (f" and {len(counts) - SHOWN} more" if len(counts) > SHOWN else "")
 
 
-def check_flat_table(frame: pd.DataFrame, flat, *, where: str) -> None:
-    """Refuse labels outside positive_values and negative_values, and numeric cells that are not finite numbers."""
-    if flat.label_column in frame:
-        labels = frame[flat.label_column]
-        declared = {str(v) for v in [*flat.positive_values, *flat.negative_values]}
-        allowed = set(label_key(pd.Series(sorted(declared))).dropna())
-        keys = label_key(labels)
-        outside = labels.notna() & ~keys.isin(allowed)
-        if outside.any():
-            first = int(np.flatnonzero(outside.to_numpy())[0]) + 1
-            raise DataError(
-                f"{int(outside.sum()):,} label(s) are neither positive_values nor negative_values: "
-                f"{_counts(labels[outside].astype('string'))}", where=where, column=flat.label_column, row=first,
-                hint="add each value to flat.positive_values or flat.negative_values (a label must never be "
-                "guessed)",
-            )  # fmt: skip
+def _first_row(mask: pd.Series) -> int:
+    return int(np.flatnonzero(mask.to_numpy())[0]) + 1
+
+
+def _declared(flat) -> list[str]:
+    return [flat.label_column, *(c for c in (flat.id_column, flat.time_column) if c), *flat.categorical,
+            *flat.numeric]  # fmt: skip
+
+
+def _absent_columns(frame: pd.DataFrame, flat, where: str) -> list[FlatProblem]:
+    absent = [c for c in dict.fromkeys(_declared(flat)) if c not in frame.columns]
+    problems = []
+    if absent:
+        present = ", ".join(repr(c) for c in list(frame.columns)[:20])
+        problems.append(FlatProblem("error", DataError(
+            f"declared column(s) absent: {absent}; the file has {len(frame.columns)} column(s): {present}"
+            + (" ..." if len(frame.columns) > 20 else ""), where=where,
+            hint="fix the names in [flat] (case and spaces count), or the separator (flat.separator)",
+        )))  # fmt: skip
+    missing_leaks = [c for c in flat.leaking if c not in frame.columns]
+    if missing_leaks:
+        problems.append(FlatProblem("warning", DataError(
+            f"leaking column(s) not in the file: {missing_leaks}", where=where,
+            hint="a misspelt name in flat.leaking protects nothing: check it",
+        )))  # fmt: skip
+    return problems
+
+
+def _label_problems(frame: pd.DataFrame, flat, where: str) -> list[FlatProblem]:
+    labels = frame[flat.label_column]
+    declared = {str(v) for v in [*flat.positive_values, *flat.negative_values]}
+    allowed = set(label_key(pd.Series(sorted(declared))).dropna())
+    keys = label_key(labels)
+    empty = label_is_empty(labels)
+    outside = ~empty & ~keys.isin(allowed)
+    if outside.any():
+        return [FlatProblem("error", DataError(
+            f"{int(outside.sum()):,} label(s) are neither positive_values nor negative_values: "
+            f"{_counts(labels[outside].astype('string'))}", where=where, column=flat.label_column,
+            row=_first_row(outside),
+            hint="add each value to flat.positive_values or flat.negative_values (a label must never be guessed)",
+        ))]  # fmt: skip
+    positives = set(label_key(pd.Series([str(v) for v in flat.positive_values])).dropna())
+    is_positive = keys.isin(positives) & ~empty
+    counts = f"labels: {_counts(labels[~empty].astype('string'))}" if (~empty).any() else "every label is empty"
+    if not is_positive.any() or not (~empty & ~is_positive).any():
+        missing = "positive" if not is_positive.any() else "negative"
+        return [FlatProblem("error", DataError(
+            f"no {missing} label among {int((~empty).sum()):,} labelled row(s) ({counts})", where=where,
+            column=flat.label_column,
+            hint=f"check flat.{missing}_values and flat.label_column: a model needs both outcomes",
+        ))]  # fmt: skip
+    return []
+
+
+def _numeric_problems(frame: pd.DataFrame, flat, where: str) -> list[FlatProblem]:
     placeholders = {str(v) for v in flat.missing_values}
+    problems = []
     for column in flat.numeric:
         if column not in frame:
             continue
         text = frame[column].astype("string").str.strip()
         number = pd.to_numeric(text, errors="coerce")
-        bad = text.notna() & (text != "") & ~text.isin(placeholders) & (number.isna() | np.isinf(number))
+        bad = (text.notna() & (text != "") & ~text.isin(placeholders) & (number.isna() | np.isinf(number))).fillna(
+            False
+        )
         if bad.any():
-            first = int(np.flatnonzero(bad.to_numpy())[0]) + 1
-            raise DataError(
+            problems.append(FlatProblem("error", DataError(
                 f"{int(bad.sum()):,} value(s) are not finite numbers: {_counts(text[bad])}", where=where,
-                column=column, row=first,
-                hint="fix the values, or list a placeholder in flat.missing_values to read it as missing",
-            )  # fmt: skip
+                column=column, row=_first_row(bad),
+                hint="fix the values, declare the column categorical, or list a placeholder in flat.missing_values "
+                "to read it as missing",
+            )))  # fmt: skip
+    return problems
+
+
+def _id_and_time_problems(frame: pd.DataFrame, flat, where: str) -> list[FlatProblem]:
+    problems = []
+    if flat.id_column and flat.id_column in frame:
+        ids = frame[flat.id_column].astype("string").str.strip()
+        blank = ids.isna() | (ids == "")
+        duplicated = ids.duplicated(keep=False) & ~blank
+        if blank.any():
+            problems.append(FlatProblem("error", DataError(
+                f"{int(blank.sum()):,} row(s) have no id", where=where, column=flat.id_column, row=_first_row(blank),
+                hint="every lead needs an id: its scores are keyed by it",
+            )))  # fmt: skip
+        if duplicated.any():
+            problems.append(FlatProblem("error", DataError(
+                f"{int(duplicated.sum()):,} row(s) share an id with another row: {_counts(ids[duplicated])}",
+                where=where, column=flat.id_column, row=_first_row(duplicated),
+                hint="one row per lead: remove the duplicates (every copy is ambiguous)",
+            )))  # fmt: skip
+    if flat.time_column and flat.time_column in frame:
+        text = frame[flat.time_column].astype("string").str.strip()
+        times = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
+        bad = (text.notna() & (text != "") & times.isna()).fillna(False)
+        if bad.any():
+            problems.append(FlatProblem("error", DataError(
+                f"{int(bad.sum()):,} value(s) are not timestamps: {_counts(text[bad])}", where=where,
+                column=flat.time_column, row=_first_row(bad),
+                hint="fix the values (ISO 8601 is safest): the time column orders training and holdout",
+            )))  # fmt: skip
+    return problems
+
+
+def flat_problems(frame: pd.DataFrame, flat, *, where: str) -> list[FlatProblem]:
+    """Every problem of the flat export, errors and warnings, in the order a reader would fix them."""
+    problems = _absent_columns(frame, flat, where)
+    if any(p.severity == "error" for p in problems):
+        return problems  # the other checks would only repeat the absence
+    return [*problems, *_label_problems(frame, flat, where), *_numeric_problems(frame, flat, where),
+            *_id_and_time_problems(frame, flat, where)]  # fmt: skip
+
+
+def check_flat_table(frame: pd.DataFrame, flat, *, where: str) -> None:
+    """Stop at the first error of `flat_problems`."""
+    for problem in flat_problems(frame, flat, where=where):
+        if problem.severity == "error":
+            raise problem.error

@@ -75,15 +75,33 @@ def check_open_leads(data: CrmData) -> int:
     return n_open
 
 
-def check_model_fits_crm(model, model_uri: str) -> None:
-    """A model trained in flat mode knows columns of one export, not the CRM features: refuse it by name."""
+def check_model_fits_crm(model, model_uri: str, *, custom: tuple[str, ...] = ()) -> None:
+    """A model trained in flat mode knows columns of one export, not the CRM features: refuse it by name. Custom
+    fields (`custom`) are CRM features of this project."""
     from features.registry import all_features
 
     names = list(getattr(model, "feature_names_in_", []))
-    unknown = [n for n in names if n not in all_features()]
+    unknown = [n for n in names if n not in all_features() and n not in custom]
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise UsageError(
             f"was not trained on CRM features (it expects {shown}): a flat-mode model cannot score CRM tables",
             where=f"model {model_uri}", hint="train a model on this project (`leadscore train`) or pass --model",
+        )  # fmt: skip
+
+
+def check_model_features(model, available, model_uri: str, *, feature_set: str | None = None) -> None:
+    """A champion trained on another feature set (another export, another project sharing the store) is reported
+    by name, never met with a KeyError deep inside scoring."""
+    names = list(getattr(model, "feature_names_in_", []))
+    have = set(available)
+    missing = [n for n in names if n not in have]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        of_set = f" (feature set {feature_set!r})" if feature_set else ""
+        raise UsageError(
+            f"was trained on another feature set{of_set}: it needs {shown}, which this project does not build",
+            where=f"model {model_uri}",
+            hint="train a model on this project (`leadscore train --promote`), give the project its own `name` "
+            "(its own registered model), or pass --model",
         )  # fmt: skip

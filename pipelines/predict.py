@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.build import feature_columns
+from features.build import feature_columns, feature_specs
 from features.context import FeatureContext
-from features.registry import all_features
 from features.spine import scoring_spine
 from models.drift import population_stability
 from models.reasons import top_reasons
@@ -89,7 +88,7 @@ def score_chunk(
     contributions = model.contributions(X)
     raw = contributions.sum(axis=1).to_numpy()
     probability = model.predict_proba(X)[:, 1]
-    reasons = top_reasons(contributions, X, all_features(), reference=reason_reference)
+    reasons = top_reasons(contributions, X, feature_specs(context.params), reference=reason_reference)
     chunk_data = CrmData(tables={**t, "events": events}, as_of=data.as_of)
     graded = grade_spine(settings, chunk_data, spine, probability=pd.Series(probability), context=context,
                          features=features)  # fmt: skip

@@ -166,6 +166,9 @@ def input_paths(settings) -> list[Path]:
     paths: list[Path] = []
     if settings.mode == "flat" and settings.flat is not None:
         paths.append(settings.resolve(settings.flat.path))
+        if settings.flat.label_from is not None:
+            paths.append(settings.resolve(settings.flat.label_from.path))
+    paths += [settings.resolve(s.path) for s in settings.exports.more_events if s.path is not None]
     if settings.tables is not None:
         for name in ("leads", "accounts", "events", "opportunities"):
             source = getattr(settings.tables, name)

@@ -71,6 +71,9 @@ def load_review(settings: Settings, *, model_uri: str | None = None) -> Review:
     name, version = tracking.resolve_version(uri)
     data = load_crm(settings) if settings.mode == "crm" else None
     training = build_training_set(settings, data=data)
+    from pipelines.ground import check_model_features
+
+    check_model_features(model, training.frame.columns, uri, feature_set=getattr(wrapper, "feature_set", None))
     graded = None
     if data is not None:
         from pipelines.grading import grade_spine

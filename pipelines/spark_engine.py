@@ -266,12 +266,12 @@ def training_set_spark(settings: Settings, *, as_of: pd.Timestamp | None, out: P
     """The point-in-time training set built per bucket on Spark; returns its manifest figures."""
     from pyspark.sql import functions as F
 
-    from features.registry import all_features
-    from pipelines.training_set import ORDER_COLUMN, crm_training_set, selected_features
+    from features.build import feature_specs
+    from pipelines.training_set import ORDER_COLUMN, crm_training_set, feature_params, selected_features
 
     spark = spark_session(settings)
     as_of = global_as_of(spark, settings, as_of)
-    specs, names = all_features(), selected_features(settings)
+    specs, names = feature_specs(feature_params(settings)), selected_features(settings)
     types = {"lead_id": "string", "cutoff_time": "timestamp", "converted": "double", "sample_weight": "double"}
     types |= {n: "string" if specs[n].kind == "categorical" else "double" for n in names}
     types |= {"_censored": "double"}

@@ -11,14 +11,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.build import build_features
+from features.build import build_features, feature_specs
 from features.context import FeatureParams
+from features.custom import CustomField
+from features.derived import CATEGORICAL_PARTS
 from features.flat import FlatSpec, flat_training_set
 from features.registry import all_features, feature_set
 from features.spine import CutoffPolicy, build_spine, scoring_spine
 from pipelines.config import Settings
 from pipelines.flat_checks import check_flat_table
-from pipelines.io import frame_writer, read_file
+from pipelines.flat_source import load_flat_export
+from pipelines.io import frame_writer
 from pipelines.publish import publish
 from pipelines.validation import CrmData, load_crm
 
@@ -45,7 +48,26 @@ def feature_params(settings: Settings) -> FeatureParams:
         event_weights=dict(f.event_weights),
         high_intent_events=tuple(f.high_intent_events),
         free_email_domains=tuple(f.free_email_domains),
+        custom_fields=custom_fields(settings),
     )
+
+
+def custom_fields(settings: Settings) -> tuple[CustomField, ...]:
+    """The CRM's own lead and account columns declared in `tables.<leads|accounts>.custom`."""
+    if settings.mode != "crm" or settings.tables is None:
+        return ()
+    fields = [
+        CustomField(key, table, field.type, field.description)
+        for table in ("leads", "accounts")
+        if getattr(settings.tables, table) is not None
+        for key, field in getattr(settings.tables, table).custom.items()
+        if field.type != "timestamp"  # an input of derived features, not a feature itself
+    ]
+    for key, spec in settings.tables.leads.derived.items():
+        derive = ("date_part", spec.date_part, spec.of) if spec.date_part else ("days_between", *spec.days_between)
+        kind = "categorical" if spec.date_part in CATEGORICAL_PARTS else "numeric"
+        fields.append(CustomField(key, "leads", kind, spec.description, derive))
+    return tuple(fields)
 
 
 def cutoff_policy(settings: Settings) -> CutoffPolicy:
@@ -55,7 +77,9 @@ def cutoff_policy(settings: Settings) -> CutoffPolicy:
 
 
 def selected_features(settings: Settings) -> list[str]:
-    return feature_set(settings.features.feature_set, settings.features.sets)
+    """The configured feature set, followed by the custom fields (in every set: declaring one means using it)."""
+    names = feature_set(settings.features.feature_set, settings.features.sets)
+    return names + [f.name for f in custom_fields(settings) if f.name not in names]
 
 
 def input_fingerprint(settings: Settings) -> str:
@@ -66,6 +90,10 @@ def input_fingerprint(settings: Settings) -> str:
         if settings.mode == "flat"
         else [(n, getattr(settings.tables, n)) for n in ("leads", "accounts", "events", "opportunities")]
     )
+    # the second tables a project reads: the flat label's outcomes, further activity exports
+    if settings.mode == "flat" and settings.flat.label_from is not None:
+        sources.append(("flat.label_from", settings.flat.label_from.path))
+    sources += [(f"exports.more_events[{i}]", s) for i, s in enumerate(settings.exports.more_events)]
     for name, source in sources:
         if source is None:
             continue
@@ -105,7 +133,7 @@ def crm_training_set(settings: Settings, data: CrmData) -> TrainingSet:
         params=feature_params(settings),
     )
     frame.insert(frame.columns.get_loc("converted") + 1, ORDER_COLUMN, np.arange(len(frame), dtype="int64"))
-    specs = all_features()
+    specs = feature_specs(feature_params(settings))
     manifest = {
         "mode": "crm",
         "as_of": data.as_of.isoformat(),
@@ -179,7 +207,7 @@ def flat_spec(settings: Settings) -> FlatSpec:
 def flat_training_set_from(settings: Settings) -> TrainingSet:
     f = settings.flat
     path = settings.resolve(f.path)
-    raw = read_file(path, name="flat", separator=f.separator, encoding=f.encoding)
+    raw = load_flat_export(settings)  # the file plus the columns derived in config
     check_flat_table(raw, f, where=f"flat table ({path})")
     result = flat_training_set(raw, flat_spec(settings))
     frame = result.training_set

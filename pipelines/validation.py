@@ -166,9 +166,16 @@ def _map_columns(raw: pd.DataFrame, source: TableSource, table: str, check: _Che
         elif required:
             check.table_error("required column absent", f"required column '{role}' is absent", role)
             ok = False
+    for key, custom in source.custom.items():
+        if (custom.column or key) not in raw.columns:
+            check.table_error("custom field column absent",
+                              f"column '{custom.column or key}' of custom field '{key}' is absent", key)  # fmt: skip
+            ok = False
     if not ok:
         return None
     frame = raw[list(renamed)].rename(columns=renamed)
+    for key, custom in source.custom.items():  # a copy: one source column may also be mapped to a role
+        frame[key] = raw[custom.column or key].to_numpy()
     frame.insert(0, ROW, np.arange(1, len(frame) + 1, dtype="int32" if len(frame) < 2**31 - 1 else "int64"))
     return frame
 
@@ -264,6 +271,11 @@ def _check_table(
     for role in NUMERIC_COLUMNS.get(table, ()):
         if role in frame:
             _parse_number_role(frame, check, role)
+    for key, custom in source.custom.items():  # custom fields are checked like the contract's own columns
+        if custom.type == "numeric":
+            _parse_number_role(frame, check, key)
+        elif custom.type == "timestamp":
+            _parse_time_role(frame, check, key, timezone=timezone, fmt=source.timestamp_format, table=table)
     id_column = ID_COLUMNS.get(table)
     if id_column in frame:
         duplicated = frame[id_column].notna() & frame[id_column].duplicated(keep=False)
@@ -521,7 +533,9 @@ def load_crm(settings: Settings, *, as_of: pd.Timestamp | None = None) -> CrmDat
         name: read_source(source, name=name, base_dir=settings.base_dir, dictionary_columns=_repeated(source, name))
         for name, source in sources.items()
     }
-    return validate_frames(raw, settings, as_of=as_of)
+    from pipelines.crm_exports import apply_export_conventions
+
+    return validate_frames(apply_export_conventions(raw, settings), settings, as_of=as_of)
 
 
 def _repeated(source: TableSource, table: str) -> tuple[str, ...]:

@@ -49,8 +49,7 @@ def format_problems(problems: list[Problem]) -> list[str]:
 
 def run_validation(settings: Settings, *, as_of: pd.Timestamp | None, echo: Callable[[str], None]) -> int:
     if settings.mode != "crm":
-        echo("flat mode: nothing to validate beyond loading; use build-training-set")
-        return 0
+        return run_flat_validation(settings, echo=echo)
     data = load_crm(settings, as_of=as_of)  # a table that cannot be read at all stops here (pipelines.errors)
     summary = summarise(data)
     echo(f"as of {summary['as_of']}")
@@ -69,3 +68,31 @@ def run_validation(settings: Settings, *, as_of: pd.Timestamp | None, echo: Call
         echo(f"  wrote {name}: {path}")
     echo(f"{len(data.errors)} error(s), {len(data.warnings)} warning(s)")
     return 1 if data.errors else 0
+
+
+def run_flat_validation(settings: Settings, *, echo: Callable[[str], None]) -> int:
+    """Flat mode: the export's problems (absent columns, labels, numbers, ids, times, leaking names) and a summary."""
+    from features.flat import label_is_empty, label_key
+    from pipelines.flat_checks import flat_problems
+    from pipelines.flat_source import load_flat_export
+
+    f = settings.flat
+    path = settings.resolve(f.path)
+    frame = load_flat_export(settings)
+    problems = flat_problems(frame, f, where=f"flat table ({path})")
+    echo(f"flat table {path}: {len(frame):,} rows, {len(frame.columns)} columns")
+    if f.label_column in frame:
+        empty = label_is_empty(frame[f.label_column])
+        positives = set(label_key(pd.Series([str(v) for v in f.positive_values])).dropna())
+        won = int((label_key(frame[f.label_column]).isin(positives) & ~empty).sum())
+        labelled = int((~empty).sum())
+        rate = f"{won / labelled:.1%}" if labelled else "n/a"
+        echo(f"  {labelled:,} labelled ({won:,} positive, {rate}), {int(empty.sum()):,} open (empty label: scored "
+             "by predict)")  # fmt: skip
+    echo(f"  features: {len(f.categorical)} categorical, {len(f.numeric)} numeric; leaking excluded: "
+         f"{[c for c in f.leaking if c in frame.columns]}")  # fmt: skip
+    for problem in problems:
+        echo(f"  {problem.severity}: {problem.message}")
+    errors = sum(p.severity == "error" for p in problems)
+    echo(f"{errors} error(s), {len(problems) - errors} warning(s)")
+    return 1 if errors else 0

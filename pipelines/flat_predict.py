@@ -1,0 +1,116 @@
+"""`leadscore predict` in flat mode: the export's rows whose label is empty are the open leads.
+
+They are built by the same builder as the training rows (features.flat), scored by the champion with its SHAP
+reasons and, where grade rules name the export's columns (`[grades.fit]` and `[flat.engagement]`), graded and
+routed through the same routing table as in CRM mode.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from features.flat import flat_open_leads
+from models.grades import grade_flat_rows
+from models.reasons import top_reasons
+from pipelines.config import Settings
+from pipelines.errors import DataError
+from pipelines.flat_checks import check_flat_table
+from pipelines.flat_source import load_flat_export
+from pipelines.ground import check_model_features
+from pipelines.predict import OUTPUT_COLUMNS, Scored, _drift, _score, summarise
+from pipelines.training_set import flat_spec
+
+log = logging.getLogger(__name__)
+GRADE_COLUMNS = ["fit_grade", "engagement_grade", "cell", "stage", "stage_rule", "dormant", "action", "sla_hours",
+                 "due_by"]  # fmt: skip
+
+
+def flat_grades_configured(settings: Settings) -> bool:
+    """Grades apply in flat mode when every fit category names a declared column and column engagement is set."""
+    f = settings.flat
+    columns = {*f.categorical, *f.numeric}
+    fit_on_columns = all(c.feature in columns for c in settings.grades.fit.categories.values())
+    if f.engagement is not None and not fit_on_columns:
+        log.warning("flat.engagement is set but [grades.fit] names columns that are not declared features: no grades")
+    return f.engagement is not None and fit_on_columns
+
+
+def read_flat_table(settings: Settings) -> pd.DataFrame:
+    f = settings.flat
+    path = settings.resolve(f.path)
+    raw = load_flat_export(settings)
+    check_flat_table(raw, f, where=f"flat table ({path})")
+    return raw
+
+
+def flat_as_of(settings: Settings, open_rows: pd.DataFrame, as_of: pd.Timestamp | None) -> pd.Timestamp:
+    """--as-of, else the config's as_of, else the latest time in the export, else now (whole seconds, UTC)."""
+    if as_of is not None:
+        return as_of
+    if settings.as_of is not None:
+        stamp = pd.Timestamp(settings.as_of)
+        return stamp.tz_localize(settings.timezone).tz_convert("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
+    times = open_rows["cutoff_time"].dropna()
+    if len(times):
+        return times.max()
+    return pd.Timestamp.now(tz="UTC").floor("s")
+
+
+def score_flat_open_leads(
+    settings: Settings,
+    model,
+    wrapper,
+    *,
+    model_name: str,
+    model_version: str,
+    model_uri: str,
+    as_of: pd.Timestamp | None = None,
+    keep_contributions: bool = False,
+) -> Scored:
+    """Every row of the flat export without a label: probability, score, reasons; grades when configured."""
+    raw = read_flat_table(settings)
+    rows = flat_open_leads(raw, flat_spec(settings))
+    f = settings.flat
+    check_model_features(model, [*f.categorical, *f.numeric], model_uri)
+    if rows.empty:
+        raise DataError(
+            f"no open lead: every one of the {len(raw):,} rows has a label in '{f.label_column}'",
+            where=f"flat table ({settings.resolve(f.path)})",
+            hint="leave the label empty for the leads to score (they are left out of training)",
+        )  # fmt: skip
+    stamp = flat_as_of(settings, rows, as_of)
+    names = list(model.feature_names_in_)
+    X = rows[names]
+    contributions = model.contributions(X)
+    probability = model.predict_proba(X)[:, 1]
+    reasons = top_reasons(contributions, X, {}, reference=getattr(wrapper, "reason_reference", None),
+                          directions=dict(f.directions))  # fmt: skip
+    scores = pd.DataFrame({"lead_id": rows["lead_id"].to_numpy(), "probability": probability,
+                           "raw_score": contributions.sum(axis=1).to_numpy()})  # fmt: skip
+    scores = pd.concat([scores, reasons.reset_index(drop=True)], axis=1)
+    if flat_grades_configured(settings):
+        graded = grade_flat_rows(rows, settings.grades, f.engagement, as_of=stamp,
+                                 probability=pd.Series(probability))  # fmt: skip
+        scores = pd.concat([scores, graded[GRADE_COLUMNS].reset_index(drop=True)], axis=1)
+    else:
+        for column in GRADE_COLUMNS:
+            scores[column] = pd.NA
+    valid = np.isfinite(scores["probability"].to_numpy())
+    failed = scores.loc[~valid, "lead_id"].astype("string")
+    rejects = pd.DataFrame({"lead_id": failed, "reason": "scoring: no finite probability"})
+    scores = scores.loc[valid].copy()
+    scores["score"] = _score(wrapper, scores)
+    scores["percentile"] = (scores["probability"].rank(method="max", pct=True) * 100).round(1)
+    scores["account_id"] = pd.NA
+    scores["as_of"] = stamp
+    scores["model_name"], scores["model_version"] = model_name, model_version
+    scores["feature_set"] = getattr(wrapper, "feature_set", "")
+    scores = scores.sort_values(["probability", "lead_id"], ascending=[False, True], kind="stable")
+    drift = _drift(wrapper, X.sample(n=min(len(X), 20_000), random_state=0), scores)
+    kept = contributions.assign(lead_id=rows["lead_id"].to_numpy()) if keep_contributions else None
+    result = Scored(scores[OUTPUT_COLUMNS].reset_index(drop=True), rejects.reset_index(drop=True), kept, drift)
+    result.summary = summarise(result)
+    return result
