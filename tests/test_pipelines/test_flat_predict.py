@@ -118,7 +118,7 @@ def test_named_projects_sharing_a_folder_get_their_own_model_and_experiment(tmp_
     assert load_settings(unnamed).mlflow.registered_model == "leadscore-conversion"
     invoke("train", "--config", alpha)
     out = invoke("train", "--config", beta)
-    assert "registered beta-conversion version 1" in out and "promoted: no champion yet" in out
+    assert "registered beta-conversion version 1" in out and "promoted v1: no champion yet" in out
 
 
 
