@@ -47,7 +47,11 @@ def format_problems(problems: list[Problem]) -> list[str]:
     return lines
 
 
-def run_validation(settings: Settings, *, as_of: pd.Timestamp | None, echo: Callable[[str], None]) -> int:
+def run_validation(
+    settings: Settings, *, as_of: pd.Timestamp | None, echo: Callable[[str], None], collect: dict | None = None
+) -> int:
+    """Print the summary and problems, write the rejects; return the exit code. `collect` receives the figures."""
+    collect = {} if collect is None else collect
     if settings.mode != "crm":
         echo("flat mode: nothing to validate beyond loading; use build-training-set")
         return 0
@@ -65,7 +69,10 @@ def run_validation(settings: Settings, *, as_of: pd.Timestamp | None, echo: Call
         )
     for line in format_problems(data.problems):
         echo(line)
-    for name, path in write_rejects(data, settings).items():
+    rejects = write_rejects(data, settings)
+    for name, path in rejects.items():
         echo(f"  wrote {name}: {path}")
     echo(f"{len(data.errors)} error(s), {len(data.warnings)} warning(s)")
+    collect.update(summary, errors=len(data.errors), warnings=len(data.warnings), rejects_files=rejects,
+                   problems=[p.__dict__ for p in data.problems[:100]])  # fmt: skip
     return 1 if data.errors else 0

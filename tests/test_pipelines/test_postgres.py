@@ -6,6 +6,7 @@ PostgreSQL binaries are installed (under CI that fails instead).
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pandas as pd
@@ -56,9 +57,9 @@ def test_validate_train_predict_explain_on_postgresql(schema_url, tmp_path):
     config.write_text(text)
 
     _invoke("validate", "--config", str(config))
-    _invoke("train", "--config", str(config), "--promote")
+    trained = json.loads(_invoke("train", "--config", str(config), "--promote", "--json").stdout)
     for _ in range(2):  # a rerun of the same run replaces its rows instead of adding them
-        _invoke("predict", "--config", str(config), "--to-sql", "scores")
+        scored = json.loads(_invoke("predict", "--config", str(config), "--to-sql", "scores", "--json").stdout)
     report = tmp_path / "report.html"
     _invoke("explain", "--config", str(config), "--out", str(report))
 
@@ -75,8 +76,28 @@ def test_validate_train_predict_explain_on_postgresql(schema_url, tmp_path):
     assert scores["score"].between(1, 99).all()
     assert rejects.empty  # the sample CRM is clean
     assert key["constrained_columns"] == ["lead_id", "as_of", "model_name", "model_version"]
-    assert len(history) == len(scores)  # two identical runs, one copy
+    assert len(history) == len(scores) == scored["scored"]  # two identical runs, one copy
+    assert trained["version"] == "1" and trained["decision"] == "promoted: --promote given"
+    _check_mlflow_names(config, trained)
     assert set(history["lead_id"]) == set(scores["lead_id"].astype(str))
     assert leftovers == []  # staging tables are gone
     page = report.read_text(encoding="utf-8")
     assert "<img" in page and "Global importance" in page
+
+
+def _check_mlflow_names(config, trained: dict) -> None:
+    """Runs named after what ran; the registered version described with its holdout figures and the gate."""
+    from pipelines import tracking
+    from pipelines.config import load_settings
+
+    settings = load_settings(config)
+    experiment = tracking.use_store(settings)
+    client = tracking.mlflow_module().MlflowClient()
+    names = sorted(run.info.run_name for run in client.search_runs([experiment]))
+    assert names[-1].startswith("train 2025-12-") and names[-1].endswith(" default"), names
+    assert names[0].startswith("predict 2025-12-") and names[0].endswith(f" {settings.mlflow.registered_model} v1")
+    version = client.get_model_version(settings.mlflow.registered_model, "1")
+    roc_auc = trained["holdout"]["lightgbm_calibrated"]["roc_auc"]
+    assert version.description.startswith(f"holdout: roc_auc {roc_auc:.4f}, pr_auc 0.")
+    assert version.description.endswith("gate: promoted: --promote given")
+    assert version.tags["gate.promoted"] == "true" and float(version.tags["holdout.roc_auc"]) == round(roc_auc, 6)
