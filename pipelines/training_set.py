@@ -15,9 +15,9 @@ from features.context import FeatureParams
 from features.flat import FlatSpec, flat_training_set
 from features.registry import all_features, feature_set
 from features.spine import CutoffPolicy, build_spine
-from pipelines.config import Settings
+from pipelines.config import Settings, TableSource
 from pipelines.flat_checks import check_flat_table
-from pipelines.io import frame_writer, read_file
+from pipelines.io import frame_writer, read_file, read_source
 from pipelines.publish import publish
 from pipelines.validation import CrmData, load_crm
 
@@ -56,7 +56,7 @@ def input_fingerprint(settings: Settings) -> str:
     """A content hash of every input table (file bytes, or the rows of a SQL table)."""
     digest = hashlib.sha256()
     sources = (
-        [("flat", settings.flat.path)]
+        [("flat", settings.flat.path if settings.flat.path is not None else flat_source(settings))]
         if settings.mode == "flat"
         else [(n, getattr(settings.tables, n)) for n in ("leads", "accounts", "events", "opportunities")]
     )
@@ -70,8 +70,6 @@ def input_fingerprint(settings: Settings) -> str:
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(block)
         else:
-            from pipelines.io import read_source
-
             frame = read_source(source, name=name, base_dir=settings.base_dir)
             digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return digest.hexdigest()
@@ -125,10 +123,19 @@ def flat_spec(settings: Settings) -> FlatSpec:
     )
 
 
+def flat_source(settings: Settings) -> TableSource:
+    """The flat table as a table source (a file, or a SQL table read in chunks like the CRM tables)."""
+    f = settings.flat
+    return TableSource(path=f.path, sql_url=f.sql_url, sql_table=f.sql_table, encoding=f.encoding)
+
+
 def flat_training_set_from(settings: Settings) -> TrainingSet:
     f = settings.flat
-    path = settings.resolve(f.path)
-    raw = read_file(path, name="flat", separator=f.separator, encoding=f.encoding)
+    if f.path is not None:
+        path = settings.resolve(f.path)
+        raw = read_file(path, name="flat", separator=f.separator, encoding=f.encoding)
+    else:
+        raw, path = read_source(flat_source(settings), name="flat", base_dir=settings.base_dir), f.sql_table
     check_flat_table(raw, f, where=f"flat table ({path})")
     result = flat_training_set(raw, flat_spec(settings))
     frame = result.training_set
