@@ -607,7 +607,7 @@ def _with_engine(settings, engine: str | None):
     return settings.model_copy(update={"engine": settings.engine.model_copy(update={"name": engine})})
 
 
-def _predict_on_spark(settings, model_uri: str | None, out: Path | None, as_of) -> None:
+def _predict_on_spark(settings, model_uri: str | None, out: Path | None, as_of) -> dict:
     from pipelines.spark_engine import predict_spark
 
     conversion, wrapper, name, version = _load_model(settings, model_uri)
@@ -625,6 +625,8 @@ def _predict_on_spark(settings, model_uri: str | None, out: Path | None, as_of) 
     history = append_history(settings, pd.read_parquet(target, columns=HISTORY_COLUMNS))
     if history:
         typer.echo(f"score history: this run's rows -> {history}")
+    return {"verb": "predict", "engine": "spark", **summary, "model_name": name, "model_version": version,
+            "output": str(target), "history": history}  # fmt: skip
 
 
 def main() -> None:  # pragma: no cover - console entry point
