@@ -144,12 +144,14 @@ def _load_model(settings, uri: str | None):
 
 @app.command()
 def init(
-    directory: Annotated[Path, typer.Argument(help="Project folder to create.")],
-    force: Annotated[bool, typer.Option(help="Overwrite an existing leadscore.toml.")] = False,
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Project folder to create.")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing leadscore.toml.")] = False,
 ) -> None:
     """Write DIR/leadscore.toml, a commented default config whose tables live in DIR/data/.
 
-    Example: leadscore init demo
+    \b
+    Example:
+      leadscore init demo
     """
     target = directory / "leadscore.toml"
     if target.exists() and not force:
@@ -172,7 +174,9 @@ def sample_data(
 ) -> None:
     """Generate a realistic synthetic B2B SaaS CRM (accounts, leads, events, opportunities).
 
-    Example: leadscore sample-data --out demo/data --leads 20000
+    \b
+    Example:
+      leadscore sample-data --out demo/data --leads 20000
     """
     from tqdm import tqdm
 
@@ -193,7 +197,9 @@ def sample_data(
 def validate(config: ConfigOption, as_of: AsOfOption = None, json_out: JsonOption = False) -> dict:
     """Load every table, normalise timestamps to UTC and report each problem; exit 1 on errors.
 
-    Example: leadscore validate --config demo/leadscore.toml --json
+    \b
+    Example:
+      leadscore validate --config demo/leadscore.toml --json
     """
     from pipelines.validation_report import run_validation
 
@@ -212,7 +218,9 @@ def build_training_set(
 ) -> None:
     """Build the point-in-time training set from closed outcomes, with a manifest beside it.
 
-    Example: leadscore build-training-set --config demo/leadscore.toml --out demo/output/training_set.parquet
+    \b
+    Example:
+      leadscore build-training-set --config demo/leadscore.toml --out demo/output/training_set.parquet
     """
     from pipelines.training_set import build_training_set as build
     from pipelines.training_set import write_training_set
@@ -263,7 +271,9 @@ def grade(
 ) -> None:
     """Grade every open lead with the rules only (fit A-D, engagement 1-4, cell, stage, action, due-by).
 
-    Example: leadscore grade --config demo/leadscore.toml --out demo/output/grades.csv --analyze
+    \b
+    Example:
+      leadscore grade --config demo/leadscore.toml --out demo/output/grades.csv --analyze
     """
     from pipelines.grading import analyze_closed_deals, grade_open_leads, read_previous
     from pipelines.io import write_frame
@@ -312,7 +322,9 @@ def train(
 ) -> dict:
     """Train on closed deals, evaluate on a time-ordered holdout beside the baselines, log and register in MLflow.
 
-    Example: leadscore train --config demo/leadscore.toml --as-of 2025-06-30
+    \b
+    Example:
+      leadscore train --config demo/leadscore.toml --as-of 2025-06-30
     """
     from models.conversion import TooLittleDataError
     from pipelines.training import train as run_training
@@ -364,7 +376,9 @@ def backtest(
 ) -> None:
     """Walk-forward retraining over history: per-period and pooled metrics beside the baselines, in MLflow.
 
-    Example: leadscore backtest --config demo/leadscore.toml --start 2025-01-01 --every 60d
+    \b
+    Example:
+      leadscore backtest --config demo/leadscore.toml --start 2025-01-01 --every 60d
     """
     import pandas as pd
     from tqdm import tqdm
@@ -428,7 +442,9 @@ def predict(
 ) -> dict | None:
     """Score every lead open at a date: probability, score, grade, stage, action, due-by and top reasons.
 
-    Example: leadscore predict --config demo/leadscore.toml --out demo/output/scores.csv
+    \b
+    Example:
+      leadscore predict --config demo/leadscore.toml --out demo/output/scores.csv
     """
     from tqdm import tqdm
 
@@ -522,7 +538,9 @@ def explain(
 ) -> None:
     """Write a self-contained HTML report for analysts: what drives conversion, grades, model vs rules.
 
-    Example: leadscore explain --config demo/leadscore.toml --out demo/output/report.html
+    \b
+    Example:
+      leadscore explain --config demo/leadscore.toml --out demo/output/report.html
     """
     import matplotlib
 
@@ -577,7 +595,9 @@ def monitor(
 
     Exit code 0: no alert fired; 3: at least one alert fired (thresholds in [monitor]); 1: cannot monitor.
 
-    Example: leadscore monitor --config demo/leadscore.toml --since 2025-07-01 --json
+    \b
+    Example:
+      leadscore monitor --config demo/leadscore.toml --since 2025-07-01 --json
     """
     import matplotlib
 

@@ -12,7 +12,7 @@ def test_every_verb_has_help(verb):
     result = runner.invoke(app, [verb, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
-    assert f"Example: leadscore {verb} " in result.output
+    assert f"Example:\n    leadscore {verb} " in result.output  # on one line, ready to copy
     assert "<bool>" not in result.output  # flags take no value
 
 
