@@ -296,7 +296,11 @@ def read_sql_checked(
                 raise DataError("no such table", where=where, hint=f"check tables.{name}.sql_table")
             streaming = connection.execution_options(stream_results=True, max_row_buffer=chunk_rows)
             chunks = pd.read_sql_table(table, streaming, chunksize=chunk_rows)
-            return _concat_chunks(chunks, dictionary_columns=dictionary_columns)
+            frame = _concat_chunks(chunks, dictionary_columns=dictionary_columns)
+            if frame is None:  # an empty table still has its columns, for validation to name what is missing
+                columns = [column["name"] for column in sqlalchemy.inspect(connection).get_columns(table)]
+                frame = pd.DataFrame(columns=columns)
+            return frame
     except sa_exc.OperationalError as exc:
         cause = str(exc.orig) if exc.orig is not None else str(exc).splitlines()[0]
         hint = ("another program holds a lock on the database: retry when it has finished"
@@ -308,8 +312,9 @@ def read_sql_checked(
         engine.dispose()
 
 
-def _concat_chunks(chunks, *, dictionary_columns: tuple[str, ...]) -> pd.DataFrame:
-    """One frame from a SQL reader's chunks; `dictionary_columns` as categoricals over the union of their values."""
+def _concat_chunks(chunks, *, dictionary_columns: tuple[str, ...]) -> pd.DataFrame | None:
+    """One frame from a SQL reader's chunks (None when there were none); `dictionary_columns` as categoricals over
+    the union of their values."""
     from pandas.api.types import union_categoricals
 
     parts: list[pd.DataFrame] = []
@@ -319,7 +324,7 @@ def _concat_chunks(chunks, *, dictionary_columns: tuple[str, ...]) -> pd.DataFra
                 chunk[column] = chunk[column].astype("category")
         parts.append(chunk)
     if not parts:
-        return pd.DataFrame()
+        return None
     if len(parts) == 1:
         return parts[0]
     categorical = {c: union_categoricals([p[c] for p in parts]) for c in dictionary_columns if c in parts[0]}
