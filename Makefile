@@ -20,13 +20,20 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+# The demo starts clean every time (a second run would otherwise register more versions in the same store); it only
+# deletes a folder that an earlier `make demo` made (marked by .leadscore-demo), never one of yours.
 demo: setup
-	$(BIN)/leadscore init $(DEMO) --force
+	@if [ -e "$(DEMO)" ] && [ ! -f "$(DEMO)/.leadscore-demo" ]; then \
+	  echo "error: $(DEMO) exists and was not made by make demo; choose another folder: make demo DEMO=path" >&2; \
+	  exit 2; fi
+	@if [ -d "$(DEMO)" ]; then echo "make demo: removing the previous demo in $(DEMO)/ (data, MLflow store, outputs) to start clean"; fi
+	rm -rf "$(DEMO)"
+	mkdir -p "$(DEMO)" && touch "$(DEMO)/.leadscore-demo"
+	$(BIN)/leadscore init $(DEMO)
 	$(BIN)/leadscore sample-data --out $(DEMO)/data --leads $(LEADS)
 	$(BIN)/leadscore validate --config $(DEMO)/leadscore.toml
 	$(BIN)/leadscore build-training-set --config $(DEMO)/leadscore.toml --out $(DEMO)/output/training_set.parquet
 	$(BIN)/leadscore grade --config $(DEMO)/leadscore.toml --out $(DEMO)/output/grades.csv --analyze
-	rm -rf $(DEMO)/output/history
 	$(BIN)/leadscore train --config $(DEMO)/leadscore.toml --as-of $(PAST_TRAIN) --promote
 	$(BIN)/leadscore predict --config $(DEMO)/leadscore.toml --as-of $(PAST_RUN_1) --out $(DEMO)/output/scores_$(PAST_RUN_1).csv
 	$(BIN)/leadscore predict --config $(DEMO)/leadscore.toml --as-of $(PAST_RUN_2) --out $(DEMO)/output/scores_$(PAST_RUN_2).csv

@@ -76,6 +76,34 @@ def bench_engines(leads: int) -> None:
     print_table(rows, ["engine", "open_leads", "seconds", "open_leads_per_s", "peak_tree_rss_mib"])
 
 
+def bench_postgres(leads: int) -> None:
+    """`predict` on every open lead, the CRM read from PostgreSQL (chunked, server-side cursor) vs from Parquet.
+
+    The server is $LEADSCORE_BENCH_POSTGRES_URL, or a throwaway one started here (tests/postgres_server.py).
+    """
+    import os
+
+    from tests import postgres_server
+
+    data, store = sample_data(leads), champion_store()
+    url, folder = os.environ.get("LEADSCORE_BENCH_POSTGRES_URL"), None
+    if not url:
+        url, folder = postgres_server.start()
+    try:
+        loaded = run_worker("benchmarks.postgres_worker", "load", str(data), url)
+        rows = [run_worker("benchmarks.postgres_worker", "predict", source, str(data), str(store), url)
+                for source in ("parquet", "postgresql")]  # fmt: skip
+    finally:
+        if folder is not None:
+            postgres_server.stop(folder)
+    if abs(rows[0]["mean_probability"] - rows[1]["mean_probability"]) > 1e-9 or rows[0]["open_leads"] != rows[1][
+            "open_leads"]:  # fmt: skip
+        raise SystemExit(f"sources disagree: {rows}")
+    print(f"\npredict from PostgreSQL vs Parquet: {leads:,} sample leads ({loaded['rows']['events']:,} events; "
+          f"COPY into PostgreSQL took {loaded['load_s']:.0f} s, not counted)")  # fmt: skip
+    print_table(rows, ["source", "open_leads", "load_s", "score_s", "total_s", "peak_rss_mib"])
+
+
 def bench_monotone(leads: int) -> None:
     """Holdout ROC AUC with and without the declared monotone constraints: sample data and the real datasets."""
     from benchmarks.monotone import main
@@ -84,9 +112,10 @@ def bench_monotone(leads: int) -> None:
 
 
 BENCHMARKS = {"features": bench_features, "train": bench_train, "real-data": bench_real_data,
-              "predict": bench_predict, "engines": bench_engines, "monotone": bench_monotone}  # fmt: skip
+              "predict": bench_predict, "engines": bench_engines, "monotone": bench_monotone,
+              "postgres": bench_postgres}  # fmt: skip
 DEFAULT_LEADS = {"features": 1_000_000, "train": 115_000, "real-data": 0, "predict": 1_000_000,
-                 "engines": 1_000_000, "monotone": 20_000}  # fmt: skip
+                 "engines": 1_000_000, "monotone": 20_000, "postgres": 100_000}  # fmt: skip
 
 
 def main() -> None:

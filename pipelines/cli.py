@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import json
 import logging
 import re
 import sys
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Annotated
 
@@ -15,10 +18,12 @@ from pipelines.errors import OneErrorPath
 
 app = typer.Typer(
     cls=OneErrorPath,
-    help="Predictive lead scoring: train on closed deals, score open leads, explain the scores.",
+    help="Predictive lead scoring: train on closed deals, score open leads, explain the scores.\n\n"
+    "Exit codes: 0 done (possibly with warnings), 1 a data error, 2 a usage error, 3 monitor: an alert fired.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: flags without a <bool> placeholder, [engine] printed as written
 )
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Project config file (leadscore.toml).")]
@@ -26,10 +31,44 @@ AsOfOption = Annotated[str | None, typer.Option("--as-of", help="Point in time (
 EngineOption = Annotated[
     str | None, typer.Option("--engine", help="local (pandas) or spark; default: [engine] name in the config.")
 ]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print a machine-readable summary on stdout; everything else goes to stderr.")
+]
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"leadscore {metadata.version('leadscore')}")
+        raise typer.Exit()
+
+
+def _with_json(verb):
+    """A verb that returns its summary: with --json the summary is stdout's only content (JSON, one object), and
+    whatever else the verb prints goes to stderr; a nonzero `exit_code` in the summary is the process's exit code."""
+
+    @functools.wraps(verb)
+    def run(**kwargs):
+        if kwargs.get("json_out"):
+            stdout = sys.stdout
+            with contextlib.redirect_stdout(sys.stderr):
+                summary = verb(**kwargs)
+            typer.echo(json.dumps(summary, indent=2, sort_keys=True, default=str), file=stdout)
+        else:
+            summary = verb(**kwargs)
+        code = (summary or {}).get("exit_code", 0)
+        if code:
+            raise typer.Exit(code)
+
+    return run
 
 
 @app.callback()
-def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -105,13 +144,19 @@ def _load_model(settings, uri: str | None):
 
 @app.command()
 def init(
-    directory: Annotated[Path, typer.Argument(help="Project folder to create.")],
-    force: Annotated[bool, typer.Option(help="Overwrite an existing leadscore.toml.")] = False,
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Project folder to create.")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing leadscore.toml.")] = False,
     preset: Annotated[
         str | None, typer.Option("--preset", help="salesforce or hubspot: a config for that CRM's standard exports.")
     ] = None,
 ) -> None:
-    """Write DIR/leadscore.toml, a commented default config whose tables live in DIR/data/."""
+    """Write DIR/leadscore.toml, a commented default config whose tables live in DIR/data/.
+
+    \b
+    Example:
+      leadscore init demo
+      leadscore init acme --preset salesforce
+    """
     presets = ("salesforce", "hubspot")
     if preset is not None and preset not in presets:
         raise _fail(f"--preset: {preset!r} is not one of {', '.join(presets)}")
@@ -143,7 +188,12 @@ def sample_data(
     end: Annotated[str, typer.Option("--end", help="Last day of the data.")] = "2025-12-31",
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
 ) -> None:
-    """Generate a realistic synthetic B2B SaaS CRM (accounts, leads, events, opportunities)."""
+    """Generate a realistic synthetic B2B SaaS CRM (accounts, leads, events, opportunities).
+
+    \b
+    Example:
+      leadscore sample-data --out demo/data --leads 20000
+    """
     from tqdm import tqdm
 
     from pipelines.sample_data import SampleSpec, generate
@@ -159,13 +209,20 @@ def sample_data(
 
 
 @app.command()
-def validate(config: ConfigOption, as_of: AsOfOption = None) -> None:
-    """Load every table, normalise timestamps to UTC and report each problem; exit 1 on errors."""
+@_with_json
+def validate(config: ConfigOption, as_of: AsOfOption = None, json_out: JsonOption = False) -> dict:
+    """Load every table, normalise timestamps to UTC and report each problem; exit 1 on errors.
+
+    \b
+    Example:
+      leadscore validate --config demo/leadscore.toml --json
+    """
     from pipelines.validation_report import run_validation
 
     settings = _settings(config)
-    code = run_validation(settings, as_of=_as_of(as_of), echo=typer.echo)
-    raise typer.Exit(code)
+    summary: dict = {}
+    code = run_validation(settings, as_of=_as_of(as_of), echo=typer.echo, collect=summary)
+    return {"verb": "validate", "exit_code": code, **summary}
 
 
 @app.command("build-training-set")
@@ -175,7 +232,12 @@ def build_training_set(
     as_of: AsOfOption = None,
     engine: EngineOption = None,
 ) -> None:
-    """Build the point-in-time training set from closed outcomes, with a manifest beside it."""
+    """Build the point-in-time training set from closed outcomes, with a manifest beside it.
+
+    \b
+    Example:
+      leadscore build-training-set --config demo/leadscore.toml --out demo/output/training_set.parquet
+    """
     from pipelines.training_set import build_training_set as build
     from pipelines.training_set import coverage_lines, write_training_set
 
@@ -229,7 +291,12 @@ def grade(
     analyze: Annotated[bool, typer.Option("--analyze", help="Also check the rules against closed deals.")] = False,
     engine: EngineOption = None,
 ) -> None:
-    """Grade every open lead with the rules only (fit A-D, engagement 1-4, cell, stage, action, due-by)."""
+    """Grade every open lead with the rules only (fit A-D, engagement 1-4, cell, stage, action, due-by).
+
+    \b
+    Example:
+      leadscore grade --config demo/leadscore.toml --out demo/output/grades.csv --analyze
+    """
     from pipelines.grading import analyze_closed_deals, grade_open_leads, read_previous
     from pipelines.io import write_frame
 
@@ -262,6 +329,7 @@ def grade(
 
 
 @app.command()
+@_with_json
 def train(
     config: ConfigOption,
     as_of: AsOfOption = None,
@@ -272,8 +340,14 @@ def train(
         Path | None,
         typer.Option("--training-set", help="Train on a prebuilt training set (file or Spark folder) instead."),
     ] = None,
-) -> None:
-    """Train on closed deals, evaluate on a time-ordered holdout beside the baselines, log and register in MLflow."""
+    json_out: JsonOption = False,
+) -> dict:
+    """Train on closed deals, evaluate on a time-ordered holdout beside the baselines, log and register in MLflow.
+
+    \b
+    Example:
+      leadscore train --config demo/leadscore.toml --as-of 2025-06-30
+    """
     from models.conversion import TooLittleDataError
     from pipelines.training import train as run_training
     from pipelines.training_set import coverage_lines, read_training_set
@@ -312,6 +386,11 @@ def train(
     typer.echo(f"registered {settings.mlflow.registered_model} version {result.version} (alias challenger)")
     typer.echo(result.decision)
     typer.echo(f"MLflow run {result.run_id} in {settings.tracking_uri}")
+    return {"verb": "train", "registered_model": settings.mlflow.registered_model, "version": result.version,
+            "decision": result.decision, "run_id": result.run_id, "tracking_uri": settings.tracking_uri,
+            "dev_rows": len(split.dev), "holdout_rows": len(split.holdout),
+            "holdout": {scorer: {k: float(v) for k, v in row.dropna().items()}
+                        for scorer, row in result.metrics.iterrows()}}  # fmt: skip
 
 
 @app.command()
@@ -323,7 +402,12 @@ def backtest(
     every: Annotated[str, typer.Option("--every", help="Step length: e.g. 30d, or a number of rows (flat).")] = "30d",
     as_of: AsOfOption = None,
 ) -> None:
-    """Walk-forward retraining over history: per-period and pooled metrics beside the baselines, in MLflow."""
+    """Walk-forward retraining over history: per-period and pooled metrics beside the baselines, in MLflow.
+
+    \b
+    Example:
+      leadscore backtest --config demo/leadscore.toml --start 2025-01-01 --every 60d
+    """
     import pandas as pd
     from tqdm import tqdm
 
@@ -369,6 +453,7 @@ def backtest(
 
 
 @app.command()
+@_with_json
 def predict(
     config: ConfigOption,
     as_of: AsOfOption = None,
@@ -381,8 +466,14 @@ def predict(
     ] = None,
     top: Annotated[int, typer.Option("--top", help="Leads to show at the end.")] = 10,
     engine: EngineOption = None,
-) -> None:
-    """Score every lead open at a date: probability, score, grade, stage, action, due-by and top reasons."""
+    json_out: JsonOption = False,
+) -> dict | None:
+    """Score every lead open at a date: probability, score, grade, stage, action, due-by and top reasons.
+
+    \b
+    Example:
+      leadscore predict --config demo/leadscore.toml --out demo/output/scores.csv
+    """
     from tqdm import tqdm
 
     from pipelines.ground import check_ground, check_model_fits_crm, check_open_leads
@@ -472,11 +563,15 @@ def predict(
     if len(drifted):
         typer.echo(
             f"warning: drift against the training population (PSI > {settings.output.drift_threshold}): "
-            + ", ".join(f"{k} {v:.2f}" for k, v in drifted.head(8).items())
+            + ", ".join(f"{k} {v:.2f}" for k, v in drifted.head(8).items()),
+            err=True,
         )
     typer.echo(f"\ntop {top} leads:")
     shown = result.scores.head(top)[["lead_id", "score", "cell", "stage", "action", "due_by", "reasons_positive"]]
     typer.echo(shown.to_string(index=False, max_colwidth=110))
+    return {"verb": "predict", **s, "as_of": data.as_of.isoformat(), "model_name": name, "model_version": version,
+            "output": str(where), "history": history, "run_id": run_id,
+            "drift_warnings": {k: round(float(v), 4) for k, v in drifted.items()}}  # fmt: skip
 
 
 @app.command()
@@ -485,7 +580,12 @@ def explain(
     model: Annotated[str | None, typer.Option("--model", help="Model URI; default models:/NAME@champion.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="HTML file to write.")] = None,
 ) -> None:
-    """Write a self-contained HTML report for analysts: what drives conversion, grades, model vs rules."""
+    """Write a self-contained HTML report for analysts: what drives conversion, grades, model vs rules.
+
+    \b
+    Example:
+      leadscore explain --config demo/leadscore.toml --out demo/output/report.html
+    """
     import matplotlib
 
     matplotlib.use("Agg")  # the report is rendered to files, never to a screen
@@ -528,14 +628,20 @@ def _check_steps(start: str, every: str) -> None:
 
 
 @app.command()
+@_with_json
 def monitor(
     config: ConfigOption,
     since: Annotated[str | None, typer.Option("--since", help="Only scoring runs on or after this date.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="HTML report; default output/monitor.html.")] = None,
-) -> None:
+    json_out: JsonOption = False,
+) -> dict:
     """Close the loop: realized conversion by score band, live model record, sales acceptance, SLA compliance.
 
     Exit code 0: no alert fired; 3: at least one alert fired (thresholds in [monitor]); 1: cannot monitor.
+
+    \b
+    Example:
+      leadscore monitor --config demo/leadscore.toml --since 2025-07-01 --json
     """
     import matplotlib
 
@@ -551,7 +657,10 @@ def monitor(
         typer.echo(line)
     typer.echo(f"\nreport: {result.report_path.resolve()}")
     typer.echo(f"tables, plots and the report logged to MLflow run {result.run_id}")
-    raise typer.Exit(result.exit_code)
+    return {"verb": "monitor", "exit_code": result.exit_code, "alerts": result.alerts, "notes": result.notes,
+            "champion": result.champion, "matured_outcomes": len(result.outcomes),
+            "data_end": result.data_end.isoformat(), "report": str(result.report_path.resolve()),
+            "run_id": result.run_id}  # fmt: skip
 
 
 def _with_engine(settings, engine: str | None):
@@ -562,7 +671,7 @@ def _with_engine(settings, engine: str | None):
     return settings.model_copy(update={"engine": settings.engine.model_copy(update={"name": engine})})
 
 
-def _predict_on_spark(settings, model_uri: str | None, out: Path | None, as_of) -> None:
+def _predict_on_spark(settings, model_uri: str | None, out: Path | None, as_of) -> dict:
     from pipelines.spark_engine import predict_spark
 
     conversion, wrapper, name, version = _load_model(settings, model_uri)
@@ -580,6 +689,8 @@ def _predict_on_spark(settings, model_uri: str | None, out: Path | None, as_of) 
     history = append_history(settings, pd.read_parquet(target, columns=HISTORY_COLUMNS))
     if history:
         typer.echo(f"score history: this run's rows -> {history}")
+    return {"verb": "predict", "engine": "spark", **summary, "model_name": name, "model_version": version,
+            "output": str(target), "history": history}  # fmt: skip
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -181,7 +181,9 @@ class LabelFrom(_Section):
 class FlatSettings(_Section):
     """One row per lead with a label column: most CRM exports and public datasets."""
 
-    path: str
+    path: str | None = Field(None, description="CSV or Parquet file, relative to the config file")
+    sql_url: str | None = Field(None, description="instead of `path`: a database (SQLAlchemy URL)")
+    sql_table: str | None = None
     separator: str = ","
     id_column: str | None = None
     label_column: str
@@ -210,6 +212,10 @@ class FlatSettings(_Section):
 
     @model_validator(mode="after")
     def _features_declared(self) -> FlatSettings:
+        if (self.path is None) == (self.sql_url is None):
+            raise ValueError("give exactly one of 'path' or 'sql_url'")
+        if self.sql_url is not None and not self.sql_table:
+            raise ValueError("'sql_table' is required with 'sql_url'")
         if not self.categorical and not self.numeric:
             raise ValueError("declare at least one feature column in 'categorical' or 'numeric'")
         undeclared = sorted(set(self.directions) - set(self.numeric))

@@ -18,7 +18,7 @@ from models.reasons import top_reasons
 from pipelines.config import Settings
 from pipelines.errors import DataError
 from pipelines.flat_checks import check_flat_table
-from pipelines.flat_source import load_flat_export
+from pipelines.flat_source import flat_location, load_flat_export
 from pipelines.ground import check_model_features
 from pipelines.predict import OUTPUT_COLUMNS, Scored, _drift, _score, summarise
 from pipelines.training_set import flat_spec
@@ -40,9 +40,8 @@ def flat_grades_configured(settings: Settings) -> bool:
 
 def read_flat_table(settings: Settings) -> pd.DataFrame:
     f = settings.flat
-    path = settings.resolve(f.path)
     raw = load_flat_export(settings)
-    check_flat_table(raw, f, where=f"flat table ({path})")
+    check_flat_table(raw, f, where=flat_location(settings))
     return raw
 
 
@@ -78,7 +77,7 @@ def score_flat_open_leads(
     if rows.empty:
         raise DataError(
             f"no open lead: every one of the {len(raw):,} rows has a label in '{f.label_column}'",
-            where=f"flat table ({settings.resolve(f.path)})",
+            where=flat_location(settings),
             hint="leave the label empty for the leads to score (they are left out of training)",
         )  # fmt: skip
     stamp = flat_as_of(settings, rows, as_of)

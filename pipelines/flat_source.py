@@ -9,9 +9,9 @@ import logging
 import pandas as pd
 
 from features.derived import date_part, days_between, label_from_outcomes
-from pipelines.config import Settings
+from pipelines.config import Settings, TableSource
 from pipelines.errors import DataError
-from pipelines.io import read_file
+from pipelines.io import read_file, read_source
 from pipelines.parsing import parse_time_column
 
 log = logging.getLogger(__name__)
@@ -81,9 +81,24 @@ def with_derived_columns(frame: pd.DataFrame, settings: Settings, *, where: str)
     return frame.assign(**{k: v.to_numpy() for k, v in new.items()})
 
 
-def load_flat_export(settings: Settings) -> pd.DataFrame:
-    """The flat file read strictly (pipelines.intake), with the derived columns of the config."""
+def flat_table_source(settings: Settings) -> TableSource:
+    """The flat table as a table source (a file, or a SQL table read in chunks like the CRM tables)."""
     f = settings.flat
-    path = settings.resolve(f.path)
-    raw = read_file(path, name="flat", separator=f.separator, encoding=f.encoding)
-    return with_derived_columns(raw, settings, where=f"flat table ({path})")
+    return TableSource(path=f.path, sql_url=f.sql_url, sql_table=f.sql_table, encoding=f.encoding)
+
+
+def flat_location(settings: Settings) -> str:
+    """Where the flat table is read from, as messages name it: `flat table (<file or SQL table>)`."""
+    f = settings.flat
+    return f"flat table ({settings.resolve(f.path) if f.path is not None else f.sql_table})"
+
+
+def load_flat_export(settings: Settings) -> pd.DataFrame:
+    """The flat table read strictly (a file through pipelines.intake, or a SQL table), with the derived columns of
+    the config."""
+    f = settings.flat
+    if f.path is not None:
+        raw = read_file(settings.resolve(f.path), name="flat", separator=f.separator, encoding=f.encoding)
+    else:
+        raw = read_source(flat_table_source(settings), name="flat", base_dir=settings.base_dir)
+    return with_derived_columns(raw, settings, where=flat_location(settings))

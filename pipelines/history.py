@@ -2,8 +2,9 @@
 
 Two stores, chosen in `[history]`: a Parquet dataset partitioned by as-of date (`as_of_date=YYYY-MM-DD/`, one file
 per scoring run, the default) or a SQL table. A run is identified by (as_of, model name, model version): a rerun of
-the same run replaces its own rows, atomically (Parquet: temporary file renamed over the run's file; SQL: delete
-and insert in one transaction), so the history never holds a run twice.
+the same run replaces its own rows, atomically (Parquet: temporary file renamed over the run's file; SQL: a staging
+table, then delete and insert in one transaction, under a primary key on (lead_id, as_of, model_name,
+model_version)), so the history never holds a run twice.
 """
 
 from __future__ import annotations
@@ -96,24 +97,58 @@ def _run_key(as_of: pd.Timestamp, name: str, version: str) -> str:
     return f"{name}|{version}|{as_of.isoformat()}"
 
 
-def _append_sql(rows: pd.DataFrame, url: str, table: str) -> str:
-    import sqlalchemy
+def history_table(metadata, table: str):
+    """The SQL history table: one row per lead and run, so (lead_id, as_of, model_name, model_version) is its key.
 
-    engine = sqlalchemy.create_engine(url)
+    The run is part of the key because two models may score the same instant (a champion and a challenger in
+    shadow): each keeps its own live record for `leadscore monitor`.
+    """
+    import sqlalchemy as sa
+
+    return sa.Table(
+        table, metadata,
+        sa.Column("lead_id", sa.String, primary_key=True),
+        sa.Column("as_of", sa.DateTime, primary_key=True),  # naive UTC: portable across databases' timestamp types
+        sa.Column("probability", sa.Float),
+        sa.Column("score", sa.BigInteger),
+        sa.Column("cell", sa.String),
+        sa.Column("stage", sa.String),
+        sa.Column("action", sa.String),
+        sa.Column("due_by", sa.DateTime),
+        sa.Column("model_name", sa.String, primary_key=True),
+        sa.Column("model_version", sa.String, primary_key=True),
+        sa.Column("run_key", sa.String, index=True),
+    )  # fmt: skip
+
+
+def _append_sql(rows: pd.DataFrame, url: str, table: str) -> str:
+    """Load the runs into a staging table, then, in one transaction, delete their earlier copies and insert them.
+
+    A rerun replaces its own run's rows (all of them, also leads no longer scored); readers see the history before
+    or after the run, never half of it.
+    """
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    staging = f"{table}__leadscore_staging"
     try:
-        with engine.begin() as connection:  # delete and insert commit together or not at all
-            exists = sqlalchemy.inspect(connection).has_table(table)
+        with engine.begin() as connection:
+            metadata = sa.MetaData()
+            target = history_table(metadata, table)
+            metadata.create_all(connection, checkfirst=True)
+            stored = pd.concat([run.assign(run_key=_run_key(as_of, str(name), str(version)))
+                                for (as_of, name, version), run in _runs(rows)], ignore_index=True)  # fmt: skip
+            for column in _TIMES:
+                stored[column] = stored[column].dt.tz_convert("UTC").dt.tz_localize(None)
+            stored = stored.drop_duplicates(["lead_id", "run_key"], keep="last")
+            stored.to_sql(staging, connection, if_exists="replace", index=False, chunksize=50_000)
             quote = engine.dialect.identifier_preparer.quote
-            for (as_of, name, version), run in _runs(rows):
-                key = _run_key(as_of, str(name), str(version))
-                if exists:
-                    connection.execute(sqlalchemy.text(f"DELETE FROM {quote(table)} WHERE run_key = :key"),
-                                       {"key": key})  # fmt: skip
-                stored = run.assign(run_key=key)
-                for column in _TIMES:  # naive UTC: portable across databases' timestamp types
-                    stored[column] = stored[column].dt.tz_convert("UTC").dt.tz_localize(None)
-                stored.to_sql(table, connection, if_exists="append", index=False)
-                exists = True
+            t, s = quote(table), quote(staging)
+            columns = ", ".join(quote(c.name) for c in target.columns)
+            connection.execute(sa.text(f"DELETE FROM {t} WHERE run_key IN (SELECT DISTINCT run_key FROM {s})"))
+            connection.execute(sa.text(f"INSERT INTO {t} ({columns}) SELECT {columns} FROM {s}"))
+            connection.execute(sa.text(f"DROP TABLE {s}"))
+        log.info("score history: %d rows -> table %s", len(stored), table)
     finally:
         engine.dispose()
     return f"{url} table {table}"

@@ -265,8 +265,18 @@ def _check_parquet_bytes(path: Path, *, where: str) -> None:
                         hint="the copy or export was cut short: write the file again")  # fmt: skip
 
 
-def read_sql_checked(url: str, table: str, *, name: str) -> pd.DataFrame:
-    """A SQL table; a missing table, a locked or unreachable database become one message (password hidden)."""
+SQL_CHUNK_ROWS = 100_000
+
+
+def read_sql_checked(
+    url: str, table: str, *, name: str, dictionary_columns: tuple[str, ...] = (), chunk_rows: int = SQL_CHUNK_ROWS
+) -> pd.DataFrame:
+    """A SQL table; a missing table, a locked or unreachable database become one message (password hidden).
+
+    Read `chunk_rows` at a time through a server-side cursor (PostgreSQL: a named cursor; SQLite reads lazily
+    anyway), so the driver never holds the whole result beside the frame; `dictionary_columns` become
+    categoricals chunk by chunk, as Parquet's dictionary encoding does for ids repeated over millions of rows.
+    """
     import sqlalchemy
     from sqlalchemy import exc as sa_exc
 
@@ -284,7 +294,13 @@ def read_sql_checked(url: str, table: str, *, name: str) -> pd.DataFrame:
         with engine.connect() as connection:
             if not sqlalchemy.inspect(connection).has_table(table):
                 raise DataError("no such table", where=where, hint=f"check tables.{name}.sql_table")
-            return pd.read_sql_table(table, connection)
+            streaming = connection.execution_options(stream_results=True, max_row_buffer=chunk_rows)
+            chunks = pd.read_sql_table(table, streaming, chunksize=chunk_rows)
+            frame = _concat_chunks(chunks, dictionary_columns=dictionary_columns)
+            if frame is None:  # an empty table still has its columns, for validation to name what is missing
+                columns = [column["name"] for column in sqlalchemy.inspect(connection).get_columns(table)]
+                frame = pd.DataFrame(columns=columns)
+            return frame
     except sa_exc.OperationalError as exc:
         cause = str(exc.orig) if exc.orig is not None else str(exc).splitlines()[0]
         hint = ("another program holds a lock on the database: retry when it has finished"
@@ -294,3 +310,25 @@ def read_sql_checked(url: str, table: str, *, name: str) -> pd.DataFrame:
         raise DataError(f"cannot read: {str(exc).splitlines()[0]}", where=where) from None
     finally:
         engine.dispose()
+
+
+def _concat_chunks(chunks, *, dictionary_columns: tuple[str, ...]) -> pd.DataFrame | None:
+    """One frame from a SQL reader's chunks (None when there were none); `dictionary_columns` as categoricals over
+    the union of their values."""
+    from pandas.api.types import union_categoricals
+
+    parts: list[pd.DataFrame] = []
+    for chunk in chunks:
+        for column in dictionary_columns:
+            if column in chunk:
+                chunk[column] = chunk[column].astype("category")
+        parts.append(chunk)
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    categorical = {c: union_categoricals([p[c] for p in parts]) for c in dictionary_columns if c in parts[0]}
+    frame = pd.concat([p.drop(columns=list(categorical)) for p in parts], ignore_index=True)
+    for column, values in categorical.items():
+        frame[column] = pd.Categorical(values)
+    return frame[list(parts[0].columns)]

@@ -21,13 +21,14 @@ def read_source(
 ) -> pd.DataFrame:
     """Read one table as stored; CSV cells stay text so that validation sees the values as written.
 
-    `dictionary_columns` (Parquet only) are read dictionary-encoded, as categoricals: for ids repeated over
+    `dictionary_columns` (Parquet and SQL) are read dictionary-encoded, as categoricals: for ids repeated over
     millions of rows (an event's lead) that is a fraction of the memory of one string per row.
     """
     from pipelines.intake import read_sql_checked
 
     if source.sql_url is not None:
-        return read_sql_checked(source.sql_url, source.sql_table or "", name=name)
+        return read_sql_checked(source.sql_url, source.sql_table or "", name=name,
+                                dictionary_columns=dictionary_columns)  # fmt: skip
     path = Path(source.path or "")
     path = path if path.is_absolute() else base_dir / path
     return read_file(path, name=name, dictionary_columns=dictionary_columns, encoding=source.encoding)

@@ -120,7 +120,8 @@ def log_monitoring(settings: Settings, result: Monitoring, figs: dict) -> str:
 
     mlflow = tracking.mlflow_module()
     experiment = tracking.use_store(settings)
-    with mlflow.start_run(experiment_id=experiment, run_name="monitor") as run:
+    name = tracking.run_name("monitor", result.data_end, f"champion v{result.champion}" if result.champion else None)
+    with mlflow.start_run(experiment_id=experiment, run_name=name) as run:
         mlflow.set_tags({"champion_version": str(result.champion), "data_end": result.data_end.isoformat(),
                          "alerts": ",".join(a["alert"] for a in result.alerts) or "none"})  # fmt: skip
         metrics = {"alerts": float(len(result.alerts)), "matured_outcomes": float(len(result.outcomes))}

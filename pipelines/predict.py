@@ -197,7 +197,8 @@ def log_scoring_run(settings: Settings, result: Scored, *, model_name: str, mode
 
     mlflow = tracking.mlflow_module()
     experiment = tracking.use_store(settings)
-    with mlflow.start_run(experiment_id=experiment, run_name="predict") as run:
+    name = tracking.run_name("predict", as_of, model_name, f"v{model_version}" if model_version else None)
+    with mlflow.start_run(experiment_id=experiment, run_name=name) as run:
         mlflow.set_tags({"model_name": model_name, "model_version": model_version, "as_of": as_of.isoformat()})
         s = result.summary
         mlflow.log_metrics({"scored": s["scored"], "rejected": s["rejected"]}

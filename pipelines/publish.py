@@ -164,7 +164,7 @@ def _discard(paths: Iterable[Path]) -> None:
 def input_paths(settings) -> list[Path]:
     """Every file the project reads: the tables, the flat file, SQLite databases behind SQL URLs, the MLflow store."""
     paths: list[Path] = []
-    if settings.mode == "flat" and settings.flat is not None:
+    if settings.mode == "flat" and settings.flat is not None and settings.flat.path is not None:
         paths.append(settings.resolve(settings.flat.path))
         if settings.flat.label_from is not None:
             paths.append(settings.resolve(settings.flat.label_from.path))

@@ -8,10 +8,11 @@ numbers in natural units (employees, not log10), missing values labelled "not kn
 from __future__ import annotations
 
 import base64
-import html
 import io
 import logging
+import re
 from dataclasses import dataclass
+from importlib import resources
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -419,94 +420,113 @@ def png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def _img(data: bytes, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+def _img(data: bytes, alt: str) -> dict:
+    return {"kind": "image", "alt": alt, "data": base64.b64encode(data).decode()}
 
 
-def _table(frame: pd.DataFrame, digits: int = 4) -> str:
-    return frame.to_html(float_format=lambda v: f"{v:.{digits}f}", na_rep="-", border=0, classes="t")
+def _table(frame: pd.DataFrame, digits: int = 4) -> dict:
+    html_table = frame.to_html(float_format=lambda v: f"{v:.{digits}f}", na_rep="-", border=0, classes="t")
+    return {"kind": "html", "html": html_table}
 
 
-STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
-h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
-table.t{border-collapse:collapse;font-size:.85em}table.t td,table.t th{padding:3px 8px;border-bottom:1px solid #eee}
-.warn{background:#fff4e0;border-left:4px solid #e69500;padding:.5em 1em}img{max-width:100%}"""
+def _heading(text: str) -> dict:
+    return {"kind": "heading", "text": text}
+
+
+def _text(text: str, css: str | None = None) -> dict:
+    return {"kind": "text", "text": text, "css": css}
+
+
+def _section(anchor: str, title: str, *blocks: dict) -> dict:
+    return {"id": anchor, "title": title, "blocks": list(blocks)}
+
+
+def render_page(title: str, sections: list[dict]) -> str:
+    """The report's HTML from the package's Jinja2 template: a table of contents, then one anchored section each."""
+    import jinja2
+
+    source = resources.files("pipelines").joinpath("templates/report.html.j2").read_text(encoding="utf-8")
+    template = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string(source)
+    return template.render(title=title, sections=sections)
+
+
+def _live(html_text: str, images: list[dict]) -> dict:
+    """The live-record section `pipelines.monitor_report.live_section` renders, under the report's own heading."""
+    match = re.match(r"<h2 id='([^']+)'>(.*?)</h2>", html_text, flags=re.S)
+    if match is None:
+        return _section("live", "The live record", {"kind": "html", "html": html_text}, *images)
+    title = re.sub(r"<[^>]+>", "", match.group(2))
+    return _section(match.group(1), title, {"kind": "html", "html": html_text[match.end() :]}, *images)
 
 
 def build_report(review: Review) -> tuple[str, dict[str, bytes], dict[str, pd.DataFrame]]:
     """The report's HTML, its images (PNG bytes by name) and its tables (by name)."""
     images: dict[str, bytes] = {}
     tables: dict[str, pd.DataFrame] = {}
-    sections: list[str] = []
+    sections: list[dict] = []
     tables["summary"] = summary_table(review)
     tables["metrics"] = metrics_vs_baselines(review)
     images["calibration"] = png(calibration_figure(review))
     images["gains_lift"] = png(gains_figure(review))
-    sections.append(
-        "<h2 id='summary'>Model summary</h2>"
-        + _table(tables["summary"])
-        + "<h3>Time-ordered holdout: model and baselines</h3>"
-        + _table(tables["metrics"])
-        + _img(images["calibration"], "calibration")
-        + _img(images["gains_lift"], "gains and lift")
-    )
+    sections.append(_section("summary", "Model summary", _table(tables["summary"]),
+                             _heading("Time-ordered holdout: model and baselines"), _table(tables["metrics"]),
+                             _img(images["calibration"], "calibration"),
+                             _img(images["gains_lift"], "gains and lift")))  # fmt: skip
 
     explanation = shap_explanation(review)
     by_feature, by_group = importance_tables(explanation)
     tables["shap_importance"], tables["shap_importance_by_group"] = by_feature, by_group
     images["shap_beeswarm"] = png(beeswarm_figure(explanation))
     images["shap_bar"] = png(bar_figure(explanation))
-    sections.append("<h2 id='importance'>Global importance (mean |SHAP|, log-odds)</h2>"
-                    + _table(by_group) + _table(by_feature.head(25))
-                    + _img(images["shap_beeswarm"], "beeswarm") + _img(images["shap_bar"], "bar"))  # fmt: skip
-    dependence = dependence_figures(explanation, by_feature)
+    sections.append(_section("importance", "Global importance (mean |SHAP|, log-odds)", _table(by_group),
+                             _table(by_feature.head(25)), _img(images["shap_beeswarm"], "beeswarm"),
+                             _img(images["shap_bar"], "bar")))  # fmt: skip
     parts = []
-    for name, fig in dependence.items():
+    for name, fig in dependence_figures(explanation, by_feature).items():
         images[f"dependence_{name}"] = png(fig)
         parts.append(_img(images[f"dependence_{name}"], f"dependence {name}"))
-    sections.append("<h2 id='dependence'>Dependence: the top 6 features</h2>" + "".join(parts))
+    sections.append(_section("dependence", "Dependence: the top 6 features", *parts))
     parts = []
     for label, fig in waterfall_figures(review, explanation).items():
         images[f"waterfall_{label}"] = png(fig)
         parts.append(_img(images[f"waterfall_{label}"], f"waterfall {label}"))
-    sections.append("<h2 id='leads'>Single leads: high, mid and low score</h2>" + "".join(parts))
+    sections.append(_section("leads", "Single leads: high, mid and low score", *parts))
     tables["why_this_lead"] = why_this_lead(review)
-    sections.append("<h2 id='why'>Why this lead: one holdout lead per score band</h2>"
-                    "<p>The same grouped reasons as the scores file (<code>reasons_positive</code> / "
-                    "<code>reasons_negative</code>); the score is the lead's rank (1-99) within the reference "
-                    "population stored with the model.</p>" + _table(tables["why_this_lead"]))  # fmt: skip
+    why = ("<p>The same grouped reasons as the scores file (<code>reasons_positive</code> / "
+           "<code>reasons_negative</code>); the score is the lead's rank (1-99) within the reference population "
+           "stored with the model.</p>")  # fmt: skip
+    sections.append(_section("why", "Why this lead: one holdout lead per score band",
+                             {"kind": "html", "html": why}, _table(tables["why_this_lead"])))  # fmt: skip
 
     comparison = grade_comparison(review)
     if comparison is not None:
         by_cell, within = comparison
         tables["grade_conversion_by_cell"], tables["model_within_fit_grade"] = by_cell, within
-        sections.append("<h2 id='grades'>Grades A1..D4 on the holdout, and the model beside the rules</h2>"
-                        + _table(by_cell) + "<p>How well the model ranks leads inside each fit grade:</p>"
-                        + _table(within))  # fmt: skip
+        sections.append(_section("grades", "Grades A1..D4 on the holdout, and the model beside the rules",
+                                 _table(by_cell), _text("How well the model ranks leads inside each fit grade:"),
+                                 _table(within)))  # fmt: skip
     if review.data is not None:
         from pipelines.monitor_report import live_section
 
         live_html, live_figures, live_tables = live_section(review.settings, review.data)
         tables.update(live_tables)
         images.update({name: png(fig) for name, fig in live_figures.items()})
-        sections.append(live_html + "".join(_img(images[name], name) for name in live_figures))
+        sections.append(_live(live_html, [_img(images[name], name) for name in live_figures]))
     tables["permutation_importance"] = permutation_table(review)
-    sections.append("<h2 id='permutation'>Permutation importance on the holdout (beside SHAP)</h2>"
-                    + _table(tables["permutation_importance"].head(20)))  # fmt: skip
+    sections.append(_section("permutation", "Permutation importance on the holdout (beside SHAP)",
+                             _table(tables["permutation_importance"].head(20))))  # fmt: skip
     tables["features"] = feature_descriptions(review)
-    sections.append("<h2 id='features'>Features</h2>" + _table(tables["features"]))
+    sections.append(_section("features", "Features", _table(tables["features"])))
 
     drift = drift_between_training_and_holdout(review)
     tables["drift_psi"] = drift.to_frame()
     warnings = leakage_warnings(review.training, review.split)
     warnings += [f"drift: {name} PSI {value:.2f} between training rows and the holdout"
                  for name, value in drift[drift > review.settings.output.drift_threshold].items()]  # fmt: skip
-    body = "".join(f"<p class='warn'>{html.escape(w)}</p>" for w in warnings) or "<p>No warnings.</p>"
-    sections.insert(0, "<h2 id='warnings'>Warnings</h2>" + body)
-    title = f"Lead scoring review: {html.escape(review.model_name)} v{html.escape(str(review.model_version))}"
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{STYLE}</style></head>"
-            f"<body><h1>{title}</h1>{''.join(sections)}</body></html>")  # fmt: skip
-    return page, images, tables
+    notes = [_text(w, "warn") for w in warnings] or [_text("No warnings.")]
+    sections.insert(0, _section("warnings", "Warnings", *notes))
+    title = f"Lead scoring review: {review.model_name} v{review.model_version}"
+    return render_page(title, sections), images, tables
 
 
 def log_to_run(review: Review, images: dict[str, bytes], tables: dict[str, pd.DataFrame]) -> str | None:

@@ -188,3 +188,30 @@ def log_figure(figure, path: str) -> None:
 def store_location(settings: Settings) -> str:
     uri = settings.tracking_uri
     return str(Path(uri.removeprefix("sqlite:///"))) if uri.startswith("sqlite:///") else uri
+
+
+def run_name(verb: str, as_of=None, *details: object) -> str:
+    """An MLflow run name that says what ran: the verb, the data's date, then e.g. the feature set or model."""
+    parts = [verb]
+    if as_of is not None and not pd.isna(as_of):
+        parts.append(f"{pd.Timestamp(as_of):%Y-%m-%d}")
+    parts += [str(d) for d in details if d not in (None, "")]
+    return " ".join(parts)
+
+
+HOLDOUT_FIGURES = ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_top10", "capture_top20")
+
+
+def describe_version(settings: Settings, version: str, metrics: pd.DataFrame, *, decision: str, promoted: bool,
+                     scorer: str = "lightgbm_calibrated") -> None:  # fmt: skip
+    """Give a registered version a one-line description and tags: its holdout figures and the gate's decision."""
+    client = mlflow_module().MlflowClient()
+    name = settings.mlflow.registered_model
+    row = metrics.loc[scorer] if scorer in metrics.index else pd.Series(dtype="float64")
+    figures = {k: float(row[k]) for k in HOLDOUT_FIGURES if k in row.index and pd.notna(row[k])}
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in figures.items())
+    client.update_model_version(name, version, description=f"holdout: {shown or 'no figures'}; gate: {decision}")
+    for key, value in figures.items():
+        client.set_model_version_tag(name, version, f"holdout.{key}", f"{value:.6f}")
+    client.set_model_version_tag(name, version, "gate.decision", decision)
+    client.set_model_version_tag(name, version, "gate.promoted", str(promoted).lower())

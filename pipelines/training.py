@@ -333,7 +333,8 @@ def train(
     experiment = tracking.use_store(settings)
     training, model, deployed = result.training, result.model, result.deployed
     holdout = training.frame.iloc[result.split.holdout]
-    with mlflow.start_run(experiment_id=experiment, run_name="train") as run:
+    name = tracking.run_name("train", training.manifest.get("as_of"), training.manifest.get("feature_set"))
+    with mlflow.start_run(experiment_id=experiment, run_name=name) as run:
         mlflow.log_params({f"model.{k}": v for k, v in settings.model.model_dump().items()})
         mlflow.log_params({
             "mode": settings.mode, "feature_set": training.manifest.get("feature_set"), "rows": len(training.frame),
@@ -395,6 +396,7 @@ def train(
             tracking.promote(settings, version)
         tracking.tag_version(settings, version, {"gate.decision": decision, "gate.promoted": str(promoted)})
         mlflow.set_tags({"gate.decision": decision, "gate.promoted": str(promoted), "registered_version": version})
+        tracking.describe_version(settings, version, result.metrics, decision=decision, promoted=promoted)
         result.run_id, result.version, result.decision = run.info.run_id, version, decision
     return result
 

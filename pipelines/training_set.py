@@ -20,8 +20,8 @@ from features.registry import all_features, feature_set
 from features.spine import CutoffPolicy, build_spine, scoring_spine
 from pipelines.config import Settings
 from pipelines.flat_checks import check_flat_table
-from pipelines.flat_source import load_flat_export
-from pipelines.io import frame_writer
+from pipelines.flat_source import flat_location, flat_table_source, load_flat_export
+from pipelines.io import frame_writer, read_source
 from pipelines.publish import publish
 from pipelines.validation import CrmData, load_crm
 
@@ -86,7 +86,7 @@ def input_fingerprint(settings: Settings) -> str:
     """A content hash of every input table (file bytes, or the rows of a SQL table)."""
     digest = hashlib.sha256()
     sources = (
-        [("flat", settings.flat.path)]
+        [("flat", settings.flat.path if settings.flat.path is not None else flat_table_source(settings))]
         if settings.mode == "flat"
         else [(n, getattr(settings.tables, n)) for n in ("leads", "accounts", "events", "opportunities")]
     )
@@ -104,8 +104,6 @@ def input_fingerprint(settings: Settings) -> str:
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(block)
         else:
-            from pipelines.io import read_source
-
             frame = read_source(source, name=name, base_dir=settings.base_dir)
             digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return digest.hexdigest()
@@ -206,9 +204,8 @@ def flat_spec(settings: Settings) -> FlatSpec:
 
 def flat_training_set_from(settings: Settings) -> TrainingSet:
     f = settings.flat
-    path = settings.resolve(f.path)
-    raw = load_flat_export(settings)  # the file plus the columns derived in config
-    check_flat_table(raw, f, where=f"flat table ({path})")
+    raw = load_flat_export(settings)  # the file or SQL table, plus the columns derived in config
+    check_flat_table(raw, f, where=flat_location(settings))
     result = flat_training_set(raw, flat_spec(settings))
     frame = result.training_set
     manifest = {

@@ -47,7 +47,11 @@ def format_problems(problems: list[Problem]) -> list[str]:
     return lines
 
 
-def run_validation(settings: Settings, *, as_of: pd.Timestamp | None, echo: Callable[[str], None]) -> int:
+def run_validation(
+    settings: Settings, *, as_of: pd.Timestamp | None, echo: Callable[[str], None], collect: dict | None = None
+) -> int:
+    """Print the summary and problems, write the rejects; return the exit code. `collect` receives the figures."""
+    collect = {} if collect is None else collect
     if settings.mode != "crm":
         return run_flat_validation(settings, echo=echo)
     data = load_crm(settings, as_of=as_of)  # a table that cannot be read at all stops here (pipelines.errors)
@@ -64,9 +68,12 @@ def run_validation(settings: Settings, *, as_of: pd.Timestamp | None, echo: Call
         )
     for line in format_problems(data.problems):
         echo(line)
-    for name, path in write_rejects(data, settings).items():
+    rejects = write_rejects(data, settings)
+    for name, path in rejects.items():
         echo(f"  wrote {name}: {path}")
     echo(f"{len(data.errors)} error(s), {len(data.warnings)} warning(s)")
+    collect.update(summary, errors=len(data.errors), warnings=len(data.warnings), rejects_files=rejects,
+                   problems=[p.__dict__ for p in data.problems[:100]])  # fmt: skip
     return 1 if data.errors else 0
 
 
@@ -74,13 +81,12 @@ def run_flat_validation(settings: Settings, *, echo: Callable[[str], None]) -> i
     """Flat mode: the export's problems (absent columns, labels, numbers, ids, times, leaking names) and a summary."""
     from features.flat import label_is_empty, label_key
     from pipelines.flat_checks import flat_problems
-    from pipelines.flat_source import load_flat_export
+    from pipelines.flat_source import flat_location, load_flat_export
 
     f = settings.flat
-    path = settings.resolve(f.path)
     frame = load_flat_export(settings)
-    problems = flat_problems(frame, f, where=f"flat table ({path})")
-    echo(f"flat table {path}: {len(frame):,} rows, {len(frame.columns)} columns")
+    problems = flat_problems(frame, f, where=flat_location(settings))
+    echo(f"{flat_location(settings)}: {len(frame):,} rows, {len(frame.columns)} columns")
     if f.label_column in frame:
         empty = label_is_empty(frame[f.label_column])
         positives = set(label_key(pd.Series([str(v) for v in f.positive_values])).dropna())

@@ -50,3 +50,27 @@ def trained_project(sample_project, tmp_path_factory) -> Path:
     result = CliRunner().invoke(app, ["train", "--config", str(config)])
     assert result.exit_code == 0, result.output
     return config
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server: the one `.ci/run` started ($LEADSCORE_TEST_POSTGRES_URL), else one of our own.
+
+    Skips only where no PostgreSQL binaries are installed; under CI ($CI set) that is a failure instead.
+    """
+    from tests import postgres_server
+
+    url = os.environ.get("LEADSCORE_TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    if postgres_server.bindir() is None:
+        reason = "no PostgreSQL binaries found (pg_config --bindir / initdb on PATH): install postgresql"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must run the PostgreSQL tests")
+        pytest.skip(reason)
+    url, folder = postgres_server.start()
+    try:
+        yield url
+    finally:
+        postgres_server.stop(folder)

@@ -7,11 +7,31 @@ runner = CliRunner()
 VERBS = ["init", "sample-data", "validate", "build-training-set", "grade", "train", "backtest", "predict", "explain"]
 
 
-@pytest.mark.parametrize("verb", VERBS)
+@pytest.mark.parametrize("verb", [*VERBS, "monitor"])
 def test_every_verb_has_help(verb):
     result = runner.invoke(app, [verb, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
+    assert f"Example:\n    leadscore {verb} " in result.output  # on one line, ready to copy
+    assert "<bool>" not in result.output  # flags take no value
+
+
+def test_version_and_the_engine_help_as_written():
+    from importlib import metadata
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout == f"leadscore {metadata.version('leadscore')}\n"
+    assert "default: [engine] name" in runner.invoke(app, ["grade", "--help"]).output
+
+
+def test_validate_json_is_the_only_stdout(sample_project):
+    import json
+
+    result = runner.invoke(app, ["validate", "--config", str(sample_project), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["verb"] == "validate" and summary["exit_code"] == 0 and summary["errors"] == 0
+    assert summary["tables"]["leads"]["rows"] == 3000 and "0 error(s)" in result.stderr
 
 
 def test_init_then_sample_data_then_validate_works_as_is(sample_project):

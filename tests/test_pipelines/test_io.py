@@ -32,3 +32,32 @@ def test_parquet_and_unknown_suffix(tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(write_frame(frame, tmp_path / "x.parquet")), frame)
     with pytest.raises(ValueError, match="use a .csv or .parquet"):
         write_frame(frame, tmp_path / "x.xlsx")
+
+
+def test_sql_tables_are_read_in_chunks_with_ids_as_categoricals(tmp_path):
+    import sqlalchemy
+
+    from pipelines.intake import read_sql_checked
+
+    events = pd.DataFrame({"lead_id": ["a", "b", "a", "c", "b", "d", "a"], "value": [1.0, 2, 3, 4, 5, 6, 7]})
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    engine = sqlalchemy.create_engine(url)
+    events.to_sql("events", engine, index=False)
+    engine.dispose()
+    read = read_sql_checked(url, "events", name="events", dictionary_columns=("lead_id",), chunk_rows=3)
+    assert isinstance(read["lead_id"].dtype, pd.CategoricalDtype)  # values spread over three chunks, one dtype
+    assert sorted(read["lead_id"].cat.categories) == ["a", "b", "c", "d"]
+    pd.testing.assert_frame_equal(read.astype({"lead_id": "object"}), events.astype({"lead_id": "object"}))
+
+
+def test_an_empty_sql_table_keeps_its_columns(tmp_path):
+    import sqlalchemy
+
+    from pipelines.intake import read_sql_checked
+
+    url = f"sqlite:///{tmp_path / 'crm.db'}"
+    engine = sqlalchemy.create_engine(url)
+    pd.DataFrame({"lead_id": pd.Series([], dtype="object"), "created_at": []}).to_sql("leads", engine, index=False)
+    engine.dispose()
+    read = read_sql_checked(url, "leads", name="leads", dictionary_columns=("lead_id",), chunk_rows=2)
+    assert list(read.columns) == ["lead_id", "created_at"] and read.empty

@@ -1,5 +1,6 @@
 """End to end on sample data: a model trained at a past date scores at two later past dates, then `monitor`."""
 
+import json
 import math
 
 import pandas as pd
@@ -21,14 +22,34 @@ def monitored(sample_project, tmp_path_factory):
     folder = tmp_path_factory.mktemp("monitored")
     config = folder / "leadscore.toml"
     config.write_text(sample_project.read_text().replace('path = "data/', f'path = "{sample_project.parent}/data/'))
-    result = runner.invoke(app, ["train", "--config", str(config), "--as-of", TRAINED_THROUGH])
+    result = runner.invoke(app, ["train", "--config", str(config), "--as-of", TRAINED_THROUGH, "--json"])
     assert result.exit_code == 0, result.output
+    trained = json.loads(result.stdout)  # --json: stdout is the summary alone, the rest went to stderr
+    assert trained["version"] == "1" and 0.5 < trained["holdout"]["lightgbm_calibrated"]["roc_auc"] <= 1
     for as_of in RUNS:
         out = folder / "output" / f"scores_{as_of}.csv"
-        result = runner.invoke(app, ["predict", "--config", str(config), "--as-of", as_of, "--out", str(out)])
+        result = runner.invoke(app, ["predict", "--config", str(config), "--as-of", as_of, "--out", str(out), "--json"])
         assert result.exit_code == 0, result.output
-        assert "score history" in result.output
+        assert "score history" in result.stderr
+        scored = json.loads(result.stdout)
+        assert scored["scored"] == len(pd.read_csv(out)) > 0 and scored["as_of"].startswith(as_of)
     return config
+
+
+def test_runs_and_versions_say_what_ran(monitored):
+    from pipelines import tracking
+
+    settings = load_settings(monitored)
+    tracking.use_store(settings)
+    client = tracking.mlflow_module().MlflowClient()
+    runs = client.search_runs([tracking.use_store(settings)])
+    names = {run.info.run_name for run in runs}
+    assert f"train {TRAINED_THROUGH} default" in names
+    assert {f"predict {d} {settings.mlflow.registered_model} v1" for d in RUNS} <= names
+    version = client.get_model_version(settings.mlflow.registered_model, "1")
+    assert version.description.startswith("holdout: roc_auc 0.")
+    assert version.description.endswith("gate: promoted: no champion yet")
+    assert version.tags["gate.promoted"] == "true" and 0.5 < float(version.tags["holdout.roc_auc"]) <= 1
 
 
 def test_predict_rerun_leaves_one_copy_of_its_run(monitored):
@@ -83,8 +104,10 @@ def test_alert_thresholds_decide_the_exit_code(monitored, tmp_path):
         config = monitored.parent / f"{name}.toml"
         config.write_text(monitored.read_text() + extra)
         out = tmp_path / f"{name}.html"
-        result = runner.invoke(app, ["monitor", "--config", str(config), "--out", str(out)])
+        result = runner.invoke(app, ["monitor", "--config", str(config), "--out", str(out), "--json"])
         codes[name] = result.exit_code
+        summary = json.loads(result.stdout)
+        assert summary["exit_code"] == result.exit_code and bool(summary["alerts"]) == (name == "strict")
         assert out.exists() and "Realized conversion by score band" in out.read_text()
         if name == "strict":
             assert "ALERT sla_compliance" in result.output and "ALERT live_roc_auc" in result.output

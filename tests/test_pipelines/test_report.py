@@ -3,6 +3,7 @@
 import base64
 import os
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -21,17 +22,23 @@ SECTIONS = ["warnings", "summary", "importance", "dependence", "leads", "why", "
 
 
 @pytest.fixture(scope="module")
-def report(trained_project, tmp_path_factory):
+def report_file(trained_project, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "report.html"
     result = runner.invoke(app, ["explain", "--config", str(trained_project), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert f"report: {out.resolve()}" in result.output
-    return out.read_text()
+    return out
+
+
+@pytest.fixture(scope="module")
+def report(report_file):
+    return report_file.read_text()
 
 
 def test_every_section_is_present(report):
     for section in SECTIONS:
-        assert f"id='{section}'" in report, section
+        assert f'<section id="{section}">' in report, section
+        assert f'<a href="#{section}">' in report, section  # the table of contents links to it
     assert "lightgbm_calibrated" in report and "logistic_regression" in report and "rules_grade" in report
     assert "A1" in report and "D4" in report
 
@@ -46,9 +53,9 @@ def test_images_are_embedded_valid_pngs_and_nothing_is_fetched(report):
 
 
 def test_the_report_speaks_the_words_of_the_reasons(report):
-    importance = report.split("id='importance'")[1].split("id='dependence'")[0]
+    importance = report.split('id="importance"')[1].split('id="dependence"')[0]
     assert "Days since the lead" in importance  # descriptions index the tables (the column names beside them)
-    why = report.split("id='why'")[1].split("<h2")[0]
+    why = report.split('<section id="why">')[1].split("</section>")[0]
     assert why.count("<tr>") >= 3  # the header and at least two score bands
     assert "typical converting lead" in why
 
@@ -126,3 +133,65 @@ def test_the_notebook_executes(trained_project, monkeypatch):
         "def " in cell.source or "class " in cell.source for cell in notebook.cells if cell.cell_type == "code"
     )
     assert os.environ["LEADSCORE_CONFIG"] == str(trained_project)
+
+
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+def _chromium() -> str:
+    """Debian's chromium (installed by .ci/run), or skip with the reason; under CI a missing browser fails."""
+    import shutil
+
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        reason = "Chromium is not installed (apt-get install chromium): the report is not checked in a browser"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}; CI must run the browser test")
+        pytest.skip(reason)
+    return found
+
+
+def test_the_report_in_headless_chromium(report_file, tmp_path):
+    """Opened in a real browser: no console error, no network request, every image decoded, every section shown."""
+    from playwright.sync_api import sync_playwright
+
+    executable = _chromium()
+    artifacts = Path(os.environ.get("LEADSCORE_TEST_ARTIFACTS", REPO / "test-artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    errors, requests = [], []
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=executable, headless=True, args=CHROMIUM_FLAGS,
+            viewport={"width": 1280, "height": 900},
+        )  # fmt: skip
+        try:
+            page = context.new_page()
+            page.on("console", lambda message: message.type == "error" and errors.append(message.text))
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.on("request", lambda request: request.url.startswith(("data:", "file:")) or
+                    requests.append(request.url))  # fmt: skip
+            page.goto(report_file.as_uri(), wait_until="load")
+            images = page.eval_on_selector_all(
+                "img", "all => all.map(i => ({alt: i.alt, complete: i.complete, width: i.naturalWidth}))"
+            )
+            shown = {s: page.locator(f"section#{s}").is_visible() for s in SECTIONS}
+            heights = {s: page.locator(f"section#{s}").bounding_box()["height"] for s in SECTIONS}
+            toc = page.eval_on_selector_all("nav.toc a", "all => all.map(a => a.getAttribute('href'))")
+            page.click("nav.toc a[href='#features']")
+            page.wait_for_function("location.hash === '#features'")
+            scrolled = page.evaluate("window.scrollY")
+            features_top = page.evaluate("document.getElementById('features').getBoundingClientRect().top")
+            page.evaluate("window.scrollTo(0, 0)")
+            page.screenshot(path=str(artifacts / "report.png"), full_page=True)
+        finally:
+            context.close()
+    assert errors == []
+    assert requests == []
+    assert len(images) >= 13
+    assert [i["alt"] for i in images if not (i["complete"] and i["width"] > 0)] == []
+    assert all(shown.values()), shown
+    assert min(heights.values()) > 20, heights
+    assert {f"#{s}" for s in SECTIONS} <= set(toc)
+    assert scrolled > 0 and abs(features_top) < 5  # the anchor brought its section to the top
+    assert (artifacts / "report.png").stat().st_size > 10_000
