@@ -569,7 +569,7 @@ def predict(
     typer.echo(f"\ntop {top} leads:")
     shown = result.scores.head(top)[["lead_id", "score", "cell", "stage", "action", "due_by", "reasons_positive"]]
     typer.echo(shown.to_string(index=False, max_colwidth=110))
-    return {"verb": "predict", **s, "as_of": data.as_of.isoformat(), "model_name": name, "model_version": version,
+    return {"verb": "predict", **s, "as_of": scored_as_of.isoformat(), "model_name": name, "model_version": version,
             "output": str(where), "history": history, "run_id": run_id,
             "drift_warnings": {k: round(float(v), 4) for k, v in drifted.items()}}  # fmt: skip
 

@@ -202,16 +202,15 @@ def run_name(verb: str, as_of=None, *details: object) -> str:
 HOLDOUT_FIGURES = ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_top10", "capture_top20")
 
 
-def describe_version(settings: Settings, version: str, metrics: pd.DataFrame, *, decision: str, promoted: bool,
+def describe_version(settings: Settings, version: str, metrics: pd.DataFrame, *, decision: str,
                      scorer: str = "lightgbm_calibrated") -> None:  # fmt: skip
-    """Give a registered version a one-line description and tags: its holdout figures and the gate's decision."""
+    """Give a registered version a one-line description (its holdout figures and the gate's decision line, which
+    `tag_version` also sets as the `gate.*` tags) and its holdout figures as `holdout.*` tags."""
     client = mlflow_module().MlflowClient()
     name = settings.mlflow.registered_model
     row = metrics.loc[scorer] if scorer in metrics.index else pd.Series(dtype="float64")
     figures = {k: float(row[k]) for k in HOLDOUT_FIGURES if k in row.index and pd.notna(row[k])}
     shown = ", ".join(f"{k} {v:.4f}" for k, v in figures.items())
-    client.update_model_version(name, version, description=f"holdout: {shown or 'no figures'}; gate: {decision}")
+    client.update_model_version(name, version, description=f"holdout: {shown or 'no figures'}; {decision}")
     for key, value in figures.items():
         client.set_model_version_tag(name, version, f"holdout.{key}", f"{value:.6f}")
-    client.set_model_version_tag(name, version, "gate.decision", decision)
-    client.set_model_version_tag(name, version, "gate.promoted", str(promoted).lower())

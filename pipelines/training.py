@@ -396,7 +396,7 @@ def train(
             tracking.promote(settings, version)
         tracking.tag_version(settings, version, {"gate.decision": decision, "gate.promoted": str(promoted)})
         mlflow.set_tags({"gate.decision": decision, "gate.promoted": str(promoted), "registered_version": version})
-        tracking.describe_version(settings, version, result.metrics, decision=decision, promoted=promoted)
+        tracking.describe_version(settings, version, result.metrics, decision=decision)
         result.run_id, result.version, result.decision = run.info.run_id, version, decision
     return result
 

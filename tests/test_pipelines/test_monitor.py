@@ -48,8 +48,8 @@ def test_runs_and_versions_say_what_ran(monitored):
     assert {f"predict {d} {settings.mlflow.registered_model} v1" for d in RUNS} <= names
     version = client.get_model_version(settings.mlflow.registered_model, "1")
     assert version.description.startswith("holdout: roc_auc 0.")
-    assert version.description.endswith("gate: promoted: no champion yet")
-    assert version.tags["gate.promoted"] == "true" and 0.5 < float(version.tags["holdout.roc_auc"]) <= 1
+    assert version.description.endswith("gate: promoted v1: no champion yet")
+    assert version.tags["gate.promoted"] == "True" and 0.5 < float(version.tags["holdout.roc_auc"]) <= 1
 
 
 def test_predict_rerun_leaves_one_copy_of_its_run(monitored):

@@ -77,7 +77,7 @@ def test_validate_train_predict_explain_on_postgresql(schema_url, tmp_path):
     assert rejects.empty  # the sample CRM is clean
     assert key["constrained_columns"] == ["lead_id", "as_of", "model_name", "model_version"]
     assert len(history) == len(scores) == scored["scored"]  # two identical runs, one copy
-    assert trained["version"] == "1" and trained["decision"] == "promoted: --promote given"
+    assert trained["version"] == "1" and trained["decision"] == "gate: promoted v1: --promote given"
     _check_mlflow_names(config, trained)
     assert set(history["lead_id"]) == set(scores["lead_id"].astype(str))
     assert leftovers == []  # staging tables are gone
@@ -99,8 +99,8 @@ def _check_mlflow_names(config, trained: dict) -> None:
     version = client.get_model_version(settings.mlflow.registered_model, "1")
     roc_auc = trained["holdout"]["lightgbm_calibrated"]["roc_auc"]
     assert version.description.startswith(f"holdout: roc_auc {roc_auc:.4f}, pr_auc 0.")
-    assert version.description.endswith("gate: promoted: --promote given")
-    assert version.tags["gate.promoted"] == "true" and float(version.tags["holdout.roc_auc"]) == round(roc_auc, 6)
+    assert version.description.endswith("gate: promoted v1: --promote given")
+    assert version.tags["gate.promoted"] == "True" and float(version.tags["holdout.roc_auc"]) == round(roc_auc, 6)
 
 
 def test_a_flat_table_in_postgresql_gives_the_same_training_set_as_its_csv(schema_url, tmp_path):
