@@ -161,6 +161,12 @@ def train_and_evaluate(
     return result, graded
 
 
+def training_data_id(manifest: dict) -> str:
+    """What a model was trained on: the inputs' content hash and the as-of at which they were viewed (the same files
+    seen at a later as-of hold newer outcomes)."""
+    return f"{str(manifest.get('input_sha256'))[:12]}@{manifest.get('as_of')}"
+
+
 def same_recipe(result: TrainResult, champion_model: ConversionModel) -> bool:
     """The champion was built by the challenger's recipe: the same parameters and the same features in order."""
     features = [str(c) for c in champion_model.feature_names_in_]
@@ -207,9 +213,10 @@ def gate(
     on the same holdout rows, by more than `gate_min_improvement` (a tie keeps the champion), and is not worse
     calibrated by more than the tolerance.
 
-    A refresh is the exception: when the challenger is the champion's own recipe and its training set differs from
-    the champion's (`champion_fingerprint`, newer outcomes), the recipes tie by construction and the challenger, the
-    same recipe fitted on newer data, is promoted. Retraining on unchanged data keeps the champion."""
+    A refresh is the exception: when the challenger is the champion's own recipe and its training data differs from
+    the champion's (`champion_fingerprint`, see `training_data_id`: other inputs, or the same ones at a later as-of),
+    the recipes tie by construction and the challenger, the same recipe fitted on newer data, is promoted.
+    Retraining on unchanged data keeps the champion."""
     m = settings.model
     metric = m.gate_metric
     challenger_version, champion_version = versions
@@ -230,12 +237,12 @@ def gate(
     compared = (f"{metric} challenger v{challenger_version} {challenger[metric]:.4f} vs champion v{champion_version} "
                 f"{champion[metric]:.4f} (its recipe refit on the same {len(result.split.dev):,} rows; "
                 f"{len(holdout):,} holdout rows), ECE {challenger['ece']:.4f} vs {champion['ece']:.4f}")  # fmt: skip
-    fingerprint = result.training.manifest.get("input_sha256")
-    refresh = (champion_fingerprint is not None and fingerprint is not None and champion_fingerprint != fingerprint
+    fingerprint = training_data_id(result.training.manifest)
+    refresh = (champion_fingerprint is not None and champion_fingerprint != fingerprint
                and same_recipe(result, champion_model))  # fmt: skip
     if refresh:
-        verdict = (f"promoted v{challenger_version} (refresh: the champion's recipe refit on a new training set, "
-                   f"{str(fingerprint)[:12]} vs {champion_fingerprint[:12]})")  # fmt: skip
+        verdict = (f"promoted v{challenger_version} (refresh: the champion's recipe refit on new training data, "
+                   f"{fingerprint} vs {champion_fingerprint})")  # fmt: skip
         return GateDecision(True, f"gate: {compared}: {verdict}", figures)
     if better and calibrated:
         verdict = f"promoted v{challenger_version} (improvement > {m.gate_min_improvement:g})"
@@ -341,6 +348,7 @@ def train(
             "dev_rows": len(result.split.dev), "holdout_rows": len(result.split.holdout),
             "best_iteration": model.best_iteration_, "calibration_method": model.calibration_method_,
             "horizon_days": gap_days(settings), "training_set_sha256": training.manifest["input_sha256"],
+            "training_data": training_data_id(training.manifest),
             "deployed.rows": deployed.n_train_, "deployed.best_iteration": deployed.best_iteration_,
             "deployed.calibration_method": deployed.calibration_method_, "evaluated.rows": model.n_train_,
             "evaluated.calibration_rows": model.n_calibration_, "deployed.calibration_rows": deployed.n_calibration_,
@@ -388,7 +396,7 @@ def train(
                 f"models:/{settings.mlflow.registered_model}@champion"
             )
             verdict = gate(settings, result, champion_model, data=data, versions=(version, champion),
-                           champion_fingerprint=tracking.version_param(settings, champion, "training_set_sha256"))
+                           champion_fingerprint=tracking.version_param(settings, champion, "training_data"))
             promoted, decision = verdict.promoted, verdict.text
             mlflow.log_metrics({f"gate.{k}": float(v) for k, v in verdict.figures.items()})
             tracking.tag_version(settings, champion, {"gate.last_challenge": decision})

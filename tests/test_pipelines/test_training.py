@@ -99,15 +99,17 @@ def test_a_tie_keeps_the_champion(project, data, strong):
 
 def test_the_champions_own_recipe_on_a_new_training_set_is_a_refresh_and_is_promoted(project, data, strong):
     settings = load_settings(project)
-    own = strong.training.manifest["input_sha256"]
+    from pipelines.training import training_data_id
+
+    own, older = training_data_id(strong.training.manifest), "000000000000@2025-01-01T00:00:00+00:00"
     unchanged = gate(settings, strong, strong.model, data=data, versions=("5", "4"), champion_fingerprint=own)
     assert not unchanged.promoted and unchanged.text.endswith("champion v4 kept (tie)")
-    newer = gate(settings, strong, strong.model, data=data, versions=("5", "4"), champion_fingerprint="0" * 64)
+    newer = gate(settings, strong, strong.model, data=data, versions=("5", "4"), champion_fingerprint=older)
     assert newer.promoted and "refresh" in newer.text and "promoted v5" in newer.text
     # another recipe on a new training set still has to beat the champion
     weaker = settings.model_copy(update={"model": settings.model.model_copy(update={"n_estimators": 1})})
     worse, _ = train_and_evaluate(weaker, data=data)
-    other = gate(settings, worse, strong.model, data=data, versions=("6", "4"), champion_fingerprint="0" * 64)
+    other = gate(settings, worse, strong.model, data=data, versions=("6", "4"), champion_fingerprint=older)
     assert not other.promoted and "refresh" not in other.text
 
 
