@@ -14,8 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import peak_rss_mib
-from benchmarks.predict_worker import _config
+from benchmarks.predict_worker import _config, timed_predict
 from pipelines.config import load_settings
 
 TABLES = ("leads", "accounts", "events", "opportunities")
@@ -48,29 +47,14 @@ def load(data: str, url: str) -> dict:
 
 
 def predict(source: str, data: str, store: str, url: str) -> dict:
-    from pipelines import tracking
-    from pipelines.io import write_frame
-    from pipelines.predict import score_open_leads
-    from pipelines.validation import load_crm
-
     settings = load_settings(_config(Path(store), data))
     if source == "postgresql":
         tables = settings.tables.model_copy(update={
             name: getattr(settings.tables, name).model_copy(update={"path": None, "sql_url": url, "sql_table": name})
             for name in TABLES})  # fmt: skip
         settings = settings.model_copy(update={"tables": tables})
-    start = time.perf_counter()
-    loaded = load_crm(settings)
-    after_load = time.perf_counter()
-    tracking.use_store(settings)
-    model, wrapper = tracking.load_conversion_model(f"models:/{settings.mlflow.registered_model}@champion")
-    result = score_open_leads(settings, loaded, model, wrapper, model_name="bench", model_version="1")
-    write_frame(result.scores, Path(store) / f"scores_{source}.parquet")
-    end = time.perf_counter()
-    return {"source": source, "open_leads": len(result.scores), "load_s": after_load - start,
-            "score_s": end - after_load, "total_s": end - start, "peak_rss_mib": peak_rss_mib(),
-            "mean_probability": float(result.scores["probability"].mean())}  # fmt: skip
-
+    result, figures = timed_predict(settings, Path(store) / f"scores_{source}.parquet")
+    return {"source": source, **figures, "mean_probability": float(result.scores["probability"].mean())}
 
 if __name__ == "__main__":
     step, *args = sys.argv[1:]

@@ -28,22 +28,22 @@ def train(data: str, store: str) -> dict:
     return {"version": result.version, "trees": result.model.best_iteration_}
 
 
-def predict(data: str, store: str) -> dict:
+def timed_predict(settings, out: Path) -> tuple[object, dict]:
+    """Load and validate the CRM, score every open lead with the champion and write the scores, timing each part."""
     from pipelines import tracking
     from pipelines.io import write_frame
     from pipelines.predict import score_open_leads
     from pipelines.validation import load_crm
 
-    settings = load_settings(_config(Path(store), data))
     start = time.perf_counter()
     loaded = load_crm(settings)
     after_load = time.perf_counter()
     tracking.use_store(settings)
     model, wrapper = tracking.load_conversion_model(f"models:/{settings.mlflow.registered_model}@champion")
     result = score_open_leads(settings, loaded, model, wrapper, model_name="bench", model_version="1")
-    write_frame(result.scores, Path(store) / "scores.parquet")
+    write_frame(result.scores, out)
     end = time.perf_counter()
-    return {
+    return result, {
         "open_leads": len(result.scores),
         "load_s": after_load - start,
         "score_s": end - after_load,
@@ -51,6 +51,11 @@ def predict(data: str, store: str) -> dict:
         "rows_per_s": len(result.scores) / (end - start),
         "peak_rss_mib": peak_rss_mib(),
     }
+
+
+def predict(data: str, store: str) -> dict:
+    _, figures = timed_predict(load_settings(_config(Path(store), data)), Path(store) / "scores.parquet")
+    return figures
 
 
 def raw(data: str, store: str, n: str) -> dict:

@@ -65,6 +65,14 @@ class LeadDerivedColumn(_Section):
         return [self.of] if self.of else list(self.days_between)
 
 
+def _one_source(path: str | None, sql_url: str | None, sql_table: str | None) -> None:
+    """A table is read from a file or from a SQL table, never both, never neither."""
+    if (path is None) == (sql_url is None):
+        raise ValueError("give exactly one of 'path' or 'sql_url'")
+    if sql_url is not None and not sql_table:
+        raise ValueError("'sql_table' is required with 'sql_url'")
+
+
 class TableSource(_Section):
     """Where one canonical table lives and how its columns map onto the contract's roles."""
 
@@ -88,10 +96,7 @@ class TableSource(_Section):
 
     @model_validator(mode="after")
     def _one_source(self) -> TableSource:
-        if (self.path is None) == (self.sql_url is None):
-            raise ValueError("give exactly one of 'path' or 'sql_url'")
-        if self.sql_url is not None and not self.sql_table:
-            raise ValueError("'sql_table' is required with 'sql_url'")
+        _one_source(self.path, self.sql_url, self.sql_table)
         return self
 
 
@@ -212,10 +217,7 @@ class FlatSettings(_Section):
 
     @model_validator(mode="after")
     def _features_declared(self) -> FlatSettings:
-        if (self.path is None) == (self.sql_url is None):
-            raise ValueError("give exactly one of 'path' or 'sql_url'")
-        if self.sql_url is not None and not self.sql_table:
-            raise ValueError("'sql_table' is required with 'sql_url'")
+        _one_source(self.path, self.sql_url, self.sql_table)
         if not self.categorical and not self.numeric:
             raise ValueError("declare at least one feature column in 'categorical' or 'numeric'")
         undeclared = sorted(set(self.directions) - set(self.numeric))
