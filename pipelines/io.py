@@ -133,20 +133,3 @@ def write_frame(frame: pd.DataFrame, path: Path) -> Path:
 def write_json(data: dict, path: Path) -> Path:
     text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
     return write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-def write_sql(frame: pd.DataFrame, url: str, table: str) -> str:
-    """Replace a SQL table in one transaction: the rows go to a temporary table first, then take its name."""
-    import sqlalchemy
-
-    engine = sqlalchemy.create_engine(url)
-    staging = f"{table}__leadscore_tmp"
-    try:
-        with engine.begin() as connection:
-            frame.to_sql(staging, connection, if_exists="replace", index=False)
-            quote = engine.dialect.identifier_preparer.quote
-            connection.execute(sqlalchemy.text(f"DROP TABLE IF EXISTS {quote(table)}"))
-            connection.execute(sqlalchemy.text(f"ALTER TABLE {quote(staging)} RENAME TO {quote(table)}"))
-    finally:
-        engine.dispose()
-    return f"{url} table {table}"
