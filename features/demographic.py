@@ -11,6 +11,10 @@ from features.context import NS_PER_DAY, FeatureContext
 from features.pointintime import to_ns
 from features.registry import feature
 
+# Lead age counts up to a year. A lead created within one horizon of the start of the data is older at scoring than
+# any fully observed training row can be (its row would need a horizon after as_of), so uncapped ages put every such
+# lead outside what the model has seen; capped, those leads and the year-old ones the model learnt from look alike.
+MAX_LEAD_AGE_DAYS = 365.0
 SENIORITY_LEVELS = ("c_level", "vp", "director", "manager", "individual")
 _TITLE_PATTERNS = (
     ("c_level", r"\b(?:chief|ceo|cto|cfo|cio|coo|cmo|cro|president|founder|owner)\b"),
@@ -102,11 +106,11 @@ def lead_email_is_business(ctx: FeatureContext) -> pd.Series:
     return from_type.fillna(from_email.astype("float64")).rename("lead_email_is_business")
 
 
-@feature("demographic", unit="days")
+@feature("demographic", unit="days", at_most=MAX_LEAD_AGE_DAYS)
 def lead_age_days(ctx: FeatureContext) -> pd.Series:
     """Days since the lead was created."""
     age = (ctx.cutoff_ns - to_ns(ctx.lead_rows["created_at"])) / NS_PER_DAY
-    return pd.Series(age, name="lead_age_days")
+    return pd.Series(np.minimum(age, MAX_LEAD_AGE_DAYS), name="lead_age_days")
 
 
 @feature("demographic", unit="%", direction=1)

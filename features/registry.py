@@ -32,6 +32,7 @@ class FeatureSpec:
     for_model: bool = True  # False: an input of the rules (grades), left out of the default model feature set
     direction: Direction = 0  # declared business direction: +1 more never lowers the probability, -1 never raises
     concept: str = ""  # features of one idea share it (one reason per concept); empty: the feature's own name
+    at_most: float | None = None  # the builder caps its values here: reasons say "365 days or more"
 
     def __post_init__(self) -> None:
         if self.group not in GROUPS:
@@ -62,6 +63,7 @@ def feature(
     for_model: bool = True,
     direction: Direction = 0,
     concept: str = "",
+    at_most: float | None = None,
 ) -> Callable[[Callable], Callable]:
     """Register a builder under its own name, described by the first line of its docstring."""
 
@@ -70,7 +72,7 @@ def feature(
         if not doc:
             raise ValueError(f"feature builder {function.__name__} needs a one-line docstring")
         register(FeatureSpec(function.__name__, group, doc[0].rstrip("."), kind, unit, function, for_model,
-                             direction, concept))  # fmt: skip
+                             direction, concept, at_most))  # fmt: skip
         return function
 
     return wrap

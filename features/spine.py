@@ -30,7 +30,7 @@ class CutoffPolicy:
     `max_age_days`), keeping at most `max_snapshots` cutoffs per lead."""
 
     policy: str = "snapshots"
-    delay_days: float = 7.0
+    delay_days: float = 1.0
     every_days: float = 30.0
     max_snapshots: int = 6
     horizon_days: float = 90.0

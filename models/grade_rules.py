@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from features.demographic import MAX_LEAD_AGE_DAYS
+
 FIT_GRADES = ("A", "B", "C", "D")
 ENGAGEMENT_GRADES = ("1", "2", "3", "4")
 STAGES = ("IQL", "MQL", "PQL", "SQL")
@@ -167,7 +169,8 @@ class RoutingRules(_Rules):
     """
 
     dormant_after_days: float | None = Field(
-        90.0, gt=0, description="days without any activity (or since creation) after which a lead is dormant"
+        90.0, gt=0, le=MAX_LEAD_AGE_DAYS,  # a lead without activity is as old as lead_age_days, which stops at a year
+        description="days without any activity (or since creation) after which a lead is dormant",
     )
     table: dict[str, dict[str, Action]] = Field(default_factory=_default_routes)
 

@@ -24,6 +24,8 @@ untouched by these rules: `predict --contributions` writes them.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
@@ -47,6 +49,8 @@ def format_value(value: object, spec: FeatureSpec | None) -> str | None:
     if spec.kind == "boolean":
         return "yes" if number >= 0.5 else "no"
     unit = spec.unit
+    if spec.at_most is not None and number >= spec.at_most:
+        return f"{format_value(spec.at_most, replace(spec, at_most=None))} or more"
     if unit == "days":
         return "less than 1 day" if number < 1 else f"{number:.0f} day{'s' if round(number) != 1 else ''}"
     if unit == "%":

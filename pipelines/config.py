@@ -276,7 +276,7 @@ class SpineSettings(_Section):
     policy: Literal["fixed_delay", "snapshots"] = Field(
         "snapshots", description="snapshots: every every_days over the whole open life; fixed_delay: one cutoff"
     )
-    delay_days: float = Field(7.0, ge=0)
+    delay_days: float = Field(1.0, ge=0)
     every_days: float = Field(30.0, gt=0)
     max_snapshots: int = Field(6, ge=1, description="rows kept per lead (a seeded draw among its open cutoffs)")
     horizon_days: float = Field(90.0, gt=0)

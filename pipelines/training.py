@@ -255,34 +255,30 @@ def gate(
     return GateDecision(better and calibrated, f"gate: {compared}: {verdict}", figures)
 
 
-def training_profile(model: ConversionModel, training: TrainingSet) -> dict:
-    """The population the deployed model was fitted on (features and score), for drift checks when scoring."""
-    from models.drift import profile
-
-    frame = training.frame
-    reference = profile(frame[training.feature_names], categorical=training.categorical)
-    scores = pd.DataFrame({"probability": model.predict_proba(frame[training.feature_names])[:, 1]})
-    reference.update(profile(scores, categorical=[]))
-    return reference
+REFERENCE_LEADS = 20_000  # open leads scored for the reference distributions (a seeded sample beyond that)
 
 
-REFERENCE_LEADS = 20_000  # open leads scored for the score's reference distribution (a seeded sample beyond that)
+@dataclass
+class ReferencePopulation:
+    """Who a deployed model's scores and drift are judged against, with their feature values."""
+
+    features: pd.DataFrame
+    description: str
 
 
-def score_reference_population(
-    settings: Settings, model: ConversionModel, training: TrainingSet, data: CrmData | None
-) -> dict:
-    """The distribution the 1-99 score ranks against: the model's scores of every lead open at the training as-of
-    (CRM mode, at most REFERENCE_LEADS of them), else of the training rows (flat mode, prebuilt training sets)."""
-    from models.scores import score_reference
+def reference_population(settings: Settings, training: TrainingSet, data: CrmData | None) -> ReferencePopulation:
+    """The leads the model is deployed on: every lead open at the training as-of (CRM mode, at most REFERENCE_LEADS
+    of them), else the training rows (flat mode, prebuilt training sets: there is no open population to score).
 
+    Scores rank against this population and predict measures drift against it: the training rows are the wrong
+    yardstick, since they weigh every lead equally over its whole life while the open leads are mostly the old
+    ones that did not convert (the same leads at the same as-of must show no drift)."""
     if data is None:
-        raw = model.raw_score(training.frame[training.feature_names])
-        return score_reference(raw, population=f"{len(raw):,} training rows")
+        frame = training.frame[training.feature_names]
+        return ReferencePopulation(frame, f"{len(frame):,} training rows")
     from features.build import feature_columns
     from features.context import FeatureContext
     from features.spine import scoring_spine
-    from pipelines.training_set import feature_params
 
     t = data.tables
     spine = scoring_spine(t["leads"], t["opportunities"], as_of=data.as_of)
@@ -294,8 +290,25 @@ def score_reference_population(
         events = events[events["lead_id"].isin(spine["lead_id"])]
     context = FeatureContext(spine, leads=t["leads"], accounts=t.get("accounts"), events=events,
                              opportunities=t["opportunities"], params=feature_params(settings))  # fmt: skip
-    raw = model.raw_score(feature_columns(context, list(model.feature_names_in_)))
-    return score_reference(raw, population=f"{len(raw):,} leads open at {data.as_of.isoformat()}")
+    features = feature_columns(context, list(training.feature_names))
+    return ReferencePopulation(features, f"{len(features):,} leads open at {data.as_of.isoformat()}")
+
+
+def drift_profile(model: ConversionModel, population: ReferencePopulation, *, categorical: list[str]) -> dict:
+    """Feature and probability profile of the reference population, for predict's and monitor's drift checks."""
+    from models.drift import profile
+
+    reference = profile(population.features, categorical=categorical)
+    scores = pd.DataFrame({"probability": model.predict_proba(population.features)[:, 1]})
+    reference.update(profile(scores, categorical=[]))
+    return reference
+
+
+def score_reference_of(model: ConversionModel, population: ReferencePopulation) -> dict:
+    """The distribution the 1-99 score ranks against: the model's raw scores of the reference population."""
+    from models.scores import score_reference
+
+    return score_reference(model.raw_score(population.features), population=population.description)
 
 
 def reasons_reference(training: TrainingSet, rows: np.ndarray | None = None) -> dict:
@@ -375,13 +388,14 @@ def train(
         # the evaluated fit (development rows only) is kept beside the deployed one: its holdout figures are these
         tracking.log_conversion_model(model, example, training.categorical, reference_profile={},
                                       feature_set=feature_set, name="evaluated_model")  # fmt: skip
-        score_reference = score_reference_population(settings, deployed, training, data)
+        population = reference_population(settings, training, data)
+        score_reference = score_reference_of(deployed, population)
         mlflow.log_dict(score_reference, "reference/score_reference.json")
         info = tracking.log_conversion_model(
             deployed,
             example,
             training.categorical,
-            reference_profile=training_profile(deployed, training),
+            reference_profile=drift_profile(deployed, population, categorical=training.categorical),
             feature_set=feature_set,
             score_reference=score_reference,
             reason_reference=reasons_reference(training),

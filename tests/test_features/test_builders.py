@@ -122,6 +122,13 @@ def test_demographic(row):
     assert row["lead_profile_completeness"] == pytest.approx(100.0)
 
 
+def test_lead_age_stops_at_a_year():
+    spine = pd.DataFrame({"lead_id": ["L1", "L1", "L1"],
+                          "cutoff_time": [CUTOFF, CUTOFF + 324 * DAY, CUTOFF + 1000 * DAY]})  # fmt: skip
+    frame = build_features(spine, leads=LEADS, feature_names=["lead_age_days"])
+    assert frame["lead_age_days"].tolist() == [40.0, 364.0, 365.0]
+
+
 def test_firmographic_and_other_leads_before_the_cutoff():
     spine = pd.DataFrame({"lead_id": ["L1", "L2"], "cutoff_time": [CUTOFF, CUTOFF]})
     frame = features_for(spine)

@@ -174,6 +174,13 @@ def test_dormant_means_no_activity_for_the_configured_days_counting_from_creatio
     assert not is_dormant(features, RoutingRules(dormant_after_days=None)).any()
 
 
+def test_dormancy_longer_than_the_lead_age_cap_is_refused():
+    # a lead without activity is dormant by its age, which stops at 365: a longer threshold would never fire
+    assert RoutingRules(dormant_after_days=365).dormant_after_days == 365
+    with pytest.raises(ValidationError, match="less than or equal to 365"):
+        RoutingRules(dormant_after_days=400)
+
+
 def test_due_by_is_elapsed_time_across_a_dst_change_and_shown_in_the_business_zone():
     # New York springs forward on 2025-03-09 at 02:00: 24 h after Saturday 12:00 EST is Sunday 13:00 EDT.
     as_of = pd.Series([pd.Timestamp("2025-03-08 12:00", tz="America/New_York")])

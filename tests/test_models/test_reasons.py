@@ -27,6 +27,9 @@ def test_reason_text_for_numeric_categorical_boolean_and_missing_values():
     assert format_value(np.log10(125.0), SPECS["account_employee_count_log"]) == "about 120 employees"
     assert format_value(np.log10(43.0), SPECS["account_employee_count_log"]) == "about 42 employees"
     assert format_value(83.3333, SPECS["lead_profile_completeness"]) == "83 %"
+    # lead age is capped at a year by its builder: the cap reads as a bound, not as an exact age
+    assert format_value(365.0, SPECS["lead_age_days"]) == "365 days or more"
+    assert format_value(364.0, SPECS["lead_age_days"]) == "364 days"
 
 
 def test_top_reasons_order_and_sign():

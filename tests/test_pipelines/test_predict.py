@@ -166,3 +166,18 @@ def test_with_a_model_threshold_for_sql_grade_reads_the_champion_and_still_agree
     by_model = scores["stage_rule"].str.contains("conversion probability")
     assert by_model.any()
     assert graded["stage"].equals(scores["stage"]) and graded["action"].equals(scores["action"])
+
+
+def test_no_drift_when_scoring_the_leads_the_model_was_deployed_on(project):
+    """Drift is measured against the leads open at the training as-of, not the training rows (which weigh every lead
+    equally over its whole life: against them, the old open leads looked like drift on every run)."""
+    from pipelines import tracking
+    from pipelines.predict import score_open_leads
+
+    settings = load_settings(project)
+    data = load_crm(settings)
+    tracking.use_store(settings)
+    model, wrapper = tracking.load_conversion_model(f"models:/{settings.mlflow.registered_model}@champion")
+    result = score_open_leads(settings, data, model, wrapper, model_name="m", model_version="1")
+    assert {"lead_age_days", "events_days_since_last", "probability"} <= set(result.drift.index)
+    assert result.drift.max() < 0.01
