@@ -13,7 +13,18 @@ import logging
 import numpy as np
 import pandas as pd
 
-from models.capacity import ACCEPTED, EARLIER, NEW, OVER, CapacityRules, allocate, capture_summary, expected_value
+from models.capacity import (
+    ACCEPTED,
+    EARLIER,
+    NEW,
+    OVER,
+    CapacityRules,
+    allocate,
+    capture_summary,
+    capture_table,
+    captured_at_capacity,
+    expected_value,
+)
 from models.capacity import team_key as _team_key
 from models.monitoring import week_start
 from pipelines.config import Settings
@@ -112,24 +123,83 @@ def apply_capacity(settings: Settings, data: CrmData, scores: pd.DataFrame) -> t
 
 
 def capture_lines(summary: dict) -> list[str]:
-    """The printed capture lines: one per team (and the total)."""
-    lines = [f"capacity, ISO week {summary['week']}"
-             + (f" (per {summary['by']})" if summary["by"] else "")
-             + (f", ranked by probability x {summary['value_column']}" if summary["value_column"] else "")
-             + ":"]  # fmt: skip
-    for team, t in summary["teams"].items():
-        name = "" if team == "all" else f"{team}: "
-        lines.append(
-            f"  {name}{t['week_total']:,} of {t['capacity']:,} a week to sales "
-            f"({t['handed_off_earlier']:,} earlier this week, {t['new']:,} new); with sales now: "
-            f"{t['to_sales']:,} leads, {t['expected_conversions']:.1f} "
-            "expected conversions; the routing table alone: "
-            f"{t['rules_leads']:,} leads, {t['rules_expected_conversions']:.1f} expected conversions "
-            f"({t['rules_at_capacity_random']:.1f} in {t['to_sales']:,} of them at random); "
-            f"{t['over_capacity']:,} over capacity -> nurture"
-        )
-    return lines
+    """The printed capture table: one row per team (and the total)."""
+    head = (f"capacity, ISO week {summary['week']} (from {summary['week_start'][:10]})"
+            + (f", per {summary['by']}" if summary["by"] else "")
+            + (f", ranked by probability x {summary['value_column']}" if summary["value_column"] else "")
+            + "\n  week = earlier runs + new; expected conversions = sum of probabilities of the leads with sales now; "
+            "rules = what the routing table alone sends (at capacity: as many of them at random)")  # fmt: skip
+    table = pd.DataFrame(summary["teams"]).T.rename(columns={
+        "handed_off_earlier": "earlier", "over_capacity": "over capacity", "week_total": "week",
+        "to_sales": "with sales", "expected_conversions": "expected conv.", "rules_leads": "rules leads",
+        "rules_expected_conversions": "rules expected conv.", "rules_at_capacity_random": "rules at capacity"})
+    table.index.name = "team"
+    counts = ["capacity", "earlier", "new", "week", "over capacity", "with sales", "rules leads"]
+    table = table.astype("float64").astype({c: "int64" for c in counts})
+    columns = ["capacity", "earlier", "new", "week", "over capacity", "with sales", "expected conv.", "rules leads",
+               "rules expected conv.", "rules at capacity"]  # fmt: skip
+    return [head, table[columns].to_string(float_format=lambda v: f"{v:.1f}")]
 
 
 __all__ = ["ACCEPTED", "CAPACITY_COLUMNS", "EARLIER", "NEW", "OVER", "apply_capacity", "capture_lines",
            "earlier_handoffs", "route_within_capacity", "week_of"]  # fmt: skip
+
+
+# -- backtest and report: captured conversions at capacity -----------------------------------------------------
+POLICIES = {"lightgbm_calibrated": "model", "logistic_regression": "logistic regression", "rules_grade": "rules"}
+
+
+def capture_frame(
+    predictions: pd.DataFrame, times: pd.Series, *, teams: pd.Series | None = None, period: pd.Series | None = None
+) -> pd.DataFrame:
+    """Scored rows with the group they compete in: the ISO week (Monday, UTC) of their cutoff, or their backtest
+    period when the rows have no times (flat, row-ordered data); and their team when capacity is per team."""
+    out = predictions.copy()
+    stamps = pd.to_datetime(times, utc=True)
+    if stamps.notna().all():
+        out["week"] = week_start(stamps.reset_index(drop=True)).dt.strftime("%Y-%m-%d").to_numpy()
+    else:
+        out["week"] = (period if period is not None else pd.Series("all", index=out.index)).to_numpy()
+    if teams is not None:
+        out["team"] = teams.to_numpy()
+    return out
+
+
+def capture_at_capacity(
+    frame: pd.DataFrame, rules: CapacityRules | None, *, capacity: int | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]] | None:
+    """Captured conversions of each policy's top N per week (per team with `by`), at `capacity` (overriding the
+    configured `per_week`, per team too): per-week rows, the total table (renamed policies), the scorers."""
+    if rules is None and capacity is None:
+        return None
+    scorers = [s for s in POLICIES if s in frame]
+    if rules is not None and rules.by is not None and "team" in frame and capacity is None:
+        limit: int | dict[str, int] = {t: rules.capacity_of(t) for t in frame["team"].unique()}
+    else:
+        limit = capacity if capacity is not None else rules.per_week
+    per_week = captured_at_capacity(frame, scorers, capacity=limit)
+    table = capture_table(per_week, scorers).rename(index=POLICIES)
+    return per_week, table, scorers
+
+
+def backtest_capture(
+    settings: Settings, data: CrmData | None, training_frame: pd.DataFrame, predictions: pd.DataFrame,
+    *, capacity: int | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, list[str]] | None:
+    """`backtest`'s capture table from its pooled predictions (one row per scored test row)."""
+    rules = settings.grades.capacity
+    rows = training_frame.iloc[predictions["row"].to_numpy()]
+    teams = None
+    if rules is not None and rules.by is not None and capacity is None and data is not None:
+        teams = rows["lead_id"].astype(str).map(_team_key(lead_attribute(data, rules.by, "by"))).fillna("(missing)")
+    frame = capture_frame(predictions, rows["cutoff_time"] if "cutoff_time" in rows else pd.Series(pd.NaT,
+                          index=rows.index), teams=teams, period=predictions["period"])  # fmt: skip
+    return capture_at_capacity(frame, rules, capacity=capacity)
+
+
+def capture_text(table: pd.DataFrame, per_week: pd.DataFrame) -> str:
+    weeks = len(per_week)
+    head = (f"captured conversions at capacity ({int(table['handed_off'].iloc[0]):,} hand-offs over {weeks} "
+            f"week(s); {int(table['all_conversions'].iloc[0]):,} conversions in all):")  # fmt: skip
+    return head + "\n" + table[["captured_conversions", "share_of_all_conversions"]].to_string(
+        float_format=lambda v: f"{v:.3f}")

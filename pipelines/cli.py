@@ -401,6 +401,10 @@ def backtest(
     ],
     every: Annotated[str, typer.Option("--every", help="Step length: e.g. 30d, or a number of rows (flat).")] = "30d",
     as_of: AsOfOption = None,
+    capacity: Annotated[
+        int | None,
+        typer.Option("--capacity", min=0, help="Leads per week for the capture table; default grades.capacity."),
+    ] = None,
 ) -> None:
     """Walk-forward retraining over history: per-period and pooled metrics beside the baselines, in MLflow.
 
@@ -448,7 +452,15 @@ def backtest(
     typer.echo(table.to_string(float_format=lambda v: f"{v:.4f}"))
     typer.echo("\npooled over all periods:")
     typer.echo(result.pooled.to_string(float_format=lambda v: f"{v:.4f}"))
-    run_id = log_backtest(settings, result, params={"start": start, "every": every, "steps": len(steps)})
+    from pipelines.capacity import backtest_capture, capture_text
+
+    capture = backtest_capture(settings, data, training.frame, result.predictions, capacity=capacity)
+    if capture is not None:
+        typer.echo("\n" + capture_text(capture[1], capture[0]))
+    else:
+        typer.echo("\nno capture table: set [grades.capacity] or give --capacity N (leads per week)")
+    run_id = log_backtest(settings, result, params={"start": start, "every": every, "steps": len(steps)},
+                          capture=None if capture is None else capture[:2])  # fmt: skip
     typer.echo(f"MLflow run {run_id} (one child run per period) in {settings.tracking_uri}")
 
 
