@@ -81,11 +81,10 @@ def route_within_capacity(
     amount = ids.map(lead_attribute(data, rules.value_column, "value_column")) if rules.value_column else None
     out["expected_value"] = expected_value(out["probability"], amount).to_numpy()
     leads = data.tables["leads"]
-    accepted_at = (pd.Series(pd.to_datetime(leads["sales_accepted_at"], utc=True).to_numpy(),
-                             index=leads["lead_id"].astype(str))
-                   if "sales_accepted_at" in leads else pd.Series(dtype="datetime64[ns, UTC]"))  # fmt: skip
+    accepted = (leads.loc[(pd.to_datetime(leads["sales_accepted_at"], utc=True) < as_of).to_numpy(dtype=bool),
+                          "lead_id"].astype(str) if "sales_accepted_at" in leads else pd.Series(dtype=object))
     out["to_sales"] = out["sla_hours"].notna().to_numpy()
-    out["accepted"] = (pd.to_datetime(ids.map(accepted_at), utc=True) < as_of).fillna(False).to_numpy(dtype=bool)
+    out["accepted"] = ids.isin(set(accepted)).to_numpy()
     before = earlier_handoffs(history, as_of)
     earlier = pd.DataFrame({"lead_id": before,
                             "team": before.map(team_of).fillna("(missing)") if team_of is not None else "all"})
