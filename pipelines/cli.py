@@ -594,7 +594,10 @@ def predict(
             err=True,
         )
     typer.echo(f"\ntop {top} leads:")
-    shown = result.scores.head(top)[["lead_id", "score", "cell", "stage", "action", "due_by", "reasons_positive"]]
+    columns = ["lead_id", "score", "cell", "stage", "action", "due_by", "reasons_positive"]
+    if capacity is not None:
+        columns.insert(5, "handoff")
+    shown = result.scores.head(top)[columns]
     typer.echo(shown.to_string(index=False, max_colwidth=110))
     return {"verb": "predict", **s, "as_of": scored_as_of.isoformat(), "model_name": name, "model_version": version,
             "output": str(where), "history": history, "run_id": run_id,

@@ -151,3 +151,18 @@ def test_predict_never_hands_more_than_capacity_in_a_week(capacity_project):
     # a rerun of Thursday (the history now holds Thursday itself) gives identical scores
     _predict(capacity_project, "2025-12-04", folder / "thu2.csv")
     pd.testing.assert_frame_equal(second, pd.read_csv(folder / "thu2.csv"))
+
+
+@pytest.mark.parametrize(("extra", "key"), [
+    ("per_week = -1", "grades.capacity.per_week"),
+    ('per_week = 5\nteams = { EU = 2 }', "needs grades.capacity.by"),
+    ("per_week = 5\nper_team = 3", "per_team"),
+])  # fmt: skip
+def test_bad_capacity_config_names_the_key(tmp_path, extra, key):
+    from pipelines.config import ConfigError
+
+    config = tmp_path / "leadscore.toml"
+    config.write_text('[tables.leads]\npath = "l.csv"\n[tables.opportunities]\npath = "o.csv"\n'
+                      f"[grades.capacity]\n{extra}\n")  # fmt: skip
+    with pytest.raises(ConfigError, match=key):
+        load_settings(config)
