@@ -114,7 +114,7 @@ def capture_summary(scores: pd.DataFrame, rules: CapacityRules, *, earlier: pd.D
     `scores`: team, probability, handoff (from `allocate`)."""
     table = scores[scores["handoff"].notna() & (scores["handoff"] != ACCEPTED)]
     sent = table[table["handoff"].isin([NEW, EARLIER])]
-    teams = sorted(set(table["team"]) | set(earlier["team"]) | set(rules.teams))
+    teams = sorted(set(table["team"]) | set(earlier["team"]) | (set(rules.teams) if rules.by else {"all"}))
     rows = []
     for team in teams:
         mine, went = table[table["team"] == team], sent[sent["team"] == team]

@@ -60,12 +60,16 @@ def week_of(as_of: pd.Timestamp) -> tuple[pd.Timestamp, str]:
     return start, f"{year}-W{week:02d}"
 
 
-def earlier_handoffs(history: pd.DataFrame, as_of: pd.Timestamp) -> pd.Series:
-    """Lead ids handed to sales (a `due_by`) by runs earlier than `as_of` in its ISO week. Runs at `as_of` itself
-    are left out: a rerun replaces its own rows and must give the same answer."""
+def earlier_handoffs(history: pd.DataFrame, as_of: pd.Timestamp, *, accepted_at: pd.Series | None = None) -> pd.Series:
+    """Lead ids handed to sales (a `due_by`) by runs earlier than `as_of` in its ISO week, leaving out leads sales
+    had accepted before that run (they used no capacity; `accepted_at`: acceptance time by lead id). Runs at
+    `as_of` itself are left out: a rerun replaces its own rows and must give the same answer."""
     start, _ = week_of(as_of)
     when = pd.to_datetime(history["as_of"], utc=True)
-    rows = history[(when >= start) & (when < as_of) & history["due_by"].notna()]
+    rows = history[((when >= start) & (when < as_of) & history["due_by"].notna()).to_numpy(dtype=bool)]
+    if accepted_at is not None and len(rows):
+        accepted = pd.to_datetime(rows["lead_id"].astype(str).map(accepted_at), utc=True)
+        rows = rows[~(accepted < pd.to_datetime(rows["as_of"], utc=True)).to_numpy(dtype=bool)]
     return pd.Series(rows["lead_id"].astype(str).unique(), name="lead_id", dtype=object)
 
 
@@ -81,11 +85,14 @@ def route_within_capacity(
     amount = ids.map(lead_attribute(data, rules.value_column, "value_column")) if rules.value_column else None
     out["expected_value"] = expected_value(out["probability"], amount).to_numpy()
     leads = data.tables["leads"]
-    accepted = (leads.loc[(pd.to_datetime(leads["sales_accepted_at"], utc=True) < as_of).to_numpy(dtype=bool),
-                          "lead_id"].astype(str) if "sales_accepted_at" in leads else pd.Series(dtype=object))
+    accepted_at = None
+    if "sales_accepted_at" in leads:
+        times = pd.to_datetime(leads["sales_accepted_at"], utc=True)
+        known = times.notna().to_numpy()
+        accepted_at = pd.Series(times[known].to_numpy(), index=leads.loc[known, "lead_id"].astype(str).to_numpy())
     out["to_sales"] = out["sla_hours"].notna().to_numpy()
-    out["accepted"] = ids.isin(set(accepted)).to_numpy()
-    before = earlier_handoffs(history, as_of)
+    out["accepted"] = ids.isin(set(accepted_at.index[accepted_at < as_of]) if accepted_at is not None else set())
+    before = earlier_handoffs(history, as_of, accepted_at=accepted_at)
     earlier = pd.DataFrame({"lead_id": before,
                             "team": before.map(team_of).fillna("(missing)") if team_of is not None else "all"})
     out = out.join(allocate(out, rules, earlier=earlier))

@@ -41,6 +41,14 @@ def test_earlier_handoffs_week_boundary_and_reruns():
     assert found.tolist() == ["monday"]
 
 
+def test_earlier_rows_of_leads_already_accepted_used_no_capacity():
+    history = _history([("accepted_before", "2025-12-29 10:00", True), ("accepted_after", "2025-12-29 10:00", True)])
+    accepted_at = pd.Series(pd.to_datetime(["2025-12-01", "2025-12-30"], utc=True),
+                            index=["accepted_before", "accepted_after"])  # fmt: skip
+    found = earlier_handoffs(history, pd.Timestamp("2025-12-31 09:00", tz=UTC), accepted_at=accepted_at)
+    assert found.tolist() == ["accepted_after"]  # handed over on Monday, accepted on Tuesday: it used capacity
+
+
 def _crm(leads: pd.DataFrame, accounts: pd.DataFrame | None = None) -> CrmData:
     tables = {"leads": leads} | ({"accounts": accounts} if accounts is not None else {})
     return CrmData(tables=tables, as_of=pd.Timestamp("2025-12-31 09:00", tz=UTC))
