@@ -9,8 +9,8 @@ import pandas as pd
 
 from models.baselines import CellRateBaseline
 from models.capacity import capture_curve
+from models.capacity import team_key as _team_key
 from pipelines.capacity import POLICIES, capture_frame, lead_attribute
-from pipelines.capacity import team_key as _team_key
 
 TABLE_CAPACITIES = (10, 25, 50, 100, 200)
 
