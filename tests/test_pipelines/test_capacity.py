@@ -174,3 +174,18 @@ def test_bad_capacity_config_names_the_key(tmp_path, extra, key):
                       f"[grades.capacity]\n{extra}\n")  # fmt: skip
     with pytest.raises(ConfigError, match=key):
         load_settings(config)
+
+
+def test_capture_lines_print_one_row_per_team():
+    from pipelines.capacity import capture_lines
+
+    row = {"capacity": 5, "handed_off_earlier": 2, "new": 3, "week_total": 5, "over_capacity": 7, "to_sales": 4,
+           "expected_conversions": 1.26, "rules_leads": 11, "rules_expected_conversions": 2.0,
+           "rules_at_capacity_random": 0.73}  # fmt: skip
+    lines = capture_lines({"week": "2026-W01", "week_start": "2025-12-29T00:00:00+00:00", "by": "country",
+                           "value_column": None, "teams": {"US": row, "total": row}})  # fmt: skip
+    assert lines[0].startswith("capacity, ISO week 2026-W01 (from 2025-12-29), per country")
+    table = lines[1].splitlines()
+    assert table[0].split() == ["capacity", "earlier", "new", "week", "over", "capacity", "with", "sales", "expected",
+                                "conv.", "rules", "leads", "rules", "expected", "conv.", "rules", "at", "capacity"]
+    assert table[-2].split() == ["US", "5", "2", "3", "5", "7", "4", "1.3", "11", "2.0", "0.7"]
