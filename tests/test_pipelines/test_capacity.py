@@ -189,3 +189,18 @@ def test_capture_lines_print_one_row_per_team():
     assert table[0].split() == ["capacity", "earlier", "new", "week", "over", "capacity", "with", "sales", "expected",
                                 "conv.", "rules", "leads", "rules", "expected", "conv.", "rules", "at", "capacity"]
     assert table[-2].split() == ["US", "5", "2", "3", "5", "7", "4", "1.3", "11", "2.0", "0.7"]
+
+
+def test_backtest_capture_per_team_uses_each_teams_capacity(tmp_path):
+    config = tmp_path / "leadscore.toml"
+    config.write_text('[tables.leads]\npath = "l.csv"\n[tables.opportunities]\npath = "o.csv"\n'
+                      '[grades.capacity]\nper_week = 0\nby = "country"\nteams = { US = 1 }\n')  # fmt: skip
+    settings = load_settings(config)
+    leads = pd.DataFrame({"lead_id": ["a", "b", "c"], "country": ["US", "US", "DE"]})
+    monday = pd.to_datetime(["2025-12-29 00:00"] * 3, utc=True)
+    frame = pd.DataFrame({"lead_id": ["a", "b", "c"], "cutoff_time": monday})
+    predictions = pd.DataFrame({"period": "p", "row": [0, 1, 2], "converted": [0, 1, 1],
+                                "lightgbm_calibrated": [0.2, 0.9, 0.8]})  # fmt: skip
+    per_team, table, _ = backtest_capture(settings, _crm(leads), frame, predictions)
+    assert per_team[["team", "capacity", "lightgbm_calibrated"]].values.tolist() == [["DE", 0, 0.0], ["US", 1, 1.0]]
+    assert table.loc["model", "captured_conversions"] == 1.0 and table.loc["model", "all_conversions"] == 2
