@@ -9,6 +9,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from features.demographic import MAX_LEAD_AGE_DAYS
+from models.capacity import CapacityRules
 
 FIT_GRADES = ("A", "B", "C", "D")
 ENGAGEMENT_GRADES = ("1", "2", "3", "4")
@@ -240,6 +241,7 @@ class GradeRules(_Rules):
     routing: RoutingRules = Field(default_factory=RoutingRules)
     bant: BantRules = Field(default_factory=BantRules)
     stages: StageRules = Field(default_factory=StageRules)
+    capacity: CapacityRules | None = Field(None, description="leads sales can accept per week; none: no limit")
 
     def fit_features(self) -> list[str]:
         names = [c.feature for c in self.fit.categories.values()]

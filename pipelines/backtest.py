@@ -104,8 +104,15 @@ def run_backtest(
     return BacktestResult(pd.DataFrame(rows), pooled, pooled_frame)
 
 
-def log_backtest(settings: Settings, result: BacktestResult, *, params: dict) -> str:
-    """One MLflow parent run (pooled metrics) with a child run per period."""
+def log_backtest(
+    settings: Settings,
+    result: BacktestResult,
+    *,
+    params: dict,
+    capture: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+) -> str:
+    """One MLflow parent run (pooled metrics, and the captured conversions at capacity when given: per-week rows and
+    the policy table) with a child run per period."""
     from pipelines import tracking
 
     mlflow = tracking.mlflow_module()
@@ -116,6 +123,12 @@ def log_backtest(settings: Settings, result: BacktestResult, *, params: dict) ->
             mlflow.log_metrics({f"pooled.{scorer}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
         tracking.log_frame(result.per_period.set_index(["period", "scorer"]), "backtest/per_period.csv")
         tracking.log_frame(result.pooled, "backtest/pooled.csv")
+        if capture is not None:
+            tracking.log_frame(capture[0], "backtest/capture_per_week.csv")
+            tracking.log_frame(capture[1], "backtest/capture_at_capacity.csv")
+            mlflow.log_metrics({f"capture.{policy.replace(' ', '_')}.{k}": float(v)
+                                for policy, row in capture[1].iterrows()
+                                for k, v in row.items() if pd.notna(v)})  # fmt: skip
         for period, rows in result.per_period.groupby("period", sort=False):
             with mlflow.start_run(experiment_id=experiment, run_name=f"period {period}", nested=True):
                 mlflow.log_param("period", period)

@@ -401,6 +401,10 @@ def backtest(
     ],
     every: Annotated[str, typer.Option("--every", help="Step length: e.g. 30d, or a number of rows (flat).")] = "30d",
     as_of: AsOfOption = None,
+    capacity: Annotated[
+        int | None,
+        typer.Option("--capacity", min=0, help="Leads per week for the capture table; default grades.capacity."),
+    ] = None,
 ) -> None:
     """Walk-forward retraining over history: per-period and pooled metrics beside the baselines, in MLflow.
 
@@ -448,7 +452,15 @@ def backtest(
     typer.echo(table.to_string(float_format=lambda v: f"{v:.4f}"))
     typer.echo("\npooled over all periods:")
     typer.echo(result.pooled.to_string(float_format=lambda v: f"{v:.4f}"))
-    run_id = log_backtest(settings, result, params={"start": start, "every": every, "steps": len(steps)})
+    from pipelines.capacity import backtest_capture, capture_text
+
+    capture = backtest_capture(settings, data, training.frame, result.predictions, capacity=capacity)
+    if capture is not None:
+        typer.echo("\n" + capture_text(capture[1], capture[0]))
+    else:
+        typer.echo("\nno capture table: set [grades.capacity] or give --capacity N (leads per week)")
+    run_id = log_backtest(settings, result, params={"start": start, "every": every, "steps": len(steps)},
+                          capture=None if capture is None else capture[:2])  # fmt: skip
     typer.echo(f"MLflow run {run_id} (one child run per period) in {settings.tracking_uri}")
 
 
@@ -503,6 +515,9 @@ def predict(
             _check_out(rejects_path(Path(target)), "--out (its rejects file)", (".csv",), settings)
     _check_out(contributions, "--contributions", (".parquet",), settings)
     if spark:
+        if settings.grades.capacity is not None:
+            typer.echo("warning: grades.capacity is applied by the local engine only; Spark scores are not limited",
+                       err=True)  # fmt: skip
         return _predict_on_spark(settings, model, out, as_of_stamp)
     conversion, wrapper, name, version = _load_model(settings, model)
     model_uri = model or f"models:/{settings.mlflow.registered_model}@champion"
@@ -530,6 +545,14 @@ def predict(
                                       chunk_size=settings.output.chunk_size,
                                       keep_contributions=contributions is not None, progress=bar.update)  # fmt: skip
         scored_as_of = data.as_of
+    capacity = None
+    if settings.grades.capacity is not None:
+        from pipelines.capacity import apply_capacity
+
+        if flat:
+            typer.echo("warning: grades.capacity is applied in CRM mode only; flat scores are not limited", err=True)
+        else:
+            result.scores, capacity = apply_capacity(settings, data, result.scores)
     # the scores, their rejects (and the contributions) of one run are published together, or not at all
     if to_sql is not None:
         where = write_sql_tables({to_sql: result.scores, f"{to_sql}_rejects": result.rejects}, url)
@@ -557,6 +580,10 @@ def predict(
         typer.echo("leads per stage: " + ", ".join(f"{k} {v:,}" for k, v in s["leads_per_stage"].items()))
     elif flat:
         typer.echo("no grades: set [grades.fit] on the export's columns and [flat.engagement] to grade and route")
+    if capacity is not None:
+        from pipelines.capacity import capture_lines
+
+        typer.echo("\n".join(capture_lines(capacity)))
     run_id = log_scoring_run(settings, result, model_name=name, model_version=version, as_of=scored_as_of)
     typer.echo(f"drift (PSI per feature and score) and the summary logged to MLflow run {run_id}")
     drifted = result.drift[result.drift > settings.output.drift_threshold]
@@ -567,11 +594,15 @@ def predict(
             err=True,
         )
     typer.echo(f"\ntop {top} leads:")
-    shown = result.scores.head(top)[["lead_id", "score", "cell", "stage", "action", "due_by", "reasons_positive"]]
+    columns = ["lead_id", "score", "cell", "stage", "action", "due_by", "reasons_positive"]
+    if capacity is not None:
+        columns.insert(5, "handoff")
+    shown = result.scores.head(top)[columns]
     typer.echo(shown.to_string(index=False, max_colwidth=110))
     return {"verb": "predict", **s, "as_of": scored_as_of.isoformat(), "model_name": name, "model_version": version,
             "output": str(where), "history": history, "run_id": run_id,
-            "drift_warnings": {k: round(float(v), 4) for k, v in drifted.items()}}  # fmt: skip
+            "drift_warnings": {k: round(float(v), 4) for k, v in drifted.items()},
+            **({"capacity": capacity} if capacity is not None else {})}  # fmt: skip
 
 
 @app.command()

@@ -505,6 +505,7 @@ def build_report(review: Review) -> tuple[str, dict[str, bytes], dict[str, pd.Da
         sections.append(_section("grades", "Grades A1..D4 on the holdout, and the model beside the rules",
                                  _table(by_cell), _text("How well the model ranks leads inside each fit grade:"),
                                  _table(within)))  # fmt: skip
+    sections.append(_capture_section(review, images, tables))
     if review.data is not None:
         from pipelines.monitor_report import live_section
 
@@ -527,6 +528,23 @@ def build_report(review: Review) -> tuple[str, dict[str, bytes], dict[str, pd.Da
     sections.insert(0, _section("warnings", "Warnings", *notes))
     title = f"Lead scoring review: {review.model_name} v{review.model_version}"
     return render_page(title, sections), images, tables
+
+
+def _capture_section(review: Review, images: dict[str, bytes], tables: dict[str, pd.DataFrame]) -> dict:
+    """Capture at capacity on the holdout: the curve, and a small table with the configured capacity marked."""
+    from pipelines.capacity_report import capture_section_parts
+
+    curve, table, fig, highlight = capture_section_parts(review)
+    tables["capture_curve"], tables["capture_at_capacity"] = curve, table
+    images["capture_at_capacity"] = png(fig)
+    note = ("<p>Sales takes the top N leads of each ISO week (holdout rows grouped by the week of their cutoff) by "
+            "each policy: the model's probability, the rules-only grade (each cell's conversion rate on the earlier "
+            "rows) or a random pick; ties are split at random (their exact expectation). Captured = conversions "
+            "within the horizon among the leads taken. "
+            + ("No <code>[grades.capacity]</code> is configured." if highlight is None
+               else f"The configured capacity is {highlight:,} a week.") + "</p>")  # fmt: skip
+    return _section("capacity", "Capture at capacity", {"kind": "html", "html": note}, _table(table, 3),
+                    _img(images["capture_at_capacity"], "capture at capacity"))  # fmt: skip
 
 
 def log_to_run(review: Review, images: dict[str, bytes], tables: dict[str, pd.DataFrame]) -> str | None:

@@ -18,7 +18,8 @@ from pipelines.training_set import TrainingSet
 from tests.conftest import REPO, dataset
 
 runner = CliRunner()
-SECTIONS = ["warnings", "summary", "importance", "dependence", "leads", "why", "grades", "permutation", "features"]
+SECTIONS = ["warnings", "summary", "importance", "dependence", "leads", "why", "grades", "capacity", "permutation",
+            "features"]
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,16 @@ def test_every_section_is_present(report):
         assert f'<a href="#{section}">' in report, section  # the table of contents links to it
     assert "lightgbm_calibrated" in report and "logistic_regression" in report and "rules_grade" in report
     assert "A1" in report and "D4" in report
+
+
+def test_capture_at_capacity_section(report):
+    section = report.split('<section id="capacity">')[1].split("</section>")[0]
+    for policy in ("model", "rules", "random"):
+        assert f"<th>{policy}</th>" in section, policy
+    assert "No <code>[grades.capacity]</code> is configured" in section
+    assert section.count("data:image/png;base64,") == 1
+    rows = re.findall(r"<tr>\s*<th>(\d+)</th>", section)
+    assert rows and rows == sorted(rows, key=int)  # capacities 10, 25, ... up to the busiest holdout week
 
 
 def test_images_are_embedded_valid_pngs_and_nothing_is_fetched(report):
