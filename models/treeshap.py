@@ -49,14 +49,21 @@ class UnsupportedModelError(ValueError):
 
 @dataclass(frozen=True)
 class ShapTables:
-    """A booster's trees flattened into arrays, with each leaf's table of contributions per bit pattern."""
+    """A booster's trees flattened into arrays, with each leaf's table of contributions per bit pattern.
+
+    Every node of a tree (split or leaf) has a position, numbered in preorder so that a parent comes before its
+    children; a position's pattern is its parent's with the parent split's feature bit cleared when the row does
+    not take the branch to it. A leaf's pattern then has bit j set iff the row satisfies every split on its j-th
+    feature (features numbered by first appearance along the path, which children share with their parents).
+    """
 
     n_features: int
     n_trees: int
     n_leaves: int
     base_value: float  # the expected value: sum over trees of the count-weighted mean leaf value
-    tree_node_start: np.ndarray  # int32 (trees + 1): the tree's splits are nodes [start, next start)
-    tree_leaf_start: np.ndarray  # int32 (trees + 1)
+    tree_node_start: np.ndarray  # int32 (trees + 1): the tree's splits are [start, next start)
+    tree_pos_start: np.ndarray  # int32 (trees + 1): its positions (splits and leaves)
+    tree_leaf_start: np.ndarray  # int32 (trees + 1): its leaves
     node_feature: np.ndarray  # int32 per split
     node_threshold: np.ndarray  # float64 per split (numeric)
     node_kind: np.ndarray  # int8 per split: NUMERIC_NONE / NUMERIC_ZERO / NUMERIC_NAN / CATEGORICAL
@@ -64,14 +71,23 @@ class ShapTables:
     node_cat_start: np.ndarray  # int32 per split: its category bitset is cat_words[start:end]
     node_cat_end: np.ndarray
     cat_words: np.ndarray  # uint32 bitsets of the categories that go left
-    leaf_step_start: np.ndarray  # int32 (leaves + 1): the leaf's path is steps [start, next start)
-    step_node: np.ndarray  # int32: the split, numbered within its tree
-    step_left: np.ndarray  # bool: the path goes left there
-    step_bit: np.ndarray  # int32: the position of the split's feature within the leaf's features
+    pos_parent: np.ndarray  # int32 per position: the parent's position within the tree (-1 at the root)
+    pos_split: np.ndarray  # int32: the parent's split, numbered within the tree
+    pos_left: np.ndarray  # uint8: 1 when this position is its parent's left child
+    pos_bit: np.ndarray  # int32: the parent split's feature bit along this path
+    leaf_pos: np.ndarray  # int32 per leaf: its position within the tree
     leaf_feature_start: np.ndarray  # int32 (leaves + 1): leaf_features[start:next] = the leaf's distinct features
     leaf_features: np.ndarray  # int32
     leaf_table_start: np.ndarray  # int64 per leaf: table[start + pattern * k + j] for feature j of k
     table: np.ndarray  # float64
+
+    def kernel_arrays(self) -> tuple[np.ndarray, ...]:
+        return (
+            self.tree_node_start, self.tree_pos_start, self.tree_leaf_start, self.node_feature, self.node_threshold,
+            self.node_kind, self.node_default_left, self.node_cat_start, self.node_cat_end, self.cat_words,
+            self.pos_parent, self.pos_split, self.pos_left, self.pos_bit, self.leaf_pos, self.leaf_feature_start,
+            self.leaf_features, self.leaf_table_start, self.table,
+        )  # fmt: skip
 
 
 # -- building the tables --------------------------------------------------------------------------------------------
@@ -91,43 +107,50 @@ def shap_tables(booster: lgb.Booster, *, num_iteration: int | None = None) -> Sh
 
 
 class _Builder:
-    """Walks each tree once, collecting its splits, the paths of its leaves and their cover fractions."""
+    """Walks each tree once in preorder, collecting its splits, positions, leaves and their cover fractions."""
 
     def __init__(self) -> None:
-        self.tree_node_start, self.tree_leaf_start = [0], [0]
+        self.tree_node_start, self.tree_pos_start, self.tree_leaf_start = [0], [0], [0]
         self.node_feature, self.node_threshold, self.node_kind, self.node_default_left = [], [], [], []
         self.node_cat_start, self.node_cat_end, self.cat_words = [], [], []
-        self.leaf_steps: list[list[tuple[int, bool, int]]] = []  # (split in tree, goes left, feature)
-        self.leaf_z: list[dict[int, float]] = []  # feature -> zero fraction along the path
+        self.pos_parent, self.pos_split, self.pos_left, self.pos_bit = [], [], [], []
+        self.leaf_pos: list[int] = []
+        self.leaf_z: list[dict[int, float]] = []  # feature -> zero fraction along the path, in order of appearance
         self.leaf_value: list[float] = []
         self.base_value = 0.0
 
     def add_tree(self, root: dict) -> None:
-        if "leaf_coeff" in root or "leaf_const" in root:
-            raise UnsupportedModelError("linear trees (linear_tree=true)")
-        first_node = len(self.node_feature)
+        first_node, first_pos = len(self.node_feature), len(self.pos_parent)
         if "split_index" not in root:  # a single leaf: a constant, added to the base value
+            _check_leaf(root)
             self.base_value += float(root["leaf_value"])
         else:
             total = float(root["internal_count"])
-            stack = [(root, [], {})]
+            # (node, parent position, parent split, is left child, bit of the parent's feature, zero fractions)
+            stack = [(root, -1, -1, False, 0, {})]
             while stack:
-                node, steps, z = stack.pop()
+                node, parent, split, left, bit, z = stack.pop()
+                position = len(self.pos_parent) - first_pos
+                self.pos_parent.append(parent)
+                self.pos_split.append(split)
+                self.pos_left.append(left)
+                self.pos_bit.append(bit)
                 if "split_index" not in node:
-                    if "leaf_coeff" in node or "leaf_const" in node:
-                        raise UnsupportedModelError("linear trees (linear_tree=true)")
-                    self.leaf_steps.append(steps)
+                    _check_leaf(node)
+                    self.leaf_pos.append(position)
                     self.leaf_z.append(z)
                     self.leaf_value.append(float(node["leaf_value"]))
                     self.base_value += float(node["leaf_count"]) / total * float(node["leaf_value"])
                     continue
                 index = self._add_split(node) - first_node
                 feature = int(node["split_feature"])
+                feature_bit = list(z).index(feature) if feature in z else len(z)
                 count = float(node["internal_count"])
-                for child, left in ((node["right_child"], False), (node["left_child"], True)):
-                    fraction = _count(child) / count
-                    stack.append((child, [*steps, (index, left, feature)], {**z, feature: z.get(feature, 1.0) * fraction}))
+                for child, is_left in ((node["right_child"], False), (node["left_child"], True)):
+                    child_z = {**z, feature: z.get(feature, 1.0) * _count(child) / count}
+                    stack.append((child, position, index, is_left, feature_bit, child_z))
         self.tree_node_start.append(len(self.node_feature))
+        self.tree_pos_start.append(len(self.pos_parent))
         self.tree_leaf_start.append(len(self.leaf_value))
 
     def _add_split(self, node: dict) -> int:
@@ -152,30 +175,18 @@ class _Builder:
         return len(self.node_feature) - 1
 
     def finish(self, n_features: int) -> ShapTables:
-        sizes = [len(z) for z in self.leaf_z]
-        total = sum((1 << k) * k for k in sizes)
+        sizes = np.asarray([len(z) for z in self.leaf_z], dtype=np.int64)
+        lengths = (1 << sizes) * sizes
+        total = int(lengths.sum())
         if total > MAX_TABLE_VALUES:
             raise UnsupportedModelError(
-                f"tables of {total:,} values (paths with up to {max(sizes)} distinct features): too deep"
+                f"tables of {total:,} values (paths with up to {sizes.max()} distinct features): too deep"
             )
-        # bit position of each distinct feature: its order of first appearance along the path
-        step_node, step_left, step_bit, features, step_start, feature_start = [], [], [], [], [0], [0]
-        for steps, z in zip(self.leaf_steps, self.leaf_z, strict=True):
-            order = {feature: position for position, feature in enumerate(z)}
-            for index, left, feature in steps:
-                step_node.append(index)
-                step_left.append(left)
-                step_bit.append(order[feature])
-            features.extend(z)
-            step_start.append(len(step_node))
-            feature_start.append(len(features))
-        table_start = np.zeros(len(sizes), dtype=np.int64)
-        if sizes:
-            table_start[1:] = np.cumsum([(1 << k) * k for k in sizes])[:-1]
+        table_start = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         table = np.zeros(total, dtype=np.float64)
         values = np.asarray(self.leaf_value, dtype=np.float64)
-        for k in sorted(set(sizes) - {0}):
-            leaves = np.flatnonzero(np.asarray(sizes) == k)
+        for k in sorted(set(sizes.tolist()) - {0}):
+            leaves = np.flatnonzero(sizes == k)
             z = np.asarray([list(self.leaf_z[leaf].values()) for leaf in leaves], dtype=np.float64)
             block = leaf_tables(z, values[leaves])  # (leaves, patterns, k)
             where = table_start[leaves][:, None] + np.arange((1 << k) * k)[None, :]
@@ -187,23 +198,30 @@ class _Builder:
             n_leaves=len(sizes),
             base_value=self.base_value,
             tree_node_start=np.asarray(self.tree_node_start, dtype=i32),
+            tree_pos_start=np.asarray(self.tree_pos_start, dtype=i32),
             tree_leaf_start=np.asarray(self.tree_leaf_start, dtype=i32),
             node_feature=np.asarray(self.node_feature, dtype=i32),
             node_threshold=np.asarray(self.node_threshold, dtype=np.float64),
             node_kind=np.asarray(self.node_kind, dtype=np.int8),
-            node_default_left=np.asarray(self.node_default_left, dtype=np.bool_),
+            node_default_left=np.asarray(self.node_default_left, dtype=np.uint8),
             node_cat_start=np.asarray(self.node_cat_start, dtype=i32),
             node_cat_end=np.asarray(self.node_cat_end, dtype=i32),
             cat_words=np.asarray(self.cat_words, dtype=np.uint32),
-            leaf_step_start=np.asarray(step_start, dtype=i32),
-            step_node=np.asarray(step_node, dtype=i32),
-            step_left=np.asarray(step_left, dtype=np.bool_),
-            step_bit=np.asarray(step_bit, dtype=i32),
-            leaf_feature_start=np.asarray(feature_start, dtype=i32),
-            leaf_features=np.asarray(features, dtype=i32),
+            pos_parent=np.asarray(self.pos_parent, dtype=i32),
+            pos_split=np.asarray(self.pos_split, dtype=i32),
+            pos_left=np.asarray(self.pos_left, dtype=np.uint8),
+            pos_bit=np.asarray(self.pos_bit, dtype=i32),
+            leaf_pos=np.asarray(self.leaf_pos, dtype=i32),
+            leaf_feature_start=np.concatenate([[0], np.cumsum(sizes)]).astype(i32),
+            leaf_features=np.asarray([f for z in self.leaf_z for f in z], dtype=i32),
             leaf_table_start=table_start,
             table=table,
         )
+
+
+def _check_leaf(node: dict) -> None:
+    if "leaf_coeff" in node or "leaf_const" in node or "leaf_features" in node:
+        raise UnsupportedModelError("linear trees (linear_tree=true)")
 
 
 def _count(node: dict) -> float:
@@ -238,86 +256,113 @@ def leaf_tables(z: np.ndarray, value: np.ndarray) -> np.ndarray:
 
 
 # -- scoring rows --------------------------------------------------------------------------------------------------
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, inline="always")
 def _goes_left(x, kind, threshold, default_left, cat_start, cat_end, cat_words):  # pragma: no cover - compiled
     if kind == CATEGORICAL:
-        # LightGBM: NaN and negative values go right; otherwise the truncated value's bit in the set
-        if np.isnan(x) or x <= -1.0 or x >= 2147483648.0:  # int(x) < 0 (C++ truncates toward zero)
-            return False
+        # LightGBM: NaN and int(x) < 0 go right; otherwise the category's bit in the set
+        if np.isnan(x) or x <= -1.0 or x >= 2147483648.0:
+            return np.int32(0)
         category = int(x)
         word = cat_start + category // 32
         if word >= cat_end:
-            return False
-        return ((cat_words[word] >> np.uint32(category % 32)) & np.uint32(1)) == np.uint32(1)
+            return np.int32(0)
+        return np.int32((cat_words[word] >> np.uint32(category % 32)) & np.uint32(1))
     if np.isnan(x):
         if kind == NUMERIC_NAN:
-            return default_left
+            return np.int32(default_left)
         x = 0.0
     if -ZERO_THRESHOLD <= x <= ZERO_THRESHOLD:
         if kind == NUMERIC_ZERO:
-            return default_left
+            return np.int32(default_left)
         x = 0.0
-    return x <= threshold
+    return np.int32(1) if x <= threshold else np.int32(0)
+
+
+BLOCK = 256  # rows scored together, tree by tree and step by step: the inner loops run over rows
 
 
 @numba.njit(nogil=True, cache=True)
 def _contributions(
-    X, out, tree_node_start, tree_leaf_start, node_feature, node_threshold, node_kind, node_default_left,
-    node_cat_start, node_cat_end, cat_words, leaf_step_start, step_node, step_left, step_bit, leaf_feature_start,
-    leaf_features, leaf_table_start, table,
+    XT, outT, tree_node_start, tree_pos_start, tree_leaf_start, node_feature, node_threshold, node_kind,
+    node_default_left, node_cat_start, node_cat_end, cat_words, pos_parent, pos_split, pos_left, pos_bit, leaf_pos,
+    leaf_feature_start, leaf_features, leaf_table_start, table,
 ):  # pragma: no cover - compiled
-    n_rows = X.shape[0]
+    """Add the SHAP values of the rows (columns of XT: features by rows) to outT (features + 1 by rows).
+
+    Every inner loop runs over the rows of a block, so that its iterations are independent (no chain of additions
+    into one feature's cell, and the compiler may vectorise them)."""
+    n_rows = XT.shape[1]
     n_trees = tree_node_start.shape[0] - 1
-    widest = 1
+    widest_nodes, widest_pos = 1, 1
     for t in range(n_trees):
-        widest = max(widest, tree_node_start[t + 1] - tree_node_start[t])
-    left = np.empty(widest, dtype=np.bool_)
-    block = 64  # rows scored together tree by tree: one tree's tables stay in cache for the block
-    for first in range(0, n_rows, block):
-        last = min(first + block, n_rows)
+        widest_nodes = max(widest_nodes, tree_node_start[t + 1] - tree_node_start[t])
+        widest_pos = max(widest_pos, tree_pos_start[t + 1] - tree_pos_start[t])
+    left = np.empty((widest_nodes, BLOCK), dtype=np.int32)
+    pattern = np.empty((widest_pos, BLOCK), dtype=np.int32)
+    at = np.empty(BLOCK, dtype=np.int64)
+    for first in range(0, n_rows, BLOCK):
+        size = min(BLOCK, n_rows - first)
         for t in range(n_trees):
             n0 = tree_node_start[t]
-            n1 = tree_node_start[t + 1]
-            for r in range(first, last):
-                for node in range(n0, n1):
-                    left[node - n0] = _goes_left(
-                        X[r, node_feature[node]], node_kind[node], node_threshold[node], node_default_left[node],
-                        node_cat_start[node], node_cat_end[node], cat_words,
+            p0 = tree_pos_start[t]
+            # every split's decision for the block
+            for node in range(n0, tree_node_start[t + 1]):
+                feature = node_feature[node]
+                kind = node_kind[node]
+                threshold = node_threshold[node]
+                default_left = node_default_left[node]
+                cat_start = node_cat_start[node]
+                cat_end = node_cat_end[node]
+                for r in range(size):
+                    left[node - n0, r] = _goes_left(
+                        XT[feature, first + r], kind, threshold, default_left, cat_start, cat_end, cat_words
                     )
-                for leaf in range(tree_leaf_start[t], tree_leaf_start[t + 1]):
-                    f0 = leaf_feature_start[leaf]
-                    k = leaf_feature_start[leaf + 1] - f0
-                    pattern = (1 << k) - 1
-                    for s in range(leaf_step_start[leaf], leaf_step_start[leaf + 1]):
-                        if left[step_node[s]] != step_left[s]:
-                            pattern &= ~(1 << step_bit[s])
-                    at = leaf_table_start[leaf] + pattern * k
-                    for j in range(k):
-                        out[r, leaf_features[f0 + j]] += table[at + j]
+            # each position's pattern from its parent's, in preorder
+            for r in range(size):
+                pattern[0, r] = -1
+            for q in range(1, tree_pos_start[t + 1] - p0):
+                parent = pos_parent[p0 + q]
+                split = pos_split[p0 + q]
+                side = np.int32(pos_left[p0 + q])
+                bit = pos_bit[p0 + q]
+                for r in range(size):
+                    pattern[q, r] = pattern[parent, r] & ~((left[split, r] ^ side) << bit)
+            # each leaf's table row, added to its features
+            for leaf in range(tree_leaf_start[t], tree_leaf_start[t + 1]):
+                f0 = leaf_feature_start[leaf]
+                k = leaf_feature_start[leaf + 1] - f0
+                mask = np.int32((1 << k) - 1)
+                position = leaf_pos[leaf]
+                start = leaf_table_start[leaf]
+                for r in range(size):
+                    at[r] = start + np.int64(pattern[position, r] & mask) * k
+                for j in range(k):
+                    feature = leaf_features[f0 + j]
+                    for r in range(size):
+                        outT[feature, first + r] += table[at[r] + j]
 
 
 def contributions(tables: ShapTables, X: np.ndarray, *, n_threads: int = 1) -> np.ndarray:
     """SHAP values (rows, features + 1; the last column is the base value) of rows X given as LightGBM reads them:
     float64, categorical columns as their integer codes, missing as NaN."""
-    X = np.ascontiguousarray(X, dtype=np.float64)
+    X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != tables.n_features:
         raise ValueError(f"expected {tables.n_features} columns, got shape {X.shape}")
-    out = np.zeros((X.shape[0], tables.n_features + 1), dtype=np.float64)
-    out[:, -1] = tables.base_value
-    arrays = (
-        tables.tree_node_start, tables.tree_leaf_start, tables.node_feature, tables.node_threshold, tables.node_kind,
-        tables.node_default_left, tables.node_cat_start, tables.node_cat_end, tables.cat_words,
-        tables.leaf_step_start, tables.step_node, tables.step_left, tables.step_bit, tables.leaf_feature_start,
-        tables.leaf_features, tables.leaf_table_start, tables.table,
-    )  # fmt: skip
-    parts = max(1, min(n_threads, len(X) // 256))
+    arrays = tables.kernel_arrays()
+
+    def part(rows: slice) -> np.ndarray:
+        XT = np.ascontiguousarray(X[rows].T)  # features by rows: each split reads one contiguous run of values
+        outT = np.zeros((tables.n_features + 1, XT.shape[1]), dtype=np.float64)
+        outT[-1] = tables.base_value
+        _contributions(XT, outT, *arrays)
+        return outT.T
+
+    parts = max(1, min(n_threads, len(X) // BLOCK))
     if parts == 1:
-        _contributions(X, out, *arrays)
-        return out
+        return np.ascontiguousarray(part(slice(None)))
     bounds = np.linspace(0, len(X), parts + 1).astype(int)
     with ThreadPoolExecutor(parts) as pool:  # the kernel releases the GIL: one slice of rows per thread
-        list(pool.map(lambda a, b: _contributions(X[a:b], out[a:b], *arrays), bounds[:-1], bounds[1:]))
-    return out
+        return np.concatenate(list(pool.map(part, [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])])))
 
 
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
