@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 import lightgbm as lgb
 import numba
 import numpy as np
+import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +169,9 @@ class _Builder:
             self.node_threshold.append(0.0)
         elif node["decision_type"] == "<=":
             self.node_kind.append(_MISSING_KIND[node.get("missing_type", "None")])
-            self.node_threshold.append(float(node["threshold"]))
+            threshold = float(node["threshold"])
+            # dump_model writes +-inf as +-1e300 (LightGBM's AvoidInf); a split on missing values has threshold inf
+            self.node_threshold.append(threshold if abs(threshold) < 1e300 else np.copysign(np.inf, threshold))
         else:
             raise UnsupportedModelError(f"decision type {node['decision_type']!r}")
         self.node_cat_start.append(start)
@@ -362,15 +366,57 @@ def contributions(tables: ShapTables, X: np.ndarray, *, n_threads: int = 1) -> n
         return np.ascontiguousarray(part(slice(None)))
     bounds = np.linspace(0, len(X), parts + 1).astype(int)
     with ThreadPoolExecutor(parts) as pool:  # the kernel releases the GIL: one slice of rows per thread
-        return np.concatenate(list(pool.map(part, [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])])))
+        return np.concatenate(list(pool.map(part, [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)])))
 
 
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def cached_tables(booster: lgb.Booster, *, num_iteration: int | None = None) -> ShapTables:
-    """shap_tables, built once per booster and number of trees (kept while the booster lives)."""
+    """shap_tables, built once per booster and number of trees (kept while the booster lives); a model that cannot
+    be explained raises UnsupportedModelError every time without being walked again."""
     per_booster = _CACHE.setdefault(booster, {})
     if num_iteration not in per_booster:
-        per_booster[num_iteration] = shap_tables(booster, num_iteration=num_iteration)
-    return per_booster[num_iteration]
+        try:
+            per_booster[num_iteration] = shap_tables(booster, num_iteration=num_iteration)
+        except UnsupportedModelError as exc:
+            per_booster[num_iteration] = exc
+            log.warning("fast TreeSHAP cannot explain this model (%s): using LightGBM's pred_contrib", exc)
+    found = per_booster[num_iteration]
+    if isinstance(found, UnsupportedModelError):
+        raise found
+    return found
+
+
+def lightgbm_matrix(data: pd.DataFrame, *, pandas_categorical: list | None = None) -> np.ndarray:
+    """The float64 matrix LightGBM scores for a DataFrame (what `Booster.predict` builds from it): numbers as
+    float64, each category column as its codes in the training levels (`pandas_categorical`, in the order of the
+    category columns), missing and unknown categories as NaN. Column-major, so each feature is one run of values."""
+    out = np.empty(data.shape, dtype=np.float64, order="F")
+    categorical = 0
+    for j, column in enumerate(data.columns):
+        values = data[column]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            if pandas_categorical is not None:
+                values = values.cat.set_categories(pandas_categorical[categorical])
+            categorical += 1
+            codes = values.cat.codes.to_numpy()
+            out[:, j] = np.where(codes >= 0, codes, np.nan)
+        else:
+            out[:, j] = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    return out
+
+
+def booster_contributions(
+    booster: lgb.Booster, data: pd.DataFrame, *, num_iteration: int | None = None, n_threads: int = 1
+) -> np.ndarray:
+    """`booster.predict(data, pred_contrib=True, num_iteration=num_iteration)` for a binary or regression booster,
+    computed here with `n_threads` threads; LightGBM's own pred_contrib for models this module cannot explain."""
+    try:
+        tables = cached_tables(booster, num_iteration=num_iteration)
+    except UnsupportedModelError:
+        return booster.predict(data, pred_contrib=True, num_iteration=num_iteration)
+    if data.shape[1] != tables.n_features:
+        raise ValueError(f"the model has {tables.n_features} features, the data {data.shape[1]} columns")
+    X = lightgbm_matrix(data, pandas_categorical=booster.pandas_categorical)
+    return contributions(tables, X, n_threads=n_threads if n_threads and n_threads > 0 else os.cpu_count() or 1)
