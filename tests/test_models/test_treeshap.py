@@ -221,6 +221,12 @@ def test_random_small_models_match_pred_contrib(problem):
     np.testing.assert_allclose(booster_contributions(booster, X), reference(booster, X), atol=TOLERANCE)
 
 
+def test_no_rows_give_no_rows():
+    X, y = mixed_frame(500, seed=8)
+    booster = lgb.train(params(num_leaves=7), lgb.Dataset(X, y, categorical_feature=["industry"]), 5)
+    assert booster_contributions(booster, X.head(0), n_threads=2).shape == (0, X.shape[1] + 1)
+
+
 def test_tables_are_built_once_per_booster():
     X, y = mixed_frame(500, seed=7)
     booster = lgb.train(params(num_leaves=7), lgb.Dataset(X, y, categorical_feature=["industry"]), 5)
