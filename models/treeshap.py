@@ -17,8 +17,9 @@ numeric `x <= threshold` with the split's missing-value rule, categorical "categ
 so a model with native categorical splits is explained as it is, without re-encoding.
 
 Rows are scored by a numba kernel (compiled once, cached on disk) that releases the GIL, so threads share the rows.
-Models this module cannot explain (linear trees, several trees per iteration, leaves whose tables would be too
-large) raise `UnsupportedModelError`; the caller falls back to `pred_contrib`.
+Models this module cannot explain raise `UnsupportedModelError`: several trees per iteration (multiclass) and
+leaves whose tables would be too large make `booster_contributions` fall back to `pred_contrib`; linear trees,
+which `pred_contrib` refuses too, end in LightGBM's own error.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ log = logging.getLogger(__name__)
 # whose missing type is Zero
 ZERO_THRESHOLD = float(np.float32(1e-35))
 MAX_TABLE_VALUES = 1 << 25  # 256 MiB of float64 tables at most; deeper models fall back to pred_contrib
+MAX_PATH_FEATURES = 20  # distinct features along one path (a table of 2 ** 20 rows); more falls back too
 NUMERIC_NONE, NUMERIC_ZERO, NUMERIC_NAN, CATEGORICAL = 0, 1, 2, 3
 _MISSING_KIND = {"None": NUMERIC_NONE, "Zero": NUMERIC_ZERO, "NaN": NUMERIC_NAN}
 
@@ -180,6 +182,8 @@ class _Builder:
 
     def finish(self, n_features: int) -> ShapTables:
         sizes = np.asarray([len(z) for z in self.leaf_z], dtype=np.int64)
+        if len(sizes) and sizes.max() > MAX_PATH_FEATURES:
+            raise UnsupportedModelError(f"a path splits on {sizes.max()} distinct features: too deep for tables")
         lengths = (1 << sizes) * sizes
         total = int(lengths.sum())
         if total > MAX_TABLE_VALUES:
@@ -190,11 +194,13 @@ class _Builder:
         table = np.zeros(total, dtype=np.float64)
         values = np.asarray(self.leaf_value, dtype=np.float64)
         for k in sorted(set(sizes.tolist()) - {0}):
-            leaves = np.flatnonzero(sizes == k)
-            z = np.asarray([list(self.leaf_z[leaf].values()) for leaf in leaves], dtype=np.float64)
-            block = leaf_tables(z, values[leaves])  # (leaves, patterns, k)
-            where = table_start[leaves][:, None] + np.arange((1 << k) * k)[None, :]
-            table[where] = block.reshape(len(leaves), -1)
+            same_k = np.flatnonzero(sizes == k)
+            step = max(1, (1 << 20) // ((1 << k) * k))  # about 8 MiB of table per batch of leaves
+            for leaves in (same_k[i : i + step] for i in range(0, len(same_k), step)):
+                z = np.asarray([list(self.leaf_z[leaf].values()) for leaf in leaves], dtype=np.float64)
+                block = leaf_tables(z, values[leaves])  # (leaves, patterns, k)
+                where = table_start[leaves][:, None] + np.arange((1 << k) * k)[None, :]
+                table[where] = block.reshape(len(leaves), -1)
         i32 = np.int32
         return ShapTables(
             n_features=n_features,
