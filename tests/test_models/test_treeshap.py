@@ -126,10 +126,12 @@ def test_threads_split_the_rows_without_changing_a_value():
     np.testing.assert_array_equal(booster_contributions(booster, X, n_threads=3), one)
 
 
-def test_models_too_deep_for_tables_fall_back_to_pred_contrib_and_say_so(monkeypatch, caplog):
+@pytest.mark.parametrize("limit", [{"MAX_TABLE_VALUES": 10}, {"MAX_PATH_FEATURES": 1}])
+def test_models_too_deep_for_tables_fall_back_to_pred_contrib_and_say_so(monkeypatch, caplog, limit):
     X, y = mixed_frame(1000, seed=5)
     booster = lgb.train(params(num_leaves=7), lgb.Dataset(X, y, categorical_feature=["industry"]), 5)
-    monkeypatch.setattr(treeshap, "MAX_TABLE_VALUES", 10)
+    for name, value in limit.items():
+        monkeypatch.setattr(treeshap, name, value)
     with pytest.raises(UnsupportedModelError, match="too deep"):
         shap_tables(booster)
     with caplog.at_level(logging.WARNING, logger="models.treeshap"):
