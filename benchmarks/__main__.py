@@ -65,6 +65,27 @@ def bench_predict(leads: int) -> None:
     print_table([raw], ["rows", "raw_rows_per_s", "ours_rows_per_s", "ratio"])
 
 
+def bench_reasons(leads: int) -> None:
+    """Exact SHAP values of the predict benchmark's champion: LightGBM's pred_contrib vs models.treeshap, the same
+    `leads` rows (the open leads of the 115k-lead sample, repeated) on two threads each. Last line: `ratio R`."""
+    store = champion_store()
+    row = run_worker("benchmarks.reasons_worker", "reasons", str(sample_data(115_000)), str(store), str(leads))
+    print(f"\nreasons: exact SHAP values of the champion ({row['trees']} trees x up to {row['max_leaves']} leaves, "
+          f"mean {row['mean_leaves']:.1f}; {row['features']} features; {row['categorical_splits']} of "
+          f"{row['splits']} splits categorical), {row['rows']:,} rows ({row['unique_rows']:,} distinct open leads), "
+          f"{row['threads']} threads each")  # fmt: skip
+    print(f"first call (numba import, compiled kernel loaded or compiled, tables built): {row['first_call_s']:.2f} s, "
+          "not counted below")
+    row["engine"] = "LightGBM pred_contrib"
+    ours = dict(row, engine="models.treeshap")
+    row["rows_per_s"], ours["rows_per_s"] = row["pred_contrib_rows_per_s"], row["ours_rows_per_s"]
+    row["seconds"], ours["seconds"] = row["pred_contrib_s"], row["ours_s"]
+    ours["max_abs_diff"], row["max_abs_diff"] = f"{row['max_abs_diff']:.2e}", "(reference)"
+    row["ratio"] = 1.0
+    print_table([row, ours], ["engine", "rows", "seconds", "rows_per_s", "ratio", "max_abs_diff"])
+    print(f"ratio {ours['ratio']:.2f}")
+
+
 def bench_engines(leads: int) -> None:
     """`predict` on every open lead: the local engine beside Spark local[2], wall time and peak memory."""
 
@@ -113,9 +134,10 @@ def bench_monotone(leads: int) -> None:
 
 BENCHMARKS = {"features": bench_features, "train": bench_train, "real-data": bench_real_data,
               "predict": bench_predict, "engines": bench_engines, "monotone": bench_monotone,
-              "postgres": bench_postgres}  # fmt: skip
+              "postgres": bench_postgres, "reasons": bench_reasons}  # fmt: skip
+# reasons: --leads is the number of rows scored
 DEFAULT_LEADS = {"features": 1_000_000, "train": 115_000, "real-data": 0, "predict": 1_000_000,
-                 "engines": 1_000_000, "monotone": 20_000, "postgres": 100_000}  # fmt: skip
+                 "engines": 1_000_000, "monotone": 20_000, "postgres": 100_000, "reasons": 200_000}  # fmt: skip
 
 
 def main() -> None:
