@@ -184,7 +184,8 @@ def train_accounts(settings: Settings, data: CrmData, *, promote_anyway: bool = 
     with mlflow.start_run(experiment_id=experiment, run_name=tracking.run_name("train", data.as_of, "account")) as run:
         mlflow.log_params({f"model.{k}": v for k, v in settings.model.model_dump().items()})
         mlflow.log_params({"level": "account", "rows": len(training.frame), "dev_rows": len(result.split.dev),
-                           "holdout_rows": len(result.split.holdout), "training_data": training_data_id(training.manifest),
+                           "holdout_rows": len(result.split.holdout),
+                           "training_data": training_data_id(training.manifest),
                            "best_iteration": result.model.best_iteration_, "horizon_days": gap_days(settings),
                            "deployed.rows": deployed.n_train_})  # fmt: skip
         mlflow.log_params({f"rollup.{k}": v[:500] for k, v in out.rollups.items()})
