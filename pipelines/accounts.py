@@ -275,6 +275,17 @@ def grade_open_accounts(settings: Settings, data: CrmData, *, lead_model=None) -
     return out[GRADE_COLUMNS].sort_values(["cell", "account_id"], kind="stable").reset_index(drop=True)
 
 
+def _rejects(data: CrmData, failed: pd.Series) -> pd.DataFrame:
+    """Accounts whose score could not be computed, and the leads validation rejected (their accounts are scored
+    without them), as in the lead-level rejects."""
+    parts = [pd.DataFrame({KEY: failed.astype("string"), "lead_id": pd.NA, "reason": "scoring: no finite probability"})]
+    if "leads" in data.rejects:
+        leads = data.rejects["leads"]
+        parts.append(pd.DataFrame({KEY: pd.NA, "lead_id": leads["lead_id"].astype("string"),
+                                   "reason": "validation: " + leads["reject_reason"].astype("string")}))  # fmt: skip
+    return pd.concat(parts, ignore_index=True).astype({KEY: "string", "lead_id": "string"})
+
+
 def score_open_accounts(
     settings: Settings, data: CrmData, model, wrapper, *, model_name: str, model_version: str, lead_model=None,
     lead_model_name: str = "",
@@ -305,7 +316,7 @@ def score_open_accounts(
     )  # fmt: skip
     scores["percentile"] = (scores["probability"].rank(method="max", pct=True) * 100).round(1)
     valid = np.isfinite(scores["probability"].to_numpy())
-    rejects = pd.DataFrame({KEY: scores.loc[~valid, KEY].astype("string"), "reason": "scoring: no finite probability"})
+    rejects = _rejects(data, scores.loc[~valid, KEY])
     scores = scores.loc[valid].sort_values(["probability", KEY], ascending=[False, True], kind="stable")
     open_leads = int(t["leads"]["lead_id"].isin(
         context.pairs.loc[context.pairs["open"], "lead_id"]).sum())  # fmt: skip
