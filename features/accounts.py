@@ -22,7 +22,7 @@ from features.context import FeatureContext, FeatureParams
 from features.registry import FeatureSpec, all_features
 
 SENIOR = ("c_level", "vp", "director")
-COMMITTEE_WINDOW_DAYS = 60  # a buying committee forms over weeks: contacts active within this count together
+ENGAGED_ACTIVE_DAYS = 3  # a contact is engaged when active on at least this many days of the last 30
 
 
 class AccountContext:
@@ -73,6 +73,12 @@ class AccountContext:
     def active_within(self, days: float) -> np.ndarray:
         return np.nan_to_num(self.active_days_ago, nan=np.inf) <= days
 
+    @cached_property
+    def engaged(self) -> np.ndarray:
+        """Per pair: the contact was active on ENGAGED_ACTIVE_DAYS or more days of the last 30."""
+        active_days = pd.to_numeric(self.lead_feature("events_active_days_30d"), errors="coerce")
+        return active_days.fillna(0).to_numpy(dtype=float) >= ENGAGED_ACTIVE_DAYS
+
     def count(self, mask: np.ndarray) -> np.ndarray:
         """Per row: pairs where `mask` holds."""
         return np.bincount(self.row[mask], minlength=self.n).astype("float64")
@@ -119,22 +125,25 @@ def account_open_leads(ctx: AccountContext) -> pd.Series:
     return pd.Series(ctx.count(ctx.open), name="account_open_leads")
 
 
+def account_senior_contacts(ctx: AccountContext) -> pd.Series:
+    """Senior contacts (director, VP, C-level) known at the company."""
+    return pd.Series(ctx.count(_senior(ctx)), name="account_senior_contacts")
+
+
 def account_engaged_contacts_30d(ctx: AccountContext) -> pd.Series:
-    """Contacts at the company active in the last 30 days."""
-    return pd.Series(ctx.count(ctx.active_within(30)), name="account_engaged_contacts_30d")
+    """Contacts at the company active on 3 or more days of the last 30."""
+    return pd.Series(ctx.count(ctx.engaged), name="account_engaged_contacts_30d")
 
 
-def account_senior_engaged_contacts_60d(ctx: AccountContext) -> pd.Series:
-    """Senior contacts (director, VP, C-level) at the company active in the last 60 days."""
-    engaged = _senior(ctx) & ctx.active_within(COMMITTEE_WINDOW_DAYS)
-    return pd.Series(ctx.count(engaged), name="account_senior_engaged_contacts_60d")
+def account_senior_engaged_contacts_30d(ctx: AccountContext) -> pd.Series:
+    """Senior contacts (director, VP, C-level) at the company active on 3 or more days of the last 30."""
+    return pd.Series(ctx.count(_senior(ctx) & ctx.engaged), name="account_senior_engaged_contacts_30d")
 
 
-def account_departments_engaged_60d(ctx: AccountContext) -> pd.Series:
-    """Departments with a contact active in the last 60 days."""
+def account_departments_engaged_30d(ctx: AccountContext) -> pd.Series:
+    """Departments with a contact active on 3 or more days of the last 30."""
     departments = ctx.lead_feature("lead_department")
-    return pd.Series(ctx.distinct(departments, ctx.active_within(COMMITTEE_WINDOW_DAYS)),
-                     name="account_departments_engaged_60d")  # fmt: skip
+    return pd.Series(ctx.distinct(departments, ctx.engaged), name="account_departments_engaged_30d")
 
 
 def account_high_intent_events_30d(ctx: AccountContext) -> pd.Series:
@@ -159,6 +168,12 @@ def account_days_since_last_activity(ctx: AccountContext) -> pd.Series:
     return pd.Series(ctx.extreme(ctx.active_days_ago, "min"), name="account_days_since_last_activity")
 
 
+def account_best_contact_product_days_14d(ctx: AccountContext) -> pd.Series:
+    """Most days any one contact at the company was active in the product in the last 14 days."""
+    best = ctx.extreme(_numbers(ctx, "product_active_days_14d"), "max")
+    return pd.Series(best, name="account_best_contact_product_days_14d")
+
+
 def account_trial_contacts(ctx: AccountContext) -> pd.Series:
     """Contacts at the company who started a product trial."""
     return pd.Series(ctx.count(_numbers(ctx, "product_trial_started") > 0), name="account_trial_contacts")
@@ -172,6 +187,34 @@ def account_won_deals(ctx: AccountContext) -> pd.Series:
 def account_lost_deals(ctx: AccountContext) -> pd.Series:
     """Deals the company had already lost."""
     return pd.Series(ctx.extreme(_numbers(ctx, "history_account_lost_deals"), "max"), name="account_lost_deals")
+
+
+SENIORITY_RANK = {"individual": 0, "manager": 1, "director": 2, "vp": 3, "c_level": 4}
+
+
+def account_best_contact_seniority(ctx: AccountContext) -> pd.Series:
+    """Seniority of the company's most senior contact (0 individual, 1 manager, 2 director, 3 VP, 4 C-level)."""
+    rank = ctx.lead_feature("lead_seniority").map(SENIORITY_RANK).astype("float64").to_numpy()
+    return pd.Series(ctx.extreme(rank, "max"), name="account_best_contact_seniority")
+
+
+def best_open_lead(ctx: AccountContext, *, feature: str, direction: int) -> pd.Series:
+    """A lead feature's best value among the company's open leads (the highest for +1, the lowest for -1)."""
+    values = np.where(ctx.open, _numbers(ctx, feature), np.nan)
+    return pd.Series(ctx.extreme(values, "max" if direction > 0 else "min"), name=f"account_best_{feature}")
+
+
+# the lead features rolled up as "the company's best open lead": the strongest single-lead signals
+BEST_OF_LEADS = ("events_pricing_page_view_count_30d", "events_demo_request_count_30d", "events_active_days_30d",
+                 "events_days_since_last_high_intent", "product_distinct_features_used", "lead_email_is_business",
+                 "lead_profile_completeness", "engagement_decayed_score")  # fmt: skip
+
+
+def _best_spec(feature: str) -> FeatureSpec:
+    lead = all_features()[feature]
+    return FeatureSpec(f"account_best_{feature}", lead.group, f"{lead.description} (the company's best open lead)",
+                       "numeric", lead.unit, partial(best_open_lead, feature=feature, direction=lead.direction or 1),
+                       direction=lead.direction, concept=f"account_best_{lead.concept}")  # fmt: skip
 
 
 def _spec(build: Callable, group: str, *, unit: str = "", direction: int = 0, concept: str = "") -> FeatureSpec:
@@ -189,10 +232,11 @@ def account_feature_specs() -> dict[str, FeatureSpec]:
     specs = [
         _spec(account_contacts, "firmographic", unit="contacts"),
         _spec(account_open_leads, "firmographic", unit="leads"),
+        _spec(account_senior_contacts, "demographic", unit="contacts"),
         _spec(account_engaged_contacts_30d, "behavioral", unit="contacts", direction=1, concept="account_reach"),
-        _spec(account_senior_engaged_contacts_60d, "behavioral", unit="contacts", direction=1,
+        _spec(account_senior_engaged_contacts_30d, "behavioral", unit="contacts", direction=1,
               concept="buying_committee"),
-        _spec(account_departments_engaged_60d, "behavioral", unit="departments", direction=1,
+        _spec(account_departments_engaged_30d, "behavioral", unit="departments", direction=1,
               concept="buying_committee"),
         _spec(account_high_intent_events_30d, "behavioral", unit="events", direction=1),
         _spec(account_engagement_score, "behavioral", unit="points", direction=1, concept="account_engagement"),
@@ -201,9 +245,12 @@ def account_feature_specs() -> dict[str, FeatureSpec]:
         _spec(account_days_since_last_activity, "behavioral", unit="days", direction=-1,
               concept="account_engagement"),
         _spec(account_trial_contacts, "product_usage", unit="contacts", direction=1),
+        _spec(account_best_contact_product_days_14d, "product_usage", unit="active days", direction=1),
         _spec(account_won_deals, "history", unit="deals", direction=1),
         _spec(account_lost_deals, "history", unit="deals"),
     ]  # fmt: skip
+    specs.append(_spec(account_best_contact_seniority, "demographic", unit="", direction=1))
+    specs += [_best_spec(name) for name in BEST_OF_LEADS]
     lead_specs = all_features()
     specs += [replace(lead_specs[name], build=partial(AccountContext.first, name=name)) for name in FIRMOGRAPHICS]
     return {spec.name: spec for spec in specs}
