@@ -17,7 +17,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.spine import CutoffPolicy, SpineStats, candidate_cutoffs, label, lead_weights, still_open, thin_snapshots
+from features.pointintime import NAT, to_ns
+from features.spine import (
+    CutoffPolicy,
+    SpineStats,
+    candidate_cutoffs,
+    first_decision,
+    label,
+    lead_weights,
+    still_open,
+    thin_snapshots,
+)
 
 KEY = "account_id"
 
@@ -48,7 +58,8 @@ def _as_lead_key(frame: pd.DataFrame) -> pd.DataFrame:
 
 def contact_pairs(spine: pd.DataFrame, leads: pd.DataFrame, opportunities: pd.DataFrame) -> pd.DataFrame:
     """Every (spine row, lead of its account created at or before the cutoff), with `open`: the lead was still
-    open at the cutoff (the lead spine's rule)."""
+    open at the cutoff (the lead spine's rule: no deal closed at or before it), and `undecided`: no deal of the
+    lead had closed strictly before the cutoff (what features may know: nothing at the cutoff itself)."""
     members = account_leads(leads)
     rows = spine[[KEY, "cutoff_time"]].reset_index(drop=True).reset_index(names="row")
     rows[KEY] = rows[KEY].astype("string")
@@ -56,7 +67,9 @@ def contact_pairs(spine: pd.DataFrame, leads: pd.DataFrame, opportunities: pd.Da
     pairs = pairs[pairs["created_at"] <= pairs["cutoff_time"]]
     pairs = pairs.sort_values(["row", "lead_id"], kind="stable").reset_index(drop=True)
     pairs["open"] = still_open(pairs[["lead_id", "cutoff_time"]], leads, opportunities)
-    return pairs[["row", KEY, "lead_id", "cutoff_time", "open"]]
+    decided = to_ns(first_decision(leads, opportunities).reindex(pairs["lead_id"]))
+    pairs["undecided"] = (decided == NAT) | (decided >= to_ns(pairs["cutoff_time"]))
+    return pairs[["row", KEY, "lead_id", "cutoff_time", "open", "undecided"]]
 
 
 def has_open_lead(spine: pd.DataFrame, leads: pd.DataFrame, opportunities: pd.DataFrame) -> np.ndarray:

@@ -48,7 +48,7 @@ class AccountContext:
             opportunities=opportunities, params=params,
         )  # fmt: skip
         self.row = self.pairs["row"].to_numpy()
-        self.open = self.pairs["open"].to_numpy()
+        self.open = self.pairs["undecided"].to_numpy()  # open as far as anything before the cutoff tells
         self._lead_features: dict[str, pd.Series] = {}
 
     def lead_feature(self, name: str) -> pd.Series:
