@@ -14,15 +14,15 @@ Generating effects (documented so that tests and analysts can check that a model
   than the lead's whole history.
 * **Product usage**: trial users who log in on many days and use many features convert more (+0.8 per s.d.).
 * **Interaction**: intent counts for more when fit is high (+0.35 x fit x intent); plus noise (s.d. 0.6).
-* **Buying committee** (an account-level effect no single lead shows): half of the senior leads (director, VP,
+* **Buying committee** (an account-level effect no single lead shows): 70 % of the senior leads (director, VP,
   C-level) with a company join another senior lead's company within three weeks of it (either side), so
   committees of several senior contacts form. When a company has two or more *engaged* senior contacts
-  (intent > 0) created within 45 days of each other, the committee may buy as a whole, through its first engaged
-  senior contact: that lead converts with probability sigmoid(-1.0 + 1.0 x (n - 2)), n the engaged senior
-  contacts within 45 days of it counted up to 3 (27 % for two, 50 % for three or more), whatever its own odds.
-  The account's chance then rests on how its senior contacts engage together, which no single lead's features
-  show. `SampleSpec(committee=False)` switches the buying off (committees still form). Drawn from its own seeded
-  generator: every other draw is unchanged.
+  (intent > -0.25: lukewarm or better on their own) created within 45 days of each other, the committee may buy
+  as a whole, through its first engaged senior contact: that lead converts with probability
+  sigmoid(1.5 + 1.0 x (n - 2)), n the engaged senior contacts within 45 days of it counted up to 3 (82 % for two,
+  92 % for three or more), whatever its own odds. So such accounts convert more than the sum of their leads
+  suggests. `SampleSpec(committee=False)` switches the buying off (committees still form). Drawn from its own
+  seeded generator: every other draw is unchanged.
 * Conversion log-odds: -2.0 + 0.9 fit + 0.8 intent + 0.8 usage + 0.35 fit x intent + noise. Converted leads
   get an opportunity that closes won at the decision time; some others get one that closes lost; decisions
   after the end date leave opportunities open (or not yet created): those leads are open, to be scored.
@@ -87,12 +87,13 @@ COUNTRY = ["US", "GB", "DE", "CA", "AU", "FR", "NL", "IN", "BR", "ES"]
 COUNTRY_P = [0.38, 0.12, 0.09, 0.06, 0.05, 0.07, 0.04, 0.10, 0.05, 0.04]
 GOOD_COUNTRIES = {"US", "GB", "DE", "CA", "AU"}
 COMMITTEE_LEVELS = ("c_level", "vp", "director")
-COMMITTEE_JOIN = 0.5  # share of senior leads with a company that join another senior lead's company
+COMMITTEE_JOIN = 0.7  # share of senior leads with a company that join another senior lead's company
 COMMITTEE_JOIN_DAYS = 21.0  # ... created this close to that lead
 COMMITTEE_WINDOW_DAYS = 45.0  # engaged senior contacts created this close to each other form one committee
-COMMITTEE_BASE = -1.0  # log-odds that a committee of two buys ...
+COMMITTEE_BASE = 1.5  # log-odds that a committee of two buys ...
 COMMITTEE_EFFECT = 1.0  # ... plus this per further engaged senior contact
 COMMITTEE_MAX_SIZE = 3
+COMMITTEE_MIN_INTENT = -0.25  # engaged enough to sit on a committee: lukewarm on their own
 SOURCE = [
     "organic_search",
     "paid_search",
@@ -233,7 +234,7 @@ def _leads_chunk(
 
     created = spec.start_ts + (rng.random(n) * spec.days * 86_400).astype("int64").astype("timedelta64[s]")
     created = _committee_times(committee_rng, spec, created, anchor)
-    engaged_senior = has_account & np.isin(seniority, COMMITTEE_LEVELS) & (intent > 0)
+    engaged_senior = has_account & np.isin(seniority, COMMITTEE_LEVELS) & (intent > COMMITTEE_MIN_INTENT)
     size, buyer = committees(account_idx, created, engaged_senior)
     committee_buys = spec.committee & buyer & (committee_rng.random(n) < _sigmoid(
         COMMITTEE_BASE + COMMITTEE_EFFECT * (np.minimum(size, COMMITTEE_MAX_SIZE) - 2)))  # fmt: skip
