@@ -330,5 +330,22 @@ def score_open_accounts(
     return result
 
 
-__all__ = ["account_settings", "account_training_set", "grade_open_accounts", "score_open_accounts",
-           "train_accounts", "train_and_evaluate_accounts"]  # fmt: skip
+def account_grade_conversion(settings: Settings, data: CrmData) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """How the account grades convert: the account spine's labelled rows (point-in-time, as in training) graded by
+    the account rules; per cell the accounts, conversions and rate, and the 4 x 4 matrix as "rate (n)" text."""
+    from models.grade_analysis import conversion_table
+    from models.grade_rules import ENGAGEMENT_GRADES, FIT_GRADES
+
+    t = data.tables
+    spine, _ = build_account_spine(t["leads"], t["opportunities"], cutoff_policy(settings), as_of=data.as_of)
+    graded = grade_accounts(account_context(settings, data, spine), settings.grades)
+    graded["converted"] = spine["converted"].to_numpy()
+    by_cell = conversion_table(graded, by="cell").rename(columns={"leads": "accounts"})
+    text = [f"{r.conversion_rate:.1%} ({r.accounts:,})" if r.accounts else "-" for r in by_cell.itertuples()]
+    matrix = pd.DataFrame(np.reshape(text, (len(FIT_GRADES), len(ENGAGEMENT_GRADES))), index=list(FIT_GRADES),
+                          columns=list(ENGAGEMENT_GRADES))  # fmt: skip
+    return by_cell, matrix
+
+
+__all__ = ["account_grade_conversion", "account_settings", "account_training_set", "grade_open_accounts",
+           "score_open_accounts", "train_accounts", "train_and_evaluate_accounts"]  # fmt: skip

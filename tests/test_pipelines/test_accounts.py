@@ -115,3 +115,20 @@ def test_the_account_model_recovers_the_buying_committee_effect(sample_project, 
     off.write_text(sample_project.read_text())
     with_effect, without = committee_probability(sample_project), committee_probability(off)
     assert with_effect > without + 0.04, (with_effect, without)
+
+
+def test_the_account_grade_matrix_counts_every_labelled_account_row(sample_project):
+    from features.account_spine import build_account_spine
+    from pipelines.accounts import account_grade_conversion
+    from pipelines.training_set import cutoff_policy
+
+    settings = load_settings(sample_project)
+    data = load_crm(settings)
+    by_cell, matrix = account_grade_conversion(settings, data)
+    spine, stats = build_account_spine(data.tables["leads"], data.tables["opportunities"], cutoff_policy(settings),
+                                       as_of=data.as_of)  # fmt: skip
+    assert by_cell["accounts"].sum() == stats.rows == len(spine)
+    assert by_cell["converted"].sum() == stats.positives
+    assert matrix.shape == (4, 4) and list(matrix.index) == ["A", "B", "C", "D"]
+    a1 = by_cell.loc["A1"]
+    assert matrix.loc["A", "1"] == (f"{a1.conversion_rate:.1%} ({int(a1.accounts):,})" if a1.accounts else "-")
