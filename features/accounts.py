@@ -213,7 +213,7 @@ BEST_OF_LEADS = ("events_pricing_page_view_count_30d", "events_demo_request_coun
 def _best_spec(feature: str) -> FeatureSpec:
     lead = all_features()[feature]
     return FeatureSpec(f"account_best_{feature}", lead.group, f"{lead.description} (the company's best open lead)",
-                       "numeric", lead.unit, partial(best_open_lead, feature=feature, direction=lead.direction or 1),
+                       lead.kind, lead.unit, partial(best_open_lead, feature=feature, direction=lead.direction or 1),
                        direction=lead.direction, concept=f"account_best_{lead.concept}")  # fmt: skip
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -23,13 +23,12 @@ import pandas as pd
 from features.account_spine import KEY, account_scoring_spine, build_account_spine
 from features.accounts import AccountContext, account_directions, account_feature_specs, build_account_features
 from models.account import grade_accounts, leads_by_score, rollup_probability
-from models.evaluation import evaluate, metrics_table
+from models.evaluation import calibration_table, evaluate, metrics_table
 from models.factory import build_model
 from models.reasons import top_reasons
 from models.scores import score_1_99, score_reference
 from pipelines.config import Settings
 from pipelines.training import (
-    Split,
     TrainResult,
     fit_model,
     fit_recipe,
@@ -71,7 +70,7 @@ def account_training_set(settings: Settings, data: CrmData) -> TrainingSet:
     frame = pd.concat([spine.reset_index(drop=True), features], axis=1)
     manifest = {
         "mode": "crm", "level": "account", "as_of": data.as_of.isoformat(),
-        "spine": {**stats.__dict__, "accounts": stats.leads}, "cutoff_policy": policy.__dict__,
+        "spine": {**asdict(stats), "accounts": stats.leads}, "cutoff_policy": asdict(policy),
         "rows": len(frame), "positives": int(frame["converted"].sum()), "features": names,
         "feature_set": "account", "input_sha256": input_fingerprint(settings),
         "sample_weight": "1 / (rows kept for the account); the model scales the weights to average 1",
@@ -148,10 +147,8 @@ def train_and_evaluate_accounts(settings: Settings, data: CrmData, *, lead_champ
     else:
         rollups["rollup_lead_champion"] = f"not computed: no champion of {settings.mlflow.registered_model}"
     metrics = metrics_table({name: evaluate(holdout["converted"], p) for name, p in scores.items()})
-    from models.evaluation import calibration_table
-
-    result = TrainResult(model, training, Split(split.dev, split.holdout), metrics,
-                         calibration_table(holdout["converted"], probability), probability)  # fmt: skip
+    result = TrainResult(model, training, split, metrics, calibration_table(holdout["converted"], probability),
+                         probability)  # fmt: skip
     return AccountTrainResult(result, rollups)
 
 
@@ -171,9 +168,10 @@ def train_accounts(settings: Settings, data: CrmData, *, promote_anyway: bool = 
     mlflow = tracking.mlflow_module()
     experiment = tracking.use_store(settings)
     lead_champion = None
-    if tracking.champion_version(settings) is not None:
+    lead_version = tracking.champion_version(settings)
+    if lead_version is not None:
         model, _ = tracking.load_conversion_model(f"models:/{settings.mlflow.registered_model}@champion")
-        lead_champion = (model, tracking.champion_version(settings))
+        lead_champion = (model, lead_version)
     out = train_and_evaluate_accounts(settings, data, lead_champion=lead_champion)
     result = out.result
     training = result.training
