@@ -332,12 +332,16 @@ def _join_committees(
 def _committee_times(
     rng: np.random.Generator, spec: SampleSpec, created: np.ndarray, anchor: np.ndarray
 ) -> np.ndarray:
-    """A lead that joined a committee is created within COMMITTEE_JOIN_DAYS of its anchor (inside the data's span)."""
+    """A lead that joined a committee is created within COMMITTEE_JOIN_DAYS of its anchor, on the side that stays
+    inside the data's span (mirrored rather than clipped, so that no creation times pile up at its ends)."""
     offset = (rng.uniform(-COMMITTEE_JOIN_DAYS, COMMITTEE_JOIN_DAYS, len(created)) * 86_400).astype("int64")
     joined = anchor >= 0
+    base, step = created[anchor[joined]], offset[joined].astype("timedelta64[s]")
+    moved_to = base + step
+    outside = (moved_to < spec.start_ts) | (moved_to > spec.end_ts)
+    moved_to[outside] = base[outside] - step[outside]
     moved = created.copy()
-    moved[joined] = np.clip(created[anchor[joined]] + offset[joined].astype("timedelta64[s]"), spec.start_ts,
-                            spec.end_ts)  # fmt: skip
+    moved[joined] = np.clip(moved_to, spec.start_ts, spec.end_ts)  # a span shorter than the offsets: clip
     return moved
 
 
