@@ -107,14 +107,15 @@ def committee_probability(config) -> float:
 
 def test_the_account_model_recovers_the_buying_committee_effect(sample_project, tmp_path):
     """The same CRM (seed 7) with and without committees buying: every other draw is the same, so the account
-    model's higher probability for accounts with several engaged senior contacts is the effect's."""
+    model's higher probability for accounts with several engaged senior contacts is the effect's (without the
+    effect the two CRMs, hence the two models, are identical: a difference of exactly 0)."""
     from pipelines.sample_data import SampleSpec, generate
 
     generate(tmp_path / "data", SampleSpec(n_leads=3000, seed=7, committee=False))
     off = tmp_path / "leadscore.toml"
     off.write_text(sample_project.read_text())
     with_effect, without = committee_probability(sample_project), committee_probability(off)
-    assert with_effect > without + 0.04, (with_effect, without)
+    assert with_effect > without + 0.02, (with_effect, without)
 
 
 def test_the_account_grade_matrix_counts_every_labelled_account_row(sample_project):
