@@ -31,6 +31,9 @@ AsOfOption = Annotated[str | None, typer.Option("--as-of", help="Point in time (
 EngineOption = Annotated[
     str | None, typer.Option("--engine", help="local (pandas) or spark; default: [engine] name in the config.")
 ]
+LevelOption = Annotated[
+    str, typer.Option("--level", help="lead (one row per lead) or account (one row per account with open leads).")
+]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print a machine-readable summary on stdout; everything else goes to stderr.")
 ]
@@ -290,6 +293,7 @@ def grade(
     ] = None,
     analyze: Annotated[bool, typer.Option("--analyze", help="Also check the rules against closed deals.")] = False,
     engine: EngineOption = None,
+    level: LevelOption = "lead",
 ) -> None:
     """Grade every open lead with the rules only (fit A-D, engagement 1-4, cell, stage, action, due-by).
 
@@ -303,6 +307,8 @@ def grade(
     settings = _with_engine(_settings(config), engine)
     if settings.mode != "crm":
         raise _fail("grading needs the CRM tables (mode = 'crm')")
+    if _account_level(level, settings):
+        return _grade_accounts(settings, as_of, out)
     _check_out(out, "--out", (".csv", ".parquet"), settings, folder=settings.engine.name == "spark")
     _as_of(as_of)
     if settings.engine.name == "spark":
@@ -340,6 +346,7 @@ def train(
         Path | None,
         typer.Option("--training-set", help="Train on a prebuilt training set (file or Spark folder) instead."),
     ] = None,
+    level: LevelOption = "lead",
     json_out: JsonOption = False,
 ) -> dict:
     """Train on closed deals, evaluate on a time-ordered holdout beside the baselines, log and register in MLflow.
@@ -353,6 +360,8 @@ def train(
     from pipelines.training_set import coverage_lines, read_training_set
 
     settings = _settings(config)
+    if _account_level(level, settings, training_set=training_set):
+        return _train_accounts(settings, as_of, promote)
     data = None
     prebuilt = None
     if training_set is not None:
@@ -478,6 +487,7 @@ def predict(
     ] = None,
     top: Annotated[int, typer.Option("--top", help="Leads to show at the end.")] = 10,
     engine: EngineOption = None,
+    level: LevelOption = "lead",
     json_out: JsonOption = False,
 ) -> dict | None:
     """Score every lead open at a date: probability, score, grade, stage, action, due-by and top reasons.
@@ -502,6 +512,8 @@ def predict(
     if out is not None and to_sql is not None:
         raise _fail("give --out or --to-sql, not both")
     as_of_stamp = _as_of(as_of)
+    if _account_level(level, settings, to_sql=to_sql, contributions=contributions):
+        return _predict_accounts(settings, as_of_stamp, model, out, top)
     spark = settings.engine.name == "spark"
     target = out or settings.output_dir / ("scores_parquet" if spark else "scores.csv")
     url = sql_url or settings.output.sql_url
@@ -722,6 +734,115 @@ def _predict_on_spark(settings, model_uri: str | None, out: Path | None, as_of) 
         typer.echo(f"score history: this run's rows -> {history}")
     return {"verb": "predict", "engine": "spark", **summary, "model_name": name, "model_version": version,
             "output": str(target), "history": history}  # fmt: skip
+
+
+def _account_level(level: str, settings, **unsupported) -> bool:
+    """True for --level account (CRM mode, this machine); refuses options the account level does not take."""
+    if level not in {"lead", "account"}:
+        raise _fail(f"--level: use 'lead' or 'account', not {level!r}")
+    if level == "lead":
+        return False
+    if settings.mode != "crm":
+        raise _fail("--level account needs the CRM tables (mode = 'crm'): accounts come from leads.account_id")
+    if settings.engine.name == "spark":
+        raise _fail("--level account runs on this machine: --engine local")
+    given = [name.replace("_", "-") for name, value in unsupported.items() if value is not None]
+    if given:
+        raise _fail(f"--level account does not take --{', --'.join(given)}")
+    return True
+
+
+def _train_accounts(settings, as_of: str | None, promote: bool) -> dict:
+    from models.conversion import TooLittleDataError
+    from pipelines.accounts import ACCOUNT_MODEL, account_settings, train_accounts
+
+    data = _valid_crm(settings, as_of)
+    try:
+        out = train_accounts(settings, data, promote_anyway=promote)
+    except TooLittleDataError as exc:
+        raise _fail(f"too little data to train: {exc}", 1) from None
+    result = out.result
+    split, name = result.split, account_settings(settings).mlflow.registered_model
+    typer.echo(f"account model evaluated: fit on {len(split.dev):,} account rows, scored on the latest "
+               f"{len(split.holdout):,} (fully observed) rows (best iteration {result.model.best_iteration_})")
+    typer.echo(f"holdout metrics ({ACCOUNT_MODEL}: the account model; rollup_*: 1 - prod(1 - p_lead) over the "
+               "account's open leads):")  # fmt: skip
+    typer.echo(result.metrics.to_string(float_format=lambda v: f"{v:.4f}"))
+    for scorer, note in out.rollups.items():
+        typer.echo(f"  {scorer}: {note}")
+    typer.echo(f"registered {name} version {out.version} (alias challenger)")
+    typer.echo(out.decision)
+    typer.echo(f"MLflow run {out.run_id} in {settings.tracking_uri}")
+    return {"verb": "train", "level": "account", "registered_model": name, "version": out.version,
+            "decision": out.decision, "run_id": out.run_id, "dev_rows": len(split.dev),
+            "holdout_rows": len(split.holdout), "rollups": out.rollups,
+            "holdout": {scorer: {k: float(v) for k, v in row.dropna().items()}
+                        for scorer, row in result.metrics.iterrows()}}  # fmt: skip
+
+
+def _lead_champion(settings):
+    """(model, wrapper) of the lead champion and its name, or (None, '') when there is none."""
+    from pipelines import tracking
+
+    try:
+        tracking.use_store(settings)
+        uri = f"models:/{settings.mlflow.registered_model}@champion"
+        model, wrapper = tracking.load_conversion_model(uri)
+        name, version = tracking.resolve_version(uri)
+    except Exception:  # MLflow raises several types for a missing model
+        return None, ""
+    return (model, wrapper), f"{name} v{version}"
+
+
+def _predict_accounts(settings, as_of, model_uri: str | None, out: Path | None, top: int) -> dict:
+    from pipelines.accounts import account_settings, score_open_accounts
+    from pipelines.ground import check_ground
+    from pipelines.ground import withhold_leads_with_rejected_deals as withhold
+    from pipelines.io import frame_writer
+    from pipelines.predict import rejects_path
+    from pipelines.publish import publish
+    from pipelines.validation import load_crm
+
+    target = Path(out or settings.output_dir / "account_scores.csv")
+    _check_out(target, "--out", (".csv", ".parquet"), settings)
+    _check_out(rejects_path(target), "--out (its rejects file)", (".csv",), settings)
+    model, wrapper, name, version = _load_model(account_settings(settings), model_uri)
+    data = load_crm(settings, as_of=as_of)
+    check_ground(data, settings)
+    data = withhold(data)
+    lead_model, lead_name = _lead_champion(settings)
+    if lead_model is None:
+        typer.echo("warning: no lead champion: open leads are listed by id, without their score", err=True)
+    result = score_open_accounts(settings, data, model, wrapper, model_name=name, model_version=version,
+                                 lead_model=lead_model, lead_model_name=lead_name)  # fmt: skip
+    rejects = result.rejects
+    publish({target: frame_writer(result.scores, target), rejects_path(target): frame_writer(rejects,
+             rejects_path(target))})  # fmt: skip
+    s = result.summary
+    typer.echo(f"scored {s['scored']:,} of {s['accounts_with_open_leads']:,} accounts with open leads as of "
+               f"{data.as_of.isoformat()} with {name} v{version or '?'} -> {target}")  # fmt: skip
+    typer.echo(f"rejected: {len(rejects):,}; mean probability {s['mean_probability']}")
+    if s["accounts_per_cell"]:
+        typer.echo("accounts per cell: " + ", ".join(f"{k} {v:,}" for k, v in s["accounts_per_cell"].items()))
+    typer.echo(f"\ntop {top} accounts:")
+    shown = result.scores.head(top)[["account_id", "score", "cell", "open_leads", "reasons_positive"]]
+    typer.echo(shown.to_string(index=False, max_colwidth=80))
+    return {"verb": "predict", **s, "rejected": len(rejects), "as_of": data.as_of.isoformat(), "model_name": name,
+            "model_version": version, "lead_model": lead_name, "output": str(target)}  # fmt: skip
+
+
+def _grade_accounts(settings, as_of: str | None, out: Path | None) -> None:
+    from pipelines.accounts import grade_open_accounts
+    from pipelines.io import write_frame
+
+    target = Path(out or settings.output_dir / "account_grades.csv")
+    _check_out(target, "--out", (".csv", ".parquet"), settings)
+    data = _valid_crm(settings, as_of)
+    lead_model, _ = _lead_champion(settings)
+    graded = grade_open_accounts(settings, data, lead_model=lead_model)
+    path = write_frame(graded, target)
+    typer.echo(f"graded {len(graded):,} accounts with open leads as of {data.as_of.isoformat()} -> {path}")
+    typer.echo(graded["cell"].value_counts().sort_index().to_frame("accounts").T.to_string())
 
 
 def main() -> None:  # pragma: no cover - console entry point

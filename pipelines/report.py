@@ -459,6 +459,19 @@ def _live(html_text: str, images: list[dict]) -> dict:
     return _section(match.group(1), title, {"kind": "html", "html": html_text[match.end() :]}, *images)
 
 
+def _account_section(review: Review, tables: dict[str, pd.DataFrame]) -> dict:
+    """Account grades (fit A-D x engagement 1-4 from the lead rules rolled up to the account) against outcomes."""
+    from pipelines.accounts import account_grade_conversion
+
+    by_cell, matrix = account_grade_conversion(review.settings, review.data)
+    tables["account_grade_conversion_by_cell"], tables["account_grade_matrix"] = by_cell, matrix
+    about = ("Every account row of the account spine (an account with an open lead at its cutoff, labelled 1 when "
+             "any of its leads wins a deal within the horizon), graded as <code>grade --level account</code> "
+             "grades: conversion rate (rows) per cell, fit A..D down, engagement 1..4 across.")  # fmt: skip
+    return _section("accounts", "Account grades A1..D4 and how they convert",
+                    {"kind": "html", "html": f"<p>{about}</p>"}, _table(matrix), _table(by_cell))  # fmt: skip
+
+
 def build_report(review: Review) -> tuple[str, dict[str, bytes], dict[str, pd.DataFrame]]:
     """The report's HTML, its images (PNG bytes by name) and its tables (by name)."""
     images: dict[str, bytes] = {}
@@ -506,6 +519,8 @@ def build_report(review: Review) -> tuple[str, dict[str, bytes], dict[str, pd.Da
                                  _table(by_cell), _text("How well the model ranks leads inside each fit grade:"),
                                  _table(within)))  # fmt: skip
     sections.append(_capture_section(review, images, tables))
+    if review.data is not None:
+        sections.append(_account_section(review, tables))
     if review.data is not None:
         from pipelines.monitor_report import live_section
 

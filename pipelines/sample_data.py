@@ -14,6 +14,15 @@ Generating effects (documented so that tests and analysts can check that a model
   than the lead's whole history.
 * **Product usage**: trial users who log in on many days and use many features convert more (+0.8 per s.d.).
 * **Interaction**: intent counts for more when fit is high (+0.35 x fit x intent); plus noise (s.d. 0.6).
+* **Buying committee** (an account-level effect no single lead shows): 70 % of the senior leads (director, VP,
+  C-level) with a company join another senior lead's company within three weeks of it (either side), so
+  committees of several senior contacts form. When a company has two or more *engaged* senior contacts
+  (intent > -0.25: lukewarm or better on their own) created within 45 days of each other, the committee may buy
+  as a whole, through its first engaged senior contact: that lead converts with probability
+  sigmoid(1.5 + 1.0 x (n - 2)), n the engaged senior contacts within 45 days of it counted up to 3 (82 % for two,
+  92 % for three or more), whatever its own odds. So such accounts convert more than the sum of their leads
+  suggests. `SampleSpec(committee=False)` switches the buying off (committees still form). Drawn from its own
+  seeded generator: every other draw is unchanged.
 * Conversion log-odds: -2.0 + 0.9 fit + 0.8 intent + 0.8 usage + 0.35 fit x intent + noise. Converted leads
   get an opportunity that closes won at the decision time; some others get one that closes lost; decisions
   after the end date leave opportunities open (or not yet created): those leads are open, to be scored.
@@ -77,6 +86,14 @@ DEPARTMENT_P = [0.18, 0.20, 0.04, 0.18, 0.14, 0.10, 0.10, 0.06]
 COUNTRY = ["US", "GB", "DE", "CA", "AU", "FR", "NL", "IN", "BR", "ES"]
 COUNTRY_P = [0.38, 0.12, 0.09, 0.06, 0.05, 0.07, 0.04, 0.10, 0.05, 0.04]
 GOOD_COUNTRIES = {"US", "GB", "DE", "CA", "AU"}
+COMMITTEE_LEVELS = ("c_level", "vp", "director")
+COMMITTEE_JOIN = 0.7  # share of senior leads with a company that join another senior lead's company
+COMMITTEE_JOIN_DAYS = 21.0  # ... created this close to that lead
+COMMITTEE_WINDOW_DAYS = 45.0  # engaged senior contacts created this close to each other form one committee
+COMMITTEE_BASE = 1.5  # log-odds that a committee of two buys ...
+COMMITTEE_EFFECT = 1.0  # ... plus this per further engaged senior contact
+COMMITTEE_MAX_SIZE = 3
+COMMITTEE_MIN_INTENT = -0.25  # engaged enough to sit on a committee: lukewarm on their own
 SOURCE = [
     "organic_search",
     "paid_search",
@@ -132,6 +149,7 @@ class SampleSpec:
     end: str = "2025-12-31"
     days: int = 730
     events_per_lead: float = 50.0
+    committee: bool = True  # the buying-committee effect (see the module's docstring)
 
     @property
     def end_ts(self) -> np.datetime64:
@@ -193,6 +211,8 @@ def _leads_chunk(
     free_email = np.where(has_account, rng.random(n) < 0.10, rng.random(n) < 0.80)
     seniority = rng.choice(list(SENIORITY), n, p=SENIORITY_P)
     department = rng.choice(list(DEPARTMENT), n, p=DEPARTMENT_P)
+    committee_rng = np.random.default_rng([spec.seed, 3, chunk])
+    account_idx, anchor = _join_committees(committee_rng, account_idx, has_account, seniority)
     account_country = accounts["country"].to_numpy()[account_idx]
     country = np.where(has_account & (rng.random(n) < 0.8), account_country, rng.choice(COUNTRY, n, p=COUNTRY_P))
 
@@ -209,10 +229,17 @@ def _leads_chunk(
     usage = np.where(trial, rng.normal(0, 1, n) + 0.3 * intent, 0.0)
     noise = rng.normal(0, 0.6, n)
     logit = -2.0 + 0.9 * fit_c + 0.8 * intent + 0.8 * np.where(trial, usage, -0.3) + 0.35 * fit_c * intent + noise
-    converts = rng.random(n) < _sigmoid(logit)
-    gets_lost_opp = ~converts & (rng.random(n) < _sigmoid(-1.6 + 0.5 * fit_c + 0.6 * intent))
+    # the outcome draws keep their place in the stream; the committee term needs the creation times drawn next
+    converts_draw, lost_draw = rng.random(n), rng.random(n)
 
     created = spec.start_ts + (rng.random(n) * spec.days * 86_400).astype("int64").astype("timedelta64[s]")
+    created = _committee_times(committee_rng, spec, created, anchor)
+    engaged_senior = has_account & np.isin(seniority, COMMITTEE_LEVELS) & (intent > COMMITTEE_MIN_INTENT)
+    size, buyer = committees(account_idx, created, engaged_senior)
+    committee_buys = spec.committee & buyer & (committee_rng.random(n) < _sigmoid(
+        COMMITTEE_BASE + COMMITTEE_EFFECT * (np.minimum(size, COMMITTEE_MAX_SIZE) - 2)))  # fmt: skip
+    converts = (converts_draw < _sigmoid(logit)) | committee_buys
+    gets_lost_opp = ~converts & (lost_draw < _sigmoid(-1.6 + 0.5 * fit_c + 0.6 * intent))
     journey_days = 10 + rng.gamma(2.0, 22.0, n)
     decided = created + (journey_days * 86_400).astype("int64").astype("timedelta64[s]")
     trial_at = created + (journey_days * rng.uniform(0.1, 0.6, n) * 86_400).astype("int64").astype("timedelta64[s]")
@@ -285,6 +312,53 @@ def _leads_chunk(
     events = pd.concat([events, touches[list(events.columns)]], ignore_index=True)
     events = events.sort_values(["lead_id", "occurred_at"], kind="stable").reset_index(drop=True)
     return leads, events, opportunities
+
+
+def _join_committees(
+    rng: np.random.Generator, account_idx: np.ndarray, has_account: np.ndarray, seniority: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Half the senior leads with a company move to another senior lead's company (its `anchor`, -1: none)."""
+    senior = has_account & np.isin(seniority, COMMITTEE_LEVELS)
+    joins = senior & (rng.random(len(senior)) < COMMITTEE_JOIN)
+    anchors = np.flatnonzero(senior & ~joins)
+    anchor = np.full(len(senior), -1)
+    if len(anchors) and joins.any():
+        anchor[joins] = rng.choice(anchors, int(joins.sum()))
+    moved = account_idx.copy()
+    moved[anchor >= 0] = account_idx[anchor[anchor >= 0]]
+    return moved, anchor
+
+
+def _committee_times(
+    rng: np.random.Generator, spec: SampleSpec, created: np.ndarray, anchor: np.ndarray
+) -> np.ndarray:
+    """A lead that joined a committee is created within COMMITTEE_JOIN_DAYS of its anchor, on the side that stays
+    inside the data's span (mirrored rather than clipped, so that no creation times pile up at its ends)."""
+    offset = (rng.uniform(-COMMITTEE_JOIN_DAYS, COMMITTEE_JOIN_DAYS, len(created)) * 86_400).astype("int64")
+    joined = anchor >= 0
+    base, step = created[anchor[joined]], offset[joined].astype("timedelta64[s]")
+    moved_to = base + step
+    outside = (moved_to < spec.start_ts) | (moved_to > spec.end_ts)
+    moved_to[outside] = base[outside] - step[outside]
+    moved = created.copy()
+    moved[joined] = np.clip(moved_to, spec.start_ts, spec.end_ts)  # a span shorter than the offsets: clip
+    return moved
+
+
+def committees(
+    account_idx: np.ndarray, created: np.ndarray, engaged_senior: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per lead: its company's engaged senior contacts created within COMMITTEE_WINDOW_DAYS of it (itself
+    included), and whether it is a committee's buyer: an engaged senior contact with at least one such colleague
+    and none created in the window before it."""
+    seconds = created.astype("datetime64[s]").astype("int64")
+    span = np.int64(10**10)  # wider than any span of seconds here: (account, time) packs into one sortable number
+    packed = np.sort(account_idx[engaged_senior].astype("int64") * span + seconds[engaged_senior])
+    window = np.int64(COMMITTEE_WINDOW_DAYS * 86_400)
+    key = account_idx.astype("int64") * span + seconds
+    size = np.searchsorted(packed, key + window, side="right") - np.searchsorted(packed, key - window, side="left")
+    earlier = np.searchsorted(packed, key, side="left") - np.searchsorted(packed, key - window, side="left")
+    return size, engaged_senior & (size >= 2) & (earlier == 0)
 
 
 def _utc(values: np.ndarray) -> pd.Series:

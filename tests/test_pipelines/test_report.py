@@ -18,8 +18,8 @@ from pipelines.training_set import TrainingSet
 from tests.conftest import REPO, dataset
 
 runner = CliRunner()
-SECTIONS = ["warnings", "summary", "importance", "dependence", "leads", "why", "grades", "capacity", "permutation",
-            "features"]
+SECTIONS = ["warnings", "summary", "importance", "dependence", "leads", "why", "grades", "capacity", "accounts",
+            "permutation", "features"]
 
 
 @pytest.fixture(scope="module")

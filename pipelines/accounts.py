@@ -1,0 +1,352 @@
+"""`--level account` of `train`, `predict` and `grade`: one score per account with open leads.
+
+Training reuses the lead pipeline's recipe end to end (pipelines/training.py: the same factory and settings, the
+same time-ordered holdout with a one-horizon gap, the same refit on all rows, the same gate) on the account spine
+and features. The holdout is also scored by the independent roll-up 1 - prod(1 - p_lead) of the accounts' open
+leads, with two lead models, each named in the output:
+- `rollup_lead_recipe`: the project's lead recipe fitted on the lead spine's rows whose horizon ended before the
+  account holdout's first cutoff (so it has seen nothing of the holdout period, like the account model);
+- `rollup_lead_champion`: the registered lead champion, when there is one. It was refit on every row, holdout
+  period included, so its figures are optimistic.
+The account model is registered as `<mlflow.registered_model>-account`, with its own champion and challenger.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from features.account_spine import KEY, account_scoring_spine, build_account_spine
+from features.accounts import AccountContext, account_directions, account_feature_specs, build_account_features
+from models.account import grade_accounts, leads_by_score, rollup_probability
+from models.evaluation import calibration_table, evaluate, metrics_table
+from models.factory import build_model
+from models.reasons import top_reasons
+from models.scores import score_1_99
+from pipelines.config import Settings
+from pipelines.training import (
+    ReferencePopulation,
+    TrainResult,
+    drift_profile,
+    fit_model,
+    fit_recipe,
+    gap_days,
+    holdout_split,
+    reasons_reference,
+    score_reference_of,
+    training_data_id,
+)
+from pipelines.training_set import TrainingSet, build_training_set, cutoff_policy, feature_params, input_fingerprint
+from pipelines.validation import CrmData
+
+log = logging.getLogger(__name__)
+ACCOUNT_MODEL = "lightgbm_calibrated"  # the account model's row in the metrics (the gate reads this name)
+
+
+def account_settings(settings: Settings) -> Settings:
+    """The same settings with the account model's registry name: `<registered_model>-account`."""
+    mlflow = settings.mlflow.model_copy(update={"registered_model": f"{settings.mlflow.registered_model}-account"})
+    return settings.model_copy(update={"mlflow": mlflow})
+
+
+def account_context(settings: Settings, data: CrmData, spine: pd.DataFrame) -> AccountContext:
+    t = data.tables
+    return AccountContext(spine, leads=t["leads"], accounts=t.get("accounts"), events=t.get("events"),
+                          opportunities=t["opportunities"], params=feature_params(settings))  # fmt: skip
+
+
+def account_training_set(settings: Settings, data: CrmData) -> TrainingSet:
+    """Account spine -> account features, as a TrainingSet the lead training code accepts."""
+    t = data.tables
+    policy = cutoff_policy(settings)
+    spine, stats = build_account_spine(t["leads"], t["opportunities"], policy, as_of=data.as_of)
+    specs = account_feature_specs()
+    names = list(specs)
+    log.info("account spine: %d rows (%d positives, %d censored) over %d accounts", stats.rows, stats.positives,
+             stats.censored, stats.leads)  # fmt: skip
+    features = build_account_features(account_context(settings, data, spine), names)
+    frame = pd.concat([spine.reset_index(drop=True), features], axis=1)
+    manifest = {
+        "mode": "crm", "level": "account", "as_of": data.as_of.isoformat(),
+        "spine": {**asdict(stats), "accounts": stats.leads}, "cutoff_policy": asdict(policy),
+        "rows": len(frame), "positives": int(frame["converted"].sum()), "features": names,
+        "feature_set": "account", "input_sha256": input_fingerprint(settings),
+        "sample_weight": "1 / (rows kept for the account); the model scales the weights to average 1",
+    }  # fmt: skip
+    return TrainingSet(frame, names, manifest, [n for n in names if specs[n].kind == "categorical"])
+
+
+def fit_account_model(settings: Settings, training: TrainingSet, rows: np.ndarray):
+    model = build_model(settings.model, categorical_features=training.categorical, gap_days=gap_days(settings),
+                        directions=account_directions())  # fmt: skip
+    return fit_recipe(model, training, rows, training.feature_names)
+
+
+def lead_rollup(context: AccountContext, lead_model) -> np.ndarray:
+    """1 - prod(1 - p_lead) over each account row's open leads, p_lead from `lead_model`."""
+    pairs = context.pairs
+    open_rows = np.flatnonzero(pairs["open"].to_numpy())
+    X = context.lead_features(list(lead_model.feature_names_in_)).iloc[open_rows]
+    probability = lead_model.predict_proba(X)[:, 1] if len(X) else np.zeros(0)
+    return rollup_probability(probability, pairs["row"].to_numpy()[open_rows], context.n)
+
+
+def lead_recipe_before(settings: Settings, data: CrmData, first_holdout_cutoff: pd.Timestamp):
+    """The project's lead recipe fitted on the lead rows whose horizon ended by `first_holdout_cutoff`: a lead
+    model that knows nothing of the account holdout's outcomes. None (with the reason) when too few rows."""
+    from models.conversion import TooLittleDataError
+
+    lead_training = build_training_set(settings, data=data)
+    horizon = pd.Timedelta(days=settings.spine.horizon_days)
+    rows = np.flatnonzero((lead_training.frame["cutoff_time"] + horizon <= first_holdout_cutoff).to_numpy())
+    try:
+        return fit_model(settings, lead_training, rows), f"{len(rows):,} lead rows observed before the holdout"
+    except TooLittleDataError as exc:
+        return None, str(exc)
+
+
+@dataclass
+class AccountTrainResult:
+    result: TrainResult
+    rollups: dict[str, str] = field(default_factory=dict)  # roll-up scorer -> which lead model it used
+    version: str | None = None
+    decision: str = ""
+    run_id: str | None = None
+    accounts_open: int = 0
+
+
+def train_and_evaluate_accounts(settings: Settings, data: CrmData, *, lead_champion=None) -> AccountTrainResult:
+    """Fit on the earlier account rows, score the holdout with the account model and the lead roll-ups."""
+    from models.conversion import TooLittleDataError
+
+    training = account_training_set(settings, data)
+    y = training.frame["converted"]
+    if int(y.sum()) < settings.model.min_positives or int((1 - y).sum()) < settings.model.min_negatives:
+        raise TooLittleDataError(f"the account training set has {int(y.sum())} converted and {int((1 - y).sum())} "
+                                 "not-converted rows; add history")  # fmt: skip
+    split = holdout_split(settings, training)
+    model = fit_account_model(settings, training, split.dev)
+    holdout = training.frame.iloc[split.holdout].reset_index(drop=True)
+    probability = model.predict_proba(holdout[training.feature_names])[:, 1]
+    scores = {ACCOUNT_MODEL: probability}
+    rollups: dict[str, str] = {}
+    context = account_context(settings, data, holdout[[KEY, "cutoff_time"]])
+    lead_model, note = lead_recipe_before(settings, data, holdout["cutoff_time"].min())
+    if lead_model is not None:
+        scores["rollup_lead_recipe"] = lead_rollup(context, lead_model)
+        rollups["rollup_lead_recipe"] = f"lead recipe fitted on {note}"
+    else:
+        rollups["rollup_lead_recipe"] = f"not computed: {note}"
+    if lead_champion is not None:
+        model_, version = lead_champion
+        scores["rollup_lead_champion"] = lead_rollup(context, model_)
+        rollups["rollup_lead_champion"] = (f"{settings.mlflow.registered_model} v{version} (champion; refit on all "
+                                           "rows, holdout period included: optimistic)")  # fmt: skip
+    else:
+        rollups["rollup_lead_champion"] = f"not computed: no champion of {settings.mlflow.registered_model}"
+    metrics = metrics_table({name: evaluate(holdout["converted"], p) for name, p in scores.items()})
+    result = TrainResult(model, training, split, metrics, calibration_table(holdout["converted"], probability),
+                         probability)  # fmt: skip
+    return AccountTrainResult(result, rollups)
+
+
+def account_reference_population(settings: Settings, data: CrmData, feature_names: list[str]) -> ReferencePopulation:
+    """Every account open at the training as-of: what the 1-99 score ranks against and drift is measured against."""
+    spine = account_scoring_spine(data.tables["leads"], data.tables["opportunities"], as_of=data.as_of)
+    X = build_account_features(account_context(settings, data, spine), list(feature_names))
+    return ReferencePopulation(X, f"{len(X):,} accounts open at {data.as_of.isoformat()}")
+
+
+def train_accounts(settings: Settings, data: CrmData, *, promote_anyway: bool = False) -> AccountTrainResult:
+    """The whole `leadscore train --level account`: fit and evaluate, then log, register and gate in MLflow."""
+    from pipelines import tracking
+    from pipelines.training import gate
+
+    mlflow = tracking.mlflow_module()
+    experiment = tracking.use_store(settings)
+    lead_champion = None
+    lead_version = tracking.champion_version(settings)
+    if lead_version is not None:
+        model, _ = tracking.load_conversion_model(f"models:/{settings.mlflow.registered_model}@champion")
+        lead_champion = (model, lead_version)
+    out = train_and_evaluate_accounts(settings, data, lead_champion=lead_champion)
+    result = out.result
+    training = result.training
+    deployed = fit_account_model(settings, training, np.arange(len(training.frame)))
+    result.deployed = deployed
+    acc = account_settings(settings)
+    holdout = training.frame.iloc[result.split.holdout]
+    with mlflow.start_run(experiment_id=experiment, run_name=tracking.run_name("train", data.as_of, "account")) as run:
+        mlflow.log_params({f"model.{k}": v for k, v in settings.model.model_dump().items()})
+        mlflow.log_params({"level": "account", "rows": len(training.frame), "dev_rows": len(result.split.dev),
+                           "holdout_rows": len(result.split.holdout),
+                           "training_data": training_data_id(training.manifest),
+                           "best_iteration": result.model.best_iteration_, "horizon_days": gap_days(settings),
+                           "deployed.rows": deployed.n_train_})  # fmt: skip
+        mlflow.log_params({f"rollup.{k}": v[:500] for k, v in out.rollups.items()})
+        for scorer, row in result.metrics.iterrows():
+            mlflow.log_metrics({f"{scorer}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
+        mlflow.log_metrics({k: float(v) for k, v in result.metrics.loc[ACCOUNT_MODEL].items() if pd.notna(v)})
+        tracking.log_frame(result.metrics, "evaluation/metrics.csv")
+        tracking.log_frame(result.calibration, "evaluation/calibration_by_decile.csv")
+        specs = account_feature_specs()
+        tracking.log_frame(pd.DataFrame([(n, specs[n].group, specs[n].description) for n in training.feature_names],
+                                        columns=["feature", "group", "description"]).set_index("feature"),
+                           "features/features.csv")  # fmt: skip
+        mlflow.log_text(json.dumps(training.manifest, indent=2, sort_keys=True, default=str),
+                        "training_set/manifest.json")  # fmt: skip
+        population = account_reference_population(settings, data, training.feature_names)
+        reference, out.accounts_open = score_reference_of(deployed, population), len(population.features)
+        mlflow.log_dict(reference, "reference/score_reference.json")
+        example = holdout[training.feature_names].head(5)
+        info = tracking.log_conversion_model(
+            deployed, example, training.categorical,
+            reference_profile=drift_profile(deployed, population, categorical=training.categorical),
+            feature_set="account", score_reference=reference, reason_reference=reasons_reference(training),
+        )  # fmt: skip
+        version = tracking.register(acc, info.model_uri, run_id=run.info.run_id)
+        champion = tracking.champion_version(acc)
+        if promote_anyway or champion is None:
+            promoted = True
+            decision = f"gate: promoted v{version}: " + ("--promote given" if promote_anyway else "no champion yet")
+        else:
+            champion_model, _ = tracking.load_conversion_model(f"models:/{acc.mlflow.registered_model}@champion")
+            verdict = gate(acc, result, champion_model, versions=(version, champion),
+                           champion_fingerprint=tracking.version_param(acc, champion, "training_data"))  # fmt: skip
+            promoted, decision = verdict.promoted, verdict.text
+            mlflow.log_metrics({f"gate.{k}": float(v) for k, v in verdict.figures.items()})
+        if promoted:
+            tracking.promote(acc, version)
+        tracking.tag_version(acc, version, {"gate.decision": decision, "gate.promoted": str(promoted)})
+        mlflow.set_tags({"level": "account", "gate.decision": decision, "registered_version": version})
+        tracking.describe_version(acc, version, result.metrics, decision=decision)
+        out.version, out.decision, out.run_id = version, decision, run.info.run_id
+    return out
+
+
+# -- scoring ------------------------------------------------------------------------------------------------------
+ACCOUNT_COLUMNS = [
+    "account_id", "as_of", "probability", "score", "percentile", "fit_points", "fit_grade", "engagement_points",
+    "engagement_grade", "cell", "open_lead_count", "open_leads", "lead_rollup_probability", "reasons_positive",
+    "reasons_negative", "model_name", "model_version", "lead_model",
+]  # fmt: skip
+GRADE_COLUMNS = ["account_id", "as_of", "fit_points", "fit_grade", "engagement_points", "engagement_grade", "cell",
+                 "open_lead_count", "open_leads"]  # fmt: skip
+
+
+@dataclass
+class ScoredAccounts:
+    scores: pd.DataFrame
+    rejects: pd.DataFrame
+    summary: dict = field(default_factory=dict)
+
+
+def _open_leads(context: AccountContext, lead_scores: pd.Series | None) -> tuple[pd.Series, pd.Series]:
+    """Per account row: how many open leads, and the list "lead_id (score)" best first."""
+    pairs = context.pairs[context.pairs["open"]]
+    listed = leads_by_score(pairs["lead_id"], pairs["row"], lead_scores)
+    count = np.bincount(pairs["row"].to_numpy(), minlength=context.n)
+    return pd.Series(count), listed.reindex(range(context.n)).fillna("")
+
+
+def _lead_scores(context: AccountContext, lead_model) -> tuple[pd.Series, np.ndarray]:
+    """The lead model's 1-99 score of every open lead (pairs order) and its probabilities per open pair."""
+    model, wrapper = lead_model
+    pairs = context.pairs[context.pairs["open"]]
+    X = context.lead_features(list(model.feature_names_in_)).iloc[pairs.index.to_numpy()]
+    raw = model.raw_score(X)
+    reference = getattr(wrapper, "score_reference", None) or {"quantiles": np.sort(raw[np.isfinite(raw)])}
+    return pd.Series(score_1_99(raw, reference), index=pairs.index), model.predict_proba(X)[:, 1]
+
+
+def grade_open_accounts(settings: Settings, data: CrmData, *, lead_model=None) -> pd.DataFrame:
+    """Every account with an open lead at as_of: its rules-only grade and its open leads (by the lead model's
+    score when one is given, else by lead id)."""
+    spine = account_scoring_spine(data.tables["leads"], data.tables["opportunities"], as_of=data.as_of)
+    context = account_context(settings, data, spine)
+    graded = grade_accounts(context, settings.grades)
+    scores = None if lead_model is None else _lead_scores(context, lead_model)[0]
+    count, listed = _open_leads(context, scores)
+    out = graded.assign(account_id=spine[KEY].to_numpy(), as_of=spine["cutoff_time"].to_numpy(),
+                        open_lead_count=count.to_numpy(), open_leads=listed.to_numpy())  # fmt: skip
+    return out[GRADE_COLUMNS].sort_values(["cell", "account_id"], kind="stable").reset_index(drop=True)
+
+
+def _rejects(data: CrmData, failed: pd.Series) -> pd.DataFrame:
+    """Accounts whose score could not be computed, and the leads validation rejected (their accounts are scored
+    without them), as in the lead-level rejects."""
+    parts = [pd.DataFrame({KEY: failed.astype("string"), "lead_id": pd.NA, "reason": "scoring: no finite probability"})]
+    if "leads" in data.rejects:
+        leads = data.rejects["leads"]
+        parts.append(pd.DataFrame({KEY: pd.NA, "lead_id": leads["lead_id"].astype("string"),
+                                   "reason": "validation: " + leads["reject_reason"].astype("string")}))  # fmt: skip
+    return pd.concat(parts, ignore_index=True).astype({KEY: "string", "lead_id": "string"})
+
+
+def score_open_accounts(
+    settings: Settings, data: CrmData, model, wrapper, *, model_name: str, model_version: str, lead_model=None,
+    lead_model_name: str = "",
+) -> ScoredAccounts:  # fmt: skip
+    """Score every account with at least one lead open at `data.as_of`."""
+    t = data.tables
+    spine = account_scoring_spine(t["leads"], t["opportunities"], as_of=data.as_of)
+    context = account_context(settings, data, spine)
+    X = build_account_features(context, list(model.feature_names_in_))
+    contributions = model.contributions(X)
+    probability = model.predict_proba(X)[:, 1]
+    raw = contributions.sum(axis=1).to_numpy()
+    reasons = top_reasons(contributions, X, account_feature_specs(),
+                          reference=getattr(wrapper, "reason_reference", None))  # fmt: skip
+    graded = grade_accounts(context, settings.grades)
+    lead_scores, rollup = None, np.full(len(spine), np.nan)
+    if lead_model is not None:
+        lead_scores, p_open = _lead_scores(context, lead_model)
+        rollup = rollup_probability(p_open, context.pairs.loc[lead_scores.index, "row"].to_numpy(), context.n)
+    count, listed = _open_leads(context, lead_scores)
+    reference = getattr(wrapper, "score_reference", None) or {"quantiles": np.sort(raw[np.isfinite(raw)])}
+    scores = graded.assign(
+        account_id=spine[KEY].to_numpy(), as_of=spine["cutoff_time"].to_numpy(), probability=probability,
+        score=score_1_99(raw, reference), open_lead_count=count.to_numpy(), open_leads=listed.to_numpy(),
+        lead_rollup_probability=rollup, reasons_positive=reasons["reasons_positive"].to_numpy(),
+        reasons_negative=reasons["reasons_negative"].to_numpy(), model_name=model_name, model_version=model_version,
+        lead_model=lead_model_name,
+    )  # fmt: skip
+    scores["percentile"] = (scores["probability"].rank(method="max", pct=True) * 100).round(1)
+    valid = np.isfinite(scores["probability"].to_numpy())
+    rejects = _rejects(data, scores.loc[~valid, KEY])
+    scores = scores.loc[valid].sort_values(["probability", KEY], ascending=[False, True], kind="stable")
+    open_leads = int(t["leads"]["lead_id"].isin(
+        context.pairs.loc[context.pairs["open"], "lead_id"]).sum())  # fmt: skip
+    result = ScoredAccounts(scores[ACCOUNT_COLUMNS].reset_index(drop=True), rejects.reset_index(drop=True))
+    result.summary = {
+        "level": "account", "scored": len(result.scores), "rejected": len(rejects),
+        "accounts_with_open_leads": len(spine), "open_leads_in_accounts": open_leads,
+        "mean_probability": round(float(result.scores["probability"].mean()), 4) if len(result.scores) else None,
+        "accounts_per_cell": result.scores["cell"].value_counts().sort_index().to_dict(),
+    }  # fmt: skip
+    return result
+
+
+def account_grade_conversion(settings: Settings, data: CrmData) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """How the account grades convert: the account spine's labelled rows (point-in-time, as in training) graded by
+    the account rules; per cell the accounts, conversions and rate, and the 4 x 4 matrix as "rate (n)" text."""
+    from models.grade_analysis import conversion_table
+    from models.grade_rules import ENGAGEMENT_GRADES, FIT_GRADES
+
+    t = data.tables
+    spine, _ = build_account_spine(t["leads"], t["opportunities"], cutoff_policy(settings), as_of=data.as_of)
+    graded = grade_accounts(account_context(settings, data, spine), settings.grades)
+    graded["converted"] = spine["converted"].to_numpy()
+    by_cell = conversion_table(graded, by="cell").rename(columns={"leads": "accounts"})
+    text = [f"{r.conversion_rate:.1%} ({r.accounts:,})" if r.accounts else "-" for r in by_cell.itertuples()]
+    matrix = pd.DataFrame(np.reshape(text, (len(FIT_GRADES), len(ENGAGEMENT_GRADES))), index=list(FIT_GRADES),
+                          columns=list(ENGAGEMENT_GRADES))  # fmt: skip
+    return by_cell, matrix
+
+
+__all__ = ["account_grade_conversion", "account_settings", "account_training_set", "grade_open_accounts",
+           "score_open_accounts", "train_accounts", "train_and_evaluate_accounts"]  # fmt: skip
