@@ -45,17 +45,42 @@ DEFAULT_EVENT_WEIGHTS = {
 
 @dataclass(frozen=True)
 class EventWindow:
-    """Events paired with the spine rows that may see them (time strictly before the cutoff)."""
+    """Events paired with the spine rows that may see them (time strictly before the cutoff).
+
+    `day` and `value` are read from the events only when a builder asks: most features need neither.
+    """
 
     row: np.ndarray  # spine row position
     age_days: np.ndarray  # cutoff minus event time, in days (> 0)
     type_code: np.ndarray  # index into `types`
-    day: np.ndarray  # UTC calendar day number of the event
-    value: np.ndarray  # event value (float, NaN when absent)
     types: tuple[str, ...]
+    event_row: np.ndarray  # position of the event in the events table
+    event_ns: np.ndarray  # every event's time (int64 ns), indexed by `event_row`
+    events: pd.DataFrame | None = None
+
+    @cached_property
+    def day(self) -> np.ndarray:
+        """UTC calendar day number of the event."""
+        return self.event_ns[self.event_row] // NS_PER_DAY
+
+    @cached_property
+    def value(self) -> np.ndarray:
+        """Event value (float, NaN when absent)."""
+        if self.events is None or "value" not in self.events:
+            return np.full(len(self.row), np.nan)
+        return self.events["value"].to_numpy(dtype="float64", na_value=np.nan)[self.event_row]
 
     def code(self, event_type: str) -> int:
         return self.types.index(event_type) if event_type in self.types else -1
+
+    @cached_property
+    def type_bins(self) -> tuple[np.ndarray, np.ndarray]:
+        """(spine row x n types + type code, age) of the events of a known type: what window counts bin."""
+        known = self.type_code >= 0
+        flat = self.row * len(self.types) + self.type_code
+        if known.all():
+            return flat, self.age_days
+        return flat[known], self.age_days[known]
 
 
 class FeatureContext:
@@ -113,24 +138,25 @@ class FeatureContext:
         events = self.events
         if events is None or events.empty:
             empty = np.array([], dtype="int64")
-            return EventWindow(empty, empty.astype(float), empty, empty, empty.astype(float), types)
+            return EventWindow(empty, empty.astype(float), empty, types, empty, empty)
         spine_index = pd.Index(self.spine["lead_id"].unique())
         query_keys = spine_index.get_indexer(self.spine["lead_id"])
         row_keys = _codes(events["lead_id"], spine_index)
-        # sales' own touches pair with no spine row: they would leak sales' reaction to a lead into its features
-        row_keys = np.where(_codes(events["event_type"], pd.Index(list(SALES_TOUCH_EVENTS))) >= 0, -1, row_keys)
+        # sales touches are coded after the vocabulary: one lookup gives the type and the touches, which pair with
+        # no spine row (they would leak sales' reaction to a lead into its features)
+        type_codes = _codes(events["event_type"], pd.Index([*types, *SALES_TOUCH_EVENTS]))
+        row_keys[type_codes >= len(types)] = -1
         event_ns = to_ns(events["occurred_at"])
         query, row = expand_before(query_keys, self.cutoff_ns, row_keys, event_ns)
-        type_index = pd.Index(types)
-        type_code = _codes(events["event_type"], type_index)[row]
-        value = events["value"].to_numpy(dtype="float64", na_value=np.nan)[row] if "value" in events else None
+        del row_keys
         return EventWindow(
             row=query,
             age_days=(self.cutoff_ns[query] - event_ns[row]) / NS_PER_DAY,
-            type_code=type_code,
-            day=event_ns[row] // NS_PER_DAY,
-            value=value if value is not None else np.full(len(row), np.nan),
+            type_code=type_codes[row],
             types=types,
+            event_row=row,
+            event_ns=event_ns,
+            events=events,
         )
 
     def event_counts(self, window_days: float) -> np.ndarray:
@@ -138,11 +164,10 @@ class FeatureContext:
         cache = self.__dict__.setdefault("_count_cache", {})
         if window_days not in cache:
             w = self.event_window
-            inside = w.age_days <= window_days
+            flat, age = w.type_bins
+            inside = flat if np.isinf(window_days) and window_days > 0 else flat[age <= window_days]
             n_types = len(w.types)
-            known = inside & (w.type_code >= 0)
-            flat = w.row[known] * n_types + w.type_code[known]
-            cache[window_days] = np.bincount(flat, minlength=self.n * n_types).reshape(self.n, n_types)
+            cache[window_days] = np.bincount(inside, minlength=self.n * n_types).reshape(self.n, n_types)
         return cache[window_days]
 
     def distinct_days(self, window_days: float, types: tuple[str, ...] | None = None) -> np.ndarray:
@@ -165,9 +190,9 @@ class FeatureContext:
 def _codes(values: pd.Series, index: pd.Index) -> np.ndarray:
     """Positions of `values` in `index` (-1 when absent); fast for categorical columns."""
     if isinstance(values.dtype, pd.CategoricalDtype):
-        category_codes = index.get_indexer(values.cat.categories.astype(str))
-        codes = values.cat.codes.to_numpy()
-        return np.where(codes >= 0, category_codes[codes], -1)
+        # one gather through a per-category table; code -1 (missing) reads the appended -1
+        per_category = np.append(index.get_indexer(values.cat.categories.astype(str)), -1)
+        return per_category[values.cat.codes.to_numpy()]
     return index.get_indexer(values)
 
 
