@@ -11,7 +11,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from features.pointintime import NAT, expand_before, to_ns
+from features.pointintime import NAT, epoch_units, expand_before, to_ns
 from features.schemas import EVENT_TYPES, SALES_TOUCH_EVENTS
 
 NS_PER_DAY = 86_400 * 10**9
@@ -55,13 +55,13 @@ class EventWindow:
     type_code: np.ndarray  # index into `types`
     types: tuple[str, ...]
     event_row: np.ndarray  # position of the event in the events table
-    event_ns: np.ndarray  # every event's time (int64 ns), indexed by `event_row`
+    event_ns: np.ndarray  # event time (int64 ns)
     events: pd.DataFrame | None = None
 
     @cached_property
     def day(self) -> np.ndarray:
         """UTC calendar day number of the event."""
-        return self.event_ns[self.event_row] // NS_PER_DAY
+        return self.event_ns // NS_PER_DAY
 
     @cached_property
     def value(self) -> np.ndarray:
@@ -77,7 +77,7 @@ class EventWindow:
     def type_bins(self) -> tuple[np.ndarray, np.ndarray]:
         """(spine row x n types + type code, age) of the events of a known type: what window counts bin."""
         known = self.type_code >= 0
-        flat = self.row * len(self.types) + self.type_code
+        flat = self.row.astype("int64") * len(self.types) + self.type_code
         if known.all():
             return flat, self.age_days
         return flat[known], self.age_days[known]
@@ -139,19 +139,36 @@ class FeatureContext:
         if events is None or events.empty:
             empty = np.array([], dtype="int64")
             return EventWindow(empty, empty.astype(float), empty, types, empty, empty)
-        spine_index = pd.Index(self.spine["lead_id"].unique())
-        query_keys = spine_index.get_indexer(self.spine["lead_id"])
-        row_keys = _codes(events["lead_id"], spine_index)
+        # the join runs on the events' own lead codes: a categorical column's codes serve as they are, and only the
+        # spine's leads are looked up (among its categories), so no event-sized lookup is made
+        lead = events["lead_id"]
+        key_index = pd.Index(lead.cat.categories.astype(str)) if isinstance(lead.dtype, pd.CategoricalDtype) else None
+        if key_index is not None and key_index.is_unique:
+            row_keys = lead.cat.codes.to_numpy()
+        else:
+            key_index = pd.Index(self.spine["lead_id"].unique())
+            row_keys = _codes(lead, key_index)
         # sales touches are coded after the vocabulary: one lookup gives the type and the touches, which pair with
         # no spine row (they would leak sales' reaction to a lead into its features)
-        type_codes = _codes(events["event_type"], pd.Index([*types, *SALES_TOUCH_EVENTS]))
-        row_keys[type_codes >= len(types)] = -1
-        event_ns = to_ns(events["occurred_at"])
-        query, row = expand_before(query_keys, self.cutoff_ns, row_keys, event_ns)
+        type_codes = _codes(events["event_type"], pd.Index([*types, *SALES_TOUCH_EVENTS]), small=True)
+        touches = type_codes >= len(types)
+        if touches.any():
+            row_keys = np.where(touches, -1, row_keys)
+        del touches
+        query_keys = key_index.get_indexer(self.spine["lead_id"])
+        with_events = np.flatnonzero(query_keys >= 0)  # a lead without events pairs with nothing
+        event_times, per_ns = epoch_units(events["occurred_at"])
+        # in the events' own unit: a whole unit t is before the cutoff c (ns) exactly when t < ceil(c / per_ns)
+        cutoffs = self.cutoff_ns[with_events]
+        if per_ns > 1:
+            cutoffs = np.where(cutoffs == NAT, NAT, -(-cutoffs // per_ns))
+        query, row = expand_before(query_keys[with_events], cutoffs, row_keys, event_times)
         del row_keys
+        query = with_events[query]
+        event_ns = event_times[row] * per_ns
         return EventWindow(
             row=query,
-            age_days=(self.cutoff_ns[query] - event_ns[row]) / NS_PER_DAY,
+            age_days=(self.cutoff_ns[query] - event_ns) / NS_PER_DAY,
             type_code=type_codes[row],
             types=types,
             event_row=row,
@@ -187,13 +204,17 @@ class FeatureContext:
         return np.where(np.isinf(youngest), np.nan, youngest)
 
 
-def _codes(values: pd.Series, index: pd.Index) -> np.ndarray:
-    """Positions of `values` in `index` (-1 when absent); fast for categorical columns."""
+def _codes(values: pd.Series, index: pd.Index, *, small: bool = False) -> np.ndarray:
+    """Positions of `values` in `index` (-1 when absent); fast for categorical columns. `small`: in the smallest
+    integer type that holds them (an event-sized array of types in int8)."""
     if isinstance(values.dtype, pd.CategoricalDtype):
         # one gather through a per-category table; code -1 (missing) reads the appended -1
         per_category = np.append(index.get_indexer(values.cat.categories.astype(str)), -1)
+        if small:
+            per_category = per_category.astype(np.min_scalar_type(-len(index)))
         return per_category[values.cat.codes.to_numpy()]
-    return index.get_indexer(values)
+    codes = index.get_indexer(values)
+    return codes.astype(np.min_scalar_type(-len(index))) if small else codes
 
 
 def distinct_per_row(rows: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
