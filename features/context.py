@@ -142,12 +142,13 @@ class FeatureContext:
         # the join runs on the events' own lead codes: a categorical column's codes serve as they are, and only the
         # spine's leads are looked up (among its categories), so no event-sized lookup is made
         lead = events["lead_id"]
-        key_index = pd.Index(lead.cat.categories.astype(str)) if isinstance(lead.dtype, pd.CategoricalDtype) else None
-        if key_index is not None and key_index.is_unique:
-            row_keys = lead.cat.codes.to_numpy()
+        if isinstance(lead.dtype, pd.CategoricalDtype) and pd.api.types.is_string_dtype(lead.cat.categories):
+            row_keys = lead.array.codes  # a read-only view, not a copy
+            query_keys = _text_positions(self.spine["lead_id"], lead.cat.categories)
         else:
-            key_index = pd.Index(self.spine["lead_id"].unique())
-            row_keys = _codes(lead, key_index)
+            spine_index = pd.Index(self.spine["lead_id"].unique())
+            row_keys = _codes(lead, spine_index)
+            query_keys = spine_index.get_indexer(self.spine["lead_id"])
         # sales touches are coded after the vocabulary: one lookup gives the type and the touches, which pair with
         # no spine row (they would leak sales' reaction to a lead into its features)
         type_codes = _codes(events["event_type"], pd.Index([*types, *SALES_TOUCH_EVENTS]), small=True)
@@ -155,7 +156,6 @@ class FeatureContext:
         if touches.any():
             row_keys = np.where(touches, -1, row_keys)
         del touches
-        query_keys = key_index.get_indexer(self.spine["lead_id"])
         with_events = np.flatnonzero(query_keys >= 0)  # a lead without events pairs with nothing
         event_times, per_ns = epoch_units(events["occurred_at"])
         # in the events' own unit: a whole unit t is before the cutoff c (ns) exactly when t < ceil(c / per_ns)
@@ -212,9 +212,20 @@ def _codes(values: pd.Series, index: pd.Index, *, small: bool = False) -> np.nda
         per_category = np.append(index.get_indexer(values.cat.categories.astype(str)), -1)
         if small:
             per_category = per_category.astype(np.min_scalar_type(-len(index)))
-        return per_category[values.cat.codes.to_numpy()]
+        return per_category[values.array.codes]
     codes = index.get_indexer(values)
     return codes.astype(np.min_scalar_type(-len(index))) if small else codes
+
+
+def _text_positions(values: pd.Series, index: pd.Index) -> np.ndarray:
+    """Positions of text `values` in a unique text `index` (-1 when absent or missing), through Arrow's hash lookup:
+    a few times faster than pandas' for a million ids."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pa.array(values.astype("string"), type=pa.large_string())
+    found = pc.index_in(text, value_set=pa.array(index.astype("string"), type=pa.large_string()))
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype("int64")
 
 
 def distinct_per_row(rows: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:

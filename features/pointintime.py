@@ -67,19 +67,27 @@ def expand_before(
     return query_rep[visible], row_rep[visible]
 
 
+_CHUNK = 1 << 20  # rows tested at a time: small temporaries stay in cache instead of 50M-row arrays
+
+
 def _expand_before_unique(
     query_keys: np.ndarray, query_times: np.ndarray, row_keys: np.ndarray, row_times: np.ndarray, n_keys: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """`expand_before` when no key has two queries (batch scoring: one cutoff per lead): each row meets at most one
-    query, found by a lookup instead of repeating rows; the same pairs in the same order, without the row-sized
-    repeat and offset arrays."""
-    query_of_key = np.full(n_keys + 1, -1, dtype="int64")  # the extra last slot answers key -1 (unknown)
-    query_of_key[query_keys] = np.arange(len(query_keys))
-    query = query_of_key[row_keys]
-    # query -1 reads the last query time; such rows are dropped by `query >= 0` whatever it says
-    visible = (query >= 0) & (row_times != NAT) & (row_times < query_times[query])
+    query, found through per-key tables instead of repeating rows; the same pairs in the same order."""
+    # the extra last slot answers key -1 (unknown): a cutoff of NAT, before which nothing lies
+    cutoff_of_key = np.full(n_keys + 1, NAT, dtype="int64")
+    cutoff_of_key[query_keys] = query_times
+    visible = np.empty(len(row_keys), dtype=bool)
+    for start in range(0, len(row_keys), _CHUNK):
+        window = slice(start, start + _CHUNK)
+        times = row_times[window]
+        visible[window] = (times < cutoff_of_key[row_keys[window]]) & (times != NAT)
     rows = np.flatnonzero(visible)
-    return query[rows], rows
+    del visible
+    query_of_key = np.full(n_keys + 1, -1, dtype="int32" if len(query_keys) < 2**31 else "int64")
+    query_of_key[query_keys] = np.arange(len(query_keys))
+    return query_of_key[row_keys[rows]].astype("int64"), rows
 
 
 def count_before(

@@ -202,6 +202,7 @@ def test_event_features_do_not_depend_on_how_events_are_stored(unit, several_cut
                           "cutoff_time": cutoffs * (2 if several_cutoffs else 1)})  # fmt: skip
     if several_cutoffs:
         spine.loc[2:, "cutoff_time"] = [CUTOFF + 3 * DAY, CUTOFF - 2 * DAY - SECOND]
+    spine.loc[len(spine)] = ["L3", CUTOFF]  # a lead without events
     stored = events.astype({"occurred_at": "datetime64[ns, UTC]"})
     loaded = events.astype({"lead_id": "category", "event_type": "category", "occurred_at": f"datetime64[{unit}, UTC]"})
     expected, got = features_for(spine, events=stored), features_for(spine, events=loaded)
