@@ -61,8 +61,25 @@ def bench_predict(leads: int) -> None:
     raw = run_worker("benchmarks.predict_worker", "raw", str(data), str(store), "200000")
     print(f"\npredict: {end_to_end['open_leads']:,} open leads of {leads:,} sample leads (model: {raw['trees']} trees)")
     print_table([end_to_end], ["open_leads", "load_s", "score_s", "total_s", "rows_per_s", "peak_rss_mib"])
+    print("\nwhere the time goes (score_s is spine .. drift):")
+    print_table(time_split(end_to_end), ["stage", "seconds", "share"])
     print("\nscoring with reasons vs raw LightGBM predict + pred_contrib, same feature matrix (features excluded):")
     print_table([raw], ["rows", "raw_rows_per_s", "ours_rows_per_s", "ratio"])
+
+
+PREDICT_STAGES = ["read", "validate", "model_load", "spine", "events_by_chunk", "features", "model_scoring",
+                  "shap_contributions", "reason_text", "grades", "assembly", "drift", "write", "history",
+                  "mlflow_log"]  # fmt: skip
+
+
+def time_split(figures: dict) -> list[dict]:
+    """One row per stage of predict (seconds and share of the total), then the total and the total without SHAP."""
+    total = figures["total_s"]
+    rows = [{"stage": stage, "seconds": figures[f"{stage}_s"], "share": f"{figures[f'{stage}_s'] / total:.1%}"}
+            for stage in PREDICT_STAGES]  # fmt: skip
+    other = total - figures["shap_contributions_s"]
+    return rows + [{"stage": "total", "seconds": total, "share": "100%"},
+                   {"stage": "total without shap_contributions", "seconds": other, "share": f"{other / total:.1%}"}]
 
 
 def bench_engines(leads: int) -> None:
