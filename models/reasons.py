@@ -218,24 +218,41 @@ def top_reasons(
         ) if features else np.zeros((len(matrix), 0), dtype=bool)
         for sign in (1, -1)
     }  # fmt: skip
-    columns = [values[name].to_numpy(dtype=object) for name in features]
-    cache: dict[tuple[int, object], str] = {}
+    columns = [values[name] for name in features]
 
     def text(j: int, value: object) -> str:
-        key = (j, None if _missing(value) else value)
-        if key not in cache:
-            name = features[j]
-            cache[key] = reason_text(name, value, specs.get(name), reference.get(name))
-        return cache[key]
-
-    def texts(picks: list[np.ndarray]) -> list[str]:
-        return [SEPARATOR.join(text(j, columns[j][i]) for j in (p[i] for p in picks) if j >= 0)
-                for i in range(len(matrix))]  # fmt: skip
+        name = features[j]
+        return reason_text(name, value, specs.get(name), reference.get(name))
 
     return pd.DataFrame(
         {
-            "reasons_positive": texts(_side(matrix, allowed[1], concepts, 1, k)),
-            "reasons_negative": texts(_side(matrix, allowed[-1], concepts, -1, k)),
+            "reasons_positive": _joined_texts(_side(matrix, allowed[1], concepts, 1, k), columns, text),
+            "reasons_negative": _joined_texts(_side(matrix, allowed[-1], concepts, -1, k), columns, text),
         },
         index=contributions.index,
     )
+
+
+def _joined_texts(picks: list[np.ndarray], columns: list[pd.Series], text) -> np.ndarray:
+    """Per row, the texts of its picked features (-1: none) joined by SEPARATOR, in pick order.
+
+    Built one (pick, feature) at a time rather than row by row: each distinct value of a feature is worded once
+    (`text(j, value)`), then the words are spread to the rows by position, and the picks are concatenated as arrays.
+    """
+    n = len(picks[0]) if picks else 0
+    out = np.full(n, "", dtype=object)
+    started = np.zeros(n, dtype=bool)
+    for pick in picks:
+        part = np.empty(n, dtype=object)
+        has = pick >= 0
+        for j in np.unique(pick[has]):
+            rows = np.flatnonzero(pick == j)
+            codes, distinct = pd.factorize(columns[j].iloc[rows], use_na_sentinel=True)
+            # code -1 (a missing value) reads the appended text for a missing value
+            words = np.array([text(j, value) for value in distinct] + [text(j, None)], dtype=object)
+            part[rows] = words[codes]
+        more, first = has & started, has & ~started
+        out[more] = out[more] + SEPARATOR + part[more]
+        out[first] = part[first]
+        started |= has
+    return out
