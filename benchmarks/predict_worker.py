@@ -60,6 +60,7 @@ def timed_predict(settings, out: Path) -> tuple[object, dict]:
     start = time.perf_counter()
     loaded, read_s, validate_s = _load_timed(settings)
     after_load = time.perf_counter()
+    load_peak = peak_rss_mib()
     tracking.use_store(settings)
     model, wrapper = tracking.load_conversion_model(f"models:/{settings.mlflow.registered_model}@champion")
     after_model = time.perf_counter()
@@ -85,6 +86,7 @@ def timed_predict(settings, out: Path) -> tuple[object, dict]:
         "total_s": end - start,
         "rows_per_s": len(result.scores) / (end - start),
         "peak_rss_mib": peak_rss_mib(),
+        "peak_rss_after_load_mib": load_peak,
     }
 
 
