@@ -8,7 +8,10 @@ import time
 from pathlib import Path
 
 from benchmarks.common import peak_rss_mib
+from features.schemas import TABLE_ROLES
 from pipelines.config import load_settings
+
+TABLES = tuple(TABLE_ROLES)
 
 
 def _config(store: Path, data: str) -> Path:
@@ -28,28 +31,62 @@ def train(data: str, store: str) -> dict:
     return {"version": result.version, "trees": result.model.best_iteration_}
 
 
-def timed_predict(settings, out: Path) -> tuple[object, dict]:
-    """Load and validate the CRM, score every open lead with the champion and write the scores, timing each part."""
-    from pipelines import tracking
-    from pipelines.io import write_frame
-    from pipelines.predict import score_open_leads
-    from pipelines.validation import load_crm
+def _load_timed(settings) -> tuple[object, float, float]:
+    """`load_crm` in its two halves, timed apart: reading the files, then normalising and validating them."""
+    from pipelines.crm_exports import apply_export_conventions
+    from pipelines.io import read_source
+    from pipelines.validation import _repeated, validate_frames  # the same steps as load_crm
 
     start = time.perf_counter()
-    loaded = load_crm(settings)
+    sources = {n: getattr(settings.tables, n) for n in TABLES if getattr(settings.tables, n)}
+    raw = {n: read_source(s, name=n, base_dir=settings.base_dir, dictionary_columns=_repeated(s, n))
+           for n, s in sources.items()}  # fmt: skip
+    read = time.perf_counter()
+    loaded = validate_frames(apply_export_conventions(raw, settings), settings)
+    del raw
+    return loaded, read - start, time.perf_counter() - read
+
+
+def timed_predict(settings, out: Path) -> tuple[object, dict]:
+    """`leadscore predict`'s work end to end, each part timed: load and validate the CRM, score every open lead with
+    the champion (the stages inside from `Scored.timings`), publish the scores and their rejects, append the score
+    history and log the MLflow run."""
+    from pipelines import tracking
+    from pipelines.history import append_history
+    from pipelines.io import frame_writer
+    from pipelines.predict import log_scoring_run, rejects_path, score_open_leads
+    from pipelines.publish import publish
+
+    start = time.perf_counter()
+    loaded, read_s, validate_s = _load_timed(settings)
     after_load = time.perf_counter()
+    load_peak = peak_rss_mib()
     tracking.use_store(settings)
     model, wrapper = tracking.load_conversion_model(f"models:/{settings.mlflow.registered_model}@champion")
+    after_model = time.perf_counter()
     result = score_open_leads(settings, loaded, model, wrapper, model_name="bench", model_version="1")
-    write_frame(result.scores, out)
+    after_score = time.perf_counter()
+    publish({out: frame_writer(result.scores, out), rejects_path(out): frame_writer(result.rejects, rejects_path(out))})
+    after_write = time.perf_counter()
+    append_history(settings, result.scores)
+    after_history = time.perf_counter()
+    log_scoring_run(settings, result, model_name="bench", model_version="1", as_of=loaded.as_of)
     end = time.perf_counter()
     return result, {
         "open_leads": len(result.scores),
         "load_s": after_load - start,
-        "score_s": end - after_load,
+        "read_s": read_s,
+        "validate_s": validate_s,
+        "model_load_s": after_model - after_load,
+        **{f"{stage}_s": seconds for stage, seconds in result.timings.items()},
+        "score_s": after_score - after_model,
+        "write_s": after_write - after_score,
+        "history_s": after_history - after_write,
+        "mlflow_log_s": end - after_history,
         "total_s": end - start,
         "rows_per_s": len(result.scores) / (end - start),
         "peak_rss_mib": peak_rss_mib(),
+        "peak_rss_after_load_mib": load_peak,
     }
 
 

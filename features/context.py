@@ -11,7 +11,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from features.pointintime import NAT, expand_before, to_ns
+from features.pointintime import NAT, epoch_units, expand_before, to_ns
 from features.schemas import EVENT_TYPES, SALES_TOUCH_EVENTS
 
 NS_PER_DAY = 86_400 * 10**9
@@ -45,17 +45,42 @@ DEFAULT_EVENT_WEIGHTS = {
 
 @dataclass(frozen=True)
 class EventWindow:
-    """Events paired with the spine rows that may see them (time strictly before the cutoff)."""
+    """Events paired with the spine rows that may see them (time strictly before the cutoff).
+
+    `day` and `value` are read from the events only when a builder asks: most features need neither.
+    """
 
     row: np.ndarray  # spine row position
     age_days: np.ndarray  # cutoff minus event time, in days (> 0)
     type_code: np.ndarray  # index into `types`
-    day: np.ndarray  # UTC calendar day number of the event
-    value: np.ndarray  # event value (float, NaN when absent)
     types: tuple[str, ...]
+    event_row: np.ndarray  # position of the event in the events table
+    event_ns: np.ndarray  # event time (int64 ns)
+    events: pd.DataFrame | None = None
+
+    @cached_property
+    def day(self) -> np.ndarray:
+        """UTC calendar day number of the event."""
+        return self.event_ns // NS_PER_DAY
+
+    @cached_property
+    def value(self) -> np.ndarray:
+        """Event value (float, NaN when absent)."""
+        if self.events is None or "value" not in self.events:
+            return np.full(len(self.row), np.nan)
+        return self.events["value"].to_numpy(dtype="float64", na_value=np.nan)[self.event_row]
 
     def code(self, event_type: str) -> int:
         return self.types.index(event_type) if event_type in self.types else -1
+
+    @cached_property
+    def type_bins(self) -> tuple[np.ndarray, np.ndarray]:
+        """(spine row x n types + type code, age) of the events of a known type: what window counts bin."""
+        known = self.type_code >= 0
+        flat = self.row.astype("int64") * len(self.types) + self.type_code
+        if known.all():
+            return flat, self.age_days
+        return flat[known], self.age_days[known]
 
 
 class FeatureContext:
@@ -113,24 +138,42 @@ class FeatureContext:
         events = self.events
         if events is None or events.empty:
             empty = np.array([], dtype="int64")
-            return EventWindow(empty, empty.astype(float), empty, empty, empty.astype(float), types)
-        spine_index = pd.Index(self.spine["lead_id"].unique())
-        query_keys = spine_index.get_indexer(self.spine["lead_id"])
-        row_keys = _codes(events["lead_id"], spine_index)
-        # sales' own touches pair with no spine row: they would leak sales' reaction to a lead into its features
-        row_keys = np.where(_codes(events["event_type"], pd.Index(list(SALES_TOUCH_EVENTS))) >= 0, -1, row_keys)
-        event_ns = to_ns(events["occurred_at"])
-        query, row = expand_before(query_keys, self.cutoff_ns, row_keys, event_ns)
-        type_index = pd.Index(types)
-        type_code = _codes(events["event_type"], type_index)[row]
-        value = events["value"].to_numpy(dtype="float64", na_value=np.nan)[row] if "value" in events else None
+            return EventWindow(empty, empty.astype(float), empty, types, empty, empty)
+        # the join runs on the events' own lead codes: a categorical column's codes serve as they are, and only the
+        # spine's leads are looked up (among its categories), so no event-sized lookup is made
+        lead = events["lead_id"]
+        if isinstance(lead.dtype, pd.CategoricalDtype) and pd.api.types.is_string_dtype(lead.cat.categories):
+            row_keys = lead.array.codes  # a read-only view, not a copy
+            query_keys = _text_positions(self.spine["lead_id"], lead.cat.categories)
+        else:
+            spine_index = pd.Index(self.spine["lead_id"].unique())
+            row_keys = _codes(lead, spine_index)
+            query_keys = spine_index.get_indexer(self.spine["lead_id"])
+        # sales touches are coded after the vocabulary: one lookup gives the type and the touches, which pair with
+        # no spine row (they would leak sales' reaction to a lead into its features)
+        type_codes = _codes(events["event_type"], pd.Index([*types, *SALES_TOUCH_EVENTS]), small=True)
+        touches = type_codes >= len(types)
+        if touches.any():
+            row_keys = np.where(touches, -1, row_keys)
+        del touches
+        with_events = np.flatnonzero(query_keys >= 0)  # a lead without events pairs with nothing
+        event_times, per_ns = epoch_units(events["occurred_at"])
+        # in the events' own unit: a whole unit t is before the cutoff c (ns) exactly when t < ceil(c / per_ns)
+        cutoffs = self.cutoff_ns[with_events]
+        if per_ns > 1:
+            cutoffs = np.where(cutoffs == NAT, NAT, -(-cutoffs // per_ns))
+        query, row = expand_before(query_keys[with_events], cutoffs, row_keys, event_times)
+        del row_keys
+        query = with_events[query]
+        event_ns = event_times[row] * per_ns
         return EventWindow(
             row=query,
-            age_days=(self.cutoff_ns[query] - event_ns[row]) / NS_PER_DAY,
-            type_code=type_code,
-            day=event_ns[row] // NS_PER_DAY,
-            value=value if value is not None else np.full(len(row), np.nan),
+            age_days=(self.cutoff_ns[query] - event_ns) / NS_PER_DAY,
+            type_code=type_codes[row],
             types=types,
+            event_row=row,
+            event_ns=event_ns,
+            events=events,
         )
 
     def event_counts(self, window_days: float) -> np.ndarray:
@@ -138,11 +181,10 @@ class FeatureContext:
         cache = self.__dict__.setdefault("_count_cache", {})
         if window_days not in cache:
             w = self.event_window
-            inside = w.age_days <= window_days
+            flat, age = w.type_bins
+            inside = flat if np.isinf(window_days) and window_days > 0 else flat[age <= window_days]
             n_types = len(w.types)
-            known = inside & (w.type_code >= 0)
-            flat = w.row[known] * n_types + w.type_code[known]
-            cache[window_days] = np.bincount(flat, minlength=self.n * n_types).reshape(self.n, n_types)
+            cache[window_days] = np.bincount(inside, minlength=self.n * n_types).reshape(self.n, n_types)
         return cache[window_days]
 
     def distinct_days(self, window_days: float, types: tuple[str, ...] | None = None) -> np.ndarray:
@@ -162,13 +204,28 @@ class FeatureContext:
         return np.where(np.isinf(youngest), np.nan, youngest)
 
 
-def _codes(values: pd.Series, index: pd.Index) -> np.ndarray:
-    """Positions of `values` in `index` (-1 when absent); fast for categorical columns."""
+def _codes(values: pd.Series, index: pd.Index, *, small: bool = False) -> np.ndarray:
+    """Positions of `values` in `index` (-1 when absent); fast for categorical columns. `small`: in the smallest
+    integer type that holds them (an event-sized array of types in int8)."""
     if isinstance(values.dtype, pd.CategoricalDtype):
-        category_codes = index.get_indexer(values.cat.categories.astype(str))
-        codes = values.cat.codes.to_numpy()
-        return np.where(codes >= 0, category_codes[codes], -1)
-    return index.get_indexer(values)
+        # one gather through a per-category table; code -1 (missing) reads the appended -1
+        per_category = np.append(index.get_indexer(values.cat.categories.astype(str)), -1)
+        if small:
+            per_category = per_category.astype(np.min_scalar_type(-len(index)))
+        return per_category[values.array.codes]
+    codes = index.get_indexer(values)
+    return codes.astype(np.min_scalar_type(-len(index))) if small else codes
+
+
+def _text_positions(values: pd.Series, index: pd.Index) -> np.ndarray:
+    """Positions of text `values` in a unique text `index` (-1 when absent or missing), through Arrow's hash lookup:
+    a few times faster than pandas' for a million ids."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pa.array(values.astype("string"), type=pa.large_string())
+    found = pc.index_in(text, value_set=pa.array(index.astype("string"), type=pa.large_string()))
+    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype("int64")
 
 
 def distinct_per_row(rows: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:

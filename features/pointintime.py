@@ -11,8 +11,17 @@ import pandas as pd
 
 
 def to_ns(values: pd.Series | pd.DatetimeIndex) -> np.ndarray:
-    """UTC timestamps as int64 nanoseconds; missing values become the smallest int64 (NaT)."""
+    """UTC timestamps as int64 nanoseconds; missing values become the smallest int64 (NaT).
+
+    A datetime column already in nanoseconds is read in place (a read-only view: 50M event times are not copied).
+    """
     series = pd.Series(values)
+    if isinstance(series.dtype, pd.DatetimeTZDtype) or series.dtype.kind == "M":
+        # tz-aware values are stored as UTC instants, naive ones as written: asi8 is what the conversion below gives
+        array = series.array if series.array.unit == "ns" else series.array.as_unit("ns")
+        out = np.asarray(array.asi8).view()
+        out.flags.writeable = False
+        return out
     if getattr(series.dt, "tz", None) is not None:
         series = series.dt.tz_convert("UTC").dt.tz_localize(None)
     return series.astype("datetime64[ns]").to_numpy().view("int64")
@@ -21,17 +30,31 @@ def to_ns(values: pd.Series | pd.DatetimeIndex) -> np.ndarray:
 NAT = np.iinfo("int64").min
 
 
+def epoch_units(values: pd.Series) -> tuple[np.ndarray, int]:
+    """The int64 behind a datetime column in its own unit (read in place, read-only; NaT stays NAT) and the factor
+    from that unit to nanoseconds: compare 50M event times without converting them all."""
+    series = pd.Series(values)
+    if not (isinstance(series.dtype, pd.DatetimeTZDtype) or series.dtype.kind == "M"):
+        return to_ns(series), 1
+    out = np.asarray(series.array.asi8).view()
+    out.flags.writeable = False
+    return out, int(pd.Timedelta(1, unit=series.array.unit).value)
+
+
 def expand_before(
     query_keys: np.ndarray, query_times: np.ndarray, row_keys: np.ndarray, row_times: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (query position, row position) with equal keys and row time strictly before the query time.
 
     Keys are non-negative integer codes; a row whose key is negative (unknown) pairs with nothing. This is a
-    many-to-many join done with counts and offsets, so several cutoffs per lead cost no Python loop.
+    many-to-many join done with counts and offsets, so several cutoffs per lead cost no Python loop. Pairs come in
+    row order (then query order within a row).
     """
     n_keys = int(max(query_keys.max(initial=-1), row_keys.max(initial=-1))) + 1
-    order = np.argsort(query_keys, kind="stable")
     per_key = np.bincount(query_keys, minlength=n_keys)
+    if len(query_keys) and per_key.max() <= 1 and row_keys.min(initial=0) >= -1:
+        return _expand_before_unique(query_keys, query_times, row_keys, row_times, n_keys)
+    order = np.argsort(query_keys, kind="stable")
     first = np.cumsum(per_key) - per_key
     known = row_keys >= 0
     row_idx = np.flatnonzero(known)
@@ -42,6 +65,29 @@ def expand_before(
     query_rep = order[np.repeat(first[keys], repeats) + offsets]
     visible = (row_times[row_rep] < query_times[query_rep]) & (row_times[row_rep] != NAT)
     return query_rep[visible], row_rep[visible]
+
+
+_CHUNK = 1 << 20  # rows tested at a time: small temporaries stay in cache instead of 50M-row arrays
+
+
+def _expand_before_unique(
+    query_keys: np.ndarray, query_times: np.ndarray, row_keys: np.ndarray, row_times: np.ndarray, n_keys: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """`expand_before` when no key has two queries (batch scoring: one cutoff per lead): each row meets at most one
+    query, found through per-key tables instead of repeating rows; the same pairs in the same order."""
+    # the extra last slot answers key -1 (unknown): a cutoff of NAT, before which nothing lies
+    cutoff_of_key = np.full(n_keys + 1, NAT, dtype="int64")
+    cutoff_of_key[query_keys] = query_times
+    visible = np.empty(len(row_keys), dtype=bool)
+    for start in range(0, len(row_keys), _CHUNK):
+        window = slice(start, start + _CHUNK)
+        times = row_times[window]
+        visible[window] = (times < cutoff_of_key[row_keys[window]]) & (times != NAT)
+    rows = np.flatnonzero(visible)
+    del visible
+    query_of_key = np.full(n_keys + 1, -1, dtype="int32" if len(query_keys) < 2**31 else "int64")
+    query_of_key[query_keys] = np.arange(len(query_keys))
+    return query_of_key[row_keys[rows]].astype("int64"), rows
 
 
 def count_before(

@@ -32,6 +32,18 @@ def _key(value: object) -> str | None:
     return str(value).strip().lower()
 
 
+def per_distinct(values: pd.Series, function) -> np.ndarray:
+    """`values.map(function)` as an object array, with `function` called once per distinct value (and once with None
+    for missing values) instead of once per row: a few hundred thousand leads share a handful of answers."""
+    if values.dtype == object:  # mixed objects: 1 and True would count as one distinct value, yet word apart
+        return values.map(function).to_numpy(dtype=object)
+    codes, distinct = pd.factorize(values, use_na_sentinel=True)
+    results = np.empty(len(distinct) + 1, dtype=object)  # the last slot answers code -1 (missing)
+    for i, value in enumerate([*distinct, None]):
+        results[i] = function(value)
+    return results[codes]
+
+
 def category_points(values: pd.Series, category: FitCategory) -> pd.Series:
     """Points (0-100) each lead earns in one fit category."""
     if category.tiers:
@@ -43,7 +55,8 @@ def category_points(values: pd.Series, category: FitCategory) -> pd.Series:
         result = np.where(np.isnan(numbers) | (reached < 0), category.default, points[np.clip(reached, 0, None)])
         return pd.Series(result, index=values.index)
     lookup = {_key(k): v for k, v in category.points.items()}
-    return values.map(lambda v: lookup.get(_key(v), category.default)).astype("float64")
+    points = per_distinct(values, lambda v: lookup.get(_key(v), category.default))
+    return pd.Series(points, index=values.index).astype("float64")
 
 
 def fit_points(features: pd.DataFrame, rules: FitRules) -> pd.Series:
@@ -108,19 +121,30 @@ def assign_actions(
     """Action and SLA per lead from the routing table (stage x cell, dormant leads apart); due_by = as_of + SLA
     hours of elapsed time (UTC), also shown in `timezone`."""
     asleep = np.zeros(len(cells), dtype=bool) if dormant is None else dormant.to_numpy(dtype=bool)
-    routes = [rules.route(s, c, dormant=d) for s, c, d in zip(stages, cells, asleep, strict=True)]
-    actions = pd.Series(routes, index=cells.index, dtype=object)
-    hours = actions.map(lambda a: a.sla_hours).astype("float64")
+    # routed once per distinct (stage, cell, dormant): there are at most a few dozen
+    keys = pd.MultiIndex.from_arrays([np.asarray(stages, dtype=object), np.asarray(cells, dtype=object), asleep])
+    codes, distinct = keys.factorize()
+    routes = [rules.route(s, c, dormant=bool(d)) for s, c, d in distinct]
+    hours = pd.Series(np.array([a.sla_hours for a in routes], dtype="float64")[codes], index=cells.index)
+    names = np.array([a.action for a in routes], dtype=object)[codes] if routes else np.array([], dtype=object)
     due = pd.to_datetime(as_of, utc=True) + pd.to_timedelta(hours, unit="h")
     return pd.DataFrame(
         {
-            "action": actions.map(lambda a: a.action).astype("string"),
+            "action": pd.Series(names, index=cells.index, dtype=object).astype("string"),
             "sla_hours": hours,
             "due_by": due,
-            "due_by_local": due.dt.tz_convert(timezone).dt.strftime("%Y-%m-%d %H:%M %Z").where(due.notna()),
+            "due_by_local": _local_text(due, timezone),
         },
         index=cells.index,
     )
+
+
+def _local_text(due: pd.Series, timezone: str) -> pd.Series:
+    """Due-by times as local text ("2025-01-10 17:00 CET"), formatted once per distinct time (all leads of a run
+    share the as-of, so there are as many as SLAs); missing where `due` is."""
+    codes, distinct = pd.factorize(due, use_na_sentinel=True)
+    text = pd.Series(distinct).dt.tz_convert(timezone).dt.strftime("%Y-%m-%d %H:%M %Z")
+    return text.reindex(codes).set_axis(due.index).where(due.notna())
 
 
 def bant_met(features: pd.DataFrame, rules: GradeRules) -> pd.Series:
@@ -129,7 +153,8 @@ def bant_met(features: pd.DataFrame, rules: GradeRules) -> pd.Series:
     for column, values in rules.bant.qualified.items():
         if column in features:
             wanted = {_key(v) for v in values}
-            met += features[column].map(lambda v, wanted=wanted: _key(v) in wanted).astype(int)
+            qualified = per_distinct(features[column], lambda v, wanted=wanted: _key(v) in wanted)
+            met += pd.Series(qualified, index=features.index).astype(int)
     return met
 
 

@@ -36,7 +36,7 @@ MIN_LEVEL_ROWS = 30  # a category's conversion rate is quoted only when this man
 
 
 def _missing(value: object) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)  # NaN only
 
 
 def format_value(value: object, spec: FeatureSpec | None) -> str | None:
@@ -128,7 +128,7 @@ def citable(
         ok = known.copy() if sign > 0 else np.ones(len(values), dtype=bool)
         rates = (reference or {}).get("rates")
         if rates:  # good news only above the average rate, bad news only below it, as shown (to 0.1 %)
-            rate = np.round(values.astype("string").map(rates).astype("float64").to_numpy(), 3)
+            rate = np.round(_level_rates(values, rates), 3)
             overall = round(reference["overall_rate"], 3)
             ok &= np.isnan(rate) | (rate > overall if sign > 0 else rate < overall)
         return ok
@@ -149,6 +149,15 @@ def citable(
     if direction and converting is not None and sign < 0:  # bad news only when short of the converting lead
         ok &= ~known | (numbers < converting if direction > 0 else numbers > converting)
     return ok
+
+
+def _level_rates(values: pd.Series, rates: dict[str, float]) -> np.ndarray:
+    """Each row's level conversion rate (NaN when not quoted), looked up once per distinct level."""
+    if values.dtype == object:  # mixed objects: 1 and True would count as one level, yet read "1" and "True"
+        return values.astype("string").map(rates).astype("float64").to_numpy()
+    codes, distinct = pd.factorize(values, use_na_sentinel=True)
+    per_level = pd.Series(distinct).astype("string").map(rates).astype("float64").to_numpy()
+    return np.append(per_level, np.nan)[codes]  # code -1 (missing) reads the appended NaN
 
 
 # -- the reasons ------------------------------------------------------------------------------------------------------
@@ -222,24 +231,69 @@ def top_reasons(
         ) if features else np.zeros((len(matrix), 0), dtype=bool)
         for sign in (1, -1)
     }  # fmt: skip
-    columns = [values[name].to_numpy(dtype=object) for name in features]
-    cache: dict[tuple[int, object], str] = {}
-
-    def text(j: int, value: object) -> str:
-        key = (j, None if _missing(value) else value)
-        if key not in cache:
-            name = features[j]
-            cache[key] = reason_text(name, value, specs.get(name), reference.get(name))
-        return cache[key]
-
-    def texts(picks: list[np.ndarray]) -> list[str]:
-        return [SEPARATOR.join(text(j, columns[j][i]) for j in (p[i] for p in picks) if j >= 0)
-                for i in range(len(matrix))]  # fmt: skip
-
+    wording = _Wording([values[name] for name in features],
+                       [_feature_wording(n, specs.get(n), reference.get(n)) for n in features])  # fmt: skip
     return pd.DataFrame(
         {
-            "reasons_positive": texts(_side(matrix, allowed[1], concepts, 1, k)),
-            "reasons_negative": texts(_side(matrix, allowed[-1], concepts, -1, k)),
+            "reasons_positive": _joined_texts(_side(matrix, allowed[1], concepts, 1, k), wording),
+            "reasons_negative": _joined_texts(_side(matrix, allowed[-1], concepts, -1, k), wording),
         },
         index=contributions.index,
     )
+
+
+def _feature_wording(feature: str, spec: FeatureSpec | None, reference: dict | None):
+    """`reason_text` for one feature as a function of the value, with the parts that do not depend on the value (the
+    description, a numeric feature's typical converting lead) worded once."""
+    if not (reference and "converting" in reference):  # categorical levels quote their own rate
+        return lambda value: reason_text(feature, value, spec, reference)
+    description = spec.description if spec is not None else feature
+    converting = format_value(reference["converting"], spec) if reference["converting"] is not None else None
+    suffix = f", typical converting lead: {converting}" if converting is not None else ""
+
+    def text(value: object) -> str:
+        shown = format_value(value, spec)
+        return f"{description}: not known" if shown is None else f"{description}: {shown}{suffix}"
+
+    return text
+
+
+class _Wording:
+    """The reason text of feature `j` at given rows: each distinct value of a feature in the frame is worded once
+    (`texts[j](value)`, value None when missing), when a row first cites it."""
+
+    def __init__(self, columns: list[pd.Series], texts: list) -> None:
+        self.columns, self.texts = columns, texts
+        self.factorized: dict[int, tuple[np.ndarray, object, np.ndarray, np.ndarray]] = {}
+
+    def at(self, j: int, rows: np.ndarray) -> np.ndarray:
+        if j not in self.factorized:
+            codes, distinct = pd.factorize(self.columns[j], use_na_sentinel=True)
+            # one slot per distinct value and a last one for missing values (code -1 reads it)
+            slots = len(distinct) + 1
+            self.factorized[j] = (codes, distinct, np.empty(slots, dtype=object), np.zeros(slots, dtype=bool))
+        codes, distinct, words, worded = self.factorized[j]
+        wanted = codes[rows]
+        for code in np.unique(wanted[~worded[wanted]]):
+            words[code] = self.texts[j](distinct[code] if code >= 0 else None)
+            worded[code] = True
+        return words[wanted]
+
+
+def _joined_texts(picks: list[np.ndarray], wording: _Wording) -> np.ndarray:
+    """Per row, the texts of its picked features (-1: none) joined by SEPARATOR, in pick order: built one (pick,
+    feature) at a time and concatenated as arrays rather than row by row."""
+    n = len(picks[0]) if picks else 0
+    out = np.full(n, "", dtype=object)
+    started = np.zeros(n, dtype=bool)
+    for pick in picks:
+        part = np.empty(n, dtype=object)
+        has = pick >= 0
+        for j in np.unique(pick[has]):
+            rows = np.flatnonzero(pick == j)
+            part[rows] = wording.at(int(j), rows)
+        more, first = has & started, has & ~started
+        out[more] = out[more] + SEPARATOR + part[more]
+        out[first] = part[first]
+        started |= has
+    return out

@@ -7,6 +7,9 @@ by the chunk size beyond the loaded tables. Every open lead ends up once in the 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +43,23 @@ class Scored:
     contributions: pd.DataFrame | None
     drift: pd.Series
     summary: dict = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (STAGES), summed over chunks
+
+
+# predict's stages, in order, as `Scored.timings` names them (the predict benchmark prints them as a table)
+STAGES = ("spine", "events_by_chunk", "features", "model_scoring", "shap_contributions", "reason_text", "grades",
+          "assembly", "drift")  # fmt: skip
+
+
+@contextmanager
+def _timed(timings: dict[str, float] | None, stage: str) -> Iterator[None]:
+    """Add the time spent in the block to `timings[stage]` (when timings are kept)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        if timings is not None:
+            timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
 
 
 def _chunks(spine: pd.DataFrame, size: int) -> list[pd.DataFrame]:
@@ -74,24 +94,31 @@ def score_chunk(
     *,
     keep_contributions,
     reason_reference: dict | None = None,
+    timings: dict[str, float] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame]:
-    """Scores with reasons and grades for one chunk of the scoring spine; also its feature matrix."""
+    """Scores with reasons and grades for one chunk of the scoring spine; also its feature matrix. `timings`, when
+    given, gets the seconds of each stage added."""
     t = data.tables
     names = list(model.feature_names_in_)
-    context = FeatureContext(
-        spine, leads=t["leads"], accounts=t.get("accounts"), events=events, opportunities=t["opportunities"],
-        params=feature_params(settings),
-    )  # fmt: skip
-    # the model's features and the rules' inputs come from one context: one point-in-time join per chunk
-    features = feature_columns(context, list(dict.fromkeys(names + settings.grades.fit_features())))
-    X = features[names]
-    contributions = model.contributions(X)
-    raw = contributions.sum(axis=1).to_numpy()
-    probability = model.predict_proba(X)[:, 1]
-    reasons = top_reasons(contributions, X, feature_specs(context.params), reference=reason_reference)
-    chunk_data = CrmData(tables={**t, "events": events}, as_of=data.as_of)
-    graded = grade_spine(settings, chunk_data, spine, probability=pd.Series(probability), context=context,
-                         features=features)  # fmt: skip
+    with _timed(timings, "features"):
+        context = FeatureContext(
+            spine, leads=t["leads"], accounts=t.get("accounts"), events=events, opportunities=t["opportunities"],
+            params=feature_params(settings),
+        )  # fmt: skip
+        # the model's features and the rules' inputs come from one context: one point-in-time join per chunk
+        features = feature_columns(context, list(dict.fromkeys(names + settings.grades.fit_features())))
+        X = features[names]
+    with _timed(timings, "shap_contributions"):
+        contributions = model.contributions(X)
+        raw = contributions.sum(axis=1).to_numpy()
+    with _timed(timings, "model_scoring"):
+        probability = model.predict_proba(X)[:, 1]
+    with _timed(timings, "reason_text"):
+        reasons = top_reasons(contributions, X, feature_specs(context.params), reference=reason_reference)
+    with _timed(timings, "grades"):
+        chunk_data = CrmData(tables={**t, "events": events}, as_of=data.as_of)
+        graded = grade_spine(settings, chunk_data, spine, probability=pd.Series(probability), context=context,
+                             features=features)  # fmt: skip
     out = graded.assign(probability=probability, raw_score=raw, **{c: reasons[c].to_numpy() for c in reasons})
     kept = contributions.assign(lead_id=spine["lead_id"].to_numpy()) if keep_contributions else None
     return out, kept, X
@@ -109,21 +136,29 @@ def score_open_leads(
     keep_contributions: bool = False,
     progress=None,
 ) -> Scored:
-    """Score every lead open at `data.as_of`."""
-    spine = scoring_spine(data.tables["leads"], data.tables["opportunities"], as_of=data.as_of)
-    spine = spine.sort_values("lead_id", kind="stable").reset_index(drop=True)
-    chunks = _chunks(spine, chunk_size)
+    """Score every lead open at `data.as_of`; the result's `timings` hold the seconds of each stage (STAGES)."""
+    timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+    with _timed(timings, "spine"):
+        spine = scoring_spine(data.tables["leads"], data.tables["opportunities"], as_of=data.as_of)
+        spine = spine.sort_values("lead_id", kind="stable").reset_index(drop=True)
+        chunks = _chunks(spine, chunk_size)
     parts, contributions, matrices = [], [], []
-    for chunk, events in zip(chunks, _events_by_chunk(data.tables.get("events"), chunks), strict=True):
+    chunk_events = _events_by_chunk(data.tables.get("events"), chunks)
+    for chunk in chunks:
+        with _timed(timings, "events_by_chunk"):
+            events = next(chunk_events)
         scored, contrib, X = score_chunk(settings, data, chunk.reset_index(drop=True), events, model,
                                          keep_contributions=keep_contributions,
-                                         reason_reference=getattr(wrapper, "reason_reference", None))  # fmt: skip
+                                         reason_reference=getattr(wrapper, "reason_reference", None),
+                                         timings=timings)  # fmt: skip
         parts.append(scored)
-        matrices.append(X.sample(n=min(len(X), 20_000), random_state=0) if len(X) else X)
+        with _timed(timings, "drift"):  # the drift check's sample of the feature matrix
+            matrices.append(X.sample(n=min(len(X), 20_000), random_state=0) if len(X) else X)
         if contrib is not None:
             contributions.append(contrib)
         if progress is not None:
             progress(len(chunk))
+    assembly_start = time.perf_counter()
     scores = pd.concat(parts, ignore_index=True)
     valid = np.isfinite(scores["probability"].to_numpy())
     rejects = _rejects(data, scores.loc[~valid, "lead_id"])
@@ -136,10 +171,15 @@ def score_open_leads(
     scores["model_name"], scores["model_version"] = model_name, model_version
     scores["feature_set"] = getattr(wrapper, "feature_set", "")
     scores = scores.sort_values(["probability", "lead_id"], ascending=[False, True], kind="stable")
-    drift = _drift(wrapper, pd.concat(matrices, ignore_index=True), scores)
-    result = Scored(scores[OUTPUT_COLUMNS].reset_index(drop=True), rejects,
-                    pd.concat(contributions, ignore_index=True) if contributions else None, drift)  # fmt: skip
-    result.summary = summarise(result)
+    timings["assembly"] += time.perf_counter() - assembly_start
+    with _timed(timings, "drift"):
+        drift = _drift(wrapper, pd.concat(matrices, ignore_index=True), scores)
+    with _timed(timings, "assembly"):
+        result = Scored(scores[OUTPUT_COLUMNS].reset_index(drop=True), rejects,
+                        pd.concat(contributions, ignore_index=True) if contributions else None, drift)  # fmt: skip
+        result.summary = summarise(result)
+    result.timings = timings
+    log.debug("predict stages (s): %s", ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
     return result
 
 

@@ -198,12 +198,25 @@ def _isin(values: pd.Series, allowed: pd.Index) -> pd.Series:
     Through a hash lookup (`get_indexer`): pandas' `isin` on Arrow-backed strings builds a Python list of the
     allowed values on every call (0.7 s per call for 100k leads).
     """
-    allowed = pd.Index(allowed).dropna().unique()
+    allowed = pd.Index(allowed).dropna()
     if not isinstance(values.dtype, pd.CategoricalDtype):
-        return pd.Series(allowed.get_indexer(values) >= 0, index=values.index) & values.notna()
-    found = allowed.get_indexer(values.cat.categories) >= 0
+        return pd.Series(_found_in(values, allowed), index=values.index) & values.notna()
+    found = _found_in(values.cat.categories, allowed)
     per_category = np.append(found, False)  # code -1 (missing) -> the last entry
-    return pd.Series(per_category[values.cat.codes.to_numpy()], index=values.index)
+    return pd.Series(per_category[values.array.codes], index=values.index)
+
+
+def _found_in(values: pd.Series | pd.Index, allowed: pd.Index) -> np.ndarray:
+    """Which `values` are among `allowed` (no missing values in it). Text through Arrow's hash set: a few times
+    faster than pandas' `get_indexer` on a million ids; anything else through `get_indexer`."""
+    if pd.api.types.is_string_dtype(values) and pd.api.types.is_string_dtype(allowed):
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        text = pa.array(pd.Series(values).astype("string"), type=pa.large_string())
+        found = pc.is_in(text, value_set=pa.array(pd.Series(allowed).astype("string"), type=pa.large_string()))
+        return found.fill_null(False).to_numpy(zero_copy_only=False)
+    return allowed.unique().get_indexer(values) >= 0
 
 
 def _normalise_labels(frame: pd.DataFrame, table: str) -> None:
@@ -338,7 +351,8 @@ def _check_references(
     present = frame[column].notna()
     known = _isin(frame[column], seen)
     unknown = present & ~known
-    rejected_parent = present & known & ~_isin(frame[column], valid)
+    # `valid` is a subset of `seen` without repeats: of the same size, it is the same set and no parent was rejected
+    rejected_parent = present & known & ~_isin(frame[column], valid) if len(valid) != len(seen) else present & False
     reject = severity == "error"
     check.flag(
         unknown,

@@ -194,3 +194,24 @@ def test_registry_describes_every_feature():
     with pytest.raises(ValueError, match="unknown feature set"):
         feature_set("nope")
     assert feature_set("mine", {"mine": ["lead_age_days"]}) == ["lead_age_days"]
+
+
+@pytest.mark.parametrize("unit", ["ns", "us", "s"])
+@pytest.mark.parametrize("several_cutoffs", [False, True])
+def test_event_features_do_not_depend_on_how_events_are_stored(unit, several_cutoffs):
+    """Plain-text ids in nanoseconds, or categorical ids and types (as loaded) in coarser units: the same features,
+    with a sales touch (never a feature), an event of an unknown lead and a cutoff between two microseconds."""
+    extra = pd.DataFrame({"lead_id": ["L1", "L9", "L2"], "occurred_at": [CUTOFF - DAY, CUTOFF - DAY, CUTOFF],
+                          "event_type": ["sales_call", "page_view", "page_view"], "value": [np.nan] * 3})  # fmt: skip
+    events = pd.concat([EVENTS, extra], ignore_index=True)
+    cutoffs = [CUTOFF, CUTOFF + pd.Timedelta(nanoseconds=500)]
+    spine = pd.DataFrame({"lead_id": ["L1", "L2"] * (2 if several_cutoffs else 1),
+                          "cutoff_time": cutoffs * (2 if several_cutoffs else 1)})  # fmt: skip
+    if several_cutoffs:
+        spine.loc[2:, "cutoff_time"] = [CUTOFF + 3 * DAY, CUTOFF - 2 * DAY - SECOND]
+    spine.loc[len(spine)] = ["L3", CUTOFF]  # a lead without events
+    stored = events.astype({"occurred_at": "datetime64[ns, UTC]"})
+    loaded = events.astype({"lead_id": "category", "event_type": "category", "occurred_at": f"datetime64[{unit}, UTC]"})
+    expected, got = features_for(spine, events=stored), features_for(spine, events=loaded)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    assert expected["events_page_view_count_7d"].tolist()[:2] == [0, 1]  # L2's view at CUTOFF is before CUTOFF+500ns
