@@ -85,6 +85,19 @@ def _events_by_chunk(events: pd.DataFrame | None, chunks: list[pd.DataFrame]):
         yield events.iloc[np.flatnonzero(which == i)]
 
 
+def account_scope(leads: pd.DataFrame, opportunities: pd.DataFrame, lead_ids: pd.Series) -> dict[str, pd.DataFrame]:
+    """The leads and deals that features of `lead_ids` can see: those leads, the other leads of their accounts and
+    all these leads' deals. No builder looks past the lead's account, so a chunk's features are the same from this
+    scope as from the whole CRM, and each chunk no longer walks every lead and deal (at 1M leads that walk, once per
+    chunk, cost more than the chunk's own work)."""
+    own = leads["lead_id"].isin(lead_ids)
+    if "account_id" in leads:
+        accounts = leads.loc[own, "account_id"].dropna().unique()
+        own |= leads["account_id"].isin(accounts)
+    scoped = leads[own]
+    return {"leads": scoped, "opportunities": opportunities[opportunities["lead_id"].isin(scoped["lead_id"])]}
+
+
 def score_chunk(
     settings: Settings,
     data: CrmData,
@@ -98,9 +111,9 @@ def score_chunk(
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame]:
     """Scores with reasons and grades for one chunk of the scoring spine; also its feature matrix. `timings`, when
     given, gets the seconds of each stage added."""
-    t = data.tables
     names = list(model.feature_names_in_)
     with _timed(timings, "features"):
+        t = {**data.tables, **account_scope(data.tables["leads"], data.tables["opportunities"], spine["lead_id"])}
         context = FeatureContext(
             spine, leads=t["leads"], accounts=t.get("accounts"), events=events, opportunities=t["opportunities"],
             params=feature_params(settings),

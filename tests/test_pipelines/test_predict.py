@@ -181,3 +181,18 @@ def test_no_drift_when_scoring_the_leads_the_model_was_deployed_on(project):
     result = score_open_leads(settings, data, model, wrapper, model_name="m", model_version="1")
     assert {"lead_age_days", "events_days_since_last", "probability"} <= set(result.drift.index)
     assert result.drift.max() < 0.01
+
+
+def test_scores_do_not_depend_on_the_chunk_size(project):
+    """Each chunk sees only its leads' accounts (their leads and deals): small chunks must give the same scores,
+    reasons and grades as one chunk holding every lead (which sees the whole CRM)."""
+    from pipelines import tracking
+    from pipelines.predict import score_open_leads
+
+    settings = load_settings(project)
+    data = load_crm(settings)
+    tracking.use_store(settings)
+    model, wrapper = tracking.load_conversion_model(f"models:/{settings.mlflow.registered_model}@champion")
+    whole = score_open_leads(settings, data, model, wrapper, model_name="m", model_version="1", chunk_size=10**6)
+    small = score_open_leads(settings, data, model, wrapper, model_name="m", model_version="1", chunk_size=97)
+    pd.testing.assert_frame_equal(small.scores, whole.scores)
