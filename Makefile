@@ -39,6 +39,8 @@ demo: setup
 	$(BIN)/leadscore predict --config $(DEMO)/leadscore.toml --as-of $(PAST_RUN_2) --out $(DEMO)/output/scores_$(PAST_RUN_2).csv
 	$(BIN)/leadscore train --config $(DEMO)/leadscore.toml
 	$(BIN)/leadscore predict --config $(DEMO)/leadscore.toml --out $(DEMO)/output/scores.csv
+	$(BIN)/leadscore train --config $(DEMO)/leadscore.toml --level account
+	$(BIN)/leadscore predict --config $(DEMO)/leadscore.toml --level account --out $(DEMO)/output/accounts.csv
 	$(BIN)/leadscore explain --config $(DEMO)/leadscore.toml --out $(DEMO)/output/report.html
 	$(BIN)/leadscore monitor --config $(DEMO)/leadscore.toml --out $(DEMO)/output/monitor.html || [ $$? -eq 3 ]
 
