@@ -24,7 +24,7 @@ from features.spine import (
     candidate_cutoffs,
     first_decision,
     label,
-    lead_weights,
+    labelled_rows,
     still_open,
     thin_snapshots,
 )
@@ -100,20 +100,8 @@ def build_account_spine(
     kept_open = thin_snapshots(_as_lead_key(open_rows), max_snapshots=policy.max_snapshots, seed=policy.seed)
     thinned = open_rows[kept_open].reset_index(drop=True)
     converted = account_label(thinned, leads, opportunities, horizon=policy.horizon, data_end=as_of)
-    spine = thinned.assign(converted=converted.to_numpy())
-    kept = spine[converted.notna().to_numpy()].astype({"converted": "int8"})
-    kept = kept.sort_values(["cutoff_time", KEY], kind="stable").reset_index(drop=True)
-    kept["sample_weight"] = lead_weights(kept[KEY])
-    stats = SpineStats(
-        candidates=len(candidates),
-        closed_before_cutoff=len(candidates) - len(open_rows),
-        thinned=int((~kept_open).sum()),
-        censored=int(converted.isna().sum()),
-        rows=len(kept),
-        positives=int(kept["converted"].sum()),
-        leads=int(kept[KEY].nunique()),
-    )
-    return kept, stats
+    return labelled_rows(thinned, converted, key=KEY, candidates=len(candidates),
+                         closed_before_cutoff=len(candidates) - len(open_rows), thinned_out=int((~kept_open).sum()))
 
 
 def account_scoring_spine(leads: pd.DataFrame, opportunities: pd.DataFrame, *, as_of: pd.Timestamp) -> pd.DataFrame:

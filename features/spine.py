@@ -139,18 +139,34 @@ def build_spine(
     kept_open = thin_snapshots(open_rows, max_snapshots=policy.max_snapshots, seed=policy.seed)
     thinned = open_rows[kept_open].reset_index(drop=True)
     converted = label(thinned, opportunities, horizon=policy.horizon, data_end=as_of)
-    spine = thinned.assign(converted=converted)
-    kept = spine[converted.notna()].astype({"converted": "int8"})
-    kept = kept.sort_values(["cutoff_time", "lead_id"], kind="stable").reset_index(drop=True)
-    kept["sample_weight"] = lead_weights(kept["lead_id"])
+    return labelled_rows(thinned, converted, key="lead_id", candidates=len(candidates),
+                         closed_before_cutoff=len(candidates) - len(open_rows), thinned_out=int((~kept_open).sum()))
+
+
+def labelled_rows(
+    thinned: pd.DataFrame,
+    converted: pd.Series,
+    *,
+    key: str,
+    candidates: int,
+    closed_before_cutoff: int,
+    thinned_out: int,
+) -> tuple[pd.DataFrame, SpineStats]:
+    """The kept rows of a spine (lead or account, named by `key`) with their labels, in time order and weighted so
+    that every `key` counts the same; censored rows (label NaN) counted and dropped."""
+    label_values = pd.Series(converted).to_numpy(dtype="float64", na_value=np.nan)
+    observed = ~np.isnan(label_values)
+    kept = thinned.assign(converted=label_values)[observed].astype({"converted": "int8"})
+    kept = kept.sort_values(["cutoff_time", key], kind="stable").reset_index(drop=True)
+    kept["sample_weight"] = lead_weights(kept[key])
     stats = SpineStats(
-        candidates=len(candidates),
-        closed_before_cutoff=len(candidates) - len(open_rows),
-        thinned=int((~kept_open).sum()),
-        censored=int(converted.isna().sum()),
+        candidates=candidates,
+        closed_before_cutoff=closed_before_cutoff,
+        thinned=thinned_out,
+        censored=int((~observed).sum()),
         rows=len(kept),
         positives=int(kept["converted"].sum()),
-        leads=int(kept["lead_id"].nunique()),
+        leads=int(kept[key].nunique()),
     )
     return kept, stats
 
@@ -162,5 +178,5 @@ def scoring_spine(leads: pd.DataFrame, opportunities: pd.DataFrame, *, as_of: pd
     return candidates[still_open(candidates, leads, opportunities)].reset_index(drop=True)
 
 
-__all__ = ["CutoffPolicy", "SpineStats", "build_spine", "scoring_spine", "label", "lead_weights", "still_open",
-           "thin_snapshots", "to_ns"]  # fmt: skip
+__all__ = ["CutoffPolicy", "SpineStats", "build_spine", "scoring_spine", "label", "labelled_rows", "lead_weights",
+           "still_open", "thin_snapshots", "to_ns"]  # fmt: skip

@@ -37,6 +37,7 @@ from pipelines.training import (
     gap_days,
     holdout_split,
     reasons_reference,
+    register_and_gate,
     score_reference_of,
     training_data_id,
 )
@@ -164,7 +165,6 @@ def account_reference_population(settings: Settings, data: CrmData, feature_name
 def train_accounts(settings: Settings, data: CrmData, *, promote_anyway: bool = False) -> AccountTrainResult:
     """The whole `leadscore train --level account`: fit and evaluate, then log, register and gate in MLflow."""
     from pipelines import tracking
-    from pipelines.training import gate
 
     mlflow = tracking.mlflow_module()
     experiment = tracking.use_store(settings)
@@ -208,22 +208,9 @@ def train_accounts(settings: Settings, data: CrmData, *, promote_anyway: bool = 
             reference_profile=drift_profile(deployed, population, categorical=training.categorical),
             feature_set="account", score_reference=reference, reason_reference=reasons_reference(training),
         )  # fmt: skip
-        version = tracking.register(acc, info.model_uri, run_id=run.info.run_id)
-        champion = tracking.champion_version(acc)
-        if promote_anyway or champion is None:
-            promoted = True
-            decision = f"gate: promoted v{version}: " + ("--promote given" if promote_anyway else "no champion yet")
-        else:
-            champion_model, _ = tracking.load_conversion_model(f"models:/{acc.mlflow.registered_model}@champion")
-            verdict = gate(acc, result, champion_model, versions=(version, champion),
-                           champion_fingerprint=tracking.version_param(acc, champion, "training_data"))  # fmt: skip
-            promoted, decision = verdict.promoted, verdict.text
-            mlflow.log_metrics({f"gate.{k}": float(v) for k, v in verdict.figures.items()})
-        if promoted:
-            tracking.promote(acc, version)
-        tracking.tag_version(acc, version, {"gate.decision": decision, "gate.promoted": str(promoted)})
-        mlflow.set_tags({"level": "account", "gate.decision": decision, "registered_version": version})
-        tracking.describe_version(acc, version, result.metrics, decision=decision)
+        version, decision = register_and_gate(acc, result, info.model_uri, run_id=run.info.run_id,
+                                              promote_anyway=promote_anyway)  # fmt: skip
+        mlflow.set_tags({"level": "account"})
         out.version, out.decision, out.run_id = version, decision, run.info.run_id
     return out
 

@@ -400,27 +400,46 @@ def train(
             score_reference=score_reference,
             reason_reference=reasons_reference(training),
         )
-        version = tracking.register(settings, info.model_uri, run_id=run.info.run_id)
-        champion = tracking.champion_version(settings)
-        if promote_anyway or champion is None:
-            promoted = True
-            decision = f"gate: promoted v{version}: " + ("--promote given" if promote_anyway else "no champion yet")
-        else:
-            champion_model, _wrapper = tracking.load_conversion_model(
-                f"models:/{settings.mlflow.registered_model}@champion"
-            )
-            verdict = gate(settings, result, champion_model, data=data, versions=(version, champion),
-                           champion_fingerprint=tracking.version_param(settings, champion, "training_data"))
-            promoted, decision = verdict.promoted, verdict.text
-            mlflow.log_metrics({f"gate.{k}": float(v) for k, v in verdict.figures.items()})
-            tracking.tag_version(settings, champion, {"gate.last_challenge": decision})
-        if promoted:
-            tracking.promote(settings, version)
-        tracking.tag_version(settings, version, {"gate.decision": decision, "gate.promoted": str(promoted)})
-        mlflow.set_tags({"gate.decision": decision, "gate.promoted": str(promoted), "registered_version": version})
-        tracking.describe_version(settings, version, result.metrics, decision=decision)
+        version, decision = register_and_gate(settings, result, info.model_uri, run_id=run.info.run_id, data=data,
+                                              promote_anyway=promote_anyway)  # fmt: skip
         result.run_id, result.version, result.decision = run.info.run_id, version, decision
     return result
+
+
+def register_and_gate(
+    settings: Settings,
+    result: TrainResult,
+    model_uri: str,
+    *,
+    run_id: str,
+    data: CrmData | None = None,
+    promote_anyway: bool = False,
+) -> tuple[str, str]:
+    """Register the deployed model under `settings.mlflow.registered_model`, promote it when told to, when there is no
+    champion yet or when it wins the gate, and record the decision on both versions and the active run. Returns the
+    new version and the decision line."""
+    from pipelines import tracking
+
+    mlflow = tracking.mlflow_module()
+    version = tracking.register(settings, model_uri, run_id=run_id)
+    champion = tracking.champion_version(settings)
+    if promote_anyway or champion is None:
+        promoted = True
+        decision = f"gate: promoted v{version}: " + ("--promote given" if promote_anyway else "no champion yet")
+    else:
+        champion_uri = f"models:/{settings.mlflow.registered_model}@champion"
+        champion_model, _wrapper = tracking.load_conversion_model(champion_uri)
+        verdict = gate(settings, result, champion_model, data=data, versions=(version, champion),
+                       champion_fingerprint=tracking.version_param(settings, champion, "training_data"))  # fmt: skip
+        promoted, decision = verdict.promoted, verdict.text
+        mlflow.log_metrics({f"gate.{k}": float(v) for k, v in verdict.figures.items()})
+        tracking.tag_version(settings, champion, {"gate.last_challenge": decision})
+    if promoted:
+        tracking.promote(settings, version)
+    tracking.tag_version(settings, version, {"gate.decision": decision, "gate.promoted": str(promoted)})
+    mlflow.set_tags({"gate.decision": decision, "gate.promoted": str(promoted), "registered_version": version})
+    tracking.describe_version(settings, version, result.metrics, decision=decision)
+    return version, decision
 
 
 def _log_grade_analysis(settings: Settings, data: CrmData, model: ConversionModel, training: TrainingSet) -> None:
