@@ -11,7 +11,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from features.pointintime import NAT, epoch_units, expand_before, to_ns
+from features.pointintime import NAT, epoch_units, to_ns
 from features.schemas import EVENT_TYPES, SALES_TOUCH_EVENTS
 
 NS_PER_DAY = 86_400 * 10**9
@@ -55,13 +55,14 @@ class EventWindow:
     type_code: np.ndarray  # index into `types`
     types: tuple[str, ...]
     event_row: np.ndarray  # position of the event in the events table
-    event_ns: np.ndarray  # event time (int64 ns)
+    event_times: np.ndarray  # the events table's times (int64, in units of `ns_per_unit` ns)
+    ns_per_unit: int = 1
     events: pd.DataFrame | None = None
 
     @cached_property
     def day(self) -> np.ndarray:
         """UTC calendar day number of the event."""
-        return self.event_ns // NS_PER_DAY
+        return self.event_times[self.event_row] * self.ns_per_unit // NS_PER_DAY
 
     @cached_property
     def value(self) -> np.ndarray:
@@ -72,15 +73,6 @@ class EventWindow:
 
     def code(self, event_type: str) -> int:
         return self.types.index(event_type) if event_type in self.types else -1
-
-    @cached_property
-    def type_bins(self) -> tuple[np.ndarray, np.ndarray]:
-        """(spine row x n types + type code, age) of the events of a known type: what window counts bin."""
-        known = self.type_code >= 0
-        flat = self.row.astype("int64") * len(self.types) + self.type_code
-        if known.all():
-            return flat, self.age_days
-        return flat[known], self.age_days[known]
 
 
 class FeatureContext:
@@ -134,6 +126,8 @@ class FeatureContext:
 
     @cached_property
     def event_window(self) -> EventWindow:
+        from features.kernels import pairs_before, window_columns  # numba compiles on first use, not on import
+
         types = tuple(EVENT_TYPES)
         events = self.events
         if events is None or events.empty:
@@ -152,27 +146,27 @@ class FeatureContext:
         # sales touches are coded after the vocabulary: one lookup gives the type and the touches, which pair with
         # no spine row (they would leak sales' reaction to a lead into its features)
         type_codes = _codes(events["event_type"], pd.Index([*types, *SALES_TOUCH_EVENTS]), small=True)
-        touches = type_codes >= len(types)
-        if touches.any():
-            row_keys = np.where(touches, -1, row_keys)
-        del touches
         with_events = np.flatnonzero(query_keys >= 0)  # a lead without events pairs with nothing
         event_times, per_ns = epoch_units(events["occurred_at"])
         # in the events' own unit: a whole unit t is before the cutoff c (ns) exactly when t < ceil(c / per_ns)
         cutoffs = self.cutoff_ns[with_events]
         if per_ns > 1:
             cutoffs = np.where(cutoffs == NAT, NAT, -(-cutoffs // per_ns))
-        query, row = expand_before(query_keys[with_events], cutoffs, row_keys, event_times)
-        del row_keys
+        query, row = pairs_before(
+            query_keys[with_events], cutoffs, row_keys, event_times, row_skip=type_codes >= len(types)
+        )
         query = with_events[query]
-        event_ns = event_times[row] * per_ns
+        type_code, age_days = window_columns(
+            query, row, row_types=type_codes, row_times=event_times, query_ns=self.cutoff_ns, per_ns=per_ns
+        )
         return EventWindow(
             row=query,
-            age_days=(self.cutoff_ns[query] - event_ns) / NS_PER_DAY,
-            type_code=type_codes[row],
+            age_days=age_days,
+            type_code=type_code,
             types=types,
             event_row=row,
-            event_ns=event_ns,
+            event_times=event_times,
+            ns_per_unit=per_ns,
             events=events,
         )
 
@@ -180,11 +174,12 @@ class FeatureContext:
         """Matrix (spine rows x event types) of event counts in the last `window_days` before the cutoff."""
         cache = self.__dict__.setdefault("_count_cache", {})
         if window_days not in cache:
+            from features.kernels import window_counts
+
             w = self.event_window
-            flat, age = w.type_bins
-            inside = flat if np.isinf(window_days) and window_days > 0 else flat[age <= window_days]
-            n_types = len(w.types)
-            cache[window_days] = np.bincount(inside, minlength=self.n * n_types).reshape(self.n, n_types)
+            cache[window_days] = window_counts(
+                w.row, w.type_code, w.age_days, window_days=window_days, n_rows=self.n, n_types=len(w.types)
+            )
         return cache[window_days]
 
     def distinct_days(self, window_days: float, types: tuple[str, ...] | None = None) -> np.ndarray:

@@ -46,48 +46,13 @@ def expand_before(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pairs (query position, row position) with equal keys and row time strictly before the query time.
 
-    Keys are non-negative integer codes; a row whose key is negative (unknown) pairs with nothing. This is a
-    many-to-many join done with counts and offsets, so several cutoffs per lead cost no Python loop. Pairs come in
-    row order (then query order within a row).
+    Keys are integer codes; a row or query whose key is negative (unknown) pairs with nothing. Several cutoffs per
+    key cost no Python loop (a compiled loop over the rows, on every core). Pairs come in row order (then query
+    order within a row).
     """
-    n_keys = int(max(query_keys.max(initial=-1), row_keys.max(initial=-1))) + 1
-    per_key = np.bincount(query_keys, minlength=n_keys)
-    if len(query_keys) and per_key.max() <= 1 and row_keys.min(initial=0) >= -1:
-        return _expand_before_unique(query_keys, query_times, row_keys, row_times, n_keys)
-    order = np.argsort(query_keys, kind="stable")
-    first = np.cumsum(per_key) - per_key
-    known = row_keys >= 0
-    row_idx = np.flatnonzero(known)
-    keys = row_keys[row_idx]
-    repeats = per_key[keys]
-    row_rep = np.repeat(row_idx, repeats)
-    offsets = np.arange(len(row_rep)) - np.repeat(np.cumsum(repeats) - repeats, repeats)
-    query_rep = order[np.repeat(first[keys], repeats) + offsets]
-    visible = (row_times[row_rep] < query_times[query_rep]) & (row_times[row_rep] != NAT)
-    return query_rep[visible], row_rep[visible]
+    from features.kernels import pairs_before  # numba compiles on first use, not when features are imported
 
-
-_CHUNK = 1 << 20  # rows tested at a time: small temporaries stay in cache instead of 50M-row arrays
-
-
-def _expand_before_unique(
-    query_keys: np.ndarray, query_times: np.ndarray, row_keys: np.ndarray, row_times: np.ndarray, n_keys: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """`expand_before` when no key has two queries (batch scoring: one cutoff per lead): each row meets at most one
-    query, found through per-key tables instead of repeating rows; the same pairs in the same order."""
-    # the extra last slot answers key -1 (unknown): a cutoff of NAT, before which nothing lies
-    cutoff_of_key = np.full(n_keys + 1, NAT, dtype="int64")
-    cutoff_of_key[query_keys] = query_times
-    visible = np.empty(len(row_keys), dtype=bool)
-    for start in range(0, len(row_keys), _CHUNK):
-        window = slice(start, start + _CHUNK)
-        times = row_times[window]
-        visible[window] = (times < cutoff_of_key[row_keys[window]]) & (times != NAT)
-    rows = np.flatnonzero(visible)
-    del visible
-    query_of_key = np.full(n_keys + 1, -1, dtype="int32" if len(query_keys) < 2**31 else "int64")
-    query_of_key[query_keys] = np.arange(len(query_keys))
-    return query_of_key[row_keys[rows]].astype("int64"), rows
+    return pairs_before(query_keys, query_times, row_keys, row_times)
 
 
 def count_before(
