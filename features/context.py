@@ -11,6 +11,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from features.keys import positions
 from features.pointintime import NAT, epoch_units, to_ns
 from features.schemas import EVENT_TYPES, SALES_TOUCH_EVENTS
 
@@ -98,7 +99,7 @@ class FeatureContext:
     @cached_property
     def lead_rows(self) -> pd.DataFrame:
         """The lead's own attributes, one row per spine row (attributes are taken as known at creation)."""
-        position = pd.Index(self.leads["lead_id"]).get_indexer(self.spine["lead_id"])
+        position = positions(self.spine["lead_id"], pd.Index(self.leads["lead_id"]))
         if (position < 0).any():
             missing = self.spine.loc[position < 0, "lead_id"].iloc[0]
             raise KeyError(f"spine lead {missing!r} is not in the leads table")
@@ -110,7 +111,7 @@ class FeatureContext:
         columns = ["account_id", "industry", "employee_count", "annual_revenue", "country"]
         if self.accounts is None or "account_id" not in self.leads:
             return pd.DataFrame(index=range(self.n), columns=columns)
-        position = pd.Index(self.accounts["account_id"]).get_indexer(self.lead_rows["account_id"])
+        position = positions(self.lead_rows["account_id"], pd.Index(self.accounts["account_id"]))
         frame = self.accounts.reindex(columns=columns).iloc[np.where(position < 0, 0, position)]
         frame = frame.reset_index(drop=True)
         frame.loc[position < 0, :] = None
@@ -122,7 +123,16 @@ class FeatureContext:
         if "account_id" not in self.leads:
             return np.full(self.n, -1), pd.Index([])
         index = pd.Index(self.leads["account_id"].dropna().unique())
-        return index.get_indexer(self.lead_rows["account_id"]), index
+        return positions(self.lead_rows["account_id"], index), index
+
+    @cached_property
+    def deal_account_codes(self) -> np.ndarray:
+        """Each deal's account, as a code of `account_codes`' index (-1: no account, or a lead not in the table)."""
+        _, index = self.account_codes
+        if self.opportunities is None or len(index) == 0:
+            return np.full(0 if self.opportunities is None else len(self.opportunities), -1)
+        account_of_lead = np.append(positions(self.leads["account_id"], index), -1)  # position -1 reads the last
+        return account_of_lead[positions(self.opportunities["lead_id"], pd.Index(self.leads["lead_id"]))]
 
     @cached_property
     def event_window(self) -> EventWindow:
@@ -138,7 +148,7 @@ class FeatureContext:
         lead = events["lead_id"]
         if isinstance(lead.dtype, pd.CategoricalDtype) and pd.api.types.is_string_dtype(lead.cat.categories):
             row_keys = lead.array.codes  # a read-only view, not a copy
-            query_keys = _text_positions(self.spine["lead_id"], lead.cat.categories)
+            query_keys = positions(self.spine["lead_id"], lead.cat.categories)
         else:
             spine_index = pd.Index(self.spine["lead_id"].unique())
             row_keys = _codes(lead, spine_index)
@@ -210,17 +220,6 @@ def _codes(values: pd.Series, index: pd.Index, *, small: bool = False) -> np.nda
         return per_category[values.array.codes]
     codes = index.get_indexer(values)
     return codes.astype(np.min_scalar_type(-len(index))) if small else codes
-
-
-def _text_positions(values: pd.Series, index: pd.Index) -> np.ndarray:
-    """Positions of text `values` in a unique text `index` (-1 when absent or missing), through Arrow's hash lookup:
-    a few times faster than pandas' for a million ids."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    text = pa.array(values.astype("string"), type=pa.large_string())
-    found = pc.index_in(text, value_set=pa.array(index.astype("string"), type=pa.large_string()))
-    return found.fill_null(-1).to_numpy(zero_copy_only=False).astype("int64")
 
 
 def distinct_per_row(rows: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:

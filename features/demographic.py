@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from features.context import NS_PER_DAY, FeatureContext
+from features.keys import is_in, on_distinct
 from features.pointintime import to_ns
 from features.registry import feature
 
@@ -54,6 +55,10 @@ PROFILE_FIELDS = ("email", "phone", "job_title", "department", "country", "accou
 
 def seniority_from_title(titles: pd.Series) -> pd.Series:
     """Seniority level read from a job title ('VP of Sales' -> 'vp'); a title matching nothing is 'individual'."""
+    return on_distinct(titles, _seniority_from_title)
+
+
+def _seniority_from_title(titles: pd.Series) -> pd.Series:
     lowered = titles.astype("string").str.lower()
     result = pd.Series(pd.NA, index=titles.index, dtype="string")
     result[lowered.notna()] = "individual"
@@ -65,7 +70,7 @@ def seniority_from_title(titles: pd.Series) -> pd.Series:
 def _column(ctx: FeatureContext, name: str) -> pd.Series:
     rows = ctx.lead_rows
     if name in rows:
-        return rows[name].astype("string").str.strip().str.lower().replace("", pd.NA)
+        return on_distinct(rows[name], lambda v: v.astype("string").str.strip().str.lower().replace("", pd.NA))
     return pd.Series(pd.NA, index=rows.index, dtype="string")
 
 
@@ -101,7 +106,7 @@ def lead_email_is_business(ctx: FeatureContext) -> pd.Series:
     domain_type = _column(ctx, "email_domain_type")
     free = FREE_EMAIL_DOMAINS | set(ctx.params.free_email_domains)
     domain = _column(ctx, "email").str.extract(r"@([^@\s]+)$", expand=False)
-    from_email = pd.Series(np.where(domain.isna(), np.nan, ~domain.isin(free)), index=domain.index)
+    from_email = pd.Series(np.where(domain.isna(), np.nan, ~is_in(domain, free)), index=domain.index)
     from_type = domain_type.map({"business": 1.0, "free": 0.0}).astype("float64")
     return from_type.fillna(from_email.astype("float64")).rename("lead_email_is_business")
 

@@ -16,11 +16,10 @@ def _closed_deals(ctx: FeatureContext, status: str) -> tuple[np.ndarray, np.ndar
     opps = ctx.opportunities
     if opps is None or len(index) == 0:
         return np.zeros(ctx.n), np.full(ctx.n, NAT)
-    deals = opps[opps["status"] == status]
-    account_of_lead = ctx.leads.set_index("lead_id")["account_id"]
-    deal_codes = index.get_indexer(deals["lead_id"].map(account_of_lead))
+    chosen = (opps["status"] == status).to_numpy(dtype=bool, na_value=False)
+    deal_codes = ctx.deal_account_codes[chosen]
     # the outcome is known at closed_at, not before: that is the time that must precede the cutoff
-    return count_before(deal_codes, to_ns(deals["closed_at"]), codes, ctx.cutoff_ns)
+    return count_before(deal_codes, to_ns(opps.loc[chosen, "closed_at"]), codes, ctx.cutoff_ns)
 
 
 @feature("history", unit="deals", direction=1, concept="account_wins")

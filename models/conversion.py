@@ -35,6 +35,7 @@ from sklearn.metrics import brier_score_loss
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
+from features.keys import on_distinct, positions
 from models.treeshap import booster_contributions
 
 log = logging.getLogger(__name__)
@@ -144,7 +145,9 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
             values = frame[column]
             if column in self.categories_:
                 levels = pd.Index(self.categories_[column])
-                codes = levels.get_indexer(values.astype("string").str.strip())  # -1: missing or never seen
+                codes = on_distinct(  # -1: missing or never seen
+                    values, lambda v, levels=levels: pd.Series(positions(v.astype("string").str.strip(), levels))
+                ).to_numpy()
                 out[column] = pd.Categorical.from_codes(codes, categories=levels)
             else:
                 out[column] = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()

@@ -49,7 +49,7 @@ def grade_spine(
     have = [] if features is None else [n for n in needed if n in features]
     missing = feature_columns(context, [n for n in needed if n not in have])
     features = pd.concat([missing, features[have].reset_index(drop=True)] if have else [missing], axis=1)
-    features["cutoff_time"] = spine["cutoff_time"].to_numpy()
+    features["cutoff_time"] = spine["cutoff_time"].array  # positional; to_numpy would box tz-aware times one by one
     counts = engagement_counts(context, rules.engagement)
     graded = grade_leads(features, counts, rules, probability=probability, previous_stage=previous_stage)
     return pd.concat([spine.reset_index(drop=True), graded], axis=1)

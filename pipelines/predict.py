@@ -18,6 +18,7 @@ import pandas as pd
 
 from features.build import feature_columns, feature_specs
 from features.context import FeatureContext
+from features.keys import is_in, positions
 from features.spine import scoring_spine
 from models.drift import population_stability
 from models.reasons import top_reasons
@@ -71,15 +72,14 @@ def _events_by_chunk(events: pd.DataFrame | None, chunks: list[pd.DataFrame]):
     if events is None:
         yield from [None] * len(chunks)
         return
-    chunk_of = pd.Series(np.repeat(np.arange(len(chunks)), [len(c) for c in chunks]),
-                         index=pd.concat([c["lead_id"] for c in chunks]).to_numpy())  # fmt: skip
+    chunk_of = np.append(np.repeat(np.arange(len(chunks), dtype="int32"), [len(c) for c in chunks]), -1)
+    spine_leads = pd.Index(pd.concat([c["lead_id"] for c in chunks]))
     lead = events["lead_id"]
     if isinstance(lead.dtype, pd.CategoricalDtype):  # map each distinct lead once, then take by code
-        per_level = chunk_of.reindex(lead.cat.categories.astype(str)).fillna(-1).to_numpy("int32")
-        codes = lead.cat.codes.to_numpy()
-        which = np.where(codes >= 0, per_level[np.clip(codes, 0, None)], -1).astype("int32")
+        per_level = np.append(chunk_of[positions(lead.cat.categories, spine_leads)], -1)  # code -1 reads the last
+        which = per_level[lead.array.codes]
     else:
-        which = lead.map(chunk_of).fillna(-1).astype("int32").to_numpy()
+        which = chunk_of[positions(lead, spine_leads)]
     # one comparison pass per chunk instead of sorting all events: no event-sized index arrays beyond `which`
     for i in range(len(chunks)):
         yield events.iloc[np.flatnonzero(which == i)]
@@ -90,12 +90,12 @@ def account_scope(leads: pd.DataFrame, opportunities: pd.DataFrame, lead_ids: pd
     all these leads' deals. No builder looks past the lead's account, so a chunk's features are the same from this
     scope as from the whole CRM, and each chunk no longer walks every lead and deal (at 1M leads that walk, once per
     chunk, cost more than the chunk's own work)."""
-    own = leads["lead_id"].isin(lead_ids)
+    own = is_in(leads["lead_id"], lead_ids)
     if "account_id" in leads:
         accounts = leads.loc[own, "account_id"].dropna().unique()
-        own |= leads["account_id"].isin(accounts)
+        own |= is_in(leads["account_id"], accounts)
     scoped = leads[own]
-    return {"leads": scoped, "opportunities": opportunities[opportunities["lead_id"].isin(scoped["lead_id"])]}
+    return {"leads": scoped, "opportunities": opportunities[is_in(opportunities["lead_id"], scoped["lead_id"])]}
 
 
 def score_chunk(

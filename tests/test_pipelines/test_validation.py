@@ -5,8 +5,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from features.keys import is_in
 from pipelines.config import load_settings
-from pipelines.validation import _isin, _stripped_codes, load_crm, summarise
+from pipelines.validation import _stripped_codes, load_crm, summarise
 
 LEADS = "lead_id,created_at,account_id\nL1,2025-01-01,A1\nL2,2025-01-02T10:00:00Z,A1\nL3,2025-01-03,\n"
 ACCOUNTS = "account_id,industry,employee_count\nA1,software,120\n"
@@ -220,5 +221,5 @@ def test_event_ids_become_stripped_sorted_categories_with_missing_kept(raw):
 def test_categorical_membership_matches_plain_isin():
     values = pd.Series(pd.Categorical(["a", None, "c", "b", "a"], categories=["c", "b", "a", "z"]))
     allowed = pd.Index(["a", "b"])
-    assert _isin(values, allowed).tolist() == [True, False, False, True, True]
-    assert _isin(values.astype("object"), allowed).tolist() == [True, False, False, True, True]
+    assert is_in(values, allowed).tolist() == [True, False, False, True, True]
+    assert is_in(values.astype("object"), allowed).tolist() == [True, False, False, True, True]
