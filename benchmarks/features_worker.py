@@ -39,18 +39,23 @@ def run_pandas(spine, events, leads) -> pd.DataFrame:
 
 
 def run_duckdb(spine, events, leads) -> pd.DataFrame:
+    """The same counts in SQL. Ages are compared as integer microseconds: `cutoff - INTERVAL n DAY` on a TIMESTAMPTZ
+    goes through calendar arithmetic per row and made this query ten times slower."""
     import duckdb
 
     counts = ",\n".join(
-        f"count(*) FILTER (WHERE e.event_type = '{t}' AND e.occurred_at >= s.cutoff_time - INTERVAL {w} DAY) "
-        f"AS events_{t}_count_{w}d"
+        f"count(*) FILTER (WHERE event_type = '{t}' AND age_us <= {w * 86_400_000_000}) AS events_{t}_count_{w}d"
         for t in MARKETING_EVENTS
         for w in WINDOWS_DAYS
     )
     query = f"""
-        SELECT s.row_id, {counts}
-        FROM spine s JOIN events e ON e.lead_id = s.lead_id AND e.occurred_at < s.cutoff_time
-        GROUP BY s.row_id
+        SELECT row_id, {counts}
+        FROM (
+            SELECT s.row_id, e.event_type, epoch_us(s.cutoff_time) - epoch_us(e.occurred_at) AS age_us
+            FROM spine s JOIN events e ON e.lead_id = s.lead_id
+        )
+        WHERE age_us > 0
+        GROUP BY row_id
     """
     con = duckdb.connect()
     con.register("spine", spine.assign(row_id=np.arange(len(spine))))
