@@ -352,6 +352,13 @@ def _fit_calibrator(method: str, margin: np.ndarray, y: np.ndarray, weight: np.n
     if method == "sigmoid":  # Platt scaling on the log-odds
         return LogisticRegression(C=1e6).fit(margin.reshape(-1, 1), y, sample_weight=weight)
     if method == "isotonic":
+        # one pretend conversion at the lowest margin and one pretend loss at the highest: the end steps would
+        # otherwise be exactly 0 or 1 whenever the fold's extreme leads all lost or all converted, a certainty that
+        # a finite history never supports; steps of many rows barely move
+        if len(margin):
+            weight = np.concatenate([np.ones(len(margin)) if weight is None else weight, [1.0, 1.0]])
+            margin = np.concatenate([margin, [margin.min(), margin.max()]])
+            y = np.concatenate([y, [1, 0]])
         return IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(margin, y, sample_weight=weight)
     raise ValueError(f"unknown calibration {method!r}: use 'auto', 'sigmoid', 'isotonic' or 'none'")
 

@@ -168,3 +168,19 @@ def test_clone_and_refit_give_the_same_model():
     a = small_model(categorical_features=("industry",)).fit(X, y)
     b = clone(a).fit(X, y)
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
+def test_isotonic_calibration_never_says_certain():
+    from models.conversion import _apply, _fit_calibrator
+
+    # the lowest margins all lost and the highest all converted: plain isotonic steps would be exactly 0 and 1
+    margin = np.linspace(-3, 3, 400)
+    y = (margin > 0).astype(int)
+    calibrator = _fit_calibrator("isotonic", margin, y)
+    p = _apply(calibrator, np.array([-10.0, -3.0, 3.0, 10.0]))
+    assert p[0] == p[1] and p[2] == p[3]  # outside the fold: the end steps
+    assert 0 < p[1] < 0.01 and 0.99 < p[2] < 1
+    np.testing.assert_allclose(p[[1, 2]], [1 / 201, 200 / 201])  # one pretend conversion / loss in 201 rows
+    # weighted rows: the pretend rows weigh 1 like an average row
+    weighted = _apply(_fit_calibrator("isotonic", margin, y, np.full(400, 2.0)), np.array([3.0]))
+    np.testing.assert_allclose(weighted, [400 / 401])
