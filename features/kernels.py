@@ -29,29 +29,12 @@ def worker_count() -> int:
 
 
 @numba.njit(nogil=True, cache=True)
-def _count_pairs(row_keys, row_times, row_skip, key_start, key_queries, query_times, lo, hi):  # pragma: no cover
-    """How many (query, row) pairs rows lo..hi make."""
+def _block_pairs(
+    row_keys, row_times, row_skip, key_start, key_queries, query_times, lo, hi, write, at, out_query, out_row
+):  # pragma: no cover - compiled
+    """The (query, row) pairs of rows lo..hi: counted, and written from position `at` on when `write`."""
     n_keys = key_start.shape[0] - 1
-    total = 0
-    for i in range(lo, hi):
-        key = row_keys[i]
-        if key < 0 or key >= n_keys or row_skip[i]:
-            continue
-        t = row_times[i]
-        if t == NAT:
-            continue
-        for j in range(key_start[key], key_start[key + 1]):
-            if t < query_times[key_queries[j]]:
-                total += 1
-    return total
-
-
-@numba.njit(nogil=True, cache=True)
-def _fill_pairs(
-    row_keys, row_times, row_skip, key_start, key_queries, query_times, lo, hi, at, out_query, out_row
-):  # pragma: no cover
-    """Write rows lo..hi's pairs from position `at` on."""
-    n_keys = key_start.shape[0] - 1
+    found = 0
     for i in range(lo, hi):
         key = row_keys[i]
         if key < 0 or key >= n_keys or row_skip[i]:
@@ -62,9 +45,11 @@ def _fill_pairs(
         for j in range(key_start[key], key_start[key + 1]):
             query = key_queries[j]
             if t < query_times[query]:
-                out_query[at] = query
-                out_row[at] = i
-                at += 1
+                if write:
+                    out_query[at + found] = query
+                    out_row[at + found] = i
+                found += 1
+    return found
 
 
 def pairs_before(
@@ -91,12 +76,15 @@ def pairs_before(
     row_skip = np.zeros(len(row_keys), dtype=bool) if row_skip is None else np.ascontiguousarray(row_skip, dtype=bool)
     blocks = _blocks(len(row_keys))
     args = (row_keys, row_times, row_skip, key_start, key_queries, query_times)
-    with ThreadPoolExecutor(n_threads or worker_count()) as pool:
-        sizes = list(pool.map(lambda block: _count_pairs(*args, *block), blocks))
+    none = np.empty(0, dtype="int64")
+    with ThreadPoolExecutor(n_threads or worker_count()) as pool:  # count each block's pairs, then write them
+        sizes = list(pool.map(lambda block: _block_pairs(*args, *block, False, 0, none, none), blocks))
         starts = np.concatenate([[0], np.cumsum(sizes, dtype="int64")])
         out_query = np.empty(int(starts[-1]), dtype="int64")
         out_row = np.empty(int(starts[-1]), dtype="int64")
-        list(pool.map(lambda k: _fill_pairs(*args, *blocks[k], starts[k], out_query, out_row), range(len(blocks))))
+        list(
+            pool.map(lambda k: _block_pairs(*args, *blocks[k], True, starts[k], out_query, out_row), range(len(blocks)))
+        )
     return out_query, out_row
 
 
