@@ -316,10 +316,16 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
         return pd.DataFrame(values, columns=[*self.feature_names_in_, "base_value"], index=data.index)
 
     def predict_proba(self, X) -> np.ndarray:
-        margin = self.raw_score(X)
-        positive = _apply(self.calibrator_, margin) if self.calibrator_ is not None else 1 / (1 + np.exp(-margin))
-        positive = np.clip(positive, 0.0, 1.0)
+        positive = self.probability_of_margin(self.raw_score(X))
         return np.column_stack([1 - positive, positive])
+
+    def probability_of_margin(self, margin: np.ndarray) -> np.ndarray:
+        """The calibrated probability of conversion for raw log-odds `margin`s (`raw_score`, or the sum of a row's
+        `contributions`): what `predict_proba` gives, without predicting again."""
+        check_is_fitted(self, "booster_")
+        margin = np.asarray(margin, dtype="float64")
+        positive = _apply(self.calibrator_, margin) if self.calibrator_ is not None else 1 / (1 + np.exp(-margin))
+        return np.clip(positive, 0.0, 1.0)
 
     def predict(self, X) -> np.ndarray:
         probability = self.predict_proba(X)

@@ -247,7 +247,7 @@ def _lead_scores(context: AccountContext, lead_model) -> tuple[pd.Series, np.nda
     X = context.lead_features(list(model.feature_names_in_)).iloc[pairs.index.to_numpy()]
     raw = model.raw_score(X)
     reference = getattr(wrapper, "score_reference", None) or {"quantiles": np.sort(raw[np.isfinite(raw)])}
-    return pd.Series(score_1_99(raw, reference), index=pairs.index), model.predict_proba(X)[:, 1]
+    return pd.Series(score_1_99(raw, reference), index=pairs.index), model.probability_of_margin(raw)
 
 
 def grade_open_accounts(settings: Settings, data: CrmData, *, lead_model=None) -> pd.DataFrame:
@@ -284,8 +284,8 @@ def score_open_accounts(
     context = account_context(settings, data, spine)
     X = build_account_features(context, list(model.feature_names_in_))
     contributions = model.contributions(X)
-    probability = model.predict_proba(X)[:, 1]
-    raw = contributions.sum(axis=1).to_numpy()
+    raw = contributions.sum(axis=1).to_numpy()  # SHAP values add up to the raw score
+    probability = model.probability_of_margin(raw)
     reasons = top_reasons(contributions, X, account_feature_specs(),
                           reference=getattr(wrapper, "reason_reference", None))  # fmt: skip
     graded = grade_accounts(context, settings.grades)

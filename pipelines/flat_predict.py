@@ -84,11 +84,11 @@ def score_flat_open_leads(
     names = list(model.feature_names_in_)
     X = rows[names]
     contributions = model.contributions(X)
-    probability = model.predict_proba(X)[:, 1]
+    raw = contributions.sum(axis=1).to_numpy()  # SHAP values add up to the raw score
+    probability = model.probability_of_margin(raw)
     reasons = top_reasons(contributions, X, {}, reference=getattr(wrapper, "reason_reference", None),
                           directions=dict(f.directions))  # fmt: skip
-    scores = pd.DataFrame({"lead_id": rows["lead_id"].to_numpy(), "probability": probability,
-                           "raw_score": contributions.sum(axis=1).to_numpy()})  # fmt: skip
+    scores = pd.DataFrame({"lead_id": rows["lead_id"].to_numpy(), "probability": probability, "raw_score": raw})
     scores = pd.concat([scores, reasons.reset_index(drop=True)], axis=1)
     if flat_grades_configured(settings):
         graded = grade_flat_rows(rows, settings.grades, f.engagement, as_of=stamp,

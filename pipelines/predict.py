@@ -123,9 +123,9 @@ def score_chunk(
         X = features[names]
     with _timed(timings, "shap_contributions"):
         contributions = model.contributions(X)
+    with _timed(timings, "model_scoring"):  # SHAP values add up to the raw score: no second pass over the trees
         raw = contributions.sum(axis=1).to_numpy()
-    with _timed(timings, "model_scoring"):
-        probability = model.predict_proba(X)[:, 1]
+        probability = model.probability_of_margin(raw)
     with _timed(timings, "reason_text"):
         reasons = top_reasons(contributions, X, feature_specs(context.params), reference=reason_reference)
     with _timed(timings, "grades"):

@@ -184,3 +184,12 @@ def test_isotonic_calibration_never_says_certain():
     # weighted rows: the pretend rows weigh 1 like an average row
     weighted = _apply(_fit_calibrator("isotonic", margin, y, np.full(400, 2.0)), np.array([3.0]))
     np.testing.assert_allclose(weighted, [400 / 401])
+
+
+def test_probability_of_margin_is_predict_proba_from_the_raw_score_or_the_shap_sum():
+    X, y, times = synthetic()
+    model = small_model(categorical_features=("industry",)).fit(X[:2000], y[:2000], sample_time=times[:2000])
+    rows = X[2000:2200]
+    expected = model.predict_proba(rows)[:, 1]
+    np.testing.assert_array_equal(model.probability_of_margin(model.raw_score(rows)), expected)
+    np.testing.assert_allclose(model.probability_of_margin(model.contributions(rows).sum(axis=1)), expected, atol=1e-12)
