@@ -24,6 +24,7 @@ from models.reasons import top_reasons
 from models.scores import score_1_99
 from pipelines.config import Settings
 from pipelines.grading import grade_spine
+from pipelines.io import release_unused_memory
 from pipelines.training_set import feature_params
 from pipelines.validation import CrmData
 
@@ -45,6 +46,10 @@ class Scored:
     summary: dict = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (STAGES), summed over chunks
 
+
+# the columns of a scored chunk that the output needs (grading's working columns are dropped chunk by chunk)
+_KEPT = ["lead_id", "cutoff_time", "probability", "raw_score", "fit_grade", "engagement_grade", "cell", "stage",
+         "stage_rule", "dormant", "action", "sla_hours", "due_by", "reasons_positive", "reasons_negative"]  # fmt: skip
 
 # predict's stages, in order, as `Scored.timings` names them (the predict benchmark prints them as a table)
 STAGES = ("spine", "events_by_chunk", "features", "model_scoring", "shap_contributions", "reason_text", "grades",
@@ -74,12 +79,14 @@ def _events_by_chunk(events: pd.DataFrame | None, chunks: list[pd.DataFrame]):
     chunk_of = pd.Series(np.repeat(np.arange(len(chunks)), [len(c) for c in chunks]),
                          index=pd.concat([c["lead_id"] for c in chunks]).to_numpy())  # fmt: skip
     lead = events["lead_id"]
+    # the smallest integer that numbers the chunks: one event-sized array (2 bytes per event for up to 32k chunks)
+    dtype = "int16" if len(chunks) < np.iinfo("int16").max else "int32"
     if isinstance(lead.dtype, pd.CategoricalDtype):  # map each distinct lead once, then take by code
-        per_level = chunk_of.reindex(lead.cat.categories.astype(str)).fillna(-1).to_numpy("int32")
-        codes = lead.cat.codes.to_numpy()
-        which = np.where(codes >= 0, per_level[np.clip(codes, 0, None)], -1).astype("int32")
+        per_level = chunk_of.reindex(lead.cat.categories.astype(str)).fillna(-1).to_numpy(dtype)
+        # code -1 (missing lead) takes the appended last entry: no event-sized temporaries besides `which`
+        which = np.append(per_level, np.array(-1, dtype=dtype))[lead.cat.codes.to_numpy()]
     else:
-        which = lead.map(chunk_of).fillna(-1).astype("int32").to_numpy()
+        which = lead.map(chunk_of).fillna(-1).astype(dtype).to_numpy()
     # one comparison pass per chunk instead of sorting all events: no event-sized index arrays beyond `which`
     for i in range(len(chunks)):
         yield events.iloc[np.flatnonzero(which == i)]
@@ -164,18 +171,22 @@ def score_open_leads(
                                          keep_contributions=keep_contributions,
                                          reason_reference=getattr(wrapper, "reason_reference", None),
                                          timings=timings)  # fmt: skip
-        parts.append(scored)
+        parts.append(scored[[c for c in _KEPT if c in scored]])  # only what the output needs, chunk by chunk
         with _timed(timings, "drift"):  # the drift check's sample of the feature matrix
             matrices.append(X.sample(n=min(len(X), 20_000), random_state=0) if len(X) else X)
         if contrib is not None:
             contributions.append(contrib)
+        del scored, contrib, X, events  # this chunk's features and events go before the next chunk's are built
+        release_unused_memory()
         if progress is not None:
             progress(len(chunk))
     assembly_start = time.perf_counter()
     scores = pd.concat(parts, ignore_index=True)
+    parts.clear()
     valid = np.isfinite(scores["probability"].to_numpy())
     rejects = _rejects(data, scores.loc[~valid, "lead_id"])
-    scores = scores.loc[valid].copy()
+    if not valid.all():  # the usual case keeps the frame as it is: no copy of every score
+        scores = scores.loc[valid]
     scores["score"] = _score(wrapper, scores)
     scores["percentile"] = (scores["probability"].rank(method="max", pct=True) * 100).round(1)
     accounts = data.tables["leads"].set_index("lead_id").get("account_id")
@@ -183,7 +194,9 @@ def score_open_leads(
     scores["as_of"] = scores["cutoff_time"]
     scores["model_name"], scores["model_version"] = model_name, model_version
     scores["feature_set"] = getattr(wrapper, "feature_set", "")
-    scores = scores.sort_values(["probability", "lead_id"], ascending=[False, True], kind="stable")
+    # sorting copies the frame: only the output's columns
+    scores = scores[OUTPUT_COLUMNS].sort_values(["probability", "lead_id"], ascending=[False, True], kind="stable")
+    release_unused_memory()
     timings["assembly"] += time.perf_counter() - assembly_start
     with _timed(timings, "drift"):
         drift = _drift(wrapper, pd.concat(matrices, ignore_index=True), scores)

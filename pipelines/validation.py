@@ -23,7 +23,7 @@ from features.schemas import (
     TIME_COLUMNS,
 )
 from pipelines.config import Settings, TableSource
-from pipelines.io import read_source
+from pipelines.io import read_source, release_unused_memory
 from pipelines.parsing import (
     category_key,
     normalise_id_text,
@@ -568,6 +568,7 @@ def validate_frames(raw: dict[str, pd.DataFrame], settings: Settings, *, as_of: 
         checkers[name] = checker
         if frame is not None:
             frames[name] = frame
+        release_unused_memory()  # each table's temporaries before the next table's
 
     as_of = as_of if as_of is not None else _as_utc(settings.as_of)
     explicit_as_of = as_of is not None
@@ -601,6 +602,7 @@ def validate_frames(raw: dict[str, pd.DataFrame], settings: Settings, *, as_of: 
             data.tables[name] = clean.drop(columns=ROW)
             if len(rejected):
                 data.rejects[name] = rejected
+    release_unused_memory()
     return data
 
 
