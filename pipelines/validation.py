@@ -549,7 +549,10 @@ def load_crm(settings: Settings, *, as_of: pd.Timestamp | None = None) -> CrmDat
     }
     from pipelines.crm_exports import apply_export_conventions
 
-    return validate_frames(apply_export_conventions(raw, settings), settings, as_of=as_of)
+    data = validate_frames(apply_export_conventions(raw, settings), settings, as_of=as_of)
+    del raw  # the tables as read: what validation kept is in `data`; the rest goes back to the system
+    release_unused_memory()
+    return data
 
 
 def _repeated(source: TableSource, table: str) -> tuple[str, ...]:
