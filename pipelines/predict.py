@@ -194,12 +194,13 @@ def score_open_leads(
     scores["as_of"] = scores["cutoff_time"]
     scores["model_name"], scores["model_version"] = model_name, model_version
     scores["feature_set"] = getattr(wrapper, "feature_set", "")
-    scores = scores[OUTPUT_COLUMNS]
-    scores = _sorted_by_score(scores)
     timings["assembly"] += time.perf_counter() - assembly_start
-    with _timed(timings, "drift"):
+    with _timed(timings, "drift"):  # before sorting (PSI counts do not depend on the order): its sample goes first
         drift = _drift(wrapper, pd.concat(matrices, ignore_index=True), scores)
+        matrices.clear()
     with _timed(timings, "assembly"):
+        scores = scores[OUTPUT_COLUMNS]
+        scores = _sorted_by_score(scores)
         result = Scored(scores[OUTPUT_COLUMNS].reset_index(drop=True), rejects,
                         pd.concat(contributions, ignore_index=True) if contributions else None, drift)  # fmt: skip
         result.summary = summarise(result)
