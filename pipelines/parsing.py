@@ -205,7 +205,7 @@ def recode_categories(values: pd.Series, normalise: Callable[[pd.Series], pd.Ser
     if normalised.equals(pd.Series(text)) and text.is_monotonic_increasing:  # already clean: no per-row work
         # the same codes under the text categories, shared rather than copied (50M events' codes take 0.2 GB)
         same = pd.Categorical.from_codes(categorical.array.codes, dtype=pd.CategoricalDtype(text), validate=False)
-        return pd.Series(same, index=categorical.index, name=categorical.name)
+        return pd.Series(same, index=categorical.index, name=categorical.name, copy=False)
     missing = normalised.isna().to_numpy()
     levels, inverse = np.unique(normalised.fillna("").to_numpy(dtype=object), return_inverse=True)
     inverse = np.where(missing, -1, inverse)
