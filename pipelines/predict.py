@@ -229,7 +229,7 @@ def _sorted_by_score(scores: pd.DataFrame) -> pd.DataFrame:
         if isinstance(values.dtype, pd.CategoricalDtype):  # reasons kept as codes (`_compact`): text again
             values = values.astype(values.cat.categories.dtype)
         columns[column] = values
-    release_unused_memory()
+        release_unused_memory()  # the freed column's pages go back before the next column is built
     return pd.DataFrame(columns, copy=False)  # dict input would be copied by default
 
 
