@@ -171,8 +171,7 @@ def score_open_leads(
                                          keep_contributions=keep_contributions,
                                          reason_reference=getattr(wrapper, "reason_reference", None),
                                          timings=timings)  # fmt: skip
-        with _timed(timings, "assembly"):
-            parts.append(_compact(scored[[c for c in _KEPT if c in scored]]))  # only what the output needs
+        parts.append(scored[[c for c in _KEPT if c in scored]])  # only what the output needs, chunk by chunk
         with _timed(timings, "drift"):  # the drift check's sample of the feature matrix
             matrices.append(X.sample(n=min(len(X), 20_000), random_state=0) if len(X) else X)
         if contrib is not None:
@@ -182,7 +181,7 @@ def score_open_leads(
         if progress is not None:
             progress(len(chunk))
     assembly_start = time.perf_counter()
-    scores = _concat_parts(parts)
+    scores = pd.concat(parts, ignore_index=True)
     parts.clear()
     valid = np.isfinite(scores["probability"].to_numpy())
     rejects = _rejects(data, scores.loc[~valid, "lead_id"])
@@ -225,33 +224,9 @@ def _sorted_by_score(scores: pd.DataFrame) -> pd.DataFrame:
     index = scores.index[order]
     columns = {}
     for column in list(scores.columns):
-        values = scores.pop(column).take(order).set_axis(index)
-        if isinstance(values.dtype, pd.CategoricalDtype):  # reasons kept as codes (`_compact`): text again
-            values = values.astype(values.cat.categories.dtype)
-        columns[column] = values
+        columns[column] = scores.pop(column).take(order).set_axis(index)
         release_unused_memory()  # the freed column's pages go back before the next column is built
     return pd.DataFrame(columns, copy=False)  # dict input would be copied by default
-
-
-# reason texts repeat (at 1M leads: 180k distinct of 720k): kept as categoricals until the output is assembled
-_DICTIONARY_COLUMNS = ("reasons_positive", "reasons_negative")
-
-
-def _compact(part: pd.DataFrame) -> pd.DataFrame:
-    """A scored chunk with its reason texts as categoricals: a fifth of their memory while the chunks wait."""
-    return part.assign(**{c: part[c].astype("category") for c in _DICTIONARY_COLUMNS if c in part})
-
-
-def _concat_parts(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """The chunks in one frame, categoricals over the union of their categories (`pd.concat` alone would turn
-    categoricals that differ into Python objects)."""
-    from pandas.api.types import union_categoricals
-
-    categorical = [c for c in parts[0].columns if isinstance(parts[0][c].dtype, pd.CategoricalDtype)]
-    frame = pd.concat([p.drop(columns=categorical) for p in parts], ignore_index=True)
-    for column in categorical:
-        frame[column] = union_categoricals([p[column] for p in parts])
-    return frame[list(parts[0].columns)]
 
 
 def _score(wrapper, scores: pd.DataFrame) -> np.ndarray:

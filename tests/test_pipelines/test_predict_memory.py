@@ -8,7 +8,7 @@ import pytest
 
 from pipelines.io import read_file
 from pipelines.parsing import normalise_id_text, parse_time_column, recode_categories
-from pipelines.predict import _compact, _concat_parts, _events_by_chunk, _sorted_by_score
+from pipelines.predict import _events_by_chunk, _sorted_by_score
 
 
 def _scores(n: int, seed: int) -> pd.DataFrame:
@@ -32,17 +32,6 @@ def test_sorted_by_score_is_sort_values_order_and_takes_the_columns_out():
     taken = scores.copy()
     pd.testing.assert_frame_equal(_sorted_by_score(taken), expected)
     assert list(taken.columns) == []  # each column left the unsorted frame once taken
-
-
-def test_compacted_chunks_assemble_to_the_plain_concatenation():
-    parts = [_scores(n, seed) for n, seed in [(300, 2), (0, 3), (1, 4), (250, 5)]]
-    plain = pd.concat(parts, ignore_index=True)
-    compact = [_compact(p) for p in parts]
-    assert isinstance(compact[0]["reasons_positive"].dtype, pd.CategoricalDtype)
-    assembled = _concat_parts(compact)
-    assert assembled["reasons_positive"].astype("str").equals(plain["reasons_positive"])
-    expected = plain.sort_values(["probability", "lead_id"], ascending=[False, True], kind="stable")
-    pd.testing.assert_frame_equal(_sorted_by_score(assembled), expected)  # text again, with its missing values
 
 
 def test_events_by_chunk_gives_each_chunk_its_events_and_no_event_twice():
