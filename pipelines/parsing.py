@@ -42,11 +42,12 @@ def parse_time_column(values: pd.Series, *, timezone: str = "UTC", fmt: str | No
     overrides all of that. Years outside 1900-2199 are refused.
     """
     index = values.index
-    reasons = pd.Series(pd.NA, index=index, dtype="string")
     notes: list[str] = []
     if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(values.dtype):
+        reasons = _no_reasons(index, timezone)
         aware = values if isinstance(values.dtype, pd.DatetimeTZDtype) else _localize(values, timezone, reasons)
         return ParsedTimes(_in_range(aware.dt.tz_convert("UTC"), reasons), reasons, notes)
+    reasons = pd.Series(pd.NA, index=index, dtype="string")
     text = values.astype("string").str.strip()
     text = text.mask(text == "")
     present = text.notna()
@@ -130,12 +131,27 @@ def _day_month_order(parts: pd.DataFrame, body: pd.Series):
     return None, reasons.mask(matched & (first != second), unsettled), None
 
 
+def _ambiguous(timezone: str) -> str:
+    return f"ambiguous local time in {timezone} (daylight-saving change)"
+
+
+_OUT_OF_RANGE = "year out of range (1900-2199)"
+
+
+def _no_reasons(index: pd.Index, timezone: str) -> pd.Series:
+    """All-missing reasons for values already stored as timestamps: only the two reasons such a value can get, as a
+    categorical (one byte per row; 50M text NAs would take 0.4 GB beside the events)."""
+    levels = pd.Index([_ambiguous(timezone), _OUT_OF_RANGE], dtype="string")
+    codes = np.full(len(index), -1, dtype="int8")
+    return pd.Series(pd.Categorical.from_codes(codes, categories=levels), index=index)
+
+
 def _localize(naive: pd.Series, timezone: str, reasons: pd.Series) -> pd.Series:
     """Wall-clock times in `timezone` as UTC; a time that a DST change makes ambiguous gets a reason."""
     localized = naive.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="shift_forward").dt.tz_convert("UTC")
     lost = naive.notna() & localized.isna()
     if lost.any():
-        reasons.loc[lost & reasons.isna()] = f"ambiguous local time in {timezone} (daylight-saving change)"
+        reasons.loc[lost & reasons.isna()] = _ambiguous(timezone)
     return localized
 
 
@@ -143,7 +159,7 @@ def _in_range(parsed: pd.Series, reasons: pd.Series) -> pd.Series:
     """Nanosecond UTC timestamps; years outside 1900-2199 are refused (with their reason) instead of overflowing."""
     outside = parsed.notna() & ((parsed < EARLIEST) | (parsed >= LATEST))
     if outside.any():
-        reasons.loc[outside] = "year out of range (1900-2199)"
+        reasons.loc[outside] = _OUT_OF_RANGE
         parsed = parsed.mask(outside)
     return parsed.astype("datetime64[ns, UTC]")
 
@@ -187,7 +203,9 @@ def recode_categories(values: pd.Series, normalise: Callable[[pd.Series], pd.Ser
     text = categorical.cat.categories.astype("string")
     normalised = normalise(pd.Series(text)).reset_index(drop=True)
     if normalised.equals(pd.Series(text)) and text.is_monotonic_increasing:  # already clean: no per-row work
-        return categorical.cat.rename_categories(text)
+        # the same codes under the text categories, shared rather than copied (50M events' codes take 0.2 GB)
+        same = pd.Categorical.from_codes(categorical.array.codes, dtype=pd.CategoricalDtype(text), validate=False)
+        return pd.Series(same, index=categorical.index, name=categorical.name, copy=False)
     missing = normalised.isna().to_numpy()
     levels, inverse = np.unique(normalised.fillna("").to_numpy(dtype=object), return_inverse=True)
     inverse = np.where(missing, -1, inverse)
@@ -196,7 +214,8 @@ def recode_categories(values: pd.Series, normalise: Callable[[pd.Series], pd.Ser
         levels = np.delete(levels, empty)
         inverse = np.where(inverse > empty, inverse - 1, inverse)
     # new code per old code, with -1 (missing) taking the appended last entry: one int32 array per row, no more
-    lookup = np.append(inverse, -1).astype("int32")
-    new_codes = lookup[categorical.cat.codes.to_numpy()]
+    # (int8 when the categories allow: 50M event types would otherwise take an int32 temporary of 0.2 GB)
+    lookup = np.append(inverse, -1).astype("int8" if len(levels) < 127 else "int32")
+    new_codes = lookup[categorical.array.codes]
     return pd.Series(pd.Categorical.from_codes(new_codes, categories=pd.Index(levels, dtype="string")),
                      index=values.index)  # fmt: skip

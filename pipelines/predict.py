@@ -25,6 +25,7 @@ from models.reasons import top_reasons
 from models.scores import score_1_99
 from pipelines.config import Settings
 from pipelines.grading import grade_spine
+from pipelines.io import release_unused_memory
 from pipelines.training_set import feature_params
 from pipelines.validation import CrmData
 
@@ -46,6 +47,10 @@ class Scored:
     summary: dict = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (STAGES), summed over chunks
 
+
+# the columns of a scored chunk that the output needs (grading's working columns are dropped chunk by chunk)
+_KEPT = ["lead_id", "cutoff_time", "probability", "raw_score", "fit_grade", "engagement_grade", "cell", "stage",
+         "stage_rule", "dormant", "action", "sla_hours", "due_by", "reasons_positive", "reasons_negative"]  # fmt: skip
 
 # predict's stages, in order, as `Scored.timings` names them (the predict benchmark prints them as a table)
 STAGES = ("spine", "events_by_chunk", "features", "model_scoring", "shap_contributions", "reason_text", "grades",
@@ -72,11 +77,14 @@ def _events_by_chunk(events: pd.DataFrame | None, chunks: list[pd.DataFrame]):
     if events is None:
         yield from [None] * len(chunks)
         return
-    chunk_of = np.append(np.repeat(np.arange(len(chunks), dtype="int32"), [len(c) for c in chunks]), -1)
+    # the smallest integer that numbers the chunks: one event-sized array (2 bytes per event for up to 32k chunks)
+    dtype = "int16" if len(chunks) < np.iinfo("int16").max else "int32"
+    chunk_of = np.append(np.repeat(np.arange(len(chunks), dtype=dtype), [len(c) for c in chunks]), -1).astype(dtype)
     spine_leads = pd.Index(pd.concat([c["lead_id"] for c in chunks]))
     lead = events["lead_id"]
     if isinstance(lead.dtype, pd.CategoricalDtype):  # map each distinct lead once, then take by code
-        per_level = np.append(chunk_of[positions(lead.cat.categories, spine_leads)], -1)  # code -1 reads the last
+        # code -1 (missing lead) and position -1 (a lead not scored) read the appended -1
+        per_level = np.append(chunk_of[positions(lead.cat.categories, spine_leads)], -1).astype(dtype)
         which = per_level[lead.array.codes]
     else:
         which = chunk_of[positions(lead, spine_leads)]
@@ -164,18 +172,22 @@ def score_open_leads(
                                          keep_contributions=keep_contributions,
                                          reason_reference=getattr(wrapper, "reason_reference", None),
                                          timings=timings)  # fmt: skip
-        parts.append(scored)
+        parts.append(scored[[c for c in _KEPT if c in scored]])  # only what the output needs, chunk by chunk
         with _timed(timings, "drift"):  # the drift check's sample of the feature matrix
             matrices.append(X.sample(n=min(len(X), 20_000), random_state=0) if len(X) else X)
         if contrib is not None:
             contributions.append(contrib)
+        del scored, contrib, X, events  # this chunk's features and events go before the next chunk's are built
+        release_unused_memory()
         if progress is not None:
             progress(len(chunk))
     assembly_start = time.perf_counter()
     scores = pd.concat(parts, ignore_index=True)
+    parts.clear()
     valid = np.isfinite(scores["probability"].to_numpy())
     rejects = _rejects(data, scores.loc[~valid, "lead_id"])
-    scores = scores.loc[valid].copy()
+    if not valid.all():  # the usual case keeps the frame as it is: no copy of every score
+        scores = scores.loc[valid]
     scores["score"] = _score(wrapper, scores)
     scores["percentile"] = (scores["probability"].rank(method="max", pct=True) * 100).round(1)
     accounts = data.tables["leads"].set_index("lead_id").get("account_id")
@@ -183,17 +195,39 @@ def score_open_leads(
     scores["as_of"] = scores["cutoff_time"]
     scores["model_name"], scores["model_version"] = model_name, model_version
     scores["feature_set"] = getattr(wrapper, "feature_set", "")
-    scores = scores.sort_values(["probability", "lead_id"], ascending=[False, True], kind="stable")
     timings["assembly"] += time.perf_counter() - assembly_start
-    with _timed(timings, "drift"):
+    with _timed(timings, "drift"):  # before sorting (PSI counts do not depend on the order): its sample goes first
         drift = _drift(wrapper, pd.concat(matrices, ignore_index=True), scores)
+        matrices.clear()
     with _timed(timings, "assembly"):
+        scores = scores[OUTPUT_COLUMNS]
+        scores = _sorted_by_score(scores)
         result = Scored(scores[OUTPUT_COLUMNS].reset_index(drop=True), rejects,
                         pd.concat(contributions, ignore_index=True) if contributions else None, drift)  # fmt: skip
         result.summary = summarise(result)
     result.timings = timings
     log.debug("predict stages (s): %s", ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
     return result
+
+
+def _sorted_by_score(scores: pd.DataFrame) -> pd.DataFrame:
+    """`scores` sorted by probability (highest first), then lead id, taken one column at a time, each column taken
+    out of `scores` (left empty) before the next, so that the scores are never held twice (720k scores with their
+    reasons take 0.5 GB). The order is `sort_values`' (Arrow's sort is stable and compares text by code point, as
+    Python does), found in a fifth of its time."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    keys = pa.table({"probability": scores["probability"].to_numpy(dtype="float64"),
+                     "lead_id": pa.array(scores["lead_id"].astype("string"))})  # fmt: skip
+    order = pc.sort_indices(keys, sort_keys=[("probability", "descending"), ("lead_id", "ascending")]).to_numpy()
+    del keys
+    index = scores.index[order]
+    columns = {}
+    for column in list(scores.columns):
+        columns[column] = scores.pop(column).take(order).set_axis(index)
+        release_unused_memory()  # the freed column's pages go back before the next column is built
+    return pd.DataFrame(columns, copy=False)  # dict input would be copied by default
 
 
 def _score(wrapper, scores: pd.DataFrame) -> np.ndarray:

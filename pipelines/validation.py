@@ -24,7 +24,7 @@ from features.schemas import (
     TIME_COLUMNS,
 )
 from pipelines.config import Settings, TableSource
-from pipelines.io import read_source
+from pipelines.io import read_source, release_unused_memory
 from pipelines.parsing import (
     category_key,
     normalise_id_text,
@@ -523,7 +523,10 @@ def load_crm(settings: Settings, *, as_of: pd.Timestamp | None = None) -> CrmDat
     }
     from pipelines.crm_exports import apply_export_conventions
 
-    return validate_frames(apply_export_conventions(raw, settings), settings, as_of=as_of)
+    data = validate_frames(apply_export_conventions(raw, settings), settings, as_of=as_of)
+    del raw  # the tables as read: what validation kept is in `data`; the rest goes back to the system
+    release_unused_memory()
+    return data
 
 
 def _repeated(source: TableSource, table: str) -> tuple[str, ...]:
@@ -542,6 +545,7 @@ def validate_frames(raw: dict[str, pd.DataFrame], settings: Settings, *, as_of: 
         checkers[name] = checker
         if frame is not None:
             frames[name] = frame
+        release_unused_memory()  # each table's temporaries before the next table's
 
     as_of = as_of if as_of is not None else _as_utc(settings.as_of)
     explicit_as_of = as_of is not None
@@ -575,6 +579,7 @@ def validate_frames(raw: dict[str, pd.DataFrame], settings: Settings, *, as_of: 
             data.tables[name] = clean.drop(columns=ROW)
             if len(rejected):
                 data.rejects[name] = rejected
+    release_unused_memory()
     return data
 
 
