@@ -10,11 +10,15 @@ OTHER = "(other)"
 EPSILON = 1e-4
 
 
-def _numeric_shares(values: np.ndarray, edges: np.ndarray) -> list[float]:
+def _numeric_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Rows per bin between `edges`, then the missing rows."""
     finite = ~np.isnan(values)
     counts = np.bincount(np.searchsorted(edges, values[finite], side="right"), minlength=len(edges) + 1)
-    shares = np.append(counts, (~finite).sum()) / max(len(values), 1)
-    return shares.tolist()
+    return np.append(counts, (~finite).sum())
+
+
+def _numeric_shares(values: np.ndarray, edges: np.ndarray) -> list[float]:
+    return (_numeric_counts(values, edges) / max(len(values), 1)).tolist()
 
 
 def profile(frame: pd.DataFrame, *, categorical: list[str], bins: int = 10) -> dict:
@@ -39,21 +43,43 @@ def psi(expected: list[float] | np.ndarray, actual: list[float] | np.ndarray) ->
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def population_stability(reference: dict, frame: pd.DataFrame) -> pd.Series:
-    """PSI per column of `frame` against the reference profile (0: same; > 0.25: a large shift)."""
-    result = {}
+def stability_counts(reference: dict, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per column of `frame` in the reference profile, its rows per reference bin: numeric, the bins between the
+    edges then the missing rows; categorical, the reference's levels then the others. Counts of several frames add
+    up to those of the frames put together, so a population scored in chunks is measured whole."""
+    counts = {}
     for column, ref in reference.items():
         if column not in frame:
             continue
         if ref["kind"] == "categorical":
             levels = list(ref["shares"])
-            text = frame[column].astype("string").fillna(MISSING)
-            text = text.where(text.isin(levels), OTHER)
-            actual = text.value_counts(normalize=True)
-            expected = [*ref["shares"].values(), 0.0]
-            observed = [float(actual.get(level, 0.0)) for level in levels] + [float(actual.get(OTHER, 0.0))]
-            result[column] = psi(expected, observed)
+            per_value = frame[column].value_counts(dropna=False)  # distinct values first: a few per column
+            text = pd.Series(per_value.index, dtype=object).astype("string").fillna(MISSING)
+            label = text.where(text.isin(levels), OTHER)
+            per_label = pd.Series(per_value.to_numpy()).groupby(label.to_numpy()).sum()
+            counts[column] = per_label.reindex([*levels, OTHER], fill_value=0).to_numpy(dtype="int64")
         else:
             values = pd.to_numeric(frame[column], errors="coerce").astype("float64").to_numpy()
-            result[column] = psi(ref["shares"], _numeric_shares(values, np.asarray(ref["edges"])))
-    return pd.Series(result, name="psi").sort_values(ascending=False)
+            counts[column] = _numeric_counts(values, np.asarray(ref["edges"]))
+    return counts
+
+
+def add_counts(total: dict[str, np.ndarray] | None, more: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Two frames' `stability_counts` as one."""
+    return dict(more) if total is None else {column: total[column] + more[column] for column in total}
+
+
+def stability_of_counts(reference: dict, counts: dict[str, np.ndarray]) -> pd.Series:
+    """PSI per column from `stability_counts` (0: same; > 0.25: a large shift)."""
+    result = {}
+    for column, observed in counts.items():
+        ref = reference[column]
+        shares = observed / max(observed.sum(), 1)
+        expected = [*ref["shares"].values(), 0.0] if ref["kind"] == "categorical" else ref["shares"]
+        result[column] = psi(expected, shares)
+    return pd.Series(result, name="psi", dtype="float64").sort_values(ascending=False)
+
+
+def population_stability(reference: dict, frame: pd.DataFrame) -> pd.Series:
+    """PSI per column of `frame` against the reference profile (0: same; > 0.25: a large shift)."""
+    return stability_of_counts(reference, stability_counts(reference, frame))

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from features.flat import flat_open_leads
+from models.drift import stability_counts
 from models.grades import grade_flat_rows
 from models.reasons import top_reasons
 from pipelines.config import Settings
@@ -108,7 +109,8 @@ def score_flat_open_leads(
     scores["model_name"], scores["model_version"] = model_name, model_version
     scores["feature_set"] = getattr(wrapper, "feature_set", "")
     scores = scores.sort_values(["probability", "lead_id"], ascending=[False, True], kind="stable")
-    drift = _drift(wrapper, X.sample(n=min(len(X), 20_000), random_state=0), scores)
+    profile = getattr(wrapper, "reference_profile", {}) or {}
+    drift = _drift(profile, stability_counts(profile, X), scores)
     kept = contributions.assign(lead_id=rows["lead_id"].to_numpy()) if keep_contributions else None
     result = Scored(scores[OUTPUT_COLUMNS].reset_index(drop=True), rejects.reset_index(drop=True), kept, drift)
     result.summary = summarise(result)

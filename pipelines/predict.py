@@ -20,7 +20,7 @@ from features.build import feature_columns, feature_specs
 from features.context import FeatureContext
 from features.keys import is_in, positions
 from features.spine import scoring_spine
-from models.drift import population_stability
+from models.drift import add_counts, population_stability, stability_counts, stability_of_counts
 from models.reasons import top_reasons
 from models.scores import score_1_99
 from pipelines.config import Settings
@@ -163,7 +163,9 @@ def score_open_leads(
         spine = scoring_spine(data.tables["leads"], data.tables["opportunities"], as_of=data.as_of)
         spine = spine.sort_values("lead_id", kind="stable").reset_index(drop=True)
         chunks = _chunks(spine, chunk_size)
-    parts, contributions, matrices = [], [], []
+    parts, contributions = [], []
+    profile = getattr(wrapper, "reference_profile", {}) or {}
+    drift_counts = None  # the feature matrices' rows per training-profile bin, summed over the chunks
     chunk_events = _events_by_chunk(data.tables.get("events"), chunks)
     for chunk in chunks:
         with _timed(timings, "events_by_chunk"):
@@ -173,8 +175,8 @@ def score_open_leads(
                                          reason_reference=getattr(wrapper, "reason_reference", None),
                                          timings=timings)  # fmt: skip
         parts.append(scored[[c for c in _KEPT if c in scored]])  # only what the output needs, chunk by chunk
-        with _timed(timings, "drift"):  # the drift check's sample of the feature matrix
-            matrices.append(X.sample(n=min(len(X), 20_000), random_state=0) if len(X) else X)
+        with _timed(timings, "drift"):
+            drift_counts = add_counts(drift_counts, stability_counts(profile, X))
         if contrib is not None:
             contributions.append(contrib)
         del scored, contrib, X, events  # this chunk's features and events go before the next chunk's are built
@@ -190,15 +192,18 @@ def score_open_leads(
         scores = scores.loc[valid]
     scores["score"] = _score(wrapper, scores)
     scores["percentile"] = (scores["probability"].rank(method="max", pct=True) * 100).round(1)
-    accounts = data.tables["leads"].set_index("lead_id").get("account_id")
-    scores["account_id"] = scores["lead_id"].map(accounts) if accounts is not None else pd.NA
+    leads = data.tables["leads"]
+    if "account_id" in leads:
+        at = positions(scores["lead_id"], pd.Index(leads["lead_id"]))  # every scored lead is in the table
+        scores["account_id"] = leads["account_id"].array.take(at, allow_fill=True)
+    else:
+        scores["account_id"] = pd.NA
     scores["as_of"] = scores["cutoff_time"]
     scores["model_name"], scores["model_version"] = model_name, model_version
     scores["feature_set"] = getattr(wrapper, "feature_set", "")
     timings["assembly"] += time.perf_counter() - assembly_start
-    with _timed(timings, "drift"):  # before sorting (PSI counts do not depend on the order): its sample goes first
-        drift = _drift(wrapper, pd.concat(matrices, ignore_index=True), scores)
-        matrices.clear()
+    with _timed(timings, "drift"):
+        drift = _drift(profile, drift_counts, scores)
     with _timed(timings, "assembly"):
         scores = scores[OUTPUT_COLUMNS]
         scores = _sorted_by_score(scores)
@@ -253,12 +258,13 @@ def _rejects(data: CrmData, failed: pd.Series) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"lead_id": [], "reason": []})
 
 
-def _drift(wrapper, sample: pd.DataFrame, scores: pd.DataFrame) -> pd.Series:
-    """PSI of the scored population against the training profile, per feature and for the probability."""
-    reference = getattr(wrapper, "reference_profile", {}) or {}
-    if not reference or scores.empty:
+def _drift(profile: dict, feature_counts: dict | None, scores: pd.DataFrame) -> pd.Series:
+    """PSI of the whole scored population against the training profile, per feature (from the counts gathered
+    chunk by chunk) and for the probability."""
+    if not profile or scores.empty:
         return pd.Series(dtype="float64", name="psi")
-    parts = [population_stability(reference, sample), population_stability(reference, scores[["probability"]])]
+    parts = [stability_of_counts(profile, feature_counts or {}),
+             population_stability(profile, scores[["probability"]])]  # fmt: skip
     return pd.concat(parts).sort_values(ascending=False)
 
 
