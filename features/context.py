@@ -70,7 +70,9 @@ class EventWindow:
         """Event value (float, NaN when absent)."""
         if self.events is None or "value" not in self.events:
             return np.full(len(self.row), np.nan)
-        return self.events["value"].to_numpy(dtype="float64", na_value=np.nan)[self.event_row]
+        # taken before made dense: a sparse column (mostly missing values) is never expanded to every event
+        picked = self.events["value"].array.take(self.event_row)
+        return pd.Series(picked, copy=False).to_numpy(dtype="float64", na_value=np.nan)
 
     def code(self, event_type: str) -> int:
         return self.types.index(event_type) if event_type in self.types else -1

@@ -235,6 +235,19 @@ def _parse_number_role(frame: pd.DataFrame, check: _Checker, role: str) -> None:
     frame[role] = number.astype("float64")
 
 
+SPARSE_FROM_MISSING = 0.9  # share of missing values from which a contract number column is held sparse
+
+
+def _sparse_numbers(frame: pd.DataFrame, table: str) -> pd.DataFrame:
+    """The events' `value` held sparse when mostly missing: one event in twenty carries a value in the sample data,
+    and 57M dense values take 0.46 GB, sparse ones a twentieth of that. Readers see the same numbers (missing as
+    NaN). The other tables are small: their columns stay as they are."""
+    for role in NUMERIC_COLUMNS.get(table, ()) if table == "events" else ():
+        if role in frame and len(frame) and frame[role].isna().mean() >= SPARSE_FROM_MISSING:
+            frame[role] = pd.arrays.SparseArray(frame[role].to_numpy(dtype="float64"), fill_value=np.nan)
+    return frame
+
+
 def _check_table(
     raw: pd.DataFrame, source: TableSource, table: str, *, timezone: str
 ) -> tuple[pd.DataFrame | None, _Checker]:
@@ -576,7 +589,7 @@ def validate_frames(raw: dict[str, pd.DataFrame], settings: Settings, *, as_of: 
         data.problems.extend(checker.problems)
         if name in frames:
             clean, rejected = checker.split()
-            data.tables[name] = clean.drop(columns=ROW)
+            data.tables[name] = _sparse_numbers(clean.drop(columns=ROW), name)
             if len(rejected):
                 data.rejects[name] = rejected
     release_unused_memory()

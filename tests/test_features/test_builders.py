@@ -112,6 +112,16 @@ def test_product_usage(row):
     assert row["product_trial_started"] == 0
 
 
+def test_a_sparse_event_value_column_gives_the_same_features(row):
+    # validation holds a mostly-missing `value` sparse; a second feature value tells a wrong take apart
+    events = EVENTS.assign(value=[np.nan, np.nan, np.nan, np.nan, np.nan, 4.0, 7.0])
+    sparse = events.assign(value=pd.arrays.SparseArray(events["value"].to_numpy(), fill_value=np.nan))
+    spine = pd.DataFrame({"lead_id": ["L1"], "cutoff_time": [CUTOFF]})
+    dense_row, sparse_row = (features_for(spine, events=e).loc["L1"] for e in (events, sparse))
+    assert dense_row["product_distinct_features_used"] == sparse_row["product_distinct_features_used"] == 2
+    pd.testing.assert_series_equal(dense_row, sparse_row)
+
+
 def test_demographic(row):
     assert row["lead_seniority"] == "vp"
     assert row["lead_department"] == "sales"

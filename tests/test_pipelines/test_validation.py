@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -223,3 +224,16 @@ def test_categorical_membership_matches_plain_isin():
     allowed = pd.Index(["a", "b"])
     assert is_in(values, allowed).tolist() == [True, False, False, True, True]
     assert is_in(values.astype("object"), allowed).tolist() == [True, False, False, True, True]
+
+
+def test_mostly_missing_event_values_are_held_sparse_with_the_same_numbers():
+    from pipelines.validation import _sparse_numbers
+
+    values = [np.nan] * 19 + [2.5]
+    sparse = _sparse_numbers(pd.DataFrame({"value": values}), "events")
+    assert isinstance(sparse["value"].dtype, pd.SparseDtype)
+    np.testing.assert_array_equal(sparse["value"].to_numpy(dtype="float64"), values)
+    half = _sparse_numbers(pd.DataFrame({"value": [np.nan, 1.0]}), "events")
+    assert half["value"].dtype == "float64"  # half filled: dense stays smaller
+    other = _sparse_numbers(pd.DataFrame({"amount": values}), "opportunities")
+    assert other["amount"].dtype == "float64"
