@@ -488,7 +488,7 @@ def _before_created_by_code(lead: pd.Series, occurred: pd.Series, created: pd.Se
     """`occurred < created[lead]` for 50M events without an event-sized copy of the creation times: looked up by
     category code, a few million events at a time."""
     nat = np.iinfo(np.int64).min
-    codes = lead.cat.codes.to_numpy()
+    codes = lead.array.codes  # a view: `cat.codes` would copy 50M codes
     occurred_ns = _ns(occurred)
     # code -1 (missing lead) takes the appended NaT
     created_ns = np.append(np.asarray(created.reindex(lead.cat.categories.astype("string")).array.asi8), nat)
@@ -500,10 +500,21 @@ def _before_created_by_code(lead: pd.Series, occurred: pd.Series, created: pd.Se
     return pd.Series(early, index=lead.index)
 
 
+def _value_counts(values: pd.Series) -> pd.Series:
+    """`values.value_counts()`; a categorical's codes are counted a few million at a time, where pandas would widen
+    all 50M of them to int64 at once."""
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        return values.value_counts()
+    codes, levels = values.array.codes, values.cat.categories
+    counts = np.zeros(len(levels) + 1, dtype="int64")  # slot 0 counts code -1 (missing), left out as pandas does
+    for start in range(0, len(codes), _CHUNK_ROWS):
+        counts += np.bincount(codes[start : start + _CHUNK_ROWS].astype(np.intp) + 1, minlength=len(levels) + 1)
+    return pd.Series(counts[1:], index=levels).sort_values(ascending=False, kind="stable")
+
+
 def _check_event_vocabulary(events: pd.DataFrame, check: _Checker, known: set[str]) -> None:
     """Event types outside the vocabulary are kept but feed no feature: counted in one warning, never silent."""
-    types = events["event_type"]
-    counts = types.value_counts()
+    counts = _value_counts(events["event_type"])
     unknown = counts[~counts.index.isin(sorted(known)) & (counts > 0)]
     if len(unknown):
         listed = ", ".join(f"'{name}' ({n:,})" for name, n in unknown.head(10).items())

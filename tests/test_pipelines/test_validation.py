@@ -237,3 +237,13 @@ def test_mostly_missing_event_values_are_held_sparse_with_the_same_numbers():
     assert half["value"].dtype == "float64"  # half filled: dense stays smaller
     other = _sparse_numbers(pd.DataFrame({"amount": values}), "opportunities")
     assert other["amount"].dtype == "float64"
+
+
+def test_category_counts_match_value_counts_across_chunks(monkeypatch):
+    import pipelines.validation as validation
+
+    monkeypatch.setattr(validation, "_CHUNK_ROWS", 3)  # several chunks
+    values = pd.Series(pd.Categorical(["b", None, "a", "b", "c", "b", None], categories=["a", "b", "c", "d"]))
+    counts = validation._value_counts(values)
+    assert counts.to_dict() == {"b": 3, "a": 1, "c": 1, "d": 0}
+    assert list(counts.items()) == list(values.value_counts().items())
