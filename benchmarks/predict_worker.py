@@ -65,7 +65,8 @@ def timed_predict(settings, out: Path) -> tuple[object, dict]:
     tracking.use_store(settings)
     model, wrapper = tracking.load_conversion_model(f"models:/{settings.mlflow.registered_model}@champion")
     after_model = time.perf_counter()
-    result = score_open_leads(settings, loaded, model, wrapper, model_name="bench", model_version="1")
+    result = score_open_leads(settings, loaded, model, wrapper, model_name="bench", model_version="1",
+                              chunk_size=settings.output.chunk_size, drop_events=True)  # as `leadscore predict`
     after_score = time.perf_counter()
     publish({out: frame_writer(result.scores, out), rejects_path(out): frame_writer(result.rejects, rejects_path(out))})
     after_write = time.perf_counter()

@@ -554,7 +554,7 @@ def predict(
         check_open_leads(data)
         with tqdm(total=len(data.tables["leads"]), unit="lead", desc="predict", disable=None) as bar:
             result = score_open_leads(settings, data, conversion, wrapper, model_name=name, model_version=version,
-                                      chunk_size=settings.output.chunk_size,
+                                      chunk_size=settings.output.chunk_size, drop_events=True,
                                       keep_contributions=contributions is not None, progress=bar.update)  # fmt: skip
         scored_as_of = data.as_of
     capacity = None

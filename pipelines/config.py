@@ -295,7 +295,7 @@ class FeatureSettings(_Section):
 class OutputSettings(_Section):
     dir: str = "output"
     sql_url: str | None = Field(None, description="database for `predict --to-sql TABLE`")
-    chunk_size: int = Field(50_000, ge=1, description="leads scored at a time by predict")
+    chunk_size: int = Field(25_000, ge=1, description="leads scored at a time by predict")
     drift_threshold: float = Field(0.25, gt=0, description="PSI above which predict warns of drift")
 
 

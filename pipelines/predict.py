@@ -153,11 +153,16 @@ def score_open_leads(
     *,
     model_name: str,
     model_version: str,
-    chunk_size: int = 50_000,
+    chunk_size: int = 25_000,
     keep_contributions: bool = False,
+    drop_events: bool = False,
     progress=None,
 ) -> Scored:
-    """Score every lead open at `data.as_of`; the result's `timings` hold the seconds of each stage (STAGES)."""
+    """Score every lead open at `data.as_of`; the result's `timings` hold the seconds of each stage (STAGES).
+
+    `drop_events`: take the events table out of `data` once the last chunk has its events, for a caller that needs
+    them no more (a batch predict): their memory is back before the scores are put together (0.75 GB at 57M events).
+    """
     timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)
     with _timed(timings, "spine"):
         spine = scoring_spine(data.tables["leads"], data.tables["opportunities"], as_of=data.as_of)
@@ -183,6 +188,10 @@ def score_open_leads(
         release_unused_memory()
         if progress is not None:
             progress(len(chunk))
+    del chunk_events  # its frame holds the events table
+    if drop_events:
+        data.tables.pop("events", None)
+        release_unused_memory()
     assembly_start = time.perf_counter()
     scores = pd.concat(parts, ignore_index=True)
     parts.clear()

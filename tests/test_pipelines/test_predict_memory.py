@@ -81,3 +81,4 @@ def test_recoded_categories_keep_values_and_share_clean_codes(clean):
     assert recoded.astype("string").tolist() == expected.tolist()
     assert recoded.cat.categories.is_monotonic_increasing
     assert np.shares_memory(recoded.array.codes, values.array.codes) == clean  # clean codes are not copied
+
