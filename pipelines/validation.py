@@ -84,7 +84,7 @@ class _Checker:
 
     def flag(
         self,
-        mask: pd.Series,
+        mask: pd.Series | np.ndarray,
         column: str,
         rule: str,
         what: str,
@@ -93,7 +93,8 @@ class _Checker:
         reject: bool = True,
     ) -> None:
         """Record one problem per row where `mask` holds; `what` may use {value}."""
-        mask = mask.fillna(False).astype(bool)
+        if not (isinstance(mask, np.ndarray) and mask.dtype == bool):  # a boolean array is used as it is
+            mask = mask.fillna(False).to_numpy(dtype=bool)
         if not mask.any():
             return
         rows = self.frame.loc[mask, ROW].to_numpy()
@@ -113,7 +114,7 @@ class _Checker:
             )
         if reject:
             reason = f"{column}: {rule}"
-            for position in np.flatnonzero(mask.to_numpy()):
+            for position in np.flatnonzero(mask):
                 self.reasons[position] = f"{self.reasons[position]}; {reason}" if position in self.reasons else reason
 
     def leave_view(self, mask: np.ndarray) -> int:
@@ -335,11 +336,17 @@ def _check_references(
     *,
     severity: str = "error",
 ) -> None:
-    present = frame[column].notna()
-    known = is_in(frame[column], seen)
-    unknown = present & ~known
+    # boolean arrays combined in place: for 50M events each intermediate mask is 50 MB
+    present = frame[column].notna().to_numpy(dtype=bool)
+    unknown = ~is_in(frame[column], seen).to_numpy(dtype=bool)
     # `valid` is a subset of `seen` without repeats: of the same size, it is the same set and no parent was rejected
-    rejected_parent = present & known & ~is_in(frame[column], valid) if len(valid) != len(seen) else present & False
+    rejected_parent = None
+    if len(valid) != len(seen):
+        rejected_parent = ~is_in(frame[column], valid).to_numpy(dtype=bool)
+        rejected_parent &= present
+        rejected_parent &= ~unknown
+    unknown &= present
+    del present
     reject = severity == "error"
     check.flag(
         unknown,
@@ -349,6 +356,8 @@ def _check_references(
         severity=severity,
         reject=reject,
     )
+    if rejected_parent is None:
+        return
     check.flag(
         rejected_parent,
         column,
