@@ -546,10 +546,12 @@ def predict(
         check_model_fits_crm(conversion, model_uri, custom=tuple(f.name for f in custom_fields(settings)))
         data = load_crm(settings, as_of=as_of_stamp)
         check_ground(data, settings)
-        if data.errors:
-            typer.echo(
-                f"warning: {len(data.errors)} row(s) rejected by validation; they are listed in the rejects", err=True
-            )
+        if data.errors:  # every table's rejected rows, with their reasons, as `validate` writes them
+            from pipelines.validation_report import write_rejects
+
+            written = ", ".join(write_rejects(data, settings).values())
+            typer.echo(f"warning: {len(data.errors)} row(s) rejected by validation, with their reasons in {written}",
+                       err=True)  # fmt: skip
         data = withhold(data)
         check_open_leads(data)
         with tqdm(total=len(data.tables["leads"]), unit="lead", desc="predict", disable=None) as bar:

@@ -81,6 +81,10 @@ def test_a_lead_whose_deal_was_rejected_is_never_scored_as_open(tmp_path, traine
     assert rejects["reason"].iloc[0].startswith("validation: opportunity rejected (status: unknown status)")
     assert len(scores) + len(rejects) + 1 == 5  # + L3, closed
     assert "1 row(s) rejected by validation" in out
+    # the rejected deal itself is written out with its reason, as `validate` writes it (not only its lead)
+    deals = pd.read_csv(config.parent / "output" / "rejects" / "opportunities.csv", dtype=str)
+    assert deals["opportunity_id"].tolist() == ["O4"] and "unknown status" in deals["reject_reason"].iloc[0]
+    assert str(config.parent / "output" / "rejects" / "opportunities.csv") in out
 
 
 @pytest.mark.parametrize(
