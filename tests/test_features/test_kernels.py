@@ -70,3 +70,12 @@ def test_window_counts_counts_known_types_up_to_the_window_inclusive():
     ]
     everything = window_counts(row, type_code, age_days, window_days=np.inf, n_rows=4, n_types=2)
     assert everything.tolist() == [[1, 1], [0, 2], [1, 0], [0, 0]]
+
+
+def test_pairs_from_every_block_land_at_their_offsets(monkeypatch):
+    monkeypatch.setattr(kernels, "_BLOCK", 2)  # rows 0-1, 2-3, 4: three blocks, each with pairs
+    query_keys, query_times = np.array([0, 1]), np.array([10, 10])
+    row_keys = np.array([0, 1, 1, 0, 1], dtype="int32")
+    row_times = np.array([1, 2, 3, 4, 50])  # the last row is too late
+    query, row = pairs_before(query_keys, query_times, row_keys, row_times, n_threads=2)
+    assert list(zip(query.tolist(), row.tolist(), strict=True)) == [(0, 0), (1, 1), (1, 2), (0, 3)]
