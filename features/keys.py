@@ -35,7 +35,8 @@ def _arrow_text(values):
 
 
 def positions(values: pd.Series | pd.Index, index: pd.Index) -> np.ndarray:
-    """Position of each of `values` in the unique `index` (int64; -1 when absent or missing)."""
+    """Position of each of `values` in `index` (int64; -1 when absent or missing; an id repeated in `index` reads
+    its first position)."""
     if not (_is_text(values) and _is_text(index)):
         return pd.Index(index).get_indexer(values).astype("int64")
     import pyarrow.compute as pc
@@ -49,7 +50,7 @@ def positions(values: pd.Series | pd.Index, index: pd.Index) -> np.ndarray:
     found = found.to_numpy(zero_copy_only=False).astype("int64")
     at = np.flatnonzero(found >= 0)
     of_distinct = np.full(len(distinct) + 1, -1, dtype="int64")  # the last slot answers code -1 (missing)
-    of_distinct[found[at]] = at
+    of_distinct[found[at[::-1]]] = at[::-1]  # with a repeated id in `index`, its first position (as Arrow's)
     return of_distinct[codes]
 
 

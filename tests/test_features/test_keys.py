@@ -36,3 +36,10 @@ def test_positions_of_a_few_ids_in_a_large_index_hash_the_few():
     values = pd.Series(["L42", None, "nope", "L0", "L42"], dtype="str")
     assert positions(values, index).tolist() == [42, -1, -1, 0, 42]
     assert positions(values.astype("string"), index).tolist() == [42, -1, -1, 0, 42]
+
+
+def test_a_repeated_id_reads_its_first_position_whichever_side_is_hashed():
+    index = pd.Index(["L1", "L2", "L1"] + [f"X{i}" for i in range(20)], dtype="str")
+    few, many = pd.Series(["L1"], dtype="str"), pd.Series(["L1"] * 10, dtype="str")
+    assert positions(few, index).tolist() == [0]  # the index hashed from the few
+    assert positions(many, index).tolist() == [0] * 10  # the index hashed whole
