@@ -99,30 +99,11 @@ def predict(data: str, store: str) -> dict:
 
 def raw(data: str, store: str, n: str) -> dict:
     """Raw LightGBM predict + pred_contrib vs our scoring with reasons, on the same feature matrix."""
-    from features.build import build_features
     from features.registry import all_features
-    from features.spine import scoring_spine
     from models.reasons import top_reasons
-    from pipelines import tracking
-    from pipelines.training_set import feature_params
-    from pipelines.validation import load_crm
+    from pipelines.predict import champion_open_matrix
 
-    settings = load_settings(_config(Path(store), data))
-    loaded = load_crm(settings)
-    tracking.use_store(settings)
-    model, _ = tracking.load_conversion_model(f"models:/{settings.mlflow.registered_model}@champion")
-    t = loaded.tables
-    spine = scoring_spine(t["leads"], t["opportunities"], as_of=loaded.as_of).head(int(n))
-    names = list(model.feature_names_in_)
-    X = build_features(
-        spine,
-        leads=t["leads"],
-        accounts=t["accounts"],
-        events=t["events"],
-        opportunities=t["opportunities"],
-        feature_names=names,
-        params=feature_params(settings),
-    )[names]
+    model, X = champion_open_matrix(load_settings(_config(Path(store), data)), limit=int(n))
     prepared = model._prepare(X)
     start = time.perf_counter()
     model.booster_.predict(prepared, num_iteration=model.best_iteration_)

@@ -16,22 +16,9 @@ from pipelines.config import load_settings
 
 def feature_matrix(data: str, store: str, rows: int):
     """The champion and the feature matrix of the sample's open leads, repeated up to `rows` rows."""
-    from features.build import build_features
-    from features.spine import scoring_spine
-    from pipelines import tracking
-    from pipelines.training_set import feature_params
-    from pipelines.validation import load_crm
+    from pipelines.predict import champion_open_matrix
 
-    settings = load_settings(_config(Path(store), data))
-    loaded = load_crm(settings)
-    tracking.use_store(settings)
-    model, _ = tracking.load_conversion_model(f"models:/{settings.mlflow.registered_model}@champion")
-    t = loaded.tables
-    spine = scoring_spine(t["leads"], t["opportunities"], as_of=loaded.as_of)
-    names = list(model.feature_names_in_)
-    X = build_features(spine, leads=t["leads"], accounts=t["accounts"], events=t["events"],
-                       opportunities=t["opportunities"], feature_names=names,
-                       params=feature_params(settings))[names]  # fmt: skip
+    model, X = champion_open_matrix(load_settings(_config(Path(store), data)))
     unique = len(X)
     X = X.iloc[np.arange(rows) % unique].reset_index(drop=True)
     return model, X, unique

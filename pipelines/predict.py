@@ -244,6 +244,22 @@ def _sorted_by_score(scores: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(columns, copy=False)  # dict input would be copied by default
 
 
+def champion_open_matrix(settings: Settings, *, limit: int | None = None):
+    """The registered champion and its feature matrix for the leads open at the CRM's as-of (the first `limit` of
+    them), built in one context without predict's chunks: what the benchmarks and the SHAP tests score."""
+    from pipelines import tracking
+    from pipelines.validation import load_crm
+
+    loaded = load_crm(settings)
+    tracking.use_store(settings)
+    model, _ = tracking.load_conversion_model(f"models:/{settings.mlflow.registered_model}@champion")
+    t = loaded.tables
+    spine = scoring_spine(t["leads"], t["opportunities"], as_of=loaded.as_of).head(limit)
+    context = FeatureContext(spine, leads=t["leads"], accounts=t.get("accounts"), events=t.get("events"),
+                             opportunities=t["opportunities"], params=feature_params(settings))  # fmt: skip
+    return model, feature_columns(context, list(model.feature_names_in_))
+
+
 def _score(wrapper, scores: pd.DataFrame) -> np.ndarray:
     """1-99 against the model's stored reference population; a model trained before the reference existed ranks
     within this run instead (and says so)."""

@@ -160,23 +160,10 @@ def test_multiclass_models_are_refused():
 
 
 def test_the_sample_data_champion_matches_pred_contrib(trained_project):
-    from features.build import build_features
-    from features.spine import scoring_spine
-    from pipelines import tracking
     from pipelines.config import load_settings
-    from pipelines.training_set import feature_params
-    from pipelines.validation import load_crm
+    from pipelines.predict import champion_open_matrix
 
-    settings = load_settings(trained_project)
-    loaded = load_crm(settings)
-    tracking.use_store(settings)
-    model, _ = tracking.load_conversion_model(f"models:/{settings.mlflow.registered_model}@champion")
-    t = loaded.tables
-    spine = scoring_spine(t["leads"], t["opportunities"], as_of=loaded.as_of)
-    names = list(model.feature_names_in_)
-    X = build_features(spine, leads=t["leads"], accounts=t["accounts"], events=t["events"],
-                       opportunities=t["opportunities"], feature_names=names,
-                       params=feature_params(settings))[names]  # fmt: skip
+    model, X = champion_open_matrix(load_settings(trained_project))
     ours = model.contributions(X)
     expected = model.booster_.predict(model._prepare(X), pred_contrib=True, num_iteration=model.best_iteration_)
     assert len(X) > 500 and ours.columns[-1] == "base_value"
