@@ -92,7 +92,7 @@ def bench_reasons(leads: int) -> None:
     print(f"first call (numba import, compiled kernel loaded or compiled, tables built): {row['first_call_s']:.2f} s, "
           "not counted below")
     row["engine"] = "LightGBM pred_contrib"
-    ours = dict(row, engine="models.treeshap")
+    ours = dict(row, engine="leadscore.models.treeshap")
     row["rows_per_s"], ours["rows_per_s"] = row["pred_contrib_rows_per_s"], row["ours_rows_per_s"]
     row["seconds"], ours["seconds"] = row["pred_contrib_s"], row["ours_s"]
     ours["max_abs_diff"], row["max_abs_diff"] = f"{row['max_abs_diff']:.2e}", "(reference)"

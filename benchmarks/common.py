@@ -15,7 +15,7 @@ BENCH_DATA = REPO / "bench-data"
 
 def sample_data(n_leads: int, seed: int = 42) -> Path:
     """Generate (once) and return the folder of a sample CRM with `n_leads` leads."""
-    from pipelines.sample_data import SampleSpec, generate
+    from leadscore.pipelines.sample_data import SampleSpec, generate
 
     folder = BENCH_DATA / f"crm_{n_leads}_{seed}"
     if not (folder / "opportunities.parquet").exists():

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 
 from benchmarks.predict_worker import _config
-from pipelines.config import load_settings
+from leadscore.pipelines.config import load_settings
 
 
 class TreeMemory:
@@ -42,7 +42,7 @@ class TreeMemory:
 
 
 def main(engine: str, data: str, store: str) -> None:
-    from pipelines import tracking
+    from leadscore.pipelines.outputs import tracking
 
     settings = load_settings(_config(Path(store), data))
     settings = settings.model_copy(update={"engine": settings.engine.model_copy(update={
@@ -53,15 +53,15 @@ def main(engine: str, data: str, store: str) -> None:
     with TreeMemory() as memory:
         start = time.perf_counter()
         if engine == "spark":
-            from pipelines.spark_engine import predict_spark
+            from leadscore.pipelines.spark_engine import predict_spark
 
             summary = predict_spark(settings, model, wrapper, model_name="bench", model_version="1", as_of=None,
                                     out=out)  # fmt: skip
             scored = summary["scored"]
         else:
-            from pipelines.io import write_frame
-            from pipelines.predict import score_open_leads
-            from pipelines.validation import load_crm
+            from leadscore.pipelines.outputs.files import write_frame
+            from leadscore.pipelines.verbs.predict import score_open_leads
+            from leadscore.pipelines.intake.validation import load_crm
 
             result = score_open_leads(settings, load_crm(settings), model, wrapper, model_name="bench",
                                       model_version="1")  # fmt: skip

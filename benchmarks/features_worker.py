@@ -12,8 +12,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from benchmarks.common import peak_rss_mib
-from features.behavioral import WINDOWS_DAYS
-from features.schemas import MARKETING_EVENTS
+from leadscore.features.behavioral import WINDOWS_DAYS
+from leadscore.features.schemas import MARKETING_EVENTS
 
 DELAY_DAYS = 30
 COUNT_FEATURES = [f"events_{t}_count_{w}d" for t in MARKETING_EVENTS for w in WINDOWS_DAYS]
@@ -33,7 +33,7 @@ def load(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def run_pandas(spine, events, leads) -> pd.DataFrame:
-    from features.build import build_features
+    from leadscore.features.build import build_features
 
     return build_features(spine, leads=leads, events=events, feature_names=COUNT_FEATURES)[COUNT_FEATURES]
 

@@ -15,7 +15,7 @@ COLUMNS = ["dataset", "constrained_features", "auc_constrained", "auc_unconstrai
 
 
 def _auc(settings, *, monotone: bool, data=None, training=None) -> float:
-    from pipelines.training import train_and_evaluate
+    from leadscore.pipelines.verbs.train import train_and_evaluate
 
     settings = settings.model_copy(update={"model": settings.model.model_copy(update={"monotone": monotone})})
     result, _ = train_and_evaluate(settings, data=data, training=training)
@@ -23,8 +23,8 @@ def _auc(settings, *, monotone: bool, data=None, training=None) -> float:
 
 
 def compare(name: str, settings, *, data=None) -> dict:
-    from features.registry import declared_directions
-    from pipelines.training_set import build_training_set
+    from leadscore.features.registry import declared_directions
+    from leadscore.pipelines.verbs.training_set import build_training_set
 
     start = time.perf_counter()
     training = build_training_set(settings, data=data)
@@ -37,7 +37,7 @@ def compare(name: str, settings, *, data=None) -> dict:
 
 
 def sample_settings(leads: int):
-    from pipelines.config import Settings
+    from leadscore.pipelines.config import Settings
 
     folder = sample_data(leads)
     tables = {n: {"path": str(folder / f"{n}.parquet")} for n in ("leads", "accounts", "events", "opportunities")}
@@ -46,8 +46,8 @@ def sample_settings(leads: int):
 
 
 def main(leads: int) -> None:
-    from pipelines.config import load_settings
-    from pipelines.validation import load_crm
+    from leadscore.pipelines.config import load_settings
+    from leadscore.pipelines.intake.validation import load_crm
 
     settings = sample_settings(leads)
     rows = [compare(f"sample data, {leads:,} leads", settings, data=load_crm(settings))]

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from benchmarks.predict_worker import _config, timed_predict
-from pipelines.config import load_settings
+from leadscore.pipelines.config import load_settings
 
 TABLES = ("leads", "accounts", "events", "opportunities")
 COPY_ROWS = 500_000

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from benchmarks.common import peak_rss_mib
-from features.schemas import TABLE_ROLES
-from pipelines.config import load_settings
+from leadscore.features.schemas import TABLE_ROLES
+from leadscore.pipelines.config import load_settings
 
 TABLES = tuple(TABLE_ROLES)
 
@@ -25,7 +25,7 @@ def _config(store: Path, data: str) -> Path:
 
 
 def train(data: str, store: str) -> dict:
-    from pipelines.training import train as run
+    from leadscore.pipelines.verbs.train import train as run
 
     result = run(load_settings(_config(Path(store), data)))
     return {"version": result.version, "trees": result.model.best_iteration_}
@@ -33,9 +33,10 @@ def train(data: str, store: str) -> dict:
 
 def _load_timed(settings) -> tuple[object, float, float]:
     """`load_crm` in its two halves, timed apart: reading the files, then normalising and validating them."""
-    from pipelines.crm_exports import apply_export_conventions
-    from pipelines.io import read_source, release_unused_memory
-    from pipelines.validation import _repeated, validate_frames  # the same steps as load_crm
+    from leadscore.pipelines.intake.exports import apply_export_conventions
+    from leadscore.pipelines.intake.sources import read_source
+    from leadscore.pipelines.memory import release_unused_memory
+    from leadscore.pipelines.intake.validation import _repeated, validate_frames  # the same steps as load_crm
 
     start = time.perf_counter()
     sources = {n: getattr(settings.tables, n) for n in TABLES if getattr(settings.tables, n)}
@@ -52,11 +53,11 @@ def timed_predict(settings, out: Path) -> tuple[object, dict]:
     """`leadscore predict`'s work end to end, each part timed: load and validate the CRM, score every open lead with
     the champion (the stages inside from `Scored.timings`), publish the scores and their rejects, append the score
     history and log the MLflow run."""
-    from pipelines import tracking
-    from pipelines.history import append_history
-    from pipelines.io import frame_writer
-    from pipelines.predict import log_scoring_run, rejects_path, score_open_leads
-    from pipelines.publish import publish
+    from leadscore.pipelines.outputs import tracking
+    from leadscore.pipelines.outputs.history import append_history
+    from leadscore.pipelines.outputs.files import frame_writer
+    from leadscore.pipelines.verbs.predict import log_scoring_run, rejects_path, score_open_leads
+    from leadscore.pipelines.outputs.publish import publish
 
     start = time.perf_counter()
     loaded, read_s, validate_s = _load_timed(settings)
@@ -99,9 +100,9 @@ def predict(data: str, store: str) -> dict:
 
 def raw(data: str, store: str, n: str) -> dict:
     """Raw LightGBM predict + pred_contrib vs our scoring with reasons, on the same feature matrix."""
-    from features.registry import all_features
-    from models.reasons import top_reasons
-    from pipelines.predict import champion_open_matrix
+    from leadscore.features.registry import all_features
+    from leadscore.models.reasons import top_reasons
+    from leadscore.pipelines.verbs.predict import champion_open_matrix
 
     model, X = champion_open_matrix(load_settings(_config(Path(store), data)), limit=int(n))
     prepared = model._prepare(X)

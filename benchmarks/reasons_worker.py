@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.predict_worker import _config
-from pipelines.config import load_settings
+from leadscore.pipelines.config import load_settings
 
 
 def feature_matrix(data: str, store: str, rows: int):
     """The champion and the feature matrix of the sample's open leads, repeated up to `rows` rows."""
-    from pipelines.predict import champion_open_matrix
+    from leadscore.pipelines.verbs.predict import champion_open_matrix
 
     model, X = champion_open_matrix(load_settings(_config(Path(store), data)))
     unique = len(X)
@@ -25,7 +25,7 @@ def feature_matrix(data: str, store: str, rows: int):
 
 
 def reasons(data: str, store: str, rows: str, threads: str = "2") -> dict:
-    from models import treeshap
+    from leadscore.models import treeshap
 
     n_threads = int(threads)
     model, X, unique = feature_matrix(data, store, int(rows))

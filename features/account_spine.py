@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.pointintime import NAT, to_ns
-from features.spine import (
+from leadscore.features.pointintime import NAT, to_ns
+from leadscore.features.spine import (
     CutoffPolicy,
     SpineStats,
     candidate_cutoffs,

@@ -16,10 +16,10 @@ from functools import cached_property, partial
 import numpy as np
 import pandas as pd
 
-from features.account_spine import KEY, contact_pairs
-from features.build import feature_columns
-from features.context import FeatureContext, FeatureParams
-from features.registry import FeatureSpec, all_features
+from leadscore.features.account_spine import KEY, contact_pairs
+from leadscore.features.build import feature_columns
+from leadscore.features.context import FeatureContext, FeatureParams
+from leadscore.features.registry import FeatureSpec, all_features
 
 SENIOR = ("c_level", "vp", "director")
 ENGAGED_ACTIVE_DAYS = 3  # a contact is engaged when active on at least this many days of the last 30

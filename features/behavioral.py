@@ -7,9 +7,9 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from features.context import DEFAULT_EVENT_WEIGHTS, FeatureContext
-from features.registry import FeatureSpec, feature, register
-from features.schemas import EVENT_TYPES, MARKETING_EVENTS
+from leadscore.features.context import DEFAULT_EVENT_WEIGHTS, FeatureContext
+from leadscore.features.registry import FeatureSpec, feature, register
+from leadscore.features.schemas import EVENT_TYPES, MARKETING_EVENTS
 
 WINDOWS_DAYS = (7, 30, 90)
 

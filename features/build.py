@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from features.context import FeatureContext, FeatureParams
-from features.custom import custom_specs
-from features.registry import FeatureSpec, all_features
+from leadscore.features.context import FeatureContext, FeatureParams
+from leadscore.features.custom import custom_specs
+from leadscore.features.registry import FeatureSpec, all_features
 
 
 def build_features(

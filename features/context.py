@@ -11,9 +11,9 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from features.keys import positions
-from features.pointintime import NAT, epoch_units, to_ns
-from features.schemas import EVENT_TYPES, SALES_TOUCH_EVENTS
+from leadscore.features.keys import positions
+from leadscore.features.pointintime import NAT, epoch_units, to_ns
+from leadscore.features.schemas import EVENT_TYPES, SALES_TOUCH_EVENTS
 
 NS_PER_DAY = 86_400 * 10**9
 
@@ -138,7 +138,7 @@ class FeatureContext:
 
     @cached_property
     def event_window(self) -> EventWindow:
-        from features.kernels import pairs_before, window_columns  # numba compiles on first use, not on import
+        from leadscore.features.kernels import pairs_before, window_columns  # numba compiles on first use, not on import
 
         types = tuple(EVENT_TYPES)
         events = self.events
@@ -186,7 +186,7 @@ class FeatureContext:
         """Matrix (spine rows x event types) of event counts in the last `window_days` before the cutoff."""
         cache = self.__dict__.setdefault("_count_cache", {})
         if window_days not in cache:
-            from features.kernels import window_counts
+            from leadscore.features.kernels import window_counts
 
             w = self.event_window
             cache[window_days] = window_counts(

@@ -13,8 +13,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from features.derived import date_part, days_between
-from features.registry import FeatureSpec
+from leadscore.features.derived import date_part, days_between
+from leadscore.features.registry import FeatureSpec
 
 TABLE_GROUPS = {"leads": "demographic", "accounts": "firmographic"}
 

@@ -7,10 +7,10 @@ import re
 import numpy as np
 import pandas as pd
 
-from features.context import NS_PER_DAY, FeatureContext
-from features.keys import is_in, on_distinct
-from features.pointintime import to_ns
-from features.registry import feature
+from leadscore.features.context import NS_PER_DAY, FeatureContext
+from leadscore.features.keys import is_in, on_distinct
+from leadscore.features.pointintime import to_ns
+from leadscore.features.registry import feature
 
 # Lead age counts up to a year. A lead created within one horizon of the start of the data is older at scoring than
 # any fully observed training row can be (its row would need a horizon after as_of), so uncapped ages put every such

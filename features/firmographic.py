@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.context import FeatureContext
-from features.pointintime import count_before, to_ns
-from features.registry import feature
+from leadscore.features.context import FeatureContext
+from leadscore.features.pointintime import count_before, to_ns
+from leadscore.features.registry import feature
 
 REVENUE_BANDS = ("<1M", "1M-10M", "10M-100M", "100M-1B", ">=1B")
 _REVENUE_EDGES = (1e6, 1e7, 1e8, 1e9)

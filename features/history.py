@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.context import NS_PER_DAY, FeatureContext
-from features.pointintime import NAT, count_before, to_ns
-from features.registry import feature
+from leadscore.features.context import NS_PER_DAY, FeatureContext
+from leadscore.features.pointintime import NAT, count_before, to_ns
+from leadscore.features.registry import feature
 
 
 def _closed_deals(ctx: FeatureContext, status: str) -> tuple[np.ndarray, np.ndarray]:

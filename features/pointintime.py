@@ -50,7 +50,7 @@ def expand_before(
     key cost no Python loop (a compiled loop over the rows, on every core). Pairs come in row order (then query
     order within a row).
     """
-    from features.kernels import pairs_before  # numba compiles on first use, not when features are imported
+    from leadscore.features.kernels import pairs_before  # numba compiles on first use, not when features are imported
 
     return pairs_before(query_keys, query_times, row_keys, row_times)
 

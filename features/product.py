@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.context import FeatureContext, distinct_per_row
-from features.registry import feature
+from leadscore.features.context import FeatureContext, distinct_per_row
+from leadscore.features.registry import feature
 
 USAGE_EVENTS = ("product_login", "feature_used")
 

@@ -80,7 +80,7 @@ def feature(
 
 def all_features() -> dict[str, FeatureSpec]:
     """The registry, with every builder module imported so that all features are listed."""
-    from features import behavioral, demographic, firmographic, history, product  # noqa: F401
+    from leadscore.features import behavioral, demographic, firmographic, history, product  # noqa: F401
 
     return dict(REGISTRY)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.pointintime import NAT, to_ns
+from leadscore.features.pointintime import NAT, to_ns
 
 
 @dataclass(frozen=True)

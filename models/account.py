@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.accounts import AccountContext
-from models.grade_rules import ENGAGEMENT_GRADES, FIT_GRADES, GradeRules
-from models.grades import engagement_counts, engagement_points, fit_points, grade_from_points
+from leadscore.features.accounts import AccountContext
+from leadscore.models.grade_rules import ENGAGEMENT_GRADES, FIT_GRADES, GradeRules
+from leadscore.models.grades import engagement_counts, engagement_points, fit_points, grade_from_points
 
 
 def rollup_probability(probability: np.ndarray, row: np.ndarray, n: int) -> np.ndarray:

@@ -35,8 +35,8 @@ from sklearn.metrics import brier_score_loss
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from features.keys import on_distinct, positions
-from models.treeshap import booster_contributions
+from leadscore.features.keys import on_distinct, positions
+from leadscore.models.treeshap import booster_contributions
 
 log = logging.getLogger(__name__)
 ISOTONIC_MIN_ROWS = 1000

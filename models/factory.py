@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from features.registry import declared_directions
-from models.conversion import ConversionModel
-from models.evaluation import METRICS
+from leadscore.features.registry import declared_directions
+from leadscore.models.conversion import ConversionModel
+from leadscore.models.evaluation import METRICS
 
 
 class ModelSettings(BaseModel):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 from sklearn.tree import DecisionTreeClassifier
 
-from models.grade_rules import ENGAGEMENT_GRADES, FIT_GRADES, STAGES
+from leadscore.models.grade_rules import ENGAGEMENT_GRADES, FIT_GRADES, STAGES
 
 CELLS = [f + e for f in FIT_GRADES for e in ENGAGEMENT_GRADES]
 

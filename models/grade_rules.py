@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from features.demographic import MAX_LEAD_AGE_DAYS
-from models.capacity import CapacityRules
+from leadscore.features.demographic import MAX_LEAD_AGE_DAYS
+from leadscore.models.capacity import CapacityRules
 
 FIT_GRADES = ("A", "B", "C", "D")
 ENGAGEMENT_GRADES = ("1", "2", "3", "4")

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.behavioral import decayed_event_count
-from features.context import FeatureContext
-from models.grade_rules import (
+from leadscore.features.behavioral import decayed_event_count
+from leadscore.features.context import FeatureContext
+from leadscore.models.grade_rules import (
     ENGAGEMENT_GRADES,
     FIT_GRADES,
     STAGES,

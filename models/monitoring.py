@@ -17,8 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.spine import label
-from models.evaluation import calibration_table, evaluate
+from leadscore.features.spine import label
+from leadscore.models.evaluation import calibration_table, evaluate
 
 HOURS = pd.Timedelta(hours=1)
 

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from pipelines.errors import OneErrorPath
+from leadscore.pipelines.errors import OneErrorPath
 
 app = typer.Typer(
     cls=OneErrorPath,
@@ -85,7 +85,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _settings(config: Path):
-    from pipelines.config import ConfigError, load_settings
+    from leadscore.pipelines.config import ConfigError, load_settings
 
     try:
         return load_settings(config)
@@ -98,7 +98,7 @@ def _as_of(value: str | None):
         return None
     import pandas as pd
 
-    from pipelines.parsing import EARLIEST, LATEST
+    from leadscore.pipelines.intake.parsing import EARLIEST, LATEST
 
     try:
         stamp = pd.Timestamp(value)
@@ -112,7 +112,7 @@ def _as_of(value: str | None):
 
 def _valid_crm(settings, as_of: str | None):
     """The validated CRM tables; stop with the error count when validation found errors."""
-    from pipelines.validation import load_crm
+    from leadscore.pipelines.intake.validation import load_crm
 
     data = load_crm(settings, as_of=_as_of(as_of))
     if data.errors:
@@ -125,7 +125,7 @@ def _valid_crm(settings, as_of: str | None):
 
 def _check_out(path: Path | None, option: str, suffixes: tuple[str, ...], settings=None, *, folder=False) -> None:
     """Refuse an unusable output target before any heavy work (suffix, an input's path, no write access)."""
-    from pipelines.publish import check_output, input_paths
+    from leadscore.pipelines.outputs.publish import check_output, input_paths
 
     check_output(path, option=option, suffixes=suffixes, inputs=input_paths(settings) if settings else (),
                  folder=folder)  # fmt: skip
@@ -133,7 +133,7 @@ def _check_out(path: Path | None, option: str, suffixes: tuple[str, ...], settin
 
 def _load_model(settings, uri: str | None):
     """(model, its pyfunc wrapper, registered name, version) for a model URI (default: the champion)."""
-    from pipelines import tracking
+    from leadscore.pipelines.outputs import tracking
 
     uri = uri or f"models:/{settings.mlflow.registered_model}@champion"
     try:
@@ -168,7 +168,7 @@ def init(
         raise _fail(f"{target} exists; use --force to overwrite it")
     directory.mkdir(parents=True, exist_ok=True)
     name = f"templates/presets/{preset}.toml" if preset else "templates/leadscore.toml"
-    template = resources.files("pipelines").joinpath(name)
+    template = resources.files("leadscore.pipelines").joinpath(name)
     with resources.as_file(template) as source:
         text = source.read_text(encoding="utf-8")
     if preset:  # the project's name, from its folder: its own experiment and registered model
@@ -199,7 +199,7 @@ def sample_data(
     """
     from tqdm import tqdm
 
-    from pipelines.sample_data import SampleSpec, generate
+    from leadscore.pipelines.sample_data import SampleSpec, generate
 
     if fmt not in {"parquet", "csv"}:
         raise _fail(f"--format: use parquet or csv, not {fmt!r}")
@@ -220,7 +220,7 @@ def validate(config: ConfigOption, as_of: AsOfOption = None, json_out: JsonOptio
     Example:
       leadscore validate --config demo/leadscore.toml --json
     """
-    from pipelines.validation_report import run_validation
+    from leadscore.pipelines.verbs.validate import run_validation
 
     settings = _settings(config)
     summary: dict = {}
@@ -241,16 +241,16 @@ def build_training_set(
     Example:
       leadscore build-training-set --config demo/leadscore.toml --out demo/output/training_set.parquet
     """
-    from pipelines.training_set import build_training_set as build
-    from pipelines.training_set import coverage_lines, write_training_set
+    from leadscore.pipelines.verbs.training_set import build_training_set as build
+    from leadscore.pipelines.verbs.training_set import coverage_lines, write_training_set
 
     settings = _with_engine(_settings(config), engine)
     spark_folder = settings.engine.name == "spark" and settings.mode == "crm"
     _check_out(out, "--out", (".parquet",), settings, folder=spark_folder)
     _as_of(as_of)
     if spark_folder:
-        from pipelines.io import write_json
-        from pipelines.spark_engine import training_set_spark
+        from leadscore.pipelines.outputs.files import write_json
+        from leadscore.pipelines.spark_engine import training_set_spark
 
         target = out or settings.output_dir / "training_set_parquet"
         manifest = training_set_spark(settings, as_of=_as_of(as_of), out=target)
@@ -301,8 +301,8 @@ def grade(
     Example:
       leadscore grade --config demo/leadscore.toml --out demo/output/grades.csv --analyze
     """
-    from pipelines.grading import analyze_closed_deals, grade_open_leads, read_previous
-    from pipelines.io import write_frame
+    from leadscore.pipelines.verbs.grade import analyze_closed_deals, grade_open_leads, read_previous
+    from leadscore.pipelines.outputs.files import write_frame
 
     settings = _with_engine(_settings(config), engine)
     if settings.mode != "crm":
@@ -312,7 +312,7 @@ def grade(
     _check_out(out, "--out", (".csv", ".parquet"), settings, folder=settings.engine.name == "spark")
     _as_of(as_of)
     if settings.engine.name == "spark":
-        from pipelines.spark_engine import grade_spark
+        from leadscore.pipelines.spark_engine import grade_spark
 
         target = out or settings.output_dir / "grades_parquet"
         summary = grade_spark(settings, as_of=_as_of(as_of), out=target)
@@ -355,9 +355,9 @@ def train(
     Example:
       leadscore train --config demo/leadscore.toml --as-of 2025-06-30
     """
-    from models.conversion import TooLittleDataError
-    from pipelines.training import train as run_training
-    from pipelines.training_set import coverage_lines, read_training_set
+    from leadscore.models.conversion import TooLittleDataError
+    from leadscore.pipelines.verbs.train import train as run_training
+    from leadscore.pipelines.verbs.training_set import coverage_lines, read_training_set
 
     settings = _settings(config)
     if _account_level(level, settings, training_set=training_set):
@@ -365,7 +365,7 @@ def train(
     data = None
     prebuilt = None
     if training_set is not None:
-        from pipelines.intake import check_parquet_input
+        from leadscore.pipelines.intake.files import check_parquet_input
 
         check_parquet_input(training_set, name="training set")
         try:
@@ -424,10 +424,10 @@ def backtest(
     import pandas as pd
     from tqdm import tqdm
 
-    from models.conversion import TooLittleDataError
-    from pipelines.backtest import log_backtest, row_steps, run_backtest, time_steps
-    from pipelines.grading import grade_spine
-    from pipelines.training_set import build_training_set
+    from leadscore.models.conversion import TooLittleDataError
+    from leadscore.pipelines.verbs.backtest import log_backtest, row_steps, run_backtest, time_steps
+    from leadscore.pipelines.verbs.grade import grade_spine
+    from leadscore.pipelines.verbs.training_set import build_training_set
 
     settings = _settings(config)
     _check_steps(start, every)
@@ -461,7 +461,7 @@ def backtest(
     typer.echo(table.to_string(float_format=lambda v: f"{v:.4f}"))
     typer.echo("\npooled over all periods:")
     typer.echo(result.pooled.to_string(float_format=lambda v: f"{v:.4f}"))
-    from pipelines.capacity import backtest_capture, capture_text
+    from leadscore.pipelines.verbs.capacity import backtest_capture, capture_text
 
     capture = backtest_capture(settings, data, training.frame, result.predictions, capacity=capacity)
     if capture is not None:
@@ -498,12 +498,12 @@ def predict(
     """
     from tqdm import tqdm
 
-    from pipelines.ground import check_ground, check_model_fits_crm, check_open_leads
-    from pipelines.ground import withhold_leads_with_rejected_deals as withhold
-    from pipelines.io import frame_writer
-    from pipelines.predict import log_scoring_run, rejects_path, score_open_leads
-    from pipelines.publish import check_sql_output, publish, write_sql_tables
-    from pipelines.validation import load_crm
+    from leadscore.pipelines.intake.ground import check_ground, check_model_fits_crm, check_open_leads
+    from leadscore.pipelines.intake.ground import withhold_leads_with_rejected_deals as withhold
+    from leadscore.pipelines.outputs.files import frame_writer
+    from leadscore.pipelines.verbs.predict import log_scoring_run, rejects_path, score_open_leads
+    from leadscore.pipelines.outputs.publish import check_sql_output, publish, write_sql_tables
+    from leadscore.pipelines.intake.validation import load_crm
 
     settings = _with_engine(_settings(config), engine)
     flat = settings.mode == "flat"
@@ -534,20 +534,20 @@ def predict(
     conversion, wrapper, name, version = _load_model(settings, model)
     model_uri = model or f"models:/{settings.mlflow.registered_model}@champion"
     if flat:
-        from pipelines.flat_predict import score_flat_open_leads
+        from leadscore.pipelines.verbs.flat_predict import score_flat_open_leads
 
         result = score_flat_open_leads(settings, conversion, wrapper, model_name=name, model_version=version,
                                        model_uri=model_uri, as_of=as_of_stamp,
                                        keep_contributions=contributions is not None)  # fmt: skip
         scored_as_of = result.scores["as_of"].iloc[0]
     else:
-        from pipelines.training_set import custom_fields
+        from leadscore.pipelines.verbs.training_set import custom_fields
 
         check_model_fits_crm(conversion, model_uri, custom=tuple(f.name for f in custom_fields(settings)))
         data = load_crm(settings, as_of=as_of_stamp)
         check_ground(data, settings)
         if data.errors:  # every table's rejected rows, with their reasons, as `validate` writes them
-            from pipelines.validation_report import write_rejects
+            from leadscore.pipelines.verbs.validate import write_rejects
 
             written = ", ".join(write_rejects(data, settings).values())
             typer.echo(f"warning: {len(data.errors)} row(s) rejected by validation, with their reasons in {written}",
@@ -561,7 +561,7 @@ def predict(
         scored_as_of = data.as_of
     capacity = None
     if settings.grades.capacity is not None:
-        from pipelines.capacity import apply_capacity
+        from leadscore.pipelines.verbs.capacity import apply_capacity
 
         if flat:
             typer.echo("warning: grades.capacity is applied in CRM mode only; flat scores are not limited", err=True)
@@ -579,7 +579,7 @@ def predict(
             files[Path(contributions)] = frame_writer(result.contributions, contributions)
         publish(files)
         where = target
-    from pipelines.history import append_history
+    from leadscore.pipelines.outputs.history import append_history
 
     history = append_history(settings, result.scores)
     s = result.summary
@@ -595,7 +595,7 @@ def predict(
     elif flat:
         typer.echo("no grades: set [grades.fit] on the export's columns and [flat.engagement] to grade and route")
     if capacity is not None:
-        from pipelines.capacity import capture_lines
+        from leadscore.pipelines.verbs.capacity import capture_lines
 
         typer.echo("\n".join(capture_lines(capacity)))
     run_id = log_scoring_run(settings, result, model_name=name, model_version=version, as_of=scored_as_of)
@@ -634,12 +634,12 @@ def explain(
     import matplotlib
 
     matplotlib.use("Agg")  # the report is rendered to files, never to a screen
-    from pipelines.io import write_atomically
-    from pipelines.report import build_report, load_review, log_to_run
+    from leadscore.pipelines.outputs.files import write_atomically
+    from leadscore.pipelines.reports.analyst import build_report, load_review, log_to_run
 
     settings = _settings(config)
     _check_out(out, "--out", (".html", ".htm"), settings)
-    from pipelines.errors import LeadscoreError
+    from leadscore.pipelines.errors import LeadscoreError
 
     try:
         review = load_review(settings, model_uri=model)
@@ -691,8 +691,8 @@ def monitor(
     import matplotlib
 
     matplotlib.use("Agg")  # the report is rendered to files, never to a screen
-    from pipelines.monitor import run_monitor
-    from pipelines.monitor_report import summary_lines
+    from leadscore.pipelines.verbs.monitor import run_monitor
+    from leadscore.pipelines.reports.monitor import summary_lines
 
     settings = _settings(config)
     if settings.mode != "crm":
@@ -717,7 +717,7 @@ def _with_engine(settings, engine: str | None):
 
 
 def _predict_on_spark(settings, model_uri: str | None, out: Path | None, as_of) -> dict:
-    from pipelines.spark_engine import predict_spark
+    from leadscore.pipelines.spark_engine import predict_spark
 
     conversion, wrapper, name, version = _load_model(settings, model_uri)
     target = out or settings.output_dir / "scores_parquet"
@@ -729,7 +729,7 @@ def _predict_on_spark(settings, model_uri: str | None, out: Path | None, as_of) 
     )
     import pandas as pd
 
-    from pipelines.history import HISTORY_COLUMNS, append_history
+    from leadscore.pipelines.outputs.history import HISTORY_COLUMNS, append_history
 
     history = append_history(settings, pd.read_parquet(target, columns=HISTORY_COLUMNS))
     if history:
@@ -755,8 +755,8 @@ def _account_level(level: str, settings, **unsupported) -> bool:
 
 
 def _train_accounts(settings, as_of: str | None, promote: bool) -> dict:
-    from models.conversion import TooLittleDataError
-    from pipelines.accounts import ACCOUNT_MODEL, account_settings, train_accounts
+    from leadscore.models.conversion import TooLittleDataError
+    from leadscore.pipelines.verbs.accounts import ACCOUNT_MODEL, account_settings, train_accounts
 
     data = _valid_crm(settings, as_of)
     try:
@@ -784,7 +784,7 @@ def _train_accounts(settings, as_of: str | None, promote: bool) -> dict:
 
 def _lead_champion(settings):
     """(model, wrapper) of the lead champion and its name, or (None, '') when there is none."""
-    from pipelines import tracking
+    from leadscore.pipelines.outputs import tracking
 
     try:
         tracking.use_store(settings)
@@ -797,13 +797,13 @@ def _lead_champion(settings):
 
 
 def _predict_accounts(settings, as_of, model_uri: str | None, out: Path | None, top: int) -> dict:
-    from pipelines.accounts import account_settings, score_open_accounts
-    from pipelines.ground import check_ground
-    from pipelines.ground import withhold_leads_with_rejected_deals as withhold
-    from pipelines.io import frame_writer
-    from pipelines.predict import rejects_path
-    from pipelines.publish import publish
-    from pipelines.validation import load_crm
+    from leadscore.pipelines.verbs.accounts import account_settings, score_open_accounts
+    from leadscore.pipelines.intake.ground import check_ground
+    from leadscore.pipelines.intake.ground import withhold_leads_with_rejected_deals as withhold
+    from leadscore.pipelines.outputs.files import frame_writer
+    from leadscore.pipelines.verbs.predict import rejects_path
+    from leadscore.pipelines.outputs.publish import publish
+    from leadscore.pipelines.intake.validation import load_crm
 
     target = Path(out or settings.output_dir / "account_scores.csv")
     _check_out(target, "--out", (".csv", ".parquet"), settings)
@@ -834,8 +834,8 @@ def _predict_accounts(settings, as_of, model_uri: str | None, out: Path | None, 
 
 
 def _grade_accounts(settings, as_of: str | None, out: Path | None) -> None:
-    from pipelines.accounts import grade_open_accounts
-    from pipelines.io import write_frame
+    from leadscore.pipelines.verbs.accounts import grade_open_accounts
+    from leadscore.pipelines.outputs.files import write_frame
 
     target = Path(out or settings.output_dir / "account_grades.csv")
     _check_out(target, "--out", (".csv", ".parquet"), settings)

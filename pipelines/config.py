@@ -13,9 +13,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from features.schemas import TABLE_ROLES
-from models.factory import ModelSettings
-from models.grade_rules import ColumnEngagementRules, GradeRules
+from leadscore.features.schemas import TABLE_ROLES
+from leadscore.models.factory import ModelSettings
+from leadscore.models.grade_rules import ColumnEngagementRules, GradeRules
 
 
 class ConfigError(ValueError):
@@ -129,7 +129,7 @@ class Tables(_Section):
     def _check_custom_names(self) -> None:
         import re
 
-        from features.registry import all_features
+        from leadscore.features.registry import all_features
 
         known = set(all_features())
         seen: set[str] = set()

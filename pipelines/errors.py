@@ -101,7 +101,7 @@ class OneErrorPath(typer.core.TyperGroup):
 def _as_leadscore_error(exc: Exception) -> LeadscoreError:
     if isinstance(exc, LeadscoreError):
         return exc
-    from pipelines.config import ConfigError
+    from leadscore.pipelines.config import ConfigError
 
     if isinstance(exc, ConfigError):
         return UsageError(str(exc))

@@ -52,7 +52,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.schemas import EVENT_TYPES, SALES_TOUCH_EVENTS
+from leadscore.features.schemas import EVENT_TYPES, SALES_TOUCH_EVENTS
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.config import Settings
+from leadscore.pipelines.config import Settings
 
 log = logging.getLogger(__name__)
 BUCKET = "_bucket"
@@ -101,7 +101,7 @@ def _split_entities(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 def run_per_bucket(spark, settings: Settings, work: Callable, schema, *, as_of: pd.Timestamp):
     """Apply `work(settings, data)` (pandas in, pandas out) to every bucket's validated tables."""
-    from pipelines.validation import validate_frames
+    from leadscore.pipelines.intake.validation import validate_frames
 
     entities, events, accounts = bucketed_tables(spark, settings)
 
@@ -135,8 +135,8 @@ def global_as_of(spark, settings: Settings, as_of: pd.Timestamp | None) -> pd.Ti
     """The explicit as-of, else the latest timestamp in any table (as the local engine takes it)."""
     from pyspark.sql import functions as F
 
-    from features.schemas import TIME_COLUMNS
-    from pipelines.validation import parse_timestamps
+    from leadscore.features.schemas import TIME_COLUMNS
+    from leadscore.pipelines.intake.validation import parse_timestamps
 
     if as_of is not None:
         return as_of
@@ -159,7 +159,7 @@ def global_as_of(spark, settings: Settings, as_of: pd.Timestamp | None) -> pd.Ti
 def _not_after_the_wall_clock(latest: list) -> pd.Timestamp:
     """The latest timestamp, unless it lies in the future: the local engine rejects such rows and takes the latest
     remaining one; here that would take another pass over every table, so stop and say so."""
-    from pipelines.errors import DataError
+    from leadscore.pipelines.errors import DataError
 
     known = [entry for entry in latest if pd.notna(entry[0])]
     if not known:
@@ -216,7 +216,7 @@ def predict_spark(settings: Settings, model, wrapper, *, model_name: str, model_
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from pipelines.predict import OUTPUT_COLUMNS, score_open_leads
+    from leadscore.pipelines.verbs.predict import OUTPUT_COLUMNS, score_open_leads
 
     spark = spark_session(settings)
     as_of = global_as_of(spark, settings, as_of)
@@ -252,7 +252,7 @@ GRADE_TYPES = {
 
 def grade_spark(settings: Settings, *, as_of: pd.Timestamp | None, out: Path) -> dict:
     """The rules for every open lead on Spark, written as a Parquet folder."""
-    from pipelines.grading import grade_open_leads
+    from leadscore.pipelines.verbs.grade import grade_open_leads
 
     spark = spark_session(settings)
     as_of = global_as_of(spark, settings, as_of)
@@ -266,8 +266,8 @@ def training_set_spark(settings: Settings, *, as_of: pd.Timestamp | None, out: P
     """The point-in-time training set built per bucket on Spark; returns its manifest figures."""
     from pyspark.sql import functions as F
 
-    from features.build import feature_specs
-    from pipelines.training_set import ORDER_COLUMN, crm_training_set, feature_params, selected_features
+    from leadscore.features.build import feature_specs
+    from leadscore.pipelines.verbs.training_set import ORDER_COLUMN, crm_training_set, feature_params, selected_features
 
     spark = spark_session(settings)
     as_of = global_as_of(spark, settings, as_of)

@@ -27,7 +27,7 @@ def sample_project(tmp_path_factory) -> Path:
     """A project folder with the default config and 3,000 generated leads; returns the config path."""
     from typer.testing import CliRunner
 
-    from pipelines.cli import app
+    from leadscore.pipelines.cli import app
 
     folder = tmp_path_factory.mktemp("project")
     runner = CliRunner()
@@ -42,7 +42,7 @@ def trained_project(sample_project, tmp_path_factory) -> Path:
     """A config over the sample data with its own MLflow store holding a trained champion."""
     from typer.testing import CliRunner
 
-    from pipelines.cli import app
+    from leadscore.pipelines.cli import app
 
     folder = tmp_path_factory.mktemp("trained")
     config = folder / "leadscore.toml"

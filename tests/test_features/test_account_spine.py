@@ -3,9 +3,9 @@
 import numpy as np
 import pandas as pd
 
-from features.account_spine import account_label, account_scoring_spine, build_account_spine
-from features.accounts import AccountContext, account_feature_specs, build_account_features
-from features.spine import CutoffPolicy
+from leadscore.features.account_spine import account_label, account_scoring_spine, build_account_spine
+from leadscore.features.accounts import AccountContext, account_feature_specs, build_account_features
+from leadscore.features.spine import CutoffPolicy
 
 
 def ts(text: str) -> pd.Timestamp:

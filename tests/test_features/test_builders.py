@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.build import build_features
-from features.context import FeatureParams
-from features.demographic import seniority_from_title
-from features.registry import GROUPS, all_features, feature_set
+from leadscore.features.build import build_features
+from leadscore.features.context import FeatureParams
+from leadscore.features.demographic import seniority_from_title
+from leadscore.features.registry import GROUPS, all_features, feature_set
 
 CUTOFF = pd.Timestamp("2025-01-10", tz="UTC")
 SECOND = pd.Timedelta(seconds=1)

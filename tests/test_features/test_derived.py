@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from features.derived import date_part, days_between, label_from_outcomes
+from leadscore.features.derived import date_part, days_between, label_from_outcomes
 
 
 def utc(*values):

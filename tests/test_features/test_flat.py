@@ -5,9 +5,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.flat import FlatSpec, flat_training_set
-from pipelines.config import load_settings
-from pipelines.training_set import build_training_set
+from leadscore.features.flat import FlatSpec, flat_training_set
+from leadscore.pipelines.config import load_settings
+from leadscore.pipelines.verbs.training_set import build_training_set
 from tests.conftest import REPO, dataset
 
 TABLE = pd.DataFrame(

@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features import kernels
-from features.kernels import NAT, pairs_before, window_columns, window_counts
+from leadscore.features import kernels
+from leadscore.features.kernels import NAT, pairs_before, window_columns, window_counts
 
 NS_PER_DAY = 86_400 * 10**9
 

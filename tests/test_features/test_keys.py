@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.keys import is_in, positions
+from leadscore.features.keys import is_in, positions
 
 
 def test_positions_of_text_ids_with_missing_and_unknown_values():

@@ -5,8 +5,8 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.build import build_features
-from features.schemas import EVENT_TYPES, SALES_TOUCH_EVENTS
+from leadscore.features.build import build_features
+from leadscore.features.schemas import EVENT_TYPES, SALES_TOUCH_EVENTS
 
 CUTOFF = pd.Timestamp("2025-03-01", tz="UTC")
 TYPES = list(EVENT_TYPES)

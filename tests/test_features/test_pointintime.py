@@ -7,7 +7,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.pointintime import NAT, expand_before, to_ns
+from leadscore.features.pointintime import NAT, expand_before, to_ns
 
 
 def brute_force(query_keys, query_times, row_keys, row_times) -> list[tuple[int, int]]:

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.spine import (
+from leadscore.features.spine import (
     CutoffPolicy,
     build_spine,
     candidate_cutoffs,

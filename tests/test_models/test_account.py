@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.accounts import AccountContext
-from models.account import grade_accounts, leads_by_score, rollup_probability
-from models.grade_rules import GradeRules
+from leadscore.features.accounts import AccountContext
+from leadscore.models.account import grade_accounts, leads_by_score, rollup_probability
+from leadscore.models.grade_rules import GradeRules
 
 
 def test_rollup_is_one_minus_the_product_of_the_complements():

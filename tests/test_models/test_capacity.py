@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from models.capacity import (
+from leadscore.models.capacity import (
     ACCEPTED,
     EARLIER,
     NEW,

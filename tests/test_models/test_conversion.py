@@ -7,7 +7,7 @@ from sklearn.base import clone
 from sklearn.metrics import brier_score_loss
 from sklearn.utils.estimator_checks import check_estimator
 
-from models.conversion import ConversionModel, TooLittleDataError, time_ordered_split
+from leadscore.models.conversion import ConversionModel, TooLittleDataError, time_ordered_split
 
 
 def synthetic(n: int = 3000, seed: int = 0) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
@@ -171,7 +171,7 @@ def test_clone_and_refit_give_the_same_model():
 
 
 def test_isotonic_calibration_never_says_certain():
-    from models.conversion import _apply, _fit_calibrator
+    from leadscore.models.conversion import _apply, _fit_calibrator
 
     # the lowest margins all lost and the highest all converted: plain isotonic steps would be exactly 0 and 1
     margin = np.linspace(-3, 3, 400)

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from models.grade_analysis import contradictions, conversion_table, propose_cutoffs
-from models.grade_rules import (
+from leadscore.models.grade_analysis import contradictions, conversion_table, propose_cutoffs
+from leadscore.models.grade_rules import (
     CELLS,
     ENGAGEMENT_GRADES,
     FIT_GRADES,
@@ -18,7 +18,7 @@ from models.grade_rules import (
     StageRules,
     Tier,
 )
-from models.grades import (
+from leadscore.models.grades import (
     assign_actions,
     assign_stage,
     category_points,
@@ -116,7 +116,7 @@ def test_weights_must_sum_to_100_and_the_error_names_them():
 
 
 def test_config_error_names_the_offending_key(tmp_path):
-    from pipelines.config import ConfigError, load_settings
+    from leadscore.pipelines.config import ConfigError, load_settings
 
     config = tmp_path / "leadscore.toml"
     config.write_text(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from models.grade_rules import STAGES, GradeRules
-from models.grades import _key, assign_actions, bant_met, category_points
+from leadscore.models.grade_rules import STAGES, GradeRules
+from leadscore.models.grades import _key, assign_actions, bant_met, category_points
 
 RULES = GradeRules()
 CELLS = [f + e for f in "ABCD" for e in "1234"]

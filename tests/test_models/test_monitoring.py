@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models import monitoring as m
-from pipelines.validation import parse_timestamps
+from leadscore.models import monitoring as m
+from leadscore.pipelines.intake.validation import parse_timestamps
 
 H = pd.Timedelta(days=90)
 END = pd.Timestamp("2025-12-31 23:59:59", tz="UTC")

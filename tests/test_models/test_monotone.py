@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.registry import FeatureSpec, all_features, declared_directions
-from models.conversion import ConversionModel
-from models.factory import ModelSettings, build_model
+from leadscore.features.registry import FeatureSpec, all_features, declared_directions
+from leadscore.models.conversion import ConversionModel
+from leadscore.models.factory import ModelSettings, build_model
 
 
 def bumpy(n: int = 4000, seed: int = 1) -> tuple[pd.DataFrame, pd.Series]:

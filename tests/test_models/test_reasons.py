@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.registry import all_features
-from models.drift import population_stability, profile, psi
-from models.reasons import format_value, reason_reference, reason_text, top_reasons
+from leadscore.features.registry import all_features
+from leadscore.models.drift import population_stability, profile, psi
+from leadscore.models.reasons import format_value, reason_reference, reason_text, top_reasons
 
 SPECS = all_features()
 
@@ -176,7 +176,7 @@ def test_psi_is_zero_on_the_same_population_and_large_on_a_shift():
 
 
 def test_stability_counts_by_hand_and_chunks_add_up_to_the_whole():
-    from models.drift import add_counts, stability_counts, stability_of_counts
+    from leadscore.models.drift import add_counts, stability_counts, stability_of_counts
 
     reference = {
         "x": {"kind": "numeric", "edges": [1.0, 2.0], "shares": [0.25, 0.25, 0.25, 0.25]},

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from models.scores import rank_in, score_1_99, score_reference
+from leadscore.models.scores import rank_in, score_1_99, score_reference
 
 
 def test_rank_counts_ties_as_half():

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models import treeshap
-from models.treeshap import UnsupportedModelError, booster_contributions, leaf_tables, shap_tables
+from leadscore.models import treeshap
+from leadscore.models.treeshap import UnsupportedModelError, booster_contributions, leaf_tables, shap_tables
 
 TOLERANCE = 1e-9  # the issue asks 1e-5 in log-odds; the two algorithms agree to rounding
 
@@ -134,7 +134,7 @@ def test_models_too_deep_for_tables_fall_back_to_pred_contrib_and_say_so(monkeyp
         monkeypatch.setattr(treeshap, name, value)
     with pytest.raises(UnsupportedModelError, match="too deep"):
         shap_tables(booster)
-    with caplog.at_level(logging.WARNING, logger="models.treeshap"):
+    with caplog.at_level(logging.WARNING, logger="leadscore.models.treeshap"):
         values = booster_contributions(booster, X)
     assert "pred_contrib" in caplog.text
     np.testing.assert_array_equal(values, reference(booster, X))
@@ -160,8 +160,8 @@ def test_multiclass_models_are_refused():
 
 
 def test_the_sample_data_champion_matches_pred_contrib(trained_project):
-    from pipelines.config import load_settings
-    from pipelines.predict import champion_open_matrix
+    from leadscore.pipelines.config import load_settings
+    from leadscore.pipelines.verbs.predict import champion_open_matrix
 
     model, X = champion_open_matrix(load_settings(trained_project))
     ours = model.contributions(X)

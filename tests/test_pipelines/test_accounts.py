@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.spine import scoring_spine
-from pipelines.cli import app
-from pipelines.config import load_settings
-from pipelines.validation import load_crm
+from leadscore.features.spine import scoring_spine
+from leadscore.pipelines.cli import app
+from leadscore.pipelines.config import load_settings
+from leadscore.pipelines.intake.validation import load_crm
 
 runner = CliRunner()
 
@@ -96,7 +96,7 @@ def test_account_level_refuses_what_it_does_not_do(account_project):
 
 def committee_probability(config) -> float:
     """The account model's mean probability on its rows with two or more engaged senior contacts."""
-    from pipelines.accounts import account_training_set, fit_account_model
+    from leadscore.pipelines.verbs.accounts import account_training_set, fit_account_model
 
     settings = load_settings(config)
     training = account_training_set(settings, load_crm(settings))
@@ -109,7 +109,7 @@ def test_the_account_model_recovers_the_buying_committee_effect(sample_project, 
     """The same CRM (seed 7) with and without committees buying: every other draw is the same, so the account
     model's higher probability for accounts with several engaged senior contacts is the effect's (without the
     effect the two CRMs, hence the two models, are identical: a difference of exactly 0)."""
-    from pipelines.sample_data import SampleSpec, generate
+    from leadscore.pipelines.sample_data import SampleSpec, generate
 
     generate(tmp_path / "data", SampleSpec(n_leads=3000, seed=7, committee=False))
     off = tmp_path / "leadscore.toml"
@@ -119,9 +119,9 @@ def test_the_account_model_recovers_the_buying_committee_effect(sample_project, 
 
 
 def test_the_account_grade_matrix_counts_every_labelled_account_row(sample_project):
-    from features.account_spine import build_account_spine
-    from pipelines.accounts import account_grade_conversion
-    from pipelines.training_set import cutoff_policy
+    from leadscore.features.account_spine import build_account_spine
+    from leadscore.pipelines.verbs.accounts import account_grade_conversion
+    from leadscore.pipelines.verbs.training_set import cutoff_policy
 
     settings = load_settings(sample_project)
     data = load_crm(settings)

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from models.capacity import EARLIER, NEW, OVER, CapacityRules
-from pipelines.capacity import backtest_capture, earlier_handoffs, route_within_capacity, week_of
-from pipelines.cli import app
-from pipelines.config import load_settings
-from pipelines.validation import CrmData
+from leadscore.models.capacity import EARLIER, NEW, OVER, CapacityRules
+from leadscore.pipelines.verbs.capacity import backtest_capture, earlier_handoffs, route_within_capacity, week_of
+from leadscore.pipelines.cli import app
+from leadscore.pipelines.config import load_settings
+from leadscore.pipelines.intake.validation import CrmData
 
 runner = CliRunner()
 UTC = "UTC"
@@ -95,7 +95,7 @@ def test_route_within_capacity_keeps_earlier_handoff_and_counts_it_once():
 
 
 def test_unknown_team_column_is_a_usage_error_naming_the_key():
-    from pipelines.errors import UsageError
+    from leadscore.pipelines.errors import UsageError
 
     scores = _scores(["a"], [0.5], [24.0])
     with pytest.raises(UsageError, match="grades.capacity.by.*'territory'"):
@@ -167,7 +167,7 @@ def test_predict_never_hands_more_than_capacity_in_a_week(capacity_project):
     ("per_week = 5\nper_team = 3", "per_team"),
 ])  # fmt: skip
 def test_bad_capacity_config_names_the_key(tmp_path, extra, key):
-    from pipelines.config import ConfigError
+    from leadscore.pipelines.config import ConfigError
 
     config = tmp_path / "leadscore.toml"
     config.write_text('[tables.leads]\npath = "l.csv"\n[tables.opportunities]\npath = "o.csv"\n'
@@ -177,7 +177,7 @@ def test_bad_capacity_config_names_the_key(tmp_path, extra, key):
 
 
 def test_capture_lines_print_one_row_per_team():
-    from pipelines.capacity import capture_lines
+    from leadscore.pipelines.verbs.capacity import capture_lines
 
     row = {"capacity": 5, "handed_off_earlier": 2, "new": 3, "week_total": 5, "over_capacity": 7, "to_sales": 4,
            "expected_conversions": 1.26, "rules_leads": 11, "rules_expected_conversions": 2.0,

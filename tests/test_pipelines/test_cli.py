@@ -1,7 +1,7 @@
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.cli import app
+from leadscore.pipelines.cli import app
 
 runner = CliRunner()
 VERBS = ["init", "sample-data", "validate", "build-training-set", "grade", "train", "backtest", "predict", "explain"]
@@ -92,10 +92,10 @@ def test_build_training_set_writes_parquet_and_manifest(sample_project, tmp_path
 def test_grade_gives_every_open_lead_a_grade_and_the_analysis_prints(sample_project, tmp_path):
     import pandas as pd
 
-    from features.spine import scoring_spine
-    from pipelines.config import load_settings
-    from pipelines.grading import analyze_closed_deals
-    from pipelines.validation import load_crm
+    from leadscore.features.spine import scoring_spine
+    from leadscore.pipelines.config import load_settings
+    from leadscore.pipelines.verbs.grade import analyze_closed_deals
+    from leadscore.pipelines.intake.validation import load_crm
 
     out = tmp_path / "grades.parquet"
     result = runner.invoke(app, ["grade", "--config", str(sample_project), "--out", str(out), "--analyze"])

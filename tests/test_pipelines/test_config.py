@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.config import ConfigError, load_settings
+from leadscore.pipelines.config import ConfigError, load_settings
 
 GOOD = """
 [tables.leads]
@@ -73,6 +73,6 @@ def test_invalid_toml_and_missing_file(tmp_path):
 def test_shipped_template_is_valid(tmp_path):
     from importlib import resources
 
-    text = resources.files("pipelines").joinpath("templates/leadscore.toml").read_text()
+    text = resources.files("leadscore.pipelines").joinpath("templates/leadscore.toml").read_text()
     settings = load_settings(write(tmp_path, text))
     assert settings.tables.opportunities.status_values["won"] == ["won", "closed won"]

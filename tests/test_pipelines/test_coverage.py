@@ -3,17 +3,17 @@
 import pandas as pd
 import pytest
 
-from features.build import build_features
-from features.spine import scoring_spine
-from pipelines.config import load_settings
-from pipelines.training_set import crm_training_set
-from pipelines.validation import load_crm
+from leadscore.features.build import build_features
+from leadscore.features.spine import scoring_spine
+from leadscore.pipelines.config import load_settings
+from leadscore.pipelines.verbs.training_set import crm_training_set
+from leadscore.pipelines.intake.validation import load_crm
 
 TABLES = ("leads", "accounts", "events", "opportunities")
 
 
 def project(folder, seed: int, spine: str = ""):
-    from pipelines.sample_data import SampleSpec, generate
+    from leadscore.pipelines.sample_data import SampleSpec, generate
 
     generate(folder / "data", SampleSpec(n_leads=600, seed=seed, events_per_lead=10.0))
     config = folder / "leadscore.toml"

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.context import FeatureContext, FeatureParams
-from features.custom import CustomField, custom_field_values
-from pipelines.cli import app
+from leadscore.features.context import FeatureContext, FeatureParams
+from leadscore.features.custom import CustomField, custom_field_values
+from leadscore.pipelines.cli import app
 
 CUSTOM = """
 [tables.leads.custom.lead_origin]

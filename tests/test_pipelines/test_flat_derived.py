@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 from typer.testing import CliRunner
 
-from pipelines.cli import app
-from pipelines.config import load_settings
-from pipelines.flat_source import load_flat_export
+from leadscore.pipelines.cli import app
+from leadscore.pipelines.config import load_settings
+from leadscore.pipelines.intake.flat_source import load_flat_export
 
 CONFIG = """mode = "flat"
 [flat]

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 from typer.testing import CliRunner
 
-from features.flat import FlatSpec, flat_open_leads, label_is_empty
-from pipelines.cli import app
-from pipelines.config import load_settings
+from leadscore.features.flat import FlatSpec, flat_open_leads, label_is_empty
+from leadscore.pipelines.cli import app
+from leadscore.pipelines.config import load_settings
 
 SMALL_MODEL = "[model]\nn_estimators = 60\nnum_leaves = 7\nmin_child_samples = 10\nearly_stopping_rounds = 10\n"
 GRADES = """

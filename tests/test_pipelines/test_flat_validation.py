@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 from typer.testing import CliRunner
 
-from pipelines.cli import app
-from pipelines.config import load_settings
-from pipelines.flat_checks import flat_problems
+from leadscore.pipelines.cli import app
+from leadscore.pipelines.config import load_settings
+from leadscore.pipelines.intake.flat_checks import flat_problems
 
 CONFIG = ('mode = "flat"\n[flat]\npath = "flat.csv"\nid_column = "id"\nlabel_column = "y"\nnumeric = ["age"]\n'
           'categorical = ["job"]\nmissing_values = ["unknown"]\n')  # fmt: skip

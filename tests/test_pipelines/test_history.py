@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from pipelines.config import Settings
-from pipelines.history import HISTORY_COLUMNS, append_history, read_history, run_file
+from leadscore.pipelines.config import Settings
+from leadscore.pipelines.outputs.history import HISTORY_COLUMNS, append_history, read_history, run_file
 
 
 def run_scores(as_of: str, version: str, leads=("L1", "L2", "L3"), probability=0.5) -> pd.DataFrame:

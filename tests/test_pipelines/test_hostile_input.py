@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pipelines import validation
-from pipelines.cli import app
-from pipelines.config import load_settings
-from pipelines.validation import load_crm
+from leadscore.pipelines.intake import validation
+from leadscore.pipelines.cli import app
+from leadscore.pipelines.config import load_settings
+from leadscore.pipelines.intake.validation import load_crm
 
 runner = CliRunner()
 
@@ -513,7 +513,7 @@ def test_flat_duplicate_columns_are_refused(tmp_path):
 # -- output targets, checked before any work -------------------------------------------------------------------------
 def test_unsupported_out_suffix_is_refused_before_work(tmp_path, monkeypatch):
     config = project(tmp_path)
-    monkeypatch.setattr("pipelines.validation.load_crm", _must_not_run)
+    monkeypatch.setattr("leadscore.pipelines.intake.validation.load_crm", _must_not_run)
     out = invoke("grade", "--config", config, "--out", tmp_path / "grades.xlsx", code=2)
     assert "--out" in out and "unsupported file type '.xlsx'" in out and ".csv or .parquet" in out
 
@@ -529,7 +529,7 @@ def _must_not_run(*args, **kwargs):
 def test_out_resolving_to_an_input_is_refused(tmp_path, monkeypatch, verb, target):
     config = project(tmp_path)
     (tmp_path / "sub").mkdir()
-    monkeypatch.setattr("pipelines.validation.load_crm", _must_not_run)
+    monkeypatch.setattr("leadscore.pipelines.intake.validation.load_crm", _must_not_run)
     target = "mlflow.parquet" if target == "mlflow.db" else target
     if target == "mlflow.parquet":
         config.write_text(config.read_text() + f'\n[mlflow]\ntracking_uri = "sqlite:///{tmp_path}/mlflow.parquet"\n')
@@ -576,7 +576,7 @@ def test_unwritable_folder_is_refused(tmp_path):
 )
 def test_usage_errors_exit_2_before_any_work(tmp_path, monkeypatch, args, expected):
     config = project(tmp_path)
-    monkeypatch.setattr("pipelines.validation.load_crm", _must_not_run)
+    monkeypatch.setattr("leadscore.pipelines.intake.validation.load_crm", _must_not_run)
     monkeypatch.chdir(tmp_path)
     assert expected in invoke(args[0], "--config", config, *args[1:], code=2)
 
@@ -614,13 +614,13 @@ def test_an_unexpected_failure_is_one_message_without_traceback(tmp_path, monkey
     def boom(*args, **kwargs):
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr("pipelines.validation_report.load_crm", boom)
+    monkeypatch.setattr("leadscore.pipelines.verbs.validate.load_crm", boom)
     out = invoke("validate", "--config", project(tmp_path), code=1)
     assert "error: unexpected RuntimeError: kaboom" in out and "rerun with -v" in out
 
 
 def test_a_full_disk_is_one_message_and_leaves_the_old_file(tmp_path, monkeypatch):
-    from pipelines import io as pio
+    from leadscore.pipelines.outputs import files as pio
 
     config = project(tmp_path)
     target = tmp_path / "grades.csv"
@@ -652,14 +652,14 @@ def test_train_names_the_first_validation_error(tmp_path):
 
 @pytest.mark.parametrize(("start", "every"), [("soon", "30d"), ("2025-01-01", "xd"), ("0.8", "many"), ("0.8", "0")])
 def test_backtest_steps_are_checked_before_any_work(tmp_path, monkeypatch, start, every):
-    monkeypatch.setattr("pipelines.validation.load_crm", _must_not_run)
+    monkeypatch.setattr("leadscore.pipelines.intake.validation.load_crm", _must_not_run)
     out = invoke("backtest", "--config", project(tmp_path), "--start", start, "--every", every, code=2)
     assert f"--start {start!r} / --every {every!r}" in out
 
 
 def test_spark_default_as_of_refuses_a_timestamp_after_the_wall_clock():
-    from pipelines.errors import DataError
-    from pipelines.spark_engine import _not_after_the_wall_clock
+    from leadscore.pipelines.errors import DataError
+    from leadscore.pipelines.spark_engine import _not_after_the_wall_clock
 
     past = pd.Timestamp("2025-03-01", tz="UTC")
     assert _not_after_the_wall_clock([(past, "leads", "created_at"), (pd.NaT, "events", "occurred_at")]) == past

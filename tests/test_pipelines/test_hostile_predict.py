@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.cli import app
-from pipelines.errors import UsageError
-from pipelines.ground import check_model_fits_crm
+from leadscore.pipelines.cli import app
+from leadscore.pipelines.errors import UsageError
+from leadscore.pipelines.intake.ground import check_model_fits_crm
 
 runner = CliRunner()
 
@@ -123,7 +123,7 @@ def test_an_event_in_the_year_2100_does_not_move_now(tmp_path, trained_project):
 
 def test_out_resolving_to_an_input_is_refused_before_the_model_loads(tmp_path, trained_project, monkeypatch):
     config = project(tmp_path, trained_project)
-    monkeypatch.setattr("pipelines.tracking.load_conversion_model", lambda uri: pytest.fail("model loaded"))
+    monkeypatch.setattr("leadscore.pipelines.outputs.tracking.load_conversion_model", lambda uri: pytest.fail("model loaded"))
     result = runner.invoke(app, ["predict", "--config", str(config), "--out", str(tmp_path / "events.csv")])
     assert result.exit_code == 2 and "resolves to an input" in result.output
     (tmp_path / "events.parquet").symlink_to(tmp_path / "events.csv")

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from pipelines.io import neutralise_formulas, write_atomically, write_frame
+from leadscore.pipelines.outputs.files import neutralise_formulas, write_atomically, write_frame
 
 
 def test_formula_injection_is_neutralised_in_csv(tmp_path):
@@ -37,7 +37,7 @@ def test_parquet_and_unknown_suffix(tmp_path):
 def test_sql_tables_are_read_in_chunks_with_ids_as_categoricals(tmp_path):
     import sqlalchemy
 
-    from pipelines.intake import read_sql_checked
+    from leadscore.pipelines.intake.files import read_sql_checked
 
     events = pd.DataFrame({"lead_id": ["a", "b", "a", "c", "b", "d", "a"], "value": [1.0, 2, 3, 4, 5, 6, 7]})
     url = f"sqlite:///{tmp_path / 'crm.db'}"
@@ -53,7 +53,7 @@ def test_sql_tables_are_read_in_chunks_with_ids_as_categoricals(tmp_path):
 def test_an_empty_sql_table_keeps_its_columns(tmp_path):
     import sqlalchemy
 
-    from pipelines.intake import read_sql_checked
+    from leadscore.pipelines.intake.files import read_sql_checked
 
     url = f"sqlite:///{tmp_path / 'crm.db'}"
     engine = sqlalchemy.create_engine(url)

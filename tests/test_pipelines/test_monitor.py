@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.cli import app
-from pipelines.config import load_settings
-from pipelines.history import read_history
+from leadscore.pipelines.cli import app
+from leadscore.pipelines.config import load_settings
+from leadscore.pipelines.outputs.history import read_history
 
 runner = CliRunner()
 TRAINED_THROUGH = "2025-06-30"
@@ -37,7 +37,7 @@ def monitored(sample_project, tmp_path_factory):
 
 
 def test_runs_and_versions_say_what_ran(monitored):
-    from pipelines import tracking
+    from leadscore.pipelines.outputs import tracking
 
     settings = load_settings(monitored)
     tracking.use_store(settings)
@@ -66,7 +66,7 @@ def test_predict_rerun_leaves_one_copy_of_its_run(monitored):
 
 
 def test_monitor_reports_realized_conversion_live_record_acceptance_and_sla(monitored):
-    from pipelines.monitor import build_monitoring
+    from leadscore.pipelines.verbs.monitor import build_monitoring
 
     settings = load_settings(monitored)
     result = build_monitoring(settings)
@@ -86,7 +86,7 @@ def test_monitor_reports_realized_conversion_live_record_acceptance_and_sla(moni
 
 
 def test_live_record_is_the_champions_out_of_sample_figure(monitored):
-    from pipelines.monitor import live_record
+    from leadscore.pipelines.verbs.monitor import live_record
 
     settings = load_settings(monitored)
     record = live_record(settings)
@@ -118,15 +118,15 @@ def test_alert_thresholds_decide_the_exit_code(monitored, tmp_path):
 
 
 def test_since_leaves_out_earlier_runs(monitored):
-    from pipelines.monitor import build_monitoring
+    from leadscore.pipelines.verbs.monitor import build_monitoring
 
     result = build_monitoring(load_settings(monitored), since=pd.Timestamp(RUNS[1], tz="UTC"))
     assert set(result.runs["as_of"]) == {pd.Timestamp(RUNS[1], tz="UTC")}
 
 
 def test_explain_section_shows_the_live_record(monitored):
-    from pipelines.monitor_report import live_section
-    from pipelines.validation import load_crm
+    from leadscore.pipelines.reports.monitor import live_section
+    from leadscore.pipelines.intake.validation import load_crm
 
     settings = load_settings(monitored)
     page, figures, tables = live_section(settings, load_crm(settings))

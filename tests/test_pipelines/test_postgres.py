@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.cli import app
+from leadscore.pipelines.cli import app
 
 TABLES = ("leads", "accounts", "events", "opportunities")
 
@@ -87,8 +87,8 @@ def test_validate_train_predict_explain_on_postgresql(schema_url, tmp_path):
 
 def _check_mlflow_names(config, trained: dict) -> None:
     """Runs named after what ran; the registered version described with its holdout figures and the gate."""
-    from pipelines import tracking
-    from pipelines.config import load_settings
+    from leadscore.pipelines.outputs import tracking
+    from leadscore.pipelines.config import load_settings
 
     settings = load_settings(config)
     experiment = tracking.use_store(settings)

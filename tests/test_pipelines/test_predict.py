@@ -4,10 +4,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.spine import scoring_spine
-from pipelines.cli import app
-from pipelines.config import load_settings
-from pipelines.validation import load_crm
+from leadscore.features.spine import scoring_spine
+from leadscore.pipelines.cli import app
+from leadscore.pipelines.config import load_settings
+from leadscore.pipelines.intake.validation import load_crm
 
 runner = CliRunner()
 
@@ -83,8 +83,8 @@ def test_contribution_matrix_sums_to_the_raw_score(scored, project):
 
 
 def test_score_is_the_rank_within_the_reference_stored_with_the_model(scored, project):
-    from models.scores import score_1_99
-    from pipelines import tracking
+    from leadscore.models.scores import score_1_99
+    from leadscore.pipelines.outputs import tracking
 
     out, _ = scored
     scores = pd.read_csv(out).set_index("lead_id")
@@ -171,8 +171,8 @@ def test_with_a_model_threshold_for_sql_grade_reads_the_champion_and_still_agree
 def test_no_drift_when_scoring_the_leads_the_model_was_deployed_on(project):
     """Drift is measured against the leads open at the training as-of, not the training rows (which weigh every lead
     equally over its whole life: against them, the old open leads looked like drift on every run)."""
-    from pipelines import tracking
-    from pipelines.predict import score_open_leads
+    from leadscore.pipelines.outputs import tracking
+    from leadscore.pipelines.verbs.predict import score_open_leads
 
     settings = load_settings(project)
     data = load_crm(settings)
@@ -186,8 +186,8 @@ def test_no_drift_when_scoring_the_leads_the_model_was_deployed_on(project):
 def test_scores_do_not_depend_on_the_chunk_size(project):
     """Each chunk sees only its leads' accounts (their leads and deals): small chunks must give the same scores,
     reasons and grades as one chunk holding every lead (which sees the whole CRM)."""
-    from pipelines import tracking
-    from pipelines.predict import score_open_leads
+    from leadscore.pipelines.outputs import tracking
+    from leadscore.pipelines.verbs.predict import score_open_leads
 
     settings = load_settings(project)
     data = load_crm(settings)

@@ -6,9 +6,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.io import read_file
-from pipelines.parsing import normalise_id_text, parse_time_column, recode_categories
-from pipelines.predict import _events_by_chunk, _sorted_by_score
+from leadscore.pipelines.intake.sources import read_file
+from leadscore.pipelines.intake.parsing import normalise_id_text, parse_time_column, recode_categories
+from leadscore.pipelines.verbs.predict import _events_by_chunk, _sorted_by_score
 
 
 def _scores(n: int, seed: int) -> pd.DataFrame:

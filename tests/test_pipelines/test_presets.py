@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.cli import app
+from leadscore.pipelines.cli import app
 
 N = 700
 SMALL_MODEL = "\n[model]\nn_estimators = 60\nnum_leaves = 7\nmin_child_samples = 10\nearly_stopping_rounds = 10\n"

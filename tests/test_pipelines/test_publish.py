@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.io import frame_writer, write_frame
-from pipelines.publish import publish, recover
+from leadscore.pipelines.outputs.files import frame_writer, write_frame
+from leadscore.pipelines.outputs.publish import publish, recover
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,8 +24,8 @@ CHILD = r"""
 import os, signal, sys
 from pathlib import Path
 import pandas as pd
-from pipelines.io import frame_writer
-from pipelines.publish import publish
+from leadscore.pipelines.outputs.files import frame_writer
+from leadscore.pipelines.outputs.publish import publish
 
 folder, run, mode = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 rows = 1_500_000 if mode == "slow" else 10

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.cli import app
+from leadscore.pipelines.cli import app
 from tests.conftest import REPO, dataset
 
 # small model settings: this test checks the path end to end, not the model's quality (benchmarks/ does that)

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.flat import FlatSpec, flat_training_set
-from models.conversion import time_ordered_split
-from pipelines.cli import app
-from pipelines.report import leakage_warnings
-from pipelines.training import Split
-from pipelines.training_set import TrainingSet
+from leadscore.features.flat import FlatSpec, flat_training_set
+from leadscore.models.conversion import time_ordered_split
+from leadscore.pipelines.cli import app
+from leadscore.pipelines.reports.analyst import leakage_warnings
+from leadscore.pipelines.verbs.train import Split
+from leadscore.pipelines.verbs.training_set import TrainingSet
 from tests.conftest import REPO, dataset
 
 runner = CliRunner()
@@ -74,7 +74,7 @@ def test_the_report_speaks_the_words_of_the_reasons(report):
 def test_dependence_plot_labels_missing_values():
     import numpy as np
 
-    from pipelines.report import _dependence
+    from leadscore.pipelines.reports.analyst import _dependence
 
     fig = _dependence("Web page views", np.array([1.0, np.nan, 3.0, np.nan]),
                       np.array([1.0, "not known", 3.0, "not known"], dtype=object), np.array([0.1, -0.2, 0.3, -0.1]))
@@ -93,7 +93,7 @@ def test_no_leakage_warning_on_the_sample_data(report):
 def test_report_is_logged_to_the_model_run(report, trained_project):
     import mlflow
 
-    from pipelines.config import load_settings
+    from leadscore.pipelines.config import load_settings
 
     settings = load_settings(trained_project)
     client = mlflow.MlflowClient(settings.tracking_uri)

@@ -9,12 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines.config import load_settings
-from pipelines.grading import grade_open_leads
-from pipelines.predict import score_open_leads
-from pipelines.training import fit_model
-from pipelines.training_set import build_training_set, crm_training_set
-from pipelines.validation import validate_frames
+from leadscore.pipelines.config import load_settings
+from leadscore.pipelines.verbs.grade import grade_open_leads
+from leadscore.pipelines.verbs.predict import score_open_leads
+from leadscore.pipelines.verbs.train import fit_model
+from leadscore.pipelines.verbs.training_set import build_training_set, crm_training_set
+from leadscore.pipelines.intake.validation import validate_frames
 
 TABLES = ("leads", "accounts", "events", "opportunities")
 START, END = pd.Timestamp("2024-09-01", tz="UTC"), pd.Timestamp("2025-12-20", tz="UTC")
@@ -23,7 +23,7 @@ START, END = pd.Timestamp("2024-09-01", tz="UTC"), pd.Timestamp("2025-12-20", tz
 @pytest.fixture(scope="module")
 def small_project(tmp_path_factory) -> Path:
     """500 sample leads (a different seed from the shared fixture) with their own config."""
-    from pipelines.sample_data import SampleSpec, generate
+    from leadscore.pipelines.sample_data import SampleSpec, generate
 
     folder = tmp_path_factory.mktemp("time_travel")
     generate(folder / "data", SampleSpec(n_leads=500, seed=11, events_per_lead=20.0))
@@ -87,7 +87,7 @@ def test_full_data_as_of_d_equals_the_data_truncated_at_d(small_project, raw, mo
 def test_every_verb_runs_with_an_as_of_in_the_middle_of_the_data(small_project, tmp_path):
     from typer.testing import CliRunner
 
-    from pipelines.cli import app
+    from leadscore.pipelines.cli import app
 
     runner = CliRunner()
     config = ["--config", str(small_project), "--as-of", "2025-03-01"]

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.cli import app
-from pipelines.config import load_settings
-from pipelines.training import gate, train_and_evaluate
+from leadscore.pipelines.cli import app
+from leadscore.pipelines.config import load_settings
+from leadscore.pipelines.verbs.train import gate, train_and_evaluate
 
 runner = CliRunner()
 
@@ -39,8 +39,8 @@ def test_train_registers_a_champion_and_prints_metrics_with_baselines(trained, p
 def test_champion_loads_from_the_registry_and_scores_a_frame_read_back_from_csv(trained, project, tmp_path):
     import mlflow
 
-    from pipelines.tracking import load_conversion_model
-    from pipelines.training_set import build_training_set
+    from leadscore.pipelines.outputs.tracking import load_conversion_model
+    from leadscore.pipelines.verbs.training_set import build_training_set
 
     settings = load_settings(project)
     mlflow.set_tracking_uri(settings.tracking_uri)
@@ -59,7 +59,7 @@ def test_champion_loads_from_the_registry_and_scores_a_frame_read_back_from_csv(
 
 @pytest.fixture(scope="module")
 def data(project):
-    from pipelines.validation import load_crm
+    from leadscore.pipelines.intake.validation import load_crm
 
     return load_crm(load_settings(project))
 
@@ -99,7 +99,7 @@ def test_a_tie_keeps_the_champion(project, data, strong):
 
 def test_the_champions_own_recipe_on_a_new_training_set_is_a_refresh_and_is_promoted(project, data, strong):
     settings = load_settings(project)
-    from pipelines.training import training_data_id
+    from leadscore.pipelines.verbs.train import training_data_id
 
     own, older = training_data_id(strong.training.manifest), "000000000000@2025-01-01T00:00:00+00:00"
     unchanged = gate(settings, strong, strong.model, data=data, versions=("5", "4"), champion_fingerprint=own)
@@ -161,7 +161,7 @@ def test_too_little_data_stops_train_with_a_message(project, tmp_path):
 
 
 def test_backtest_trains_only_on_outcomes_known_before_each_step(project):
-    from pipelines.backtest import time_steps
+    from leadscore.pipelines.verbs.backtest import time_steps
 
     times = pd.Series(pd.to_datetime(["2025-01-01", "2025-02-01", "2025-03-01", "2025-04-01", "2025-05-01"], utc=True))
     steps = time_steps(
@@ -180,7 +180,7 @@ def test_backtest_trains_only_on_outcomes_known_before_each_step(project):
 
 
 def test_row_steps_for_flat_data():
-    from pipelines.backtest import row_steps
+    from leadscore.pipelines.verbs.backtest import row_steps
 
     steps = row_steps(10, start=6, every=3)
     assert [(s.train.max(), s.test.tolist()) for s in steps] == [(5, [6, 7, 8]), (8, [9])]
@@ -189,7 +189,7 @@ def test_row_steps_for_flat_data():
 def test_train_from_python_loads_the_crm_itself_and_logs_the_grade_analysis(trained, project):
     import mlflow
 
-    from pipelines.training import train
+    from leadscore.pipelines.verbs.train import train
 
     settings = load_settings(project)
     result = train(settings)  # no preloaded data: the benchmark's and a notebook's way in
@@ -200,8 +200,8 @@ def test_train_from_python_loads_the_crm_itself_and_logs_the_grade_analysis(trai
 def test_the_registered_model_is_the_recipe_refit_on_every_row_and_both_fits_are_logged(trained, project):
     import mlflow
 
-    from pipelines.tracking import load_conversion_model
-    from pipelines.training_set import build_training_set
+    from leadscore.pipelines.outputs.tracking import load_conversion_model
+    from leadscore.pipelines.verbs.training_set import build_training_set
 
     settings = load_settings(project)
     client = mlflow.MlflowClient(settings.tracking_uri)
@@ -218,7 +218,7 @@ def test_the_registered_model_is_the_recipe_refit_on_every_row_and_both_fits_are
 
 
 def test_backtest_steps_never_share_a_row_with_a_zero_horizon():
-    from pipelines.backtest import time_steps
+    from leadscore.pipelines.verbs.backtest import time_steps
 
     times = pd.Series(pd.to_datetime(["2025-01-01", "2025-02-01", "2025-02-01", "2025-03-01"], utc=True))
     steps = time_steps(times, start=pd.Timestamp("2025-02-01", tz="UTC"), every=pd.Timedelta(days=60),
@@ -227,7 +227,7 @@ def test_backtest_steps_never_share_a_row_with_a_zero_horizon():
 
 
 def test_flat_rows_keep_their_order_through_a_written_training_set(tmp_path):
-    from pipelines.training_set import build_training_set, read_training_set, write_training_set
+    from leadscore.pipelines.verbs.training_set import build_training_set, read_training_set, write_training_set
 
     ids = ["778", "7780", "779", "78", "1000", "9"]  # as text, sorting would put "1000" first and "9" last
     flat = pd.DataFrame({"id": ids, "x": [1.0, 2, 3, 4, 5, 6], "y": ["yes", "no", "no", "yes", "no", "yes"]})

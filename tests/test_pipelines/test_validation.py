@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.keys import is_in
-from pipelines.config import load_settings
-from pipelines.validation import _stripped_codes, load_crm, summarise
+from leadscore.features.keys import is_in
+from leadscore.pipelines.config import load_settings
+from leadscore.pipelines.intake.validation import _stripped_codes, load_crm, summarise
 
 LEADS = "lead_id,created_at,account_id\nL1,2025-01-01,A1\nL2,2025-01-02T10:00:00Z,A1\nL3,2025-01-03,\n"
 ACCOUNTS = "account_id,industry,employee_count\nA1,software,120\n"
@@ -140,7 +140,7 @@ def test_leads_created_after_as_of_leave_the_view_with_their_events_and_deals_ne
     events = EVENTS + "L4,2025-03-11,page_view\nL1,2025-03-12,email_open\n"
     opps = OPPS + "O4,L4,2025-03-12,,open,\n"
     config = project(tmp_path, leads=leads, events=events, opps=opps)
-    with caplog.at_level("INFO", logger="pipelines.validation"):
+    with caplog.at_level("INFO", logger="leadscore.pipelines.intake.validation"):
         data = load_crm(load_settings(config), as_of=pd.Timestamp("2025-03-05", tz="UTC"))
     assert data.problems == [] and data.rejects == {}
     assert data.after_as_of == {"leads": 1, "events": 2, "opportunities": 1}
@@ -227,7 +227,7 @@ def test_categorical_membership_matches_plain_isin():
 
 
 def test_mostly_missing_event_values_are_held_sparse_with_the_same_numbers():
-    from pipelines.validation import _sparse_numbers
+    from leadscore.pipelines.intake.validation import _sparse_numbers
 
     values = [np.nan] * 19 + [2.5]
     sparse = _sparse_numbers(pd.DataFrame({"value": values}), "events")
@@ -240,7 +240,7 @@ def test_mostly_missing_event_values_are_held_sparse_with_the_same_numbers():
 
 
 def test_category_counts_match_value_counts_across_chunks(monkeypatch):
-    import pipelines.validation as validation
+    import leadscore.pipelines.intake.validation as validation
 
     monkeypatch.setattr(validation, "_CHUNK_ROWS", 3)  # several chunks
     values = pd.Series(pd.Categorical(["b", None, "a", "b", "c", "b", None], categories=["a", "b", "c", "d"]))

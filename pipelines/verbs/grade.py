@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.build import feature_columns
-from features.context import FeatureContext
-from features.spine import build_spine, scoring_spine
-from models.grade_analysis import contradictions, conversion_table, propose_cutoffs
-from models.grade_rules import ENGAGEMENT_GRADES, FIT_GRADES
-from models.grades import engagement_counts, grade_leads
-from pipelines.config import Settings
-from pipelines.training_set import cutoff_policy, feature_params
-from pipelines.validation import CrmData
+from leadscore.features.build import feature_columns
+from leadscore.features.context import FeatureContext
+from leadscore.features.spine import build_spine, scoring_spine
+from leadscore.models.grade_analysis import contradictions, conversion_table, propose_cutoffs
+from leadscore.models.grade_rules import ENGAGEMENT_GRADES, FIT_GRADES
+from leadscore.models.grades import engagement_counts, grade_leads
+from leadscore.pipelines.config import Settings
+from leadscore.pipelines.verbs.training_set import cutoff_policy, feature_params
+from leadscore.pipelines.intake.validation import CrmData
 
 OUTPUT_COLUMNS = [
     "lead_id", "account_id", "as_of", "fit_points", "fit_grade", "engagement_points", "engagement_grade", "cell",
@@ -145,9 +145,9 @@ def analyze_closed_deals(
 def read_previous(path: Path | None) -> pd.DataFrame | None:
     if path is None or not Path(path).exists():
         return None
-    from pipelines.errors import DataError
-    from pipelines.io import read_file
-    from pipelines.parsing import normalise_ids
+    from leadscore.pipelines.errors import DataError
+    from leadscore.pipelines.intake.sources import read_file
+    from leadscore.pipelines.intake.parsing import normalise_ids
 
     previous = read_file(Path(path), name="previous grades")
     absent = [c for c in ("lead_id", "stage") if c not in previous.columns]

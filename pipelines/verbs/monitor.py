@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.schemas import SALES_TOUCH_EVENTS
-from models import monitoring as m
-from models.drift import population_stability
-from pipelines.config import Settings
-from pipelines.history import read_history
-from pipelines.validation import CrmData, load_crm
+from leadscore.features.schemas import SALES_TOUCH_EVENTS
+from leadscore.models import monitoring as m
+from leadscore.models.drift import population_stability
+from leadscore.pipelines.config import Settings
+from leadscore.pipelines.outputs.history import read_history
+from leadscore.pipelines.intake.validation import CrmData, load_crm
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def sales_touches(data: CrmData) -> pd.DataFrame:
 
 def model_info(settings: Settings, name: str, version: str, *, with_profile: bool = False) -> ModelInfo:
     """Training-data end (from the training-set manifest) and holdout metrics of a registered model version."""
-    from pipelines import tracking
+    from leadscore.pipelines.outputs import tracking
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one small JSON: no progress bar
     mlflow = tracking.mlflow_module()
@@ -133,7 +133,7 @@ def model_info(settings: Settings, name: str, version: str, *, with_profile: boo
 
 
 def _champion(settings: Settings) -> str | None:
-    from pipelines import tracking
+    from leadscore.pipelines.outputs import tracking
 
     tracking.use_store(settings)
     return tracking.champion_version(settings)
@@ -305,7 +305,7 @@ def build_monitoring(
 
 def run_monitor(settings: Settings, *, since: pd.Timestamp | None = None, out: Path | None = None) -> Monitoring:
     """The whole `leadscore monitor`: tables and alerts, the HTML report, and one MLflow run with both."""
-    from pipelines.monitor_report import log_monitoring, write_report
+    from leadscore.pipelines.reports.monitor import log_monitoring, write_report
 
     result = build_monitoring(settings, since=since)
     result.report_path, figures = write_report(result, out or settings.output_dir / "monitor.html", settings)

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from models.baselines import CellRateBaseline, logistic_regression
-from models.conversion import TooLittleDataError
-from models.evaluation import evaluate, metrics_table
-from models.factory import build_model
-from pipelines.config import Settings
-from pipelines.training import feature_directions, fit_recipe, gap_days
-from pipelines.training_set import TrainingSet
+from leadscore.models.baselines import CellRateBaseline, logistic_regression
+from leadscore.models.conversion import TooLittleDataError
+from leadscore.models.evaluation import evaluate, metrics_table
+from leadscore.models.factory import build_model
+from leadscore.pipelines.config import Settings
+from leadscore.pipelines.verbs.train import feature_directions, fit_recipe, gap_days
+from leadscore.pipelines.verbs.training_set import TrainingSet
 
 log = logging.getLogger(__name__)
 SCORERS = ("lightgbm_calibrated", "logistic_regression", "rules_grade")
@@ -113,7 +113,7 @@ def log_backtest(
 ) -> str:
     """One MLflow parent run (pooled metrics, and the captured conversions at capacity when given: per-week rows and
     the policy table) with a child run per period."""
-    from pipelines import tracking
+    from leadscore.pipelines.outputs import tracking
 
     mlflow = tracking.mlflow_module()
     experiment = tracking.use_store(settings)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.flat import label_is_empty, label_key
-from pipelines.errors import DataError
+from leadscore.features.flat import label_is_empty, label_key
+from leadscore.pipelines.errors import DataError
 
 SHOWN = 8
 

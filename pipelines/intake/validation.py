@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from features.keys import is_in
-from features.schemas import (
+from leadscore.features.keys import is_in
+from leadscore.features.schemas import (
     EVENT_TYPES,
     ID_COLUMNS,
     NUMERIC_COLUMNS,
@@ -23,9 +23,10 @@ from features.schemas import (
     TABLE_ROLES,
     TIME_COLUMNS,
 )
-from pipelines.config import Settings, TableSource
-from pipelines.io import read_source, release_unused_memory
-from pipelines.parsing import (
+from leadscore.pipelines.config import Settings, TableSource
+from leadscore.pipelines.intake.sources import read_source
+from leadscore.pipelines.memory import release_unused_memory
+from leadscore.pipelines.intake.parsing import (
     category_key,
     normalise_id_text,
     normalise_ids,
@@ -184,7 +185,7 @@ def _map_columns(raw: pd.DataFrame, source: TableSource, table: str, check: _Che
 
 def parse_timestamps(values: pd.Series, *, timezone: str = "UTC", fmt: str | None = None) -> pd.Series:
     """Timestamps as tz-aware UTC; values without a zone are read in `timezone`; unreadable ones become NaT
-    (`pipelines.parsing.parse_time_column` gives the reason for each)."""
+    (`pipelines.intake.parsing.parse_time_column` gives the reason for each)."""
     return parse_time_column(values, timezone=timezone, fmt=fmt).values
 
 
@@ -195,7 +196,7 @@ def _stripped_codes(values: pd.Series) -> pd.Series:
 
 
 def _normalise_labels(frame: pd.DataFrame, table: str) -> None:
-    """Ids and category labels compared by meaning before any check or join (see `pipelines.parsing`)."""
+    """Ids and category labels compared by meaning before any check or join (see `pipelines.intake.parsing`)."""
     for role in ("lead_id", "account_id", "opportunity_id"):
         if role in frame:
             # an event's lead repeats over millions of rows: normalised once per distinct id, kept as codes
@@ -554,7 +555,7 @@ def load_crm(settings: Settings, *, as_of: pd.Timestamp | None = None) -> CrmDat
         name: read_source(source, name=name, base_dir=settings.base_dir, dictionary_columns=_repeated(source, name))
         for name, source in sources.items()
     }
-    from pipelines.crm_exports import apply_export_conventions
+    from leadscore.pipelines.intake.exports import apply_export_conventions
 
     data = validate_frames(apply_export_conventions(raw, settings), settings, as_of=as_of)
     del raw  # the tables as read: what validation kept is in `data`; the rest goes back to the system

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from features.spine import scoring_spine
-from pipelines.config import Settings
-from pipelines.errors import DataError, UsageError
-from pipelines.validation import CrmData
+from leadscore.features.spine import scoring_spine
+from leadscore.pipelines.config import Settings
+from leadscore.pipelines.errors import DataError, UsageError
+from leadscore.pipelines.intake.validation import CrmData
 
 REQUIRED_TABLES = ("leads", "opportunities")
 
@@ -78,7 +78,7 @@ def check_open_leads(data: CrmData) -> int:
 def check_model_fits_crm(model, model_uri: str, *, custom: tuple[str, ...] = ()) -> None:
     """A model trained in flat mode knows columns of one export, not the CRM features: refuse it by name. Custom
     fields (`custom`) are CRM features of this project."""
-    from features.registry import all_features
+    from leadscore.features.registry import all_features
 
     names = list(getattr(model, "feature_names_in_", []))
     unknown = [n for n in names if n not in all_features() and n not in custom]

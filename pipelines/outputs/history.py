@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.config import Settings
-from pipelines.io import write_atomically
+from leadscore.pipelines.config import Settings
+from leadscore.pipelines.outputs.files import write_atomically
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from pipelines.errors import DataError, UsageError, from_os_error
+from leadscore.pipelines.errors import DataError, UsageError, from_os_error
 
 log = logging.getLogger(__name__)
 

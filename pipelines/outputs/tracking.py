@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.config import Settings
+from leadscore.pipelines.config import Settings
 
 log = logging.getLogger(__name__)
 PYFUNC_OUTPUT = ("probability", "raw_score")

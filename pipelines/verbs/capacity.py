@@ -13,7 +13,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from models.capacity import (
+from leadscore.models.capacity import (
     ACCEPTED,
     EARLIER,
     NEW,
@@ -25,11 +25,11 @@ from models.capacity import (
     captured_at_capacity,
     expected_value,
 )
-from models.capacity import team_key as _team_key
-from models.monitoring import week_start
-from pipelines.config import Settings
-from pipelines.errors import UsageError
-from pipelines.validation import CrmData
+from leadscore.models.capacity import team_key as _team_key
+from leadscore.models.monitoring import week_start
+from leadscore.pipelines.config import Settings
+from leadscore.pipelines.errors import UsageError
+from leadscore.pipelines.intake.validation import CrmData
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def apply_capacity(settings: Settings, data: CrmData, scores: pd.DataFrame) -> t
     rules = settings.grades.capacity
     if rules is None or scores.empty:
         return scores, None
-    from pipelines.history import read_history
+    from leadscore.pipelines.outputs.history import read_history
 
     as_of = pd.Timestamp(data.as_of)
     start, label = week_of(as_of)

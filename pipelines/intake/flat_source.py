@@ -8,11 +8,11 @@ import logging
 
 import pandas as pd
 
-from features.derived import date_part, days_between, label_from_outcomes
-from pipelines.config import Settings, TableSource
-from pipelines.errors import DataError
-from pipelines.io import read_file, read_source
-from pipelines.parsing import parse_time_column
+from leadscore.features.derived import date_part, days_between, label_from_outcomes
+from leadscore.pipelines.config import Settings, TableSource
+from leadscore.pipelines.errors import DataError
+from leadscore.pipelines.intake.sources import read_file, read_source
+from leadscore.pipelines.intake.parsing import parse_time_column
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def flat_location(settings: Settings) -> str:
 
 
 def load_flat_export(settings: Settings) -> pd.DataFrame:
-    """The flat table read strictly (a file through pipelines.intake, or a SQL table), with the derived columns of
+    """The flat table read strictly (a file through pipelines.intake.files, or a SQL table), with the derived columns of
     the config."""
     f = settings.flat
     if f.path is not None:

@@ -13,9 +13,9 @@ import logging
 
 import pandas as pd
 
-from pipelines.config import Settings, TableSource
-from pipelines.errors import DataError
-from pipelines.io import read_source
+from leadscore.pipelines.config import Settings, TableSource
+from leadscore.pipelines.errors import DataError
+from leadscore.pipelines.intake.sources import read_source
 
 log = logging.getLogger(__name__)
 

@@ -15,16 +15,16 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from features.build import build_features
-from features.context import FeatureParams
-from features.registry import all_features
-from models.baselines import CellRateBaseline, logistic_regression
-from models.conversion import ConversionModel, TooLittleDataError, time_ordered_split
-from models.evaluation import calibration_table, evaluate, is_better, metrics_table
-from models.factory import build_model
-from pipelines.config import Settings
-from pipelines.training_set import TrainingSet, build_training_set, feature_params
-from pipelines.validation import CrmData, load_crm
+from leadscore.features.build import build_features
+from leadscore.features.context import FeatureParams
+from leadscore.features.registry import all_features
+from leadscore.models.baselines import CellRateBaseline, logistic_regression
+from leadscore.models.conversion import ConversionModel, TooLittleDataError, time_ordered_split
+from leadscore.models.evaluation import calibration_table, evaluate, is_better, metrics_table
+from leadscore.models.factory import build_model
+from leadscore.pipelines.config import Settings
+from leadscore.pipelines.verbs.training_set import TrainingSet, build_training_set, feature_params
+from leadscore.pipelines.intake.validation import CrmData, load_crm
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def train_and_evaluate(
     uncalibrated = 1 / (1 + np.exp(-model.raw_score(holdout[training.feature_names])))
     graded = None
     if settings.mode == "crm" and data is not None:
-        from pipelines.grading import grade_spine
+        from leadscore.pipelines.verbs.grade import grade_spine
 
         graded = grade_spine(settings, data, training.frame[["lead_id", "cutoff_time", "converted"]])
     scores = {"lightgbm_calibrated": probability, "lightgbm_uncalibrated": uncalibrated}
@@ -276,9 +276,9 @@ def reference_population(settings: Settings, training: TrainingSet, data: CrmDat
     if data is None:
         frame = training.frame[training.feature_names]
         return ReferencePopulation(frame, f"{len(frame):,} training rows")
-    from features.build import feature_columns
-    from features.context import FeatureContext
-    from features.spine import scoring_spine
+    from leadscore.features.build import feature_columns
+    from leadscore.features.context import FeatureContext
+    from leadscore.features.spine import scoring_spine
 
     t = data.tables
     spine = scoring_spine(t["leads"], t["opportunities"], as_of=data.as_of)
@@ -296,7 +296,7 @@ def reference_population(settings: Settings, training: TrainingSet, data: CrmDat
 
 def drift_profile(model: ConversionModel, population: ReferencePopulation, *, categorical: list[str]) -> dict:
     """Feature and probability profile of the reference population, for predict's and monitor's drift checks."""
-    from models.drift import profile
+    from leadscore.models.drift import profile
 
     reference = profile(population.features, categorical=categorical)
     scores = pd.DataFrame({"probability": model.predict_proba(population.features)[:, 1]})
@@ -306,7 +306,7 @@ def drift_profile(model: ConversionModel, population: ReferencePopulation, *, ca
 
 def score_reference_of(model: ConversionModel, population: ReferencePopulation) -> dict:
     """The distribution the 1-99 score ranks against: the model's raw scores of the reference population."""
-    from models.scores import score_reference
+    from leadscore.models.scores import score_reference
 
     return score_reference(model.raw_score(population.features), population=population.description)
 
@@ -314,7 +314,7 @@ def score_reference_of(model: ConversionModel, population: ReferencePopulation) 
 def reasons_reference(training: TrainingSet, rows: np.ndarray | None = None) -> dict:
     """Typical and typical-converting values (categories: conversion rates) of the rows a model was fitted on
     (all training rows for the deployed refit)."""
-    from models.reasons import reason_reference
+    from leadscore.models.reasons import reason_reference
 
     frame = training.frame if rows is None else training.frame.iloc[rows]
     return reason_reference(frame[training.feature_names], frame["converted"], categorical=training.categorical)
@@ -343,7 +343,7 @@ def train(
     training: TrainingSet | None = None,
 ) -> TrainResult:
     """The whole `leadscore train`: fit and evaluate, then log, register and gate in MLflow."""
-    from pipelines import tracking
+    from leadscore.pipelines.outputs import tracking
 
     if settings.mode == "crm" and data is None and training is None:
         data = load_crm(settings)  # once: the training set and the grade analysis both read it
@@ -418,7 +418,7 @@ def register_and_gate(
     """Register the deployed model under `settings.mlflow.registered_model`, promote it when told to, when there is no
     champion yet or when it wins the gate, and record the decision on both versions and the active run. Returns the
     new version and the decision line."""
-    from pipelines import tracking
+    from leadscore.pipelines.outputs import tracking
 
     mlflow = tracking.mlflow_module()
     version = tracking.register(settings, model_uri, run_id=run_id)
@@ -444,8 +444,8 @@ def register_and_gate(
 
 def _log_grade_analysis(settings: Settings, data: CrmData, model: ConversionModel, training: TrainingSet) -> None:
     """The grade-matrix conversion table on closed deals, with the model's mean probability per cell."""
-    from pipelines import tracking
-    from pipelines.grading import analyze_closed_deals
+    from leadscore.pipelines.outputs import tracking
+    from leadscore.pipelines.verbs.grade import analyze_closed_deals
 
     frame = training.frame.set_index(["lead_id", "cutoff_time"])
 

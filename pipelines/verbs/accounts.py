@@ -20,15 +20,15 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from features.account_spine import KEY, account_scoring_spine, build_account_spine
-from features.accounts import AccountContext, account_directions, account_feature_specs, build_account_features
-from models.account import grade_accounts, leads_by_score, rollup_probability
-from models.evaluation import calibration_table, evaluate, metrics_table
-from models.factory import build_model
-from models.reasons import top_reasons
-from models.scores import score_1_99
-from pipelines.config import Settings
-from pipelines.training import (
+from leadscore.features.account_spine import KEY, account_scoring_spine, build_account_spine
+from leadscore.features.accounts import AccountContext, account_directions, account_feature_specs, build_account_features
+from leadscore.models.account import grade_accounts, leads_by_score, rollup_probability
+from leadscore.models.evaluation import calibration_table, evaluate, metrics_table
+from leadscore.models.factory import build_model
+from leadscore.models.reasons import top_reasons
+from leadscore.models.scores import score_1_99
+from leadscore.pipelines.config import Settings
+from leadscore.pipelines.verbs.train import (
     ReferencePopulation,
     TrainResult,
     drift_profile,
@@ -41,8 +41,8 @@ from pipelines.training import (
     score_reference_of,
     training_data_id,
 )
-from pipelines.training_set import TrainingSet, build_training_set, cutoff_policy, feature_params, input_fingerprint
-from pipelines.validation import CrmData
+from leadscore.pipelines.verbs.training_set import TrainingSet, build_training_set, cutoff_policy, feature_params, input_fingerprint
+from leadscore.pipelines.intake.validation import CrmData
 
 log = logging.getLogger(__name__)
 ACCOUNT_MODEL = "lightgbm_calibrated"  # the account model's row in the metrics (the gate reads this name)
@@ -99,7 +99,7 @@ def lead_rollup(context: AccountContext, lead_model) -> np.ndarray:
 def lead_recipe_before(settings: Settings, data: CrmData, first_holdout_cutoff: pd.Timestamp):
     """The project's lead recipe fitted on the lead rows whose horizon ended by `first_holdout_cutoff`: a lead
     model that knows nothing of the account holdout's outcomes. None (with the reason) when too few rows."""
-    from models.conversion import TooLittleDataError
+    from leadscore.models.conversion import TooLittleDataError
 
     lead_training = build_training_set(settings, data=data)
     horizon = pd.Timedelta(days=settings.spine.horizon_days)
@@ -122,7 +122,7 @@ class AccountTrainResult:
 
 def train_and_evaluate_accounts(settings: Settings, data: CrmData, *, lead_champion=None) -> AccountTrainResult:
     """Fit on the earlier account rows, score the holdout with the account model and the lead roll-ups."""
-    from models.conversion import TooLittleDataError
+    from leadscore.models.conversion import TooLittleDataError
 
     training = account_training_set(settings, data)
     y = training.frame["converted"]
@@ -164,7 +164,7 @@ def account_reference_population(settings: Settings, data: CrmData, feature_name
 
 def train_accounts(settings: Settings, data: CrmData, *, promote_anyway: bool = False) -> AccountTrainResult:
     """The whole `leadscore train --level account`: fit and evaluate, then log, register and gate in MLflow."""
-    from pipelines import tracking
+    from leadscore.pipelines.outputs import tracking
 
     mlflow = tracking.mlflow_module()
     experiment = tracking.use_store(settings)
@@ -321,8 +321,8 @@ def score_open_accounts(
 def account_grade_conversion(settings: Settings, data: CrmData) -> tuple[pd.DataFrame, pd.DataFrame]:
     """How the account grades convert: the account spine's labelled rows (point-in-time, as in training) graded by
     the account rules; per cell the accounts, conversions and rate, and the 4 x 4 matrix as "rate (n)" text."""
-    from models.grade_analysis import conversion_table
-    from models.grade_rules import ENGAGEMENT_GRADES, FIT_GRADES
+    from leadscore.models.grade_analysis import conversion_table
+    from leadscore.models.grade_rules import ENGAGEMENT_GRADES, FIT_GRADES
 
     t = data.tables
     spine, _ = build_account_spine(t["leads"], t["opportunities"], cutoff_policy(settings), as_of=data.as_of)

@@ -16,18 +16,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.build import feature_columns, feature_specs
-from features.context import FeatureContext
-from features.keys import is_in, positions
-from features.spine import scoring_spine
-from models.drift import add_counts, population_stability, stability_counts, stability_of_counts
-from models.reasons import top_reasons
-from models.scores import score_1_99
-from pipelines.config import Settings
-from pipelines.grading import grade_spine
-from pipelines.io import release_unused_memory
-from pipelines.training_set import feature_params
-from pipelines.validation import CrmData
+from leadscore.features.build import feature_columns, feature_specs
+from leadscore.features.context import FeatureContext
+from leadscore.features.keys import is_in, positions
+from leadscore.features.spine import scoring_spine
+from leadscore.models.drift import add_counts, population_stability, stability_counts, stability_of_counts
+from leadscore.models.reasons import top_reasons
+from leadscore.models.scores import score_1_99
+from leadscore.pipelines.config import Settings
+from leadscore.pipelines.verbs.grade import grade_spine
+from leadscore.pipelines.memory import release_unused_memory
+from leadscore.pipelines.verbs.training_set import feature_params
+from leadscore.pipelines.intake.validation import CrmData
 
 log = logging.getLogger(__name__)
 
@@ -247,8 +247,8 @@ def _sorted_by_score(scores: pd.DataFrame) -> pd.DataFrame:
 def champion_open_matrix(settings: Settings, *, limit: int | None = None):
     """The registered champion and its feature matrix for the leads open at the CRM's as-of (the first `limit` of
     them), built in one context without predict's chunks: what the benchmarks and the SHAP tests score."""
-    from pipelines import tracking
-    from pipelines.validation import load_crm
+    from leadscore.pipelines.outputs import tracking
+    from leadscore.pipelines.intake.validation import load_crm
 
     loaded = load_crm(settings)
     tracking.use_store(settings)
@@ -311,7 +311,7 @@ def rejects_path(out: Path) -> Path:
 
 def log_scoring_run(settings: Settings, result: Scored, *, model_name: str, model_version: str, as_of) -> str:
     """One MLflow run per scoring: the summary, the PSI of every feature and of the score, tagged with the model."""
-    from pipelines import tracking
+    from leadscore.pipelines.outputs import tracking
 
     mlflow = tracking.mlflow_module()
     experiment = tracking.use_store(settings)

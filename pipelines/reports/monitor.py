@@ -10,9 +10,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from pipelines.config import Settings
-from pipelines.io import write_atomically
-from pipelines.monitor import Monitoring
+from leadscore.pipelines.config import Settings
+from leadscore.pipelines.outputs.files import write_atomically
+from leadscore.pipelines.verbs.monitor import Monitoring
 
 
 # -- plots -------------------------------------------------------------------------------------------------------
@@ -97,7 +97,7 @@ def _html_table(frame: pd.DataFrame) -> str:
 def render(result: Monitoring, images: dict[str, str]) -> str:
     import jinja2
 
-    source = resources.files("pipelines").joinpath("templates/monitor.html.j2").read_text(encoding="utf-8")
+    source = resources.files("leadscore.pipelines.reports").joinpath("templates/monitor.html.j2").read_text(encoding="utf-8")
     template = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string(source)
     return template.render(
         result=result, images=images, tables={k: _html_table(v) for k, v in tables(result).items()},
@@ -116,7 +116,7 @@ def write_report(result: Monitoring, path: Path, settings: Settings) -> tuple[Pa
 
 def log_monitoring(settings: Settings, result: Monitoring, figs: dict) -> str:
     """One MLflow run "monitor": the champion's live figures, acceptance and SLA, alerts, tables, plots, report."""
-    from pipelines import tracking
+    from leadscore.pipelines.outputs import tracking
 
     mlflow = tracking.mlflow_module()
     experiment = tracking.use_store(settings)
@@ -200,7 +200,7 @@ def summary_lines(result: Monitoring) -> list[str]:
 # -- the section in `leadscore explain` --------------------------------------------------------------------------
 def live_section(settings: Settings, data) -> tuple[str, dict[str, object], dict[str, pd.DataFrame]]:
     """For the analysts' report: realized conversion by decile, the live record, acceptance and SLA by cell."""
-    from pipelines.monitor import build_monitoring
+    from leadscore.pipelines.verbs.monitor import build_monitoring
 
     result = build_monitoring(settings, data=data, score_drift=False)
     figs = {}

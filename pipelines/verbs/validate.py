@@ -7,11 +7,11 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from features.schemas import TABLE_ROLES
-from pipelines.config import Settings
-from pipelines.io import frame_writer
-from pipelines.publish import publish
-from pipelines.validation import CrmData, Problem, load_crm, summarise
+from leadscore.features.schemas import TABLE_ROLES
+from leadscore.pipelines.config import Settings
+from leadscore.pipelines.outputs.files import frame_writer
+from leadscore.pipelines.outputs.publish import publish
+from leadscore.pipelines.intake.validation import CrmData, Problem, load_crm, summarise
 
 SHOWN_PER_RULE = 5
 
@@ -79,9 +79,9 @@ def run_validation(
 
 def run_flat_validation(settings: Settings, *, echo: Callable[[str], None]) -> int:
     """Flat mode: the export's problems (absent columns, labels, numbers, ids, times, leaking names) and a summary."""
-    from features.flat import label_is_empty, label_key
-    from pipelines.flat_checks import flat_problems
-    from pipelines.flat_source import flat_location, load_flat_export
+    from leadscore.features.flat import label_is_empty, label_key
+    from leadscore.pipelines.intake.flat_checks import flat_problems
+    from leadscore.pipelines.intake.flat_source import flat_location, load_flat_export
 
     f = settings.flat
     frame = load_flat_export(settings)

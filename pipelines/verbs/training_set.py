@@ -11,19 +11,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.build import build_features, feature_specs
-from features.context import FeatureParams
-from features.custom import CustomField
-from features.derived import CATEGORICAL_PARTS
-from features.flat import FlatSpec, flat_training_set
-from features.registry import all_features, feature_set
-from features.spine import CutoffPolicy, build_spine, scoring_spine
-from pipelines.config import Settings
-from pipelines.flat_checks import check_flat_table
-from pipelines.flat_source import flat_location, flat_table_source, load_flat_export
-from pipelines.io import frame_writer, read_source
-from pipelines.publish import publish
-from pipelines.validation import CrmData, load_crm
+from leadscore.features.build import build_features, feature_specs
+from leadscore.features.context import FeatureParams
+from leadscore.features.custom import CustomField
+from leadscore.features.derived import CATEGORICAL_PARTS
+from leadscore.features.flat import FlatSpec, flat_training_set
+from leadscore.features.registry import all_features, feature_set
+from leadscore.features.spine import CutoffPolicy, build_spine, scoring_spine
+from leadscore.pipelines.config import Settings
+from leadscore.pipelines.intake.flat_checks import check_flat_table
+from leadscore.pipelines.intake.flat_source import flat_location, flat_table_source, load_flat_export
+from leadscore.pipelines.intake.sources import read_source
+from leadscore.pipelines.outputs.files import frame_writer
+from leadscore.pipelines.outputs.publish import publish
+from leadscore.pipelines.intake.validation import CrmData, load_crm
 
 log = logging.getLogger(__name__)
 KEY_COLUMNS = ("lead_id", "cutoff_time", "converted")

@@ -7,10 +7,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from models.baselines import CellRateBaseline
-from models.capacity import capture_curve
-from models.capacity import team_key as _team_key
-from pipelines.capacity import POLICIES, capture_frame, lead_attribute
+from leadscore.models.baselines import CellRateBaseline
+from leadscore.models.capacity import capture_curve
+from leadscore.models.capacity import team_key as _team_key
+from leadscore.pipelines.verbs.capacity import POLICIES, capture_frame, lead_attribute
 
 TABLE_CAPACITIES = (10, 25, 50, 100, 200)
 

@@ -12,17 +12,17 @@ import logging
 import numpy as np
 import pandas as pd
 
-from features.flat import flat_open_leads
-from models.drift import stability_counts
-from models.grades import grade_flat_rows
-from models.reasons import top_reasons
-from pipelines.config import Settings
-from pipelines.errors import DataError
-from pipelines.flat_checks import check_flat_table
-from pipelines.flat_source import flat_location, load_flat_export
-from pipelines.ground import check_model_features
-from pipelines.predict import OUTPUT_COLUMNS, Scored, _drift, _score, summarise
-from pipelines.training_set import flat_spec
+from leadscore.features.flat import flat_open_leads
+from leadscore.models.drift import stability_counts
+from leadscore.models.grades import grade_flat_rows
+from leadscore.models.reasons import top_reasons
+from leadscore.pipelines.config import Settings
+from leadscore.pipelines.errors import DataError
+from leadscore.pipelines.intake.flat_checks import check_flat_table
+from leadscore.pipelines.intake.flat_source import flat_location, load_flat_export
+from leadscore.pipelines.intake.ground import check_model_features
+from leadscore.pipelines.verbs.predict import OUTPUT_COLUMNS, Scored, _drift, _score, summarise
+from leadscore.pipelines.verbs.training_set import flat_spec
 
 log = logging.getLogger(__name__)
 GRADE_COLUMNS = ["fit_grade", "engagement_grade", "cell", "stage", "stage_rule", "dormant", "action", "sla_hours",

@@ -20,13 +20,13 @@ import pandas as pd
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import roc_auc_score
 
-from features.registry import all_features
-from models.drift import population_stability, profile
-from models.evaluation import evaluate, metrics_table
-from pipelines.config import Settings
-from pipelines.training import Split, baseline_scores, holdout_split
-from pipelines.training_set import TrainingSet, build_training_set
-from pipelines.validation import CrmData, load_crm
+from leadscore.features.registry import all_features
+from leadscore.models.drift import population_stability, profile
+from leadscore.models.evaluation import evaluate, metrics_table
+from leadscore.pipelines.config import Settings
+from leadscore.pipelines.verbs.train import Split, baseline_scores, holdout_split
+from leadscore.pipelines.verbs.training_set import TrainingSet, build_training_set
+from leadscore.pipelines.intake.validation import CrmData, load_crm
 
 log = logging.getLogger(__name__)
 LEAK_AUC = 0.95
@@ -64,7 +64,7 @@ class Review:
 
 def load_review(settings: Settings, *, model_uri: str | None = None) -> Review:
     """The model from the registry and the training set it was evaluated on, split the same way as in training."""
-    from pipelines import tracking
+    from leadscore.pipelines.outputs import tracking
 
     tracking.use_store(settings)
     uri = model_uri or f"models:/{settings.mlflow.registered_model}@champion"
@@ -72,12 +72,12 @@ def load_review(settings: Settings, *, model_uri: str | None = None) -> Review:
     name, version = tracking.resolve_version(uri)
     data = load_crm(settings) if settings.mode == "crm" else None
     training = build_training_set(settings, data=data)
-    from pipelines.ground import check_model_features
+    from leadscore.pipelines.intake.ground import check_model_features
 
     check_model_features(model, training.frame.columns, uri, feature_set=getattr(wrapper, "feature_set", None))
     graded = None
     if data is not None:
-        from pipelines.grading import grade_spine
+        from leadscore.pipelines.verbs.grade import grade_spine
 
         graded = grade_spine(settings, data, training.frame[["lead_id", "cutoff_time", "converted"]])
     return Review(settings, model, wrapper, name or uri, version, training, holdout_split(settings, training), data,
@@ -86,7 +86,7 @@ def load_review(settings: Settings, *, model_uri: str | None = None) -> Review:
 
 def _evaluated_fit(name: str, version: str):
     """The evaluated fit logged beside a registered version (None for models trained before it was logged)."""
-    from pipelines import tracking
+    from leadscore.pipelines.outputs import tracking
 
     if not name or not version:
         return None
@@ -308,7 +308,7 @@ SCORE_BANDS = ((80, 99), (50, 79), (20, 49), (1, 19))
 
 def holdout_scores(review: Review) -> np.ndarray:
     """The 1-99 score of each holdout lead against the reference stored with the model (as `predict` gives it)."""
-    from models.scores import score_1_99
+    from leadscore.models.scores import score_1_99
 
     raw = review.model.raw_score(review.X_holdout)
     reference = getattr(review.wrapper, "score_reference", None) or {"quantiles": np.sort(raw)}
@@ -318,7 +318,7 @@ def holdout_scores(review: Review) -> np.ndarray:
 def why_this_lead(review: Review) -> pd.DataFrame:
     """One holdout lead per score band, with the grouped reasons the scores file gives: the lead nearest the middle
     of the band (the earliest such row on a tie)."""
-    from models.reasons import top_reasons
+    from leadscore.models.reasons import top_reasons
 
     scores = holdout_scores(review)
     picks, bands = [], []
@@ -350,7 +350,7 @@ def grade_comparison(review: Review) -> tuple[pd.DataFrame, pd.DataFrame] | None
     fit grade (how the model re-ranks leads the rules put together)."""
     if review.graded is None:
         return None
-    from models.grade_analysis import conversion_table
+    from leadscore.models.grade_analysis import conversion_table
 
     holdout = review.graded.iloc[review.split.holdout].assign(probability=review.probability)
     by_cell = conversion_table(holdout, by="cell")
@@ -407,7 +407,7 @@ def drift_between_training_and_holdout(review: Review) -> pd.Series:
 
 
 def feature_descriptions(review: Review) -> pd.DataFrame:
-    from pipelines.training import feature_table
+    from leadscore.pipelines.verbs.train import feature_table
 
     return feature_table(list(review.model.feature_names_in_))
 
@@ -445,13 +445,13 @@ def render_page(title: str, sections: list[dict]) -> str:
     """The report's HTML from the package's Jinja2 template: a table of contents, then one anchored section each."""
     import jinja2
 
-    source = resources.files("pipelines").joinpath("templates/report.html.j2").read_text(encoding="utf-8")
+    source = resources.files("leadscore.pipelines.reports").joinpath("templates/report.html.j2").read_text(encoding="utf-8")
     template = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string(source)
     return template.render(title=title, sections=sections)
 
 
 def _live(html_text: str, images: list[dict]) -> dict:
-    """The live-record section `pipelines.monitor_report.live_section` renders, under the report's own heading."""
+    """The live-record section `pipelines.reports.monitor.live_section` renders, under the report's own heading."""
     match = re.match(r"<h2 id='([^']+)'>(.*?)</h2>", html_text, flags=re.S)
     if match is None:
         return _section("live", "The live record", {"kind": "html", "html": html_text}, *images)
@@ -461,7 +461,7 @@ def _live(html_text: str, images: list[dict]) -> dict:
 
 def _account_section(review: Review, tables: dict[str, pd.DataFrame]) -> dict:
     """Account grades (fit A-D x engagement 1-4 from the lead rules rolled up to the account) against outcomes."""
-    from pipelines.accounts import account_grade_conversion
+    from leadscore.pipelines.verbs.accounts import account_grade_conversion
 
     by_cell, matrix = account_grade_conversion(review.settings, review.data)
     tables["account_grade_conversion_by_cell"], tables["account_grade_matrix"] = by_cell, matrix
@@ -522,7 +522,7 @@ def build_report(review: Review) -> tuple[str, dict[str, bytes], dict[str, pd.Da
     if review.data is not None:
         sections.append(_account_section(review, tables))
     if review.data is not None:
-        from pipelines.monitor_report import live_section
+        from leadscore.pipelines.reports.monitor import live_section
 
         live_html, live_figures, live_tables = live_section(review.settings, review.data)
         tables.update(live_tables)
@@ -547,7 +547,7 @@ def build_report(review: Review) -> tuple[str, dict[str, bytes], dict[str, pd.Da
 
 def _capture_section(review: Review, images: dict[str, bytes], tables: dict[str, pd.DataFrame]) -> dict:
     """Capture at capacity on the holdout: the curve, and a small table with the configured capacity marked."""
-    from pipelines.capacity_report import capture_section_parts
+    from leadscore.pipelines.reports.capacity import capture_section_parts
 
     curve, table, fig, highlight = capture_section_parts(review)
     tables["capture_curve"], tables["capture_at_capacity"] = curve, table
@@ -564,7 +564,7 @@ def _capture_section(review: Review, images: dict[str, bytes], tables: dict[str,
 
 def log_to_run(review: Review, images: dict[str, bytes], tables: dict[str, pd.DataFrame]) -> str | None:
     """Attach the report's images and tables to the MLflow run that produced the model."""
-    from pipelines import tracking
+    from leadscore.pipelines.outputs import tracking
 
     if not review.model_version:
         return None
