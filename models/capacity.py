@@ -2,7 +2,7 @@
 sales are ranked by expected value and only the best go, up to the capacity left this week; the rest are nurtured
 "over capacity". Also the captured-conversions arithmetic behind `backtest` and the report (pure functions).
 
-Definitions (README, "Capacity"):
+Definitions (docs/capacity.md):
 
 * **Week**: the ISO week of the scoring run's as-of (Monday 00:00 UTC to the next Monday), the week `monitor` uses.
 * **Sent to sales**: the routing table's action for the lead has an SLA (the same test `monitor` uses for a

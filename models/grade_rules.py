@@ -195,7 +195,7 @@ class RoutingRules(_Rules):
         return row.get(cell, row.get(ANY_CELL))
 
     def markdown(self) -> str:
-        """The whole table, cell by stage, as printed in the README."""
+        """The whole table, cell by stage, as printed in docs/routing.md."""
 
         def text(action: Action) -> str:
             return action.action + (f", {action.sla_hours:g} h" if action.sla_hours else "")

@@ -335,7 +335,7 @@ def test_proposed_cutoffs_separate_won_from_lost():
     assert proposed["A"] > proposed["B"] > proposed["C"]
 
 
-def test_the_readme_prints_the_default_routing_table():
+def test_the_routing_page_prints_the_default_routing_table():
     from tests.conftest import REPO
 
-    assert RoutingRules().markdown() in (REPO / "README.md").read_text()
+    assert RoutingRules().markdown() in (REPO / "docs" / "routing.md").read_text()

@@ -1,4 +1,4 @@
-"""Capacity-aware hand-off in `predict` and the capture table in `backtest` (README, "Capacity")."""
+"""Capacity-aware hand-off in `predict` and the capture table in `backtest` (docs/capacity.md)."""
 
 from __future__ import annotations
 
