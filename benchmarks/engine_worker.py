@@ -59,9 +59,9 @@ def main(engine: str, data: str, store: str) -> None:
                                     out=out)  # fmt: skip
             scored = summary["scored"]
         else:
+            from leadscore.pipelines.intake.validation import load_crm
             from leadscore.pipelines.outputs.files import write_frame
             from leadscore.pipelines.verbs.predict import score_open_leads
-            from leadscore.pipelines.intake.validation import load_crm
 
             result = score_open_leads(settings, load_crm(settings), model, wrapper, model_name="bench",
                                       model_version="1")  # fmt: skip

@@ -35,8 +35,8 @@ def _load_timed(settings) -> tuple[object, float, float]:
     """`load_crm` in its two halves, timed apart: reading the files, then normalising and validating them."""
     from leadscore.pipelines.intake.exports import apply_export_conventions
     from leadscore.pipelines.intake.sources import read_source
-    from leadscore.pipelines.memory import release_unused_memory
     from leadscore.pipelines.intake.validation import _repeated, validate_frames  # the same steps as load_crm
+    from leadscore.pipelines.memory import release_unused_memory
 
     start = time.perf_counter()
     sources = {n: getattr(settings.tables, n) for n in TABLES if getattr(settings.tables, n)}
@@ -54,10 +54,10 @@ def timed_predict(settings, out: Path) -> tuple[object, dict]:
     the champion (the stages inside from `Scored.timings`), publish the scores and their rejects, append the score
     history and log the MLflow run."""
     from leadscore.pipelines.outputs import tracking
-    from leadscore.pipelines.outputs.history import append_history
     from leadscore.pipelines.outputs.files import frame_writer
-    from leadscore.pipelines.verbs.predict import log_scoring_run, rejects_path, score_open_leads
+    from leadscore.pipelines.outputs.history import append_history
     from leadscore.pipelines.outputs.publish import publish
+    from leadscore.pipelines.verbs.predict import log_scoring_run, rejects_path, score_open_leads
 
     start = time.perf_counter()
     loaded, read_s, validate_s = _load_timed(settings)

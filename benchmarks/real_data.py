@@ -12,8 +12,8 @@ import time
 import pandas as pd
 
 from benchmarks.common import REPO, print_table
-from leadscore.pipelines.verbs.backtest import Step, row_steps, run_backtest
 from leadscore.pipelines.config import load_settings
+from leadscore.pipelines.verbs.backtest import Step, row_steps, run_backtest
 from leadscore.pipelines.verbs.training_set import build_training_set
 
 COLUMNS = ["dataset", "protocol", "scorer", "rows_scored", "roc_auc", "pr_auc", "brier", "ece", "seconds"]

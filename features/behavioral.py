@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from leadscore.features.context import DEFAULT_EVENT_WEIGHTS, FeatureContext
-from leadscore.features.registry import FeatureSpec, feature, register
 from leadscore.features.schemas import EVENT_TYPES, MARKETING_EVENTS
+from leadscore.features.spec import FeatureSpec, feature
 
 WINDOWS_DAYS = (7, 30, 90)
 
@@ -23,20 +23,21 @@ def events_count(ctx: FeatureContext, *, event_type: str, window_days: int) -> p
     return pd.Series(ctx.event_counts(window_days)[:, code].astype("float64"), name=name)
 
 
-for _type in MARKETING_EVENTS:
-    for _window in WINDOWS_DAYS:
-        register(
-            FeatureSpec(
-                name=f"events_{_type}_count_{_window}d",
-                group="behavioral",
-                description=f"{EVENT_TYPES[_type]} in the last {_window} days",
-                kind="numeric",
-                unit="",
-                build=partial(events_count, event_type=_type, window_days=_window),
-                direction=1,
-                concept=f"events_{_type}",  # the three windows of one event type: one reason
-            )
-        )
+# One feature per marketing event type and window: the three windows of one type share a concept (one reason).
+EVENT_COUNT_FEATURES: tuple[FeatureSpec, ...] = tuple(
+    FeatureSpec(
+        name=f"events_{event_type}_count_{window}d",
+        group="behavioral",
+        description=f"{EVENT_TYPES[event_type]} in the last {window} days",
+        kind="numeric",
+        unit="",
+        build=partial(events_count, event_type=event_type, window_days=window),
+        direction=1,
+        concept=f"events_{event_type}",
+    )
+    for event_type in MARKETING_EVENTS
+    for window in WINDOWS_DAYS
+)
 
 
 @feature("behavioral", unit="events", direction=1, concept="engagement")
@@ -96,3 +97,15 @@ def decayed_event_count(
         mask &= window.age_days <= window_days
     decay = np.exp2(-window.age_days[mask] / half_life_days)
     return np.bincount(window.row[mask], weights=decay, minlength=ctx.n)
+
+
+# The group's features, in the order the model sees them.
+FEATURES: tuple[FeatureSpec, ...] = (
+    *EVENT_COUNT_FEATURES,
+    events_count_30d.spec,
+    events_days_since_last.spec,
+    events_days_since_last_high_intent.spec,
+    events_active_days_30d.spec,
+    events_trend_7d_vs_21d.spec,
+    engagement_decayed_score.spec,
+)

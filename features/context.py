@@ -138,7 +138,10 @@ class FeatureContext:
 
     @cached_property
     def event_window(self) -> EventWindow:
-        from leadscore.features.kernels import pairs_before, window_columns  # numba compiles on first use, not on import
+        from leadscore.features.kernels import (  # numba compiles on first use, not on import
+            pairs_before,
+            window_columns,
+        )
 
         types = tuple(EVENT_TYPES)
         events = self.events

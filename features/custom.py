@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.features.derived import date_part, days_between
-from leadscore.features.registry import FeatureSpec
+from leadscore.features.spec import FeatureSpec
 
 TABLE_GROUPS = {"leads": "demographic", "accounts": "firmographic"}
 

@@ -10,7 +10,7 @@ import pandas as pd
 from leadscore.features.context import NS_PER_DAY, FeatureContext
 from leadscore.features.keys import is_in, on_distinct
 from leadscore.features.pointintime import to_ns
-from leadscore.features.registry import feature
+from leadscore.features.spec import FeatureSpec, feature
 
 # Lead age counts up to a year. A lead created within one horizon of the start of the data is older at scoring than
 # any fully observed training row can be (its row would need a horizon after as_of), so uncapped ages put every such
@@ -168,3 +168,21 @@ def lead_sales_accepted(ctx: FeatureContext) -> pd.Series:
     accepted = _time_column(ctx, "sales_accepted_at")
     seen = (accepted != np.iinfo("int64").min) & (accepted < ctx.cutoff_ns)
     return pd.Series(seen.astype("float64"), name="lead_sales_accepted")
+
+
+# The group's features, in the order the model sees them.
+FEATURES: tuple[FeatureSpec, ...] = (
+    lead_seniority.spec,
+    lead_department.spec,
+    lead_source.spec,
+    lead_country.spec,
+    lead_email_is_business.spec,
+    lead_age_days.spec,
+    lead_profile_completeness.spec,
+    lead_bant_budget.spec,
+    lead_bant_authority.spec,
+    lead_bant_need.spec,
+    lead_bant_timeline.spec,
+    lead_has_contact_details.spec,
+    lead_sales_accepted.spec,
+)

@@ -7,7 +7,7 @@ import pandas as pd
 
 from leadscore.features.context import FeatureContext
 from leadscore.features.pointintime import count_before, to_ns
-from leadscore.features.registry import feature
+from leadscore.features.spec import FeatureSpec, feature
 
 REVENUE_BANDS = ("<1M", "1M-10M", "10M-100M", "100M-1B", ">=1B")
 _REVENUE_EDGES = (1e6, 1e7, 1e8, 1e9)
@@ -61,3 +61,14 @@ def account_other_leads_before(ctx: FeatureContext) -> pd.Series:
     # the lead itself was created before its cutoff, so it is among the counted rows
     own = (codes >= 0) & (to_ns(ctx.lead_rows["created_at"]) < ctx.cutoff_ns)
     return pd.Series(np.where(codes >= 0, counts - own, np.nan), name="account_other_leads_before")
+
+
+# The group's features, in the order the model sees them.
+FEATURES: tuple[FeatureSpec, ...] = (
+    account_industry.spec,
+    account_employee_count_log.spec,
+    account_employee_count.spec,
+    account_revenue_band.spec,
+    account_country.spec,
+    account_other_leads_before.spec,
+)

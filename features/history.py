@@ -7,7 +7,7 @@ import pandas as pd
 
 from leadscore.features.context import NS_PER_DAY, FeatureContext
 from leadscore.features.pointintime import NAT, count_before, to_ns
-from leadscore.features.registry import feature
+from leadscore.features.spec import FeatureSpec, feature
 
 
 def _closed_deals(ctx: FeatureContext, status: str) -> tuple[np.ndarray, np.ndarray]:
@@ -42,3 +42,11 @@ def history_days_since_account_last_win(ctx: FeatureContext) -> pd.Series:
     _, latest = _closed_deals(ctx, "won")
     days = np.where(latest == NAT, np.nan, (ctx.cutoff_ns - latest) / NS_PER_DAY)
     return pd.Series(days, name="history_days_since_account_last_win")
+
+
+# The group's features, in the order the model sees them.
+FEATURES: tuple[FeatureSpec, ...] = (
+    history_account_won_deals.spec,
+    history_account_lost_deals.spec,
+    history_days_since_account_last_win.spec,
+)

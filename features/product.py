@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.features.context import FeatureContext, distinct_per_row
-from leadscore.features.registry import feature
+from leadscore.features.spec import FeatureSpec, feature
 
 USAGE_EVENTS = ("product_login", "feature_used")
 
@@ -65,3 +65,16 @@ def product_upgrade_page_views_30d(ctx: FeatureContext) -> pd.Series:
 def product_support_tickets_30d(ctx: FeatureContext) -> pd.Series:
     """Support tickets opened in the last 30 days."""
     return pd.Series(_count(ctx, "support_ticket", 30), name="product_support_tickets_30d")
+
+
+# The group's features, in the order the model sees them.
+FEATURES: tuple[FeatureSpec, ...] = (
+    product_trial_started.spec,
+    product_active_days_14d.spec,
+    product_active_days_30d.spec,
+    product_logins_14d.spec,
+    product_logins_30d.spec,
+    product_distinct_features_used.spec,
+    product_upgrade_page_views_30d.spec,
+    product_support_tickets_30d.spec,
+)

@@ -1,88 +1,38 @@
-"""The feature registry: every feature's name, group, description (its business definition) and unit.
+"""The feature catalog: every built-in feature, collected from the explicit list each group module keeps.
 
 A builder's function name is its output column and the first line of its docstring its description, which
-analysts read in reports and sales reads in the reasons of a score.
-
-A feature may also declare its business `direction`: +1 when more of it never lowers the chance of converting
-(more pricing-page views), -1 when more of it never raises it (more days since the last activity). The model
-factory turns declared directions into monotone constraints, and the reasons use them to never call above-typical
-activity bad. Features measuring one idea (page views over 7, 30 and 90 days) share a `concept`, so that a lead's
-reasons name each idea once.
+analysts read in reports and sales reads in the reasons of a score. See `features.spec` for what a feature declares.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+import functools
 
-GROUPS = ("demographic", "firmographic", "behavioral", "product_usage", "history")
-Kind = Literal["numeric", "categorical", "boolean"]
-Direction = Literal[-1, 0, 1]
+from leadscore.features import behavioral, demographic, firmographic, history, product
+from leadscore.features.spec import GROUPS, FeatureSpec
 
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    name: str
-    group: str
-    description: str
-    kind: Kind
-    unit: str
-    build: Callable
-    for_model: bool = True  # False: an input of the rules (grades), left out of the default model feature set
-    direction: Direction = 0  # declared business direction: +1 more never lowers the probability, -1 never raises
-    concept: str = ""  # features of one idea share it (one reason per concept); empty: the feature's own name
-    at_most: float | None = None  # the builder caps its values here: reasons say "365 days or more"
-
-    def __post_init__(self) -> None:
-        if self.group not in GROUPS:
-            raise ValueError(f"feature {self.name}: unknown group {self.group!r}")
-        if self.direction not in (-1, 0, 1):
-            raise ValueError(f"feature {self.name}: direction must be -1, 0 or 1, got {self.direction!r}")
-        if self.direction and self.kind == "categorical":
-            raise ValueError(f"feature {self.name}: a categorical feature has no direction")
-        if not self.concept:
-            object.__setattr__(self, "concept", self.name)
+__all__ = ["GROUPS", "FeatureSpec", "all_features", "declared_directions", "feature_set"]
 
 
-REGISTRY: dict[str, FeatureSpec] = {}
+# The order of the groups is the order of the model's columns: models trained before the explicit lists were
+# trained on it.
+GROUP_MODULES = (demographic, behavioral, firmographic, history, product)
 
 
-def register(spec: FeatureSpec) -> FeatureSpec:
-    if spec.name in REGISTRY:
-        raise ValueError(f"feature {spec.name!r} registered twice")
-    REGISTRY[spec.name] = spec
-    return spec
-
-
-def feature(
-    group: str,
-    *,
-    kind: Kind = "numeric",
-    unit: str = "",
-    for_model: bool = True,
-    direction: Direction = 0,
-    concept: str = "",
-    at_most: float | None = None,
-) -> Callable[[Callable], Callable]:
-    """Register a builder under its own name, described by the first line of its docstring."""
-
-    def wrap(function: Callable) -> Callable:
-        doc = (function.__doc__ or "").strip().splitlines()
-        if not doc:
-            raise ValueError(f"feature builder {function.__name__} needs a one-line docstring")
-        register(FeatureSpec(function.__name__, group, doc[0].rstrip("."), kind, unit, function, for_model,
-                             direction, concept, at_most))  # fmt: skip
-        return function
-
-    return wrap
+@functools.cache
+def _catalog() -> dict[str, FeatureSpec]:
+    catalog: dict[str, FeatureSpec] = {}
+    for module in GROUP_MODULES:
+        for spec in module.FEATURES:
+            if spec.name in catalog:
+                raise ValueError(f"feature {spec.name!r} listed twice")
+            catalog[spec.name] = spec
+    return catalog
 
 
 def all_features() -> dict[str, FeatureSpec]:
-    """The registry, with every builder module imported so that all features are listed."""
-    from leadscore.features import behavioral, demographic, firmographic, history, product  # noqa: F401
-
-    return dict(REGISTRY)
+    """Every built-in feature, group by group as each group module lists them."""
+    return dict(_catalog())
 
 
 def declared_directions() -> dict[str, int]:

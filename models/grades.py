@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from leadscore.features.behavioral import decayed_event_count
-from leadscore.features.context import FeatureContext
+from leadscore.features.build import feature_columns
+from leadscore.features.context import FeatureContext, FeatureParams
 from leadscore.models.grade_rules import (
     ENGAGEMENT_GRADES,
     FIT_GRADES,
@@ -298,3 +299,34 @@ def grade_flat_rows(
     actions = assign_actions(cell, times, rules.routing, stages=stages["stage"], dormant=dormant,
                              timezone=rules.timezone)  # fmt: skip
     return pd.concat([fit_pts.round(2), eng_pts.round(2), fit, engagement, cell, dormant, actions, stages], axis=1)
+
+
+def grade_spine(
+    spine: pd.DataFrame,
+    tables: dict[str, pd.DataFrame],
+    rules: GradeRules,
+    params: FeatureParams,
+    *,
+    probability: pd.Series | None = None,
+    previous_stage: pd.Series | None = None,
+    context: FeatureContext | None = None,
+    features: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The spine's rows with every grade column, using the same point-in-time builders as the model.
+
+    A caller that already built a context (and features) for these spine rows passes them, so that nothing is
+    computed twice.
+    """
+    if context is None:
+        context = FeatureContext(
+            spine, leads=tables["leads"], accounts=tables.get("accounts"), events=tables.get("events"),
+            opportunities=tables["opportunities"], params=params,
+        )  # fmt: skip
+    needed = rules.fit_features()
+    have = [] if features is None else [n for n in needed if n in features]
+    missing = feature_columns(context, [n for n in needed if n not in have])
+    features = pd.concat([missing, features[have].reset_index(drop=True)] if have else [missing], axis=1)
+    features["cutoff_time"] = spine["cutoff_time"].array  # positional; to_numpy would box tz-aware times one by one
+    counts = engagement_counts(context, rules.engagement)
+    graded = grade_leads(features, counts, rules, probability=probability, previous_stage=previous_stage)
+    return pd.concat([spine.reset_index(drop=True), graded], axis=1)

@@ -29,7 +29,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from leadscore.features.registry import FeatureSpec
+from leadscore.features.spec import FeatureSpec
 
 SEPARATOR = " | "
 MIN_LEVEL_ROWS = 30  # a category's conversion rate is quoted only when this many training rows had it

@@ -301,8 +301,8 @@ def grade(
     Example:
       leadscore grade --config demo/leadscore.toml --out demo/output/grades.csv --analyze
     """
-    from leadscore.pipelines.verbs.grade import analyze_closed_deals, grade_open_leads, read_previous
     from leadscore.pipelines.outputs.files import write_frame
+    from leadscore.pipelines.verbs.grade import analyze_closed_deals, grade_open_leads, read_previous
 
     settings = _with_engine(_settings(config), engine)
     if settings.mode != "crm":
@@ -425,8 +425,8 @@ def backtest(
     from tqdm import tqdm
 
     from leadscore.models.conversion import TooLittleDataError
+    from leadscore.models.grades import grade_spine
     from leadscore.pipelines.verbs.backtest import log_backtest, row_steps, run_backtest, time_steps
-    from leadscore.pipelines.verbs.grade import grade_spine
     from leadscore.pipelines.verbs.training_set import build_training_set
 
     settings = _settings(config)
@@ -449,7 +449,8 @@ def backtest(
         steps = row_steps(n, start=int(first * n) if first < 1 else int(first), every=int(every))
     cells = None
     if data is not None:
-        cells = grade_spine(settings, data, training.frame[["lead_id", "cutoff_time", "converted"]])["cell"]
+        cells = grade_spine(training.frame[["lead_id", "cutoff_time", "converted"]], data.tables, settings.grades,
+                            settings.feature_params())["cell"]
     try:
         with tqdm(total=len(steps), unit="step", desc="backtest", disable=None) as bar:
             result = run_backtest(settings, training, steps, cells=cells, progress=bar.update)
@@ -500,10 +501,10 @@ def predict(
 
     from leadscore.pipelines.intake.ground import check_ground, check_model_fits_crm, check_open_leads
     from leadscore.pipelines.intake.ground import withhold_leads_with_rejected_deals as withhold
-    from leadscore.pipelines.outputs.files import frame_writer
-    from leadscore.pipelines.verbs.predict import log_scoring_run, rejects_path, score_open_leads
-    from leadscore.pipelines.outputs.publish import check_sql_output, publish, write_sql_tables
     from leadscore.pipelines.intake.validation import load_crm
+    from leadscore.pipelines.outputs.files import frame_writer
+    from leadscore.pipelines.outputs.publish import check_sql_output, publish, write_sql_tables
+    from leadscore.pipelines.verbs.predict import log_scoring_run, rejects_path, score_open_leads
 
     settings = _with_engine(_settings(config), engine)
     flat = settings.mode == "flat"
@@ -541,9 +542,7 @@ def predict(
                                        keep_contributions=contributions is not None)  # fmt: skip
         scored_as_of = result.scores["as_of"].iloc[0]
     else:
-        from leadscore.pipelines.verbs.training_set import custom_fields
-
-        check_model_fits_crm(conversion, model_uri, custom=tuple(f.name for f in custom_fields(settings)))
+        check_model_fits_crm(conversion, model_uri, custom=tuple(f.name for f in settings.custom_fields()))
         data = load_crm(settings, as_of=as_of_stamp)
         check_ground(data, settings)
         if data.errors:  # every table's rejected rows, with their reasons, as `validate` writes them
@@ -691,8 +690,8 @@ def monitor(
     import matplotlib
 
     matplotlib.use("Agg")  # the report is rendered to files, never to a screen
-    from leadscore.pipelines.verbs.monitor import run_monitor
     from leadscore.pipelines.reports.monitor import summary_lines
+    from leadscore.pipelines.verbs.monitor import run_monitor
 
     settings = _settings(config)
     if settings.mode != "crm":
@@ -797,13 +796,13 @@ def _lead_champion(settings):
 
 
 def _predict_accounts(settings, as_of, model_uri: str | None, out: Path | None, top: int) -> dict:
-    from leadscore.pipelines.verbs.accounts import account_settings, score_open_accounts
     from leadscore.pipelines.intake.ground import check_ground
     from leadscore.pipelines.intake.ground import withhold_leads_with_rejected_deals as withhold
-    from leadscore.pipelines.outputs.files import frame_writer
-    from leadscore.pipelines.verbs.predict import rejects_path
-    from leadscore.pipelines.outputs.publish import publish
     from leadscore.pipelines.intake.validation import load_crm
+    from leadscore.pipelines.outputs.files import frame_writer
+    from leadscore.pipelines.outputs.publish import publish
+    from leadscore.pipelines.verbs.accounts import account_settings, score_open_accounts
+    from leadscore.pipelines.verbs.predict import rejects_path
 
     target = Path(out or settings.output_dir / "account_scores.csv")
     _check_out(target, "--out", (".csv", ".parquet"), settings)
@@ -834,8 +833,8 @@ def _predict_accounts(settings, as_of, model_uri: str | None, out: Path | None, 
 
 
 def _grade_accounts(settings, as_of: str | None, out: Path | None) -> None:
-    from leadscore.pipelines.verbs.accounts import grade_open_accounts
     from leadscore.pipelines.outputs.files import write_frame
+    from leadscore.pipelines.verbs.accounts import grade_open_accounts
 
     target = Path(out or settings.output_dir / "account_grades.csv")
     _check_out(target, "--out", (".csv", ".parquet"), settings)

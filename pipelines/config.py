@@ -13,13 +13,17 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from leadscore.features.context import FeatureParams
+from leadscore.features.custom import CustomField
+from leadscore.features.derived import CATEGORICAL_PARTS
+from leadscore.features.registry import feature_set
 from leadscore.features.schemas import TABLE_ROLES
+from leadscore.features.spine import CutoffPolicy
 from leadscore.models.factory import ModelSettings
 from leadscore.models.grade_rules import ColumnEngagementRules, GradeRules
+from leadscore.pipelines.errors import ConfigError, UsageError
 
-
-class ConfigError(ValueError):
-    """A config file that cannot be used; the message names the file and the offending key."""
+__all__ = ["ConfigError", "Settings", "load_settings", "with_project_defaults"]
 
 
 class _Section(BaseModel):
@@ -401,6 +405,54 @@ class Settings(_Section):
     @property
     def tracking_uri(self) -> str:
         return self.mlflow.tracking_uri or f"sqlite:///{self.resolve('mlflow.db')}"
+
+    def with_engine(self, engine: str | None) -> Settings:
+        """These settings with the engine a command line chose (None: the config's own)."""
+        if engine is None:
+            return self
+        if engine not in {"local", "spark"}:
+            raise UsageError(f"--engine: use 'local' or 'spark', not {engine!r}")
+        return self.model_copy(update={"engine": self.engine.model_copy(update={"name": engine})})
+
+    def custom_fields(self) -> tuple[CustomField, ...]:
+        """The CRM's own lead and account columns declared in `tables.<leads|accounts>.custom`, then the derived
+        lead columns of `tables.leads.derived`."""
+        if self.mode != "crm" or self.tables is None:
+            return ()
+        fields = [
+            CustomField(key, table, field.type, field.description)
+            for table in ("leads", "accounts")
+            if getattr(self.tables, table) is not None
+            for key, field in getattr(self.tables, table).custom.items()
+            if field.type != "timestamp"  # an input of derived features, not a feature itself
+        ]
+        for key, spec in self.tables.leads.derived.items():
+            derive = ("date_part", spec.date_part, spec.of) if spec.date_part else ("days_between", *spec.days_between)
+            kind = "categorical" if spec.date_part in CATEGORICAL_PARTS else "numeric"
+            fields.append(CustomField(key, "leads", kind, spec.description, derive))
+        return tuple(fields)
+
+    def feature_params(self) -> FeatureParams:
+        """What the feature builders read from the config."""
+        f = self.features
+        return FeatureParams(
+            half_life_days=f.half_life_days,
+            event_weights=dict(f.event_weights),
+            high_intent_events=tuple(f.high_intent_events),
+            free_email_domains=tuple(f.free_email_domains),
+            custom_fields=self.custom_fields(),
+        )
+
+    def cutoff_policy(self) -> CutoffPolicy:
+        """When the spine scores each lead during training."""
+        s = self.spine
+        return CutoffPolicy(s.policy, s.delay_days, s.every_days, s.max_snapshots, s.horizon_days,
+                            max_age_days=s.max_age_days, seed=self.model.random_state)  # fmt: skip
+
+    def selected_features(self) -> list[str]:
+        """The configured feature set, then the custom fields (in every set: declaring one means using it)."""
+        names = feature_set(self.features.feature_set, self.features.sets)
+        return names + [f.name for f in self.custom_fields() if f.name not in names]
 
 
 def _describe(error: dict) -> str:

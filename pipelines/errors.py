@@ -61,6 +61,10 @@ class UsageError(LeadscoreError, ValueError):
     exit_code = USAGE_ERROR
 
 
+class ConfigError(UsageError):
+    """A config file that cannot be used; the message names the file and the offending key."""
+
+
 def from_os_error(exc: OSError, *, doing: str) -> DataError:
     """A DataError naming the file and the system's reason (disk full, permission denied, read-only ...)."""
     hints = {
@@ -101,10 +105,6 @@ class OneErrorPath(typer.core.TyperGroup):
 def _as_leadscore_error(exc: Exception) -> LeadscoreError:
     if isinstance(exc, LeadscoreError):
         return exc
-    from leadscore.pipelines.config import ConfigError
-
-    if isinstance(exc, ConfigError):
-        return UsageError(str(exc))
     if isinstance(exc, OSError):
         return from_os_error(exc, doing="read or write a file")
     origin = type(exc).__module__.split(".")[0]

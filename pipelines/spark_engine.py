@@ -267,11 +267,11 @@ def training_set_spark(settings: Settings, *, as_of: pd.Timestamp | None, out: P
     from pyspark.sql import functions as F
 
     from leadscore.features.build import feature_specs
-    from leadscore.pipelines.verbs.training_set import ORDER_COLUMN, crm_training_set, feature_params, selected_features
+    from leadscore.pipelines.verbs.training_set import ORDER_COLUMN, crm_training_set
 
     spark = spark_session(settings)
     as_of = global_as_of(spark, settings, as_of)
-    specs, names = feature_specs(feature_params(settings)), selected_features(settings)
+    specs, names = feature_specs(settings.feature_params()), settings.selected_features()
     types = {"lead_id": "string", "cutoff_time": "timestamp", "converted": "double", "sample_weight": "double"}
     types |= {n: "string" if specs[n].kind == "categorical" else "double" for n in names}
     types |= {"_censored": "double"}

@@ -11,8 +11,8 @@ import pandas as pd
 from leadscore.features.derived import date_part, days_between, label_from_outcomes
 from leadscore.pipelines.config import Settings, TableSource
 from leadscore.pipelines.errors import DataError
-from leadscore.pipelines.intake.sources import read_file, read_source
 from leadscore.pipelines.intake.parsing import parse_time_column
+from leadscore.pipelines.intake.sources import read_file, read_source
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,6 @@ from leadscore.features.schemas import (
     TIME_COLUMNS,
 )
 from leadscore.pipelines.config import Settings, TableSource
-from leadscore.pipelines.intake.sources import read_source
-from leadscore.pipelines.memory import release_unused_memory
 from leadscore.pipelines.intake.parsing import (
     category_key,
     normalise_id_text,
@@ -33,6 +31,8 @@ from leadscore.pipelines.intake.parsing import (
     parse_time_column,
     recode_categories,
 )
+from leadscore.pipelines.intake.sources import read_source
+from leadscore.pipelines.memory import release_unused_memory
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from leadscore.features.registry import all_features
 from leadscore.models.drift import population_stability, profile
 from leadscore.models.evaluation import evaluate, metrics_table
 from leadscore.pipelines.config import Settings
+from leadscore.pipelines.intake.validation import CrmData, load_crm
 from leadscore.pipelines.verbs.train import Split, baseline_scores, holdout_split
 from leadscore.pipelines.verbs.training_set import TrainingSet, build_training_set
-from leadscore.pipelines.intake.validation import CrmData, load_crm
 
 log = logging.getLogger(__name__)
 LEAK_AUC = 0.95
@@ -77,9 +77,10 @@ def load_review(settings: Settings, *, model_uri: str | None = None) -> Review:
     check_model_features(model, training.frame.columns, uri, feature_set=getattr(wrapper, "feature_set", None))
     graded = None
     if data is not None:
-        from leadscore.pipelines.verbs.grade import grade_spine
+        from leadscore.models.grades import grade_spine
 
-        graded = grade_spine(settings, data, training.frame[["lead_id", "cutoff_time", "converted"]])
+        graded = grade_spine(training.frame[["lead_id", "cutoff_time", "converted"]], data.tables, settings.grades,
+                             settings.feature_params())
     return Review(settings, model, wrapper, name or uri, version, training, holdout_split(settings, training), data,
                   graded, _evaluated_fit(name, version))  # fmt: skip
 
@@ -451,7 +452,7 @@ def render_page(title: str, sections: list[dict]) -> str:
 
 
 def _live(html_text: str, images: list[dict]) -> dict:
-    """The live-record section `pipelines.reports.monitor.live_section` renders, under the report's own heading."""
+    """The live-record section `pipelines.verbs.monitor.live_section` renders, under the report's own heading."""
     match = re.match(r"<h2 id='([^']+)'>(.*?)</h2>", html_text, flags=re.S)
     if match is None:
         return _section("live", "The live record", {"kind": "html", "html": html_text}, *images)
@@ -522,7 +523,7 @@ def build_report(review: Review) -> tuple[str, dict[str, bytes], dict[str, pd.Da
     if review.data is not None:
         sections.append(_account_section(review, tables))
     if review.data is not None:
-        from leadscore.pipelines.reports.monitor import live_section
+        from leadscore.pipelines.verbs.monitor import live_section
 
         live_html, live_figures, live_tables = live_section(review.settings, review.data)
         tables.update(live_tables)

@@ -6,13 +6,16 @@ import base64
 import io
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.outputs.files import write_atomically
-from leadscore.pipelines.verbs.monitor import Monitoring
+
+if TYPE_CHECKING:
+    from leadscore.pipelines.verbs.monitor import Monitoring
 
 
 # -- plots -------------------------------------------------------------------------------------------------------
@@ -198,11 +201,8 @@ def summary_lines(result: Monitoring) -> list[str]:
 
 
 # -- the section in `leadscore explain` --------------------------------------------------------------------------
-def live_section(settings: Settings, data) -> tuple[str, dict[str, object], dict[str, pd.DataFrame]]:
+def live_section_parts(result: Monitoring) -> tuple[str, dict[str, object], dict[str, pd.DataFrame]]:
     """For the analysts' report: realized conversion by decile, the live record, acceptance and SLA by cell."""
-    from leadscore.pipelines.verbs.monitor import build_monitoring
-
-    result = build_monitoring(settings, data=data, score_drift=False)
     figs = {}
     parts = ["<h2 id='live'>The live record (from the score history; details: <code>leadscore monitor</code>)</h2>"]
     parts += [f"<p>{n}</p>" for n in result.notes]

@@ -21,13 +21,19 @@ import numpy as np
 import pandas as pd
 
 from leadscore.features.account_spine import KEY, account_scoring_spine, build_account_spine
-from leadscore.features.accounts import AccountContext, account_directions, account_feature_specs, build_account_features
+from leadscore.features.accounts import (
+    AccountContext,
+    account_directions,
+    account_feature_specs,
+    build_account_features,
+)
 from leadscore.models.account import grade_accounts, leads_by_score, rollup_probability
 from leadscore.models.evaluation import calibration_table, evaluate, metrics_table
 from leadscore.models.factory import build_model
 from leadscore.models.reasons import top_reasons
 from leadscore.models.scores import score_1_99
 from leadscore.pipelines.config import Settings
+from leadscore.pipelines.intake.validation import CrmData
 from leadscore.pipelines.verbs.train import (
     ReferencePopulation,
     TrainResult,
@@ -41,8 +47,7 @@ from leadscore.pipelines.verbs.train import (
     score_reference_of,
     training_data_id,
 )
-from leadscore.pipelines.verbs.training_set import TrainingSet, build_training_set, cutoff_policy, feature_params, input_fingerprint
-from leadscore.pipelines.intake.validation import CrmData
+from leadscore.pipelines.verbs.training_set import TrainingSet, build_training_set, input_fingerprint
 
 log = logging.getLogger(__name__)
 ACCOUNT_MODEL = "lightgbm_calibrated"  # the account model's row in the metrics (the gate reads this name)
@@ -57,13 +62,13 @@ def account_settings(settings: Settings) -> Settings:
 def account_context(settings: Settings, data: CrmData, spine: pd.DataFrame) -> AccountContext:
     t = data.tables
     return AccountContext(spine, leads=t["leads"], accounts=t.get("accounts"), events=t.get("events"),
-                          opportunities=t["opportunities"], params=feature_params(settings))  # fmt: skip
+                          opportunities=t["opportunities"], params=settings.feature_params())  # fmt: skip
 
 
 def account_training_set(settings: Settings, data: CrmData) -> TrainingSet:
     """Account spine -> account features, as a TrainingSet the lead training code accepts."""
     t = data.tables
-    policy = cutoff_policy(settings)
+    policy = settings.cutoff_policy()
     spine, stats = build_account_spine(t["leads"], t["opportunities"], policy, as_of=data.as_of)
     specs = account_feature_specs()
     names = list(specs)
@@ -325,7 +330,7 @@ def account_grade_conversion(settings: Settings, data: CrmData) -> tuple[pd.Data
     from leadscore.models.grade_rules import ENGAGEMENT_GRADES, FIT_GRADES
 
     t = data.tables
-    spine, _ = build_account_spine(t["leads"], t["opportunities"], cutoff_policy(settings), as_of=data.as_of)
+    spine, _ = build_account_spine(t["leads"], t["opportunities"], settings.cutoff_policy(), as_of=data.as_of)
     graded = grade_accounts(account_context(settings, data, spine), settings.grades)
     graded["converted"] = spine["converted"].to_numpy()
     by_cell = conversion_table(graded, by="cell").rename(columns={"leads": "accounts"})

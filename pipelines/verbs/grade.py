@@ -12,47 +12,14 @@ from leadscore.features.context import FeatureContext
 from leadscore.features.spine import build_spine, scoring_spine
 from leadscore.models.grade_analysis import contradictions, conversion_table, propose_cutoffs
 from leadscore.models.grade_rules import ENGAGEMENT_GRADES, FIT_GRADES
-from leadscore.models.grades import engagement_counts, grade_leads
+from leadscore.models.grades import grade_spine
 from leadscore.pipelines.config import Settings
-from leadscore.pipelines.verbs.training_set import cutoff_policy, feature_params
 from leadscore.pipelines.intake.validation import CrmData
 
 OUTPUT_COLUMNS = [
     "lead_id", "account_id", "as_of", "fit_points", "fit_grade", "engagement_points", "engagement_grade", "cell",
     "action", "sla_hours", "due_by", "due_by_local", "stage", "stage_rule", "dormant",
 ]  # fmt: skip
-
-
-def grade_spine(
-    settings: Settings,
-    data: CrmData,
-    spine: pd.DataFrame,
-    *,
-    probability: pd.Series | None = None,
-    previous_stage: pd.Series | None = None,
-    context: FeatureContext | None = None,
-    features: pd.DataFrame | None = None,
-) -> pd.DataFrame:
-    """The spine's rows with every grade column, using the same point-in-time builders as the model.
-
-    A caller that already built a context (and features) for these spine rows passes them, so that nothing is
-    computed twice.
-    """
-    t = data.tables
-    rules = settings.grades
-    if context is None:
-        context = FeatureContext(
-            spine, leads=t["leads"], accounts=t.get("accounts"), events=t.get("events"),
-            opportunities=t["opportunities"], params=feature_params(settings),
-        )  # fmt: skip
-    needed = rules.fit_features()
-    have = [] if features is None else [n for n in needed if n in features]
-    missing = feature_columns(context, [n for n in needed if n not in have])
-    features = pd.concat([missing, features[have].reset_index(drop=True)] if have else [missing], axis=1)
-    features["cutoff_time"] = spine["cutoff_time"].array  # positional; to_numpy would box tz-aware times one by one
-    counts = engagement_counts(context, rules.engagement)
-    graded = grade_leads(features, counts, rules, probability=probability, previous_stage=previous_stage)
-    return pd.concat([spine.reset_index(drop=True), graded], axis=1)
 
 
 def grade_open_leads(
@@ -71,10 +38,10 @@ def grade_open_leads(
     if model is not None and settings.grades.stages.sql_min_probability is not None:
         t = data.tables
         context = FeatureContext(spine, leads=t["leads"], accounts=t.get("accounts"), events=t.get("events"),
-                                 opportunities=t["opportunities"], params=feature_params(settings))  # fmt: skip
+                                 opportunities=t["opportunities"], params=settings.feature_params())  # fmt: skip
         features = feature_columns(context, list(model.feature_names_in_))
         probability = pd.Series(model.predict_proba(features)[:, 1])
-    graded = grade_spine(settings, data, spine, probability=probability, previous_stage=previous_stage,
+    graded = grade_spine(spine, data.tables, settings.grades, settings.feature_params(), probability=probability, previous_stage=previous_stage,
                          context=context, features=features)  # fmt: skip
     accounts = data.tables["leads"].set_index("lead_id").get("account_id")
     graded["account_id"] = graded["lead_id"].map(accounts) if accounts is not None else pd.NA
@@ -119,10 +86,10 @@ def analyze_closed_deals(
 ) -> tuple[GradeAnalysis, pd.DataFrame]:
     """Grade the labelled training rows and compare grades with what actually converted."""
     spine, _ = build_spine(
-        data.tables["leads"], data.tables["opportunities"], cutoff_policy(settings), as_of=data.as_of
+        data.tables["leads"], data.tables["opportunities"], settings.cutoff_policy(), as_of=data.as_of
     )
     probability = probability_of(spine) if probability_of is not None else None
-    graded = grade_spine(settings, data, spine)
+    graded = grade_spine(spine, data.tables, settings.grades, settings.feature_params())
     if probability is not None:
         graded["probability"] = probability.to_numpy()
     rules = settings.grades
@@ -146,8 +113,8 @@ def read_previous(path: Path | None) -> pd.DataFrame | None:
     if path is None or not Path(path).exists():
         return None
     from leadscore.pipelines.errors import DataError
-    from leadscore.pipelines.intake.sources import read_file
     from leadscore.pipelines.intake.parsing import normalise_ids
+    from leadscore.pipelines.intake.sources import read_file
 
     previous = read_file(Path(path), name="previous grades")
     absent = [c for c in ("lead_id", "stage") if c not in previous.columns]

@@ -20,8 +20,8 @@ from leadscore.features.schemas import SALES_TOUCH_EVENTS
 from leadscore.models import monitoring as m
 from leadscore.models.drift import population_stability
 from leadscore.pipelines.config import Settings
-from leadscore.pipelines.outputs.history import read_history
 from leadscore.pipelines.intake.validation import CrmData, load_crm
+from leadscore.pipelines.outputs.history import read_history
 
 log = logging.getLogger(__name__)
 
@@ -311,3 +311,11 @@ def run_monitor(settings: Settings, *, since: pd.Timestamp | None = None, out: P
     result.report_path, figures = write_report(result, out or settings.output_dir / "monitor.html", settings)
     result.run_id = log_monitoring(settings, result, figures)
     return result
+
+
+def live_section(settings: Settings, data) -> tuple[str, dict[str, object], dict[str, pd.DataFrame]]:
+    """The live-record section of `leadscore explain`: realized conversion by decile, the live record, acceptance
+    and SLA by cell, from the score history."""
+    from leadscore.pipelines.reports.monitor import live_section_parts
+
+    return live_section_parts(build_monitoring(settings, data=data, score_drift=False))

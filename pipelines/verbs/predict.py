@@ -21,13 +21,12 @@ from leadscore.features.context import FeatureContext
 from leadscore.features.keys import is_in, positions
 from leadscore.features.spine import scoring_spine
 from leadscore.models.drift import add_counts, population_stability, stability_counts, stability_of_counts
+from leadscore.models.grades import grade_spine
 from leadscore.models.reasons import top_reasons
 from leadscore.models.scores import score_1_99
 from leadscore.pipelines.config import Settings
-from leadscore.pipelines.verbs.grade import grade_spine
-from leadscore.pipelines.memory import release_unused_memory
-from leadscore.pipelines.verbs.training_set import feature_params
 from leadscore.pipelines.intake.validation import CrmData
+from leadscore.pipelines.memory import release_unused_memory
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +123,7 @@ def score_chunk(
         t = {**data.tables, **account_scope(data.tables["leads"], data.tables["opportunities"], spine["lead_id"])}
         context = FeatureContext(
             spine, leads=t["leads"], accounts=t.get("accounts"), events=events, opportunities=t["opportunities"],
-            params=feature_params(settings),
+            params=settings.feature_params(),
         )  # fmt: skip
         # the model's features and the rules' inputs come from one context: one point-in-time join per chunk
         features = feature_columns(context, list(dict.fromkeys(names + settings.grades.fit_features())))
@@ -137,9 +136,9 @@ def score_chunk(
     with _timed(timings, "reason_text"):
         reasons = top_reasons(contributions, X, feature_specs(context.params), reference=reason_reference)
     with _timed(timings, "grades"):
-        chunk_data = CrmData(tables={**t, "events": events}, as_of=data.as_of)
-        graded = grade_spine(settings, chunk_data, spine, probability=pd.Series(probability), context=context,
-                             features=features)  # fmt: skip
+        tables = {**t, "events": events}
+        graded = grade_spine(spine, tables, settings.grades, context.params, probability=pd.Series(probability),
+                             context=context, features=features)  # fmt: skip
     out = graded.assign(probability=probability, raw_score=raw, **{c: reasons[c].to_numpy() for c in reasons})
     kept = contributions.assign(lead_id=spine["lead_id"].to_numpy()) if keep_contributions else None
     return out, kept, X
@@ -247,8 +246,8 @@ def _sorted_by_score(scores: pd.DataFrame) -> pd.DataFrame:
 def champion_open_matrix(settings: Settings, *, limit: int | None = None):
     """The registered champion and its feature matrix for the leads open at the CRM's as-of (the first `limit` of
     them), built in one context without predict's chunks: what the benchmarks and the SHAP tests score."""
-    from leadscore.pipelines.outputs import tracking
     from leadscore.pipelines.intake.validation import load_crm
+    from leadscore.pipelines.outputs import tracking
 
     loaded = load_crm(settings)
     tracking.use_store(settings)
@@ -256,7 +255,7 @@ def champion_open_matrix(settings: Settings, *, limit: int | None = None):
     t = loaded.tables
     spine = scoring_spine(t["leads"], t["opportunities"], as_of=loaded.as_of).head(limit)
     context = FeatureContext(spine, leads=t["leads"], accounts=t.get("accounts"), events=t.get("events"),
-                             opportunities=t["opportunities"], params=feature_params(settings))  # fmt: skip
+                             opportunities=t["opportunities"], params=settings.feature_params())  # fmt: skip
     return model, feature_columns(context, list(model.feature_names_in_))
 
 

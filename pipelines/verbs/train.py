@@ -23,8 +23,8 @@ from leadscore.models.conversion import ConversionModel, TooLittleDataError, tim
 from leadscore.models.evaluation import calibration_table, evaluate, is_better, metrics_table
 from leadscore.models.factory import build_model
 from leadscore.pipelines.config import Settings
-from leadscore.pipelines.verbs.training_set import TrainingSet, build_training_set, feature_params
 from leadscore.pipelines.intake.validation import CrmData, load_crm
+from leadscore.pipelines.verbs.training_set import TrainingSet, build_training_set
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +150,10 @@ def train_and_evaluate(
     uncalibrated = 1 / (1 + np.exp(-model.raw_score(holdout[training.feature_names])))
     graded = None
     if settings.mode == "crm" and data is not None:
-        from leadscore.pipelines.verbs.grade import grade_spine
+        from leadscore.models.grades import grade_spine
 
-        graded = grade_spine(settings, data, training.frame[["lead_id", "cutoff_time", "converted"]])
+        graded = grade_spine(training.frame[["lead_id", "cutoff_time", "converted"]], data.tables, settings.grades,
+                             settings.feature_params())
     scores = {"lightgbm_calibrated": probability, "lightgbm_uncalibrated": uncalibrated}
     scores |= baseline_scores(settings, training, split, None if graded is None else graded["cell"])
     metrics = metrics_table({name: evaluate(holdout["converted"], p) for name, p in scores.items()})
@@ -224,7 +225,7 @@ def gate(
     holdout = result.training.frame.iloc[result.split.holdout]
     try:
         p = champion_recipe_scores(result, champion_model, data=data,
-                                   params=feature_params(settings) if data is not None else None)  # fmt: skip
+                                   params=settings.feature_params() if data is not None else None)  # fmt: skip
     except (KeyError, ValueError) as exc:
         text = f"gate: champion v{champion_version} kept: its recipe cannot be refit here ({exc}); use --promote"
         return GateDecision(False, text, {})
@@ -289,7 +290,7 @@ def reference_population(settings: Settings, training: TrainingSet, data: CrmDat
     if events is not None:
         events = events[events["lead_id"].isin(spine["lead_id"])]
     context = FeatureContext(spine, leads=t["leads"], accounts=t.get("accounts"), events=events,
-                             opportunities=t["opportunities"], params=feature_params(settings))  # fmt: skip
+                             opportunities=t["opportunities"], params=settings.feature_params())  # fmt: skip
     features = feature_columns(context, list(training.feature_names))
     return ReferencePopulation(features, f"{len(features):,} leads open at {data.as_of.isoformat()}")
 

@@ -12,19 +12,16 @@ import numpy as np
 import pandas as pd
 
 from leadscore.features.build import build_features, feature_specs
-from leadscore.features.context import FeatureParams
-from leadscore.features.custom import CustomField
-from leadscore.features.derived import CATEGORICAL_PARTS
 from leadscore.features.flat import FlatSpec, flat_training_set
-from leadscore.features.registry import all_features, feature_set
-from leadscore.features.spine import CutoffPolicy, build_spine, scoring_spine
+from leadscore.features.registry import all_features
+from leadscore.features.spine import build_spine, scoring_spine
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.intake.flat_checks import check_flat_table
 from leadscore.pipelines.intake.flat_source import flat_location, flat_table_source, load_flat_export
 from leadscore.pipelines.intake.sources import read_source
+from leadscore.pipelines.intake.validation import CrmData, load_crm
 from leadscore.pipelines.outputs.files import frame_writer
 from leadscore.pipelines.outputs.publish import publish
-from leadscore.pipelines.intake.validation import CrmData, load_crm
 
 log = logging.getLogger(__name__)
 KEY_COLUMNS = ("lead_id", "cutoff_time", "converted")
@@ -40,47 +37,6 @@ class TrainingSet:
     feature_names: list[str]
     manifest: dict = field(default_factory=dict)
     categorical: list[str] = field(default_factory=list)
-
-
-def feature_params(settings: Settings) -> FeatureParams:
-    f = settings.features
-    return FeatureParams(
-        half_life_days=f.half_life_days,
-        event_weights=dict(f.event_weights),
-        high_intent_events=tuple(f.high_intent_events),
-        free_email_domains=tuple(f.free_email_domains),
-        custom_fields=custom_fields(settings),
-    )
-
-
-def custom_fields(settings: Settings) -> tuple[CustomField, ...]:
-    """The CRM's own lead and account columns declared in `tables.<leads|accounts>.custom`."""
-    if settings.mode != "crm" or settings.tables is None:
-        return ()
-    fields = [
-        CustomField(key, table, field.type, field.description)
-        for table in ("leads", "accounts")
-        if getattr(settings.tables, table) is not None
-        for key, field in getattr(settings.tables, table).custom.items()
-        if field.type != "timestamp"  # an input of derived features, not a feature itself
-    ]
-    for key, spec in settings.tables.leads.derived.items():
-        derive = ("date_part", spec.date_part, spec.of) if spec.date_part else ("days_between", *spec.days_between)
-        kind = "categorical" if spec.date_part in CATEGORICAL_PARTS else "numeric"
-        fields.append(CustomField(key, "leads", kind, spec.description, derive))
-    return tuple(fields)
-
-
-def cutoff_policy(settings: Settings) -> CutoffPolicy:
-    s = settings.spine
-    return CutoffPolicy(s.policy, s.delay_days, s.every_days, s.max_snapshots, s.horizon_days,
-                        max_age_days=s.max_age_days, seed=settings.model.random_state)  # fmt: skip
-
-
-def selected_features(settings: Settings) -> list[str]:
-    """The configured feature set, followed by the custom fields (in every set: declaring one means using it)."""
-    names = feature_set(settings.features.feature_set, settings.features.sets)
-    return names + [f.name for f in custom_fields(settings) if f.name not in names]
 
 
 def input_fingerprint(settings: Settings) -> str:
@@ -112,9 +68,9 @@ def input_fingerprint(settings: Settings) -> str:
 
 def crm_training_set(settings: Settings, data: CrmData) -> TrainingSet:
     t = data.tables
-    policy = cutoff_policy(settings)
+    policy = settings.cutoff_policy()
     spine, stats = build_spine(t["leads"], t["opportunities"], policy, as_of=data.as_of)
-    names = selected_features(settings)
+    names = settings.selected_features()
     log.info(
         "spine: %d rows (%d positives, %d censored); building %d features",
         stats.rows,
@@ -129,10 +85,10 @@ def crm_training_set(settings: Settings, data: CrmData) -> TrainingSet:
         events=t.get("events"),
         opportunities=t["opportunities"],
         feature_names=names,
-        params=feature_params(settings),
+        params=settings.feature_params(),
     )
     frame.insert(frame.columns.get_loc("converted") + 1, ORDER_COLUMN, np.arange(len(frame), dtype="int64"))
-    specs = feature_specs(feature_params(settings))
+    specs = feature_specs(settings.feature_params())
     manifest = {
         "mode": "crm",
         "as_of": data.as_of.isoformat(),
@@ -156,10 +112,10 @@ def scoring_coverage(settings: Settings, data: CrmData, frame: pd.DataFrame) -> 
     training = frame
     if missing and len(frame):
         extra = build_features(frame[["lead_id", "cutoff_time"]], leads=t["leads"], events=t.get("events"),
-                               feature_names=missing, params=feature_params(settings))  # fmt: skip
+                               feature_names=missing, params=settings.feature_params())  # fmt: skip
         training = frame.assign(**{c: extra[c].to_numpy() for c in missing})
     scored = build_features(spine, leads=t["leads"], events=t.get("events"), feature_names=list(COVERAGE_FEATURES),
-                            params=feature_params(settings))  # fmt: skip
+                            params=settings.feature_params())  # fmt: skip
     report: dict = {"scored_leads": len(scored)}
     for column in COVERAGE_FEATURES:
         values = pd.to_numeric(training[column], errors="coerce") if len(training) else pd.Series(dtype=float)

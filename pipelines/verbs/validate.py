@@ -9,9 +9,9 @@ import pandas as pd
 
 from leadscore.features.schemas import TABLE_ROLES
 from leadscore.pipelines.config import Settings
+from leadscore.pipelines.intake.validation import CrmData, Problem, load_crm, summarise
 from leadscore.pipelines.outputs.files import frame_writer
 from leadscore.pipelines.outputs.publish import publish
-from leadscore.pipelines.intake.validation import CrmData, Problem, load_crm, summarise
 
 SHOWN_PER_RULE = 5
 

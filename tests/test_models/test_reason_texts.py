@@ -6,7 +6,16 @@ import numpy as np
 import pandas as pd
 
 from leadscore.features.registry import all_features
-from leadscore.models.reasons import SEPARATOR, _concepts, _missing, _side, citable, reason_reference, reason_text, top_reasons
+from leadscore.models.reasons import (
+    SEPARATOR,
+    _concepts,
+    _missing,
+    _side,
+    citable,
+    reason_reference,
+    reason_text,
+    top_reasons,
+)
 
 SPECS = all_features()
 NUMERIC = ["events_page_view_count_7d", "events_page_view_count_30d", "events_page_view_count_90d",

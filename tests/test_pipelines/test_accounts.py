@@ -121,12 +121,11 @@ def test_the_account_model_recovers_the_buying_committee_effect(sample_project, 
 def test_the_account_grade_matrix_counts_every_labelled_account_row(sample_project):
     from leadscore.features.account_spine import build_account_spine
     from leadscore.pipelines.verbs.accounts import account_grade_conversion
-    from leadscore.pipelines.verbs.training_set import cutoff_policy
 
     settings = load_settings(sample_project)
     data = load_crm(settings)
     by_cell, matrix = account_grade_conversion(settings, data)
-    spine, stats = build_account_spine(data.tables["leads"], data.tables["opportunities"], cutoff_policy(settings),
+    spine, stats = build_account_spine(data.tables["leads"], data.tables["opportunities"], settings.cutoff_policy(),
                                        as_of=data.as_of)  # fmt: skip
     assert by_cell["accounts"].sum() == stats.rows == len(spine)
     assert by_cell["converted"].sum() == stats.positives

@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from leadscore.models.capacity import EARLIER, NEW, OVER, CapacityRules
-from leadscore.pipelines.verbs.capacity import backtest_capture, earlier_handoffs, route_within_capacity, week_of
 from leadscore.pipelines.cli import app
 from leadscore.pipelines.config import load_settings
 from leadscore.pipelines.intake.validation import CrmData
+from leadscore.pipelines.verbs.capacity import backtest_capture, earlier_handoffs, route_within_capacity, week_of
 
 runner = CliRunner()
 UTC = "UTC"

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from leadscore.pipelines.intake import validation
 from leadscore.pipelines.cli import app
 from leadscore.pipelines.config import load_settings
+from leadscore.pipelines.intake import validation
 from leadscore.pipelines.intake.validation import load_crm
 
 runner = CliRunner()

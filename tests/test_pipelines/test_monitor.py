@@ -125,8 +125,8 @@ def test_since_leaves_out_earlier_runs(monitored):
 
 
 def test_explain_section_shows_the_live_record(monitored):
-    from leadscore.pipelines.reports.monitor import live_section
     from leadscore.pipelines.intake.validation import load_crm
+    from leadscore.pipelines.verbs.monitor import live_section
 
     settings = load_settings(monitored)
     page, figures, tables = live_section(settings, load_crm(settings))

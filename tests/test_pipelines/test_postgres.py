@@ -87,8 +87,8 @@ def test_validate_train_predict_explain_on_postgresql(schema_url, tmp_path):
 
 def _check_mlflow_names(config, trained: dict) -> None:
     """Runs named after what ran; the registered version described with its holdout figures and the gate."""
-    from leadscore.pipelines.outputs import tracking
     from leadscore.pipelines.config import load_settings
+    from leadscore.pipelines.outputs import tracking
 
     settings = load_settings(config)
     experiment = tracking.use_store(settings)

@@ -6,8 +6,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from leadscore.pipelines.intake.sources import read_file
 from leadscore.pipelines.intake.parsing import normalise_id_text, parse_time_column, recode_categories
+from leadscore.pipelines.intake.sources import read_file
 from leadscore.pipelines.verbs.predict import _events_by_chunk, _sorted_by_score
 
 

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from leadscore.pipelines.config import load_settings
-from leadscore.pipelines.sample_data import SampleSpec, generate
 from leadscore.pipelines.intake.validation import load_crm
+from leadscore.pipelines.sample_data import SampleSpec, generate
 
 
 @pytest.fixture(scope="module")
