@@ -61,7 +61,7 @@ def main(engine: str, data: str, store: str) -> None:
         else:
             from leadscore.pipelines.intake.validation import load_crm
             from leadscore.pipelines.outputs.files import write_frame
-            from leadscore.pipelines.verbs.predict import score_open_leads
+            from leadscore.pipelines.verbs.scoring import score_open_leads
 
             result = score_open_leads(settings, load_crm(settings), model, wrapper, model_name="bench",
                                       model_version="1")  # fmt: skip

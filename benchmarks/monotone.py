@@ -24,7 +24,7 @@ def _auc(settings, *, monotone: bool, data=None, training=None) -> float:
 
 def compare(name: str, settings, *, data=None) -> dict:
     from leadscore.features.registry import declared_directions
-    from leadscore.pipelines.verbs.training_set import build_training_set
+    from leadscore.pipelines.training_set import build_training_set
 
     start = time.perf_counter()
     training = build_training_set(settings, data=data)

@@ -57,7 +57,7 @@ def timed_predict(settings, out: Path) -> tuple[object, dict]:
     from leadscore.pipelines.outputs.files import frame_writer
     from leadscore.pipelines.outputs.history import append_history
     from leadscore.pipelines.outputs.publish import publish
-    from leadscore.pipelines.verbs.predict import log_scoring_run, rejects_path, score_open_leads
+    from leadscore.pipelines.verbs.scoring import log_scoring_run, rejects_path, score_open_leads
 
     start = time.perf_counter()
     loaded, read_s, validate_s = _load_timed(settings)
@@ -102,7 +102,7 @@ def raw(data: str, store: str, n: str) -> dict:
     """Raw LightGBM predict + pred_contrib vs our scoring with reasons, on the same feature matrix."""
     from leadscore.features.registry import all_features
     from leadscore.models.reasons import top_reasons
-    from leadscore.pipelines.verbs.predict import champion_open_matrix
+    from leadscore.pipelines.verbs.scoring import champion_open_matrix
 
     model, X = champion_open_matrix(load_settings(_config(Path(store), data)), limit=int(n))
     prepared = model._prepare(X)

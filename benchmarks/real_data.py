@@ -13,8 +13,8 @@ import pandas as pd
 
 from benchmarks.common import REPO, print_table
 from leadscore.pipelines.config import load_settings
+from leadscore.pipelines.training_set import build_training_set
 from leadscore.pipelines.verbs.backtest import Step, row_steps, run_backtest
-from leadscore.pipelines.verbs.training_set import build_training_set
 
 COLUMNS = ["dataset", "protocol", "scorer", "rows_scored", "roc_auc", "pr_auc", "brier", "ece", "seconds"]
 

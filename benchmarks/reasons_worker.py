@@ -16,7 +16,7 @@ from leadscore.pipelines.config import load_settings
 
 def feature_matrix(data: str, store: str, rows: int):
     """The champion and the feature matrix of the sample's open leads, repeated up to `rows` rows."""
-    from leadscore.pipelines.verbs.predict import champion_open_matrix
+    from leadscore.pipelines.verbs.scoring import champion_open_matrix
 
     model, X = champion_open_matrix(load_settings(_config(Path(store), data)))
     unique = len(X)

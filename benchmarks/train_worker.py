@@ -11,8 +11,8 @@ from pathlib import Path
 from benchmarks.common import peak_rss_mib
 from leadscore.pipelines.config import load_settings
 from leadscore.pipelines.intake.validation import load_crm
+from leadscore.pipelines.training_set import build_training_set
 from leadscore.pipelines.verbs.train import train
-from leadscore.pipelines.verbs.training_set import build_training_set
 
 
 def main(data_dir: str) -> None:

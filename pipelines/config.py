@@ -23,7 +23,7 @@ from leadscore.models.factory import ModelSettings
 from leadscore.models.grade_rules import ColumnEngagementRules, GradeRules
 from leadscore.pipelines.errors import ConfigError, UsageError
 
-__all__ = ["ConfigError", "Settings", "load_settings", "with_project_defaults"]
+__all__ = ["PRESETS", "ConfigError", "Settings", "load_settings", "with_project_defaults", "write_project_config"]
 
 
 class _Section(BaseModel):
@@ -498,3 +498,26 @@ def with_project_defaults(settings: Settings) -> Settings:
         if key not in given
     })  # fmt: skip
     return settings.model_copy(update={"mlflow": mlflow})
+
+
+PRESETS = ("salesforce", "hubspot")
+
+
+def write_project_config(directory: Path, *, preset: str | None = None, force: bool = False) -> Path:
+    """Write DIR/leadscore.toml from the commented default template, or a CRM preset named after the folder."""
+    import re
+    from importlib import resources
+
+    if preset is not None and preset not in PRESETS:
+        raise UsageError(f"--preset: {preset!r} is not one of {', '.join(PRESETS)}")
+    target = directory / "leadscore.toml"
+    if target.exists() and not force:
+        raise UsageError(f"{target} exists; use --force to overwrite it")
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"templates/presets/{preset}.toml" if preset else "templates/leadscore.toml"
+    text = resources.files("leadscore.pipelines").joinpath(name).read_text(encoding="utf-8")
+    if preset:  # the project's name, from its folder: its own experiment and registered model
+        project = re.sub(r"[^A-Za-z0-9_.-]+", "-", directory.resolve().name).strip("-._") or preset
+        text = text.replace("\nmode = ", f'\nname = "{project}"\nmode = ', 1)
+    target.write_text(text, encoding="utf-8")
+    return target

@@ -594,3 +594,17 @@ def generate(out_dir: Path, spec: SampleSpec, *, fmt: str = "parquet", progress=
             if sink.tmp.exists():
                 sink.tmp.unlink()
     return {name: sink.rows for name, sink in sinks.items()}
+
+
+def write_sample(out: Path, spec: SampleSpec, *, fmt: str = "parquet") -> dict[str, int]:
+    """`leadscore sample-data`: the sample CRM written to the folder `out`, with a progress bar; rows per table."""
+    from tqdm import tqdm
+
+    from leadscore.pipelines.errors import UsageError
+    from leadscore.pipelines.outputs.publish import check_target
+
+    if fmt not in {"parquet", "csv"}:
+        raise UsageError(f"--format: use parquet or csv, not {fmt!r}")
+    check_target(out, "--out", (), folder=True)
+    with tqdm(total=spec.n_leads, unit="lead", desc="sample-data", disable=None) as bar:
+        return generate(out, spec, fmt=fmt, progress=bar.update)

@@ -216,7 +216,7 @@ def predict_spark(settings: Settings, model, wrapper, *, model_name: str, model_
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from leadscore.pipelines.verbs.predict import OUTPUT_COLUMNS, score_open_leads
+    from leadscore.pipelines.verbs.scoring import OUTPUT_COLUMNS, score_open_leads
 
     spark = spark_session(settings)
     as_of = global_as_of(spark, settings, as_of)
@@ -252,7 +252,7 @@ GRADE_TYPES = {
 
 def grade_spark(settings: Settings, *, as_of: pd.Timestamp | None, out: Path) -> dict:
     """The rules for every open lead on Spark, written as a Parquet folder."""
-    from leadscore.pipelines.verbs.grade import grade_open_leads
+    from leadscore.pipelines.grading import grade_open_leads
 
     spark = spark_session(settings)
     as_of = global_as_of(spark, settings, as_of)
@@ -267,7 +267,7 @@ def training_set_spark(settings: Settings, *, as_of: pd.Timestamp | None, out: P
     from pyspark.sql import functions as F
 
     from leadscore.features.build import feature_specs
-    from leadscore.pipelines.verbs.training_set import ORDER_COLUMN, crm_training_set
+    from leadscore.pipelines.training_set import ORDER_COLUMN, crm_training_set
 
     spark = spark_session(settings)
     as_of = global_as_of(spark, settings, as_of)

@@ -135,10 +135,10 @@ def test_every_import_uses_the_one_import_name():
     assert bare == []
 
 
-def test_predict_calls_down_only():
+def test_scoring_calls_down_only():
     """Nightly scoring depends on no other verb: feature parameters come from the settings, grades from models."""
     graph = import_graph()
-    reached, todo = set(), ["leadscore.pipelines.verbs.predict"]
+    reached, todo = set(), ["leadscore.pipelines.verbs.scoring"]
     while todo:  # everything predict imports, directly or through what it imports
         for target in graph[todo.pop()] - reached:
             reached.add(target)

@@ -219,3 +219,19 @@ def recode_categories(values: pd.Series, normalise: Callable[[pd.Series], pd.Ser
     new_codes = lookup[categorical.array.codes]
     return pd.Series(pd.Categorical.from_codes(new_codes, categories=pd.Index(levels, dtype="string")),
                      index=values.index)  # fmt: skip
+
+
+def parse_as_of(value: str | None, *, option: str = "--as-of") -> pd.Timestamp | None:
+    """A point in time given on the command line (ISO date or timestamp, UTC unless it says otherwise)."""
+    if value is None:
+        return None
+    from leadscore.pipelines.errors import UsageError
+
+    try:
+        stamp = pd.Timestamp(value)
+        stamp = stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
+    except (ValueError, OverflowError):
+        raise UsageError(f"{option}: not a date or timestamp: {value!r}") from None
+    if not EARLIEST <= stamp < LATEST:
+        raise UsageError(f"{option}: {value!r} is outside the years {EARLIEST.year}-{LATEST.year - 1}")
+    return stamp

@@ -650,3 +650,16 @@ def lead_outcomes(leads: pd.DataFrame, opportunities: pd.DataFrame) -> dict[str,
         "leads_won": n_won,
         "conversion_rate_closed": round(n_won / n_closed, 4) if n_closed else None,
     }
+
+
+def load_valid_crm(settings: Settings, *, as_of: pd.Timestamp | None = None) -> CrmData:
+    """The validated CRM tables; a DataError with the error count when validation found errors."""
+    from leadscore.pipelines.errors import DataError
+
+    data = load_crm(settings, as_of=as_of)
+    if data.errors:
+        first = data.errors[0].message
+        more = f" (and {len(data.errors) - 1:,} more)" if len(data.errors) > 1 else ""
+        raise DataError(f"{len(data.errors):,} validation error(s), first: {first}{more}; run `leadscore validate` "
+                        "for the list and the rejected rows")  # fmt: skip
+    return data

@@ -213,3 +213,11 @@ def write_sql_tables(frames: Mapping[str, object], url: str) -> str:
     finally:
         engine.dispose()
     return f"{url} table {', '.join(frames)}"
+
+
+def check_target(
+    path: Path | None, option: str, suffixes: tuple[str, ...], settings=None, *, folder: bool = False
+) -> None:
+    """Refuse an unusable output target before any heavy work (suffix, an input's path, no write access)."""
+    check_output(path, option=option, suffixes=suffixes, inputs=input_paths(settings) if settings else (),
+                 folder=folder)  # fmt: skip

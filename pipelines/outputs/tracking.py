@@ -214,3 +214,31 @@ def describe_version(settings: Settings, version: str, metrics: pd.DataFrame, *,
     client.update_model_version(name, version, description=f"holdout: {shown or 'no figures'}; {decision}")
     for key, value in figures.items():
         client.set_model_version_tag(name, version, f"holdout.{key}", f"{value:.6f}")
+
+
+def champion_uri(settings: Settings) -> str:
+    return f"models:/{settings.mlflow.registered_model}@champion"
+
+
+def load_model(settings: Settings, uri: str | None = None):
+    """(model, its pyfunc wrapper, registered name, version) for a model URI (default: the champion); a DataError
+    saying how to get one when it cannot be loaded."""
+    from leadscore.pipelines.errors import DataError
+
+    uri = uri or champion_uri(settings)
+    try:
+        use_store(settings)
+        model, wrapper = load_conversion_model(uri)
+        name, version = resolve_version(uri)
+    except Exception as exc:  # MLflow raises several types for a missing model
+        raise DataError(f"cannot load model {uri}: {exc}. Run `leadscore train` first.") from None
+    return model, wrapper, name or uri, version
+
+
+def lead_champion(settings: Settings):
+    """((model, wrapper), "name vN") of the lead champion, or (None, "") when there is none."""
+    try:
+        model, wrapper, name, version = load_model(settings)
+    except Exception:  # no champion yet: the account level lists leads by id
+        return None, ""
+    return (model, wrapper), f"{name} v{version}"

@@ -25,8 +25,8 @@ from leadscore.models.drift import population_stability, profile
 from leadscore.models.evaluation import evaluate, metrics_table
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.intake.validation import CrmData, load_crm
+from leadscore.pipelines.training_set import TrainingSet, build_training_set
 from leadscore.pipelines.verbs.train import Split, baseline_scores, holdout_split
-from leadscore.pipelines.verbs.training_set import TrainingSet, build_training_set
 
 log = logging.getLogger(__name__)
 LEAK_AUC = 0.95

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,12 +30,18 @@ from leadscore.features.accounts import (
     build_account_features,
 )
 from leadscore.models.account import grade_accounts, leads_by_score, rollup_probability
+from leadscore.models.conversion import TooLittleDataError
 from leadscore.models.evaluation import calibration_table, evaluate, metrics_table
 from leadscore.models.factory import build_model
 from leadscore.models.reasons import top_reasons
 from leadscore.models.scores import score_1_99
 from leadscore.pipelines.config import Settings
-from leadscore.pipelines.intake.validation import CrmData
+from leadscore.pipelines.errors import DataError, UsageError
+from leadscore.pipelines.intake.validation import CrmData, load_valid_crm
+from leadscore.pipelines.outputs.files import frame_writer, write_frame
+from leadscore.pipelines.outputs.publish import check_target, publish
+from leadscore.pipelines.outputs.tracking import lead_champion, load_model
+from leadscore.pipelines.training_set import TrainingSet, build_training_set, input_fingerprint
 from leadscore.pipelines.verbs.train import (
     ReferencePopulation,
     TrainResult,
@@ -47,7 +55,6 @@ from leadscore.pipelines.verbs.train import (
     score_reference_of,
     training_data_id,
 )
-from leadscore.pipelines.verbs.training_set import TrainingSet, build_training_set, input_fingerprint
 
 log = logging.getLogger(__name__)
 ACCOUNT_MODEL = "lightgbm_calibrated"  # the account model's row in the metrics (the gate reads this name)
@@ -342,3 +349,92 @@ def account_grade_conversion(settings: Settings, data: CrmData) -> tuple[pd.Data
 
 __all__ = ["account_grade_conversion", "account_settings", "account_training_set", "grade_open_accounts",
            "score_open_accounts", "train_accounts", "train_and_evaluate_accounts"]  # fmt: skip
+
+
+def check_account_level(settings: Settings, **unsupported: object) -> None:
+    """--level account needs the CRM tables and this machine, and takes none of the options given in `unsupported`
+    (name -> value; a value other than None was given)."""
+    if settings.mode != "crm":
+        raise UsageError("--level account needs the CRM tables (mode = 'crm'): accounts come from leads.account_id")
+    if settings.engine.name == "spark":
+        raise UsageError("--level account runs on this machine: --engine local")
+    given = [name.replace("_", "-") for name, value in unsupported.items() if value is not None]
+    if given:
+        raise UsageError(f"--level account does not take --{', --'.join(given)}")
+
+
+def run_train_accounts(settings: Settings, *, as_of: pd.Timestamp | None = None, promote: bool = False,
+                       echo: Callable[..., None]) -> dict:  # fmt: skip
+    """The whole `leadscore train --level account`, with its figures and the gate's decision printed."""
+    from leadscore.pipelines.verbs.train import holdout_figures
+
+    data = load_valid_crm(settings, as_of=as_of)
+    try:
+        out = train_accounts(settings, data, promote_anyway=promote)
+    except TooLittleDataError as exc:
+        raise DataError(f"too little data to train: {exc}") from None
+    result = out.result
+    split, name = result.split, account_settings(settings).mlflow.registered_model
+    echo(f"account model evaluated: fit on {len(split.dev):,} account rows, scored on the latest "
+         f"{len(split.holdout):,} (fully observed) rows (best iteration {result.model.best_iteration_})")
+    echo(f"holdout metrics ({ACCOUNT_MODEL}: the account model; rollup_*: 1 - prod(1 - p_lead) over the "
+         "account's open leads):")  # fmt: skip
+    echo(result.metrics.to_string(float_format=lambda v: f"{v:.4f}"))
+    for scorer, note in out.rollups.items():
+        echo(f"  {scorer}: {note}")
+    echo(f"registered {name} version {out.version} (alias challenger)")
+    echo(out.decision)
+    echo(f"MLflow run {out.run_id} in {settings.tracking_uri}")
+    return {"verb": "train", "level": "account", "registered_model": name, "version": out.version,
+            "decision": out.decision, "run_id": out.run_id, "dev_rows": len(split.dev),
+            "holdout_rows": len(split.holdout), "rollups": out.rollups, "holdout": holdout_figures(result.metrics)}
+
+
+def run_predict_accounts(settings: Settings, *, as_of: pd.Timestamp | None = None, model_uri: str | None = None,
+                         out: Path | None = None, top: int = 10, echo: Callable[..., None]) -> dict:  # fmt: skip
+    """The whole `leadscore predict --level account`: one row per account with an open lead, and its rejects."""
+    from leadscore.pipelines.intake.ground import check_ground
+    from leadscore.pipelines.intake.ground import withhold_leads_with_rejected_deals as withhold
+    from leadscore.pipelines.intake.validation import load_crm
+    from leadscore.pipelines.verbs.scoring import rejects_path
+
+    target = Path(out or settings.output_dir / "account_scores.csv")
+    check_target(target, "--out", (".csv", ".parquet"), settings)
+    check_target(rejects_path(target), "--out (its rejects file)", (".csv",), settings)
+    model, wrapper, name, version = load_model(account_settings(settings), model_uri)
+    data = load_crm(settings, as_of=as_of)
+    check_ground(data, settings)
+    data = withhold(data)
+    lead_model, lead_name = lead_champion(settings)
+    if lead_model is None:
+        echo("warning: no lead champion: open leads are listed by id, without their score", err=True)
+    result = score_open_accounts(settings, data, model, wrapper, model_name=name, model_version=version,
+                                 lead_model=lead_model, lead_model_name=lead_name)  # fmt: skip
+    rejects = result.rejects
+    publish({target: frame_writer(result.scores, target),
+             rejects_path(target): frame_writer(rejects, rejects_path(target))})  # fmt: skip
+    s = result.summary
+    echo(f"scored {s['scored']:,} of {s['accounts_with_open_leads']:,} accounts with open leads as of "
+         f"{data.as_of.isoformat()} with {name} v{version or '?'} -> {target}")  # fmt: skip
+    echo(f"rejected: {len(rejects):,}; mean probability {s['mean_probability']}")
+    if s["accounts_per_cell"]:
+        echo("accounts per cell: " + ", ".join(f"{k} {v:,}" for k, v in s["accounts_per_cell"].items()))
+    echo(f"\ntop {top} accounts:")
+    shown = result.scores.head(top)[["account_id", "score", "cell", "open_leads", "reasons_positive"]]
+    echo(shown.to_string(index=False, max_colwidth=80))
+    return {"verb": "predict", **s, "rejected": len(rejects), "as_of": data.as_of.isoformat(), "model_name": name,
+            "model_version": version, "lead_model": lead_name, "output": str(target)}
+
+
+def run_grade_accounts(settings: Settings, *, as_of: pd.Timestamp | None = None, out: Path | None = None,
+                       echo: Callable[..., None]) -> dict:  # fmt: skip
+    """The whole `leadscore grade --level account`: every account with an open lead, graded by the rules."""
+    target = Path(out or settings.output_dir / "account_grades.csv")
+    check_target(target, "--out", (".csv", ".parquet"), settings)
+    data = load_valid_crm(settings, as_of=as_of)
+    lead_model, _ = lead_champion(settings)
+    graded = grade_open_accounts(settings, data, lead_model=lead_model)
+    path = write_frame(graded, target)
+    echo(f"graded {len(graded):,} accounts with open leads as of {data.as_of.isoformat()} -> {path}")
+    echo(graded["cell"].value_counts().sort_index().to_frame("accounts").T.to_string())
+    return {"verb": "grade", "level": "account", "graded": len(graded), "output": str(path)}

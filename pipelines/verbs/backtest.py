@@ -4,6 +4,7 @@ the step and scores the rows whose cutoff falls in the next period; baselines ar
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,8 +15,11 @@ from leadscore.models.conversion import TooLittleDataError
 from leadscore.models.evaluation import evaluate, metrics_table
 from leadscore.models.factory import build_model
 from leadscore.pipelines.config import Settings
+from leadscore.pipelines.errors import DataError, UsageError
+from leadscore.pipelines.intake.parsing import parse_as_of
+from leadscore.pipelines.intake.validation import load_valid_crm
+from leadscore.pipelines.training_set import TrainingSet
 from leadscore.pipelines.verbs.train import feature_directions, fit_recipe, gap_days
-from leadscore.pipelines.verbs.training_set import TrainingSet
 
 log = logging.getLogger(__name__)
 SCORERS = ("lightgbm_calibrated", "logistic_regression", "rules_grade")
@@ -136,3 +140,79 @@ def log_backtest(
                     mlflow.log_metrics({f"{row['scorer']}.{k}": float(row[k]) for k in ("roc_auc", "pr_auc", "brier",
                                         "ece", "log_loss") if pd.notna(row[k])})  # fmt: skip
         return parent.info.run_id
+
+
+def check_steps(start: str, every: str) -> None:
+    """--start and --every are readable (a date and days, or rows) before any data is loaded."""
+    try:
+        if every.endswith("d"):
+            if float(every[:-1]) <= 0:
+                raise ValueError
+            pd.Timestamp(start)
+        elif int(every) <= 0 or float(start) < 0:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"--start {start!r} / --every {every!r}: use a date and days (e.g. 2025-01-01, 30d) or a "
+                         "row share / number and a number of rows (e.g. 0.8, 1000)") from None  # fmt: skip
+
+
+def steps_for(settings: Settings, training: TrainingSet, *, start: str, every: str) -> list[Step]:
+    """The walk-forward steps --start and --every describe: by date (CRM or timed rows) or by row number."""
+    n = len(training.frame)
+    if not every.endswith("d"):
+        first = float(start)
+        return row_steps(n, start=int(first * n) if first < 1 else int(first), every=int(every))
+    if training.frame["cutoff_time"].isna().all():
+        raise UsageError("--every in days needs cutoff times; this data is row-ordered: give a number of rows")
+    return time_steps(
+        training.frame["cutoff_time"],
+        start=parse_as_of(start, option="--start"),
+        every=pd.Timedelta(days=float(every[:-1])),
+        horizon=pd.Timedelta(days=settings.spine.horizon_days if settings.mode == "crm" else 0),
+    )
+
+
+def run_walk_forward(
+    settings: Settings,
+    *,
+    start: str,
+    every: str,
+    as_of: pd.Timestamp | None = None,
+    capacity: int | None = None,
+    echo: Callable[..., None],
+) -> dict:
+    """The whole `leadscore backtest`: walk-forward retraining, its tables printed and logged to MLflow."""
+    from tqdm import tqdm
+
+    from leadscore.models.grades import grade_spine
+    from leadscore.pipelines.training_set import build_training_set
+    from leadscore.pipelines.verbs.capacity import backtest_capture, capture_text
+
+    check_steps(start, every)
+    data = load_valid_crm(settings, as_of=as_of) if settings.mode == "crm" else None
+    training = build_training_set(settings, data=data)
+    steps = steps_for(settings, training, start=start, every=every)
+    cells = None
+    if data is not None:
+        spine = training.frame[["lead_id", "cutoff_time", "converted"]]
+        cells = grade_spine(spine, data.tables, settings.grades, settings.feature_params())["cell"]
+    try:
+        with tqdm(total=len(steps), unit="step", desc="backtest", disable=None) as bar:
+            result = run_backtest(settings, training, steps, cells=cells, progress=bar.update)
+    except TooLittleDataError as exc:
+        raise DataError(str(exc)) from None
+    table = result.per_period.pivot(index="period", columns="scorer", values="roc_auc")
+    table.insert(0, "rows", result.per_period.groupby("period", sort=False)["rows"].first())
+    echo("ROC AUC per period:")
+    echo(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    echo("\npooled over all periods:")
+    echo(result.pooled.to_string(float_format=lambda v: f"{v:.4f}"))
+    capture = backtest_capture(settings, data, training.frame, result.predictions, capacity=capacity)
+    if capture is not None:
+        echo("\n" + capture_text(capture[1], capture[0]))
+    else:
+        echo("\nno capture table: set [grades.capacity] or give --capacity N (leads per week)")
+    run_id = log_backtest(settings, result, params={"start": start, "every": every, "steps": len(steps)},
+                          capture=None if capture is None else capture[:2])  # fmt: skip
+    echo(f"MLflow run {run_id} (one child run per period) in {settings.tracking_uri}")
+    return {"verb": "backtest", "steps": len(steps), "run_id": run_id}

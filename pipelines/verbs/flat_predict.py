@@ -21,8 +21,8 @@ from leadscore.pipelines.errors import DataError
 from leadscore.pipelines.intake.flat_checks import check_flat_table
 from leadscore.pipelines.intake.flat_source import flat_location, load_flat_export
 from leadscore.pipelines.intake.ground import check_model_features
-from leadscore.pipelines.verbs.predict import OUTPUT_COLUMNS, Scored, _drift, _score, summarise
-from leadscore.pipelines.verbs.training_set import flat_spec
+from leadscore.pipelines.training_set import flat_spec
+from leadscore.pipelines.verbs.scoring import OUTPUT_COLUMNS, Scored, _drift, _score, summarise
 
 log = logging.getLogger(__name__)
 GRADE_COLUMNS = ["fit_grade", "engagement_grade", "cell", "stage", "stage_rule", "dormant", "action", "sla_hours",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from leadscore.features.schemas import SALES_TOUCH_EVENTS
 from leadscore.models import monitoring as m
 from leadscore.models.drift import population_stability
 from leadscore.pipelines.config import Settings
+from leadscore.pipelines.errors import DataError
 from leadscore.pipelines.intake.validation import CrmData, load_crm
 from leadscore.pipelines.outputs.history import read_history
 
@@ -319,3 +321,25 @@ def live_section(settings: Settings, data) -> tuple[str, dict[str, object], dict
     from leadscore.pipelines.reports.monitor import live_section_parts
 
     return live_section_parts(build_monitoring(settings, data=data, score_drift=False))
+
+
+def run_monitor_verb(settings: Settings, *, since: pd.Timestamp | None = None, out: Path | None = None,
+                     echo: Callable[..., None]) -> dict:  # fmt: skip
+    """The whole `leadscore monitor` as the command line runs it: the tables, alerts and report, then its summary
+    (exit code 3 when an alert fired)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # the report is rendered to files, never to a screen
+    from leadscore.pipelines.reports.monitor import summary_lines
+
+    if settings.mode != "crm":
+        raise DataError("monitor reads the outcomes of scored leads from a CRM (mode = 'crm')")
+    result = run_monitor(settings, since=since, out=out)
+    for line in summary_lines(result):
+        echo(line)
+    echo(f"\nreport: {result.report_path.resolve()}")
+    echo(f"tables, plots and the report logged to MLflow run {result.run_id}")
+    return {"verb": "monitor", "exit_code": result.exit_code, "alerts": result.alerts, "notes": result.notes,
+            "champion": result.champion, "matured_outcomes": len(result.outcomes),
+            "data_end": result.data_end.isoformat(), "report": str(result.report_path.resolve()),
+            "run_id": result.run_id}

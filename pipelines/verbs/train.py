@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,8 +25,9 @@ from leadscore.models.conversion import ConversionModel, TooLittleDataError, tim
 from leadscore.models.evaluation import calibration_table, evaluate, is_better, metrics_table
 from leadscore.models.factory import build_model
 from leadscore.pipelines.config import Settings
-from leadscore.pipelines.intake.validation import CrmData, load_crm
-from leadscore.pipelines.verbs.training_set import TrainingSet, build_training_set
+from leadscore.pipelines.errors import DataError, UsageError
+from leadscore.pipelines.intake.validation import CrmData, load_crm, load_valid_crm
+from leadscore.pipelines.training_set import TrainingSet, build_training_set
 
 log = logging.getLogger(__name__)
 
@@ -445,8 +448,8 @@ def register_and_gate(
 
 def _log_grade_analysis(settings: Settings, data: CrmData, model: ConversionModel, training: TrainingSet) -> None:
     """The grade-matrix conversion table on closed deals, with the model's mean probability per cell."""
+    from leadscore.pipelines.grading import analyze_closed_deals
     from leadscore.pipelines.outputs import tracking
-    from leadscore.pipelines.verbs.grade import analyze_closed_deals
 
     frame = training.frame.set_index(["lead_id", "cutoff_time"])
 
@@ -458,3 +461,52 @@ def _log_grade_analysis(settings: Settings, data: CrmData, model: ConversionMode
     tracking.log_frame(analysis.by_cell, "grades/conversion_by_cell.csv")
     tracking.log_frame(analysis.by_stage, "grades/conversion_by_stage.csv")
     tracking.mlflow_module().log_text("\n".join(analysis.lines()) + "\n", "grades/analysis.txt")
+
+
+def run_train(
+    settings: Settings,
+    *,
+    as_of: pd.Timestamp | None = None,
+    promote: bool = False,
+    training_set: Path | None = None,
+    echo: Callable[..., None],
+) -> dict:
+    """The whole `leadscore train` (lead level) as the command line runs it: the data (validated CRM tables, a
+    flat export or a prebuilt training set), then `train`, then its figures and the gate's decision."""
+    from leadscore.pipelines.intake.files import check_parquet_input
+    from leadscore.pipelines.training_set import coverage_lines, read_training_set
+
+    data, prebuilt = None, None
+    if training_set is not None:
+        check_parquet_input(training_set, name="training set")
+        try:
+            prebuilt = read_training_set(training_set)
+        except FileNotFoundError as exc:
+            raise UsageError(str(exc)) from None
+        echo("training on a prebuilt training set: the rules-only baseline is left out")
+    elif settings.mode == "crm":
+        data = load_valid_crm(settings, as_of=as_of)
+    try:
+        result = train(settings, promote_anyway=promote, data=data, training=prebuilt)
+    except TooLittleDataError as exc:
+        raise DataError(f"too little data to train: {exc}") from None
+    model, split, deployed = result.model, result.split, result.deployed
+    echo(f"recipe evaluated: fit on {len(split.dev):,} rows, scored on the latest {len(split.holdout):,} (fully "
+         f"observed) rows (best iteration {model.best_iteration_}, calibration: {model.calibration_method_})")
+    echo("holdout metrics (model and baselines):")
+    echo(result.metrics.to_string(float_format=lambda v: f"{v:.4f}"))
+    echo(f"deployed: the same recipe refit on all {deployed.n_train_:,} rows (best iteration "
+         f"{deployed.best_iteration_}, calibration: {deployed.calibration_method_}); it carries the figures above")
+    for line in coverage_lines(result.training.manifest.get("coverage")):
+        echo(line)
+    echo(f"registered {settings.mlflow.registered_model} version {result.version} (alias challenger)")
+    echo(result.decision)
+    echo(f"MLflow run {result.run_id} in {settings.tracking_uri}")
+    return {"verb": "train", "registered_model": settings.mlflow.registered_model, "version": result.version,
+            "decision": result.decision, "run_id": result.run_id, "tracking_uri": settings.tracking_uri,
+            "dev_rows": len(split.dev), "holdout_rows": len(split.holdout), "holdout": holdout_figures(result.metrics)}
+
+
+def holdout_figures(metrics: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """The holdout metrics table as plain numbers per scorer, for a JSON summary."""
+    return {scorer: {k: float(v) for k, v in row.dropna().items()} for scorer, row in metrics.iterrows()}

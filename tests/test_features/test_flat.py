@@ -7,7 +7,7 @@ import pytest
 
 from leadscore.features.flat import FlatSpec, flat_training_set
 from leadscore.pipelines.config import load_settings
-from leadscore.pipelines.verbs.training_set import build_training_set
+from leadscore.pipelines.training_set import build_training_set
 from tests.conftest import REPO, dataset
 
 TABLE = pd.DataFrame(

@@ -161,7 +161,7 @@ def test_multiclass_models_are_refused():
 
 def test_the_sample_data_champion_matches_pred_contrib(trained_project):
     from leadscore.pipelines.config import load_settings
-    from leadscore.pipelines.verbs.predict import champion_open_matrix
+    from leadscore.pipelines.verbs.scoring import champion_open_matrix
 
     model, X = champion_open_matrix(load_settings(trained_project))
     ours = model.contributions(X)

@@ -94,8 +94,8 @@ def test_grade_gives_every_open_lead_a_grade_and_the_analysis_prints(sample_proj
 
     from leadscore.features.spine import scoring_spine
     from leadscore.pipelines.config import load_settings
+    from leadscore.pipelines.grading import analyze_closed_deals
     from leadscore.pipelines.intake.validation import load_crm
-    from leadscore.pipelines.verbs.grade import analyze_closed_deals
 
     out = tmp_path / "grades.parquet"
     result = runner.invoke(app, ["grade", "--config", str(sample_project), "--out", str(out), "--analyze"])

@@ -7,7 +7,7 @@ from leadscore.features.build import build_features
 from leadscore.features.spine import scoring_spine
 from leadscore.pipelines.config import load_settings
 from leadscore.pipelines.intake.validation import load_crm
-from leadscore.pipelines.verbs.training_set import crm_training_set
+from leadscore.pipelines.training_set import crm_training_set
 
 TABLES = ("leads", "accounts", "events", "opportunities")
 

@@ -172,7 +172,7 @@ def test_no_drift_when_scoring_the_leads_the_model_was_deployed_on(project):
     """Drift is measured against the leads open at the training as-of, not the training rows (which weigh every lead
     equally over its whole life: against them, the old open leads looked like drift on every run)."""
     from leadscore.pipelines.outputs import tracking
-    from leadscore.pipelines.verbs.predict import score_open_leads
+    from leadscore.pipelines.verbs.scoring import score_open_leads
 
     settings = load_settings(project)
     data = load_crm(settings)
@@ -187,7 +187,7 @@ def test_scores_do_not_depend_on_the_chunk_size(project):
     """Each chunk sees only its leads' accounts (their leads and deals): small chunks must give the same scores,
     reasons and grades as one chunk holding every lead (which sees the whole CRM)."""
     from leadscore.pipelines.outputs import tracking
-    from leadscore.pipelines.verbs.predict import score_open_leads
+    from leadscore.pipelines.verbs.scoring import score_open_leads
 
     settings = load_settings(project)
     data = load_crm(settings)

@@ -8,7 +8,7 @@ import pytest
 
 from leadscore.pipelines.intake.parsing import normalise_id_text, parse_time_column, recode_categories
 from leadscore.pipelines.intake.sources import read_file
-from leadscore.pipelines.verbs.predict import _events_by_chunk, _sorted_by_score
+from leadscore.pipelines.verbs.scoring import _events_by_chunk, _sorted_by_score
 
 
 def _scores(n: int, seed: int) -> pd.DataFrame:

@@ -13,8 +13,8 @@ from leadscore.features.flat import FlatSpec, flat_training_set
 from leadscore.models.conversion import time_ordered_split
 from leadscore.pipelines.cli import app
 from leadscore.pipelines.reports.analyst import leakage_warnings
+from leadscore.pipelines.training_set import TrainingSet
 from leadscore.pipelines.verbs.train import Split
-from leadscore.pipelines.verbs.training_set import TrainingSet
 from tests.conftest import REPO, dataset
 
 runner = CliRunner()

@@ -10,11 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from leadscore.pipelines.config import load_settings
+from leadscore.pipelines.grading import grade_open_leads
 from leadscore.pipelines.intake.validation import validate_frames
-from leadscore.pipelines.verbs.grade import grade_open_leads
-from leadscore.pipelines.verbs.predict import score_open_leads
+from leadscore.pipelines.training_set import build_training_set, crm_training_set
+from leadscore.pipelines.verbs.scoring import score_open_leads
 from leadscore.pipelines.verbs.train import fit_model
-from leadscore.pipelines.verbs.training_set import build_training_set, crm_training_set
 
 TABLES = ("leads", "accounts", "events", "opportunities")
 START, END = pd.Timestamp("2024-09-01", tz="UTC"), pd.Timestamp("2025-12-20", tz="UTC")

@@ -40,7 +40,7 @@ def test_champion_loads_from_the_registry_and_scores_a_frame_read_back_from_csv(
     import mlflow
 
     from leadscore.pipelines.outputs.tracking import load_conversion_model
-    from leadscore.pipelines.verbs.training_set import build_training_set
+    from leadscore.pipelines.training_set import build_training_set
 
     settings = load_settings(project)
     mlflow.set_tracking_uri(settings.tracking_uri)
@@ -201,7 +201,7 @@ def test_the_registered_model_is_the_recipe_refit_on_every_row_and_both_fits_are
     import mlflow
 
     from leadscore.pipelines.outputs.tracking import load_conversion_model
-    from leadscore.pipelines.verbs.training_set import build_training_set
+    from leadscore.pipelines.training_set import build_training_set
 
     settings = load_settings(project)
     client = mlflow.MlflowClient(settings.tracking_uri)
@@ -227,7 +227,7 @@ def test_backtest_steps_never_share_a_row_with_a_zero_horizon():
 
 
 def test_flat_rows_keep_their_order_through_a_written_training_set(tmp_path):
-    from leadscore.pipelines.verbs.training_set import build_training_set, read_training_set, write_training_set
+    from leadscore.pipelines.training_set import build_training_set, read_training_set, write_training_set
 
     ids = ["778", "7780", "779", "78", "1000", "9"]  # as text, sorting would put "1000" first and "9" last
     flat = pd.DataFrame({"id": ids, "x": [1.0, 2, 3, 4, 5, 6], "y": ["yes", "no", "no", "yes", "no", "yes"]})

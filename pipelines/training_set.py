@@ -1,4 +1,4 @@
-"""`leadscore build-training-set`: spine -> point-in-time features -> Parquet file plus a manifest."""
+"""The training set: spine -> point-in-time features (CRM tables or a flat export), with its manifest."""
 
 from __future__ import annotations
 

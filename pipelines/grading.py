@@ -1,0 +1,124 @@
+"""Grading by the rules: every open lead graded as of a date, and the rules checked against closed deals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from leadscore.features.build import feature_columns
+from leadscore.features.context import FeatureContext
+from leadscore.features.spine import build_spine, scoring_spine
+from leadscore.models.grade_analysis import contradictions, conversion_table, propose_cutoffs
+from leadscore.models.grade_rules import ENGAGEMENT_GRADES, FIT_GRADES
+from leadscore.models.grades import grade_spine
+from leadscore.pipelines.config import Settings
+from leadscore.pipelines.intake.validation import CrmData
+
+OUTPUT_COLUMNS = [
+    "lead_id", "account_id", "as_of", "fit_points", "fit_grade", "engagement_points", "engagement_grade", "cell",
+    "action", "sla_hours", "due_by", "due_by_local", "stage", "stage_rule", "dormant",
+]  # fmt: skip
+
+
+def grade_open_leads(
+    settings: Settings, data: CrmData, *, previous: pd.DataFrame | None = None, model=None
+) -> pd.DataFrame:
+    """Every lead open at the data's as_of, graded; stages never move back behind `previous` output.
+
+    Only when `grades.stages.sql_min_probability` is set does the stage read a model's probability: pass the model
+    `predict` uses (the champion) so that both give the same stage and action.
+    """
+    spine = scoring_spine(data.tables["leads"], data.tables["opportunities"], as_of=data.as_of)
+    previous_stage = None
+    if previous is not None:
+        previous_stage = spine["lead_id"].map(previous.drop_duplicates("lead_id").set_index("lead_id")["stage"])
+    probability, context, features = None, None, None
+    if model is not None and settings.grades.stages.sql_min_probability is not None:
+        t = data.tables
+        context = FeatureContext(spine, leads=t["leads"], accounts=t.get("accounts"), events=t.get("events"),
+                                 opportunities=t["opportunities"], params=settings.feature_params())  # fmt: skip
+        features = feature_columns(context, list(model.feature_names_in_))
+        probability = pd.Series(model.predict_proba(features)[:, 1])
+    graded = grade_spine(spine, data.tables, settings.grades, settings.feature_params(), probability=probability, previous_stage=previous_stage,
+                         context=context, features=features)  # fmt: skip
+    accounts = data.tables["leads"].set_index("lead_id").get("account_id")
+    graded["account_id"] = graded["lead_id"].map(accounts) if accounts is not None else pd.NA
+    graded["as_of"] = graded["cutoff_time"]
+    return graded[OUTPUT_COLUMNS].sort_values(["cell", "lead_id"], kind="stable").reset_index(drop=True)
+
+
+@dataclass
+class GradeAnalysis:
+    by_cell: pd.DataFrame
+    by_stage: pd.DataFrame
+    contradictions: list[str]
+    fit_cutoffs: dict[str, float]
+    proposed_fit_cutoffs: dict[str, float]
+    engagement_cutoffs: dict[str, float]
+    proposed_engagement_cutoffs: dict[str, float]
+    closed_leads: int
+
+    def lines(self) -> list[str]:
+        out = [f"closed-deal analysis: {self.closed_leads:,} labelled rows (point-in-time, as in training)", ""]
+        out += ["conversion by cell (rows: fit A..D, columns: engagement 1..4):", _matrix(self.by_cell), ""]
+        out += ["by cell:", self.by_cell.to_string(float_format=lambda v: f"{v:.3f}"), ""]
+        out += ["by stage:", self.by_stage.to_string(float_format=lambda v: f"{v:.3f}"), ""]
+        out += ["grade-order contradictions:"] + ([f"  {c}" for c in self.contradictions] or ["  none"])
+        out += [
+            "",
+            f"fit cut-offs: current {self.fit_cutoffs}, proposed {self.proposed_fit_cutoffs}",
+            f"engagement cut-offs: current {self.engagement_cutoffs}, proposed {self.proposed_engagement_cutoffs}",
+            "(proposals are shown only; change [grades] in the config to apply them)",
+        ]
+        return out
+
+
+def _matrix(by_cell: pd.DataFrame) -> str:
+    rates = by_cell["conversion_rate"].to_numpy().reshape(len(FIT_GRADES), len(ENGAGEMENT_GRADES))
+    frame = pd.DataFrame(rates, index=list(FIT_GRADES), columns=list(ENGAGEMENT_GRADES))
+    return frame.to_string(float_format=lambda v: f"{v:.1%}", na_rep="-")
+
+
+def analyze_closed_deals(
+    settings: Settings, data: CrmData, *, probability_of=None
+) -> tuple[GradeAnalysis, pd.DataFrame]:
+    """Grade the labelled training rows and compare grades with what actually converted."""
+    spine, _ = build_spine(
+        data.tables["leads"], data.tables["opportunities"], settings.cutoff_policy(), as_of=data.as_of
+    )
+    probability = probability_of(spine) if probability_of is not None else None
+    graded = grade_spine(spine, data.tables, settings.grades, settings.feature_params())
+    if probability is not None:
+        graded["probability"] = probability.to_numpy()
+    rules = settings.grades
+    by_cell = conversion_table(graded, by="cell")
+    analysis = GradeAnalysis(
+        by_cell=by_cell,
+        by_stage=conversion_table(graded, by="stage"),
+        contradictions=contradictions(by_cell),
+        fit_cutoffs=rules.fit.cutoffs,
+        proposed_fit_cutoffs=propose_cutoffs(graded["fit_points"], graded["converted"], FIT_GRADES),
+        engagement_cutoffs=rules.engagement.cutoffs,
+        proposed_engagement_cutoffs=propose_cutoffs(
+            graded["engagement_points"], graded["converted"], ENGAGEMENT_GRADES
+        ),
+        closed_leads=len(graded),
+    )
+    return analysis, graded
+
+
+def read_previous(path: Path | None) -> pd.DataFrame | None:
+    if path is None or not Path(path).exists():
+        return None
+    from leadscore.pipelines.errors import DataError
+    from leadscore.pipelines.intake.parsing import normalise_ids
+    from leadscore.pipelines.intake.sources import read_file
+
+    previous = read_file(Path(path), name="previous grades")
+    absent = [c for c in ("lead_id", "stage") if c not in previous.columns]
+    if absent:
+        raise DataError(f"not an earlier grade output: column(s) {absent} absent", where=str(path),
+                        hint="pass --previous an earlier `leadscore grade` output, or another --out")  # fmt: skip
+    return previous.assign(lead_id=normalise_ids(previous["lead_id"]))

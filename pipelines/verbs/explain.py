@@ -1,0 +1,37 @@
+"""`leadscore explain`: the analysts' HTML report on the champion (or a given model), also logged to its MLflow run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from leadscore.pipelines.config import Settings
+from leadscore.pipelines.errors import DataError, LeadscoreError
+from leadscore.pipelines.outputs.files import write_atomically
+from leadscore.pipelines.outputs.publish import check_target
+
+
+def run_explain(
+    settings: Settings, *, model_uri: str | None = None, out: Path | None = None, echo: Callable[..., None]
+) -> dict:
+    """Build the report for `model_uri` (default: the champion), write it to `out` and log its parts to MLflow."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # the report is rendered to files, never to a screen
+    from leadscore.pipelines.reports.analyst import build_report, load_review, log_to_run
+
+    check_target(out, "--out", (".html", ".htm"), settings)
+    try:
+        review = load_review(settings, model_uri=model_uri)
+    except LeadscoreError:
+        raise  # bad input data: its own message, not "cannot load the model"
+    except Exception as exc:  # a missing model surfaces as one of several MLflow errors
+        raise DataError(f"cannot load the model: {exc}. Run `leadscore train` first.") from None
+    page, images, tables = build_report(review)
+    target = out or settings.output_dir / "report.html"
+    write_atomically(target, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    run_id = log_to_run(review, images, tables)
+    echo(f"report: {target.resolve()}")
+    if run_id:
+        echo(f"images and tables logged to MLflow run {run_id}")
+    return {"verb": "explain", "report": str(target.resolve()), "run_id": run_id}
