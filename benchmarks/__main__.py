@@ -24,15 +24,19 @@ def bench_features(leads: int) -> None:
     ours, *engines = rows
     for other in engines:
         if abs(ours["checksum"] - other["checksum"]) > 1e-6:
-            raise SystemExit(f"engines disagree: checksum {ours['checksum']} ({ours['engine']}) vs "
-                             f"{other['checksum']} ({other['engine']})")  # fmt: skip
+            raise SystemExit(
+                f"engines disagree: checksum {ours['checksum']} ({ours['engine']}) vs "
+                f"{other['checksum']} ({other['engine']})"
+            )
     fastest = min(engines, key=lambda row: row["seconds"])
     for row in rows:
         row["ratio_vs_fastest"] = row["seconds"] / fastest["seconds"]
     print(f"\nbehavioral features: {ours['rows']:,} leads, {ours['events']:,} events (same counts from every engine)")
     print_table(rows, ["engine", "seconds", "runs_s", "peak_rss_mib", "ratio_vs_fastest"])
-    print(f"ours (pandas) vs the fastest hand-written engine ({fastest['engine']}): "
-          f"ratio {ours['seconds'] / fastest['seconds']:.2f} (goal <= 1.3)")  # fmt: skip
+    print(
+        f"ours (pandas) vs the fastest hand-written engine ({fastest['engine']}): "
+        f"ratio {ours['seconds'] / fastest['seconds']:.2f} (goal <= 1.3)"
+    )
 
 
 def bench_real_data(leads: int) -> None:
@@ -85,12 +89,16 @@ def bench_reasons(leads: int) -> None:
     `leads` rows (the open leads of the 115k-lead sample, repeated) on two threads each. Last line: `ratio R`."""
     store = champion_store()
     row = run_worker("benchmarks.reasons_worker", "reasons", str(sample_data(115_000)), str(store), str(leads))
-    print(f"\nreasons: exact SHAP values of the champion ({row['trees']} trees x up to {row['max_leaves']} leaves, "
-          f"mean {row['mean_leaves']:.1f}; {row['features']} features; {row['categorical_splits']} of "
-          f"{row['splits']} splits categorical), {row['rows']:,} rows ({row['unique_rows']:,} distinct open leads), "
-          f"{row['threads']} threads each")  # fmt: skip
-    print(f"first call (numba import, compiled kernel loaded or compiled, tables built): {row['first_call_s']:.2f} s, "
-          "not counted below")
+    print(
+        f"\nreasons: exact SHAP values of the champion ({row['trees']} trees x up to {row['max_leaves']} leaves, "
+        f"mean {row['mean_leaves']:.1f}; {row['features']} features; {row['categorical_splits']} of "
+        f"{row['splits']} splits categorical), {row['rows']:,} rows ({row['unique_rows']:,} distinct open leads), "
+        f"{row['threads']} threads each"
+    )
+    print(
+        f"first call (numba import, compiled kernel loaded or compiled, tables built): {row['first_call_s']:.2f} s, "
+        "not counted below"
+    )
     row["engine"] = "LightGBM pred_contrib"
     ours = dict(row, engine="leadscore.models.treeshap")
     row["rows_per_s"], ours["rows_per_s"] = row["pred_contrib_rows_per_s"], row["ours_rows_per_s"]
@@ -101,19 +109,37 @@ def bench_reasons(leads: int) -> None:
     print(f"ratio {ours['ratio']:.2f}")
 
 
-PREDICT_STAGES = ["read", "validate", "model_load", "spine", "events_by_chunk", "features", "model_scoring",
-                  "shap_contributions", "reason_text", "grades", "assembly", "drift", "write", "history",
-                  "mlflow_log"]  # fmt: skip
+PREDICT_STAGES = [
+    "read",
+    "validate",
+    "model_load",
+    "spine",
+    "events_by_chunk",
+    "features",
+    "model_scoring",
+    "shap_contributions",
+    "reason_text",
+    "grades",
+    "assembly",
+    "drift",
+    "write",
+    "history",
+    "mlflow_log",
+]
 
 
 def time_split(figures: dict) -> list[dict]:
     """One row per stage of predict (seconds and share of the total), then the total and the total without SHAP."""
     total = figures["total_s"]
-    rows = [{"stage": stage, "seconds": figures[f"{stage}_s"], "share": f"{figures[f'{stage}_s'] / total:.1%}"}
-            for stage in PREDICT_STAGES]  # fmt: skip
+    rows = [
+        {"stage": stage, "seconds": figures[f"{stage}_s"], "share": f"{figures[f'{stage}_s'] / total:.1%}"}
+        for stage in PREDICT_STAGES
+    ]
     other = total - figures["shap_contributions_s"]
-    return rows + [{"stage": "total", "seconds": total, "share": "100%"},
-                   {"stage": "total without shap_contributions", "seconds": other, "share": f"{other / total:.1%}"}]
+    return rows + [
+        {"stage": "total", "seconds": total, "share": "100%"},
+        {"stage": "total without shap_contributions", "seconds": other, "share": f"{other / total:.1%}"},
+    ]
 
 
 def bench_engines(leads: int) -> None:
@@ -142,16 +168,22 @@ def bench_postgres(leads: int) -> None:
         url, folder = postgres_server.start()
     try:
         loaded = run_worker("benchmarks.postgres_worker", "load", str(data), url)
-        rows = [run_worker("benchmarks.postgres_worker", "predict", source, str(data), str(store), url)
-                for source in ("parquet", "postgresql")]  # fmt: skip
+        rows = [
+            run_worker("benchmarks.postgres_worker", "predict", source, str(data), str(store), url)
+            for source in ("parquet", "postgresql")
+        ]
     finally:
         if folder is not None:
             postgres_server.stop(folder)
-    if abs(rows[0]["mean_probability"] - rows[1]["mean_probability"]) > 1e-9 or rows[0]["open_leads"] != rows[1][
-            "open_leads"]:  # fmt: skip
+    if (
+        abs(rows[0]["mean_probability"] - rows[1]["mean_probability"]) > 1e-9
+        or rows[0]["open_leads"] != rows[1]["open_leads"]
+    ):
         raise SystemExit(f"sources disagree: {rows}")
-    print(f"\npredict from PostgreSQL vs Parquet: {leads:,} sample leads ({loaded['rows']['events']:,} events; "
-          f"COPY into PostgreSQL took {loaded['load_s']:.0f} s, not counted)")  # fmt: skip
+    print(
+        f"\npredict from PostgreSQL vs Parquet: {leads:,} sample leads ({loaded['rows']['events']:,} events; "
+        f"COPY into PostgreSQL took {loaded['load_s']:.0f} s, not counted)"
+    )
     print_table(rows, ["source", "open_leads", "load_s", "score_s", "total_s", "peak_rss_mib"])
 
 
@@ -162,12 +194,27 @@ def bench_monotone(leads: int) -> None:
     main(leads)
 
 
-BENCHMARKS = {"features": bench_features, "train": bench_train, "real-data": bench_real_data,
-              "predict": bench_predict, "engines": bench_engines, "monotone": bench_monotone,
-              "postgres": bench_postgres, "reasons": bench_reasons}  # fmt: skip
+BENCHMARKS = {
+    "features": bench_features,
+    "train": bench_train,
+    "real-data": bench_real_data,
+    "predict": bench_predict,
+    "engines": bench_engines,
+    "monotone": bench_monotone,
+    "postgres": bench_postgres,
+    "reasons": bench_reasons,
+}
 # reasons: --leads is the number of rows scored
-DEFAULT_LEADS = {"features": 1_000_000, "train": 115_000, "real-data": 0, "predict": 1_000_000,
-                 "engines": 1_000_000, "monotone": 20_000, "postgres": 100_000, "reasons": 200_000}  # fmt: skip
+DEFAULT_LEADS = {
+    "features": 1_000_000,
+    "train": 115_000,
+    "real-data": 0,
+    "predict": 1_000_000,
+    "engines": 1_000_000,
+    "monotone": 20_000,
+    "postgres": 100_000,
+    "reasons": 200_000,
+}
 
 
 def main() -> None:

@@ -45,8 +45,13 @@ def main(engine: str, data: str, store: str) -> None:
     from leadscore.pipelines.outputs import tracking
 
     settings = load_settings(_config(Path(store), data))
-    settings = settings.model_copy(update={"engine": settings.engine.model_copy(update={
-        "name": engine, "partitions": 16, "spark_conf": {"spark.driver.memory": "8g"}})})  # fmt: skip
+    settings = settings.model_copy(
+        update={
+            "engine": settings.engine.model_copy(
+                update={"name": engine, "partitions": 16, "spark_conf": {"spark.driver.memory": "8g"}}
+            )
+        }
+    )
     tracking.use_store(settings)
     model, wrapper = tracking.load_conversion_model(f"models:/{settings.mlflow.registered_model}@champion")
     out = Path(store) / f"engine_{engine}"
@@ -55,16 +60,18 @@ def main(engine: str, data: str, store: str) -> None:
         if engine == "spark":
             from leadscore.pipelines.spark_engine import predict_spark
 
-            summary = predict_spark(settings, model, wrapper, model_name="bench", model_version="1", as_of=None,
-                                    out=out)  # fmt: skip
+            summary = predict_spark(
+                settings, model, wrapper, model_name="bench", model_version="1", as_of=None, out=out
+            )
             scored = summary["scored"]
         else:
             from leadscore.pipelines.intake.validation import load_crm
             from leadscore.pipelines.outputs.files import write_frame
             from leadscore.pipelines.verbs.scoring import score_open_leads
 
-            result = score_open_leads(settings, load_crm(settings), model, wrapper, model_name="bench",
-                                      model_version="1")  # fmt: skip
+            result = score_open_leads(
+                settings, load_crm(settings), model, wrapper, model_name="bench", model_version="1"
+            )
             write_frame(result.scores, out.with_suffix(".parquet"))
             scored = len(result.scores)
         seconds = time.perf_counter() - start

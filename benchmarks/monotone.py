@@ -32,8 +32,14 @@ def compare(name: str, settings, *, data=None) -> dict:
     constrained = [f for f in training.feature_names if f in directions]
     on = _auc(settings, monotone=True, data=data, training=training)
     off = _auc(settings, monotone=False, data=data, training=training)
-    return {"dataset": name, "constrained_features": len(constrained), "auc_constrained": on,
-            "auc_unconstrained": off, "difference": on - off, "seconds": time.perf_counter() - start}  # fmt: skip
+    return {
+        "dataset": name,
+        "constrained_features": len(constrained),
+        "auc_constrained": on,
+        "auc_unconstrained": off,
+        "difference": on - off,
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def sample_settings(leads: int):

@@ -34,8 +34,11 @@ def load(data: str, url: str) -> dict:
         frame = pd.read_parquet(Path(data) / f"{name}.parquet")
         frame.head(0).to_sql(name, engine, if_exists="replace", index=False)
         conninfo = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-        with psycopg.connect(conninfo) as db, db.cursor() as cursor, \
-                cursor.copy(f'COPY "{name}" FROM STDIN WITH (FORMAT csv)') as copy:  # fmt: skip
+        with (
+            psycopg.connect(conninfo) as db,
+            db.cursor() as cursor,
+            cursor.copy(f'COPY "{name}" FROM STDIN WITH (FORMAT csv)') as copy,
+        ):
             for first in range(0, len(frame), COPY_ROWS):
                 buffer = io.StringIO()
                 frame.iloc[first : first + COPY_ROWS].to_csv(buffer, index=False, header=False)
@@ -49,12 +52,18 @@ def load(data: str, url: str) -> dict:
 def predict(source: str, data: str, store: str, url: str) -> dict:
     settings = load_settings(_config(Path(store), data))
     if source == "postgresql":
-        tables = settings.tables.model_copy(update={
-            name: getattr(settings.tables, name).model_copy(update={"path": None, "sql_url": url, "sql_table": name})
-            for name in TABLES})  # fmt: skip
+        tables = settings.tables.model_copy(
+            update={
+                name: getattr(settings.tables, name).model_copy(
+                    update={"path": None, "sql_url": url, "sql_table": name}
+                )
+                for name in TABLES
+            }
+        )
         settings = settings.model_copy(update={"tables": tables})
     result, figures = timed_predict(settings, Path(store) / f"scores_{source}.parquet")
     return {"source": source, **figures, "mean_probability": float(result.scores["probability"].mean())}
+
 
 if __name__ == "__main__":
     step, *args = sys.argv[1:]

@@ -17,10 +17,12 @@ TABLES = tuple(TABLE_ROLES)
 def _config(store: Path, data: str) -> Path:
     store.mkdir(parents=True, exist_ok=True)
     config = store / f"leadscore_{Path(data).name}.toml"
-    tables = "".join(f'[tables.{n}]\npath = "{data}/{n}.parquet"\n' for n in ("leads", "accounts", "events",
-                                                                                 "opportunities"))  # fmt: skip
-    config.write_text(f'[mlflow]\ntracking_uri = "sqlite:///{store}/mlflow.db"\n' + tables
-                      + '[spine]\npolicy = "fixed_delay"\n')  # fmt: skip
+    tables = "".join(
+        f'[tables.{n}]\npath = "{data}/{n}.parquet"\n' for n in ("leads", "accounts", "events", "opportunities")
+    )
+    config.write_text(
+        f'[mlflow]\ntracking_uri = "sqlite:///{store}/mlflow.db"\n' + tables + '[spine]\npolicy = "fixed_delay"\n'
+    )
     return config
 
 
@@ -40,8 +42,10 @@ def _load_timed(settings) -> tuple[object, float, float]:
 
     start = time.perf_counter()
     sources = {n: getattr(settings.tables, n) for n in TABLES if getattr(settings.tables, n)}
-    raw = {n: read_source(s, name=n, base_dir=settings.base_dir, dictionary_columns=_repeated(s, n))
-           for n, s in sources.items()}  # fmt: skip
+    raw = {
+        n: read_source(s, name=n, base_dir=settings.base_dir, dictionary_columns=_repeated(s, n))
+        for n, s in sources.items()
+    }
     read = time.perf_counter()
     loaded = validate_frames(apply_export_conventions(raw, settings), settings)
     del raw
@@ -66,8 +70,16 @@ def timed_predict(settings, out: Path) -> tuple[object, dict]:
     tracking.use_store(settings)
     model, wrapper = tracking.load_conversion_model(f"models:/{settings.mlflow.registered_model}@champion")
     after_model = time.perf_counter()
-    result = score_open_leads(settings, loaded, model, wrapper, model_name="bench", model_version="1",
-                              chunk_size=settings.output.chunk_size, drop_events=True)  # as `leadscore predict`
+    result = score_open_leads(
+        settings,
+        loaded,
+        model,
+        wrapper,
+        model_name="bench",
+        model_version="1",
+        chunk_size=settings.output.chunk_size,
+        drop_events=True,
+    )  # as `leadscore predict`
     after_score = time.perf_counter()
     publish({out: frame_writer(result.scores, out), rejects_path(out): frame_writer(result.rejects, rejects_path(out))})
     after_write = time.perf_counter()

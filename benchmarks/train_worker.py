@@ -18,8 +18,9 @@ from leadscore.pipelines.verbs.train import train
 def main(data_dir: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
         config = Path(folder) / "leadscore.toml"
-        tables = "".join(f'[tables.{n}]\npath = "{data_dir}/{n}.parquet"\n'
-                         for n in ("leads", "accounts", "events", "opportunities"))  # fmt: skip
+        tables = "".join(
+            f'[tables.{n}]\npath = "{data_dir}/{n}.parquet"\n' for n in ("leads", "accounts", "events", "opportunities")
+        )
         config.write_text(tables + '[spine]\npolicy = "fixed_delay"\n')
         settings = load_settings(config)
         start = time.perf_counter()

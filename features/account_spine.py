@@ -34,8 +34,11 @@ KEY = "account_id"
 
 def account_of_deals(leads: pd.DataFrame, opportunities: pd.DataFrame) -> pd.Series:
     """Each deal's account: its own `account_id` when it has one, else its lead's."""
-    by_lead = opportunities["lead_id"].map(leads.set_index("lead_id")["account_id"]) if "account_id" in leads \
-        else pd.Series(pd.NA, index=opportunities.index)  # fmt: skip
+    by_lead = (
+        opportunities["lead_id"].map(leads.set_index("lead_id")["account_id"])
+        if "account_id" in leads
+        else pd.Series(pd.NA, index=opportunities.index)
+    )
     if "account_id" in opportunities:
         own = opportunities["account_id"].astype("string")
         return own.where(own.notna(), by_lead.astype("string"))
@@ -47,8 +50,13 @@ def account_leads(leads: pd.DataFrame) -> pd.DataFrame:
     if "account_id" not in leads:
         return pd.DataFrame({"lead_id": [], KEY: [], "created_at": pd.Series([], dtype="datetime64[ns, UTC]")})
     known = leads[leads["account_id"].notna()]
-    return pd.DataFrame({"lead_id": known["lead_id"].to_numpy(), KEY: known["account_id"].astype("string").to_numpy(),
-                         "created_at": known["created_at"].to_numpy()})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "lead_id": known["lead_id"].to_numpy(),
+            KEY: known["account_id"].astype("string").to_numpy(),
+            "created_at": known["created_at"].to_numpy(),
+        }
+    )
 
 
 def _as_lead_key(frame: pd.DataFrame) -> pd.DataFrame:
@@ -78,9 +86,13 @@ def has_open_lead(spine: pd.DataFrame, leads: pd.DataFrame, opportunities: pd.Da
 
 
 def account_label(
-    spine: pd.DataFrame, leads: pd.DataFrame, opportunities: pd.DataFrame, *, horizon: pd.Timedelta,
+    spine: pd.DataFrame,
+    leads: pd.DataFrame,
+    opportunities: pd.DataFrame,
+    *,
+    horizon: pd.Timedelta,
     data_end: pd.Timestamp,
-) -> pd.Series:  # fmt: skip
+) -> pd.Series:
     """The lead spine's label with the account as key: a won deal of any of the account's leads counts."""
     deals = opportunities.assign(lead_id=account_of_deals(leads, opportunities))
     deals = deals[deals["lead_id"].notna()]
@@ -100,8 +112,14 @@ def build_account_spine(
     kept_open = thin_snapshots(_as_lead_key(open_rows), max_snapshots=policy.max_snapshots, seed=policy.seed)
     thinned = open_rows[kept_open].reset_index(drop=True)
     converted = account_label(thinned, leads, opportunities, horizon=policy.horizon, data_end=as_of)
-    return labelled_rows(thinned, converted, key=KEY, candidates=len(candidates),
-                         closed_before_cutoff=len(candidates) - len(open_rows), thinned_out=int((~kept_open).sum()))
+    return labelled_rows(
+        thinned,
+        converted,
+        key=KEY,
+        candidates=len(candidates),
+        closed_before_cutoff=len(candidates) - len(open_rows),
+        thinned_out=int((~kept_open).sum()),
+    )
 
 
 def account_scoring_spine(leads: pd.DataFrame, opportunities: pd.DataFrame, *, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -112,5 +130,12 @@ def account_scoring_spine(leads: pd.DataFrame, opportunities: pd.DataFrame, *, a
     return candidates[has_open_lead(candidates, leads, opportunities)].reset_index(drop=True)
 
 
-__all__ = ["account_label", "account_leads", "account_of_deals", "account_scoring_spine", "build_account_spine",
-           "contact_pairs", "has_open_lead"]  # fmt: skip
+__all__ = [
+    "account_label",
+    "account_leads",
+    "account_of_deals",
+    "account_scoring_spine",
+    "build_account_spine",
+    "contact_pairs",
+    "has_open_lead",
+]

@@ -43,10 +43,13 @@ class AccountContext:
         self.pairs = contact_pairs(self.spine, leads, opportunities)
         pair_leads = self.pairs["lead_id"]
         self.lead_context = FeatureContext(
-            self.pairs[["lead_id", "cutoff_time"]], leads=leads, accounts=accounts,
+            self.pairs[["lead_id", "cutoff_time"]],
+            leads=leads,
+            accounts=accounts,
             events=None if events is None else events[events["lead_id"].isin(pair_leads)],
-            opportunities=opportunities, params=params,
-        )  # fmt: skip
+            opportunities=opportunities,
+            params=params,
+        )
         self.row = self.pairs["row"].to_numpy()
         self.open = self.pairs["undecided"].to_numpy()  # open as far as anything before the cutoff tells
         self._lead_features: dict[str, pd.Series] = {}
@@ -205,22 +208,35 @@ def best_open_lead(ctx: AccountContext, *, feature: str, direction: int) -> pd.S
 
 
 # the lead features rolled up as "the company's best open lead": the strongest single-lead signals
-BEST_OF_LEADS = ("events_pricing_page_view_count_30d", "events_demo_request_count_30d", "events_active_days_30d",
-                 "events_days_since_last_high_intent", "product_distinct_features_used", "lead_email_is_business",
-                 "lead_profile_completeness", "engagement_decayed_score")  # fmt: skip
+BEST_OF_LEADS = (
+    "events_pricing_page_view_count_30d",
+    "events_demo_request_count_30d",
+    "events_active_days_30d",
+    "events_days_since_last_high_intent",
+    "product_distinct_features_used",
+    "lead_email_is_business",
+    "lead_profile_completeness",
+    "engagement_decayed_score",
+)
 
 
 def _best_spec(feature: str) -> FeatureSpec:
     lead = all_features()[feature]
-    return FeatureSpec(f"account_best_{feature}", lead.group, f"{lead.description} (the company's best open lead)",
-                       lead.kind, lead.unit, partial(best_open_lead, feature=feature, direction=lead.direction or 1),
-                       direction=lead.direction, concept=f"account_best_{lead.concept}")  # fmt: skip
+    return FeatureSpec(
+        f"account_best_{feature}",
+        lead.group,
+        f"{lead.description} (the company's best open lead)",
+        lead.kind,
+        lead.unit,
+        partial(best_open_lead, feature=feature, direction=lead.direction or 1),
+        direction=lead.direction,
+        concept=f"account_best_{lead.concept}",
+    )
 
 
 def _spec(build: Callable, group: str, *, unit: str = "", direction: int = 0, concept: str = "") -> FeatureSpec:
     description = (build.__doc__ or "").strip().splitlines()[0].rstrip(".")
-    return FeatureSpec(build.__name__, group, description, "numeric", unit, build, direction=direction,
-                       concept=concept)  # fmt: skip
+    return FeatureSpec(build.__name__, group, description, "numeric", unit, build, direction=direction, concept=concept)
 
 
 # the account's own attributes: the lead features of the same name (same words in the reasons), taken once
@@ -234,21 +250,21 @@ def account_feature_specs() -> dict[str, FeatureSpec]:
         _spec(account_open_leads, "firmographic", unit="leads"),
         _spec(account_senior_contacts, "demographic", unit="contacts"),
         _spec(account_engaged_contacts_30d, "behavioral", unit="contacts", direction=1, concept="account_reach"),
-        _spec(account_senior_engaged_contacts_30d, "behavioral", unit="contacts", direction=1,
-              concept="buying_committee"),
-        _spec(account_departments_engaged_30d, "behavioral", unit="departments", direction=1,
-              concept="buying_committee"),
+        _spec(
+            account_senior_engaged_contacts_30d, "behavioral", unit="contacts", direction=1, concept="buying_committee"
+        ),
+        _spec(
+            account_departments_engaged_30d, "behavioral", unit="departments", direction=1, concept="buying_committee"
+        ),
         _spec(account_high_intent_events_30d, "behavioral", unit="events", direction=1),
         _spec(account_engagement_score, "behavioral", unit="points", direction=1, concept="account_engagement"),
-        _spec(account_best_contact_engagement, "behavioral", unit="points", direction=1,
-              concept="account_engagement"),
-        _spec(account_days_since_last_activity, "behavioral", unit="days", direction=-1,
-              concept="account_engagement"),
+        _spec(account_best_contact_engagement, "behavioral", unit="points", direction=1, concept="account_engagement"),
+        _spec(account_days_since_last_activity, "behavioral", unit="days", direction=-1, concept="account_engagement"),
         _spec(account_trial_contacts, "product_usage", unit="contacts", direction=1),
         _spec(account_best_contact_product_days_14d, "product_usage", unit="active days", direction=1),
         _spec(account_won_deals, "history", unit="deals", direction=1),
         _spec(account_lost_deals, "history", unit="deals"),
-    ]  # fmt: skip
+    ]
     specs.append(_spec(account_best_contact_seniority, "demographic", unit="", direction=1))
     specs += [_best_spec(name) for name in BEST_OF_LEADS]
     lead_specs = all_features()
@@ -268,8 +284,9 @@ def build_account_features(context: AccountContext, feature_names: list[str] | N
     unknown = [n for n in names if n not in specs]
     if unknown:
         raise ValueError(f"unknown account feature(s): {unknown}")
-    return pd.DataFrame({n: pd.Series(specs[n].build(context)).reset_index(drop=True) for n in names},
-                        index=range(context.n))  # fmt: skip
+    return pd.DataFrame(
+        {n: pd.Series(specs[n].build(context)).reset_index(drop=True) for n in names}, index=range(context.n)
+    )
 
 
 __all__ = ["AccountContext", "account_directions", "account_feature_specs", "build_account_features"]

@@ -35,8 +35,11 @@ def derived_lead_values(context, field: CustomField) -> pd.Series:
     known_before = pd.Series(context.spine["cutoff_time"]) - pd.Timedelta(1, "ns")
 
     def times(role: str) -> pd.Series:
-        return pd.to_datetime(rows[role], utc=True) if role in rows else pd.Series(pd.NaT, index=rows.index,
-                                                                                     dtype="datetime64[ns, UTC]")
+        return (
+            pd.to_datetime(rows[role], utc=True)
+            if role in rows
+            else pd.Series(pd.NaT, index=rows.index, dtype="datetime64[ns, UTC]")
+        )
 
     kind, *args = field.derive
     if kind == "date_part":
@@ -69,8 +72,14 @@ def custom_field_values(context, field: CustomField) -> pd.Series:
 
 def custom_spec(field: CustomField) -> FeatureSpec:
     """The field's registry entry: its group by table, its description as the reason text."""
-    return FeatureSpec(field.name, TABLE_GROUPS[field.table], field.description.rstrip("."),
-                       field.kind, "", lambda context, field=field: custom_field_values(context, field))  # fmt: skip
+    return FeatureSpec(
+        field.name,
+        TABLE_GROUPS[field.table],
+        field.description.rstrip("."),
+        field.kind,
+        "",
+        lambda context, field=field: custom_field_values(context, field),
+    )
 
 
 def custom_specs(fields) -> dict[str, FeatureSpec]:

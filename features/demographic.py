@@ -24,10 +24,20 @@ _TITLE_PATTERNS = (
     ("manager", r"\b(?:manager|lead|supervisor)\b"),
 )
 _SENIORITY_SYNONYMS = {
-    "c_level": "c_level", "c-level": "c_level", "c level": "c_level", "c-suite": "c_level", "executive": "c_level",
-    "vp": "vp", "vice president": "vp", "director": "director", "manager": "manager",
-    "individual": "individual", "individual contributor": "individual", "ic": "individual", "staff": "individual",
-}  # fmt: skip
+    "c_level": "c_level",
+    "c-level": "c_level",
+    "c level": "c_level",
+    "c-suite": "c_level",
+    "executive": "c_level",
+    "vp": "vp",
+    "vice president": "vp",
+    "director": "director",
+    "manager": "manager",
+    "individual": "individual",
+    "individual contributor": "individual",
+    "ic": "individual",
+    "staff": "individual",
+}
 FREE_EMAIL_DOMAINS = frozenset(
     {
         "gmail.com",

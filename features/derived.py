@@ -65,10 +65,12 @@ def label_from_outcomes(
     """Per row: 1 when a positive outcome with its key falls in (start, start + horizon]; 0 when start + horizon
     is at or before `as_of` without one; otherwise missing. `outcome_*` hold only positive outcomes."""
     horizon = pd.Timedelta(days=horizon_days)
-    outcomes = pd.DataFrame({"key": outcome_keys.astype("string").str.strip().to_numpy(),
-                             "time": outcome_times.to_numpy()}).dropna()  # fmt: skip
-    rows = pd.DataFrame({"key": keys.astype("string").str.strip().to_numpy(), "start": start.to_numpy(),
-                         "row": np.arange(len(keys))})  # fmt: skip
+    outcomes = pd.DataFrame(
+        {"key": outcome_keys.astype("string").str.strip().to_numpy(), "time": outcome_times.to_numpy()}
+    ).dropna()
+    rows = pd.DataFrame(
+        {"key": keys.astype("string").str.strip().to_numpy(), "start": start.to_numpy(), "row": np.arange(len(keys))}
+    )
     pairs = rows.merge(outcomes, on="key", how="inner")
     inside = (pairs["time"] > pairs["start"]) & (pairs["time"] <= pairs["start"] + horizon) & (pairs["time"] <= as_of)
     before = int((pairs["time"] <= pairs["start"]).sum())

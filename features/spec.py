@@ -64,8 +64,9 @@ def feature(
         doc = (function.__doc__ or "").strip().splitlines()
         if not doc:
             raise ValueError(f"feature builder {function.__name__} needs a one-line docstring")
-        function.spec = FeatureSpec(function.__name__, group, doc[0].rstrip("."), kind, unit, function, for_model,
-                                    direction, concept, at_most)  # fmt: skip
+        function.spec = FeatureSpec(
+            function.__name__, group, doc[0].rstrip("."), kind, unit, function, for_model, direction, concept, at_most
+        )
         return function
 
     return wrap

@@ -81,8 +81,9 @@ def candidate_cutoffs(leads: pd.DataFrame, policy: CutoffPolicy, *, as_of: pd.Ti
     lead_index = np.repeat(np.arange(len(leads)), counts)
     step = np.arange(counts.sum(), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
     cutoffs = created[lead_index] + delay + step * every
-    spine = pd.DataFrame({"lead_id": leads["lead_id"].to_numpy()[lead_index],
-                          "cutoff_time": pd.to_datetime(cutoffs, utc=True)})  # fmt: skip
+    spine = pd.DataFrame(
+        {"lead_id": leads["lead_id"].to_numpy()[lead_index], "cutoff_time": pd.to_datetime(cutoffs, utc=True)}
+    )
     return spine[spine["cutoff_time"] <= as_of].reset_index(drop=True)
 
 
@@ -139,8 +140,14 @@ def build_spine(
     kept_open = thin_snapshots(open_rows, max_snapshots=policy.max_snapshots, seed=policy.seed)
     thinned = open_rows[kept_open].reset_index(drop=True)
     converted = label(thinned, opportunities, horizon=policy.horizon, data_end=as_of)
-    return labelled_rows(thinned, converted, key="lead_id", candidates=len(candidates),
-                         closed_before_cutoff=len(candidates) - len(open_rows), thinned_out=int((~kept_open).sum()))
+    return labelled_rows(
+        thinned,
+        converted,
+        key="lead_id",
+        candidates=len(candidates),
+        closed_before_cutoff=len(candidates) - len(open_rows),
+        thinned_out=int((~kept_open).sum()),
+    )
 
 
 def labelled_rows(
@@ -178,5 +185,15 @@ def scoring_spine(leads: pd.DataFrame, opportunities: pd.DataFrame, *, as_of: pd
     return candidates[still_open(candidates, leads, opportunities)].reset_index(drop=True)
 
 
-__all__ = ["CutoffPolicy", "SpineStats", "build_spine", "scoring_spine", "label", "labelled_rows", "lead_weights",
-           "still_open", "thin_snapshots", "to_ns"]  # fmt: skip
+__all__ = [
+    "CutoffPolicy",
+    "SpineStats",
+    "build_spine",
+    "scoring_spine",
+    "label",
+    "labelled_rows",
+    "lead_weights",
+    "still_open",
+    "thin_snapshots",
+    "to_ns",
+]

@@ -36,15 +36,22 @@ def grade_accounts(context: AccountContext, rules: GradeRules) -> pd.DataFrame:
     np.maximum.at(best_fit, context.row, lead_fit)
     best_fit = np.where(np.isinf(best_fit), 0.0, best_fit)
     counts = engagement_counts(context.lead_context, rules.engagement)
-    summed = pd.DataFrame({c: np.bincount(context.row, weights=counts[c].to_numpy(), minlength=context.n)
-                           for c in counts.columns})  # fmt: skip
+    summed = pd.DataFrame(
+        {c: np.bincount(context.row, weights=counts[c].to_numpy(), minlength=context.n) for c in counts.columns}
+    )
     fit = pd.Series(best_fit, name="fit_points")
     engagement = engagement_points(summed, rules.engagement)
     fit_grade = grade_from_points(fit, rules.fit.cutoffs, FIT_GRADES)
     engagement_grade = grade_from_points(engagement, rules.engagement.cutoffs, ENGAGEMENT_GRADES)
-    return pd.DataFrame({"fit_points": fit.round(1), "fit_grade": fit_grade,
-                         "engagement_points": engagement.round(1), "engagement_grade": engagement_grade,
-                         "cell": fit_grade + engagement_grade})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "fit_points": fit.round(1),
+            "fit_grade": fit_grade,
+            "engagement_points": engagement.round(1),
+            "engagement_grade": engagement_grade,
+            "cell": fit_grade + engagement_grade,
+        }
+    )
 
 
 def leads_by_score(lead_ids: pd.Series, accounts: pd.Series, scores: pd.Series | None) -> pd.Series:

@@ -18,8 +18,9 @@ def _as_text(frame: pd.DataFrame) -> np.ndarray:
 
 def logistic_regression(categorical: list[str], numeric: list[str], *, random_state: int = 0) -> Pipeline:
     """Standardised numbers (median-imputed, with missing indicators) and one-hot categories."""
-    numbers = make_pipeline(SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-                            StandardScaler())  # fmt: skip
+    numbers = make_pipeline(
+        SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True), StandardScaler()
+    )
     categories = make_pipeline(
         FunctionTransformer(_as_text, feature_names_out="one-to-one"),
         OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20, sparse_output=False),
@@ -42,8 +43,9 @@ class CellRateBaseline(ClassifierMixin, BaseEstimator):
         self.overall_rate_ = float(y.mean())
         grouped = y.groupby(X["cell"].to_numpy())
         # shrink small cells towards the overall rate
-        self.cell_rates_ = ((grouped.sum() + self.prior_weight * self.overall_rate_)
-                            / (grouped.size() + self.prior_weight)).to_dict()  # fmt: skip
+        self.cell_rates_ = (
+            (grouped.sum() + self.prior_weight * self.overall_rate_) / (grouped.size() + self.prior_weight)
+        ).to_dict()
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:

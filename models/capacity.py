@@ -70,9 +70,14 @@ def expected_value(probability: pd.Series, amount: pd.Series | None = None) -> p
 
 def hand_off_order(leads: pd.DataFrame) -> pd.Index:
     """Index of `leads` (expected_value, probability, lead_id) best first: the documented tie-breaking."""
-    key = pd.DataFrame({"ev": -leads["expected_value"].to_numpy(dtype="float64"),
-                        "p": -leads["probability"].to_numpy(dtype="float64"),
-                        "id": leads["lead_id"].astype(str).to_numpy()}, index=leads.index)  # fmt: skip
+    key = pd.DataFrame(
+        {
+            "ev": -leads["expected_value"].to_numpy(dtype="float64"),
+            "p": -leads["probability"].to_numpy(dtype="float64"),
+            "id": leads["lead_id"].astype(str).to_numpy(),
+        },
+        index=leads.index,
+    )
     return key.sort_values(["ev", "p", "id"], kind="stable").index
 
 
@@ -120,18 +125,37 @@ def capture_summary(scores: pd.DataFrame, rules: CapacityRules, *, earlier: pd.D
         mine, went = table[table["team"] == team], sent[sent["team"] == team]
         before = earlier[earlier["team"] == team]["lead_id"].nunique()
         n_table, p_table = len(mine), float(mine["probability"].sum())
-        rows.append({
-            "team": team, "capacity": rules.capacity_of(team), "handed_off_earlier": before,
-            "new": int((went["handoff"] == NEW).sum()), "over_capacity": int((mine["handoff"] == OVER).sum()),
-            "week_total": before + int((went["handoff"] == NEW).sum()),
-            "to_sales": len(went), "expected_conversions": float(went["probability"].sum()),
-            "rules_leads": n_table, "rules_expected_conversions": p_table,
-            "rules_at_capacity_random": p_table * min(1.0, len(went) / n_table) if n_table else 0.0,
-        })  # fmt: skip
-    out = pd.DataFrame(rows, columns=["team", "capacity", "handed_off_earlier", "new", "week_total", "over_capacity",
-                                      "to_sales",
-                                      "expected_conversions", "rules_leads", "rules_expected_conversions",
-                                      "rules_at_capacity_random"]).set_index("team")  # fmt: skip
+        rows.append(
+            {
+                "team": team,
+                "capacity": rules.capacity_of(team),
+                "handed_off_earlier": before,
+                "new": int((went["handoff"] == NEW).sum()),
+                "over_capacity": int((mine["handoff"] == OVER).sum()),
+                "week_total": before + int((went["handoff"] == NEW).sum()),
+                "to_sales": len(went),
+                "expected_conversions": float(went["probability"].sum()),
+                "rules_leads": n_table,
+                "rules_expected_conversions": p_table,
+                "rules_at_capacity_random": p_table * min(1.0, len(went) / n_table) if n_table else 0.0,
+            }
+        )
+    out = pd.DataFrame(
+        rows,
+        columns=[
+            "team",
+            "capacity",
+            "handed_off_earlier",
+            "new",
+            "week_total",
+            "over_capacity",
+            "to_sales",
+            "expected_conversions",
+            "rules_leads",
+            "rules_expected_conversions",
+            "rules_at_capacity_random",
+        ],
+    ).set_index("team")
     if rules.by is not None and len(out) > 1:
         out.loc["total"] = out.sum(numeric_only=True)
     return out
@@ -175,10 +199,15 @@ def capture_table(per_group: pd.DataFrame, scorers: list[str]) -> pd.DataFrame:
     total = per_group["conversions"].sum()
     policies = [*scorers, "random"]
     captured = [float(per_group[p].sum()) for p in policies]
-    return pd.DataFrame({"captured_conversions": captured,
-                         "share_of_all_conversions": [c / total if total else np.nan for c in captured],
-                         "handed_off": float(np.minimum(per_group["capacity"], per_group["rows"]).sum()),
-                         "all_conversions": int(total)}, index=pd.Index(policies, name="policy"))  # fmt: skip
+    return pd.DataFrame(
+        {
+            "captured_conversions": captured,
+            "share_of_all_conversions": [c / total if total else np.nan for c in captured],
+            "handed_off": float(np.minimum(per_group["capacity"], per_group["rows"]).sum()),
+            "all_conversions": int(total),
+        },
+        index=pd.Index(policies, name="policy"),
+    )
 
 
 def capture_curve(frame: pd.DataFrame, scorers: list[str], capacities: list[int], *, by: str = "week") -> pd.DataFrame:

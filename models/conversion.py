@@ -204,13 +204,17 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
         if len(np.unique(y_codes[train])) < 2:
             raise TooLittleDataError(f"the training fold ({len(train)} rows) holds only one class; add history")
         if len(calibration) and len(np.unique(y_codes[calibration])) < 2:
-            log.warning("the calibration fold (%d rows) holds only one class: probabilities left uncalibrated",
-                        len(calibration))  # fmt: skip
+            log.warning(
+                "the calibration fold (%d rows) holds only one class: probabilities left uncalibrated", len(calibration)
+            )
             calibration = calibration[:0]
         booster = self._train_booster(data, y_codes, weight, train, stopping)
         self.best_iteration_ = int(booster.best_iteration or booster.current_iteration())
-        margin = (booster.predict(data.iloc[calibration], raw_score=True, num_iteration=self.best_iteration_)
-                  if len(calibration) else np.zeros(0))  # fmt: skip
+        margin = (
+            booster.predict(data.iloc[calibration], raw_score=True, num_iteration=self.best_iteration_)
+            if len(calibration)
+            else np.zeros(0)
+        )
         self.calibration_method_, self.calibrator_ = self._choose_calibrator(
             margin, y_codes[calibration], weight[calibration]
         )
@@ -264,12 +268,14 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
             declared = self.monotone_constraints
             directions = [0 if c in self.categories_ else int(declared.get(c, 0)) for c in data.columns]
             params |= {"monotone_constraints": directions, "monotone_constraints_method": "intermediate"}
-        train_set = lgb.Dataset(data.iloc[train], y[train], weight=weight[train], categorical_feature=categorical,
-                                free_raw_data=False)  # fmt: skip
+        train_set = lgb.Dataset(
+            data.iloc[train], y[train], weight=weight[train], categorical_feature=categorical, free_raw_data=False
+        )
         if valid is None:
             return lgb.train(params, train_set, num_boost_round=self.best_iteration_)
-        valid_set = lgb.Dataset(data.iloc[valid], y[valid], weight=weight[valid], reference=train_set,
-                                categorical_feature=categorical)  # fmt: skip
+        valid_set = lgb.Dataset(
+            data.iloc[valid], y[valid], weight=weight[valid], reference=train_set, categorical_feature=categorical
+        )
         return lgb.train(
             params,
             train_set,
@@ -293,8 +299,9 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
         if len(candidates) > 1 and len(np.unique(y[:half])) == 2:
             for method in candidates:
                 calibrator = _fit_calibrator(method, margin[:half], y[:half], weight[:half])
-                scores[method] = brier_score_loss(y[half:], _apply(calibrator, margin[half:]),
-                                                  sample_weight=weight[half:])  # fmt: skip
+                scores[method] = brier_score_loss(
+                    y[half:], _apply(calibrator, margin[half:]), sample_weight=weight[half:]
+                )
             method = min(scores, key=scores.get)
         else:
             method = candidates[0]

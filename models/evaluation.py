@@ -6,10 +6,28 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
-METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "lift_top10", "capture_top10", "lift_top20",
-           "capture_top20")  # fmt: skip
-HIGHER_IS_BETTER = {"roc_auc": True, "pr_auc": True, "log_loss": False, "brier": False, "ece": False,
-                    "lift_top10": True, "capture_top10": True, "lift_top20": True, "capture_top20": True}  # fmt: skip
+METRICS = (
+    "roc_auc",
+    "pr_auc",
+    "log_loss",
+    "brier",
+    "ece",
+    "lift_top10",
+    "capture_top10",
+    "lift_top20",
+    "capture_top20",
+)
+HIGHER_IS_BETTER = {
+    "roc_auc": True,
+    "pr_auc": True,
+    "log_loss": False,
+    "brier": False,
+    "ece": False,
+    "lift_top10": True,
+    "capture_top10": True,
+    "lift_top20": True,
+    "capture_top20": True,
+}
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, *, bins: int = 10) -> float:
@@ -56,8 +74,9 @@ def calibration_table(y, p, *, bins: int = 10) -> pd.DataFrame:
     """Rows in each decile of the score: count, mean predicted probability, observed conversion rate."""
     frame = pd.DataFrame({"y": np.asarray(y, float), "p": np.asarray(p, float)})
     frame["decile"] = pd.qcut(frame["p"].rank(method="first"), bins, labels=range(1, bins + 1))
-    table = frame.groupby("decile", observed=True).agg(rows=("y", "size"), mean_predicted=("p", "mean"),
-                                                       observed_rate=("y", "mean"))  # fmt: skip
+    table = frame.groupby("decile", observed=True).agg(
+        rows=("y", "size"), mean_predicted=("p", "mean"), observed_rate=("y", "mean")
+    )
     return table.reset_index()
 
 

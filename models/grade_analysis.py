@@ -14,8 +14,11 @@ CELLS = [f + e for f in FIT_GRADES for e in ENGAGEMENT_GRADES]
 def conversion_table(graded: pd.DataFrame, *, by: str = "cell") -> pd.DataFrame:
     """Leads, conversions, conversion rate (and mean model probability when present) per cell or stage."""
     order = CELLS if by == "cell" else list(STAGES)
-    aggregations = {"leads": ("converted", "size"), "converted": ("converted", "sum"),
-                    "conversion_rate": ("converted", "mean")}  # fmt: skip
+    aggregations = {
+        "leads": ("converted", "size"),
+        "converted": ("converted", "sum"),
+        "conversion_rate": ("converted", "mean"),
+    }
     if "probability" in graded:
         aggregations["mean_probability"] = ("probability", "mean")
     table = graded.groupby(by, observed=True).agg(**aggregations).reindex(order)
@@ -30,8 +33,12 @@ def contradictions(table: pd.DataFrame, *, min_leads: int = 20) -> list[str]:
     pairs = [
         (f1 + e, f2 + e) for e in ENGAGEMENT_GRADES for i, f1 in enumerate(FIT_GRADES) for f2 in FIT_GRADES[i + 1 :]
     ]
-    pairs += [(f + e1, f + e2) for f in FIT_GRADES for i, e1 in enumerate(ENGAGEMENT_GRADES)
-              for e2 in ENGAGEMENT_GRADES[i + 1:]]  # fmt: skip
+    pairs += [
+        (f + e1, f + e2)
+        for f in FIT_GRADES
+        for i, e1 in enumerate(ENGAGEMENT_GRADES)
+        for e2 in ENGAGEMENT_GRADES[i + 1 :]
+    ]
     for better, worse in pairs:
         if min(leads[better], leads[worse]) < min_leads:
             continue

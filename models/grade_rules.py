@@ -63,18 +63,44 @@ class FitRules(_Rules):
     cutoffs: dict[str, float] = Field(default_factory=lambda: {"A": 70.0, "B": 50.0, "C": 30.0})
     categories: dict[str, FitCategory] = Field(
         default_factory=lambda: {
-            "seniority": FitCategory(feature="lead_seniority", weight=30, points={
-                "c_level": 100, "vp": 90, "director": 70, "manager": 40, "individual": 15}),
-            "industry": FitCategory(feature="account_industry", weight=25, points={
-                "software": 100, "fintech": 90, "healthcare": 60, "manufacturing": 50, "retail": 40, "media": 40,
-                "education": 20, "government": 10}),
-            "company_size": FitCategory(feature="account_employee_count", weight=20, tiers=[
-                Tier(min=0, points=10), Tier(min=10, points=40), Tier(min=50, points=100), Tier(min=5001, points=60)]),
+            "seniority": FitCategory(
+                feature="lead_seniority",
+                weight=30,
+                points={"c_level": 100, "vp": 90, "director": 70, "manager": 40, "individual": 15},
+            ),
+            "industry": FitCategory(
+                feature="account_industry",
+                weight=25,
+                points={
+                    "software": 100,
+                    "fintech": 90,
+                    "healthcare": 60,
+                    "manufacturing": 50,
+                    "retail": 40,
+                    "media": 40,
+                    "education": 20,
+                    "government": 10,
+                },
+            ),
+            "company_size": FitCategory(
+                feature="account_employee_count",
+                weight=20,
+                tiers=[
+                    Tier(min=0, points=10),
+                    Tier(min=10, points=40),
+                    Tier(min=50, points=100),
+                    Tier(min=5001, points=60),
+                ],
+            ),
             "email": FitCategory(feature="lead_email_is_business", weight=15, points={"1": 100, "0": 0}),
-            "country": FitCategory(feature="lead_country", weight=10, default=40, points={
-                "US": 100, "GB": 100, "DE": 100, "CA": 100, "AU": 100}),
+            "country": FitCategory(
+                feature="lead_country",
+                weight=10,
+                default=40,
+                points={"US": 100, "GB": 100, "DE": 100, "CA": 100, "AU": 100},
+            ),
         }
-    )  # fmt: skip
+    )
 
     @model_validator(mode="after")
     def _check(self) -> FitRules:
@@ -97,19 +123,24 @@ class EngagementRules(_Rules):
     cutoffs: dict[str, float] = Field(default_factory=lambda: {"1": 50.0, "2": 25.0, "3": 10.0})
     categories: dict[str, EngagementCategory] = Field(
         default_factory=lambda: {
-            "high_intent": EngagementCategory(events=["pricing_page_view", "demo_request"], weight=35,
-                                              points_per_event=25, window_days=30),
-            "web": EngagementCategory(events=["page_view", "content_download", "form_submit"], weight=20,
-                                      points_per_event=8, window_days=30),
-            "email": EngagementCategory(events=["email_open", "email_click"], weight=15, points_per_event=8,
-                                        window_days=30),
-            "events": EngagementCategory(events=["webinar_attended"], weight=10, points_per_event=60,
-                                         window_days=90),
-            "product": EngagementCategory(events=["trial_signup", "product_login", "feature_used",
-                                                  "upgrade_page_view"], weight=20, points_per_event=10,
-                                          window_days=14),
+            "high_intent": EngagementCategory(
+                events=["pricing_page_view", "demo_request"], weight=35, points_per_event=25, window_days=30
+            ),
+            "web": EngagementCategory(
+                events=["page_view", "content_download", "form_submit"], weight=20, points_per_event=8, window_days=30
+            ),
+            "email": EngagementCategory(
+                events=["email_open", "email_click"], weight=15, points_per_event=8, window_days=30
+            ),
+            "events": EngagementCategory(events=["webinar_attended"], weight=10, points_per_event=60, window_days=90),
+            "product": EngagementCategory(
+                events=["trial_signup", "product_login", "feature_used", "upgrade_page_view"],
+                weight=20,
+                points_per_event=10,
+                window_days=14,
+            ),
         }
-    )  # fmt: skip
+    )
 
     @model_validator(mode="after")
     def _check(self) -> EngagementRules:
@@ -170,7 +201,9 @@ class RoutingRules(_Rules):
     """
 
     dormant_after_days: float | None = Field(
-        90.0, gt=0, le=MAX_LEAD_AGE_DAYS,  # a lead without activity is as old as lead_age_days, which stops at a year
+        90.0,
+        gt=0,
+        le=MAX_LEAD_AGE_DAYS,  # a lead without activity is as old as lead_age_days, which stops at a year
         description="days without any activity (or since creation) after which a lead is dormant",
     )
     table: dict[str, dict[str, Action]] = Field(default_factory=_default_routes)
@@ -182,8 +215,9 @@ class RoutingRules(_Rules):
         for stage, row in self.table.items():
             unknown = sorted(set(row) - set(CELLS) - {ANY_CELL, DORMANT})
             if unknown:
-                raise ValueError(f"grades.routing.table.{stage}: unknown key(s) {unknown}; use A1..D4, '*' or "
-                                 "'dormant'")  # fmt: skip
+                raise ValueError(
+                    f"grades.routing.table.{stage}: unknown key(s) {unknown}; use A1..D4, '*' or 'dormant'"
+                )
             if ANY_CELL not in row and not set(CELLS) <= set(row):
                 raise ValueError(f"grades.routing.table.{stage}: give '*' or every cell A1..D4")
         return self
@@ -227,8 +261,11 @@ class StageRules(_Rules):
     pql_min_upgrade_page_views_30d: float = 0
     pql_min_profile_completeness: float = 60
     sql_min_probability: float | None = Field(
-        None, ge=0, le=1, description="A/B leads at this model probability are SQL; none: stages are rules-only, so "
-        "`grade` and `predict` agree without a model"
+        None,
+        ge=0,
+        le=1,
+        description="A/B leads at this model probability are SQL; none: stages are rules-only, so "
+        "`grade` and `predict` agree without a model",
     )
     sql_fits: list[str] = Field(default_factory=lambda: ["A", "B"])
     sql_min_bant: int = Field(3, ge=1, le=4, description="BANT criteria met that make an A/B lead sales-qualified")
@@ -246,7 +283,15 @@ class GradeRules(_Rules):
     def fit_features(self) -> list[str]:
         names = [c.feature for c in self.fit.categories.values()]
         names += list(self.bant.qualified)
-        names += ["lead_has_contact_details", "lead_sales_accepted", "product_active_days_14d",
-                  "product_distinct_features_used", "product_upgrade_page_views_30d", "lead_profile_completeness",
-                  "product_trial_started", "events_days_since_last", "lead_age_days"]  # fmt: skip
+        names += [
+            "lead_has_contact_details",
+            "lead_sales_accepted",
+            "product_active_days_14d",
+            "product_distinct_features_used",
+            "product_upgrade_page_views_30d",
+            "lead_profile_completeness",
+            "product_trial_started",
+            "events_days_since_last",
+            "lead_age_days",
+        ]
         return list(dict.fromkeys(names))

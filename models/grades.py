@@ -206,14 +206,17 @@ def assign_stage(
     good_fit = fit.isin(rules.sql_fits).to_numpy()
     by_bant = good_fit & (bant.to_numpy() >= rules.sql_min_bant)
     stage[by_bant] = "SQL"
-    rule[by_bant] = [f"SQL: fit {f} with {b} of 4 BANT criteria met" for f, b in
-                     zip(fit[by_bant], bant[by_bant], strict=True)]  # fmt: skip
+    rule[by_bant] = [
+        f"SQL: fit {f} with {b} of 4 BANT criteria met" for f, b in zip(fit[by_bant], bant[by_bant], strict=True)
+    ]
     if probability is not None and rules.sql_min_probability is not None:
         p = probability.to_numpy()
         by_model = good_fit & (p >= rules.sql_min_probability)
         stage[by_model] = "SQL"
-        rule[by_model] = [f"SQL: fit {f} and conversion probability {q:.0%} >= {rules.sql_min_probability:.0%}"
-                          for f, q in zip(fit[by_model], p[by_model], strict=True)]  # fmt: skip
+        rule[by_model] = [
+            f"SQL: fit {f} and conversion probability {q:.0%} >= {rules.sql_min_probability:.0%}"
+            for f, q in zip(fit[by_model], p[by_model], strict=True)
+        ]
     accepted = features["lead_sales_accepted"].to_numpy() == 1
     stage[accepted] = "SQL"
     rule[accepted] = "SQL: accepted by sales"
@@ -243,13 +246,16 @@ def grade_leads(
     engagement = grade_from_points(eng_pts, rules.engagement.cutoffs, ENGAGEMENT_GRADES).rename("engagement_grade")
     cell = (fit + engagement).rename("cell")
     bant = bant_met(features, rules).rename("bant_met")
-    stages = assign_stage(features, fit, engagement, rules.stages, bant=bant, probability=probability,
-                          previous_stage=previous_stage)  # fmt: skip
+    stages = assign_stage(
+        features, fit, engagement, rules.stages, bant=bant, probability=probability, previous_stage=previous_stage
+    )
     dormant = is_dormant(features, rules.routing)
-    actions = assign_actions(cell, features["cutoff_time"], rules.routing, stages=stages["stage"], dormant=dormant,
-                             timezone=rules.timezone)  # fmt: skip
-    return pd.concat([fit_pts.round(2), eng_pts.round(2), fit, engagement, cell, bant, dormant, actions, stages],
-                     axis=1)  # fmt: skip
+    actions = assign_actions(
+        cell, features["cutoff_time"], rules.routing, stages=stages["stage"], dormant=dormant, timezone=rules.timezone
+    )
+    return pd.concat(
+        [fit_pts.round(2), eng_pts.round(2), fit, engagement, cell, bant, dormant, actions, stages], axis=1
+    )
 
 
 def grade_inputs_needed(rules: GradeRules) -> list[str]:
@@ -273,8 +279,10 @@ def flat_stage(
         p = probability.to_numpy()
         by_model = fit.isin(rules.sql_fits).to_numpy() & (p >= rules.sql_min_probability)
         stage[by_model] = "SQL"
-        rule[by_model] = [f"SQL: fit {f} and conversion probability {q:.0%} >= {rules.sql_min_probability:.0%}"
-                          for f, q in zip(fit[by_model], p[by_model], strict=True)]  # fmt: skip
+        rule[by_model] = [
+            f"SQL: fit {f} and conversion probability {q:.0%} >= {rules.sql_min_probability:.0%}"
+            for f, q in zip(fit[by_model], p[by_model], strict=True)
+        ]
     return pd.DataFrame({"stage": stage, "stage_rule": rule}, index=fit.index).astype("string")
 
 
@@ -296,8 +304,9 @@ def grade_flat_rows(
     stages = flat_stage(fit, engagement, rules.stages, probability=probability)
     dormant = pd.Series(False, index=features.index, name="dormant")
     times = pd.Series(as_of, index=features.index)
-    actions = assign_actions(cell, times, rules.routing, stages=stages["stage"], dormant=dormant,
-                             timezone=rules.timezone)  # fmt: skip
+    actions = assign_actions(
+        cell, times, rules.routing, stages=stages["stage"], dormant=dormant, timezone=rules.timezone
+    )
     return pd.concat([fit_pts.round(2), eng_pts.round(2), fit, engagement, cell, dormant, actions, stages], axis=1)
 
 
@@ -319,9 +328,13 @@ def grade_spine(
     """
     if context is None:
         context = FeatureContext(
-            spine, leads=tables["leads"], accounts=tables.get("accounts"), events=tables.get("events"),
-            opportunities=tables["opportunities"], params=params,
-        )  # fmt: skip
+            spine,
+            leads=tables["leads"],
+            accounts=tables.get("accounts"),
+            events=tables.get("events"),
+            opportunities=tables["opportunities"],
+            params=params,
+        )
     needed = rules.fit_features()
     have = [] if features is None else [n for n in needed if n in features]
     missing = feature_columns(context, [n for n in needed if n not in have])

@@ -50,9 +50,11 @@ def realized_outcomes(
 def conversion_by(outcomes: pd.DataFrame, by: str) -> pd.DataFrame:
     """Leads, conversions, realized conversion rate and mean predicted probability per value of `by`."""
     table = outcomes.groupby(by, observed=True).agg(
-        leads=("converted", "size"), conversions=("converted", "sum"), conversion_rate=("converted", "mean"),
+        leads=("converted", "size"),
+        conversions=("converted", "sum"),
+        conversion_rate=("converted", "mean"),
         mean_probability=("probability", "mean"),
-    )  # fmt: skip
+    )
     return table.reset_index()
 
 
@@ -96,8 +98,11 @@ def sales_decisions(
     accepted = (accepted_at >= start) & (accepted_at <= end)
     rejected = ~accepted & (rejected_at >= start) & (rejected_at <= end)
     reason = handed["lead_id"].map(info["rejection_reason"]) if "rejection_reason" in info else pd.NA
-    out = handed.assign(accepted=accepted.to_numpy(), rejected=rejected.to_numpy(),
-                        rejection_reason=pd.Series(reason, index=handed.index).where(rejected))  # fmt: skip
+    out = handed.assign(
+        accepted=accepted.to_numpy(),
+        rejected=rejected.to_numpy(),
+        rejection_reason=pd.Series(reason, index=handed.index).where(rejected),
+    )
     return out[~decided_before.to_numpy() & (end <= data_end).to_numpy()].reset_index(drop=True)
 
 
@@ -110,8 +115,10 @@ def _lead_time(handed: pd.DataFrame, info: pd.DataFrame, column: str) -> pd.Seri
 def acceptance_by(decisions: pd.DataFrame, by: str) -> pd.DataFrame:
     """Handed over, accepted, rejected, undecided and acceptance rate (accepted / handed over) per `by`."""
     table = decisions.groupby(by, observed=True).agg(
-        handed_over=("accepted", "size"), accepted=("accepted", "sum"), rejected=("rejected", "sum"),
-    )  # fmt: skip
+        handed_over=("accepted", "size"),
+        accepted=("accepted", "sum"),
+        rejected=("rejected", "sum"),
+    )
     table["undecided"] = table["handed_over"] - table["accepted"] - table["rejected"]
     table["acceptance_rate"] = table["accepted"] / table["handed_over"]
     return table.reset_index()
@@ -130,27 +137,36 @@ def first_touches(handed: pd.DataFrame, touches: pd.DataFrame, *, data_end: pd.T
     """
     due = handed[handed["due_by"] <= data_end].reset_index(drop=True)
     if due.empty:
-        return due.assign(first_touch_at=due["handed_at"], hours_to_first_touch=pd.Series(dtype="float64"),
-                          within_sla=pd.Series(dtype=bool))  # fmt: skip
-    pairs = due[["lead_id", "handed_at"]].astype({"lead_id": "string"}).merge(
-        touches[["lead_id", "touched_at"]].astype({"lead_id": "string"}), on="lead_id", how="inner"
+        return due.assign(
+            first_touch_at=due["handed_at"],
+            hours_to_first_touch=pd.Series(dtype="float64"),
+            within_sla=pd.Series(dtype=bool),
+        )
+    pairs = (
+        due[["lead_id", "handed_at"]]
+        .astype({"lead_id": "string"})
+        .merge(touches[["lead_id", "touched_at"]].astype({"lead_id": "string"}), on="lead_id", how="inner")
     )
     pairs["touched_at"] = pd.to_datetime(pairs["touched_at"], utc=True)
     pairs = pairs[pairs["touched_at"] >= pairs["handed_at"]]
     first = pairs.groupby("lead_id")["touched_at"].min()
     touched_at = pd.to_datetime(due["lead_id"].astype("string").map(first), utc=True)
     hours = (touched_at - due["handed_at"]) / HOURS
-    return due.assign(first_touch_at=touched_at, hours_to_first_touch=hours,
-                      within_sla=(touched_at <= due["due_by"]).fillna(False).astype(bool))  # fmt: skip
+    return due.assign(
+        first_touch_at=touched_at,
+        hours_to_first_touch=hours,
+        within_sla=(touched_at <= due["due_by"]).fillna(False).astype(bool),
+    )
 
 
 def sla_by(touched: pd.DataFrame, by: str) -> pd.DataFrame:
     """Handovers, touched within SLA, compliance (share within SLA), median hours to first touch, never touched."""
     table = touched.groupby(by, observed=True).agg(
-        handed_over=("within_sla", "size"), within_sla=("within_sla", "sum"),
+        handed_over=("within_sla", "size"),
+        within_sla=("within_sla", "sum"),
         median_hours_to_first_touch=("hours_to_first_touch", "median"),
         never_touched=("first_touch_at", lambda s: int(s.isna().sum())),
-    )  # fmt: skip
+    )
     table["sla_compliance"] = table["within_sla"] / table["handed_over"]
     columns = ["handed_over", "within_sla", "sla_compliance", "median_hours_to_first_touch", "never_touched"]
     return table.reset_index()[[by, *columns]]

@@ -226,13 +226,18 @@ def top_reasons(
     concepts = _concepts(features, specs)
     allowed = {
         sign: np.column_stack(
-            [citable(values[n], specs.get(n), reference.get(n), sign=sign, direction=directions.get(n, 0))
-             for n in features]
-        ) if features else np.zeros((len(matrix), 0), dtype=bool)
+            [
+                citable(values[n], specs.get(n), reference.get(n), sign=sign, direction=directions.get(n, 0))
+                for n in features
+            ]
+        )
+        if features
+        else np.zeros((len(matrix), 0), dtype=bool)
         for sign in (1, -1)
-    }  # fmt: skip
-    wording = _Wording([values[name] for name in features],
-                       [_feature_wording(n, specs.get(n), reference.get(n)) for n in features])  # fmt: skip
+    }
+    wording = _Wording(
+        [values[name] for name in features], [_feature_wording(n, specs.get(n), reference.get(n)) for n in features]
+    )
     return pd.DataFrame(
         {
             "reasons_positive": _joined_texts(_side(matrix, allowed[1], concepts, 1, k), wording),

@@ -87,11 +87,26 @@ class ShapTables:
 
     def kernel_arrays(self) -> tuple[np.ndarray, ...]:
         return (
-            self.tree_node_start, self.tree_pos_start, self.tree_leaf_start, self.node_feature, self.node_threshold,
-            self.node_kind, self.node_default_left, self.node_cat_start, self.node_cat_end, self.cat_words,
-            self.pos_parent, self.pos_split, self.pos_left, self.pos_bit, self.leaf_pos, self.leaf_feature_start,
-            self.leaf_features, self.leaf_table_start, self.table,
-        )  # fmt: skip
+            self.tree_node_start,
+            self.tree_pos_start,
+            self.tree_leaf_start,
+            self.node_feature,
+            self.node_threshold,
+            self.node_kind,
+            self.node_default_left,
+            self.node_cat_start,
+            self.node_cat_end,
+            self.cat_words,
+            self.pos_parent,
+            self.pos_split,
+            self.pos_left,
+            self.pos_bit,
+            self.leaf_pos,
+            self.leaf_feature_start,
+            self.leaf_features,
+            self.leaf_table_start,
+            self.table,
+        )
 
 
 # -- building the tables --------------------------------------------------------------------------------------------
@@ -293,9 +308,27 @@ BLOCK = 256  # rows scored together, tree by tree and step by step: the inner lo
 
 @numba.njit(nogil=True, cache=True)
 def _contributions(
-    XT, outT, tree_node_start, tree_pos_start, tree_leaf_start, node_feature, node_threshold, node_kind,
-    node_default_left, node_cat_start, node_cat_end, cat_words, pos_parent, pos_split, pos_left, pos_bit, leaf_pos,
-    leaf_feature_start, leaf_features, leaf_table_start, table,
+    XT,
+    outT,
+    tree_node_start,
+    tree_pos_start,
+    tree_leaf_start,
+    node_feature,
+    node_threshold,
+    node_kind,
+    node_default_left,
+    node_cat_start,
+    node_cat_end,
+    cat_words,
+    pos_parent,
+    pos_split,
+    pos_left,
+    pos_bit,
+    leaf_pos,
+    leaf_feature_start,
+    leaf_features,
+    leaf_table_start,
+    table,
 ):  # pragma: no cover - compiled
     """Add the SHAP values of the rows (columns of XT: features by rows) to outT (features + 1 by rows).
 

@@ -122,8 +122,10 @@ def init(
     target = write_project_config(directory, preset=preset, force=force)
     typer.echo(f"wrote {target}")
     if preset:
-        typer.echo(f"next: put your {preset} exports in {directory / 'data'} (file names in the config), then "
-                   f"leadscore validate --config {target}")  # fmt: skip
+        typer.echo(
+            f"next: put your {preset} exports in {directory / 'data'} (file names in the config), then "
+            f"leadscore validate --config {target}"
+        )
         return
     typer.echo(f"next: leadscore sample-data --out {directory / 'data'} && leadscore validate --config {target}")
 

@@ -141,19 +141,25 @@ class Tables(_Section):
             source = getattr(self, table)
             for key in [*source.custom, *source.derived] if source is not None else ():
                 if not re.fullmatch(r"[a-z][a-z0-9_]*", key):
-                    raise ValueError(f"tables.{table}.custom.{key}: a feature name is lower case letters, digits "
-                                     "and _ (e.g. lead_origin)")  # fmt: skip
+                    raise ValueError(
+                        f"tables.{table}.custom.{key}: a feature name is lower case letters, digits "
+                        "and _ (e.g. lead_origin)"
+                    )
                 if key in known or key in TABLE_ROLES[table] or key in seen:
-                    raise ValueError(f"tables.{table}.custom.{key}: the name is taken (a built-in feature, a "
-                                     "contract role or another custom field): choose another")  # fmt: skip
+                    raise ValueError(
+                        f"tables.{table}.custom.{key}: the name is taken (a built-in feature, a "
+                        "contract role or another custom field): choose another"
+                    )
                 seen.add(key)
         leads = self.leads
         times = {"created_at"} | {k for k, f in leads.custom.items() if f.type == "timestamp"}
         for key, spec in leads.derived.items():
             unknown = [c for c in spec.inputs if c not in times]
             if unknown:
-                raise ValueError(f"tables.leads.derived.{key}: {unknown} is not created_at or a custom field of type "
-                                 "timestamp (sales' own timestamps are never features)")  # fmt: skip
+                raise ValueError(
+                    f"tables.leads.derived.{key}: {unknown} is not created_at or a custom field of type "
+                    "timestamp (sales' own timestamps are never features)"
+                )
 
 
 class DerivedColumn(_Section):
@@ -181,8 +187,9 @@ class LabelFrom(_Section):
     key: str = Field(description="column of the flat table holding the key")
     outcome_key: str | None = Field(None, description="the key's column in the outcome table; default: `key`")
     outcome_time: str = Field(description="column of the outcome table: when the outcome happened")
-    outcome_column: str | None = Field(None, description="column of the outcome table with its status; none: every "
-                                       "row is a positive outcome")  # fmt: skip
+    outcome_column: str | None = Field(
+        None, description="column of the outcome table with its status; none: every row is a positive outcome"
+    )
     positive_values: list[str] = Field(default_factory=lambda: ["won"])
     horizon_days: float = Field(gt=0, description="an outcome counts within this many days after the row's time")
 
@@ -232,8 +239,12 @@ class FlatSettings(_Section):
             raise ValueError(f"columns both declared as features and as leaking: {overlap}")
         if self.label_from is not None and not self.time_column:
             raise ValueError("label_from needs time_column: an outcome counts within the horizon after the row's time")
-        roles = [self.label_column, *(c for c in (self.id_column, self.time_column) if c), *self.categorical,
-                 *self.numeric]  # fmt: skip
+        roles = [
+            self.label_column,
+            *(c for c in (self.id_column, self.time_column) if c),
+            *self.categorical,
+            *self.numeric,
+        ]
         twice = sorted({c for c in roles if roles.count(c) > 1})
         if twice:
             raise ValueError(f"column(s) declared more than once (label, id, time, categorical, numeric): {twice}")
@@ -245,9 +256,10 @@ class ExportSettings(_Section):
     (the presets set them: `leadscore init DIR --preset salesforce|hubspot`)."""
 
     opportunity_id_on_lead: str | None = Field(
-        None, description="lead column holding its opportunity's id (Salesforce: ConvertedOpportunityId); the "
+        None,
+        description="lead column holding its opportunity's id (Salesforce: ConvertedOpportunityId); the "
         "opportunities then need no lead column",
-    )  # fmt: skip
+    )
     lead_id_list_separator: str | None = Field(
         None, description="the opportunities' lead column lists several ids (HubSpot associations): the first counts"
     )
@@ -257,9 +269,10 @@ class ExportSettings(_Section):
     )
     lost_at_column: str | None = Field(None, description="lead column dating that outcome, e.g. LastModifiedDate")
     close_date_expected_while_open: bool = Field(
-        False, description="an open deal's close date is a forecast (Salesforce CloseDate, HubSpot closedate): "
+        False,
+        description="an open deal's close date is a forecast (Salesforce CloseDate, HubSpot closedate): "
         "ignored until the deal is won or lost",
-    )  # fmt: skip
+    )
     event_type_values: dict[str, list[str]] = Field(
         default_factory=dict, description="contract event type -> values of the export's type column"
     )
@@ -349,9 +362,10 @@ class EngineSettings(_Section):
 
 class Settings(_Section):
     name: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
         description="project name: its MLflow experiment and registered model (<name>-conversion)",
-    )  # fmt: skip
+    )
     mode: Literal["crm", "flat"] = "crm"
     as_of: datetime | None = Field(None, description="end of the data; default: the latest timestamp seen")
     timezone: str = Field("UTC", description="zone of timestamps written without one")
@@ -446,8 +460,15 @@ class Settings(_Section):
     def cutoff_policy(self) -> CutoffPolicy:
         """When the spine scores each lead during training."""
         s = self.spine
-        return CutoffPolicy(s.policy, s.delay_days, s.every_days, s.max_snapshots, s.horizon_days,
-                            max_age_days=s.max_age_days, seed=self.model.random_state)  # fmt: skip
+        return CutoffPolicy(
+            s.policy,
+            s.delay_days,
+            s.every_days,
+            s.max_snapshots,
+            s.horizon_days,
+            max_age_days=s.max_age_days,
+            seed=self.model.random_state,
+        )
 
     def selected_features(self) -> list[str]:
         """The configured feature set, then the custom fields (in every set: declaring one means using it)."""
@@ -492,11 +513,13 @@ def with_project_defaults(settings: Settings) -> Settings:
     if not settings.name:
         return settings
     given = settings.mlflow.model_fields_set
-    mlflow = settings.mlflow.model_copy(update={
-        key: value for key, value in (("experiment", settings.name),
-                                      ("registered_model", f"{settings.name}-conversion"))
-        if key not in given
-    })  # fmt: skip
+    mlflow = settings.mlflow.model_copy(
+        update={
+            key: value
+            for key, value in (("experiment", settings.name), ("registered_model", f"{settings.name}-conversion"))
+            if key not in given
+        }
+    )
     return settings.model_copy(update={"mlflow": mlflow})
 
 

@@ -75,8 +75,9 @@ def from_os_error(exc: OSError, *, doing: str) -> DataError:
         errno.EROFS: "the file system is read-only: choose another place",
     }
     where = exc.filename or None
-    return DataError(f"cannot {doing}: {exc.strerror or exc}", where=str(where) if where else None,
-                     hint=hints.get(exc.errno))  # fmt: skip
+    return DataError(
+        f"cannot {doing}: {exc.strerror or exc}", where=str(where) if where else None, hint=hints.get(exc.errno)
+    )
 
 
 def render(exc: LeadscoreError) -> str:
@@ -110,9 +111,11 @@ def _as_leadscore_error(exc: Exception) -> LeadscoreError:
     origin = type(exc).__module__.split(".")[0]
     if origin in {"mlflow", "sqlalchemy"}:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return DataError(f"the {'MLflow store' if origin == 'mlflow' else 'database'} failed: {first}",
-                         hint="check mlflow.tracking_uri (or the database URL) in the config and that the store "
-                         "is reachable and writable")  # fmt: skip
+        return DataError(
+            f"the {'MLflow store' if origin == 'mlflow' else 'database'} failed: {first}",
+            hint="check mlflow.tracking_uri (or the database URL) in the config and that the store "
+            "is reachable and writable",
+        )
     if isinstance(exc, MemoryError):
         return DataError("out of memory", hint="lower output.chunk_size or use a machine with more memory")
     return DataError(

@@ -17,9 +17,22 @@ from leadscore.pipelines.config import Settings
 from leadscore.pipelines.intake.validation import CrmData
 
 OUTPUT_COLUMNS = [
-    "lead_id", "account_id", "as_of", "fit_points", "fit_grade", "engagement_points", "engagement_grade", "cell",
-    "action", "sla_hours", "due_by", "due_by_local", "stage", "stage_rule", "dormant",
-]  # fmt: skip
+    "lead_id",
+    "account_id",
+    "as_of",
+    "fit_points",
+    "fit_grade",
+    "engagement_points",
+    "engagement_grade",
+    "cell",
+    "action",
+    "sla_hours",
+    "due_by",
+    "due_by_local",
+    "stage",
+    "stage_rule",
+    "dormant",
+]
 
 
 def grade_open_leads(
@@ -37,12 +50,26 @@ def grade_open_leads(
     probability, context, features = None, None, None
     if model is not None and settings.grades.stages.sql_min_probability is not None:
         t = data.tables
-        context = FeatureContext(spine, leads=t["leads"], accounts=t.get("accounts"), events=t.get("events"),
-                                 opportunities=t["opportunities"], params=settings.feature_params())  # fmt: skip
+        context = FeatureContext(
+            spine,
+            leads=t["leads"],
+            accounts=t.get("accounts"),
+            events=t.get("events"),
+            opportunities=t["opportunities"],
+            params=settings.feature_params(),
+        )
         features = feature_columns(context, list(model.feature_names_in_))
         probability = pd.Series(model.predict_proba(features)[:, 1])
-    graded = grade_spine(spine, data.tables, settings.grades, settings.feature_params(), probability=probability, previous_stage=previous_stage,
-                         context=context, features=features)  # fmt: skip
+    graded = grade_spine(
+        spine,
+        data.tables,
+        settings.grades,
+        settings.feature_params(),
+        probability=probability,
+        previous_stage=previous_stage,
+        context=context,
+        features=features,
+    )
     accounts = data.tables["leads"].set_index("lead_id").get("account_id")
     graded["account_id"] = graded["lead_id"].map(accounts) if accounts is not None else pd.NA
     graded["as_of"] = graded["cutoff_time"]
@@ -119,6 +146,9 @@ def read_previous(path: Path | None) -> pd.DataFrame | None:
     previous = read_file(Path(path), name="previous grades")
     absent = [c for c in ("lead_id", "stage") if c not in previous.columns]
     if absent:
-        raise DataError(f"not an earlier grade output: column(s) {absent} absent", where=str(path),
-                        hint="pass --previous an earlier `leadscore grade` output, or another --out")  # fmt: skip
+        raise DataError(
+            f"not an earlier grade output: column(s) {absent} absent",
+            where=str(path),
+            hint="pass --previous an earlier `leadscore grade` output, or another --out",
+        )
     return previous.assign(lead_id=normalise_ids(previous["lead_id"]))

@@ -236,8 +236,14 @@ def _leads_chunk(
     created = _committee_times(committee_rng, spec, created, anchor)
     engaged_senior = has_account & np.isin(seniority, COMMITTEE_LEVELS) & (intent > COMMITTEE_MIN_INTENT)
     size, buyer = committees(account_idx, created, engaged_senior)
-    committee_buys = spec.committee & buyer & (committee_rng.random(n) < _sigmoid(
-        COMMITTEE_BASE + COMMITTEE_EFFECT * (np.minimum(size, COMMITTEE_MAX_SIZE) - 2)))  # fmt: skip
+    committee_buys = (
+        spec.committee
+        & buyer
+        & (
+            committee_rng.random(n)
+            < _sigmoid(COMMITTEE_BASE + COMMITTEE_EFFECT * (np.minimum(size, COMMITTEE_MAX_SIZE) - 2))
+        )
+    )
     converts = (converts_draw < _sigmoid(logit)) | committee_buys
     gets_lost_opp = ~converts & (lost_draw < _sigmoid(-1.6 + 0.5 * fit_c + 0.6 * intent))
     journey_days = 10 + rng.gamma(2.0, 22.0, n)
@@ -301,10 +307,18 @@ def _leads_chunk(
         }
     )
     touches, first_touch, rejected_at, reason = _sales_activity(
-        rng, spec, created, decided, journey_days, fit_c, intent, has_opp=converts | gets_lost_opp,
+        rng,
+        spec,
+        created,
+        decided,
+        journey_days,
+        fit_c,
+        intent,
+        has_opp=converts | gets_lost_opp,
         accepted=pd.to_datetime(leads["sales_accepted_at"], utc=True).dt.tz_localize(None).to_numpy("datetime64[s]"),
-        free_email=free_email, seniority=seniority,
-    )  # fmt: skip
+        free_email=free_email,
+        seniority=seniority,
+    )
     leads["sales_rejected_at"] = _utc(rejected_at)
     leads["rejection_reason"] = reason
     leads["first_sales_touch_at"] = _utc(first_touch)
@@ -329,9 +343,7 @@ def _join_committees(
     return moved, anchor
 
 
-def _committee_times(
-    rng: np.random.Generator, spec: SampleSpec, created: np.ndarray, anchor: np.ndarray
-) -> np.ndarray:
+def _committee_times(rng: np.random.Generator, spec: SampleSpec, created: np.ndarray, anchor: np.ndarray) -> np.ndarray:
     """A lead that joined a committee is created within COMMITTEE_JOIN_DAYS of its anchor, on the side that stays
     inside the data's span (mirrored rather than clipped, so that no creation times pile up at its ends)."""
     offset = (rng.uniform(-COMMITTEE_JOIN_DAYS, COMMITTEE_JOIN_DAYS, len(created)) * 86_400).astype("int64")
@@ -392,13 +404,19 @@ def _sales_activity(
     rate = np.minimum(0.15 * np.exp(0.6 * fit_c + 0.3 * intent), 1.0)  # touches per day while worked
     later = np.where(worked, np.minimum(rng.poisson(rate * span), 20), 0)
     lead = np.concatenate([np.flatnonzero(worked), np.repeat(np.arange(n), later)])
-    when = np.concatenate([first[worked], first[lead[worked.sum():]] + _seconds(
-        rng.random(later.sum()) * span[lead[worked.sum():]])])  # fmt: skip
-    kind = np.concatenate([np.where(rng.random(worked.sum()) < 0.6, "sales_email", "sales_call"),
-                           rng.choice(list(SALES_TOUCH_EVENTS), later.sum(), p=[0.35, 0.5, 0.15])])
+    when = np.concatenate(
+        [first[worked], first[lead[worked.sum() :]] + _seconds(rng.random(later.sum()) * span[lead[worked.sum() :]])]
+    )
+    kind = np.concatenate(
+        [
+            np.where(rng.random(worked.sum()) < 0.6, "sales_email", "sales_call"),
+            rng.choice(list(SALES_TOUCH_EVENTS), later.sum(), p=[0.35, 0.5, 0.15]),
+        ]
+    )
     keep = when <= spec.end_ts
-    touches = pd.DataFrame({"lead": lead[keep], "occurred_at": _utc(when[keep]), "event_type": kind[keep],
-                            "value": np.nan})  # fmt: skip
+    touches = pd.DataFrame(
+        {"lead": lead[keep], "occurred_at": _utc(when[keep]), "event_type": kind[keep], "value": np.nan}
+    )
     first_touch = np.where(worked & (first <= spec.end_ts), first, np.datetime64("NaT"))
     decided_reject = rejects & (rejected <= spec.end_ts)
     rejected_at = np.where(decided_reject, rejected, np.datetime64("NaT"))

@@ -83,8 +83,9 @@ def bucketed_tables(spark, settings: Settings):
     # leads and deals travel together in one cogroup side, told apart by KIND
     tagged = [leads.withColumn(KIND, F.lit("leads")), opportunities.withColumn(KIND, F.lit("opportunities"))]
     for i, frame in enumerate(tagged):  # distinct column names per table, so the union keeps both schemas
-        tagged[i] = frame.select(*[F.col(c).alias(f"{c}::{i}") if c not in (BUCKET, KIND) else F.col(c)
-                                   for c in frame.columns])  # fmt: skip
+        tagged[i] = frame.select(
+            *[F.col(c).alias(f"{c}::{i}") if c not in (BUCKET, KIND) else F.col(c) for c in frame.columns]
+        )
     entities = tagged[0].unionByName(tagged[1], allowMissingColumns=True)
     accounts = _read(spark, settings, "accounts")
     return entities, events, accounts.toPandas() if accounts is not None else None
@@ -146,8 +147,11 @@ def global_as_of(spark, settings: Settings, as_of: pd.Timestamp | None) -> pd.Ti
     latest = []
     for table, columns in TIME_COLUMNS.items():
         frame = _read(spark, settings, table)
-        present = [_column(settings, table, c) for c in columns if _column(settings, table, c) in (frame.columns if
-                   frame is not None else [])]  # fmt: skip
+        present = [
+            _column(settings, table, c)
+            for c in columns
+            if _column(settings, table, c) in (frame.columns if frame is not None else [])
+        ]
         for column in present:
             value = frame.agg(F.max(F.col(column).cast("string"))).first()[0]
             if value is not None:
@@ -163,16 +167,17 @@ def _not_after_the_wall_clock(latest: list) -> pd.Timestamp:
 
     known = [entry for entry in latest if pd.notna(entry[0])]
     if not known:
-        raise DataError("no readable timestamp in any table: cannot take the latest as the as-of",
-                        hint="pass --as-of")  # fmt: skip
+        raise DataError("no readable timestamp in any table: cannot take the latest as the as-of", hint="pass --as-of")
     stamp, table, column = max(known, key=lambda entry: entry[0])
     now = pd.Timestamp.now(tz="UTC")
     if stamp > now:
         raise DataError(
             f"the latest timestamp {stamp.isoformat()} is after the wall clock: one mistyped row would move the "
-            "default as-of", where=f"table '{table}'", column=column,
+            "default as-of",
+            where=f"table '{table}'",
+            column=column,
             hint="pass --as-of, or find the row with `leadscore validate` (it rejects such rows with the reason)",
-        )  # fmt: skip
+        )
     return stamp
 
 
@@ -195,23 +200,44 @@ def write_parquet_dir(frame, out: Path) -> Path:
 def schema_of(columns: dict[str, str]):
     from pyspark.sql.types import BooleanType, DoubleType, LongType, StringType, StructField, StructType, TimestampType
 
-    types = {"string": StringType(), "double": DoubleType(), "long": LongType(), "timestamp": TimestampType(),
-             "boolean": BooleanType()}  # fmt: skip
+    types = {
+        "string": StringType(),
+        "double": DoubleType(),
+        "long": LongType(),
+        "timestamp": TimestampType(),
+        "boolean": BooleanType(),
+    }
     return StructType([StructField(name, types[kind], True) for name, kind in columns.items()])
 
 
 PREDICT_TYPES = {
-    "lead_id": "string", "account_id": "string", "as_of": "timestamp", "probability": "double", "score": "double",
-    "percentile": "double", "fit_grade": "string", "engagement_grade": "string", "cell": "string", "stage": "string",
-    "stage_rule": "string", "dormant": "boolean", "action": "string", "sla_hours": "double", "due_by": "timestamp",
+    "lead_id": "string",
+    "account_id": "string",
+    "as_of": "timestamp",
+    "probability": "double",
+    "score": "double",
+    "percentile": "double",
+    "fit_grade": "string",
+    "engagement_grade": "string",
+    "cell": "string",
+    "stage": "string",
+    "stage_rule": "string",
+    "dormant": "boolean",
+    "action": "string",
+    "sla_hours": "double",
+    "due_by": "timestamp",
     "reasons_positive": "string",
-    "reasons_negative": "string", "model_name": "string", "model_version": "string", "feature_set": "string",
+    "reasons_negative": "string",
+    "model_name": "string",
+    "model_version": "string",
+    "feature_set": "string",
     "reject_reason": "string",
-}  # fmt: skip
+}
 
 
-def predict_spark(settings: Settings, model, wrapper, *, model_name: str, model_version: str,
-                  as_of: pd.Timestamp | None, out: Path) -> dict:  # fmt: skip
+def predict_spark(
+    settings: Settings, model, wrapper, *, model_name: str, model_version: str, as_of: pd.Timestamp | None, out: Path
+) -> dict:
     """Score every open lead on Spark; write scores and rejects as Parquet folders; return a summary."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
@@ -222,8 +248,15 @@ def predict_spark(settings: Settings, model, wrapper, *, model_name: str, model_
     as_of = global_as_of(spark, settings, as_of)
 
     def work(settings: Settings, data) -> pd.DataFrame:
-        result = score_open_leads(settings, data, model, wrapper, model_name=model_name, model_version=model_version,
-                                  chunk_size=settings.output.chunk_size)  # fmt: skip
+        result = score_open_leads(
+            settings,
+            data,
+            model,
+            wrapper,
+            model_name=model_name,
+            model_version=model_version,
+            chunk_size=settings.output.chunk_size,
+        )
         rejects = result.rejects.rename(columns={"reason": "reject_reason"})
         frame = pd.concat([result.scores.assign(reject_reason=None), rejects], ignore_index=True)
         return frame.reindex(columns=list(PREDICT_TYPES)).astype({"model_version": "string"})
@@ -234,20 +267,36 @@ def predict_spark(settings: Settings, model, wrapper, *, model_name: str, model_
     scored = scored.withColumn("percentile", F.round(F.cume_dist().over(Window.orderBy("probability")) * 100, 1))
     scores = scored.withColumn("score", F.col("score").cast("long")).select(*OUTPUT_COLUMNS)
     write_parquet_dir(scores, out)
-    write_parquet_dir(rows.filter(F.col("reject_reason").isNotNull()).select("lead_id", "reject_reason"),
-                      out.with_name(out.name + "_rejects"))  # fmt: skip
-    summary = {"scored": scores.count(), "rejected": rows.filter(F.col("reject_reason").isNotNull()).count(),
-               "as_of": as_of.isoformat()}  # fmt: skip
+    write_parquet_dir(
+        rows.filter(F.col("reject_reason").isNotNull()).select("lead_id", "reject_reason"),
+        out.with_name(out.name + "_rejects"),
+    )
+    summary = {
+        "scored": scores.count(),
+        "rejected": rows.filter(F.col("reject_reason").isNotNull()).count(),
+        "as_of": as_of.isoformat(),
+    }
     rows.unpersist()
     return summary
 
 
 GRADE_TYPES = {
-    "lead_id": "string", "account_id": "string", "as_of": "timestamp", "fit_points": "double", "fit_grade": "string",
-    "engagement_points": "double", "engagement_grade": "string", "cell": "string", "action": "string",
-    "sla_hours": "double", "due_by": "timestamp", "due_by_local": "string", "stage": "string", "stage_rule": "string",
+    "lead_id": "string",
+    "account_id": "string",
+    "as_of": "timestamp",
+    "fit_points": "double",
+    "fit_grade": "string",
+    "engagement_points": "double",
+    "engagement_grade": "string",
+    "cell": "string",
+    "action": "string",
+    "sla_hours": "double",
+    "due_by": "timestamp",
+    "due_by_local": "string",
+    "stage": "string",
+    "stage_rule": "string",
     "dormant": "boolean",
-}  # fmt: skip
+}
 
 
 def grade_spark(settings: Settings, *, as_of: pd.Timestamp | None, out: Path) -> dict:
@@ -256,8 +305,9 @@ def grade_spark(settings: Settings, *, as_of: pd.Timestamp | None, out: Path) ->
 
     spark = spark_session(settings)
     as_of = global_as_of(spark, settings, as_of)
-    graded = run_per_bucket(spark, settings, lambda s, data: grade_open_leads(s, data), schema_of(GRADE_TYPES),
-                            as_of=as_of)  # fmt: skip
+    graded = run_per_bucket(
+        spark, settings, lambda s, data: grade_open_leads(s, data), schema_of(GRADE_TYPES), as_of=as_of
+    )
     write_parquet_dir(graded, out)
     return {"graded": spark.read.parquet(str(out)).count(), "as_of": as_of.isoformat()}
 
@@ -294,6 +344,14 @@ def training_set_spark(settings: Settings, *, as_of: pd.Timestamp | None, out: P
     written = spark.read.parquet(str(out))
     summary = written.agg(F.count("*"), F.sum("converted"), F.min("cutoff_time"), F.max("cutoff_time")).first()
     rows.unpersist()
-    return {"rows": summary[0], "positives": int(summary[1] or 0), "censored": censored, "as_of": as_of.isoformat(),
-            "cutoff_range": [summary[2].isoformat() if summary[2] else None,
-                             summary[3].isoformat() if summary[3] else None], "features": names}  # fmt: skip
+    return {
+        "rows": summary[0],
+        "positives": int(summary[1] or 0),
+        "censored": censored,
+        "as_of": as_of.isoformat(),
+        "cutoff_range": [
+            summary[2].isoformat() if summary[2] else None,
+            summary[3].isoformat() if summary[3] else None,
+        ],
+        "features": names,
+    }

@@ -111,11 +111,21 @@ def scoring_coverage(settings: Settings, data: CrmData, frame: pd.DataFrame) -> 
     missing = [c for c in COVERAGE_FEATURES if c not in frame]
     training = frame
     if missing and len(frame):
-        extra = build_features(frame[["lead_id", "cutoff_time"]], leads=t["leads"], events=t.get("events"),
-                               feature_names=missing, params=settings.feature_params())  # fmt: skip
+        extra = build_features(
+            frame[["lead_id", "cutoff_time"]],
+            leads=t["leads"],
+            events=t.get("events"),
+            feature_names=missing,
+            params=settings.feature_params(),
+        )
         training = frame.assign(**{c: extra[c].to_numpy() for c in missing})
-    scored = build_features(spine, leads=t["leads"], events=t.get("events"), feature_names=list(COVERAGE_FEATURES),
-                            params=settings.feature_params())  # fmt: skip
+    scored = build_features(
+        spine,
+        leads=t["leads"],
+        events=t.get("events"),
+        feature_names=list(COVERAGE_FEATURES),
+        params=settings.feature_params(),
+    )
     report: dict = {"scored_leads": len(scored)}
     for column in COVERAGE_FEATURES:
         values = pd.to_numeric(training[column], errors="coerce") if len(training) else pd.Series(dtype=float)
@@ -139,9 +149,11 @@ def coverage_lines(coverage: dict | None) -> list[str]:
         c = coverage.get(column)
         if c and c["training_range"] is not None:
             lo, hi = c["training_range"]
-            lines.append(f"coverage: {c['scored_outside_share']:.1%} of the {coverage['scored_leads']:,} leads scored "
-                         f"at as_of lie outside the training range of {column} [{lo:g}, {hi:g}] "
-                         f"(scored median {c['scored_median']})")  # fmt: skip
+            lines.append(
+                f"coverage: {c['scored_outside_share']:.1%} of the {coverage['scored_leads']:,} leads scored "
+                f"at as_of lie outside the training range of {column} [{lo:g}, {hi:g}] "
+                f"(scored median {c['scored_median']})"
+            )
     return lines
 
 
@@ -201,8 +213,7 @@ def write_training_set(training: TrainingSet, out: Path) -> tuple[Path, Path]:
     manifest_path = out.with_name(out.stem + ".manifest.json")
     text = json.dumps(training.manifest, indent=2, sort_keys=True, default=str) + "\n"
     # the table and its manifest are published together: never a manifest describing another run's table
-    publish({out: frame_writer(training.frame, out),
-             manifest_path: lambda tmp: tmp.write_text(text, encoding="utf-8")})  # fmt: skip
+    publish({out: frame_writer(training.frame, out), manifest_path: lambda tmp: tmp.write_text(text, encoding="utf-8")})
     return out, manifest_path
 
 
@@ -232,8 +243,9 @@ def read_training_set(path: Path) -> TrainingSet:
         frame = frame.sort_values(order, kind="stable", na_position="first").reset_index(drop=True)
     specs = all_features()
     names = manifest["features"]
-    categorical = manifest.get("categorical_features") or [n for n in names if n in specs
-                                                           and specs[n].kind == "categorical"]  # fmt: skip
+    categorical = manifest.get("categorical_features") or [
+        n for n in names if n in specs and specs[n].kind == "categorical"
+    ]
     manifest.setdefault("input_sha256", hashlib.sha256(pd.util.hash_pandas_object(frame).to_numpy()).hexdigest())
     manifest.setdefault("feature_set", "from " + path.name)
     return TrainingSet(frame, names, manifest, categorical)

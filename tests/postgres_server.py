@@ -57,8 +57,7 @@ def start() -> tuple[str, Path]:
     if os.geteuid() == 0:
         shutil.chown(folder, "nobody", "nogroup")
     data, port = folder / "data", _free_port()
-    _run([str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8",
-          "--no-sync"])  # fmt: skip
+    _run([str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-sync"])
     options = f"-p {port} -c listen_addresses=127.0.0.1 -k {folder} -c fsync=off"
     _run([str(binaries / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"), "-o", options, "-w", "start"])
     _run([str(binaries / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", DATABASE])

@@ -168,10 +168,7 @@ def test_every_cli_verb_is_thin():
 
 @pytest.mark.parametrize(
     "package",
-    sorted(
-        _module_name(p.parent)
-        for p in (ROOT / "pipelines").glob("*/__init__.py")
-    ),
+    sorted(_module_name(p.parent) for p in (ROOT / "pipelines").glob("*/__init__.py")),
 )
 def test_each_room_names_its_public_functions(package):
     module = importlib.import_module(package)

@@ -223,8 +223,13 @@ def test_the_key_check_catches_a_missing_and_an_invented_key():
     def check(*rows: str):
         return undocumented_and_unknown(Model, documented_keys([[row] for row in rows]))
 
-    full = ("`name`", "`tables.<name>.path`", "`tables.leads.custom.<feature>`", "`grades.capacity.per_week`, `teams`",
-            "`grades.timezone`")  # fmt: skip
+    full = (
+        "`name`",
+        "`tables.<name>.path`",
+        "`tables.leads.custom.<feature>`",
+        "`grades.capacity.per_week`, `teams`",
+        "`grades.timezone`",
+    )
     assert check(*full) == ([], [])
     assert check("`name`", "`tables.*`", "`grades.*`") == ([], [])
     assert check(*full[:-1]) == (["grades.timezone"], [])

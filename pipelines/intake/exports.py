@@ -26,8 +26,11 @@ def _column(source: TableSource, role: str) -> str:
 
 def _need(frame: pd.DataFrame, column: str, table: str, key: str) -> None:
     if column not in frame:
-        raise DataError(f"column '{column}' (exports.{key}) is absent; the table has {list(frame.columns)[:20]}",
-                        where=f"table '{table}'", hint=f"fix exports.{key} or the export")  # fmt: skip
+        raise DataError(
+            f"column '{column}' (exports.{key}) is absent; the table has {list(frame.columns)[:20]}",
+            where=f"table '{table}'",
+            hint=f"fix exports.{key} or the export",
+        )
 
 
 def link_opportunities_from_leads(leads: pd.DataFrame, opportunities: pd.DataFrame, settings: Settings) -> pd.DataFrame:
@@ -66,13 +69,15 @@ def lost_leads_as_deals(leads: pd.DataFrame, opportunities: pd.DataFrame, settin
     if rows.empty:
         return opportunities
     lost_value = (o.status_values or {}).get("lost", ["lost"])[0]
-    synthetic = pd.DataFrame({
-        _column(o, "opportunity_id"): "lead-closed:" + rows[lead_id].astype("string"),
-        _column(o, "lead_id"): rows[lead_id].to_numpy(),
-        _column(o, "created_at"): rows[created].to_numpy(),
-        _column(o, "closed_at"): rows[e.lost_at_column].to_numpy(),
-        _column(o, "status"): lost_value,
-    })  # fmt: skip
+    synthetic = pd.DataFrame(
+        {
+            _column(o, "opportunity_id"): "lead-closed:" + rows[lead_id].astype("string"),
+            _column(o, "lead_id"): rows[lead_id].to_numpy(),
+            _column(o, "created_at"): rows[created].to_numpy(),
+            _column(o, "closed_at"): rows[e.lost_at_column].to_numpy(),
+            _column(o, "status"): lost_value,
+        }
+    )
     log.info("%d lead(s) closed without a deal (status %s): counted as lost outcomes", len(rows), e.lost_lead_statuses)
     return pd.concat([opportunities, synthetic.astype(object)], ignore_index=True)
 
@@ -108,8 +113,11 @@ def with_more_events(events: pd.DataFrame | None, settings: Settings) -> pd.Data
         roles = {source.columns.get(r, r): _column(main, r) for r in ("lead_id", "occurred_at", "event_type", "value")}
         absent = [c for c in list(roles)[:3] if c not in frame]
         if absent:
-            raise DataError(f"column(s) absent: {absent}; the table has {list(frame.columns)[:20]}",
-                            where=f"table '{name}'", hint=f"fix {name}.columns")  # fmt: skip
+            raise DataError(
+                f"column(s) absent: {absent}; the table has {list(frame.columns)[:20]}",
+                where=f"table '{name}'",
+                hint=f"fix {name}.columns",
+            )
         parts.append(frame[[c for c in roles if c in frame]].rename(columns=roles))
     return pd.concat(parts, ignore_index=True) if parts else None
 

@@ -55,20 +55,27 @@ class CsvShape:
 def file_kind(path: Path, *, name: str) -> str:
     """'csv', 'parquet' or 'parquet_dir' for an input path; a DataError for anything else."""
     if not path.exists():
-        raise DataError("file not found", where=f"table '{name}' ({path})",
-                        hint="check the path in the config (relative paths start at the config's folder)")  # fmt: skip
+        raise DataError(
+            "file not found",
+            where=f"table '{name}' ({path})",
+            hint="check the path in the config (relative paths start at the config's folder)",
+        )
     lower = path.name.lower()
     if path.is_dir():
         if lower.endswith(CSV_SUFFIXES) or not any(path.rglob("*.parquet")):
-            raise DataError("is a folder, not a table file", where=f"table '{name}' ({path})",
-                            hint="point the path at the CSV or Parquet file inside it")  # fmt: skip
+            raise DataError(
+                "is a folder, not a table file",
+                where=f"table '{name}' ({path})",
+                hint="point the path at the CSV or Parquet file inside it",
+            )
         return "parquet_dir"
     if lower.endswith(PARQUET_SUFFIXES):
         return "parquet"
     if lower.endswith(CSV_SUFFIXES):
         return "csv"
-    raise DataError(f"unknown file type '{path.suffix}'", where=f"table '{name}' ({path})",
-                    hint="use a .csv or .parquet file")  # fmt: skip
+    raise DataError(
+        f"unknown file type '{path.suffix}'", where=f"table '{name}' ({path})", hint="use a .csv or .parquet file"
+    )
 
 
 def _open_bytes(path: Path):
@@ -87,8 +94,11 @@ def detect_encoding(head: bytes, *, where: str, configured: str | None) -> str:
         try:
             return codecs.lookup(configured).name
         except LookupError:
-            raise UsageError(f"unknown encoding {configured!r}", where=where,
-                             hint="use a Python codec name, e.g. utf-8, latin-1, cp1252, utf-16") from None  # fmt: skip
+            raise UsageError(
+                f"unknown encoding {configured!r}",
+                where=where,
+                hint="use a Python codec name, e.g. utf-8, latin-1, cp1252, utf-16",
+            ) from None
     for bom, encoding in _BOMS:
         if head.startswith(bom):
             return encoding
@@ -99,8 +109,9 @@ def detect_encoding(head: bytes, *, where: str, configured: str | None) -> str:
             return "utf-16-le"
         if even.count(0) > 0.4 * len(even) and odd.count(0) < 0.05 * len(odd):
             return "utf-16-be"
-        raise DataError("binary data (NUL bytes), not CSV text", where=where,
-                        hint="export the table as CSV (UTF-8) or Parquet")  # fmt: skip
+        raise DataError(
+            "binary data (NUL bytes), not CSV text", where=where, hint="export the table as CSV (UTF-8) or Parquet"
+        )
     return "utf-8"
 
 
@@ -110,8 +121,11 @@ def scan_csv(path: Path, *, name: str, separator: str, encoding: str | None) -> 
     with _open_bytes(path) as handle:
         head = handle.read(4096)
         if not head:
-            raise DataError("the file is empty (0 bytes)", where=where,
-                            hint="export the table again; a CSV needs at least a header line")  # fmt: skip
+            raise DataError(
+                "the file is empty (0 bytes)",
+                where=where,
+                hint="export the table again; a CSV needs at least a header line",
+            )
         chosen = detect_encoding(head, where=where, configured=encoding)
         decoder = codecs.getincrementaldecoder(chosen)(errors="strict")
         lines, blank, header_text, carry = 0, 0, None, ""
@@ -123,10 +137,12 @@ def scan_csv(path: Path, *, name: str, separator: str, encoding: str | None) -> 
                 bad = block[exc.start : exc.start + 1]
                 line = lines + 1 + (carry + block[: exc.start].decode(chosen, errors="replace")).count("\n")
                 raise DataError(
-                    f"not valid {chosen} text (byte {bad!r} cannot be decoded)", where=where, line=line,
-                    hint=f"save the file as UTF-8, or declare its encoding: tables.{name}.encoding = \"latin-1\" "
+                    f"not valid {chosen} text (byte {bad!r} cannot be decoded)",
+                    where=where,
+                    line=line,
+                    hint=f'save the file as UTF-8, or declare its encoding: tables.{name}.encoding = "latin-1" '
                     "(or cp1252, utf-16, ...)",
-                ) from None  # fmt: skip
+                ) from None
             parts = text.split("\n")
             carry = parts.pop()  # the unfinished last line waits for the next block
             if header_text is None and parts:
@@ -140,17 +156,23 @@ def scan_csv(path: Path, *, name: str, separator: str, encoding: str | None) -> 
     elif carry.strip():
         lines += 1
     if not header_text.strip("\r\ufeff \t"):
-        raise DataError("no header line (the file holds only blank lines)", where=where, line=1,
-                        hint="the first line must name the columns")  # fmt: skip
+        raise DataError(
+            "no header line (the file holds only blank lines)",
+            where=where,
+            line=1,
+            hint="the first line must name the columns",
+        )
     header = next(csv.reader([header_text.rstrip("\r")], delimiter=separator))
     _refuse_duplicate_names(header, where=where)
     other = [sep for sep in _OTHER_SEPARATORS if len(header) == 1 and sep in header_text]
     if other:
         raise DataError(
             f"the header has one column and contains {other[0]!r}: the file seems separated by {other[0]!r}, not "
-            f"by {separator!r}", where=where, line=1,
+            f"by {separator!r}",
+            where=where,
+            line=1,
             hint="save the table comma-separated" if separator == "," else "set the separator to match the file",
-        )  # fmt: skip
+        )
     if chosen != "utf-8":
         log.info("%s: read as %s", where, chosen)
     return CsvShape(chosen, header, lines - blank)
@@ -162,9 +184,10 @@ def _refuse_duplicate_names(names: list[str], *, where: str) -> None:
         key = column.strip().lstrip("\ufeff")
         if key in seen:
             raise DataError(
-                f"column name '{key}' appears twice (columns {seen[key]} and {position})", where=where,
+                f"column name '{key}' appears twice (columns {seen[key]} and {position})",
+                where=where,
                 hint="rename or drop one of them: which one holds the data cannot be guessed",
-            )  # fmt: skip
+            )
         seen[key] = position
 
 
@@ -173,17 +196,20 @@ def read_csv_strict(path: Path, *, name: str, separator: str = ",", encoding: st
     shape = scan_csv(path, name=name, separator=separator, encoding=encoding)
     where = f"table '{name}' ({path})"
     try:
-        frame = pd.read_csv(path, sep=separator, dtype=str, keep_default_na=True, na_values=[""],
-                            encoding=shape.encoding)  # fmt: skip
+        frame = pd.read_csv(
+            path, sep=separator, dtype=str, keep_default_na=True, na_values=[""], encoding=shape.encoding
+        )
     except pd.errors.EmptyDataError:
         raise DataError("no header line", where=where, line=1) from None
     except pd.errors.ParserError as exc:
         found = re.search(r"(?:line|row) (\d+)", str(exc))
         cause = str(exc).replace("Error tokenizing data. C error: ", "").strip()
         raise DataError(
-            f"cannot be parsed as CSV: {cause}", where=where, line=int(found.group(1)) if found else None,
-            hint="an unbalanced quote (\") or a stray separator; fix that line or export the table again",
-        ) from None  # fmt: skip
+            f"cannot be parsed as CSV: {cause}",
+            where=where,
+            line=int(found.group(1)) if found else None,
+            hint='an unbalanced quote (") or a stray separator; fix that line or export the table again',
+        ) from None
     frame.columns = [str(c).strip().lstrip("\ufeff") for c in frame.columns]
     _check_line_count(frame, shape, where=where, separator=separator)
     return frame
@@ -205,15 +231,19 @@ def _check_line_count(frame: pd.DataFrame, shape: CsvShape, *, where: str, separ
                 line = 2 + position + int(breaks.iloc[:position].sum())
                 raise DataError(
                     f"a quoted cell swallows {len(swallowed)} following line(s) that look like rows, "
-                    f"e.g. {rowlike[0][:60]!r}: an unbalanced quote", where=where, column=column,
-                    row=position + 1, line=line,
+                    f"e.g. {rowlike[0][:60]!r}: an unbalanced quote",
+                    where=where,
+                    column=column,
+                    row=position + 1,
+                    line=line,
                     hint="close the quote on that line (or double a quote inside a quoted cell) and export again",
-                )  # fmt: skip
+                )
     if len(frame) + int(breaks.sum()) != shape.data_lines:
         raise DataError(
             f"{shape.data_lines} data lines but {len(frame)} rows parsed: lines were lost to quoting",
-            where=where, hint="look for an unbalanced quote (\") and export the table again",
-        )  # fmt: skip
+            where=where,
+            hint='look for an unbalanced quote (") and export the table again',
+        )
 
 
 def read_parquet_checked(path: Path, *, name: str, dictionary_columns: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -228,20 +258,25 @@ def read_parquet_checked(path: Path, *, name: str, dictionary_columns: tuple[str
         names = pq.ParquetDataset(path).schema.names
         _refuse_duplicate_names(names, where=where)
         if dictionary_columns:
-
             return _read_parquet_by_column(path, dictionary_columns=dictionary_columns)
         return pd.read_parquet(path)
     except (pa.ArrowException, OSError) as exc:
-        raise DataError(f"not a readable Parquet file: {exc}", where=where,
-                        hint="the file is damaged or incomplete: copy or export it again") from None  # fmt: skip
+        raise DataError(
+            f"not a readable Parquet file: {exc}",
+            where=where,
+            hint="the file is damaged or incomplete: copy or export it again",
+        ) from None
 
 
 def check_parquet_input(path: Path, *, name: str) -> None:
     """A Parquet file or dataset folder exists and, for a file, is whole: else a DataError naming it."""
     path = Path(path)
     if file_kind(path, name=name) == "csv":
-        raise DataError("a CSV file where a Parquet file is expected", where=f"{name} ({path})",
-                        hint="give the .parquet file written by `leadscore build-training-set`")  # fmt: skip
+        raise DataError(
+            "a CSV file where a Parquet file is expected",
+            where=f"{name} ({path})",
+            hint="give the .parquet file written by `leadscore build-training-set`",
+        )
     if path.is_file():
         _check_parquet_bytes(path, where=f"{name} ({path})")
 
@@ -258,11 +293,15 @@ def _check_parquet_bytes(path: Path, *, where: str) -> None:
         looks_like_text = all(32 <= b < 127 or b in (9, 10, 13) for b in head)
         raise DataError(
             "not a Parquet file" + (" (it starts like text: a CSV named .parquet?)" if looks_like_text else ""),
-            where=where, hint="rename a CSV to .csv, or export the table as Parquet again",
-        )  # fmt: skip
+            where=where,
+            hint="rename a CSV to .csv, or export the table as Parquet again",
+        )
     if size < 12 or tail != PARQUET_MAGIC:
-        raise DataError("the Parquet file is truncated (its footer is missing)", where=where,
-                        hint="the copy or export was cut short: write the file again")  # fmt: skip
+        raise DataError(
+            "the Parquet file is truncated (its footer is missing)",
+            where=where,
+            hint="the copy or export was cut short: write the file again",
+        )
 
 
 SQL_CHUNK_ROWS = 100_000
@@ -283,8 +322,11 @@ def read_sql_checked(
     try:
         shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
     except sa_exc.ArgumentError:
-        raise UsageError(f"not a database URL: {url!r}", where=f"tables.{name}.sql_url",
-                         hint="e.g. sqlite:///crm.db or postgresql+psycopg://user@host/db") from None  # fmt: skip
+        raise UsageError(
+            f"not a database URL: {url!r}",
+            where=f"tables.{name}.sql_url",
+            hint="e.g. sqlite:///crm.db or postgresql+psycopg://user@host/db",
+        ) from None
     where = f"table '{name}' (SQL table '{table}' at {shown})"
     try:
         engine = sqlalchemy.create_engine(url)
@@ -303,8 +345,11 @@ def read_sql_checked(
             return frame
     except sa_exc.OperationalError as exc:
         cause = str(exc.orig) if exc.orig is not None else str(exc).splitlines()[0]
-        hint = ("another program holds a lock on the database: retry when it has finished"
-                if "locked" in cause.lower() else "check the URL, the server and the credentials")  # fmt: skip
+        hint = (
+            "another program holds a lock on the database: retry when it has finished"
+            if "locked" in cause.lower()
+            else "check the URL, the server and the credentials"
+        )
         raise DataError(f"cannot read: {cause}", where=where, hint=hint) from None
     except sa_exc.SQLAlchemyError as exc:
         raise DataError(f"cannot read: {str(exc).splitlines()[0]}", where=where) from None

@@ -42,8 +42,7 @@ def _first_row(mask: pd.Series) -> int:
 
 
 def _declared(flat) -> list[str]:
-    return [flat.label_column, *(c for c in (flat.id_column, flat.time_column) if c), *flat.categorical,
-            *flat.numeric]  # fmt: skip
+    return [flat.label_column, *(c for c in (flat.id_column, flat.time_column) if c), *flat.categorical, *flat.numeric]
 
 
 def _absent_columns(frame: pd.DataFrame, flat, where: str) -> list[FlatProblem]:
@@ -51,17 +50,29 @@ def _absent_columns(frame: pd.DataFrame, flat, where: str) -> list[FlatProblem]:
     problems = []
     if absent:
         present = ", ".join(repr(c) for c in list(frame.columns)[:20])
-        problems.append(FlatProblem("error", DataError(
-            f"declared column(s) absent: {absent}; the file has {len(frame.columns)} column(s): {present}"
-            + (" ..." if len(frame.columns) > 20 else ""), where=where,
-            hint="fix the names in [flat] (case and spaces count), or the separator (flat.separator)",
-        )))  # fmt: skip
+        problems.append(
+            FlatProblem(
+                "error",
+                DataError(
+                    f"declared column(s) absent: {absent}; the file has {len(frame.columns)} column(s): {present}"
+                    + (" ..." if len(frame.columns) > 20 else ""),
+                    where=where,
+                    hint="fix the names in [flat] (case and spaces count), or the separator (flat.separator)",
+                ),
+            )
+        )
     missing_leaks = [c for c in flat.leaking if c not in frame.columns]
     if missing_leaks:
-        problems.append(FlatProblem("warning", DataError(
-            f"leaking column(s) not in the file: {missing_leaks}", where=where,
-            hint="a misspelt name in flat.leaking protects nothing: check it",
-        )))  # fmt: skip
+        problems.append(
+            FlatProblem(
+                "warning",
+                DataError(
+                    f"leaking column(s) not in the file: {missing_leaks}",
+                    where=where,
+                    hint="a misspelt name in flat.leaking protects nothing: check it",
+                ),
+            )
+        )
     return problems
 
 
@@ -73,22 +84,36 @@ def _label_problems(frame: pd.DataFrame, flat, where: str) -> list[FlatProblem]:
     empty = label_is_empty(labels)
     outside = ~empty & ~keys.isin(allowed)
     if outside.any():
-        return [FlatProblem("error", DataError(
-            f"{int(outside.sum()):,} label(s) are neither positive_values nor negative_values: "
-            f"{_counts(labels[outside].astype('string'))}", where=where, column=flat.label_column,
-            row=_first_row(outside),
-            hint="add each value to flat.positive_values or flat.negative_values (a label must never be guessed)",
-        ))]  # fmt: skip
+        return [
+            FlatProblem(
+                "error",
+                DataError(
+                    f"{int(outside.sum()):,} label(s) are neither positive_values nor negative_values: "
+                    f"{_counts(labels[outside].astype('string'))}",
+                    where=where,
+                    column=flat.label_column,
+                    row=_first_row(outside),
+                    hint="add each value to flat.positive_values or flat.negative_values "
+                    "(a label must never be guessed)",
+                ),
+            )
+        ]
     positives = set(label_key(pd.Series([str(v) for v in flat.positive_values])).dropna())
     is_positive = keys.isin(positives) & ~empty
     counts = f"labels: {_counts(labels[~empty].astype('string'))}" if (~empty).any() else "every label is empty"
     if not is_positive.any() or not (~empty & ~is_positive).any():
         missing = "positive" if not is_positive.any() else "negative"
-        return [FlatProblem("error", DataError(
-            f"no {missing} label among {int((~empty).sum()):,} labelled row(s) ({counts})", where=where,
-            column=flat.label_column,
-            hint=f"check flat.{missing}_values and flat.label_column: a model needs both outcomes",
-        ))]  # fmt: skip
+        return [
+            FlatProblem(
+                "error",
+                DataError(
+                    f"no {missing} label among {int((~empty).sum()):,} labelled row(s) ({counts})",
+                    where=where,
+                    column=flat.label_column,
+                    hint=f"check flat.{missing}_values and flat.label_column: a model needs both outcomes",
+                ),
+            )
+        ]
     return []
 
 
@@ -104,12 +129,19 @@ def _numeric_problems(frame: pd.DataFrame, flat, where: str) -> list[FlatProblem
             False
         )
         if bad.any():
-            problems.append(FlatProblem("error", DataError(
-                f"{int(bad.sum()):,} value(s) are not finite numbers: {_counts(text[bad])}", where=where,
-                column=column, row=_first_row(bad),
-                hint="fix the values, declare the column categorical, or list a placeholder in flat.missing_values "
-                "to read it as missing",
-            )))  # fmt: skip
+            problems.append(
+                FlatProblem(
+                    "error",
+                    DataError(
+                        f"{int(bad.sum()):,} value(s) are not finite numbers: {_counts(text[bad])}",
+                        where=where,
+                        column=column,
+                        row=_first_row(bad),
+                        hint="fix the values, declare the column categorical, or list a placeholder in "
+                        "flat.missing_values to read it as missing",
+                    ),
+                )
+            )
     return problems
 
 
@@ -120,26 +152,48 @@ def _id_and_time_problems(frame: pd.DataFrame, flat, where: str) -> list[FlatPro
         blank = ids.isna() | (ids == "")
         duplicated = ids.duplicated(keep=False) & ~blank
         if blank.any():
-            problems.append(FlatProblem("error", DataError(
-                f"{int(blank.sum()):,} row(s) have no id", where=where, column=flat.id_column, row=_first_row(blank),
-                hint="every lead needs an id: its scores are keyed by it",
-            )))  # fmt: skip
+            problems.append(
+                FlatProblem(
+                    "error",
+                    DataError(
+                        f"{int(blank.sum()):,} row(s) have no id",
+                        where=where,
+                        column=flat.id_column,
+                        row=_first_row(blank),
+                        hint="every lead needs an id: its scores are keyed by it",
+                    ),
+                )
+            )
         if duplicated.any():
-            problems.append(FlatProblem("error", DataError(
-                f"{int(duplicated.sum()):,} row(s) share an id with another row: {_counts(ids[duplicated])}",
-                where=where, column=flat.id_column, row=_first_row(duplicated),
-                hint="one row per lead: remove the duplicates (every copy is ambiguous)",
-            )))  # fmt: skip
+            problems.append(
+                FlatProblem(
+                    "error",
+                    DataError(
+                        f"{int(duplicated.sum()):,} row(s) share an id with another row: {_counts(ids[duplicated])}",
+                        where=where,
+                        column=flat.id_column,
+                        row=_first_row(duplicated),
+                        hint="one row per lead: remove the duplicates (every copy is ambiguous)",
+                    ),
+                )
+            )
     if flat.time_column and flat.time_column in frame:
         text = frame[flat.time_column].astype("string").str.strip()
         times = pd.to_datetime(text, errors="coerce", utc=True, format="mixed")
         bad = (text.notna() & (text != "") & times.isna()).fillna(False)
         if bad.any():
-            problems.append(FlatProblem("error", DataError(
-                f"{int(bad.sum()):,} value(s) are not timestamps: {_counts(text[bad])}", where=where,
-                column=flat.time_column, row=_first_row(bad),
-                hint="fix the values (ISO 8601 is safest): the time column orders training and holdout",
-            )))  # fmt: skip
+            problems.append(
+                FlatProblem(
+                    "error",
+                    DataError(
+                        f"{int(bad.sum()):,} value(s) are not timestamps: {_counts(text[bad])}",
+                        where=where,
+                        column=flat.time_column,
+                        row=_first_row(bad),
+                        hint="fix the values (ISO 8601 is safest): the time column orders training and holdout",
+                    ),
+                )
+            )
     return problems
 
 
@@ -148,8 +202,12 @@ def flat_problems(frame: pd.DataFrame, flat, *, where: str) -> list[FlatProblem]
     problems = _absent_columns(frame, flat, where)
     if any(p.severity == "error" for p in problems):
         return problems  # the other checks would only repeat the absence
-    return [*problems, *_label_problems(frame, flat, where), *_numeric_problems(frame, flat, where),
-            *_id_and_time_problems(frame, flat, where)]  # fmt: skip
+    return [
+        *problems,
+        *_label_problems(frame, flat, where),
+        *_numeric_problems(frame, flat, where),
+        *_id_and_time_problems(frame, flat, where),
+    ]
 
 
 def check_flat_table(frame: pd.DataFrame, flat, *, where: str) -> None:

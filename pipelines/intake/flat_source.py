@@ -19,24 +19,33 @@ log = logging.getLogger(__name__)
 
 def _times(frame: pd.DataFrame, column: str, settings: Settings, *, where: str) -> pd.Series:
     if column not in frame:
-        raise DataError(f"column '{column}' named in [flat] is absent; the file has {list(frame.columns)[:20]}",
-                        where=where, hint="fix the column name in flat.derived / flat.label_from")  # fmt: skip
+        raise DataError(
+            f"column '{column}' named in [flat] is absent; the file has {list(frame.columns)[:20]}",
+            where=where,
+            hint="fix the column name in flat.derived / flat.label_from",
+        )
     return pd.Series(parse_time_column(frame[column], timezone=settings.timezone).values, index=frame.index)
 
 
 def _joined_label(frame: pd.DataFrame, settings: Settings, cutoff: pd.Series, *, where: str) -> pd.DataFrame:
     f, spec = settings.flat, settings.flat.label_from
     if f.label_column in frame:
-        raise DataError(f"the file already has a column '{f.label_column}', which flat.label_from would compute",
-                        where=where, hint="rename flat.label_column to a new name")  # fmt: skip
+        raise DataError(
+            f"the file already has a column '{f.label_column}', which flat.label_from would compute",
+            where=where,
+            hint="rename flat.label_column to a new name",
+        )
     path = settings.resolve(spec.path)
     outcomes = read_file(path, name="flat.label_from", separator=spec.separator, encoding=spec.encoding)
     source = f"outcome table ({path})"
     outcome_key = spec.outcome_key or spec.key
     absent = [c for c in (outcome_key, spec.outcome_time, spec.outcome_column) if c and c not in outcomes]
     if absent:
-        raise DataError(f"column(s) absent: {absent}; the file has {list(outcomes.columns)[:20]}", where=source,
-                        hint="fix flat.label_from")  # fmt: skip
+        raise DataError(
+            f"column(s) absent: {absent}; the file has {list(outcomes.columns)[:20]}",
+            where=source,
+            hint="fix flat.label_from",
+        )
     if spec.key not in frame:
         raise DataError(f"key column '{spec.key}' is absent", where=where, hint="fix flat.label_from.key")
     times = _times(outcomes, spec.outcome_time, settings, where=source)
@@ -50,13 +59,22 @@ def _joined_label(frame: pd.DataFrame, settings: Settings, cutoff: pd.Series, *,
         as_of = as_of.tz_convert("UTC")
     else:
         as_of = pd.concat([cutoff.dropna(), times.dropna()]).max()
-    joined = label_from_outcomes(frame[spec.key], cutoff, outcomes.loc[positive, outcome_key], times[positive],
-                                 horizon_days=spec.horizon_days, as_of=as_of)  # fmt: skip
+    joined = label_from_outcomes(
+        frame[spec.key],
+        cutoff,
+        outcomes.loc[positive, outcome_key],
+        times[positive],
+        horizon_days=spec.horizon_days,
+        as_of=as_of,
+    )
     if joined.outcomes_before_start:
-        log.warning("%d positive outcome(s) are dated at or before their row's time: they label nothing",
-                    joined.outcomes_before_start)  # fmt: skip
-    return frame.assign(**{f.label_column: joined.label.to_numpy(),
-                           f"{f.label_column}_time": joined.label_time.to_numpy()})  # fmt: skip
+        log.warning(
+            "%d positive outcome(s) are dated at or before their row's time: they label nothing",
+            joined.outcomes_before_start,
+        )
+    return frame.assign(
+        **{f.label_column: joined.label.to_numpy(), f"{f.label_column}_time": joined.label_time.to_numpy()}
+    )
 
 
 def with_derived_columns(frame: pd.DataFrame, settings: Settings, *, where: str) -> pd.DataFrame:
@@ -66,8 +84,11 @@ def with_derived_columns(frame: pd.DataFrame, settings: Settings, *, where: str)
         return frame
     clash = [name for name in f.derived if name in frame]
     if clash:
-        raise DataError(f"derived column(s) {clash} already exist in the file", where=where,
-                        hint="give the derived columns new names")  # fmt: skip
+        raise DataError(
+            f"derived column(s) {clash} already exist in the file",
+            where=where,
+            hint="give the derived columns new names",
+        )
     cutoff = _times(frame, f.time_column, settings, where=where) if f.time_column else None
     if f.label_from is not None:
         frame = _joined_label(frame, settings, cutoff, where=where)

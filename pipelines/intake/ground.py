@@ -23,8 +23,11 @@ def check_ground(data: CrmData, settings: Settings) -> None:
     for name in REQUIRED_TABLES:
         if name not in data.tables:
             first = next((p for p in data.errors if p.table == name), None)
-            raise DataError(first.message if first else "the table could not be loaded", where=f"table '{name}'",
-                            hint="fix the table (`leadscore validate` lists every problem)")  # fmt: skip
+            raise DataError(
+                first.message if first else "the table could not be loaded",
+                where=f"table '{name}'",
+                hint="fix the table (`leadscore validate` lists every problem)",
+            )
         rejected = len(data.rejects.get(name, ()))
         total = rejected + len(data.tables[name])
         if total and rejected / total > limit:
@@ -36,7 +39,7 @@ def check_ground(data: CrmData, settings: Settings) -> None:
                 where=f"table '{name}'",
                 hint="fix the rows (`leadscore validate` writes them with reasons to output/rejects/) or raise "
                 "validation.max_rejected_share in the config",
-            )  # fmt: skip
+            )
 
 
 def withhold_leads_with_rejected_deals(data: CrmData) -> CrmData:
@@ -46,18 +49,26 @@ def withhold_leads_with_rejected_deals(data: CrmData) -> CrmData:
     if deals is None or leads is None or deals.empty:
         return data
     reasons = (
-        deals.dropna(subset=["lead_id"]).astype({"lead_id": "string"})
-        .groupby("lead_id")["reject_reason"].agg(lambda r: "; ".join(sorted(set(map(str, r)))))
-    )  # fmt: skip
+        deals.dropna(subset=["lead_id"])
+        .astype({"lead_id": "string"})
+        .groupby("lead_id")["reject_reason"]
+        .agg(lambda r: "; ".join(sorted(set(map(str, r)))))
+    )
     affected = leads["lead_id"].astype("string").isin(reasons.index)
     if not affected.any():
         return data
     withheld = leads.loc[affected].copy()
-    withheld["reject_reason"] = ("opportunity rejected (" + withheld["lead_id"].astype("string")
-                                 .map(reasons).astype("string") + "): the lead cannot be scored as open")  # fmt: skip
+    withheld["reject_reason"] = (
+        "opportunity rejected ("
+        + withheld["lead_id"].astype("string").map(reasons).astype("string")
+        + "): the lead cannot be scored as open"
+    )
     rejects = dict(data.rejects)
-    rejects["leads"] = pd.concat([rejects.get("leads"), withheld], ignore_index=True) if "leads" in rejects \
-        else withheld.reset_index(drop=True)  # fmt: skip
+    rejects["leads"] = (
+        pd.concat([rejects.get("leads"), withheld], ignore_index=True)
+        if "leads" in rejects
+        else withheld.reset_index(drop=True)
+    )
     tables = {**data.tables, "leads": leads.loc[~affected].reset_index(drop=True)}
     return CrmData(tables=tables, as_of=data.as_of, problems=data.problems, rejects=rejects)
 
@@ -69,9 +80,10 @@ def check_open_leads(data: CrmData) -> int:
     if n_open == 0:
         raise DataError(
             f"no lead is open at as_of {data.as_of.isoformat()}: of {len(leads):,} valid leads, every one was "
-            "created later or has a closed deal", where="table 'leads'",
+            "created later or has a closed deal",
+            where="table 'leads'",
             hint="check --as-of (or the config's as_of) and the deals' status and closed_at",
-        )  # fmt: skip
+        )
     return n_open
 
 
@@ -86,8 +98,9 @@ def check_model_fits_crm(model, model_uri: str, *, custom: tuple[str, ...] = ())
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise UsageError(
             f"was not trained on CRM features (it expects {shown}): a flat-mode model cannot score CRM tables",
-            where=f"model {model_uri}", hint="train a model on this project (`leadscore train`) or pass --model",
-        )  # fmt: skip
+            where=f"model {model_uri}",
+            hint="train a model on this project (`leadscore train`) or pass --model",
+        )
 
 
 def check_model_features(model, available, model_uri: str, *, feature_set: str | None = None) -> None:
@@ -104,4 +117,4 @@ def check_model_features(model, available, model_uri: str, *, feature_set: str |
             where=f"model {model_uri}",
             hint="train a model on this project (`leadscore train --promote`), give the project its own `name` "
             "(its own registered model), or pass --model",
-        )  # fmt: skip
+        )

@@ -97,6 +97,7 @@ def parse_time_column(values: pd.Series, *, timezone: str = "UTC", fmt: str | No
 
 def _assemble(parts: pd.DataFrame, *, year: int, month: int, day: int) -> pd.Series:
     """ISO text from extracted (year, month, day, time) groups; missing where the pattern did not match."""
+
     def pad(column: int) -> pd.Series:
         return parts[column].astype("string").str.zfill(2)
 
@@ -217,8 +218,9 @@ def recode_categories(values: pd.Series, normalise: Callable[[pd.Series], pd.Ser
     # (int8 when the categories allow: 50M event types would otherwise take an int32 temporary of 0.2 GB)
     lookup = np.append(inverse, -1).astype("int8" if len(levels) < 127 else "int32")
     new_codes = lookup[categorical.array.codes]
-    return pd.Series(pd.Categorical.from_codes(new_codes, categories=pd.Index(levels, dtype="string")),
-                     index=values.index)  # fmt: skip
+    return pd.Series(
+        pd.Categorical.from_codes(new_codes, categories=pd.Index(levels, dtype="string")), index=values.index
+    )
 
 
 def parse_as_of(value: str | None, *, option: str = "--as-of") -> pd.Timestamp | None:

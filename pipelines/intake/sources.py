@@ -24,8 +24,9 @@ def read_source(
     millions of rows (an event's lead) that is a fraction of the memory of one string per row.
     """
     if source.sql_url is not None:
-        return read_sql_checked(source.sql_url, source.sql_table or "", name=name,
-                                dictionary_columns=dictionary_columns)  # fmt: skip
+        return read_sql_checked(
+            source.sql_url, source.sql_table or "", name=name, dictionary_columns=dictionary_columns
+        )
     path = Path(source.path or "")
     path = path if path.is_absolute() else base_dir / path
     return read_file(path, name=name, dictionary_columns=dictionary_columns, encoding=source.encoding)

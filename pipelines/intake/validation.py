@@ -171,8 +171,9 @@ def _map_columns(raw: pd.DataFrame, source: TableSource, table: str, check: _Che
             ok = False
     for key, custom in source.custom.items():
         if (custom.column or key) not in raw.columns:
-            check.table_error("custom field column absent",
-                              f"column '{custom.column or key}' of custom field '{key}' is absent", key)  # fmt: skip
+            check.table_error(
+                "custom field column absent", f"column '{custom.column or key}' of custom field '{key}' is absent", key
+            )
             ok = False
     if not ok:
         return None
@@ -208,14 +209,15 @@ def _normalise_labels(frame: pd.DataFrame, table: str) -> None:
         frame["status"] = status.mask(status == "")
 
 
-def _parse_time_role(frame: pd.DataFrame, check: _Checker, role: str, *, timezone: str, fmt: str | None,
-                     table: str) -> None:  # fmt: skip
+def _parse_time_role(
+    frame: pd.DataFrame, check: _Checker, role: str, *, timezone: str, fmt: str | None, table: str
+) -> None:
     original = frame[role]
     parsed = parse_time_column(original, timezone=timezone, fmt=fmt)
     for reason in parsed.reasons.dropna().unique():
         hint = ""
         if "day/month" in reason:
-            hint = f"; set tables.{table}.timestamp_format (e.g. \"%d/%m/%Y\" or \"%m/%d/%Y\")"
+            hint = f'; set tables.{table}.timestamp_format (e.g. "%d/%m/%Y" or "%m/%d/%Y")'
         check.flag(parsed.reasons == reason, role, str(reason).split(" (")[0], f"{reason} {{value!r}}{hint}")
     for note in parsed.notes:
         check.problems.append(Problem(table, role, None, None, "timestamp format", f"{table}.{role}: {note}", "info"))
@@ -399,8 +401,11 @@ def _as_of_view(frames: dict[str, pd.DataFrame], checkers: dict[str, _Checker], 
                 frames[child] = checkers[child].frame
     left = {name: count for name, count in left.items() if count}
     if left:
-        log.info("as of %s: rows created after it left the view (%s)", as_of.isoformat(),
-                 ", ".join(f"{name} {count:,}" for name, count in left.items()))  # fmt: skip
+        log.info(
+            "as of %s: rows created after it left the view (%s)",
+            as_of.isoformat(),
+            ", ".join(f"{name} {count:,}" for name, count in left.items()),
+        )
     return left
 
 
@@ -462,17 +467,21 @@ def _latest_timestamp(
                 if checkers is not None:
                     future = values > now
                     checkers[table].flag(
-                        future, column, "in the future",
+                        future,
+                        column,
+                        "in the future",
                         f"dated {{value}}, after the wall clock ({now.isoformat(timespec='seconds')}): "
                         "not used for the default as_of",
-                    )  # fmt: skip
+                    )
                     if bulk is not None:
                         days = bulk[1].days
                         checkers[table].flag(
-                            beyond & ~future, column, "far beyond the data",
+                            beyond & ~future,
+                            column,
+                            "far beyond the data",
                             f"dated {{value}}, more than {days} days after {1 - OUTLIER_TAIL:.0%} of all timestamps "
                             f"(up to {bulk[0].date()}): a typo? not used for the default as_of",
-                        )  # fmt: skip
+                        )
                 values = values[~beyond]
             if values.notna().any():
                 latest.append(values.max())
@@ -488,10 +497,12 @@ def _check_event_times(events: pd.DataFrame, leads: pd.DataFrame, check: _Checke
     else:
         early = _before_created_by_code(lead, events["occurred_at"], created)
     check.flag(
-        early, "occurred_at", "before lead created",
+        early,
+        "occurred_at",
+        "before lead created",
         "dated {value}, before its lead was created: not counted as engagement",
         severity="warning",
-    )  # fmt: skip
+    )
 
 
 def _before_created_by_code(lead: pd.Series, occurred: pd.Series, created: pd.Series) -> pd.Series:
@@ -529,12 +540,18 @@ def _check_event_vocabulary(events: pd.DataFrame, check: _Checker, known: set[st
     if len(unknown):
         listed = ", ".join(f"'{name}' ({n:,})" for name, n in unknown.head(10).items())
         more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
-        check.problems.append(Problem(
-            "events", "event_type", None, None, "unknown event type",
-            f"events.event_type: {int(unknown.sum()):,} row(s) with event types outside the vocabulary, kept but "
-            f"used by no feature: {listed}{more} (case, spaces and dashes are already ignored)",
-            "warning",
-        ))  # fmt: skip
+        check.problems.append(
+            Problem(
+                "events",
+                "event_type",
+                None,
+                None,
+                "unknown event type",
+                f"events.event_type: {int(unknown.sum()):,} row(s) with event types outside the vocabulary, kept but "
+                f"used by no feature: {listed}{more} (case, spaces and dashes are already ignored)",
+                "warning",
+            )
+        )
 
 
 def known_event_types(settings: Settings) -> set[str]:
@@ -660,6 +677,8 @@ def load_valid_crm(settings: Settings, *, as_of: pd.Timestamp | None = None) -> 
     if data.errors:
         first = data.errors[0].message
         more = f" (and {len(data.errors) - 1:,} more)" if len(data.errors) > 1 else ""
-        raise DataError(f"{len(data.errors):,} validation error(s), first: {first}{more}; run `leadscore validate` "
-                        "for the list and the rejected rows")  # fmt: skip
+        raise DataError(
+            f"{len(data.errors):,} validation error(s), first: {first}{more}; run `leadscore validate` "
+            "for the list and the rejected rows"
+        )
     return data

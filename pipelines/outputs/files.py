@@ -13,7 +13,7 @@ from leadscore.pipelines.outputs.publish import publish
 
 
 def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call `write(tmp)` on a temporary file beside `path`, then rename it over `path` (see `pipelines.outputs.publish`).
+    """Call `write(tmp)` on a temporary file beside `path`, then rename it over `path` (see `outputs.publish`).
 
     The rename is atomic on one file system, so a crash leaves either the old file or the new one,
     never half of one; the file gets the permissions the umask allows.
@@ -49,8 +49,9 @@ def neutralise_carriage_returns(frame: pd.DataFrame) -> pd.DataFrame:
             has_cr = text.str.contains("\r", regex=False).fillna(False).astype(bool)
             if has_cr.any():
                 out = out.copy() if out is frame else out
-                out[column] = text.mask(has_cr, text.str.replace("\r\n", "\n", regex=False)
-                                        .str.replace("\r", "\n", regex=False))  # fmt: skip
+                out[column] = text.mask(
+                    has_cr, text.str.replace("\r\n", "\n", regex=False).str.replace("\r", "\n", regex=False)
+                )
     return out
 
 

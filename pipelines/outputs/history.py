@@ -20,8 +20,18 @@ from leadscore.pipelines.outputs.files import write_atomically
 
 log = logging.getLogger(__name__)
 
-HISTORY_COLUMNS = ["lead_id", "as_of", "probability", "score", "cell", "stage", "action", "due_by", "model_name",
-                   "model_version"]  # fmt: skip
+HISTORY_COLUMNS = [
+    "lead_id",
+    "as_of",
+    "probability",
+    "score",
+    "cell",
+    "stage",
+    "action",
+    "due_by",
+    "model_name",
+    "model_version",
+]
 _TEXT = ("lead_id", "cell", "stage", "action", "model_name", "model_version")
 _TIMES = ("as_of", "due_by")
 RUN_KEY = ("as_of", "model_name", "model_version")
@@ -106,7 +116,8 @@ def history_table(metadata, table: str):
     import sqlalchemy as sa
 
     return sa.Table(
-        table, metadata,
+        table,
+        metadata,
         sa.Column("lead_id", sa.String, primary_key=True),
         sa.Column("as_of", sa.DateTime, primary_key=True),  # naive UTC: portable across databases' timestamp types
         sa.Column("probability", sa.Float),
@@ -118,7 +129,7 @@ def history_table(metadata, table: str):
         sa.Column("model_name", sa.String, primary_key=True),
         sa.Column("model_version", sa.String, primary_key=True),
         sa.Column("run_key", sa.String, index=True),
-    )  # fmt: skip
+    )
 
 
 def _append_sql(rows: pd.DataFrame, url: str, table: str) -> str:
@@ -136,8 +147,13 @@ def _append_sql(rows: pd.DataFrame, url: str, table: str) -> str:
             metadata = sa.MetaData()
             target = history_table(metadata, table)
             metadata.create_all(connection, checkfirst=True)
-            stored = pd.concat([run.assign(run_key=_run_key(as_of, str(name), str(version)))
-                                for (as_of, name, version), run in _runs(rows)], ignore_index=True)  # fmt: skip
+            stored = pd.concat(
+                [
+                    run.assign(run_key=_run_key(as_of, str(name), str(version)))
+                    for (as_of, name, version), run in _runs(rows)
+                ],
+                ignore_index=True,
+            )
             for column in _TIMES:
                 stored[column] = stored[column].dt.tz_convert("UTC").dt.tz_localize(None)
             stored = stored.drop_duplicates(["lead_id", "run_key"], keep="last")

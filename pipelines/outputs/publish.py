@@ -52,16 +52,22 @@ def check_output(
     path = Path(path)
     suffixes = tuple(suffixes)
     if not folder and not path.name.lower().endswith(suffixes):
-        raise UsageError(f"unsupported file type '{path.suffix or path.name}'", where=f"{option} {path}",
-                         hint=f"use a file name ending in {' or '.join(suffixes)}")  # fmt: skip
+        raise UsageError(
+            f"unsupported file type '{path.suffix or path.name}'",
+            where=f"{option} {path}",
+            hint=f"use a file name ending in {' or '.join(suffixes)}",
+        )
     target = path.resolve()
     for source in inputs:
         source = Path(source)
         same = target == source.resolve() or (source.exists() and path.exists() and os.path.samefile(source, path))
         inside = folder and source.resolve().is_relative_to(target) and target != Path(target.anchor)
         if same or (inside and path.exists()):
-            raise UsageError(f"resolves to an input ({source}): writing there would destroy it",
-                             where=f"{option} {path}", hint="write the output to another file or folder")  # fmt: skip
+            raise UsageError(
+                f"resolves to an input ({source}): writing there would destroy it",
+                where=f"{option} {path}",
+                hint="write the output to another file or folder",
+            )
     if not folder and path.is_dir():
         raise UsageError("is a folder", where=f"{option} {path}", hint="give a file name inside it")
     existing = path if folder and path.exists() else path.parent
@@ -70,8 +76,9 @@ def check_output(
     if not existing.is_dir():
         raise UsageError(f"'{existing}' is a file, not a folder", where=f"{option} {path}")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise UsageError(f"no permission to write in '{existing}'", where=f"{option} {path}",
-                         hint="choose a folder you can write to")  # fmt: skip
+        raise UsageError(
+            f"no permission to write in '{existing}'", where=f"{option} {path}", hint="choose a folder you can write to"
+        )
 
 
 def _temp_for(target: Path, run: str) -> Path:
@@ -136,8 +143,11 @@ def publish(files: Mapping[Path, Writer], *, delete: Iterable[Path] = ()) -> lis
             writer(temp)
             os.chmod(temp, mode)
         if journal is not None:
-            entry = {"pid": os.getpid(), "renames": [[str(temps[t]), str(t)] for t in targets],
-                     "deletes": [str(d) for d in delete]}  # fmt: skip
+            entry = {
+                "pid": os.getpid(),
+                "renames": [[str(temps[t]), str(t)] for t in targets],
+                "deletes": [str(d) for d in delete],
+            }
             staged = _temp_for(journal, run)
             staged.write_text(json.dumps(entry), encoding="utf-8")
             os.replace(staged, journal)  # from here on the publication completes, now or in the next run
@@ -187,10 +197,16 @@ def check_sql_output(settings, url: str, table: str) -> None:
     """Refuse a SQL output table that is one of the project's input tables."""
     for name in ("leads", "accounts", "events", "opportunities"):
         source = getattr(settings.tables, name, None) if settings.tables is not None else None
-        if source is not None and source.sql_url == url and (source.sql_table or "").lower() in {
-            table.lower(), f"{table}_rejects".lower()}:  # fmt: skip
-            raise UsageError(f"is the input table '{name}': writing there would destroy it",
-                             where=f"--to-sql {table}", hint="choose another table name")  # fmt: skip
+        if (
+            source is not None
+            and source.sql_url == url
+            and (source.sql_table or "").lower() in {table.lower(), f"{table}_rejects".lower()}
+        ):
+            raise UsageError(
+                f"is the input table '{name}': writing there would destroy it",
+                where=f"--to-sql {table}",
+                hint="choose another table name",
+            )
 
 
 def write_sql_tables(frames: Mapping[str, object], url: str) -> str:
@@ -208,8 +224,9 @@ def write_sql_tables(frames: Mapping[str, object], url: str) -> str:
                 connection.execute(sqlalchemy.text(f"ALTER TABLE {quote(staging)} RENAME TO {quote(table)}"))
     except sqlalchemy.exc.SQLAlchemyError as exc:
         shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-        raise DataError(f"cannot write the tables {', '.join(frames)}: {str(exc).splitlines()[0]}",
-                        where=shown) from None  # fmt: skip
+        raise DataError(
+            f"cannot write the tables {', '.join(frames)}: {str(exc).splitlines()[0]}", where=shown
+        ) from None
     finally:
         engine.dispose()
     return f"{url} table {', '.join(frames)}"
@@ -219,5 +236,6 @@ def check_target(
     path: Path | None, option: str, suffixes: tuple[str, ...], settings=None, *, folder: bool = False
 ) -> None:
     """Refuse an unusable output target before any heavy work (suffix, an input's path, no write access)."""
-    check_output(path, option=option, suffixes=suffixes, inputs=input_paths(settings) if settings else (),
-                 folder=folder)  # fmt: skip
+    check_output(
+        path, option=option, suffixes=suffixes, inputs=input_paths(settings) if settings else (), folder=folder
+    )

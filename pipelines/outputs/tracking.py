@@ -106,8 +106,13 @@ def log_conversion_model(
     output = pd.DataFrame({"probability": model.predict_proba(example)[:, 1], "raw_score": model.raw_score(example)})
     return mlflow.pyfunc.log_model(
         name=name,
-        python_model=_python_model_class()(model, reference_profile=reference_profile, feature_set=feature_set,
-                                           score_reference=score_reference, reason_reference=reason_reference),
+        python_model=_python_model_class()(
+            model,
+            reference_profile=reference_profile,
+            feature_set=feature_set,
+            score_reference=score_reference,
+            reason_reference=reason_reference,
+        ),
         signature=infer_signature(example, output),
         input_example=example,
         pip_requirements=_requirements(),
@@ -202,8 +207,9 @@ def run_name(verb: str, as_of=None, *details: object) -> str:
 HOLDOUT_FIGURES = ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_top10", "capture_top20")
 
 
-def describe_version(settings: Settings, version: str, metrics: pd.DataFrame, *, decision: str,
-                     scorer: str = "lightgbm_calibrated") -> None:  # fmt: skip
+def describe_version(
+    settings: Settings, version: str, metrics: pd.DataFrame, *, decision: str, scorer: str = "lightgbm_calibrated"
+) -> None:
     """Give a registered version a one-line description (its holdout figures and the gate's decision line, which
     `tag_version` also sets as the `gate.*` tags) and its holdout figures as `holdout.*` tags."""
     client = mlflow_module().MlflowClient()

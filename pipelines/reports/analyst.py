@@ -79,10 +79,24 @@ def load_review(settings: Settings, *, model_uri: str | None = None) -> Review:
     if data is not None:
         from leadscore.models.grades import grade_spine
 
-        graded = grade_spine(training.frame[["lead_id", "cutoff_time", "converted"]], data.tables, settings.grades,
-                             settings.feature_params())
-    return Review(settings, model, wrapper, name or uri, version, training, holdout_split(settings, training), data,
-                  graded, _evaluated_fit(name, version))  # fmt: skip
+        graded = grade_spine(
+            training.frame[["lead_id", "cutoff_time", "converted"]],
+            data.tables,
+            settings.grades,
+            settings.feature_params(),
+        )
+    return Review(
+        settings,
+        model,
+        wrapper,
+        name or uri,
+        version,
+        training,
+        holdout_split(settings, training),
+        data,
+        graded,
+        _evaluated_fit(name, version),
+    )
 
 
 def _evaluated_fit(name: str, version: str):
@@ -133,8 +147,13 @@ def calibration_figure(review: Review):
     ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
     ax.plot(table["predicted"], table["observed"], "o-", label="model (deciles)")
     top = max(table["predicted"].max(), table["observed"].max()) * 1.1
-    ax.set(xlim=(0, top), ylim=(0, top), xlabel="predicted probability", ylabel="observed conversion rate",
-           title="Calibration on the time-ordered holdout")  # fmt: skip
+    ax.set(
+        xlim=(0, top),
+        ylim=(0, top),
+        xlabel="predicted probability",
+        ylabel="observed conversion rate",
+        title="Calibration on the time-ordered holdout",
+    )
     ax.legend()
     return fig
 
@@ -147,8 +166,11 @@ def gains_figure(review: Review):
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.plot(share, captured, label="model")
     left.plot([0, 1], [0, 1], "--", color="grey", label="random")
-    left.set(xlabel="share of leads contacted (highest score first)", ylabel="share of conversions captured",
-             title="Cumulative gains")  # fmt: skip
+    left.set(
+        xlabel="share of leads contacted (highest score first)",
+        ylabel="share of conversions captured",
+        title="Cumulative gains",
+    )
     left.legend()
     deciles = np.array_split(y[order], 10)
     right.bar(range(1, 11), [d.mean() / y.mean() for d in deciles])
@@ -239,8 +261,9 @@ def dependence_figures(explanation, by_feature: pd.DataFrame, *, top: int = 6) -
     names = list(explanation.feature_names)
     for label in by_feature.index[:top]:
         j = names.index(label)
-        figures[label] = _dependence(label, explanation.data[:, j], explanation.display_data[:, j],
-                                     explanation.values[:, j])  # fmt: skip
+        figures[label] = _dependence(
+            label, explanation.data[:, j], explanation.display_data[:, j], explanation.values[:, j]
+        )
     return figures
 
 
@@ -270,8 +293,14 @@ def _dependence(label: str, data: np.ndarray, display: np.ndarray, shap_values: 
         span = (np.nanmax(x[known]) - np.nanmin(x[known])) if known.any() else 1.0
         spot = (np.nanmin(x[known]) if known.any() else 0.0) - max(span * 0.12, 1.0)
         jitter = np.random.default_rng(0).uniform(-0.15, 0.15, (~known).sum()) * max(span * 0.12, 1.0) / 2
-        ax.scatter(spot + jitter, shap_values[~known], s=6, alpha=0.4, color="#d62728",
-                   label=f"{MISSING_LABEL} ({(~known).sum():,})")  # fmt: skip
+        ax.scatter(
+            spot + jitter,
+            shap_values[~known],
+            s=6,
+            alpha=0.4,
+            color="#d62728",
+            label=f"{MISSING_LABEL} ({(~known).sum():,})",
+        )
         if not categorical and known.any():  # keep the automatic ticks over the known values
             lowest, highest = np.nanmin(x[known]), np.nanmax(x[known])
             ticks = [t for t in ax.get_xticks() if lowest <= t <= highest]
@@ -329,8 +358,9 @@ def why_this_lead(review: Review) -> pd.DataFrame:
             picks.append(int(inside[np.argmin(np.abs(scores[inside] - (low + high) / 2), axis=0)]))
             bands.append(f"{low}-{high}")
     X = review.X_holdout.iloc[picks]
-    reasons = top_reasons(review.model.contributions(X), X, all_features(),
-                          reference=getattr(review.wrapper, "reason_reference", None))  # fmt: skip
+    reasons = top_reasons(
+        review.model.contributions(X), X, all_features(), reference=getattr(review.wrapper, "reason_reference", None)
+    )
     holdout = review.holdout.iloc[picks]
     return pd.DataFrame(
         {
@@ -358,8 +388,14 @@ def grade_comparison(review: Review) -> tuple[pd.DataFrame, pd.DataFrame] | None
     rows = []
     for grade, part in holdout.groupby("fit_grade"):
         if part["converted"].nunique() == 2:
-            rows.append({"fit_grade": grade, "leads": len(part), "conversion_rate": part["converted"].mean(),
-                         "model_auc_within_grade": roc_auc_score(part["converted"], part["probability"])})  # fmt: skip
+            rows.append(
+                {
+                    "fit_grade": grade,
+                    "leads": len(part),
+                    "conversion_rate": part["converted"].mean(),
+                    "model_auc_within_grade": roc_auc_score(part["converted"], part["probability"]),
+                }
+            )
     return by_cell, pd.DataFrame(rows).set_index("fit_grade")
 
 
@@ -367,11 +403,12 @@ def permutation_table(review: Review, *, max_rows: int = 3000, repeats: int = 3)
     """Drop in holdout ROC AUC when each feature is shuffled (a model-agnostic check beside SHAP)."""
     X = review.X_holdout.head(max_rows)
     y = review.holdout["converted"].head(max_rows)
-    result = permutation_importance(review.model, X, y, scoring="roc_auc", n_repeats=repeats, random_state=0,
-                                    n_jobs=1)  # fmt: skip
+    result = permutation_importance(review.model, X, y, scoring="roc_auc", n_repeats=repeats, random_state=0, n_jobs=1)
     labels = feature_labels(list(X.columns))
-    table = pd.DataFrame({"auc_drop_mean": result.importances_mean, "auc_drop_std": result.importances_std},
-                         index=pd.Index([labels[c] for c in X.columns], name="feature"))  # fmt: skip
+    table = pd.DataFrame(
+        {"auc_drop_mean": result.importances_mean, "auc_drop_std": result.importances_std},
+        index=pd.Index([labels[c] for c in X.columns], name="feature"),
+    )
     return table.sort_values("auc_drop_mean", ascending=False)
 
 
@@ -388,8 +425,10 @@ def leakage_warnings(training: TrainingSet, split: Split, *, min_count: int = 20
             counts = dev[name].astype("string").value_counts()
             pure = [v for v in rates.index if rates[v] >= purity and counts[v] >= min_count]
             if pure:
-                warnings.append(f"possible leakage: {name} = {pure[0]!r} occurs almost only on converted leads "
-                                f"({rates[pure[0]]:.0%} of {counts[pure[0]]:,} converted)")  # fmt: skip
+                warnings.append(
+                    f"possible leakage: {name} = {pure[0]!r} occurs almost only on converted leads "
+                    f"({rates[pure[0]]:.0%} of {counts[pure[0]]:,} converted)"
+                )
         else:
             score = pd.to_numeric(holdout[name], errors="coerce").fillna(-1e12)
         if len(np.unique(y)) == 2:
@@ -446,7 +485,9 @@ def render_page(title: str, sections: list[dict]) -> str:
     """The report's HTML from the package's Jinja2 template: a table of contents, then one anchored section each."""
     import jinja2
 
-    source = resources.files("leadscore.pipelines.reports").joinpath("templates/report.html.j2").read_text(encoding="utf-8")
+    source = (
+        resources.files("leadscore.pipelines.reports").joinpath("templates/report.html.j2").read_text(encoding="utf-8")
+    )
     template = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string(source)
     return template.render(title=title, sections=sections)
 
@@ -466,11 +507,18 @@ def _account_section(review: Review, tables: dict[str, pd.DataFrame]) -> dict:
 
     by_cell, matrix = account_grade_conversion(review.settings, review.data)
     tables["account_grade_conversion_by_cell"], tables["account_grade_matrix"] = by_cell, matrix
-    about = ("Every account row of the account spine (an account with an open lead at its cutoff, labelled 1 when "
-             "any of its leads wins a deal within the horizon), graded as <code>grade --level account</code> "
-             "grades: conversion rate (rows) per cell, fit A..D down, engagement 1..4 across.")  # fmt: skip
-    return _section("accounts", "Account grades A1..D4 and how they convert",
-                    {"kind": "html", "html": f"<p>{about}</p>"}, _table(matrix), _table(by_cell))  # fmt: skip
+    about = (
+        "Every account row of the account spine (an account with an open lead at its cutoff, labelled 1 when "
+        "any of its leads wins a deal within the horizon), graded as <code>grade --level account</code> "
+        "grades: conversion rate (rows) per cell, fit A..D down, engagement 1..4 across."
+    )
+    return _section(
+        "accounts",
+        "Account grades A1..D4 and how they convert",
+        {"kind": "html", "html": f"<p>{about}</p>"},
+        _table(matrix),
+        _table(by_cell),
+    )
 
 
 def build_report(review: Review) -> tuple[str, dict[str, bytes], dict[str, pd.DataFrame]]:
@@ -482,19 +530,33 @@ def build_report(review: Review) -> tuple[str, dict[str, bytes], dict[str, pd.Da
     tables["metrics"] = metrics_vs_baselines(review)
     images["calibration"] = png(calibration_figure(review))
     images["gains_lift"] = png(gains_figure(review))
-    sections.append(_section("summary", "Model summary", _table(tables["summary"]),
-                             _heading("Time-ordered holdout: model and baselines"), _table(tables["metrics"]),
-                             _img(images["calibration"], "calibration"),
-                             _img(images["gains_lift"], "gains and lift")))  # fmt: skip
+    sections.append(
+        _section(
+            "summary",
+            "Model summary",
+            _table(tables["summary"]),
+            _heading("Time-ordered holdout: model and baselines"),
+            _table(tables["metrics"]),
+            _img(images["calibration"], "calibration"),
+            _img(images["gains_lift"], "gains and lift"),
+        )
+    )
 
     explanation = shap_explanation(review)
     by_feature, by_group = importance_tables(explanation)
     tables["shap_importance"], tables["shap_importance_by_group"] = by_feature, by_group
     images["shap_beeswarm"] = png(beeswarm_figure(explanation))
     images["shap_bar"] = png(bar_figure(explanation))
-    sections.append(_section("importance", "Global importance (mean |SHAP|, log-odds)", _table(by_group),
-                             _table(by_feature.head(25)), _img(images["shap_beeswarm"], "beeswarm"),
-                             _img(images["shap_bar"], "bar")))  # fmt: skip
+    sections.append(
+        _section(
+            "importance",
+            "Global importance (mean |SHAP|, log-odds)",
+            _table(by_group),
+            _table(by_feature.head(25)),
+            _img(images["shap_beeswarm"], "beeswarm"),
+            _img(images["shap_bar"], "bar"),
+        )
+    )
     parts = []
     for name, fig in dependence_figures(explanation, by_feature).items():
         images[f"dependence_{name}"] = png(fig)
@@ -506,19 +568,33 @@ def build_report(review: Review) -> tuple[str, dict[str, bytes], dict[str, pd.Da
         parts.append(_img(images[f"waterfall_{label}"], f"waterfall {label}"))
     sections.append(_section("leads", "Single leads: high, mid and low score", *parts))
     tables["why_this_lead"] = why_this_lead(review)
-    why = ("<p>The same grouped reasons as the scores file (<code>reasons_positive</code> / "
-           "<code>reasons_negative</code>); the score is the lead's rank (1-99) within the reference population "
-           "stored with the model.</p>")  # fmt: skip
-    sections.append(_section("why", "Why this lead: one holdout lead per score band",
-                             {"kind": "html", "html": why}, _table(tables["why_this_lead"])))  # fmt: skip
+    why = (
+        "<p>The same grouped reasons as the scores file (<code>reasons_positive</code> / "
+        "<code>reasons_negative</code>); the score is the lead's rank (1-99) within the reference population "
+        "stored with the model.</p>"
+    )
+    sections.append(
+        _section(
+            "why",
+            "Why this lead: one holdout lead per score band",
+            {"kind": "html", "html": why},
+            _table(tables["why_this_lead"]),
+        )
+    )
 
     comparison = grade_comparison(review)
     if comparison is not None:
         by_cell, within = comparison
         tables["grade_conversion_by_cell"], tables["model_within_fit_grade"] = by_cell, within
-        sections.append(_section("grades", "Grades A1..D4 on the holdout, and the model beside the rules",
-                                 _table(by_cell), _text("How well the model ranks leads inside each fit grade:"),
-                                 _table(within)))  # fmt: skip
+        sections.append(
+            _section(
+                "grades",
+                "Grades A1..D4 on the holdout, and the model beside the rules",
+                _table(by_cell),
+                _text("How well the model ranks leads inside each fit grade:"),
+                _table(within),
+            )
+        )
     sections.append(_capture_section(review, images, tables))
     if review.data is not None:
         sections.append(_account_section(review, tables))
@@ -530,16 +606,23 @@ def build_report(review: Review) -> tuple[str, dict[str, bytes], dict[str, pd.Da
         images.update({name: png(fig) for name, fig in live_figures.items()})
         sections.append(_live(live_html, [_img(images[name], name) for name in live_figures]))
     tables["permutation_importance"] = permutation_table(review)
-    sections.append(_section("permutation", "Permutation importance on the holdout (beside SHAP)",
-                             _table(tables["permutation_importance"].head(20))))  # fmt: skip
+    sections.append(
+        _section(
+            "permutation",
+            "Permutation importance on the holdout (beside SHAP)",
+            _table(tables["permutation_importance"].head(20)),
+        )
+    )
     tables["features"] = feature_descriptions(review)
     sections.append(_section("features", "Features", _table(tables["features"])))
 
     drift = drift_between_training_and_holdout(review)
     tables["drift_psi"] = drift.to_frame()
     warnings = leakage_warnings(review.training, review.split)
-    warnings += [f"drift: {name} PSI {value:.2f} between training rows and the holdout"
-                 for name, value in drift[drift > review.settings.output.drift_threshold].items()]  # fmt: skip
+    warnings += [
+        f"drift: {name} PSI {value:.2f} between training rows and the holdout"
+        for name, value in drift[drift > review.settings.output.drift_threshold].items()
+    ]
     notes = [_text(w, "warn") for w in warnings] or [_text("No warnings.")]
     sections.insert(0, _section("warnings", "Warnings", *notes))
     title = f"Lead scoring review: {review.model_name} v{review.model_version}"
@@ -553,14 +636,25 @@ def _capture_section(review: Review, images: dict[str, bytes], tables: dict[str,
     curve, table, fig, highlight = capture_section_parts(review)
     tables["capture_curve"], tables["capture_at_capacity"] = curve, table
     images["capture_at_capacity"] = png(fig)
-    note = ("<p>Sales takes the top N leads of each ISO week (holdout rows grouped by the week of their cutoff) by "
-            "each policy: the model's probability, the rules-only grade (each cell's conversion rate on the earlier "
-            "rows) or a random pick; ties are split at random (their exact expectation). Captured = conversions "
-            "within the horizon among the leads taken. "
-            + ("No <code>[grades.capacity]</code> is configured." if highlight is None
-               else f"The configured capacity is {highlight:,} a week.") + "</p>")  # fmt: skip
-    return _section("capacity", "Capture at capacity", {"kind": "html", "html": note}, _table(table, 3),
-                    _img(images["capture_at_capacity"], "capture at capacity"))  # fmt: skip
+    note = (
+        "<p>Sales takes the top N leads of each ISO week (holdout rows grouped by the week of their cutoff) by "
+        "each policy: the model's probability, the rules-only grade (each cell's conversion rate on the earlier "
+        "rows) or a random pick; ties are split at random (their exact expectation). Captured = conversions "
+        "within the horizon among the leads taken. "
+        + (
+            "No <code>[grades.capacity]</code> is configured."
+            if highlight is None
+            else f"The configured capacity is {highlight:,} a week."
+        )
+        + "</p>"
+    )
+    return _section(
+        "capacity",
+        "Capture at capacity",
+        {"kind": "html", "html": note},
+        _table(table, 3),
+        _img(images["capture_at_capacity"], "capture at capacity"),
+    )
 
 
 def log_to_run(review: Review, images: dict[str, bytes], tables: dict[str, pd.DataFrame]) -> str | None:

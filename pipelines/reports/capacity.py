@@ -72,7 +72,10 @@ def capture_section_parts(review) -> tuple[pd.DataFrame, pd.DataFrame, object, i
     if highlight is not None:
         ax.axvline(highlight, color="grey", linestyle=":", label=f"configured: {highlight} a week")
     weeks = frame["week"].nunique()
-    ax.set(xlabel="capacity: leads handed to sales per week", ylabel="conversions captured (holdout)",
-           title=f"Capture at capacity: {weeks} holdout weeks, {total:,} conversions")  # fmt: skip
+    ax.set(
+        xlabel="capacity: leads handed to sales per week",
+        ylabel="conversions captured (holdout)",
+        title=f"Capture at capacity: {weeks} holdout weeks, {total:,} conversions",
+    )
     ax.legend()
     return curve, table, fig, highlight

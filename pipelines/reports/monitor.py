@@ -25,8 +25,12 @@ def conversion_by_decile_figure(result: Monitoring):
     table = result.by_decile
     ax.bar(table["decile"].astype(int), table["conversion_rate"], color="#4C72B0", label="realized conversion")
     ax.plot(table["decile"].astype(int), table["mean_probability"], "o-", color="#DD8452", label="mean predicted")
-    ax.set(xlabel="score decile within its run (10 = highest)", ylabel="share converted within the horizon",
-           title="Realized conversion by score decile", xticks=range(1, 11))  # fmt: skip
+    ax.set(
+        xlabel="score decile within its run (10 = highest)",
+        ylabel="share converted within the horizon",
+        title="Realized conversion by score decile",
+        xticks=range(1, 11),
+    )
     ax.legend()
     fig.tight_layout()
     return fig
@@ -50,8 +54,13 @@ def calibration_figure(table: pd.DataFrame, version: str | None):
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":")
     ax.plot(table["mean_predicted"], table["observed_rate"], "o-", color="#4C72B0")
     top = float(max(table["mean_predicted"].max(), table["observed_rate"].max(), 0.05)) * 1.1
-    ax.set(xlim=(0, top), ylim=(0, top), xlabel="mean predicted", ylabel="realized rate",
-           title=f"Live calibration of v{version} (deciles)")  # fmt: skip
+    ax.set(
+        xlim=(0, top),
+        ylim=(0, top),
+        xlabel="mean predicted",
+        ylabel="realized rate",
+        title=f"Live calibration of v{version} (deciles)",
+    )
     fig.tight_layout()
     return fig
 
@@ -64,14 +73,18 @@ def figures(result: Monitoring, settings: Settings) -> dict[str, object]:
         out["live_calibration.png"] = calibration_figure(result.live_calibration, result.calibration_version)
     weekly = result.acceptance.get("week")
     if weekly is not None and len(weekly):
-        out["acceptance_by_week.png"] = weekly_figure(weekly, "acceptance_rate", title="Sales acceptance by week",
-                                                      ylabel="accepted / handed over")  # fmt: skip
+        out["acceptance_by_week.png"] = weekly_figure(
+            weekly, "acceptance_rate", title="Sales acceptance by week", ylabel="accepted / handed over"
+        )
     sla = result.sla.get("week")
     if sla is not None and len(sla):
         out["sla_compliance_by_week.png"] = weekly_figure(
-            sla, "sla_compliance", title="SLA compliance by week", ylabel="touched within SLA",
+            sla,
+            "sla_compliance",
+            title="SLA compliance by week",
+            ylabel="touched within SLA",
             target=settings.monitor.sla_compliance_target,
-        )  # fmt: skip
+        )
     return out
 
 
@@ -84,8 +97,13 @@ def _png(fig) -> str:
 # -- tables ------------------------------------------------------------------------------------------------------
 def tables(result: Monitoring) -> dict[str, pd.DataFrame]:
     """Every table of the report by name (the same names are used for the MLflow artifacts)."""
-    out = {"runs": result.runs, "conversion_by_decile": result.by_decile, "conversion_by_cell": result.by_cell,
-           "live_record": result.live, "live_calibration": result.live_calibration}  # fmt: skip
+    out = {
+        "runs": result.runs,
+        "conversion_by_decile": result.by_decile,
+        "conversion_by_cell": result.by_cell,
+        "live_record": result.live,
+        "live_calibration": result.live_calibration,
+    }
     out.update({f"acceptance_by_{by}": t for by, t in result.acceptance.items()})
     out["rejection_reasons"] = result.reasons
     out.update({f"sla_by_{by}": t for by, t in result.sla.items()})
@@ -100,12 +118,17 @@ def _html_table(frame: pd.DataFrame) -> str:
 def render(result: Monitoring, images: dict[str, str]) -> str:
     import jinja2
 
-    source = resources.files("leadscore.pipelines.reports").joinpath("templates/monitor.html.j2").read_text(encoding="utf-8")
+    source = (
+        resources.files("leadscore.pipelines.reports").joinpath("templates/monitor.html.j2").read_text(encoding="utf-8")
+    )
     template = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string(source)
     return template.render(
-        result=result, images=images, tables={k: _html_table(v) for k, v in tables(result).items()},
-        data_end=f"{result.data_end:%Y-%m-%d %H:%M} UTC", since=f"{result.since:%Y-%m-%d}" if result.since else None,
-    )  # fmt: skip
+        result=result,
+        images=images,
+        tables={k: _html_table(v) for k, v in tables(result).items()},
+        data_end=f"{result.data_end:%Y-%m-%d %H:%M} UTC",
+        since=f"{result.since:%Y-%m-%d}" if result.since else None,
+    )
 
 
 def write_report(result: Monitoring, path: Path, settings: Settings) -> tuple[Path, dict]:
@@ -125,8 +148,13 @@ def log_monitoring(settings: Settings, result: Monitoring, figs: dict) -> str:
     experiment = tracking.use_store(settings)
     name = tracking.run_name("monitor", result.data_end, f"champion v{result.champion}" if result.champion else None)
     with mlflow.start_run(experiment_id=experiment, run_name=name) as run:
-        mlflow.set_tags({"champion_version": str(result.champion), "data_end": result.data_end.isoformat(),
-                         "alerts": ",".join(a["alert"] for a in result.alerts) or "none"})  # fmt: skip
+        mlflow.set_tags(
+            {
+                "champion_version": str(result.champion),
+                "data_end": result.data_end.isoformat(),
+                "alerts": ",".join(a["alert"] for a in result.alerts) or "none",
+            }
+        )
         metrics = {"alerts": float(len(result.alerts)), "matured_outcomes": float(len(result.outcomes))}
         champion = result.live[result.live["champion"]] if len(result.live) else result.live
         if len(champion):
@@ -172,8 +200,10 @@ def _dates_as_text(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary_lines(result: Monitoring) -> list[str]:
-    lines = [f"data up to {result.data_end:%Y-%m-%d %H:%M} UTC; {len(result.runs)} scoring run(s) in the history, "
-             f"{len(result.outcomes):,} scores with a matured outcome; champion v{result.champion or '?'}"]  # fmt: skip
+    lines = [
+        f"data up to {result.data_end:%Y-%m-%d %H:%M} UTC; {len(result.runs)} scoring run(s) in the history, "
+        f"{len(result.outcomes):,} scores with a matured outcome; champion v{result.champion or '?'}"
+    ]
     lines += [f"note: {n}" for n in result.notes]
     if len(result.runs):
         lines += ["", "scoring runs:", _text(result.runs)]
@@ -181,8 +211,11 @@ def summary_lines(result: Monitoring) -> list[str]:
         lines += ["", "realized conversion by score decile (10 = highest):", _text(result.by_decile)]
         lines += ["", "realized conversion by cell:", _text(result.by_cell)]
     if len(result.live):
-        lines += ["", "live record (scores made after the model's training data ended) beside the training holdout:",
-                  _text(result.live)]  # fmt: skip
+        lines += [
+            "",
+            "live record (scores made after the model's training data ended) beside the training holdout:",
+            _text(result.live),
+        ]
     for by in ("cell", "stage"):
         if by in result.acceptance:
             lines += ["", f"sales acceptance by {by}:", _text(result.acceptance[by])]
@@ -192,10 +225,12 @@ def summary_lines(result: Monitoring) -> list[str]:
         lines += ["", "time to first touch and SLA compliance by cell:", _text(result.sla["cell"])]
     overall = overall_rates(result)
     lines.append("")
-    lines.append("overall: acceptance " + (f"{overall['acceptance_rate']:.1%}" if overall["acceptance_rate"]
-                                            is not None else "n/a")
-                 + ", SLA compliance " + (f"{overall['sla_compliance']:.1%}" if overall["sla_compliance"]
-                                          is not None else "n/a"))  # fmt: skip
+    lines.append(
+        "overall: acceptance "
+        + (f"{overall['acceptance_rate']:.1%}" if overall["acceptance_rate"] is not None else "n/a")
+        + ", SLA compliance "
+        + (f"{overall['sla_compliance']:.1%}" if overall["sla_compliance"] is not None else "n/a")
+    )
     lines += [f"ALERT {a['alert']}: {a['message']}" for a in result.alerts] or ["no alert fired"]
     return lines
 
@@ -206,11 +241,18 @@ def live_section_parts(result: Monitoring) -> tuple[str, dict[str, object], dict
     figs = {}
     parts = ["<h2 id='live'>The live record (from the score history; details: <code>leadscore monitor</code>)</h2>"]
     parts += [f"<p>{n}</p>" for n in result.notes]
-    named = {"live_conversion_by_decile": result.by_decile, "live_record": result.live,
-             "live_acceptance_by_cell": result.acceptance.get("cell"), "live_sla_by_cell": result.sla.get("cell")}
-    titles = {"live_conversion_by_decile": "Realized conversion by score decile",
-              "live_record": "Live record beside the training holdout",
-              "live_acceptance_by_cell": "Sales acceptance by cell", "live_sla_by_cell": "SLA compliance by cell"}
+    named = {
+        "live_conversion_by_decile": result.by_decile,
+        "live_record": result.live,
+        "live_acceptance_by_cell": result.acceptance.get("cell"),
+        "live_sla_by_cell": result.sla.get("cell"),
+    }
+    titles = {
+        "live_conversion_by_decile": "Realized conversion by score decile",
+        "live_record": "Live record beside the training holdout",
+        "live_acceptance_by_cell": "Sales acceptance by cell",
+        "live_sla_by_cell": "SLA compliance by cell",
+    }
     shown = {name: table for name, table in named.items() if table is not None and len(table)}
     if len(result.by_decile):
         figs["live_conversion_by_decile"] = conversion_by_decile_figure(result)

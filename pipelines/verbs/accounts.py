@@ -68,8 +68,14 @@ def account_settings(settings: Settings) -> Settings:
 
 def account_context(settings: Settings, data: CrmData, spine: pd.DataFrame) -> AccountContext:
     t = data.tables
-    return AccountContext(spine, leads=t["leads"], accounts=t.get("accounts"), events=t.get("events"),
-                          opportunities=t["opportunities"], params=settings.feature_params())  # fmt: skip
+    return AccountContext(
+        spine,
+        leads=t["leads"],
+        accounts=t.get("accounts"),
+        events=t.get("events"),
+        opportunities=t["opportunities"],
+        params=settings.feature_params(),
+    )
 
 
 def account_training_set(settings: Settings, data: CrmData) -> TrainingSet:
@@ -79,23 +85,38 @@ def account_training_set(settings: Settings, data: CrmData) -> TrainingSet:
     spine, stats = build_account_spine(t["leads"], t["opportunities"], policy, as_of=data.as_of)
     specs = account_feature_specs()
     names = list(specs)
-    log.info("account spine: %d rows (%d positives, %d censored) over %d accounts", stats.rows, stats.positives,
-             stats.censored, stats.leads)  # fmt: skip
+    log.info(
+        "account spine: %d rows (%d positives, %d censored) over %d accounts",
+        stats.rows,
+        stats.positives,
+        stats.censored,
+        stats.leads,
+    )
     features = build_account_features(account_context(settings, data, spine), names)
     frame = pd.concat([spine.reset_index(drop=True), features], axis=1)
     manifest = {
-        "mode": "crm", "level": "account", "as_of": data.as_of.isoformat(),
-        "spine": {**asdict(stats), "accounts": stats.leads}, "cutoff_policy": asdict(policy),
-        "rows": len(frame), "positives": int(frame["converted"].sum()), "features": names,
-        "feature_set": "account", "input_sha256": input_fingerprint(settings),
+        "mode": "crm",
+        "level": "account",
+        "as_of": data.as_of.isoformat(),
+        "spine": {**asdict(stats), "accounts": stats.leads},
+        "cutoff_policy": asdict(policy),
+        "rows": len(frame),
+        "positives": int(frame["converted"].sum()),
+        "features": names,
+        "feature_set": "account",
+        "input_sha256": input_fingerprint(settings),
         "sample_weight": "1 / (rows kept for the account); the model scales the weights to average 1",
-    }  # fmt: skip
+    }
     return TrainingSet(frame, names, manifest, [n for n in names if specs[n].kind == "categorical"])
 
 
 def fit_account_model(settings: Settings, training: TrainingSet, rows: np.ndarray):
-    model = build_model(settings.model, categorical_features=training.categorical, gap_days=gap_days(settings),
-                        directions=account_directions())  # fmt: skip
+    model = build_model(
+        settings.model,
+        categorical_features=training.categorical,
+        gap_days=gap_days(settings),
+        directions=account_directions(),
+    )
     return fit_recipe(model, training, rows, training.feature_names)
 
 
@@ -139,8 +160,10 @@ def train_and_evaluate_accounts(settings: Settings, data: CrmData, *, lead_champ
     training = account_training_set(settings, data)
     y = training.frame["converted"]
     if int(y.sum()) < settings.model.min_positives or int((1 - y).sum()) < settings.model.min_negatives:
-        raise TooLittleDataError(f"the account training set has {int(y.sum())} converted and {int((1 - y).sum())} "
-                                 "not-converted rows; add history")  # fmt: skip
+        raise TooLittleDataError(
+            f"the account training set has {int(y.sum())} converted and {int((1 - y).sum())} "
+            "not-converted rows; add history"
+        )
     split = holdout_split(settings, training)
     model = fit_account_model(settings, training, split.dev)
     holdout = training.frame.iloc[split.holdout].reset_index(drop=True)
@@ -157,13 +180,16 @@ def train_and_evaluate_accounts(settings: Settings, data: CrmData, *, lead_champ
     if lead_champion is not None:
         model_, version = lead_champion
         scores["rollup_lead_champion"] = lead_rollup(context, model_)
-        rollups["rollup_lead_champion"] = (f"{settings.mlflow.registered_model} v{version} (champion; refit on all "
-                                           "rows, holdout period included: optimistic)")  # fmt: skip
+        rollups["rollup_lead_champion"] = (
+            f"{settings.mlflow.registered_model} v{version} (champion; refit on all "
+            "rows, holdout period included: optimistic)"
+        )
     else:
         rollups["rollup_lead_champion"] = f"not computed: no champion of {settings.mlflow.registered_model}"
     metrics = metrics_table({name: evaluate(holdout["converted"], p) for name, p in scores.items()})
-    result = TrainResult(model, training, split, metrics, calibration_table(holdout["converted"], probability),
-                         probability)  # fmt: skip
+    result = TrainResult(
+        model, training, split, metrics, calibration_table(holdout["converted"], probability), probability
+    )
     return AccountTrainResult(result, rollups)
 
 
@@ -194,11 +220,18 @@ def train_accounts(settings: Settings, data: CrmData, *, promote_anyway: bool = 
     holdout = training.frame.iloc[result.split.holdout]
     with mlflow.start_run(experiment_id=experiment, run_name=tracking.run_name("train", data.as_of, "account")) as run:
         mlflow.log_params({f"model.{k}": v for k, v in settings.model.model_dump().items()})
-        mlflow.log_params({"level": "account", "rows": len(training.frame), "dev_rows": len(result.split.dev),
-                           "holdout_rows": len(result.split.holdout),
-                           "training_data": training_data_id(training.manifest),
-                           "best_iteration": result.model.best_iteration_, "horizon_days": gap_days(settings),
-                           "deployed.rows": deployed.n_train_})  # fmt: skip
+        mlflow.log_params(
+            {
+                "level": "account",
+                "rows": len(training.frame),
+                "dev_rows": len(result.split.dev),
+                "holdout_rows": len(result.split.holdout),
+                "training_data": training_data_id(training.manifest),
+                "best_iteration": result.model.best_iteration_,
+                "horizon_days": gap_days(settings),
+                "deployed.rows": deployed.n_train_,
+            }
+        )
         mlflow.log_params({f"rollup.{k}": v[:500] for k, v in out.rollups.items()})
         for scorer, row in result.metrics.iterrows():
             mlflow.log_metrics({f"{scorer}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
@@ -206,22 +239,32 @@ def train_accounts(settings: Settings, data: CrmData, *, promote_anyway: bool = 
         tracking.log_frame(result.metrics, "evaluation/metrics.csv")
         tracking.log_frame(result.calibration, "evaluation/calibration_by_decile.csv")
         specs = account_feature_specs()
-        tracking.log_frame(pd.DataFrame([(n, specs[n].group, specs[n].description) for n in training.feature_names],
-                                        columns=["feature", "group", "description"]).set_index("feature"),
-                           "features/features.csv")  # fmt: skip
-        mlflow.log_text(json.dumps(training.manifest, indent=2, sort_keys=True, default=str),
-                        "training_set/manifest.json")  # fmt: skip
+        tracking.log_frame(
+            pd.DataFrame(
+                [(n, specs[n].group, specs[n].description) for n in training.feature_names],
+                columns=["feature", "group", "description"],
+            ).set_index("feature"),
+            "features/features.csv",
+        )
+        mlflow.log_text(
+            json.dumps(training.manifest, indent=2, sort_keys=True, default=str), "training_set/manifest.json"
+        )
         population = account_reference_population(settings, data, training.feature_names)
         reference, out.accounts_open = score_reference_of(deployed, population), len(population.features)
         mlflow.log_dict(reference, "reference/score_reference.json")
         example = holdout[training.feature_names].head(5)
         info = tracking.log_conversion_model(
-            deployed, example, training.categorical,
+            deployed,
+            example,
+            training.categorical,
             reference_profile=drift_profile(deployed, population, categorical=training.categorical),
-            feature_set="account", score_reference=reference, reason_reference=reasons_reference(training),
-        )  # fmt: skip
-        version, decision = register_and_gate(acc, result, info.model_uri, run_id=run.info.run_id,
-                                              promote_anyway=promote_anyway)  # fmt: skip
+            feature_set="account",
+            score_reference=reference,
+            reason_reference=reasons_reference(training),
+        )
+        version, decision = register_and_gate(
+            acc, result, info.model_uri, run_id=run.info.run_id, promote_anyway=promote_anyway
+        )
         mlflow.set_tags({"level": "account"})
         out.version, out.decision, out.run_id = version, decision, run.info.run_id
     return out
@@ -229,12 +272,36 @@ def train_accounts(settings: Settings, data: CrmData, *, promote_anyway: bool = 
 
 # -- scoring ------------------------------------------------------------------------------------------------------
 ACCOUNT_COLUMNS = [
-    "account_id", "as_of", "probability", "score", "percentile", "fit_points", "fit_grade", "engagement_points",
-    "engagement_grade", "cell", "open_lead_count", "open_leads", "lead_rollup_probability", "reasons_positive",
-    "reasons_negative", "model_name", "model_version", "lead_model",
-]  # fmt: skip
-GRADE_COLUMNS = ["account_id", "as_of", "fit_points", "fit_grade", "engagement_points", "engagement_grade", "cell",
-                 "open_lead_count", "open_leads"]  # fmt: skip
+    "account_id",
+    "as_of",
+    "probability",
+    "score",
+    "percentile",
+    "fit_points",
+    "fit_grade",
+    "engagement_points",
+    "engagement_grade",
+    "cell",
+    "open_lead_count",
+    "open_leads",
+    "lead_rollup_probability",
+    "reasons_positive",
+    "reasons_negative",
+    "model_name",
+    "model_version",
+    "lead_model",
+]
+GRADE_COLUMNS = [
+    "account_id",
+    "as_of",
+    "fit_points",
+    "fit_grade",
+    "engagement_points",
+    "engagement_grade",
+    "cell",
+    "open_lead_count",
+    "open_leads",
+]
 
 
 @dataclass
@@ -270,8 +337,12 @@ def grade_open_accounts(settings: Settings, data: CrmData, *, lead_model=None) -
     graded = grade_accounts(context, settings.grades)
     scores = None if lead_model is None else _lead_scores(context, lead_model)[0]
     count, listed = _open_leads(context, scores)
-    out = graded.assign(account_id=spine[KEY].to_numpy(), as_of=spine["cutoff_time"].to_numpy(),
-                        open_lead_count=count.to_numpy(), open_leads=listed.to_numpy())  # fmt: skip
+    out = graded.assign(
+        account_id=spine[KEY].to_numpy(),
+        as_of=spine["cutoff_time"].to_numpy(),
+        open_lead_count=count.to_numpy(),
+        open_leads=listed.to_numpy(),
+    )
     return out[GRADE_COLUMNS].sort_values(["cell", "account_id"], kind="stable").reset_index(drop=True)
 
 
@@ -281,15 +352,29 @@ def _rejects(data: CrmData, failed: pd.Series) -> pd.DataFrame:
     parts = [pd.DataFrame({KEY: failed.astype("string"), "lead_id": pd.NA, "reason": "scoring: no finite probability"})]
     if "leads" in data.rejects:
         leads = data.rejects["leads"]
-        parts.append(pd.DataFrame({KEY: pd.NA, "lead_id": leads["lead_id"].astype("string"),
-                                   "reason": "validation: " + leads["reject_reason"].astype("string")}))  # fmt: skip
+        parts.append(
+            pd.DataFrame(
+                {
+                    KEY: pd.NA,
+                    "lead_id": leads["lead_id"].astype("string"),
+                    "reason": "validation: " + leads["reject_reason"].astype("string"),
+                }
+            )
+        )
     return pd.concat(parts, ignore_index=True).astype({KEY: "string", "lead_id": "string"})
 
 
 def score_open_accounts(
-    settings: Settings, data: CrmData, model, wrapper, *, model_name: str, model_version: str, lead_model=None,
+    settings: Settings,
+    data: CrmData,
+    model,
+    wrapper,
+    *,
+    model_name: str,
+    model_version: str,
+    lead_model=None,
     lead_model_name: str = "",
-) -> ScoredAccounts:  # fmt: skip
+) -> ScoredAccounts:
     """Score every account with at least one lead open at `data.as_of`."""
     t = data.tables
     spine = account_scoring_spine(t["leads"], t["opportunities"], as_of=data.as_of)
@@ -298,8 +383,9 @@ def score_open_accounts(
     contributions = model.contributions(X)
     raw = contributions.sum(axis=1).to_numpy()  # SHAP values add up to the raw score
     probability = model.probability_of_margin(raw)
-    reasons = top_reasons(contributions, X, account_feature_specs(),
-                          reference=getattr(wrapper, "reason_reference", None))  # fmt: skip
+    reasons = top_reasons(
+        contributions, X, account_feature_specs(), reference=getattr(wrapper, "reason_reference", None)
+    )
     graded = grade_accounts(context, settings.grades)
     lead_scores, rollup = None, np.full(len(spine), np.nan)
     if lead_model is not None:
@@ -308,25 +394,34 @@ def score_open_accounts(
     count, listed = _open_leads(context, lead_scores)
     reference = getattr(wrapper, "score_reference", None) or {"quantiles": np.sort(raw[np.isfinite(raw)])}
     scores = graded.assign(
-        account_id=spine[KEY].to_numpy(), as_of=spine["cutoff_time"].to_numpy(), probability=probability,
-        score=score_1_99(raw, reference), open_lead_count=count.to_numpy(), open_leads=listed.to_numpy(),
-        lead_rollup_probability=rollup, reasons_positive=reasons["reasons_positive"].to_numpy(),
-        reasons_negative=reasons["reasons_negative"].to_numpy(), model_name=model_name, model_version=model_version,
+        account_id=spine[KEY].to_numpy(),
+        as_of=spine["cutoff_time"].to_numpy(),
+        probability=probability,
+        score=score_1_99(raw, reference),
+        open_lead_count=count.to_numpy(),
+        open_leads=listed.to_numpy(),
+        lead_rollup_probability=rollup,
+        reasons_positive=reasons["reasons_positive"].to_numpy(),
+        reasons_negative=reasons["reasons_negative"].to_numpy(),
+        model_name=model_name,
+        model_version=model_version,
         lead_model=lead_model_name,
-    )  # fmt: skip
+    )
     scores["percentile"] = (scores["probability"].rank(method="max", pct=True) * 100).round(1)
     valid = np.isfinite(scores["probability"].to_numpy())
     rejects = _rejects(data, scores.loc[~valid, KEY])
     scores = scores.loc[valid].sort_values(["probability", KEY], ascending=[False, True], kind="stable")
-    open_leads = int(t["leads"]["lead_id"].isin(
-        context.pairs.loc[context.pairs["open"], "lead_id"]).sum())  # fmt: skip
+    open_leads = int(t["leads"]["lead_id"].isin(context.pairs.loc[context.pairs["open"], "lead_id"]).sum())
     result = ScoredAccounts(scores[ACCOUNT_COLUMNS].reset_index(drop=True), rejects.reset_index(drop=True))
     result.summary = {
-        "level": "account", "scored": len(result.scores), "rejected": len(rejects),
-        "accounts_with_open_leads": len(spine), "open_leads_in_accounts": open_leads,
+        "level": "account",
+        "scored": len(result.scores),
+        "rejected": len(rejects),
+        "accounts_with_open_leads": len(spine),
+        "open_leads_in_accounts": open_leads,
         "mean_probability": round(float(result.scores["probability"].mean()), 4) if len(result.scores) else None,
         "accounts_per_cell": result.scores["cell"].value_counts().sort_index().to_dict(),
-    }  # fmt: skip
+    }
     return result
 
 
@@ -342,13 +437,23 @@ def account_grade_conversion(settings: Settings, data: CrmData) -> tuple[pd.Data
     graded["converted"] = spine["converted"].to_numpy()
     by_cell = conversion_table(graded, by="cell").rename(columns={"leads": "accounts"})
     text = [f"{r.conversion_rate:.1%} ({r.accounts:,})" if r.accounts else "-" for r in by_cell.itertuples()]
-    matrix = pd.DataFrame(np.reshape(text, (len(FIT_GRADES), len(ENGAGEMENT_GRADES))), index=list(FIT_GRADES),
-                          columns=list(ENGAGEMENT_GRADES))  # fmt: skip
+    matrix = pd.DataFrame(
+        np.reshape(text, (len(FIT_GRADES), len(ENGAGEMENT_GRADES))),
+        index=list(FIT_GRADES),
+        columns=list(ENGAGEMENT_GRADES),
+    )
     return by_cell, matrix
 
 
-__all__ = ["account_grade_conversion", "account_settings", "account_training_set", "grade_open_accounts",
-           "score_open_accounts", "train_accounts", "train_and_evaluate_accounts"]  # fmt: skip
+__all__ = [
+    "account_grade_conversion",
+    "account_settings",
+    "account_training_set",
+    "grade_open_accounts",
+    "score_open_accounts",
+    "train_accounts",
+    "train_and_evaluate_accounts",
+]
 
 
 def check_account_level(settings: Settings, **unsupported: object) -> None:
@@ -363,8 +468,9 @@ def check_account_level(settings: Settings, **unsupported: object) -> None:
         raise UsageError(f"--level account does not take --{', --'.join(given)}")
 
 
-def run_train_accounts(settings: Settings, *, as_of: pd.Timestamp | None = None, promote: bool = False,
-                       echo: Callable[..., None]) -> dict:  # fmt: skip
+def run_train_accounts(
+    settings: Settings, *, as_of: pd.Timestamp | None = None, promote: bool = False, echo: Callable[..., None]
+) -> dict:
     """The whole `leadscore train --level account`, with its figures and the gate's decision printed."""
     from leadscore.pipelines.verbs.train import holdout_figures
 
@@ -375,23 +481,43 @@ def run_train_accounts(settings: Settings, *, as_of: pd.Timestamp | None = None,
         raise DataError(f"too little data to train: {exc}") from None
     result = out.result
     split, name = result.split, account_settings(settings).mlflow.registered_model
-    echo(f"account model evaluated: fit on {len(split.dev):,} account rows, scored on the latest "
-         f"{len(split.holdout):,} (fully observed) rows (best iteration {result.model.best_iteration_})")
-    echo(f"holdout metrics ({ACCOUNT_MODEL}: the account model; rollup_*: 1 - prod(1 - p_lead) over the "
-         "account's open leads):")  # fmt: skip
+    echo(
+        f"account model evaluated: fit on {len(split.dev):,} account rows, scored on the latest "
+        f"{len(split.holdout):,} (fully observed) rows (best iteration {result.model.best_iteration_})"
+    )
+    echo(
+        f"holdout metrics ({ACCOUNT_MODEL}: the account model; rollup_*: 1 - prod(1 - p_lead) over the "
+        "account's open leads):"
+    )
     echo(result.metrics.to_string(float_format=lambda v: f"{v:.4f}"))
     for scorer, note in out.rollups.items():
         echo(f"  {scorer}: {note}")
     echo(f"registered {name} version {out.version} (alias challenger)")
     echo(out.decision)
     echo(f"MLflow run {out.run_id} in {settings.tracking_uri}")
-    return {"verb": "train", "level": "account", "registered_model": name, "version": out.version,
-            "decision": out.decision, "run_id": out.run_id, "dev_rows": len(split.dev),
-            "holdout_rows": len(split.holdout), "rollups": out.rollups, "holdout": holdout_figures(result.metrics)}
+    return {
+        "verb": "train",
+        "level": "account",
+        "registered_model": name,
+        "version": out.version,
+        "decision": out.decision,
+        "run_id": out.run_id,
+        "dev_rows": len(split.dev),
+        "holdout_rows": len(split.holdout),
+        "rollups": out.rollups,
+        "holdout": holdout_figures(result.metrics),
+    }
 
 
-def run_predict_accounts(settings: Settings, *, as_of: pd.Timestamp | None = None, model_uri: str | None = None,
-                         out: Path | None = None, top: int = 10, echo: Callable[..., None]) -> dict:  # fmt: skip
+def run_predict_accounts(
+    settings: Settings,
+    *,
+    as_of: pd.Timestamp | None = None,
+    model_uri: str | None = None,
+    out: Path | None = None,
+    top: int = 10,
+    echo: Callable[..., None],
+) -> dict:
     """The whole `leadscore predict --level account`: one row per account with an open lead, and its rejects."""
     from leadscore.pipelines.intake.ground import check_ground
     from leadscore.pipelines.intake.ground import withhold_leads_with_rejected_deals as withhold
@@ -408,26 +534,46 @@ def run_predict_accounts(settings: Settings, *, as_of: pd.Timestamp | None = Non
     lead_model, lead_name = lead_champion(settings)
     if lead_model is None:
         echo("warning: no lead champion: open leads are listed by id, without their score", err=True)
-    result = score_open_accounts(settings, data, model, wrapper, model_name=name, model_version=version,
-                                 lead_model=lead_model, lead_model_name=lead_name)  # fmt: skip
+    result = score_open_accounts(
+        settings,
+        data,
+        model,
+        wrapper,
+        model_name=name,
+        model_version=version,
+        lead_model=lead_model,
+        lead_model_name=lead_name,
+    )
     rejects = result.rejects
-    publish({target: frame_writer(result.scores, target),
-             rejects_path(target): frame_writer(rejects, rejects_path(target))})  # fmt: skip
+    publish(
+        {target: frame_writer(result.scores, target), rejects_path(target): frame_writer(rejects, rejects_path(target))}
+    )
     s = result.summary
-    echo(f"scored {s['scored']:,} of {s['accounts_with_open_leads']:,} accounts with open leads as of "
-         f"{data.as_of.isoformat()} with {name} v{version or '?'} -> {target}")  # fmt: skip
+    echo(
+        f"scored {s['scored']:,} of {s['accounts_with_open_leads']:,} accounts with open leads as of "
+        f"{data.as_of.isoformat()} with {name} v{version or '?'} -> {target}"
+    )
     echo(f"rejected: {len(rejects):,}; mean probability {s['mean_probability']}")
     if s["accounts_per_cell"]:
         echo("accounts per cell: " + ", ".join(f"{k} {v:,}" for k, v in s["accounts_per_cell"].items()))
     echo(f"\ntop {top} accounts:")
     shown = result.scores.head(top)[["account_id", "score", "cell", "open_leads", "reasons_positive"]]
     echo(shown.to_string(index=False, max_colwidth=80))
-    return {"verb": "predict", **s, "rejected": len(rejects), "as_of": data.as_of.isoformat(), "model_name": name,
-            "model_version": version, "lead_model": lead_name, "output": str(target)}
+    return {
+        "verb": "predict",
+        **s,
+        "rejected": len(rejects),
+        "as_of": data.as_of.isoformat(),
+        "model_name": name,
+        "model_version": version,
+        "lead_model": lead_name,
+        "output": str(target),
+    }
 
 
-def run_grade_accounts(settings: Settings, *, as_of: pd.Timestamp | None = None, out: Path | None = None,
-                       echo: Callable[..., None]) -> dict:  # fmt: skip
+def run_grade_accounts(
+    settings: Settings, *, as_of: pd.Timestamp | None = None, out: Path | None = None, echo: Callable[..., None]
+) -> dict:
     """The whole `leadscore grade --level account`: every account with an open lead, graded by the rules."""
     target = Path(out or settings.output_dir / "account_grades.csv")
     check_target(target, "--out", (".csv", ".parquet"), settings)

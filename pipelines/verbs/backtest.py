@@ -49,8 +49,10 @@ def time_steps(times: pd.Series, *, start: pd.Timestamp, every: pd.Timedelta, ho
 
 def row_steps(n: int, *, start: int, every: int) -> list[Step]:
     """Row-ordered data: train on every row before the step, test on the next `every` rows."""
-    return [Step(f"rows {s}-{min(s + every, n) - 1}", np.arange(s), np.arange(s, min(s + every, n)))
-            for s in range(start, n, every)]  # fmt: skip
+    return [
+        Step(f"rows {s}-{min(s + every, n) - 1}", np.arange(s), np.arange(s, min(s + every, n)))
+        for s in range(start, n, every)
+    ]
 
 
 def score_step(
@@ -59,8 +61,12 @@ def score_step(
     """Probabilities of each scorer on the step's test rows, or None when the history cannot train a model."""
     frame, names = training.frame, training.feature_names
     train, test = frame.iloc[step.train], frame.iloc[step.test]
-    model = build_model(settings.model, categorical_features=training.categorical, gap_days=gap_days(settings),
-                        directions=feature_directions(settings))  # fmt: skip
+    model = build_model(
+        settings.model,
+        categorical_features=training.categorical,
+        gap_days=gap_days(settings),
+        directions=feature_directions(settings),
+    )
     try:
         fit_recipe(model, training, step.train, names)
     except TooLittleDataError as exc:
@@ -69,8 +75,10 @@ def score_step(
     numeric = [c for c in names if c not in training.categorical]
     lr = logistic_regression(training.categorical, numeric, random_state=settings.model.random_state)
     lr.fit(train[names], train["converted"])
-    scores = {"lightgbm_calibrated": model.predict_proba(test[names])[:, 1],
-              "logistic_regression": lr.predict_proba(test[names])[:, 1]}  # fmt: skip
+    scores = {
+        "lightgbm_calibrated": model.predict_proba(test[names])[:, 1],
+        "logistic_regression": lr.predict_proba(test[names])[:, 1],
+    }
     if cells is not None:
         rules = CellRateBaseline().fit(cells.iloc[step.train].to_frame("cell"), train["converted"])
         scores["rules_grade"] = rules.predict_proba(cells.iloc[step.test].to_frame("cell"))[:, 1]
@@ -97,8 +105,16 @@ def run_backtest(
             continue
         truth = y[step.test]
         for scorer, p in scores.items():
-            rows.append({"period": step.label, "scorer": scorer, "rows": len(step.test), "train_rows": len(step.train),
-                         "positives": int(truth.sum()), **evaluate(truth, p)})  # fmt: skip
+            rows.append(
+                {
+                    "period": step.label,
+                    "scorer": scorer,
+                    "rows": len(step.test),
+                    "train_rows": len(step.train),
+                    "positives": int(truth.sum()),
+                    **evaluate(truth, p),
+                }
+            )
         predictions.append(pd.DataFrame({"period": step.label, "row": step.test, "converted": truth, **scores}))
     if not predictions:
         raise TooLittleDataError("no backtest step had enough history to train: start later or add history")
@@ -130,15 +146,25 @@ def log_backtest(
         if capture is not None:
             tracking.log_frame(capture[0], "backtest/capture_per_week.csv")
             tracking.log_frame(capture[1], "backtest/capture_at_capacity.csv")
-            mlflow.log_metrics({f"capture.{policy.replace(' ', '_')}.{k}": float(v)
-                                for policy, row in capture[1].iterrows()
-                                for k, v in row.items() if pd.notna(v)})  # fmt: skip
+            mlflow.log_metrics(
+                {
+                    f"capture.{policy.replace(' ', '_')}.{k}": float(v)
+                    for policy, row in capture[1].iterrows()
+                    for k, v in row.items()
+                    if pd.notna(v)
+                }
+            )
         for period, rows in result.per_period.groupby("period", sort=False):
             with mlflow.start_run(experiment_id=experiment, run_name=f"period {period}", nested=True):
                 mlflow.log_param("period", period)
                 for _, row in rows.iterrows():
-                    mlflow.log_metrics({f"{row['scorer']}.{k}": float(row[k]) for k in ("roc_auc", "pr_auc", "brier",
-                                        "ece", "log_loss") if pd.notna(row[k])})  # fmt: skip
+                    mlflow.log_metrics(
+                        {
+                            f"{row['scorer']}.{k}": float(row[k])
+                            for k in ("roc_auc", "pr_auc", "brier", "ece", "log_loss")
+                            if pd.notna(row[k])
+                        }
+                    )
         return parent.info.run_id
 
 
@@ -152,8 +178,10 @@ def check_steps(start: str, every: str) -> None:
         elif int(every) <= 0 or float(start) < 0:
             raise ValueError
     except ValueError:
-        raise UsageError(f"--start {start!r} / --every {every!r}: use a date and days (e.g. 2025-01-01, 30d) or a "
-                         "row share / number and a number of rows (e.g. 0.8, 1000)") from None  # fmt: skip
+        raise UsageError(
+            f"--start {start!r} / --every {every!r}: use a date and days (e.g. 2025-01-01, 30d) or a "
+            "row share / number and a number of rows (e.g. 0.8, 1000)"
+        ) from None
 
 
 def steps_for(settings: Settings, training: TrainingSet, *, start: str, every: str) -> list[Step]:
@@ -212,7 +240,11 @@ def run_walk_forward(
         echo("\n" + capture_text(capture[1], capture[0]))
     else:
         echo("\nno capture table: set [grades.capacity] or give --capacity N (leads per week)")
-    run_id = log_backtest(settings, result, params={"start": start, "every": every, "steps": len(steps)},
-                          capture=None if capture is None else capture[:2])  # fmt: skip
+    run_id = log_backtest(
+        settings,
+        result,
+        params={"start": start, "every": every, "steps": len(steps)},
+        capture=None if capture is None else capture[:2],
+    )
     echo(f"MLflow run {run_id} (one child run per period) in {settings.tracking_uri}")
     return {"verb": "backtest", "steps": len(steps), "run_id": run_id}

@@ -27,19 +27,25 @@ def run_build_training_set(
         target = out or settings.output_dir / "training_set_parquet"
         manifest = training_set_spark(settings, as_of=as_of, out=target)
         write_json(manifest, target.with_name(target.name + ".manifest.json"))
-        echo(f"training set on Spark: {manifest['rows']:,} rows, {manifest['positives']:,} positives, "
-             f"{manifest['censored']:,} censored -> {target}")  # fmt: skip
+        echo(
+            f"training set on Spark: {manifest['rows']:,} rows, {manifest['positives']:,} positives, "
+            f"{manifest['censored']:,} censored -> {target}"
+        )
         return manifest
     data = load_valid_crm(settings, as_of=as_of) if settings.mode == "crm" else None
     training = build_training_set(settings, data=data)
     path, manifest_path = write_training_set(training, out or settings.output_dir / "training_set.parquet")
     m = training.manifest
-    echo(f"training set: {m['rows']:,} rows, {m['positives']:,} positives ({m['positive_rate']:.1%}), "
-         f"{len(m['features'])} features -> {path}")  # fmt: skip
+    echo(
+        f"training set: {m['rows']:,} rows, {m['positives']:,} positives ({m['positive_rate']:.1%}), "
+        f"{len(m['features'])} features -> {path}"
+    )
     if "spine" in m:
         sp = m["spine"]
-        echo(f"censored (horizon not over by as_of, whatever happened in it; never labelled): {sp['censored']:,}; "
-             f"snapshots over the cap per lead left out: {sp.get('thinned', 0):,}")  # fmt: skip
+        echo(
+            f"censored (horizon not over by as_of, whatever happened in it; never labelled): {sp['censored']:,}; "
+            f"snapshots over the cap per lead left out: {sp.get('thinned', 0):,}"
+        )
         for line in coverage_lines(m.get("coverage")):
             echo(line)
     if m.get("excluded_leaking_columns"):

@@ -48,9 +48,11 @@ def lead_attribute(data: CrmData, column: str, key: str) -> pd.Series:
         by_account = accounts.drop_duplicates("account_id").set_index("account_id")[column]
         return pd.Series(leads["account_id"].map(by_account).to_numpy(), index=ids)
     known = sorted(set(leads.columns) | (set(accounts.columns) if accounts is not None else set()))
-    raise UsageError(f"'{column}' is not a column of the loaded leads or accounts tables",
-                     where=f"grades.capacity.{key}",
-                     hint=f"name a contract role or a custom field (tables.leads.custom); loaded: {known}")
+    raise UsageError(
+        f"'{column}' is not a column of the loaded leads or accounts tables",
+        where=f"grades.capacity.{key}",
+        hint=f"name a contract role or a custom field (tables.leads.custom); loaded: {known}",
+    )
 
 
 def week_of(as_of: pd.Timestamp) -> tuple[pd.Timestamp, str]:
@@ -93,8 +95,9 @@ def route_within_capacity(
     out["to_sales"] = out["sla_hours"].notna().to_numpy()
     out["accepted"] = ids.isin(set(accepted_at.index[accepted_at < as_of]) if accepted_at is not None else set())
     before = earlier_handoffs(history, as_of, accepted_at=accepted_at)
-    earlier = pd.DataFrame({"lead_id": before,
-                            "team": before.map(team_of).fillna("(missing)") if team_of is not None else "all"})
+    earlier = pd.DataFrame(
+        {"lead_id": before, "team": before.map(team_of).fillna("(missing)") if team_of is not None else "all"}
+    )
     out = out.join(allocate(out, rules, earlier=earlier))
     out["table_action"] = out["action"]
     held = (out["handoff"] == OVER).fillna(False).to_numpy(dtype=bool)
@@ -102,8 +105,12 @@ def route_within_capacity(
     out.loc[held, "sla_hours"] = np.nan
     out.loc[held, "due_by"] = pd.NaT
     summary = capture_summary(out, rules, earlier=earlier)
-    log.info("capacity: %d new hand-off(s), %d earlier this week, %d over capacity",
-             int((out["handoff"] == NEW).sum()), int((out["handoff"] == EARLIER).sum()), int(held.sum()))  # fmt: skip
+    log.info(
+        "capacity: %d new hand-off(s), %d earlier this week, %d over capacity",
+        int((out["handoff"] == NEW).sum()),
+        int((out["handoff"] == EARLIER).sum()),
+        int(held.sum()),
+    )
     return out.drop(columns=["to_sales", "accepted"]), summary
 
 
@@ -117,38 +124,78 @@ def apply_capacity(settings: Settings, data: CrmData, scores: pd.DataFrame) -> t
 
     as_of = pd.Timestamp(data.as_of)
     start, label = week_of(as_of)
-    history = read_history(settings, since=start) if settings.history.enabled else pd.DataFrame(
-        columns=["lead_id", "as_of", "due_by"])  # fmt: skip
+    history = (
+        read_history(settings, since=start)
+        if settings.history.enabled
+        else pd.DataFrame(columns=["lead_id", "as_of", "due_by"])
+    )
     if not settings.history.enabled:
         log.warning("grades.capacity without a score history: earlier runs of this week cannot be counted")
     routed, table = route_within_capacity(scores, rules, data=data, history=history, as_of=as_of)
-    summary = {"week": label, "week_start": start.isoformat(), "by": rules.by, "value_column": rules.value_column,
-               "teams": {str(k): {c: (round(float(v), 4) if c in _FLOATS else int(v)) for c, v in row.items()}
-                         for k, row in table.to_dict("index").items()}}  # fmt: skip
+    summary = {
+        "week": label,
+        "week_start": start.isoformat(),
+        "by": rules.by,
+        "value_column": rules.value_column,
+        "teams": {
+            str(k): {c: (round(float(v), 4) if c in _FLOATS else int(v)) for c, v in row.items()}
+            for k, row in table.to_dict("index").items()
+        },
+    }
     return routed, summary
 
 
 def capture_lines(summary: dict) -> list[str]:
     """The printed capture table: one row per team (and the total)."""
-    head = (f"capacity, ISO week {summary['week']} (from {summary['week_start'][:10]})"
-            + (f", per {summary['by']}" if summary["by"] else "")
-            + (f", ranked by probability x {summary['value_column']}" if summary["value_column"] else "")
-            + "\n  week = earlier runs + new; expected conversions = sum of probabilities of the leads with sales now; "
-            "rules = what the routing table alone sends (at capacity: as many of them at random)")  # fmt: skip
-    table = pd.DataFrame(summary["teams"]).T.rename(columns={
-        "handed_off_earlier": "earlier", "over_capacity": "over capacity", "week_total": "week",
-        "to_sales": "with sales", "expected_conversions": "expected conv.", "rules_leads": "rules leads",
-        "rules_expected_conversions": "rules expected conv.", "rules_at_capacity_random": "rules at capacity"})
+    head = (
+        f"capacity, ISO week {summary['week']} (from {summary['week_start'][:10]})"
+        + (f", per {summary['by']}" if summary["by"] else "")
+        + (f", ranked by probability x {summary['value_column']}" if summary["value_column"] else "")
+        + "\n  week = earlier runs + new; expected conversions = sum of probabilities of the leads with sales now; "
+        "rules = what the routing table alone sends (at capacity: as many of them at random)"
+    )
+    table = pd.DataFrame(summary["teams"]).T.rename(
+        columns={
+            "handed_off_earlier": "earlier",
+            "over_capacity": "over capacity",
+            "week_total": "week",
+            "to_sales": "with sales",
+            "expected_conversions": "expected conv.",
+            "rules_leads": "rules leads",
+            "rules_expected_conversions": "rules expected conv.",
+            "rules_at_capacity_random": "rules at capacity",
+        }
+    )
     table.index.name = "team"
     counts = ["capacity", "earlier", "new", "week", "over capacity", "with sales", "rules leads"]
     table = table.astype("float64").astype({c: "int64" for c in counts})
-    columns = ["capacity", "earlier", "new", "week", "over capacity", "with sales", "expected conv.", "rules leads",
-               "rules expected conv.", "rules at capacity"]  # fmt: skip
+    columns = [
+        "capacity",
+        "earlier",
+        "new",
+        "week",
+        "over capacity",
+        "with sales",
+        "expected conv.",
+        "rules leads",
+        "rules expected conv.",
+        "rules at capacity",
+    ]
     return [head, table[columns].to_string(float_format=lambda v: f"{v:.1f}")]
 
 
-__all__ = ["ACCEPTED", "CAPACITY_COLUMNS", "EARLIER", "NEW", "OVER", "apply_capacity", "capture_lines",
-           "earlier_handoffs", "route_within_capacity", "week_of"]  # fmt: skip
+__all__ = [
+    "ACCEPTED",
+    "CAPACITY_COLUMNS",
+    "EARLIER",
+    "NEW",
+    "OVER",
+    "apply_capacity",
+    "capture_lines",
+    "earlier_handoffs",
+    "route_within_capacity",
+    "week_of",
+]
 
 
 # -- backtest and report: captured conversions at capacity -----------------------------------------------------
@@ -189,8 +236,12 @@ def capture_at_capacity(
 
 
 def backtest_capture(
-    settings: Settings, data: CrmData | None, training_frame: pd.DataFrame, predictions: pd.DataFrame,
-    *, capacity: int | None = None,
+    settings: Settings,
+    data: CrmData | None,
+    training_frame: pd.DataFrame,
+    predictions: pd.DataFrame,
+    *,
+    capacity: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]] | None:
     """`backtest`'s capture table from its pooled predictions (one row per scored test row)."""
     rules = settings.grades.capacity
@@ -198,14 +249,23 @@ def backtest_capture(
     teams = None
     if rules is not None and rules.by is not None and capacity is None and data is not None:
         teams = rows["lead_id"].astype(str).map(_team_key(lead_attribute(data, rules.by, "by"))).fillna("(missing)")
-    frame = capture_frame(predictions, rows["cutoff_time"] if "cutoff_time" in rows else pd.Series(pd.NaT,
-                          index=rows.index), teams=teams, period=predictions["period"])  # fmt: skip
+    frame = capture_frame(
+        predictions,
+        rows["cutoff_time"] if "cutoff_time" in rows else pd.Series(pd.NaT, index=rows.index),
+        teams=teams,
+        period=predictions["period"],
+    )
     return capture_at_capacity(frame, rules, capacity=capacity)
 
 
 def capture_text(table: pd.DataFrame, per_week: pd.DataFrame) -> str:
     weeks = len(per_week)
-    head = (f"captured conversions at capacity ({int(table['handed_off'].iloc[0]):,} hand-offs over {weeks} "
-            f"week(s); {int(table['all_conversions'].iloc[0]):,} conversions in all):")  # fmt: skip
-    return head + "\n" + table[["captured_conversions", "share_of_all_conversions"]].to_string(
-        float_format=lambda v: f"{v:.3f}")
+    head = (
+        f"captured conversions at capacity ({int(table['handed_off'].iloc[0]):,} hand-offs over {weeks} "
+        f"week(s); {int(table['all_conversions'].iloc[0]):,} conversions in all):"
+    )
+    return (
+        head
+        + "\n"
+        + table[["captured_conversions", "share_of_all_conversions"]].to_string(float_format=lambda v: f"{v:.3f}")
+    )

@@ -25,8 +25,17 @@ from leadscore.pipelines.training_set import flat_spec
 from leadscore.pipelines.verbs.scoring import OUTPUT_COLUMNS, Scored, _drift, _score, summarise
 
 log = logging.getLogger(__name__)
-GRADE_COLUMNS = ["fit_grade", "engagement_grade", "cell", "stage", "stage_rule", "dormant", "action", "sla_hours",
-                 "due_by"]  # fmt: skip
+GRADE_COLUMNS = [
+    "fit_grade",
+    "engagement_grade",
+    "cell",
+    "stage",
+    "stage_rule",
+    "dormant",
+    "action",
+    "sla_hours",
+    "due_by",
+]
 
 
 def flat_grades_configured(settings: Settings) -> bool:
@@ -80,20 +89,20 @@ def score_flat_open_leads(
             f"no open lead: every one of the {len(raw):,} rows has a label in '{f.label_column}'",
             where=flat_location(settings),
             hint="leave the label empty for the leads to score (they are left out of training)",
-        )  # fmt: skip
+        )
     stamp = flat_as_of(settings, rows, as_of)
     names = list(model.feature_names_in_)
     X = rows[names]
     contributions = model.contributions(X)
     raw = contributions.sum(axis=1).to_numpy()  # SHAP values add up to the raw score
     probability = model.probability_of_margin(raw)
-    reasons = top_reasons(contributions, X, {}, reference=getattr(wrapper, "reason_reference", None),
-                          directions=dict(f.directions))  # fmt: skip
+    reasons = top_reasons(
+        contributions, X, {}, reference=getattr(wrapper, "reason_reference", None), directions=dict(f.directions)
+    )
     scores = pd.DataFrame({"lead_id": rows["lead_id"].to_numpy(), "probability": probability, "raw_score": raw})
     scores = pd.concat([scores, reasons.reset_index(drop=True)], axis=1)
     if flat_grades_configured(settings):
-        graded = grade_flat_rows(rows, settings.grades, f.engagement, as_of=stamp,
-                                 probability=pd.Series(probability))  # fmt: skip
+        graded = grade_flat_rows(rows, settings.grades, f.engagement, as_of=stamp, probability=pd.Series(probability))
         scores = pd.concat([scores, graded[GRADE_COLUMNS].reset_index(drop=True)], axis=1)
     else:
         for column in GRADE_COLUMNS:

@@ -92,16 +92,26 @@ def sales_touches(data: CrmData) -> pd.DataFrame:
     if events is not None:
         is_touch = events["event_type"].isin(list(SALES_TOUCH_EVENTS))
         touch = events.loc[is_touch, ["lead_id", "occurred_at"]]
-        parts.append(pd.DataFrame({"lead_id": touch["lead_id"].astype("string").to_numpy(),
-                                   "touched_at": touch["occurred_at"].to_numpy()}))  # fmt: skip
+        parts.append(
+            pd.DataFrame(
+                {"lead_id": touch["lead_id"].astype("string").to_numpy(), "touched_at": touch["occurred_at"].to_numpy()}
+            )
+        )
     leads = data.tables["leads"]
     if "first_sales_touch_at" in leads:
         first = leads.loc[leads["first_sales_touch_at"].notna(), ["lead_id", "first_sales_touch_at"]]
-        parts.append(pd.DataFrame({"lead_id": first["lead_id"].astype("string").to_numpy(),
-                                   "touched_at": first["first_sales_touch_at"].to_numpy()}))  # fmt: skip
+        parts.append(
+            pd.DataFrame(
+                {
+                    "lead_id": first["lead_id"].astype("string").to_numpy(),
+                    "touched_at": first["first_sales_touch_at"].to_numpy(),
+                }
+            )
+        )
     if not parts:
-        return pd.DataFrame({"lead_id": pd.Series(dtype="string"),
-                             "touched_at": pd.Series(dtype="datetime64[ns, UTC]")})  # fmt: skip
+        return pd.DataFrame(
+            {"lead_id": pd.Series(dtype="string"), "touched_at": pd.Series(dtype="datetime64[ns, UTC]")}
+        )
     touches = pd.concat(parts, ignore_index=True)
     touches["touched_at"] = pd.to_datetime(touches["touched_at"], utc=True)
     return touches
@@ -153,8 +163,9 @@ def _live_rows(outcomes: pd.DataFrame, info: ModelInfo) -> pd.DataFrame:
 def _record(outcomes: pd.DataFrame, info: ModelInfo) -> LiveRecord:
     rows = _live_rows(outcomes, info)
     figures = {k: v for k, v in m.live_figures(rows).items() if k not in {"outcomes", "conversions"}}
-    return LiveRecord(info.name, info.version, info.trained_through, len(rows), int(rows["converted"].sum()),
-                      figures, info.holdout)  # fmt: skip
+    return LiveRecord(
+        info.name, info.version, info.trained_through, len(rows), int(rows["converted"].sum()), figures, info.holdout
+    )
 
 
 def live_record(
@@ -182,19 +193,27 @@ def live_record(
 # -- the whole monitor -------------------------------------------------------------------------------------------
 def _runs_table(history: pd.DataFrame, outcomes: pd.DataFrame, profiles: dict) -> pd.DataFrame:
     keys = ["as_of", "model_name", "model_version"]
-    runs = history.groupby(keys, observed=True).agg(leads=("lead_id", "size"), mean_probability=("probability", "mean"),
-                                                    handed_to_sales=("due_by", "count"))  # fmt: skip
-    matured = outcomes.groupby(keys, observed=True).agg(outcomes=("converted", "size"),
-                                                        conversion_rate=("converted", "mean"))  # fmt: skip
+    runs = history.groupby(keys, observed=True).agg(
+        leads=("lead_id", "size"), mean_probability=("probability", "mean"), handed_to_sales=("due_by", "count")
+    )
+    matured = outcomes.groupby(keys, observed=True).agg(
+        outcomes=("converted", "size"), conversion_rate=("converted", "mean")
+    )
     runs = runs.join(matured, how="left").reset_index()
     runs["outcomes"] = runs["outcomes"].fillna(0).astype("int64")
     psi = []
     for run in runs.itertuples():
         reference = profiles.get((run.model_name, run.model_version), {}).get("probability")
-        rows = history[(history["as_of"] == run.as_of) & (history["model_name"] == run.model_name)
-                       & (history["model_version"] == run.model_version)]  # fmt: skip
-        psi.append(float(population_stability({"probability": reference}, rows[["probability"]]).iloc[0])
-                   if reference else np.nan)  # fmt: skip
+        rows = history[
+            (history["as_of"] == run.as_of)
+            & (history["model_name"] == run.model_name)
+            & (history["model_version"] == run.model_version)
+        ]
+        psi.append(
+            float(population_stability({"probability": reference}, rows[["probability"]]).iloc[0])
+            if reference
+            else np.nan
+        )
     runs["score_psi"] = psi
     return runs
 
@@ -202,8 +221,13 @@ def _runs_table(history: pd.DataFrame, outcomes: pd.DataFrame, profiles: dict) -
 def _live_table(records: list[LiveRecord], champion: str | None) -> pd.DataFrame:
     rows = []
     for r in records:
-        row = {"model_version": r.model_version, "champion": r.model_version == champion,
-               "trained_through": r.trained_through, "outcomes": r.outcomes, "conversions": r.conversions}  # fmt: skip
+        row = {
+            "model_version": r.model_version,
+            "champion": r.model_version == champion,
+            "trained_through": r.trained_through,
+            "outcomes": r.outcomes,
+            "conversions": r.conversions,
+        }
         for metric in LIVE_METRICS:
             row[f"live_{metric}"] = r.get(metric)
             row[f"holdout_{metric}"] = r.holdout.get(metric, np.nan)
@@ -221,29 +245,53 @@ def _alerts(settings: Settings, result: Monitoring, champion: LiveRecord | None)
     weekly = result.acceptance.get("week")
     drop = m.acceptance_drop(weekly) if weekly is not None and len(weekly) else None
     if drop is not None and drop > cfg.acceptance_drop_points:
-        alerts.append(_alert("acceptance_drop", drop, cfg.acceptance_drop_points,
-                             f"sales acceptance in the latest week is {drop:.1f} points below the earlier weeks "
-                             f"(threshold {cfg.acceptance_drop_points:g})"))  # fmt: skip
+        alerts.append(
+            _alert(
+                "acceptance_drop",
+                drop,
+                cfg.acceptance_drop_points,
+                f"sales acceptance in the latest week is {drop:.1f} points below the earlier weeks "
+                f"(threshold {cfg.acceptance_drop_points:g})",
+            )
+        )
     if champion is not None and champion.outcomes >= cfg.min_live_outcomes:
         auc = champion.get("roc_auc")
         if np.isfinite(auc) and auc < cfg.live_roc_auc_floor:
-            alerts.append(_alert("live_roc_auc", auc, cfg.live_roc_auc_floor,
-                                 f"champion v{champion.model_version} live ROC AUC {auc:.3f} below the floor "
-                                 f"{cfg.live_roc_auc_floor:g} ({champion.outcomes:,} outcomes)"))  # fmt: skip
+            alerts.append(
+                _alert(
+                    "live_roc_auc",
+                    auc,
+                    cfg.live_roc_auc_floor,
+                    f"champion v{champion.model_version} live ROC AUC {auc:.3f} below the floor "
+                    f"{cfg.live_roc_auc_floor:g} ({champion.outcomes:,} outcomes)",
+                )
+            )
     sla_weeks = result.sla.get("week")
     if sla_weeks is not None and len(sla_weeks):
         latest = sla_weeks.sort_values("week").iloc[-1]
         share = latest["sla_compliance"]
         if share < cfg.sla_compliance_target:
-            alerts.append(_alert("sla_compliance", share, cfg.sla_compliance_target,
-                                 f"SLA compliance {share:.1%} in the week of {latest['week']:%Y-%m-%d} below the "
-                                 f"target {cfg.sla_compliance_target:.0%}"))  # fmt: skip
+            alerts.append(
+                _alert(
+                    "sla_compliance",
+                    share,
+                    cfg.sla_compliance_target,
+                    f"SLA compliance {share:.1%} in the week of {latest['week']:%Y-%m-%d} below the "
+                    f"target {cfg.sla_compliance_target:.0%}",
+                )
+            )
     drifts = result.runs.dropna(subset=["score_psi"]).sort_values("as_of") if len(result.runs) else result.runs
     if len(drifts) and drifts["score_psi"].iloc[-1] > cfg.score_drift_psi:
         latest = drifts.iloc[-1]
-        alerts.append(_alert("score_drift", latest["score_psi"], cfg.score_drift_psi,
-                             f"scores of the run at {latest['as_of']:%Y-%m-%d} drifted from the training population: "
-                             f"PSI {latest['score_psi']:.2f} > {cfg.score_drift_psi:g}"))  # fmt: skip
+        alerts.append(
+            _alert(
+                "score_drift",
+                latest["score_psi"],
+                cfg.score_drift_psi,
+                f"scores of the run at {latest['as_of']:%Y-%m-%d} drifted from the training population: "
+                f"PSI {latest['score_psi']:.2f} > {cfg.score_drift_psi:g}",
+            )
+        )
     return alerts
 
 
@@ -262,8 +310,9 @@ def build_monitoring(
     versions = history[["model_name", "model_version"]].drop_duplicates().itertuples(index=False)
     infos = {(n, v): model_info(settings, n, v, with_profile=score_drift) for n, v in versions}
     records = [_record(outcomes, info) for info in infos.values()]
-    champion_record = next((r for r in records if (r.model_name, r.model_version)
-                            == (settings.mlflow.registered_model, champion)), None)  # fmt: skip
+    champion_record = next(
+        (r for r in records if (r.model_name, r.model_version) == (settings.mlflow.registered_model, champion)), None
+    )
     runs = _runs_table(history, outcomes, {k: i.reference_profile for k, i in infos.items()})
 
     handed = m.handovers(history)
@@ -281,26 +330,43 @@ def build_monitoring(
         touched = m.first_touches(handed, touches, data_end=data.as_of)
         sla = {by: m.sla_by(touched, by) for by in ("cell", "week")}
     else:
-        notes.append("no sales touches (sales_call / sales_email / meeting events, first_sales_touch_at): SLA "
-                     "compliance not measured")  # fmt: skip
+        notes.append(
+            "no sales touches (sales_call / sales_email / meeting events, first_sales_touch_at): SLA "
+            "compliance not measured"
+        )
     # calibration of the champion; of the model with the most live outcomes while the champion has none yet
-    focus = champion_record if champion_record and champion_record.outcomes else \
-        max(records, key=lambda r: r.outcomes, default=None)  # fmt: skip
+    focus = (
+        champion_record
+        if champion_record and champion_record.outcomes
+        else max(records, key=lambda r: r.outcomes, default=None)
+    )
     focus_rows = _live_rows(outcomes, infos[(focus.model_name, focus.model_version)]) if focus else outcomes.iloc[:0]
     result = Monitoring(
-        data_end=data.as_of, since=since, champion=champion, runs=runs, outcomes=outcomes,
-        by_decile=m.conversion_by(outcomes, "decile"), by_cell=m.conversion_by(outcomes, "cell"),
-        live=_live_table(records, champion), live_calibration=m.live_calibration(focus_rows),
+        data_end=data.as_of,
+        since=since,
+        champion=champion,
+        runs=runs,
+        outcomes=outcomes,
+        by_decile=m.conversion_by(outcomes, "decile"),
+        by_cell=m.conversion_by(outcomes, "cell"),
+        live=_live_table(records, champion),
+        live_calibration=m.live_calibration(focus_rows),
         calibration_version=focus.model_version if focus else None,
-        acceptance=acceptance, reasons=reasons, sla=sla, alerts=[], notes=notes,
-    )  # fmt: skip
+        acceptance=acceptance,
+        reasons=reasons,
+        sla=sla,
+        alerts=[],
+        notes=notes,
+    )
     if history.empty:
         result.notes.append("the score history is empty: run `leadscore predict` first")
     elif outcomes.empty:
         result.notes.append(f"no scoring run is older than the horizon ({settings.spine.horizon_days:g} days) yet")
     if champion is not None and len(records) and (champion_record is None or not champion_record.outcomes):
-        result.notes.append(f"champion v{champion} has no matured live outcome yet; the table shows the live "
-                            "record of the models that scored earlier")  # fmt: skip
+        result.notes.append(
+            f"champion v{champion} has no matured live outcome yet; the table shows the live "
+            "record of the models that scored earlier"
+        )
     result.alerts = _alerts(settings, result, champion_record)
     return result
 
@@ -323,8 +389,9 @@ def live_section(settings: Settings, data) -> tuple[str, dict[str, object], dict
     return live_section_parts(build_monitoring(settings, data=data, score_drift=False))
 
 
-def run_monitor_verb(settings: Settings, *, since: pd.Timestamp | None = None, out: Path | None = None,
-                     echo: Callable[..., None]) -> dict:  # fmt: skip
+def run_monitor_verb(
+    settings: Settings, *, since: pd.Timestamp | None = None, out: Path | None = None, echo: Callable[..., None]
+) -> dict:
     """The whole `leadscore monitor` as the command line runs it: the tables, alerts and report, then its summary
     (exit code 3 when an alert fired)."""
     import matplotlib
@@ -339,7 +406,14 @@ def run_monitor_verb(settings: Settings, *, since: pd.Timestamp | None = None, o
         echo(line)
     echo(f"\nreport: {result.report_path.resolve()}")
     echo(f"tables, plots and the report logged to MLflow run {result.run_id}")
-    return {"verb": "monitor", "exit_code": result.exit_code, "alerts": result.alerts, "notes": result.notes,
-            "champion": result.champion, "matured_outcomes": len(result.outcomes),
-            "data_end": result.data_end.isoformat(), "report": str(result.report_path.resolve()),
-            "run_id": result.run_id}
+    return {
+        "verb": "monitor",
+        "exit_code": result.exit_code,
+        "alerts": result.alerts,
+        "notes": result.notes,
+        "champion": result.champion,
+        "matured_outcomes": len(result.outcomes),
+        "data_end": result.data_end.isoformat(),
+        "report": str(result.report_path.resolve()),
+        "run_id": result.run_id,
+    }

@@ -60,8 +60,18 @@ def check_targets(settings: Settings, targets: PredictTargets) -> tuple[Path, st
     return Path(target), url
 
 
-def score_crm(settings: Settings, model, wrapper, *, name: str, version: str, model_uri: str, as_of,
-              keep_contributions: bool, echo: Callable[..., None]):  # fmt: skip
+def score_crm(
+    settings: Settings,
+    model,
+    wrapper,
+    *,
+    name: str,
+    version: str,
+    model_uri: str,
+    as_of,
+    keep_contributions: bool,
+    echo: Callable[..., None],
+):
     """The validated CRM's open leads scored in chunks with a progress bar; also the data they came from."""
     from tqdm import tqdm
 
@@ -76,9 +86,18 @@ def score_crm(settings: Settings, model, wrapper, *, name: str, version: str, mo
     data = withhold(data)
     check_open_leads(data)
     with tqdm(total=len(data.tables["leads"]), unit="lead", desc="predict", disable=None) as bar:
-        result = score_open_leads(settings, data, model, wrapper, model_name=name, model_version=version,
-                                  chunk_size=settings.output.chunk_size, drop_events=True,
-                                  keep_contributions=keep_contributions, progress=bar.update)  # fmt: skip
+        result = score_open_leads(
+            settings,
+            data,
+            model,
+            wrapper,
+            model_name=name,
+            model_version=version,
+            chunk_size=settings.output.chunk_size,
+            drop_events=True,
+            keep_contributions=keep_contributions,
+            progress=bar.update,
+        )
     return result, data
 
 
@@ -90,8 +109,10 @@ def publish_scores(result: Scored, targets: PredictTargets, target: Path, url: s
         if contributions is not None:
             publish({Path(contributions): frame_writer(result.contributions, contributions)})
         return where
-    files = {target: frame_writer(result.scores, target),
-             rejects_path(target): frame_writer(result.rejects, rejects_path(target))}  # fmt: skip
+    files = {
+        target: frame_writer(result.scores, target),
+        rejects_path(target): frame_writer(result.rejects, rejects_path(target)),
+    }
     if contributions is not None:
         files[Path(contributions)] = frame_writer(result.contributions, contributions)
     publish(files)
@@ -111,8 +132,7 @@ def run_predict(
     target, url = check_targets(settings, targets)
     if settings.engine.name == "spark":
         if settings.grades.capacity is not None:
-            echo("warning: grades.capacity is applied by the local engine only; Spark scores are not limited",
-                 err=True)  # fmt: skip
+            echo("warning: grades.capacity is applied by the local engine only; Spark scores are not limited", err=True)
         return predict_on_spark(settings, model_uri, targets.out, as_of, echo=echo)
     model, wrapper, name, version = load_model(settings, model_uri)
     uri = model_uri or champion_uri(settings)
@@ -121,13 +141,29 @@ def run_predict(
     if flat:
         from leadscore.pipelines.verbs.flat_predict import score_flat_open_leads
 
-        result = score_flat_open_leads(settings, model, wrapper, model_name=name, model_version=version,
-                                       model_uri=uri, as_of=as_of,
-                                       keep_contributions=targets.contributions is not None)  # fmt: skip
+        result = score_flat_open_leads(
+            settings,
+            model,
+            wrapper,
+            model_name=name,
+            model_version=version,
+            model_uri=uri,
+            as_of=as_of,
+            keep_contributions=targets.contributions is not None,
+        )
         scored_as_of = result.scores["as_of"].iloc[0]
     else:
-        result, data = score_crm(settings, model, wrapper, name=name, version=version, model_uri=uri, as_of=as_of,
-                                 keep_contributions=targets.contributions is not None, echo=echo)  # fmt: skip
+        result, data = score_crm(
+            settings,
+            model,
+            wrapper,
+            name=name,
+            version=version,
+            model_uri=uri,
+            as_of=as_of,
+            keep_contributions=targets.contributions is not None,
+            echo=echo,
+        )
         scored_as_of = data.as_of
     capacity = None
     if settings.grades.capacity is not None:
@@ -141,20 +177,31 @@ def run_predict(
     history = append_history(settings, result.scores)
     run_id = log_scoring_run(settings, result, model_name=name, model_version=version, as_of=scored_as_of)
     drifted = result.drift[result.drift > settings.output.drift_threshold]
-    summary = {"verb": "predict", **result.summary, "as_of": scored_as_of.isoformat(), "model_name": name,
-               "model_version": version, "output": str(where), "history": history, "run_id": run_id,
-               "drift_warnings": {k: round(float(v), 4) for k, v in drifted.items()},
-               **({"capacity": capacity} if capacity is not None else {})}  # fmt: skip
+    summary = {
+        "verb": "predict",
+        **result.summary,
+        "as_of": scored_as_of.isoformat(),
+        "model_name": name,
+        "model_version": version,
+        "output": str(where),
+        "history": history,
+        "run_id": run_id,
+        "drift_warnings": {k: round(float(v), 4) for k, v in drifted.items()},
+        **({"capacity": capacity} if capacity is not None else {}),
+    }
     say_scored(settings, result, summary, capacity=capacity, top=top, echo=echo)
     return summary
 
 
-def say_scored(settings: Settings, result: Scored, summary: dict, *, capacity: dict | None, top: int,
-               echo: Callable[..., None]) -> None:  # fmt: skip
+def say_scored(
+    settings: Settings, result: Scored, summary: dict, *, capacity: dict | None, top: int, echo: Callable[..., None]
+) -> None:
     """What `predict` prints after a local run: counts, history, capacity, drift and the best leads."""
     s = result.summary
-    echo(f"scored {s['scored']:,} open leads as of {summary['as_of']} with {summary['model_name']} "
-         f"v{summary['model_version'] or '?'} -> {summary['output']}")  # fmt: skip
+    echo(
+        f"scored {s['scored']:,} open leads as of {summary['as_of']} with {summary['model_name']} "
+        f"v{summary['model_version'] or '?'} -> {summary['output']}"
+    )
     echo(f"rejected: {s['rejected']:,}; mean probability {s['mean_probability']}")
     if summary["history"]:
         echo(f"score history: this run's {s['scored']:,} rows -> {summary['history']}")
@@ -170,8 +217,11 @@ def say_scored(settings: Settings, result: Scored, summary: dict, *, capacity: d
     echo(f"drift (PSI per feature and score) and the summary logged to MLflow run {summary['run_id']}")
     if summary["drift_warnings"]:
         drifted = list(summary["drift_warnings"].items())[:8]
-        echo(f"warning: drift against the training population (PSI > {settings.output.drift_threshold}): "
-             + ", ".join(f"{k} {v:.2f}" for k, v in drifted), err=True)  # fmt: skip
+        echo(
+            f"warning: drift against the training population (PSI > {settings.output.drift_threshold}): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in drifted),
+            err=True,
+        )
     echo(f"\ntop {top} leads:")
     columns = list(SHOWN_COLUMNS)
     if capacity is not None:
@@ -179,20 +229,29 @@ def say_scored(settings: Settings, result: Scored, summary: dict, *, capacity: d
     echo(result.scores.head(top)[columns].to_string(index=False, max_colwidth=110))
 
 
-def predict_on_spark(settings: Settings, model_uri: str | None, out: Path | None, as_of,
-                     *, echo: Callable[..., None]) -> dict:  # fmt: skip
+def predict_on_spark(
+    settings: Settings, model_uri: str | None, out: Path | None, as_of, *, echo: Callable[..., None]
+) -> dict:
     """`leadscore predict --engine spark`: the same scores written as a Parquet folder, then the score history."""
     from leadscore.pipelines.outputs.history import HISTORY_COLUMNS
     from leadscore.pipelines.spark_engine import predict_spark
 
     model, wrapper, name, version = load_model(settings, model_uri)
     target = out or settings.output_dir / "scores_parquet"
-    summary = predict_spark(settings, model, wrapper, model_name=name, model_version=version, as_of=as_of,
-                            out=target)  # fmt: skip
-    echo(f"scored {summary['scored']:,} open leads as of {summary['as_of']} on Spark "
-         f"({settings.engine.spark_master}) -> {target} (rejected: {summary['rejected']:,})")  # fmt: skip
+    summary = predict_spark(settings, model, wrapper, model_name=name, model_version=version, as_of=as_of, out=target)
+    echo(
+        f"scored {summary['scored']:,} open leads as of {summary['as_of']} on Spark "
+        f"({settings.engine.spark_master}) -> {target} (rejected: {summary['rejected']:,})"
+    )
     history = append_history(settings, pd.read_parquet(target, columns=HISTORY_COLUMNS))
     if history:
         echo(f"score history: this run's rows -> {history}")
-    return {"verb": "predict", "engine": "spark", **summary, "model_name": name, "model_version": version,
-            "output": str(target), "history": history}
+    return {
+        "verb": "predict",
+        "engine": "spark",
+        **summary,
+        "model_name": name,
+        "model_version": version,
+        "output": str(target),
+        "history": history,
+    }

@@ -31,10 +31,27 @@ from leadscore.pipelines.memory import release_unused_memory
 log = logging.getLogger(__name__)
 
 OUTPUT_COLUMNS = [
-    "lead_id", "account_id", "as_of", "probability", "score", "percentile", "fit_grade", "engagement_grade", "cell",
-    "stage", "stage_rule", "dormant", "action", "sla_hours", "due_by", "reasons_positive", "reasons_negative",
-    "model_name", "model_version", "feature_set",
-]  # fmt: skip
+    "lead_id",
+    "account_id",
+    "as_of",
+    "probability",
+    "score",
+    "percentile",
+    "fit_grade",
+    "engagement_grade",
+    "cell",
+    "stage",
+    "stage_rule",
+    "dormant",
+    "action",
+    "sla_hours",
+    "due_by",
+    "reasons_positive",
+    "reasons_negative",
+    "model_name",
+    "model_version",
+    "feature_set",
+]
 
 
 @dataclass
@@ -48,12 +65,36 @@ class Scored:
 
 
 # the columns of a scored chunk that the output needs (grading's working columns are dropped chunk by chunk)
-_KEPT = ["lead_id", "cutoff_time", "probability", "raw_score", "fit_grade", "engagement_grade", "cell", "stage",
-         "stage_rule", "dormant", "action", "sla_hours", "due_by", "reasons_positive", "reasons_negative"]  # fmt: skip
+_KEPT = [
+    "lead_id",
+    "cutoff_time",
+    "probability",
+    "raw_score",
+    "fit_grade",
+    "engagement_grade",
+    "cell",
+    "stage",
+    "stage_rule",
+    "dormant",
+    "action",
+    "sla_hours",
+    "due_by",
+    "reasons_positive",
+    "reasons_negative",
+]
 
 # predict's stages, in order, as `Scored.timings` names them (the predict benchmark prints them as a table)
-STAGES = ("spine", "events_by_chunk", "features", "model_scoring", "shap_contributions", "reason_text", "grades",
-          "assembly", "drift")  # fmt: skip
+STAGES = (
+    "spine",
+    "events_by_chunk",
+    "features",
+    "model_scoring",
+    "shap_contributions",
+    "reason_text",
+    "grades",
+    "assembly",
+    "drift",
+)
 
 
 @contextmanager
@@ -122,9 +163,13 @@ def score_chunk(
     with _timed(timings, "features"):
         t = {**data.tables, **account_scope(data.tables["leads"], data.tables["opportunities"], spine["lead_id"])}
         context = FeatureContext(
-            spine, leads=t["leads"], accounts=t.get("accounts"), events=events, opportunities=t["opportunities"],
+            spine,
+            leads=t["leads"],
+            accounts=t.get("accounts"),
+            events=events,
+            opportunities=t["opportunities"],
             params=settings.feature_params(),
-        )  # fmt: skip
+        )
         # the model's features and the rules' inputs come from one context: one point-in-time join per chunk
         features = feature_columns(context, list(dict.fromkeys(names + settings.grades.fit_features())))
         X = features[names]
@@ -137,8 +182,15 @@ def score_chunk(
         reasons = top_reasons(contributions, X, feature_specs(context.params), reference=reason_reference)
     with _timed(timings, "grades"):
         tables = {**t, "events": events}
-        graded = grade_spine(spine, tables, settings.grades, context.params, probability=pd.Series(probability),
-                             context=context, features=features)  # fmt: skip
+        graded = grade_spine(
+            spine,
+            tables,
+            settings.grades,
+            context.params,
+            probability=pd.Series(probability),
+            context=context,
+            features=features,
+        )
     out = graded.assign(probability=probability, raw_score=raw, **{c: reasons[c].to_numpy() for c in reasons})
     kept = contributions.assign(lead_id=spine["lead_id"].to_numpy()) if keep_contributions else None
     return out, kept, X
@@ -174,10 +226,16 @@ def score_open_leads(
     for chunk in chunks:
         with _timed(timings, "events_by_chunk"):
             events = next(chunk_events)
-        scored, contrib, X = score_chunk(settings, data, chunk.reset_index(drop=True), events, model,
-                                         keep_contributions=keep_contributions,
-                                         reason_reference=getattr(wrapper, "reason_reference", None),
-                                         timings=timings)  # fmt: skip
+        scored, contrib, X = score_chunk(
+            settings,
+            data,
+            chunk.reset_index(drop=True),
+            events,
+            model,
+            keep_contributions=keep_contributions,
+            reason_reference=getattr(wrapper, "reason_reference", None),
+            timings=timings,
+        )
         parts.append(scored[[c for c in _KEPT if c in scored]])  # only what the output needs, chunk by chunk
         with _timed(timings, "drift"):
             drift_counts = add_counts(drift_counts, stability_counts(profile, X))
@@ -215,8 +273,12 @@ def score_open_leads(
     with _timed(timings, "assembly"):
         scores = scores[OUTPUT_COLUMNS]
         scores = _sorted_by_score(scores)
-        result = Scored(scores[OUTPUT_COLUMNS].reset_index(drop=True), rejects,
-                        pd.concat(contributions, ignore_index=True) if contributions else None, drift)  # fmt: skip
+        result = Scored(
+            scores[OUTPUT_COLUMNS].reset_index(drop=True),
+            rejects,
+            pd.concat(contributions, ignore_index=True) if contributions else None,
+            drift,
+        )
         result.summary = summarise(result)
     result.timings = timings
     log.debug("predict stages (s): %s", ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
@@ -231,8 +293,12 @@ def _sorted_by_score(scores: pd.DataFrame) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    keys = pa.table({"probability": scores["probability"].to_numpy(dtype="float64"),
-                     "lead_id": pa.array(scores["lead_id"].astype("string"))})  # fmt: skip
+    keys = pa.table(
+        {
+            "probability": scores["probability"].to_numpy(dtype="float64"),
+            "lead_id": pa.array(scores["lead_id"].astype("string")),
+        }
+    )
     order = pc.sort_indices(keys, sort_keys=[("probability", "descending"), ("lead_id", "ascending")]).to_numpy()
     del keys
     index = scores.index[order]
@@ -254,8 +320,14 @@ def champion_open_matrix(settings: Settings, *, limit: int | None = None):
     model, _ = tracking.load_conversion_model(f"models:/{settings.mlflow.registered_model}@champion")
     t = loaded.tables
     spine = scoring_spine(t["leads"], t["opportunities"], as_of=loaded.as_of).head(limit)
-    context = FeatureContext(spine, leads=t["leads"], accounts=t.get("accounts"), events=t.get("events"),
-                             opportunities=t["opportunities"], params=settings.feature_params())  # fmt: skip
+    context = FeatureContext(
+        spine,
+        leads=t["leads"],
+        accounts=t.get("accounts"),
+        events=t.get("events"),
+        opportunities=t["opportunities"],
+        params=settings.feature_params(),
+    )
     return model, feature_columns(context, list(model.feature_names_in_))
 
 
@@ -275,8 +347,14 @@ def _rejects(data: CrmData, failed: pd.Series) -> pd.DataFrame:
     parts = []
     if "leads" in data.rejects:
         rejected = data.rejects["leads"]
-        parts.append(pd.DataFrame({"lead_id": rejected["lead_id"].astype("string"),
-                                   "reason": "validation: " + rejected["reject_reason"].astype("string")}))  # fmt: skip
+        parts.append(
+            pd.DataFrame(
+                {
+                    "lead_id": rejected["lead_id"].astype("string"),
+                    "reason": "validation: " + rejected["reject_reason"].astype("string"),
+                }
+            )
+        )
     if len(failed):
         parts.append(pd.DataFrame({"lead_id": failed.astype("string"), "reason": "scoring: no finite probability"}))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame({"lead_id": [], "reason": []})
@@ -287,8 +365,7 @@ def _drift(profile: dict, feature_counts: dict | None, scores: pd.DataFrame) -> 
     chunk by chunk) and for the probability."""
     if not profile or scores.empty:
         return pd.Series(dtype="float64", name="psi")
-    parts = [stability_of_counts(profile, feature_counts or {}),
-             population_stability(profile, scores[["probability"]])]  # fmt: skip
+    parts = [stability_of_counts(profile, feature_counts or {}), population_stability(profile, scores[["probability"]])]
     return pd.concat(parts).sort_values(ascending=False)
 
 
@@ -318,9 +395,10 @@ def log_scoring_run(settings: Settings, result: Scored, *, model_name: str, mode
     with mlflow.start_run(experiment_id=experiment, run_name=name) as run:
         mlflow.set_tags({"model_name": model_name, "model_version": model_version, "as_of": as_of.isoformat()})
         s = result.summary
-        mlflow.log_metrics({"scored": s["scored"], "rejected": s["rejected"]}
-                           | ({"mean_probability": s["mean_probability"]} if s["mean_probability"] is not None
-                              else {}))  # fmt: skip
+        mlflow.log_metrics(
+            {"scored": s["scored"], "rejected": s["rejected"]}
+            | ({"mean_probability": s["mean_probability"]} if s["mean_probability"] is not None else {})
+        )
         mlflow.log_metrics({f"psi.{name}": float(value) for name, value in result.drift.items()})
         tracking.log_frame(result.drift.to_frame(), "drift/psi.csv")
         return run.info.run_id

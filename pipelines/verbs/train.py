@@ -78,9 +78,11 @@ def holdout_split(settings: Settings, training: TrainingSet) -> Split:
     """The most recent `holdout_fraction` of rows, after a gap of one horizon from the rows used to fit."""
     frame = training.frame
     dev, holdout = time_ordered_split(
-        len(frame), fraction=settings.model.holdout_fraction, sample_time=sample_time(training),
+        len(frame),
+        fraction=settings.model.holdout_fraction,
+        sample_time=sample_time(training),
         gap_days=gap_days(settings),
-    )  # fmt: skip
+    )
     y = frame["converted"].to_numpy()
     if len(np.unique(y[holdout])) < 2:
         raise TooLittleDataError(f"the time-ordered holdout ({len(holdout)} rows) holds only one class; add history")
@@ -96,13 +98,21 @@ def fit_recipe(model: ConversionModel, training: TrainingSet, rows: np.ndarray, 
     """Fit an unfitted model (a recipe) on the given rows, in time order, with their times and weights."""
     frame = training.frame.iloc[rows]
     times, weights = sample_time(training), sample_weight(training)
-    return model.fit(frame[features], frame["converted"], sample_time=None if times is None else times.iloc[rows],
-                     sample_weight=None if weights is None else weights.iloc[rows])  # fmt: skip
+    return model.fit(
+        frame[features],
+        frame["converted"],
+        sample_time=None if times is None else times.iloc[rows],
+        sample_weight=None if weights is None else weights.iloc[rows],
+    )
 
 
 def fit_model(settings: Settings, training: TrainingSet, rows: np.ndarray) -> ConversionModel:
-    model = build_model(settings.model, categorical_features=training.categorical, gap_days=gap_days(settings),
-                        directions=feature_directions(settings))  # fmt: skip
+    model = build_model(
+        settings.model,
+        categorical_features=training.categorical,
+        gap_days=gap_days(settings),
+        directions=feature_directions(settings),
+    )
     return fit_recipe(model, training, rows, training.feature_names)
 
 
@@ -155,13 +165,18 @@ def train_and_evaluate(
     if settings.mode == "crm" and data is not None:
         from leadscore.models.grades import grade_spine
 
-        graded = grade_spine(training.frame[["lead_id", "cutoff_time", "converted"]], data.tables, settings.grades,
-                             settings.feature_params())
+        graded = grade_spine(
+            training.frame[["lead_id", "cutoff_time", "converted"]],
+            data.tables,
+            settings.grades,
+            settings.feature_params(),
+        )
     scores = {"lightgbm_calibrated": probability, "lightgbm_uncalibrated": uncalibrated}
     scores |= baseline_scores(settings, training, split, None if graded is None else graded["cell"])
     metrics = metrics_table({name: evaluate(holdout["converted"], p) for name, p in scores.items()})
-    result = TrainResult(model, training, split, metrics, calibration_table(holdout["converted"], probability),
-                         probability)  # fmt: skip
+    result = TrainResult(
+        model, training, split, metrics, calibration_table(holdout["converted"], probability), probability
+    )
     return result, graded
 
 
@@ -189,12 +204,20 @@ def champion_recipe_scores(
     missing = [c for c in features if c not in training.frame]
     if missing:
         if data is None:
-            raise KeyError(f"the champion's feature(s) {missing} are not in this training set and the CRM tables "
-                           "are not loaded (a prebuilt training set)")  # fmt: skip
+            raise KeyError(
+                f"the champion's feature(s) {missing} are not in this training set and the CRM tables "
+                "are not loaded (a prebuilt training set)"
+            )
         t = data.tables
-        extra = build_features(training.frame[["lead_id", "cutoff_time"]], leads=t["leads"], accounts=t.get("accounts"),
-                               events=t.get("events"), opportunities=t["opportunities"], feature_names=missing,
-                               params=params)  # fmt: skip
+        extra = build_features(
+            training.frame[["lead_id", "cutoff_time"]],
+            leads=t["leads"],
+            accounts=t.get("accounts"),
+            events=t.get("events"),
+            opportunities=t["opportunities"],
+            feature_names=missing,
+            params=params,
+        )
         frame = training.frame.assign(**{c: extra[c].to_numpy() for c in missing})
         training = TrainingSet(frame, training.feature_names, training.manifest, training.categorical)
     if same_recipe(result, champion_model):
@@ -227,26 +250,35 @@ def gate(
     challenger = result.metrics.loc["lightgbm_calibrated"]
     holdout = result.training.frame.iloc[result.split.holdout]
     try:
-        p = champion_recipe_scores(result, champion_model, data=data,
-                                   params=settings.feature_params() if data is not None else None)  # fmt: skip
+        p = champion_recipe_scores(
+            result, champion_model, data=data, params=settings.feature_params() if data is not None else None
+        )
     except (KeyError, ValueError) as exc:
         text = f"gate: champion v{champion_version} kept: its recipe cannot be refit here ({exc}); use --promote"
         return GateDecision(False, text, {})
     champion = evaluate(holdout["converted"], p)
-    figures = {f"champion_{metric}": champion[metric], "champion_ece": champion["ece"],
-               f"challenger_{metric}": float(challenger[metric]),
-               "challenger_ece": float(challenger["ece"])}  # fmt: skip
+    figures = {
+        f"champion_{metric}": champion[metric],
+        "champion_ece": champion["ece"],
+        f"challenger_{metric}": float(challenger[metric]),
+        "challenger_ece": float(challenger["ece"]),
+    }
     better = is_better(challenger[metric], champion[metric], metric, min_improvement=m.gate_min_improvement)
     calibrated = challenger["ece"] <= champion["ece"] + m.gate_calibration_tolerance
-    compared = (f"{metric} challenger v{challenger_version} {challenger[metric]:.4f} vs champion v{champion_version} "
-                f"{champion[metric]:.4f} (its recipe refit on the same {len(result.split.dev):,} rows; "
-                f"{len(holdout):,} holdout rows), ECE {challenger['ece']:.4f} vs {champion['ece']:.4f}")  # fmt: skip
+    compared = (
+        f"{metric} challenger v{challenger_version} {challenger[metric]:.4f} vs champion v{champion_version} "
+        f"{champion[metric]:.4f} (its recipe refit on the same {len(result.split.dev):,} rows; "
+        f"{len(holdout):,} holdout rows), ECE {challenger['ece']:.4f} vs {champion['ece']:.4f}"
+    )
     fingerprint = training_data_id(result.training.manifest)
-    refresh = (champion_fingerprint is not None and champion_fingerprint != fingerprint
-               and same_recipe(result, champion_model))  # fmt: skip
+    refresh = (
+        champion_fingerprint is not None and champion_fingerprint != fingerprint and same_recipe(result, champion_model)
+    )
     if refresh:
-        verdict = (f"promoted v{challenger_version} (refresh: the champion's recipe refit on new training data, "
-                   f"{fingerprint} vs {champion_fingerprint})")  # fmt: skip
+        verdict = (
+            f"promoted v{challenger_version} (refresh: the champion's recipe refit on new training data, "
+            f"{fingerprint} vs {champion_fingerprint})"
+        )
         return GateDecision(True, f"gate: {compared}: {verdict}", figures)
     if better and calibrated:
         verdict = f"promoted v{challenger_version} (improvement > {m.gate_min_improvement:g})"
@@ -292,8 +324,14 @@ def reference_population(settings: Settings, training: TrainingSet, data: CrmDat
     events = t.get("events")
     if events is not None:
         events = events[events["lead_id"].isin(spine["lead_id"])]
-    context = FeatureContext(spine, leads=t["leads"], accounts=t.get("accounts"), events=events,
-                             opportunities=t["opportunities"], params=settings.feature_params())  # fmt: skip
+    context = FeatureContext(
+        spine,
+        leads=t["leads"],
+        accounts=t.get("accounts"),
+        events=events,
+        opportunities=t["opportunities"],
+        params=settings.feature_params(),
+    )
     features = feature_columns(context, list(training.feature_names))
     return ReferencePopulation(features, f"{len(features):,} leads open at {data.as_of.isoformat()}")
 
@@ -360,38 +398,57 @@ def train(
     name = tracking.run_name("train", training.manifest.get("as_of"), training.manifest.get("feature_set"))
     with mlflow.start_run(experiment_id=experiment, run_name=name) as run:
         mlflow.log_params({f"model.{k}": v for k, v in settings.model.model_dump().items()})
-        mlflow.log_params({
-            "mode": settings.mode, "feature_set": training.manifest.get("feature_set"), "rows": len(training.frame),
-            "dev_rows": len(result.split.dev), "holdout_rows": len(result.split.holdout),
-            "best_iteration": model.best_iteration_, "calibration_method": model.calibration_method_,
-            "horizon_days": gap_days(settings), "training_set_sha256": training.manifest["input_sha256"],
-            "training_data": training_data_id(training.manifest),
-            "deployed.rows": deployed.n_train_, "deployed.best_iteration": deployed.best_iteration_,
-            "deployed.calibration_method": deployed.calibration_method_, "evaluated.rows": model.n_train_,
-            "evaluated.calibration_rows": model.n_calibration_, "deployed.calibration_rows": deployed.n_calibration_,
-        })  # fmt: skip
+        mlflow.log_params(
+            {
+                "mode": settings.mode,
+                "feature_set": training.manifest.get("feature_set"),
+                "rows": len(training.frame),
+                "dev_rows": len(result.split.dev),
+                "holdout_rows": len(result.split.holdout),
+                "best_iteration": model.best_iteration_,
+                "calibration_method": model.calibration_method_,
+                "horizon_days": gap_days(settings),
+                "training_set_sha256": training.manifest["input_sha256"],
+                "training_data": training_data_id(training.manifest),
+                "deployed.rows": deployed.n_train_,
+                "deployed.best_iteration": deployed.best_iteration_,
+                "deployed.calibration_method": deployed.calibration_method_,
+                "evaluated.rows": model.n_train_,
+                "evaluated.calibration_rows": model.n_calibration_,
+                "deployed.calibration_rows": deployed.n_calibration_,
+            }
+        )
         for scorer, row in result.metrics.iterrows():
             mlflow.log_metrics({f"{scorer}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
         mlflow.log_metrics({k: float(v) for k, v in result.metrics.loc["lightgbm_calibrated"].items() if pd.notna(v)})
         coverage = training.manifest.get("coverage") or {}
-        mlflow.log_metrics({f"coverage.{c}.scored_outside_share": v["scored_outside_share"]
-                            for c, v in coverage.items() if isinstance(v, dict)})  # fmt: skip
+        mlflow.log_metrics(
+            {
+                f"coverage.{c}.scored_outside_share": v["scored_outside_share"]
+                for c, v in coverage.items()
+                if isinstance(v, dict)
+            }
+        )
         tracking.log_frame(result.metrics, "evaluation/metrics.csv")
         tracking.log_frame(result.calibration, "evaluation/calibration_by_decile.csv")
         tracking.log_frame(feature_table(training.feature_names), "features/features.csv")
-        mlflow.log_text(json.dumps(training.manifest, indent=2, sort_keys=True, default=str),
-                        "training_set/manifest.json")  # fmt: skip
+        mlflow.log_text(
+            json.dumps(training.manifest, indent=2, sort_keys=True, default=str), "training_set/manifest.json"
+        )
         importance = shap_importance(model, holdout[training.feature_names])
         tracking.log_frame(importance, "explanations/shap_importance.csv")
-        tracking.log_frame(importance.groupby("group")["mean_abs_shap"].sum().sort_values(ascending=False).to_frame(),
-                           "explanations/shap_importance_by_group.csv")  # fmt: skip
+        tracking.log_frame(
+            importance.groupby("group")["mean_abs_shap"].sum().sort_values(ascending=False).to_frame(),
+            "explanations/shap_importance_by_group.csv",
+        )
         if graded is not None:
             _log_grade_analysis(settings, data, model, training)
         feature_set = str(training.manifest.get("feature_set"))
         example = holdout[training.feature_names].head(5)
         # the evaluated fit (development rows only) is kept beside the deployed one: its holdout figures are these
-        tracking.log_conversion_model(model, example, training.categorical, reference_profile={},
-                                      feature_set=feature_set, name="evaluated_model")  # fmt: skip
+        tracking.log_conversion_model(
+            model, example, training.categorical, reference_profile={}, feature_set=feature_set, name="evaluated_model"
+        )
         population = reference_population(settings, training, data)
         score_reference = score_reference_of(deployed, population)
         mlflow.log_dict(score_reference, "reference/score_reference.json")
@@ -404,8 +461,9 @@ def train(
             score_reference=score_reference,
             reason_reference=reasons_reference(training),
         )
-        version, decision = register_and_gate(settings, result, info.model_uri, run_id=run.info.run_id, data=data,
-                                              promote_anyway=promote_anyway)  # fmt: skip
+        version, decision = register_and_gate(
+            settings, result, info.model_uri, run_id=run.info.run_id, data=data, promote_anyway=promote_anyway
+        )
         result.run_id, result.version, result.decision = run.info.run_id, version, decision
     return result
 
@@ -433,8 +491,14 @@ def register_and_gate(
     else:
         champion_uri = f"models:/{settings.mlflow.registered_model}@champion"
         champion_model, _wrapper = tracking.load_conversion_model(champion_uri)
-        verdict = gate(settings, result, champion_model, data=data, versions=(version, champion),
-                       champion_fingerprint=tracking.version_param(settings, champion, "training_data"))  # fmt: skip
+        verdict = gate(
+            settings,
+            result,
+            champion_model,
+            data=data,
+            versions=(version, champion),
+            champion_fingerprint=tracking.version_param(settings, champion, "training_data"),
+        )
         promoted, decision = verdict.promoted, verdict.text
         mlflow.log_metrics({f"gate.{k}": float(v) for k, v in verdict.figures.items()})
         tracking.tag_version(settings, champion, {"gate.last_challenge": decision})
@@ -491,20 +555,32 @@ def run_train(
     except TooLittleDataError as exc:
         raise DataError(f"too little data to train: {exc}") from None
     model, split, deployed = result.model, result.split, result.deployed
-    echo(f"recipe evaluated: fit on {len(split.dev):,} rows, scored on the latest {len(split.holdout):,} (fully "
-         f"observed) rows (best iteration {model.best_iteration_}, calibration: {model.calibration_method_})")
+    echo(
+        f"recipe evaluated: fit on {len(split.dev):,} rows, scored on the latest {len(split.holdout):,} (fully "
+        f"observed) rows (best iteration {model.best_iteration_}, calibration: {model.calibration_method_})"
+    )
     echo("holdout metrics (model and baselines):")
     echo(result.metrics.to_string(float_format=lambda v: f"{v:.4f}"))
-    echo(f"deployed: the same recipe refit on all {deployed.n_train_:,} rows (best iteration "
-         f"{deployed.best_iteration_}, calibration: {deployed.calibration_method_}); it carries the figures above")
+    echo(
+        f"deployed: the same recipe refit on all {deployed.n_train_:,} rows (best iteration "
+        f"{deployed.best_iteration_}, calibration: {deployed.calibration_method_}); it carries the figures above"
+    )
     for line in coverage_lines(result.training.manifest.get("coverage")):
         echo(line)
     echo(f"registered {settings.mlflow.registered_model} version {result.version} (alias challenger)")
     echo(result.decision)
     echo(f"MLflow run {result.run_id} in {settings.tracking_uri}")
-    return {"verb": "train", "registered_model": settings.mlflow.registered_model, "version": result.version,
-            "decision": result.decision, "run_id": result.run_id, "tracking_uri": settings.tracking_uri,
-            "dev_rows": len(split.dev), "holdout_rows": len(split.holdout), "holdout": holdout_figures(result.metrics)}
+    return {
+        "verb": "train",
+        "registered_model": settings.mlflow.registered_model,
+        "version": result.version,
+        "decision": result.decision,
+        "run_id": result.run_id,
+        "tracking_uri": settings.tracking_uri,
+        "dev_rows": len(split.dev),
+        "holdout_rows": len(split.holdout),
+        "holdout": holdout_figures(result.metrics),
+    }
 
 
 def holdout_figures(metrics: pd.DataFrame) -> dict[str, dict[str, float]]:

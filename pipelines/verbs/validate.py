@@ -72,8 +72,13 @@ def run_validation(
     for name, path in rejects.items():
         echo(f"  wrote {name}: {path}")
     echo(f"{len(data.errors)} error(s), {len(data.warnings)} warning(s)")
-    collect.update(summary, errors=len(data.errors), warnings=len(data.warnings), rejects_files=rejects,
-                   problems=[p.__dict__ for p in data.problems[:100]])  # fmt: skip
+    collect.update(
+        summary,
+        errors=len(data.errors),
+        warnings=len(data.warnings),
+        rejects_files=rejects,
+        problems=[p.__dict__ for p in data.problems[:100]],
+    )
     return 1 if data.errors else 0
 
 
@@ -93,10 +98,14 @@ def run_flat_validation(settings: Settings, *, echo: Callable[[str], None]) -> i
         won = int((label_key(frame[f.label_column]).isin(positives) & ~empty).sum())
         labelled = int((~empty).sum())
         rate = f"{won / labelled:.1%}" if labelled else "n/a"
-        echo(f"  {labelled:,} labelled ({won:,} positive, {rate}), {int(empty.sum()):,} open (empty label: scored "
-             "by predict)")  # fmt: skip
-    echo(f"  features: {len(f.categorical)} categorical, {len(f.numeric)} numeric; leaking excluded: "
-         f"{[c for c in f.leaking if c in frame.columns]}")  # fmt: skip
+        echo(
+            f"  {labelled:,} labelled ({won:,} positive, {rate}), {int(empty.sum()):,} open (empty label: scored "
+            "by predict)"
+        )
+    echo(
+        f"  features: {len(f.categorical)} categorical, {len(f.numeric)} numeric; leaking excluded: "
+        f"{[c for c in f.leaking if c in frame.columns]}"
+    )
     for problem in problems:
         echo(f"  {problem.severity}: {problem.message}")
     errors = sum(p.severity == "error" for p in problems)

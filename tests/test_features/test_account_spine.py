@@ -45,16 +45,20 @@ def test_a_deal_won_by_any_lead_of_the_account_labels_it_and_late_horizons_are_c
             "converted": [1, 0, 1, 0],
         }
     )
-    pd.testing.assert_frame_equal(spine[["account_id", "cutoff_time", "converted"]].astype({"account_id": object}),
-                                  expected.astype({"cutoff_time": spine["cutoff_time"].dtype}), check_dtype=False)
+    pd.testing.assert_frame_equal(
+        spine[["account_id", "cutoff_time", "converted"]].astype({"account_id": object}),
+        expected.astype({"cutoff_time": spine["cutoff_time"].dtype}),
+        check_dtype=False,
+    )
     np.testing.assert_allclose(spine["sample_weight"], [1 / 3, 1.0, 1 / 3, 1 / 3])
     # A's Apr 11 and May 11 horizons end after as_of; B after Jan 20 has no open lead; L4 has no account
     assert (stats.censored, stats.closed_before_cutoff, stats.rows, stats.positives, stats.leads) == (2, 4, 4, 2, 2)
 
 
 def test_the_label_counts_wins_strictly_after_the_cutoff_and_within_the_horizon():
-    spine = pd.DataFrame({"account_id": ["A", "A", "A"],
-                          "cutoff_time": [ts("2025-03-10"), ts("2025-01-09"), ts("2025-01-10")]})  # fmt: skip
+    spine = pd.DataFrame(
+        {"account_id": ["A", "A", "A"], "cutoff_time": [ts("2025-03-10"), ts("2025-01-09"), ts("2025-01-10")]}
+    )
     converted = account_label(spine, LEADS, OPPS, horizon=pd.Timedelta(days=59), data_end=AS_OF)
     # won at the cutoff itself: not inside; 60 days before: outside a 59-day horizon; 59 days before: inside
     assert converted.tolist() == [0.0, 0.0, 1.0]
@@ -69,13 +73,18 @@ def test_scoring_spine_holds_the_accounts_with_an_open_lead():
 EVENTS = pd.DataFrame(
     {
         "lead_id": ["L1", "L1", "L1", "L2", "L2", "L3"],
-        "occurred_at": [ts("2025-02-20"), ts("2025-02-25"), ts("2025-03-01"), ts("2025-02-27"), ts("2025-02-28"),
-                        ts("2025-01-10")],
-        "event_type": ["pricing_page_view", "page_view", "demo_request", "page_view", "pricing_page_view",
-                       "page_view"],
+        "occurred_at": [
+            ts("2025-02-20"),
+            ts("2025-02-25"),
+            ts("2025-03-01"),
+            ts("2025-02-27"),
+            ts("2025-02-28"),
+            ts("2025-01-10"),
+        ],
+        "event_type": ["pricing_page_view", "page_view", "demo_request", "page_view", "pricing_page_view", "page_view"],
         "value": [1.0] * 6,
     }
-)  # fmt: skip
+)
 CUTOFF = ts("2025-03-02")
 
 
@@ -106,15 +115,37 @@ def test_account_features_roll_up_the_contacts_before_the_cutoff():
 def test_nothing_dated_at_or_after_the_cutoff_changes_an_account_row():
     """Contacts created after the cutoff, events at it, a deal closed at it: the row's features stay the same."""
     before = features()
-    later_lead = pd.DataFrame({"lead_id": ["L9"], "created_at": [CUTOFF + pd.Timedelta(seconds=1)],
-                               "account_id": ["A"], "job_title": ["CTO"], "department": ["it"]})  # fmt: skip
-    later_events = pd.DataFrame({"lead_id": ["L1", "L2", "L9"], "occurred_at": [CUTOFF, CUTOFF, CUTOFF],
-                                 "event_type": ["demo_request"] * 3, "value": [1.0] * 3})  # fmt: skip
-    later_opps = pd.DataFrame({"opportunity_id": ["O9"], "lead_id": ["L1"],
-                               "created_at": [CUTOFF - pd.Timedelta(1, "D")], "closed_at": [CUTOFF],
-                               "status": ["won"]})  # fmt: skip
-    after = features(pd.concat([LEADS, later_lead], ignore_index=True), pd.concat([EVENTS, later_events]),
-                     pd.concat([OPPS, later_opps], ignore_index=True))  # fmt: skip
+    later_lead = pd.DataFrame(
+        {
+            "lead_id": ["L9"],
+            "created_at": [CUTOFF + pd.Timedelta(seconds=1)],
+            "account_id": ["A"],
+            "job_title": ["CTO"],
+            "department": ["it"],
+        }
+    )
+    later_events = pd.DataFrame(
+        {
+            "lead_id": ["L1", "L2", "L9"],
+            "occurred_at": [CUTOFF, CUTOFF, CUTOFF],
+            "event_type": ["demo_request"] * 3,
+            "value": [1.0] * 3,
+        }
+    )
+    later_opps = pd.DataFrame(
+        {
+            "opportunity_id": ["O9"],
+            "lead_id": ["L1"],
+            "created_at": [CUTOFF - pd.Timedelta(1, "D")],
+            "closed_at": [CUTOFF],
+            "status": ["won"],
+        }
+    )
+    after = features(
+        pd.concat([LEADS, later_lead], ignore_index=True),
+        pd.concat([EVENTS, later_events]),
+        pd.concat([OPPS, later_opps], ignore_index=True),
+    )
     pd.testing.assert_frame_equal(before, after)
 
 

@@ -133,8 +133,9 @@ def test_demographic(row):
 
 
 def test_lead_age_stops_at_a_year():
-    spine = pd.DataFrame({"lead_id": ["L1", "L1", "L1"],
-                          "cutoff_time": [CUTOFF, CUTOFF + 324 * DAY, CUTOFF + 1000 * DAY]})  # fmt: skip
+    spine = pd.DataFrame(
+        {"lead_id": ["L1", "L1", "L1"], "cutoff_time": [CUTOFF, CUTOFF + 324 * DAY, CUTOFF + 1000 * DAY]}
+    )
     frame = build_features(spine, leads=LEADS, feature_names=["lead_age_days"])
     assert frame["lead_age_days"].tolist() == [40.0, 364.0, 365.0]
 
@@ -211,12 +212,22 @@ def test_registry_describes_every_feature():
 def test_event_features_do_not_depend_on_how_events_are_stored(unit, several_cutoffs):
     """Plain-text ids in nanoseconds, or categorical ids and types (as loaded) in coarser units: the same features,
     with a sales touch (never a feature), an event of an unknown lead and a cutoff between two microseconds."""
-    extra = pd.DataFrame({"lead_id": ["L1", "L9", "L2"], "occurred_at": [CUTOFF - DAY, CUTOFF - DAY, CUTOFF],
-                          "event_type": ["sales_call", "page_view", "page_view"], "value": [np.nan] * 3})  # fmt: skip
+    extra = pd.DataFrame(
+        {
+            "lead_id": ["L1", "L9", "L2"],
+            "occurred_at": [CUTOFF - DAY, CUTOFF - DAY, CUTOFF],
+            "event_type": ["sales_call", "page_view", "page_view"],
+            "value": [np.nan] * 3,
+        }
+    )
     events = pd.concat([EVENTS, extra], ignore_index=True)
     cutoffs = [CUTOFF, CUTOFF + pd.Timedelta(nanoseconds=500)]
-    spine = pd.DataFrame({"lead_id": ["L1", "L2"] * (2 if several_cutoffs else 1),
-                          "cutoff_time": cutoffs * (2 if several_cutoffs else 1)})  # fmt: skip
+    spine = pd.DataFrame(
+        {
+            "lead_id": ["L1", "L2"] * (2 if several_cutoffs else 1),
+            "cutoff_time": cutoffs * (2 if several_cutoffs else 1),
+        }
+    )
     if several_cutoffs:
         spine.loc[2:, "cutoff_time"] = [CUTOFF + 3 * DAY, CUTOFF - 2 * DAY - SECOND]
     spine.loc[len(spine)] = ["L3", CUTOFF]  # a lead without events

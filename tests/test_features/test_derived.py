@@ -32,14 +32,16 @@ def test_a_joined_label_counts_outcomes_inside_the_horizon_only():
     start = utc("2025-01-01", "2025-01-01", "2025-01-01", "2025-01-01", "2025-03-20", "2025-03-20")
     outcome_keys = pd.Series(["a", "b", "b", "c", "f", "x"])
     outcome_times = utc("2025-02-01", "2024-12-01", "2025-05-01", "2025-01-01", "2025-03-25", "2025-02-01")
-    joined = label_from_outcomes(keys, start, outcome_keys, outcome_times, horizon_days=30,
-                                 as_of=pd.Timestamp("2025-04-01", tz="UTC"))  # fmt: skip
+    joined = label_from_outcomes(
+        keys, start, outcome_keys, outcome_times, horizon_days=30, as_of=pd.Timestamp("2025-04-01", tz="UTC")
+    )
     # a: won on day 31, outside (start, start + 30 d]; b: once before its time and once too late;
     # c: won at its own time (not after it); d: nothing, horizon passed; e: horizon still running -> open;
     # f: won inside the window before as_of -> 1 although its horizon still runs
     assert joined.label.tolist() == ["0", "0", "0", "0", pd.NA, "1"]
     assert joined.label_time.iloc[5] == pd.Timestamp("2025-03-25", tz="UTC") and joined.label_time.iloc[:5].isna().all()
     assert joined.outcomes_before_start == 2
-    inside = label_from_outcomes(keys, start, outcome_keys, outcome_times, horizon_days=31,
-                                 as_of=pd.Timestamp("2025-04-01", tz="UTC"))  # fmt: skip
+    inside = label_from_outcomes(
+        keys, start, outcome_keys, outcome_times, horizon_days=31, as_of=pd.Timestamp("2025-04-01", tz="UTC")
+    )
     assert inside.label.iloc[0] == "1"

@@ -51,9 +51,14 @@ def test_window_columns_gives_each_pair_its_type_and_age_in_days():
     row_types = np.array([3, -1, 0], dtype="int8")
     query_ns = np.array([2 * NS_PER_DAY, 10 * NS_PER_DAY], dtype="int64")
     types, ages = window_columns(
-        np.array([0, 1, 1]), np.array([0, 1, 2]), row_types=row_types, row_times=row_times, query_ns=query_ns,
-        per_ns=10**9, n_threads=2,
-    )  # fmt: skip
+        np.array([0, 1, 1]),
+        np.array([0, 1, 2]),
+        row_types=row_types,
+        row_times=row_times,
+        query_ns=query_ns,
+        per_ns=10**9,
+        n_threads=2,
+    )
     assert types.tolist() == [3, -1, 0] and types.dtype == np.int8
     assert ages.tolist() == [2.0, 9.0, 9.5]
 

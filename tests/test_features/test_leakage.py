@@ -173,13 +173,26 @@ def truncated(events: pd.DataFrame, opps: pd.DataFrame, leads: pd.DataFrame, at:
 @given(events=st.lists(event, max_size=40), close_days=st.integers(-50, 30), status=st.sampled_from(["won", "lost"]))
 def test_each_snapshot_sees_only_what_was_known_at_its_own_cutoff(events, close_days, status):
     leads = pd.concat([LEADS, OLD_LEAD], ignore_index=True)
-    opps = pd.concat([PAST_OPPS, pd.DataFrame({
-        "opportunity_id": ["O10"], "lead_id": ["L0"], "created_at": [CUTOFF - pd.Timedelta(days=70)],
-        "closed_at": [CUTOFF + pd.Timedelta(days=close_days)], "status": [status]})], ignore_index=True)  # fmt: skip
+    opps = pd.concat(
+        [
+            PAST_OPPS,
+            pd.DataFrame(
+                {
+                    "opportunity_id": ["O10"],
+                    "lead_id": ["L0"],
+                    "created_at": [CUTOFF - pd.Timedelta(days=70)],
+                    "closed_at": [CUTOFF + pd.Timedelta(days=close_days)],
+                    "status": [status],
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
     frame = events_frame(events)
     together = build_features(MULTI_SPINE, leads=leads, accounts=ACCOUNTS, events=frame, opportunities=opps)
     for i, row in MULTI_SPINE.iterrows():
         past_events, past_opps, past_leads = truncated(frame, opps, leads, row["cutoff_time"])
-        alone = build_features(MULTI_SPINE.iloc[[i]], leads=past_leads, accounts=ACCOUNTS, events=past_events,
-                               opportunities=past_opps)  # fmt: skip
+        alone = build_features(
+            MULTI_SPINE.iloc[[i]], leads=past_leads, accounts=ACCOUNTS, events=past_events, opportunities=past_opps
+        )
         pd.testing.assert_frame_equal(together.iloc[[i]].reset_index(drop=True), alone, check_dtype=False)

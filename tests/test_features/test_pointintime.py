@@ -45,8 +45,13 @@ def test_expand_before_equals_brute_force(query, rows, unique):
 def test_to_ns_reads_any_unit_and_zone_as_utc_nanoseconds():
     stamps = pd.Series(pd.to_datetime(["2024-01-01 10:00", None, "2025-03-01 00:00"], utc=True))
     expected = [1_704_103_200 * 10**9, int(NAT), 1_740_787_200 * 10**9]
-    for values in (stamps, stamps.astype("datetime64[s, UTC]"), stamps.dt.tz_convert("Europe/Paris"),
-                   stamps.astype("datetime64[ns, UTC]"), pd.DatetimeIndex(stamps)):  # fmt: skip
+    for values in (
+        stamps,
+        stamps.astype("datetime64[s, UTC]"),
+        stamps.dt.tz_convert("Europe/Paris"),
+        stamps.astype("datetime64[ns, UTC]"),
+        pd.DatetimeIndex(stamps),
+    ):
         assert to_ns(values).tolist() == expected
     naive = pd.Series(pd.to_datetime(["2024-01-01 10:00", None]))
     assert to_ns(naive).tolist() == expected[:2]

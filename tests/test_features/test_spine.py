@@ -124,9 +124,13 @@ def test_max_age_days_stops_the_snapshots():
 
 
 def test_thinning_is_seeded_and_keeps_at_most_the_maximum_per_lead():
-    spine = pd.DataFrame({"lead_id": ["A"] * 10 + ["B"] * 2,
-                          "cutoff_time": [ts("2025-01-01") + pd.Timedelta(days=30 * i) for i in range(10)] * 1
-                          + [ts("2025-01-01"), ts("2025-02-01")]})  # fmt: skip
+    spine = pd.DataFrame(
+        {
+            "lead_id": ["A"] * 10 + ["B"] * 2,
+            "cutoff_time": [ts("2025-01-01") + pd.Timedelta(days=30 * i) for i in range(10)] * 1
+            + [ts("2025-01-01"), ts("2025-02-01")],
+        }
+    )
     keep = thin_snapshots(spine, max_snapshots=3, seed=0)
     assert keep[:10].sum() == 3 and keep[10:].all()
     np.testing.assert_array_equal(keep, thin_snapshots(spine, max_snapshots=3, seed=0))

@@ -35,16 +35,30 @@ def ts(text: str) -> pd.Timestamp:
 
 
 def test_account_grade_takes_the_best_fit_and_sums_engagement_over_contacts():
-    leads = pd.DataFrame({"lead_id": ["L1", "L2"], "created_at": [ts("2025-01-01")] * 2, "account_id": ["A", "A"],
-                          "seniority": ["c_level", "individual"], "email": ["a@corp.com", "b@corp.com"]})  # fmt: skip
+    leads = pd.DataFrame(
+        {
+            "lead_id": ["L1", "L2"],
+            "created_at": [ts("2025-01-01")] * 2,
+            "account_id": ["A", "A"],
+            "seniority": ["c_level", "individual"],
+            "email": ["a@corp.com", "b@corp.com"],
+        }
+    )
     cutoff = ts("2025-03-01")
     # two pricing-page views a day before the cutoff, one per contact: 25 points each in the lead rules
-    events = pd.DataFrame({"lead_id": ["L1", "L2"], "occurred_at": [cutoff - pd.Timedelta(days=1)] * 2,
-                           "event_type": ["pricing_page_view"] * 2, "value": [1.0, 1.0]})  # fmt: skip
+    events = pd.DataFrame(
+        {
+            "lead_id": ["L1", "L2"],
+            "occurred_at": [cutoff - pd.Timedelta(days=1)] * 2,
+            "event_type": ["pricing_page_view"] * 2,
+            "value": [1.0, 1.0],
+        }
+    )
     never = pd.Series([], dtype="datetime64[ns, UTC]")
     opps = pd.DataFrame({"opportunity_id": [], "lead_id": [], "created_at": never, "closed_at": never, "status": []})
-    context = AccountContext(pd.DataFrame({"account_id": ["A"], "cutoff_time": [cutoff]}), leads=leads,
-                             events=events, opportunities=opps)  # fmt: skip
+    context = AccountContext(
+        pd.DataFrame({"account_id": ["A"], "cutoff_time": [cutoff]}), leads=leads, events=events, opportunities=opps
+    )
     rules = GradeRules()
     graded = grade_accounts(context, rules)
     # fit: c_level 30 % x 100 + business e-mail 15 % x 100 + unknown country 10 % x 40 = 49 (the individual: 23.5)

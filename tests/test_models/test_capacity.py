@@ -29,25 +29,37 @@ NO_EARLIER = pd.DataFrame({"lead_id": pd.Series(dtype=object), "team": pd.Series
 
 def _leads(p, *, team="all", to_sales=True, accepted=False, ev=None, ids=None) -> pd.DataFrame:
     n = len(p)
-    return pd.DataFrame({
-        "lead_id": ids or [f"L{i}" for i in range(n)], "probability": p,
-        "expected_value": p if ev is None else ev,
-        "team": team if isinstance(team, list) else [team] * n,
-        "to_sales": to_sales if isinstance(to_sales, list) else [to_sales] * n,
-        "accepted": accepted if isinstance(accepted, list) else [accepted] * n,
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "lead_id": ids or [f"L{i}" for i in range(n)],
+            "probability": p,
+            "expected_value": p if ev is None else ev,
+            "team": team if isinstance(team, list) else [team] * n,
+            "to_sales": to_sales if isinstance(to_sales, list) else [to_sales] * n,
+            "accepted": accepted if isinstance(accepted, list) else [accepted] * n,
+        }
+    )
 
 
 def test_tie_breaking_expected_value_then_probability_then_lead_id():
-    leads = pd.DataFrame({"lead_id": ["b", "a", "c", "d", "e"], "probability": [0.2, 0.2, 0.4, 0.1, 0.2],
-                          "expected_value": [100.0, 100.0, 100.0, 300.0, 100.0]})  # fmt: skip
+    leads = pd.DataFrame(
+        {
+            "lead_id": ["b", "a", "c", "d", "e"],
+            "probability": [0.2, 0.2, 0.4, 0.1, 0.2],
+            "expected_value": [100.0, 100.0, 100.0, 300.0, 100.0],
+        }
+    )
     # d (300) first; then the 100s: c (p 0.4), then a, b, e (p 0.2: by lead id)
     assert list(leads.loc[hand_off_order(leads), "lead_id"]) == ["d", "c", "a", "b", "e"]
 
 
 def test_allocate_exact_frame():
-    leads = _leads([0.9, 0.5, 0.5, 0.3, 0.8, 0.7], ids=["L1", "L3", "L2", "L4", "L5", "L6"],
-                   to_sales=[True, True, True, True, False, True], accepted=[False, False, False, False, False, True])
+    leads = _leads(
+        [0.9, 0.5, 0.5, 0.3, 0.8, 0.7],
+        ids=["L1", "L3", "L2", "L4", "L5", "L6"],
+        to_sales=[True, True, True, True, False, True],
+        accepted=[False, False, False, False, False, True],
+    )
     out = allocate(leads, CapacityRules(per_week=2), earlier=NO_EARLIER)
     assert list(out["handoff"].fillna("-")) == [NEW, OVER, NEW, OVER, "-", ACCEPTED]
     assert list(out["handoff_rank"].fillna(0)) == [1, 3, 2, 4, 0, 0]
@@ -75,8 +87,11 @@ def test_earlier_handoffs_use_capacity_and_keep_their_handoff_once():
 
 
 def test_capacity_already_used_up_sends_nobody_new():
-    out = allocate(_leads([0.9, 0.8]), CapacityRules(per_week=1),
-                   earlier=pd.DataFrame({"lead_id": ["A", "B"], "team": ["all", "all"]}))  # fmt: skip
+    out = allocate(
+        _leads([0.9, 0.8]),
+        CapacityRules(per_week=1),
+        earlier=pd.DataFrame({"lead_id": ["A", "B"], "team": ["all", "all"]}),
+    )
     assert list(out["handoff"]) == [OVER, OVER]
 
 
@@ -104,13 +119,15 @@ def test_never_exceeds_capacity_and_is_stable(n, seed, per_week, team_caps, earl
     rng = np.random.default_rng(seed)
     teams = rng.choice(["EU", "US", "APAC", "(missing)"], n).tolist()
     p = np.round(rng.random(n), 1)  # coarse: many ties
-    leads = _leads(p.tolist(), team=teams, to_sales=(rng.random(n) < 0.7).tolist(),
-                   accepted=(rng.random(n) < 0.1).tolist())  # fmt: skip
+    leads = _leads(
+        p.tolist(), team=teams, to_sales=(rng.random(n) < 0.7).tolist(), accepted=(rng.random(n) < 0.1).tolist()
+    )
     pool = [f"L{i}" for i in range(n)] + [f"old{i}" for i in range(10)]
     earlier_ids = rng.choice(pool, earlier_n).tolist() if earlier_n else []
     # a lead's team is one value; leads no longer open (old*) are in EU or US
-    team_of = dict(zip(leads["lead_id"], leads["team"], strict=True)) | {f"old{i}": ("EU", "US")[i % 2]
-                                                                         for i in range(10)}  # fmt: skip
+    team_of = dict(zip(leads["lead_id"], leads["team"], strict=True)) | {
+        f"old{i}": ("EU", "US")[i % 2] for i in range(10)
+    }
     earlier = pd.DataFrame({"lead_id": earlier_ids, "team": [team_of[i] for i in earlier_ids]})
     rules = CapacityRules(per_week=per_week, by="region", teams=team_caps)
     out = allocate(leads, rules, earlier=earlier)
@@ -125,8 +142,10 @@ def test_never_exceeds_capacity_and_is_stable(n, seed, per_week, team_caps, earl
     joined = leads.join(out)
     for _, group in joined[joined["handoff"].isin([NEW, OVER])].groupby("team"):
         if (group["handoff"] == OVER).any() and (group["handoff"] == NEW).any():
-            assert group.loc[group["handoff"] == NEW, "handoff_rank"].max() < \
-                group.loc[group["handoff"] == OVER, "handoff_rank"].min()
+            assert (
+                group.loc[group["handoff"] == NEW, "handoff_rank"].max()
+                < group.loc[group["handoff"] == OVER, "handoff_rank"].min()
+            )
     # the same input (shuffled rows) gives the same decisions
     again = allocate(leads.sample(frac=1, random_state=seed), rules, earlier=earlier).sort_index()
     pd.testing.assert_frame_equal(out, again)
@@ -142,12 +161,14 @@ def test_top_n_conversions_with_ties_is_exact_expectation():
 
 
 def test_captured_at_capacity_by_week_and_table():
-    frame = pd.DataFrame({
-        "week": ["w1"] * 4 + ["w2"] * 3,
-        "converted": [1, 0, 1, 0, 0, 1, 0],
-        "model": [0.9, 0.1, 0.8, 0.2, 0.3, 0.7, 0.1],
-        "rules": [0.5, 0.5, 0.1, 0.5, 0.5, 0.1, 0.1],
-    })  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "week": ["w1"] * 4 + ["w2"] * 3,
+            "converted": [1, 0, 1, 0, 0, 1, 0],
+            "model": [0.9, 0.1, 0.8, 0.2, 0.3, 0.7, 0.1],
+            "rules": [0.5, 0.5, 0.1, 0.5, 0.5, 0.1, 0.1],
+        }
+    )
     per_week = captured_at_capacity(frame, ["model", "rules"], capacity=2)
     assert list(per_week["model"]) == [2.0, 1.0]
     # w1: rules ties three at 0.5 (one converted) for 2 places: 2/3; w2: 0.5 (lost) then a tie of 2 (one won): 1/2
@@ -161,7 +182,8 @@ def test_captured_at_capacity_by_week_and_table():
 
 
 def test_captured_at_capacity_per_team():
-    frame = pd.DataFrame({"week": ["w"] * 4, "team": ["EU", "EU", "US", "US"], "converted": [0, 1, 1, 0],
-                          "model": [0.9, 0.8, 0.7, 0.6]})  # fmt: skip
+    frame = pd.DataFrame(
+        {"week": ["w"] * 4, "team": ["EU", "EU", "US", "US"], "converted": [0, 1, 1, 0], "model": [0.9, 0.8, 0.7, 0.6]}
+    )
     per = captured_at_capacity(frame, ["model"], capacity={"EU": 1, "US": 1})
     assert per["model"].tolist() == [0.0, 1.0]

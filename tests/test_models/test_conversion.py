@@ -54,8 +54,9 @@ def test_time_ordered_split_never_puts_a_later_cutoff_in_train():
 
 def test_rows_of_one_timestamp_never_land_on_both_sides():
     # the boundary timestamp (March) holds three rows: all go to the later fold, none to the earlier one
-    times = pd.Series(pd.to_datetime(["2025-01-01", "2025-02-01", "2025-03-01", "2025-03-01", "2025-03-01",
-                                      "2025-04-01"], utc=True))  # fmt: skip
+    times = pd.Series(
+        pd.to_datetime(["2025-01-01", "2025-02-01", "2025-03-01", "2025-03-01", "2025-03-01", "2025-04-01"], utc=True)
+    )
     earlier, later = time_ordered_split(6, fraction=0.4, sample_time=times)
     assert earlier.tolist() == [0, 1] and later.tolist() == [2, 3, 4, 5]
     assert not set(earlier) & set(later)

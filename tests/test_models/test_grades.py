@@ -105,8 +105,9 @@ def test_weights_must_sum_to_100_and_the_error_names_them():
     with pytest.raises(ValidationError, match="strictly decrease"):
         EngagementRules(cutoffs={"1": 10, "2": 20, "3": 5})
     with pytest.raises(ValidationError, match=r"unknown key\(s\) \['E1'\]"):
-        GradeRules.model_validate({"routing": {"table": {s: {"*": {"action": "call"}, "E1": {"action": "call"}}
-                                                         for s in STAGES}}})  # fmt: skip
+        GradeRules.model_validate(
+            {"routing": {"table": {s: {"*": {"action": "call"}, "E1": {"action": "call"}} for s in STAGES}}}
+        )
     with pytest.raises(ValidationError, match=r"give '\*' or every cell"):
         RoutingRules(table={s: {"A1": {"action": "call"}} for s in STAGES})
     with pytest.raises(ValidationError, match="give exactly the stages"):
@@ -143,8 +144,13 @@ def expected_route(stage: str, cell: str, dormant: bool) -> tuple[str, float | N
 @pytest.mark.parametrize("dormant", [False, True])
 def test_default_routing_table_for_every_stage_and_cell(stage, dormant):
     as_of = pd.Series([pd.Timestamp("2025-06-02 09:00", tz="UTC")] * len(CELLS))
-    result = assign_actions(pd.Series(CELLS), as_of, RULES.routing, stages=pd.Series([stage] * len(CELLS)),
-                            dormant=pd.Series([dormant] * len(CELLS)))  # fmt: skip
+    result = assign_actions(
+        pd.Series(CELLS),
+        as_of,
+        RULES.routing,
+        stages=pd.Series([stage] * len(CELLS)),
+        dormant=pd.Series([dormant] * len(CELLS)),
+    )
     for (_, row), cell in zip(result.iterrows(), CELLS, strict=True):
         action, hours = expected_route(stage, cell, dormant)
         assert row["action"] == action, (stage, cell, dormant)
@@ -167,8 +173,12 @@ def test_a_configured_route_overrides_one_cell_of_one_stage_only():
 
 
 def test_dormant_means_no_activity_for_the_configured_days_counting_from_creation_without_any():
-    features = pd.DataFrame({"events_days_since_last": [89.9, 90.0, np.nan, np.nan, 3.0],
-                             "lead_age_days": [400.0, 400.0, 120.0, 10.0, 400.0]})  # fmt: skip
+    features = pd.DataFrame(
+        {
+            "events_days_since_last": [89.9, 90.0, np.nan, np.nan, 3.0],
+            "lead_age_days": [400.0, 400.0, 120.0, 10.0, 400.0],
+        }
+    )
     assert days_since_activity(features).tolist() == [89.9, 90.0, 120.0, 10.0, 3.0]
     assert is_dormant(features, RoutingRules(dormant_after_days=90)).tolist() == [False, True, True, False, False]
     assert not is_dormant(features, RoutingRules(dormant_after_days=None)).any()
@@ -184,12 +194,14 @@ def test_dormancy_longer_than_the_lead_age_cap_is_refused():
 def test_due_by_is_elapsed_time_across_a_dst_change_and_shown_in_the_business_zone():
     # New York springs forward on 2025-03-09 at 02:00: 24 h after Saturday 12:00 EST is Sunday 13:00 EDT.
     as_of = pd.Series([pd.Timestamp("2025-03-08 12:00", tz="America/New_York")])
-    result = assign_actions(pd.Series(["A1"]), as_of, RULES.routing, stages=pd.Series(["MQL"]),
-                            timezone="America/New_York").iloc[0]  # fmt: skip
+    result = assign_actions(
+        pd.Series(["A1"]), as_of, RULES.routing, stages=pd.Series(["MQL"]), timezone="America/New_York"
+    ).iloc[0]
     assert result["due_by"] == pd.Timestamp("2025-03-09 17:00", tz="UTC")
     assert result["due_by_local"] == "2025-03-09 13:00 EDT"
-    tokyo = assign_actions(pd.Series(["A2"]), as_of, RULES.routing, stages=pd.Series(["MQL"]),
-                           timezone="Asia/Tokyo").iloc[0]  # fmt: skip
+    tokyo = assign_actions(
+        pd.Series(["A2"]), as_of, RULES.routing, stages=pd.Series(["MQL"]), timezone="Asia/Tokyo"
+    ).iloc[0]
     assert tokyo["due_by_local"] == "2025-03-11 02:00 JST"
 
 
@@ -266,9 +278,14 @@ def test_stage_rules(features, fit, engagement, probability, bant, stage, rule):
     ],
 )
 def test_stage_by_model_probability_when_configured(fit, engagement, probability, stage, rule):
-    result = assign_stage(stage_features(), pd.Series([fit]), pd.Series([engagement]),
-                          StageRules(sql_min_probability=0.5), bant=pd.Series([0]),
-                          probability=pd.Series([probability])).iloc[0]  # fmt: skip
+    result = assign_stage(
+        stage_features(),
+        pd.Series([fit]),
+        pd.Series([engagement]),
+        StageRules(sql_min_probability=0.5),
+        bant=pd.Series([0]),
+        probability=pd.Series([probability]),
+    ).iloc[0]
     assert (result["stage"], result["stage_rule"]) == (stage, rule)
 
 
@@ -301,7 +318,12 @@ def test_grade_leads_gives_every_column():
     counts = pd.DataFrame({"high_intent": [4.0], "web": [5.0], "email": [5.0], "events": [1.0], "product": [0.0]})
     row = grade_leads(features, counts, RULES).iloc[0]
     assert (row["fit_grade"], row["engagement_grade"], row["cell"], row["stage"], row["action"]) == (
-        "A", "1", "A1", "MQL", "sales call")  # fmt: skip
+        "A",
+        "1",
+        "A1",
+        "MQL",
+        "sales call",
+    )
     assert row["due_by"] == pd.Timestamp("2025-01-02", tz="UTC") and not row["dormant"]
     asleep = grade_leads(features.assign(events_days_since_last=200.0), counts, RULES).iloc[0]
     assert (asleep["dormant"], asleep["action"]) == (True, "recycle") and pd.isna(asleep["due_by"])

@@ -18,10 +18,15 @@ def per_row_actions(cells, as_of, rules, *, stages, dormant, timezone):
     actions = pd.Series(routes, index=cells.index, dtype=object)
     hours = actions.map(lambda a: a.sla_hours).astype("float64")
     due = pd.to_datetime(as_of, utc=True) + pd.to_timedelta(hours, unit="h")
-    return pd.DataFrame({"action": actions.map(lambda a: a.action).astype("string"), "sla_hours": hours,
-                         "due_by": due,
-                         "due_by_local": due.dt.tz_convert(timezone).dt.strftime("%Y-%m-%d %H:%M %Z")
-                         .where(due.notna())}, index=cells.index)  # fmt: skip
+    return pd.DataFrame(
+        {
+            "action": actions.map(lambda a: a.action).astype("string"),
+            "sla_hours": hours,
+            "due_by": due,
+            "due_by_local": due.dt.tz_convert(timezone).dt.strftime("%Y-%m-%d %H:%M %Z").where(due.notna()),
+        },
+        index=cells.index,
+    )
 
 
 def test_actions_equal_the_per_row_routing():
@@ -46,8 +51,9 @@ def test_actions_equal_the_per_row_routing():
 def test_points_and_bant_equal_the_per_row_lookup():
     answers = ["Yes", " yes ", "NO", None, np.nan, "maybe", "decision_maker", "High"]
     rng = np.random.default_rng(6)
-    frame = pd.DataFrame({name: pd.Series(rng.choice(np.array(answers, dtype=object), 300))
-                          for name in RULES.bant.qualified})  # fmt: skip
+    frame = pd.DataFrame(
+        {name: pd.Series(rng.choice(np.array(answers, dtype=object), 300)) for name in RULES.bant.qualified}
+    )
     for dtype in ("string", "category", object):
         typed = frame.astype(dtype)
         expected = pd.Series(0, index=typed.index)
@@ -60,8 +66,11 @@ def test_points_and_bant_equal_the_per_row_lookup():
         if category.tiers:
             continue
         levels = [*category.points, *(k.upper() for k in category.points), "other", None]
-        for values in (pd.Series(rng.choice(np.array(levels, dtype=object), 300), dtype="string"),
-                       pd.Series([1.0, 2.0, np.nan, 1.0]), pd.Series([1, "1", True, None], dtype=object)):  # fmt: skip
+        for values in (
+            pd.Series(rng.choice(np.array(levels, dtype=object), 300), dtype="string"),
+            pd.Series([1.0, 2.0, np.nan, 1.0]),
+            pd.Series([1, "1", True, None], dtype=object),
+        ):
             lookup = {_key(k): v for k, v in category.points.items()}
             default = category.default
             expected = values.map(lambda v, lookup=lookup, default=default: lookup.get(_key(v), default))

@@ -20,9 +20,13 @@ def history(rows) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["lead_id", "as_of", "probability", "cell", "sla"])
     frame["as_of"] = frame["as_of"].map(ts)
     frame["due_by"] = frame["as_of"] + pd.to_timedelta(frame.pop("sla").astype("float64"), unit="h")
-    return frame.assign(score=(frame["probability"] * 100).round().astype("int64"), stage="MQL",
-                        action=np.where(frame["due_by"].notna(), "sales call", "nurture"),
-                        model_name="m", model_version="1")  # fmt: skip
+    return frame.assign(
+        score=(frame["probability"] * 100).round().astype("int64"),
+        stage="MQL",
+        action=np.where(frame["due_by"].notna(), "sales call", "nurture"),
+        model_name="m",
+        model_version="1",
+    )
 
 
 def opportunities(rows) -> pd.DataFrame:
@@ -33,15 +37,22 @@ def opportunities(rows) -> pd.DataFrame:
 
 
 def test_realized_outcomes_label_matured_runs_like_training_rows():
-    hist = history([
-        ("L1", "2025-06-01", 0.9, "A1", 24), ("L2", "2025-06-01", 0.5, "B2", 48), ("L3", "2025-06-01", 0.1, "D4", None),
-        ("L4", "2025-06-01", 0.3, "C3", None), ("L1", "2025-11-01", 0.8, "A1", 24),  # horizon not over by END
-    ])  # fmt: skip
-    opps = opportunities([
-        ("L1", "2025-06-20", "2025-07-15", "won"),   # won inside the horizon
-        ("L2", "2025-06-20", "2025-09-15", "won"),   # won after 90 days: not a conversion of this score
-        ("L3", "2025-06-10", "2025-07-01", "lost"),
-    ])  # fmt: skip
+    hist = history(
+        [
+            ("L1", "2025-06-01", 0.9, "A1", 24),
+            ("L2", "2025-06-01", 0.5, "B2", 48),
+            ("L3", "2025-06-01", 0.1, "D4", None),
+            ("L4", "2025-06-01", 0.3, "C3", None),
+            ("L1", "2025-11-01", 0.8, "A1", 24),  # horizon not over by END
+        ]
+    )
+    opps = opportunities(
+        [
+            ("L1", "2025-06-20", "2025-07-15", "won"),  # won inside the horizon
+            ("L2", "2025-06-20", "2025-09-15", "won"),  # won after 90 days: not a conversion of this score
+            ("L3", "2025-06-10", "2025-07-01", "lost"),
+        ]
+    )
     out = m.realized_outcomes(hist, opps, horizon=H, data_end=END).set_index("lead_id")
     assert list(out.index) == ["L1", "L2", "L3", "L4"]
     assert out["converted"].to_dict() == {"L1": 1, "L2": 0, "L3": 0, "L4": 0}
@@ -52,8 +63,10 @@ def test_realized_outcomes_label_matured_runs_like_training_rows():
 
 
 def test_deciles_are_taken_within_each_run():
-    hist = history([(f"L{i}", "2025-01-01", i / 100, "A1", None) for i in range(20)]
-                   + [(f"K{i}", "2025-02-01", 0.5 + i / 100, "A1", None) for i in range(10)])  # fmt: skip
+    hist = history(
+        [(f"L{i}", "2025-01-01", i / 100, "A1", None) for i in range(20)]
+        + [(f"K{i}", "2025-02-01", 0.5 + i / 100, "A1", None) for i in range(10)]
+    )
     deciles = m.score_deciles(hist)
     assert deciles[:20].tolist() == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10]
     assert deciles[20:].tolist() == list(range(1, 11))
@@ -67,10 +80,14 @@ def test_live_figures_on_a_known_ranking():
 
 
 def test_handover_is_the_first_run_that_routed_the_lead_to_sales():
-    hist = history([
-        ("L1", "2025-06-01", 0.2, "B4", None), ("L1", "2025-06-08", 0.6, "A2", 48), ("L1", "2025-06-15", 0.7, "A1", 24),
-        ("L2", "2025-06-08", 0.1, "D4", None),
-    ])  # fmt: skip
+    hist = history(
+        [
+            ("L1", "2025-06-01", 0.2, "B4", None),
+            ("L1", "2025-06-08", 0.6, "A2", 48),
+            ("L1", "2025-06-15", 0.7, "A1", 24),
+            ("L2", "2025-06-08", 0.1, "D4", None),
+        ]
+    )
     handed = m.handovers(hist)
     assert handed["lead_id"].tolist() == ["L1"]
     row = handed.iloc[0]
@@ -86,17 +103,21 @@ def leads_frame(rows) -> pd.DataFrame:
 
 
 def test_sales_decisions_count_only_within_the_window_after_the_handover():
-    hist = history([(f"L{i}", "2025-06-02", 0.5, "A1" if i < 3 else "B2", 24) for i in range(6)]
-                   + [("L9", "2025-12-20", 0.5, "A1", 24)])  # fmt: skip
-    leads = leads_frame([
-        ("L0", "2025-06-05", None, None),            # accepted within 30 days
-        ("L1", "2025-08-01", None, None),            # accepted, but after the window: undecided in it
-        ("L2", None, "2025-06-10", "no budget"),     # rejected with a reason
-        ("L3", None, "2025-06-03", None),            # rejected, no reason given
-        ("L4", "2025-05-01", None, None),            # accepted before the handover: nothing handed over
-        ("L5", None, None, None),                    # no decision
-        ("L9", "2025-12-21", None, None),            # window not over by the end of the data: not counted yet
-    ])  # fmt: skip
+    hist = history(
+        [(f"L{i}", "2025-06-02", 0.5, "A1" if i < 3 else "B2", 24) for i in range(6)]
+        + [("L9", "2025-12-20", 0.5, "A1", 24)]
+    )
+    leads = leads_frame(
+        [
+            ("L0", "2025-06-05", None, None),  # accepted within 30 days
+            ("L1", "2025-08-01", None, None),  # accepted, but after the window: undecided in it
+            ("L2", None, "2025-06-10", "no budget"),  # rejected with a reason
+            ("L3", None, "2025-06-03", None),  # rejected, no reason given
+            ("L4", "2025-05-01", None, None),  # accepted before the handover: nothing handed over
+            ("L5", None, None, None),  # no decision
+            ("L9", "2025-12-21", None, None),  # window not over by the end of the data: not counted yet
+        ]
+    )
     decisions = m.sales_decisions(m.handovers(hist), leads, window=pd.Timedelta(days=30), data_end=END)
     assert sorted(decisions["lead_id"]) == ["L0", "L1", "L2", "L3", "L5"]
     by_cell = m.acceptance_by(decisions, "cell").set_index("cell")
@@ -108,29 +129,37 @@ def test_sales_decisions_count_only_within_the_window_after_the_handover():
 
 def test_sla_is_elapsed_time_across_daylight_saving_changes():
     """New York: clocks go forward on 9 March 2025 and back on 2 November 2025."""
-    hist = history([
-        ("S1", "2025-03-08T12:00:00-05:00", 0.9, "A1", 24),  # due 2025-03-09 13:00 EDT
-        ("S2", "2025-03-08T12:00:00-05:00", 0.9, "A1", 24),
-        ("F1", "2025-11-01T12:00:00-04:00", 0.9, "A1", 24),  # due 2025-11-02 11:00 EST
-        ("F2", "2025-11-01T12:00:00-04:00", 0.9, "A1", 24),
-        ("N1", "2025-11-01T12:00:00-04:00", 0.9, "B2", 48),  # never touched
-    ])  # fmt: skip
+    hist = history(
+        [
+            ("S1", "2025-03-08T12:00:00-05:00", 0.9, "A1", 24),  # due 2025-03-09 13:00 EDT
+            ("S2", "2025-03-08T12:00:00-05:00", 0.9, "A1", 24),
+            ("F1", "2025-11-01T12:00:00-04:00", 0.9, "A1", 24),  # due 2025-11-02 11:00 EST
+            ("F2", "2025-11-01T12:00:00-04:00", 0.9, "A1", 24),
+            ("N1", "2025-11-01T12:00:00-04:00", 0.9, "B2", 48),  # never touched
+        ]
+    )
     # touches as a CRM export writes them: local wall-clock time without an offset, parsed in the project's zone
-    local = pd.Series(["2025-03-09 12:30:00",   # 23.5 h later (the wall clock says 24.5 h): within
-                       "2025-03-09 13:30:00",   # 24.5 h: late
-                       "2025-11-02 10:30:00",   # 23.5 h (wall clock 22.5 h): within
-                       "2025-11-02 11:30:00",   # 24.5 h (wall clock 23.5 h): late
-                       "2025-10-01 09:00:00"])  # before N1's handover: does not count  # fmt: skip
-    touches = pd.DataFrame({"lead_id": ["S1", "S2", "F1", "F2", "N1"],
-                            "touched_at": parse_timestamps(local, timezone="America/New_York")})  # fmt: skip
+    local = pd.Series(
+        [
+            "2025-03-09 12:30:00",  # 23.5 h later (the wall clock says 24.5 h): within
+            "2025-03-09 13:30:00",  # 24.5 h: late
+            "2025-11-02 10:30:00",  # 23.5 h (wall clock 22.5 h): within
+            "2025-11-02 11:30:00",  # 24.5 h (wall clock 23.5 h): late
+            "2025-10-01 09:00:00",
+        ]
+    )  # before N1's handover: does not count
+    touches = pd.DataFrame(
+        {"lead_id": ["S1", "S2", "F1", "F2", "N1"], "touched_at": parse_timestamps(local, timezone="America/New_York")}
+    )
     touched = m.first_touches(m.handovers(hist), touches, data_end=END).set_index("lead_id")
     assert touched["hours_to_first_touch"].round(6).to_dict() == pytest.approx(
         {"S1": 23.5, "S2": 24.5, "F1": 23.5, "F2": 24.5, "N1": np.nan}, nan_ok=True
     )
     assert touched["within_sla"].to_dict() == {"S1": True, "S2": False, "F1": True, "F2": False, "N1": False}
     by_cell = m.sla_by(touched.reset_index(), "cell").set_index("cell")
-    assert by_cell.loc["A1", ["handed_over", "within_sla", "sla_compliance", "median_hours_to_first_touch"]].tolist() \
-        == [4, 2, 0.5, 24.0]  # fmt: skip
+    assert by_cell.loc[
+        "A1", ["handed_over", "within_sla", "sla_compliance", "median_hours_to_first_touch"]
+    ].tolist() == [4, 2, 0.5, 24.0]
     assert by_cell.loc["B2", "never_touched"] == 1
 
 
@@ -141,8 +170,13 @@ def test_sla_waits_for_the_deadline_to_pass():
 
 
 def test_acceptance_drop_compares_the_latest_week_with_all_earlier_ones():
-    weekly = pd.DataFrame({"week": pd.to_datetime(["2025-06-02", "2025-06-09", "2025-06-16"], utc=True),
-                           "handed_over": [10, 30, 20], "accepted": [5, 15, 6]})  # fmt: skip
+    weekly = pd.DataFrame(
+        {
+            "week": pd.to_datetime(["2025-06-02", "2025-06-09", "2025-06-16"], utc=True),
+            "handed_over": [10, 30, 20],
+            "accepted": [5, 15, 6],
+        }
+    )
     weekly["acceptance_rate"] = weekly["accepted"] / weekly["handed_over"]
     assert m.acceptance_drop(weekly) == pytest.approx(20.0)  # 50 % before, 30 % in the latest week
     assert m.acceptance_drop(weekly.iloc[:1]) is None

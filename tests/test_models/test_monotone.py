@@ -12,8 +12,13 @@ from leadscore.models.factory import ModelSettings, build_model
 def bumpy(n: int = 4000, seed: int = 1) -> tuple[pd.DataFrame, pd.Series]:
     """Conversion rises with `visits` up to 6, then falls: a shape the trees follow unless constrained."""
     rng = np.random.default_rng(seed)
-    X = pd.DataFrame({"visits": rng.integers(0, 13, n).astype(float), "noise": rng.normal(size=n),
-                      "industry": rng.choice(["software", "retail"], n)})  # fmt: skip
+    X = pd.DataFrame(
+        {
+            "visits": rng.integers(0, 13, n).astype(float),
+            "noise": rng.normal(size=n),
+            "industry": rng.choice(["software", "retail"], n),
+        }
+    )
     logit = -2 + 0.8 * np.minimum(X["visits"], 6) - 0.6 * np.maximum(X["visits"] - 6, 0)
     return X, pd.Series((rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int))
 
@@ -26,8 +31,14 @@ def probability_along_visits(model: ConversionModel, X: pd.DataFrame) -> np.ndar
 
 
 def fit(X, y, **kwargs) -> ConversionModel:
-    model = ConversionModel(categorical_features=("industry",), n_estimators=200, min_child_samples=20,
-                            early_stopping_rounds=20, random_state=0, **kwargs)  # fmt: skip
+    model = ConversionModel(
+        categorical_features=("industry",),
+        n_estimators=200,
+        min_child_samples=20,
+        early_stopping_rounds=20,
+        random_state=0,
+        **kwargs,
+    )
     return model.fit(X, y)
 
 

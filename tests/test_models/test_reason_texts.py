@@ -18,10 +18,20 @@ from leadscore.models.reasons import (
 )
 
 SPECS = all_features()
-NUMERIC = ["events_page_view_count_7d", "events_page_view_count_30d", "events_page_view_count_90d",
-           "events_days_since_last", "events_trend_7d_vs_21d", "engagement_decayed_score", "lead_age_days",
-           "lead_profile_completeness", "account_employee_count_log", "history_account_won_deals",
-           "history_days_since_account_last_win", "product_logins_14d"]  # fmt: skip
+NUMERIC = [
+    "events_page_view_count_7d",
+    "events_page_view_count_30d",
+    "events_page_view_count_90d",
+    "events_days_since_last",
+    "events_trend_7d_vs_21d",
+    "engagement_decayed_score",
+    "lead_age_days",
+    "lead_profile_completeness",
+    "account_employee_count_log",
+    "history_account_won_deals",
+    "history_days_since_account_last_win",
+    "product_logins_14d",
+]
 BOOLEAN = ["lead_email_is_business", "product_trial_started"]
 CATEGORICAL = ["lead_seniority", "lead_country", "account_revenue_band", "account_industry"]
 
@@ -34,9 +44,15 @@ def per_row_reasons(contributions, values, specs, *, k=3, reference=None):
     reference = reference or {}
     directions = {n: specs[n].direction for n in features if n in specs}
     concepts = _concepts(features, specs)
-    allowed = {sign: np.column_stack([citable(values[n], specs.get(n), reference.get(n), sign=sign,
-                                              direction=directions.get(n, 0)) for n in features])
-               for sign in (1, -1)}  # fmt: skip
+    allowed = {
+        sign: np.column_stack(
+            [
+                citable(values[n], specs.get(n), reference.get(n), sign=sign, direction=directions.get(n, 0))
+                for n in features
+            ]
+        )
+        for sign in (1, -1)
+    }
     columns = [values[name].to_numpy(dtype=object) for name in features]
     cache: dict = {}
 
@@ -47,12 +63,17 @@ def per_row_reasons(contributions, values, specs, *, k=3, reference=None):
         return cache[key]
 
     def texts(picks):
-        return [SEPARATOR.join(text(j, columns[j][i]) for j in (p[i] for p in picks) if j >= 0)
-                for i in range(len(matrix))]  # fmt: skip
+        return [
+            SEPARATOR.join(text(j, columns[j][i]) for j in (p[i] for p in picks) if j >= 0) for i in range(len(matrix))
+        ]
 
-    return pd.DataFrame({"reasons_positive": texts(_side(matrix, allowed[1], concepts, 1, k)),
-                         "reasons_negative": texts(_side(matrix, allowed[-1], concepts, -1, k))},
-                        index=contributions.index)  # fmt: skip
+    return pd.DataFrame(
+        {
+            "reasons_positive": texts(_side(matrix, allowed[1], concepts, 1, k)),
+            "reasons_negative": texts(_side(matrix, allowed[-1], concepts, -1, k)),
+        },
+        index=contributions.index,
+    )
 
 
 def varied_rows(n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:

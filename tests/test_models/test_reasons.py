@@ -86,11 +86,19 @@ def reasons_for(contributions: dict, values: dict, k: int = 3) -> tuple[str, str
 
 def test_a_positive_reason_never_cites_an_absence():
     positive, negative = reasons_for(
-        {"events_pricing_page_view_count_30d": 0.9, "lead_seniority": 0.5, "product_trial_started": 0.4,
-         "events_days_since_last": 0.3},
-        {"events_pricing_page_view_count_30d": 0.0, "lead_seniority": None, "product_trial_started": 0.0,
-         "events_days_since_last": 0.4},
-    )  # fmt: skip
+        {
+            "events_pricing_page_view_count_30d": 0.9,
+            "lead_seniority": 0.5,
+            "product_trial_started": 0.4,
+            "events_days_since_last": 0.3,
+        },
+        {
+            "events_pricing_page_view_count_30d": 0.0,
+            "lead_seniority": None,
+            "product_trial_started": 0.0,
+            "events_days_since_last": 0.4,
+        },
+    )
     # a zero count, an unknown category and a flag of "no" are skipped; recency "less than 1 day" is a presence
     assert positive == "Days since the lead's last activity: less than 1 day, typical converting lead: 3 days"
     assert negative == ""
@@ -98,11 +106,19 @@ def test_a_positive_reason_never_cites_an_absence():
 
 def test_one_concept_yields_one_reason_named_by_its_strongest_citable_feature():
     positive, _ = reasons_for(
-        {"events_page_view_count_7d": 0.5, "events_page_view_count_30d": 0.3, "events_page_view_count_90d": 0.2,
-         "lead_seniority": 0.6},
-        {"events_page_view_count_7d": 4.0, "events_page_view_count_30d": 9.0, "events_page_view_count_90d": 20.0,
-         "lead_seniority": "vp"},
-    )  # fmt: skip
+        {
+            "events_page_view_count_7d": 0.5,
+            "events_page_view_count_30d": 0.3,
+            "events_page_view_count_90d": 0.2,
+            "lead_seniority": 0.6,
+        },
+        {
+            "events_page_view_count_7d": 4.0,
+            "events_page_view_count_30d": 9.0,
+            "events_page_view_count_90d": 20.0,
+            "lead_seniority": "vp",
+        },
+    )
     # page views sum to 1.0 across three windows: one reason, ahead of seniority (0.6)
     assert positive == (
         "Web page views in the last 7 days: 4, typical converting lead: 2"
@@ -127,8 +143,10 @@ def test_a_declared_direction_is_never_read_backwards():
     )
     assert positive == ""
     # 10 days since the last activity is more recent than typical (40): not bad news either
-    assert negative == ("Seniority of the lead's role (read from the job title when not given): individual,"
-                        " leads like this convert at 1.2 % (all leads 2.0 %)")  # fmt: skip
+    assert negative == (
+        "Seniority of the lead's role (read from the job title when not given): individual,"
+        " leads like this convert at 1.2 % (all leads 2.0 %)"
+    )
     # below-typical activity pushing down is cited, with the converting lead as reference
     _, negative = reasons_for({"events_page_view_count_30d": -0.8}, {"events_page_view_count_30d": 0.0})
     assert negative == "Web page views in the last 30 days: 0, typical converting lead: 5"

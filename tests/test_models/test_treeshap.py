@@ -63,8 +63,11 @@ def test_two_feature_leaf_table_by_hand():
 
 def test_categorical_splits_nan_zero_and_unseen_categories_match_pred_contrib():
     X, y = mixed_frame()
-    booster = lgb.train(params(num_leaves=15, max_depth=6, min_data_per_group=5, cat_smooth=1),
-                        lgb.Dataset(X, y, categorical_feature=["industry"]), num_boost_round=40)  # fmt: skip
+    booster = lgb.train(
+        params(num_leaves=15, max_depth=6, min_data_per_group=5, cat_smooth=1),
+        lgb.Dataset(X, y, categorical_feature=["industry"]),
+        num_boost_round=40,
+    )
     kinds = {node["decision_type"] for tree in booster.dump_model()["tree_info"] for node in _nodes(tree)}
     assert kinds == {"<=", "=="}, "the model must use categorical splits for this test to mean anything"
     unseen = X.head(20).assign(industry=pd.Categorical([None] * 20, categories=X["industry"].cat.categories))
@@ -75,8 +78,11 @@ def test_categorical_splits_nan_zero_and_unseen_categories_match_pred_contrib():
 @pytest.mark.parametrize("extra", [{"zero_as_missing": True}, {"use_missing": False}, {"max_depth": -1}])
 def test_missing_value_rules_and_unlimited_depth_match_pred_contrib(extra):
     X, y = mixed_frame(1500, seed=1)
-    booster = lgb.train(params(num_leaves=31, min_data_per_group=5, **extra),
-                        lgb.Dataset(X, y, categorical_feature=["industry"]), num_boost_round=20)  # fmt: skip
+    booster = lgb.train(
+        params(num_leaves=31, min_data_per_group=5, **extra),
+        lgb.Dataset(X, y, categorical_feature=["industry"]),
+        num_boost_round=20,
+    )
     np.testing.assert_allclose(booster_contributions(booster, X), reference(booster, X), atol=TOLERANCE)
 
 
@@ -101,12 +107,22 @@ def test_values_exactly_at_and_next_to_every_threshold_go_where_lightgbm_sends_t
 
 def test_monotone_constraints_and_num_iteration_match_pred_contrib():
     X, y = mixed_frame(2000, seed=3)
-    booster = lgb.train(params(num_leaves=15, monotone_constraints=[1, -1, 0, 1],
-                               monotone_constraints_method="intermediate", min_data_per_group=5),
-                        lgb.Dataset(X, y, categorical_feature=["industry"]), num_boost_round=30)  # fmt: skip
+    booster = lgb.train(
+        params(
+            num_leaves=15,
+            monotone_constraints=[1, -1, 0, 1],
+            monotone_constraints_method="intermediate",
+            min_data_per_group=5,
+        ),
+        lgb.Dataset(X, y, categorical_feature=["industry"]),
+        num_boost_round=30,
+    )
     for iterations in (7, 30):
-        np.testing.assert_allclose(booster_contributions(booster, X, num_iteration=iterations),
-                                   reference(booster, X, num_iteration=iterations), atol=TOLERANCE)  # fmt: skip
+        np.testing.assert_allclose(
+            booster_contributions(booster, X, num_iteration=iterations),
+            reference(booster, X, num_iteration=iterations),
+            atol=TOLERANCE,
+        )
 
 
 def test_a_single_leaf_model_is_its_constant():
@@ -153,8 +169,11 @@ def test_linear_trees_are_refused_as_lightgbm_refuses_them():
 def test_multiclass_models_are_refused():
     X, _ = mixed_frame(600, seed=6)
     y = np.arange(len(X)) % 3
-    booster = lgb.train({"objective": "multiclass", "num_class": 3, "verbosity": -1},
-                        lgb.Dataset(X[["visits", "score"]], y), num_boost_round=2)  # fmt: skip
+    booster = lgb.train(
+        {"objective": "multiclass", "num_class": 3, "verbosity": -1},
+        lgb.Dataset(X[["visits", "score"]], y),
+        num_boost_round=2,
+    )
     with pytest.raises(UnsupportedModelError, match="per iteration"):
         shap_tables(booster)
 

@@ -81,8 +81,15 @@ def test_grade_grades_every_account_with_an_open_lead(account_project, tmp_path)
     assert result.exit_code == 0, result.output
     graded = pd.read_csv(out, dtype={"account_id": str})
     assert set(graded["account_id"]) == accounts_with_open_leads(config)
-    assert list(graded.columns[:7]) == ["account_id", "as_of", "fit_points", "fit_grade", "engagement_points",
-                                        "engagement_grade", "cell"]  # fmt: skip
+    assert list(graded.columns[:7]) == [
+        "account_id",
+        "as_of",
+        "fit_points",
+        "fit_grade",
+        "engagement_points",
+        "engagement_grade",
+        "cell",
+    ]
     assert (graded["cell"] == graded["fit_grade"] + graded["engagement_grade"].astype(str)).all()
 
 
@@ -125,8 +132,9 @@ def test_the_account_grade_matrix_counts_every_labelled_account_row(sample_proje
     settings = load_settings(sample_project)
     data = load_crm(settings)
     by_cell, matrix = account_grade_conversion(settings, data)
-    spine, stats = build_account_spine(data.tables["leads"], data.tables["opportunities"], settings.cutoff_policy(),
-                                       as_of=data.as_of)  # fmt: skip
+    spine, stats = build_account_spine(
+        data.tables["leads"], data.tables["opportunities"], settings.cutoff_policy(), as_of=data.as_of
+    )
     assert by_cell["accounts"].sum() == stats.rows == len(spine)
     assert by_cell["converted"].sum() == stats.positives
     assert matrix.shape == (4, 4) and list(matrix.index) == ["A", "B", "C", "D"]

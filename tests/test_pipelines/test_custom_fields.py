@@ -124,6 +124,9 @@ def test_custom_fields_are_validated_like_the_rest(custom_project, tmp_path):
     assert "column 'Origin' of custom field 'lead_origin' is absent" in invoke("validate", "--config", config, code=1)
     config.write_text(text.replace("[tables.leads.custom.lead_origin]", "[tables.leads.custom.lead_seniority]"))
     assert "the name is taken" in invoke("validate", "--config", config, code=2)
-    config.write_text(text.replace('days_between = ["first_visit_at", "created_at"]',
-                                   'days_between = ["created_at", "first_sales_touch_at"]'))
+    config.write_text(
+        text.replace(
+            'days_between = ["first_visit_at", "created_at"]', 'days_between = ["created_at", "first_sales_touch_at"]'
+        )
+    )
     assert "sales' own timestamps are never features" in invoke("validate", "--config", config, code=2)

@@ -59,8 +59,15 @@ def exports(folder, n: int = 900, seed: int = 5) -> None:
     won = rng.random(n) < p
     won_date = contact + pd.to_timedelta(rng.uniform(10, 50, n), unit="D")
     ids = [f"m{i:04d}" for i in range(n)]
-    pd.DataFrame({"mql_id": ids, "first_contact_date": contact.strftime("%Y-%m-%d %H:%M"), "origin": origin,
-                  "pages": pages, "demo_date": demo.strftime("%Y-%m-%d %H:%M")}).to_csv(folder / "mql.csv", index=False)
+    pd.DataFrame(
+        {
+            "mql_id": ids,
+            "first_contact_date": contact.strftime("%Y-%m-%d %H:%M"),
+            "origin": origin,
+            "pages": pages,
+            "demo_date": demo.strftime("%Y-%m-%d %H:%M"),
+        }
+    ).to_csv(folder / "mql.csv", index=False)
     deals = pd.DataFrame({"mql_id": np.array(ids)[won], "won_date": won_date[won].strftime("%Y-%m-%d")})
     deals.to_csv(folder / "deals.csv", index=False)
 

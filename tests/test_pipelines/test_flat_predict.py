@@ -46,9 +46,11 @@ def flat_project(folder: Path, name: str = "leadscore", extra: str = "", frame: 
     folder.mkdir(parents=True, exist_ok=True)
     (flat_export() if frame is None else frame).to_csv(folder / "export.csv", index=False)
     config = folder / f"{name}.toml"
-    config.write_text('mode = "flat"\n[flat]\npath = "export.csv"\nid_column = "id"\nlabel_column = "y"\n'
-                      'positive_values = ["yes"]\nnegative_values = ["no"]\ncategorical = ["source"]\n'
-                      'numeric = ["visits"]\n' + extra + SMALL_MODEL)  # fmt: skip
+    config.write_text(
+        'mode = "flat"\n[flat]\npath = "export.csv"\nid_column = "id"\nlabel_column = "y"\n'
+        'positive_values = ["yes"]\nnegative_values = ["no"]\ncategorical = ["source"]\n'
+        'numeric = ["visits"]\n' + extra + SMALL_MODEL
+    )
     return config
 
 
@@ -119,7 +121,6 @@ def test_named_projects_sharing_a_folder_get_their_own_model_and_experiment(tmp_
     invoke("train", "--config", alpha)
     out = invoke("train", "--config", beta)
     assert "registered beta-conversion version 1" in out and "promoted v1: no champion yet" in out
-
 
 
 def test_a_champion_of_another_feature_set_is_reported_by_predict_and_explain(tmp_path):

@@ -11,8 +11,10 @@ from leadscore.pipelines.cli import app
 from leadscore.pipelines.config import load_settings
 from leadscore.pipelines.intake.flat_checks import flat_problems
 
-CONFIG = ('mode = "flat"\n[flat]\npath = "flat.csv"\nid_column = "id"\nlabel_column = "y"\nnumeric = ["age"]\n'
-          'categorical = ["job"]\nmissing_values = ["unknown"]\n')  # fmt: skip
+CONFIG = (
+    'mode = "flat"\n[flat]\npath = "flat.csv"\nid_column = "id"\nlabel_column = "y"\nnumeric = ["age"]\n'
+    'categorical = ["job"]\nmissing_values = ["unknown"]\n'
+)
 
 
 def project(tmp_path: Path, text: str, extra: str = "") -> Path:

@@ -117,8 +117,16 @@ def test_unknown_configured_encoding_is_a_usage_error(tmp_path):
         (EVENTS.replace(",", ";").encode(), "the file seems separated by ';', not by ','"),
         (EVENTS.replace(",", "\t").encode(), "the file seems separated by '\\t', not by ','"),
     ],
-    ids=["zero-bytes", "blank-lines", "binary", "parquet-named-csv", "gzip-named-csv", "xlsx-named-csv", "semicolons",
-         "tabs"],
+    ids=[
+        "zero-bytes",
+        "blank-lines",
+        "binary",
+        "parquet-named-csv",
+        "gzip-named-csv",
+        "xlsx-named-csv",
+        "semicolons",
+        "tabs",
+    ],
 )
 def test_unreadable_csv_files_are_named(tmp_path, content, expected):
     out = validate(project(tmp_path, events=content), 1)
@@ -192,15 +200,15 @@ def test_duplicate_column_names_in_parquet_are_refused(tmp_path):
 
 def test_unbalanced_quote_that_swallows_rows_is_refused(tmp_path):
     leads = (
-        "lead_id,created_at,account_id,job_title\nL1,2025-01-01,A1,\"CTO\nL2,2025-01-02,A1,VP\n"
-        "L3,2025-01-03,,Head\"\nL4,2025-01-04,,CEO\n"
+        'lead_id,created_at,account_id,job_title\nL1,2025-01-01,A1,"CTO\nL2,2025-01-02,A1,VP\n'
+        'L3,2025-01-03,,Head"\nL4,2025-01-04,,CEO\n'
     )
     out = validate(project(tmp_path, leads=leads), 1)
     assert "unbalanced quote" in out and "column 'job_title'" in out and "row 1" in out and "line 2" in out
 
 
 def test_quote_left_open_to_the_end_of_the_file_is_refused(tmp_path):
-    leads = "lead_id,created_at,account_id,job_title\nL1,2025-01-01,A1,\"CTO\nL2,2025-01-02,A1,VP\n"
+    leads = 'lead_id,created_at,account_id,job_title\nL1,2025-01-01,A1,"CTO\nL2,2025-01-02,A1,VP\n'
     out = validate(project(tmp_path, leads=leads), 1)
     assert "leads.csv" in out and "cannot be parsed as CSV" in out and "EOF inside string" in out
 
@@ -212,7 +220,7 @@ def test_a_row_with_too_many_fields_is_named_by_line(tmp_path):
 
 
 def test_a_genuine_multiline_cell_is_accepted_with_every_row(tmp_path):
-    leads = "lead_id,created_at,account_id,job_title\nL1,2025-01-01,A1,\"Head of\nSales\"\nL2,2025-01-02,A1,VP\n"
+    leads = 'lead_id,created_at,account_id,job_title\nL1,2025-01-01,A1,"Head of\nSales"\nL2,2025-01-02,A1,VP\n'
     config = project(tmp_path, leads=leads, opportunities=OPPS.rsplit("\n", 2)[0] + "\n")
     validate(config, 0)
     leads_table = load_crm(load_settings(config)).tables["leads"]
@@ -267,13 +275,27 @@ def leads_with(created: list[str]) -> str:
 def only_leads(tmp_path, created, *, extra="", leads_extra="") -> Path:
     opps = "opportunity_id,lead_id,created_at,closed_at,status,amount\nO1,L1,2025-02-01,,open,\n"
     events = "lead_id,occurred_at,event_type\nL1,2025-02-02,page_view\n"
-    return project(tmp_path, leads=leads_with(created), opportunities=opps, events=events, extra=extra,
-                   table_extra={"leads": leads_extra})  # fmt: skip
+    return project(
+        tmp_path,
+        leads=leads_with(created),
+        opportunities=opps,
+        events=events,
+        extra=extra,
+        table_extra={"leads": leads_extra},
+    )
 
 
 def test_utc_suffix_and_offsets_are_read_exactly(tmp_path):
-    config = only_leads(tmp_path, ["2025-01-01 10:00:00 UTC", "2025-01-02T10:00:00Z", "2025-01-03 12:00 +02:00",
-                                   "2025-01-04T05:00:00-05", "2025-01-05 10:00:00.000 GMT"])  # fmt: skip
+    config = only_leads(
+        tmp_path,
+        [
+            "2025-01-01 10:00:00 UTC",
+            "2025-01-02T10:00:00Z",
+            "2025-01-03 12:00 +02:00",
+            "2025-01-04T05:00:00-05",
+            "2025-01-05 10:00:00.000 GMT",
+        ],
+    )
     validate(config, 0)
     created = load_crm(load_settings(config)).tables["leads"]["created_at"]
     assert created.tolist() == [pd.Timestamp(f"2025-01-0{d} 10:00", tz="UTC") for d in (1, 2, 3, 4, 5)]
@@ -283,8 +305,11 @@ def test_dashed_day_first_dates_and_dates_with_a_zone_name_are_read_exactly(tmp_
     config = only_leads(tmp_path, ["31-12-2024", "01-02-2025 UTC", "15-01-2025 10:00 -0100"])
     validate(config, 0)
     created = load_crm(load_settings(config)).tables["leads"]["created_at"]
-    assert created.tolist() == [pd.Timestamp("2024-12-31", tz="UTC"), pd.Timestamp("2025-02-01", tz="UTC"),
-                                pd.Timestamp("2025-01-15 11:00", tz="UTC")]  # fmt: skip
+    assert created.tolist() == [
+        pd.Timestamp("2024-12-31", tz="UTC"),
+        pd.Timestamp("2025-02-01", tz="UTC"),
+        pd.Timestamp("2025-01-15 11:00", tz="UTC"),
+    ]
 
 
 @pytest.mark.parametrize("value", ["9999-12-31", "1066-10-14", "2262-04-12"])
@@ -349,10 +374,18 @@ def test_integral_float_and_padded_ids_join_exactly(tmp_path):
 
 
 def test_parquet_float_ids_join_text_ids(tmp_path):
-    config = project(tmp_path, leads="lead_id,created_at\n321,2025-01-01\n", opportunities=(
-        "opportunity_id,lead_id,created_at,closed_at,status,amount\nO1,321,2025-02-01,,open,\n"))  # fmt: skip
-    pd.DataFrame({"lead_id": [321.0, 321.0], "occurred_at": pd.to_datetime(["2025-01-05", "2025-01-06"], utc=True),
-                  "event_type": ["page_view", "email_open"]}).to_parquet(tmp_path / "events.parquet")  # fmt: skip
+    config = project(
+        tmp_path,
+        leads="lead_id,created_at\n321,2025-01-01\n",
+        opportunities=("opportunity_id,lead_id,created_at,closed_at,status,amount\nO1,321,2025-02-01,,open,\n"),
+    )
+    pd.DataFrame(
+        {
+            "lead_id": [321.0, 321.0],
+            "occurred_at": pd.to_datetime(["2025-01-05", "2025-01-06"], utc=True),
+            "event_type": ["page_view", "email_open"],
+        }
+    ).to_parquet(tmp_path / "events.parquet")
     point_at(config, "events", "events.parquet")
     assert "0 error(s)" in validate(config, 0)
     assert load_crm(load_settings(config)).tables["events"]["lead_id"].astype(str).tolist() == ["321", "321"]
@@ -471,8 +504,10 @@ def test_an_explicit_as_of_is_not_second_guessed(tmp_path, wall_clock):
 def flat_project(tmp_path, text: str, extra: str = "") -> Path:
     (tmp_path / "flat.csv").write_text(text)
     config = tmp_path / "leadscore.toml"
-    config.write_text('mode = "flat"\n[flat]\npath = "flat.csv"\nlabel_column = "y"\nnumeric = ["age"]\n'
-                      'categorical = ["job"]\nmissing_values = ["unknown"]\n' + extra)  # fmt: skip
+    config.write_text(
+        'mode = "flat"\n[flat]\npath = "flat.csv"\nlabel_column = "y"\nnumeric = ["age"]\n'
+        'categorical = ["job"]\nmissing_values = ["unknown"]\n' + extra
+    )
     return config
 
 
@@ -494,8 +529,11 @@ def test_flat_labels_outside_the_declared_values_are_listed_with_counts(tmp_path
 
 
 def test_flat_declared_negative_values_are_accepted(tmp_path):
-    config = flat_project(tmp_path, "age,job,y\n30,a,Converted\n40,b,Lost\n",
-                          'positive_values = ["converted"]\nnegative_values = ["lost"]\n')  # fmt: skip
+    config = flat_project(
+        tmp_path,
+        "age,job,y\n30,a,Converted\n40,b,Lost\n",
+        'positive_values = ["converted"]\nnegative_values = ["lost"]\n',
+    )
     build(config, 0)
     assert pd.read_parquet(tmp_path / "ts.parquet")["converted"].tolist() == [1, 0]
 
@@ -664,8 +702,9 @@ def test_spark_default_as_of_refuses_a_timestamp_after_the_wall_clock():
     past = pd.Timestamp("2025-03-01", tz="UTC")
     assert _not_after_the_wall_clock([(past, "leads", "created_at"), (pd.NaT, "events", "occurred_at")]) == past
     with pytest.raises(DataError, match="after the wall clock") as caught:
-        _not_after_the_wall_clock([(past, "leads", "created_at"), (pd.Timestamp("2100-01-01", tz="UTC"), "events",
-                                                                   "occurred_at")])  # fmt: skip
+        _not_after_the_wall_clock(
+            [(past, "leads", "created_at"), (pd.Timestamp("2100-01-01", tz="UTC"), "events", "occurred_at")]
+        )
     assert "table 'events', column 'occurred_at'" in caught.value.message
 
 

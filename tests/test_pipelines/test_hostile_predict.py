@@ -72,8 +72,7 @@ def test_hostile_but_valid_input_is_scored_and_every_lead_accounted_for(tmp_path
 
 def test_a_lead_whose_deal_was_rejected_is_never_scored_as_open(tmp_path, trained_project):
     opps = OPPS + "O4,322,2025-01-20,2025-02-01,wonn,900\n"  # a won deal with a typo in its status
-    config = project(tmp_path, trained_project, opportunities=opps,
-                     extra="[validation]\nmax_rejected_share = 0.5\n")  # fmt: skip
+    config = project(tmp_path, trained_project, opportunities=opps, extra="[validation]\nmax_rejected_share = 0.5\n")
     out = predict(config, 0)
     scores, rejects = outputs(config)
     assert "322" not in set(scores["lead_id"])
@@ -90,9 +89,12 @@ def test_a_lead_whose_deal_was_rejected_is_never_scored_as_open(tmp_path, traine
 @pytest.mark.parametrize(
     ("table", "text", "expected"),
     [
-        ("opportunities", OPPS.replace(",won,", ",pending,").replace(",open,", ",maybe,").replace(",Open,", ",?,"),
-         "table 'opportunities': validation rejected 3 of 3 rows (100.0%), more than "
-         "validation.max_rejected_share = 2.0%"),
+        (
+            "opportunities",
+            OPPS.replace(",won,", ",pending,").replace(",open,", ",maybe,").replace(",Open,", ",?,"),
+            "table 'opportunities': validation rejected 3 of 3 rows (100.0%), more than "
+            "validation.max_rejected_share = 2.0%",
+        ),
         ("leads", LEADS.replace("2025-01-0", "2025-13-0"), "table 'leads': validation rejected 5 of 5 rows"),
         ("leads", "id,created\nL1,2025-01-01\n", "table 'leads': leads: required column 'lead_id' is absent"),
     ],
@@ -123,12 +125,24 @@ def test_an_event_in_the_year_2100_does_not_move_now(tmp_path, trained_project):
 
 def test_out_resolving_to_an_input_is_refused_before_the_model_loads(tmp_path, trained_project, monkeypatch):
     config = project(tmp_path, trained_project)
-    monkeypatch.setattr("leadscore.pipelines.outputs.tracking.load_conversion_model", lambda uri: pytest.fail("model loaded"))
+    monkeypatch.setattr(
+        "leadscore.pipelines.outputs.tracking.load_conversion_model", lambda uri: pytest.fail("model loaded")
+    )
     result = runner.invoke(app, ["predict", "--config", str(config), "--out", str(tmp_path / "events.csv")])
     assert result.exit_code == 2 and "resolves to an input" in result.output
     (tmp_path / "events.parquet").symlink_to(tmp_path / "events.csv")
-    clash = runner.invoke(app, ["predict", "--config", str(config), "--out", str(tmp_path / "x.csv"),
-                                "--contributions", str(tmp_path / "events.parquet")])  # fmt: skip
+    clash = runner.invoke(
+        app,
+        [
+            "predict",
+            "--config",
+            str(config),
+            "--out",
+            str(tmp_path / "x.csv"),
+            "--contributions",
+            str(tmp_path / "events.parquet"),
+        ],
+    )
     assert clash.exit_code == 2 and "--contributions" in clash.output and "resolves to an input" in clash.output
 
 

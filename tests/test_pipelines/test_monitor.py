@@ -96,8 +96,10 @@ def test_live_record_is_the_champions_out_of_sample_figure(monitored):
 
 
 def test_alert_thresholds_decide_the_exit_code(monitored, tmp_path):
-    quiet = "\n[monitor]\nsla_compliance_target = 0.0\nscore_drift_psi = 100\nacceptance_drop_points = 100\n" \
-            "live_roc_auc_floor = 0.0\n"  # fmt: skip
+    quiet = (
+        "\n[monitor]\nsla_compliance_target = 0.0\nscore_drift_psi = 100\nacceptance_drop_points = 100\n"
+        "live_roc_auc_floor = 0.0\n"
+    )
     strict = "\n[monitor]\nsla_compliance_target = 1.0\nlive_roc_auc_floor = 0.999\nmin_live_outcomes = 1\n"
     codes = {}
     for name, extra in (("quiet", quiet), ("strict", strict)):

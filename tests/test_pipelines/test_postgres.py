@@ -107,16 +107,24 @@ def test_a_flat_table_in_postgresql_gives_the_same_training_set_as_its_csv(schem
     import sqlalchemy as sa
 
     url, _ = schema_url
-    flat = pd.DataFrame({"id": [f"L{i}" for i in range(40)], "visits": [float(i % 7) for i in range(40)],
-                         "source": ["web", "ads", "event", "web"] * 10, "converted": [i % 3 == 0 for i in range(40)],
-                         "created": pd.date_range("2025-01-01", periods=40, freq="D", tz="UTC")})  # fmt: skip
+    flat = pd.DataFrame(
+        {
+            "id": [f"L{i}" for i in range(40)],
+            "visits": [float(i % 7) for i in range(40)],
+            "source": ["web", "ads", "event", "web"] * 10,
+            "converted": [i % 3 == 0 for i in range(40)],
+            "created": pd.date_range("2025-01-01", periods=40, freq="D", tz="UTC"),
+        }
+    )
     flat.to_csv(tmp_path / "flat.csv", index=False)
     engine = sa.create_engine(url)
     flat.to_sql("crm_export", engine, index=False)
     engine.dispose()
-    common = ('mode = "flat"\n[flat]\nid_column = "id"\nlabel_column = "converted"\npositive_values = [true, "True"]\n'
-              'negative_values = [false, "False"]\ntime_column = "created"\ncategorical = ["source"]\n'
-              'numeric = ["visits"]\n')  # fmt: skip
+    common = (
+        'mode = "flat"\n[flat]\nid_column = "id"\nlabel_column = "converted"\npositive_values = [true, "True"]\n'
+        'negative_values = [false, "False"]\ntime_column = "created"\ncategorical = ["source"]\n'
+        'numeric = ["visits"]\n'
+    )
     frames = {}
     for name, where in (("csv", 'path = "flat.csv"\n'), ("sql", f'sql_url = "{url}"\nsql_table = "crm_export"\n')):
         config = tmp_path / f"{name}.toml"

@@ -197,7 +197,8 @@ def test_scores_do_not_depend_on_the_chunk_size(project):
     small = score_open_leads(settings, data, model, wrapper, model_name="m", model_version="1", chunk_size=97)
     pd.testing.assert_frame_equal(small.scores, whole.scores)
     # a batch run hands the events back once every chunk has its own: the same scores, and the table is gone
-    dropped = score_open_leads(settings, data, model, wrapper, model_name="m", model_version="1", chunk_size=97,
-                               drop_events=True)  # fmt: skip
+    dropped = score_open_leads(
+        settings, data, model, wrapper, model_name="m", model_version="1", chunk_size=97, drop_events=True
+    )
     pd.testing.assert_frame_equal(dropped.scores, whole.scores)
     assert "events" not in data.tables

@@ -15,14 +15,16 @@ def _scores(n: int, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     reasons = pd.Series(rng.choice(["visited pricing | demo", "é-mail opens: 3", "", "Seniority: vp"], n), dtype="str")
     reasons[rng.random(n) < 0.2] = np.nan
-    return pd.DataFrame({
-        # ties in probability: the lead id decides, by code point ("L10" < "L9", "Z" < "a" < "é")
-        "lead_id": pd.Series([f"{rng.choice(['L', 'a', 'Z', 'é'])}{i}" for i in range(n)], dtype="str"),
-        "probability": rng.choice([0.1, 0.25, 0.5, 0.9], n),
-        "stage": pd.Series(rng.choice(["mql", "sql", None], n), dtype="string"),
-        "reasons_positive": reasons,
-        "score": rng.integers(1, 100, n),
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            # ties in probability: the lead id decides, by code point ("L10" < "L9", "Z" < "a" < "é")
+            "lead_id": pd.Series([f"{rng.choice(['L', 'a', 'Z', 'é'])}{i}" for i in range(n)], dtype="str"),
+            "probability": rng.choice([0.1, 0.25, 0.5, 0.9], n),
+            "stage": pd.Series(rng.choice(["mql", "sql", None], n), dtype="string"),
+            "reasons_positive": reasons,
+            "score": rng.integers(1, 100, n),
+        }
+    )
 
 
 def test_sorted_by_score_is_sort_values_order_and_takes_the_columns_out():
@@ -47,7 +49,8 @@ def test_events_by_chunk_gives_each_chunk_its_events_and_no_event_twice():
 
 def test_parquet_timestamps_are_read_as_ns_unless_beyond_the_ns_range(tmp_path):
     stamps = pd.Series(pd.to_datetime(["2024-01-01 10:00:00.123", None, "2023-05-06 00:00:00.000"], utc=True)).astype(
-        "datetime64[ms, UTC]")  # fmt: skip
+        "datetime64[ms, UTC]"
+    )
     path = tmp_path / "events.parquet"
     pq.write_table(pa.table({"lead_id": ["a", "b", "a"], "occurred_at": pa.array(stamps)}), path)
     read = read_file(path, name="events", dictionary_columns=("lead_id",))
@@ -81,4 +84,3 @@ def test_recoded_categories_keep_values_and_share_clean_codes(clean):
     assert recoded.astype("string").tolist() == expected.tolist()
     assert recoded.cat.categories.is_monotonic_increasing
     assert np.shares_memory(recoded.array.codes, values.array.codes) == clean  # clean codes are not copied
-

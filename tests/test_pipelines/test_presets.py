@@ -33,15 +33,33 @@ def crm_story(seed: int = 11) -> pd.DataFrame:
     created = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(np.sort(rng.uniform(0, 480, N)), unit="D")
     source = rng.choice(["Partner Referral", "Web", "Purchased List"], N, p=[0.3, 0.4, 0.3])
     title = rng.choice(["VP Sales", "Sales Manager", "Analyst"], N)
-    p = 1 / (1 + np.exp(-(-1.0 + np.where(source == "Partner Referral", 1.6, 0.0)
-                          - np.where(source == "Purchased List", 1.0, 0.0) + np.where(title == "VP Sales", 0.8, 0.0))))
+    p = 1 / (
+        1
+        + np.exp(
+            -(
+                -1.0
+                + np.where(source == "Partner Referral", 1.6, 0.0)
+                - np.where(source == "Purchased List", 1.0, 0.0)
+                + np.where(title == "VP Sales", 0.8, 0.0)
+            )
+        )
+    )
     closes = created + pd.to_timedelta(rng.uniform(12, 70, N), unit="D")
     end = pd.Timestamp("2025-04-25", tz="UTC")
     outcome = np.where(rng.random(N) < p, "won", np.where(rng.random(N) < 0.5, "lost", "disqualified"))
     outcome = np.where(closes > end, "open", outcome)
-    return pd.DataFrame({"i": np.arange(N), "created": created, "closes": closes, "source": source, "title": title,
-                         "outcome": outcome, "employees": rng.integers(5, 5000, N),
-                         "industry": rng.choice(["Technology", "Retail", "Banking"], N)})  # fmt: skip
+    return pd.DataFrame(
+        {
+            "i": np.arange(N),
+            "created": created,
+            "closes": closes,
+            "source": source,
+            "title": title,
+            "outcome": outcome,
+            "employees": rng.integers(5, 5000, N),
+            "industry": rng.choice(["Technology", "Retail", "Banking"], N),
+        }
+    )
 
 
 def salesforce_export(folder: Path) -> None:
@@ -49,39 +67,85 @@ def salesforce_export(folder: Path) -> None:
     lead_ids = [f"00Q{i:015d}" for i in s["i"]]
     has_opp = s["outcome"].isin(["won", "lost", "open"]) & (s["i"] % 3 != 0) | s["outcome"].isin(["won", "lost"])
     opp_ids = np.where(has_opp, [f"006{i:015d}" for i in s["i"]], "")
-    status = s["outcome"].map({"won": "Closed - Converted", "lost": "Closed - Converted",
-                               "disqualified": "Closed - Not Converted", "open": "Working - Contacted"})  # fmt: skip
+    status = s["outcome"].map(
+        {
+            "won": "Closed - Converted",
+            "lost": "Closed - Converted",
+            "disqualified": "Closed - Not Converted",
+            "open": "Working - Contacted",
+        }
+    )
     status = status.where(~((s["outcome"] == "open") & ~has_opp), "Open - Not Contacted")
-    leads = pd.DataFrame({
-        "Id": lead_ids, "CreatedDate": _iso(s["created"]), "Title": s["title"], "Email": [f"p{i}@acme.example"
-        for i in s["i"]], "Phone": "+1 555 0100", "Country": "US", "LeadSource": s["source"], "Status": status,
-        "Industry": s["industry"], "NumberOfEmployees": s["employees"], "AnnualRevenue": s["employees"] * 1e5,
-        "ConvertedOpportunityId": opp_ids, "LastModifiedDate": _iso(s["closes"]),
-    })  # fmt: skip
+    leads = pd.DataFrame(
+        {
+            "Id": lead_ids,
+            "CreatedDate": _iso(s["created"]),
+            "Title": s["title"],
+            "Email": [f"p{i}@acme.example" for i in s["i"]],
+            "Phone": "+1 555 0100",
+            "Country": "US",
+            "LeadSource": s["source"],
+            "Status": status,
+            "Industry": s["industry"],
+            "NumberOfEmployees": s["employees"],
+            "AnnualRevenue": s["employees"] * 1e5,
+            "ConvertedOpportunityId": opp_ids,
+            "LastModifiedDate": _iso(s["closes"]),
+        }
+    )
     leads.loc[s["outcome"] == "open", "LastModifiedDate"] = _iso(s["created"])[s["outcome"] == "open"]
     leads.to_csv(folder / "Lead.csv", index=False)
     opps = s[has_opp]
     stage = opps["outcome"].map({"won": "Closed Won", "lost": "Closed Lost", "open": "Negotiation/Review"})
-    pd.DataFrame({"Id": opp_ids[has_opp], "Name": "Deal", "CreatedDate": _iso(opps["created"] + pd.Timedelta(days=3)),
-                  "CloseDate": opps["closes"].dt.strftime("%Y-%m-%d"), "StageName": stage,
-                  "Amount": 12000.0}).to_csv(folder / "Opportunity.csv", index=False)  # fmt: skip
-    pd.DataFrame({"Id": ["001000000000000001"], "Name": ["Acme"], "Industry": ["Technology"],
-                  "NumberOfEmployees": [120], "AnnualRevenue": [1.2e7],
-                  "BillingCountry": ["US"]}).to_csv(folder / "Account.csv", index=False)  # fmt: skip
+    pd.DataFrame(
+        {
+            "Id": opp_ids[has_opp],
+            "Name": "Deal",
+            "CreatedDate": _iso(opps["created"] + pd.Timedelta(days=3)),
+            "CloseDate": opps["closes"].dt.strftime("%Y-%m-%d"),
+            "StageName": stage,
+            "Amount": 12000.0,
+        }
+    ).to_csv(folder / "Opportunity.csv", index=False)
+    pd.DataFrame(
+        {
+            "Id": ["001000000000000001"],
+            "Name": ["Acme"],
+            "Industry": ["Technology"],
+            "NumberOfEmployees": [120],
+            "AnnualRevenue": [1.2e7],
+            "BillingCountry": ["US"],
+        }
+    ).to_csv(folder / "Account.csv", index=False)
     touched = s[s["i"] % 2 == 0]
-    pd.DataFrame({"Id": [f"00T{i:015d}" for i in touched["i"]], "WhoId": [lead_ids[i] for i in touched["i"]],
-                  "CreatedDate": _iso(touched["created"] + pd.Timedelta(days=1)), "TaskSubtype": "Call",
-                  "Subject": "Call"}).to_csv(folder / "Task.csv", index=False)  # fmt: skip
+    pd.DataFrame(
+        {
+            "Id": [f"00T{i:015d}" for i in touched["i"]],
+            "WhoId": [lead_ids[i] for i in touched["i"]],
+            "CreatedDate": _iso(touched["created"] + pd.Timedelta(days=1)),
+            "TaskSubtype": "Call",
+            "Subject": "Call",
+        }
+    ).to_csv(folder / "Task.csv", index=False)
     met = s[s["i"] % 5 == 0]
-    pd.DataFrame({"Id": [f"00U{i:015d}" for i in met["i"]], "WhoId": [lead_ids[i] for i in met["i"]],
-                  "StartDateTime": _iso(met["created"] + pd.Timedelta(days=2)),
-                  "EventSubtype": "Event"}).to_csv(folder / "Event.csv", index=False)  # fmt: skip
+    pd.DataFrame(
+        {
+            "Id": [f"00U{i:015d}" for i in met["i"]],
+            "WhoId": [lead_ids[i] for i in met["i"]],
+            "StartDateTime": _iso(met["created"] + pd.Timedelta(days=2)),
+            "EventSubtype": "Event",
+        }
+    ).to_csv(folder / "Event.csv", index=False)
     members = s[s["source"] != "Purchased List"]
-    pd.DataFrame({"Id": [f"00v{i:015d}" for i in members["i"]], "CampaignId": "701000000000000001",
-                  "LeadId": [lead_ids[i] for i in members["i"]],
-                  "LastModifiedDate": _iso(members["created"] + pd.Timedelta(days=1)),
-                  "Status": np.where(members["i"] % 2 == 0, "Responded", "Sent")}).to_csv(
-        folder / "CampaignMember.csv", index=False)  # fmt: skip
+    pd.DataFrame(
+        {
+            "Id": [f"00v{i:015d}" for i in members["i"]],
+            "CampaignId": "701000000000000001",
+            "LeadId": [lead_ids[i] for i in members["i"]],
+            "LastModifiedDate": _iso(members["created"] + pd.Timedelta(days=1)),
+            "Status": np.where(members["i"] % 2 == 0, "Responded", "Sent"),
+        }
+    ).to_csv(folder / "CampaignMember.csv", index=False)
 
 
 def hubspot_export(folder: Path) -> None:
@@ -89,33 +153,62 @@ def hubspot_export(folder: Path) -> None:
     ids = (s["i"] + 1001).astype(str)
     company = (s["i"] % 40 + 9001).astype(str)
     has_deal = s["outcome"].isin(["won", "lost", "open"])
-    lead_status = s["outcome"].map({"won": "OPEN_DEAL", "lost": "OPEN_DEAL", "open": "IN_PROGRESS",
-                                    "disqualified": "UNQUALIFIED"})  # fmt: skip
-    pd.DataFrame({
-        "hs_object_id": ids, "createdate": _iso(s["created"]), "jobtitle": s["title"], "email": [f"p{i}@acme.example"
-        for i in s["i"]], "phone": "+1 555 0100", "country": "United States", "hs_analytics_source": s["source"].map(
-            {"Partner Referral": "REFERRALS", "Web": "ORGANIC_SEARCH", "Purchased List": "OFFLINE"}),
-        "associatedcompanyid": company, "hs_lead_status": lead_status, "lifecyclestage": "lead",
-        "lastmodifieddate": _iso(s["closes"]),
-    }).to_csv(folder / "contacts.csv", index=False)  # fmt: skip
-    companies = pd.DataFrame({"hs_object_id": [str(c) for c in range(9001, 9041)], "name": "Acme",
-                              "industry": np.resize(["COMPUTER_SOFTWARE", "RETAIL", "BANKING"], 40),
-                              "numberofemployees": np.arange(40) * 50 + 10, "annualrevenue": 1e6,
-                              "country": "United States"})  # fmt: skip
+    lead_status = s["outcome"].map(
+        {"won": "OPEN_DEAL", "lost": "OPEN_DEAL", "open": "IN_PROGRESS", "disqualified": "UNQUALIFIED"}
+    )
+    pd.DataFrame(
+        {
+            "hs_object_id": ids,
+            "createdate": _iso(s["created"]),
+            "jobtitle": s["title"],
+            "email": [f"p{i}@acme.example" for i in s["i"]],
+            "phone": "+1 555 0100",
+            "country": "United States",
+            "hs_analytics_source": s["source"].map(
+                {"Partner Referral": "REFERRALS", "Web": "ORGANIC_SEARCH", "Purchased List": "OFFLINE"}
+            ),
+            "associatedcompanyid": company,
+            "hs_lead_status": lead_status,
+            "lifecyclestage": "lead",
+            "lastmodifieddate": _iso(s["closes"]),
+        }
+    ).to_csv(folder / "contacts.csv", index=False)
+    companies = pd.DataFrame(
+        {
+            "hs_object_id": [str(c) for c in range(9001, 9041)],
+            "name": "Acme",
+            "industry": np.resize(["COMPUTER_SOFTWARE", "RETAIL", "BANKING"], 40),
+            "numberofemployees": np.arange(40) * 50 + 10,
+            "annualrevenue": 1e6,
+            "country": "United States",
+        }
+    )
     companies.to_csv(folder / "companies.csv", index=False)
     deals = s[has_deal]
     stage = deals["outcome"].map({"won": "closedwon", "lost": "closedlost", "open": "contractsent"})
     # a deal's contacts as one association cell: the primary contact first, then a colleague
     contacts = ids[has_deal] + ";" + (deals["i"] + 5001).astype(str)
-    pd.DataFrame({"hs_object_id": (deals["i"] + 70001).astype(str), "dealname": "Deal", "pipeline": "default",
-                  "dealstage": stage, "createdate": _iso(deals["created"] + pd.Timedelta(days=3)),
-                  "closedate": _iso(deals["closes"]), "amount": 8000,
-                  "associated_contact_ids": contacts}).to_csv(folder / "deals.csv", index=False)  # fmt: skip
+    pd.DataFrame(
+        {
+            "hs_object_id": (deals["i"] + 70001).astype(str),
+            "dealname": "Deal",
+            "pipeline": "default",
+            "dealstage": stage,
+            "createdate": _iso(deals["created"] + pd.Timedelta(days=3)),
+            "closedate": _iso(deals["closes"]),
+            "amount": 8000,
+            "associated_contact_ids": contacts,
+        }
+    ).to_csv(folder / "deals.csv", index=False)
     touched = s[s["i"] % 2 == 0]
-    engagements = pd.DataFrame({"engagement.id": touched["i"] + 1,
-                                "engagement.type": np.where(touched["i"] % 4 == 0, "CALL", "EMAIL"),
-                                "engagement.timestamp": _iso(touched["created"] + pd.Timedelta(days=1)),
-                                "associations.contactIds": ids[touched.index]})  # fmt: skip
+    engagements = pd.DataFrame(
+        {
+            "engagement.id": touched["i"] + 1,
+            "engagement.type": np.where(touched["i"] % 4 == 0, "CALL", "EMAIL"),
+            "engagement.timestamp": _iso(touched["created"] + pd.Timedelta(days=1)),
+            "associations.contactIds": ids[touched.index],
+        }
+    )
     engagements.to_csv(folder / "engagements.csv", index=False)
 
 
@@ -139,5 +232,6 @@ def test_preset_runs_validate_train_predict_on_a_vendor_export(tmp_path, preset,
 
 
 def test_unknown_preset_is_refused(tmp_path):
-    assert "--preset: 'pipedrive' is not one of salesforce, hubspot" in invoke("init", tmp_path, "--preset",
-                                                                               "pipedrive", code=2)  # fmt: skip
+    assert "--preset: 'pipedrive' is not one of salesforce, hubspot" in invoke(
+        "init", tmp_path, "--preset", "pipedrive", code=2
+    )

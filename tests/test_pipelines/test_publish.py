@@ -65,8 +65,10 @@ def leftovers(folder: Path) -> list[str]:
 @pytest.fixture
 def published(tmp_path) -> Path:
     """Run A published completely (in this process: a child costs seconds of imports)."""
-    for name, frame in {"scores.csv": pd.DataFrame({"lead_id": range(10), "run": "A"}),
-                        "scores.rejects.csv": pd.DataFrame({"lead_id": ["R1"], "run": "A"})}.items():  # fmt: skip
+    for name, frame in {
+        "scores.csv": pd.DataFrame({"lead_id": range(10), "run": "A"}),
+        "scores.rejects.csv": pd.DataFrame({"lead_id": ["R1"], "run": "A"}),
+    }.items():
         write_frame(frame, tmp_path / name)
     assert runs(tmp_path) == {"A"} and leftovers(tmp_path) == []
     return tmp_path

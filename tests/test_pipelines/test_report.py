@@ -18,8 +18,19 @@ from leadscore.pipelines.verbs.train import Split
 from tests.conftest import REPO, dataset
 
 runner = CliRunner()
-SECTIONS = ["warnings", "summary", "importance", "dependence", "leads", "why", "grades", "capacity", "accounts",
-            "permutation", "features"]
+SECTIONS = [
+    "warnings",
+    "summary",
+    "importance",
+    "dependence",
+    "leads",
+    "why",
+    "grades",
+    "capacity",
+    "accounts",
+    "permutation",
+    "features",
+]
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +87,20 @@ def test_dependence_plot_labels_missing_values():
 
     from leadscore.pipelines.reports.analyst import _dependence
 
-    fig = _dependence("Web page views", np.array([1.0, np.nan, 3.0, np.nan]),
-                      np.array([1.0, "not known", 3.0, "not known"], dtype=object), np.array([0.1, -0.2, 0.3, -0.1]))
+    fig = _dependence(
+        "Web page views",
+        np.array([1.0, np.nan, 3.0, np.nan]),
+        np.array([1.0, "not known", 3.0, "not known"], dtype=object),
+        np.array([0.1, -0.2, 0.3, -0.1]),
+    )
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels == ["known", "not known (2)"]
-    categorical = _dependence("Industry", np.array([0.0, np.nan, 1.0]),
-                              np.array(["retail", "not known", "software"], dtype=object), np.array([0.1, 0.0, 0.2]))
+    categorical = _dependence(
+        "Industry",
+        np.array([0.0, np.nan, 1.0]),
+        np.array(["retail", "not known", "software"], dtype=object),
+        np.array([0.1, 0.0, 0.2]),
+    )
     ticks = [t.get_text() for t in categorical.axes[0].get_xticklabels()]
     assert ticks == ["not known", "retail", "software"]
 
@@ -146,8 +165,14 @@ def test_the_notebook_executes(trained_project, monkeypatch):
     assert os.environ["LEADSCORE_CONFIG"] == str(trained_project)
 
 
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]  # fmt: skip
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _chromium() -> str:
@@ -173,15 +198,19 @@ def test_the_report_in_headless_chromium(report_file, tmp_path):
     errors, requests = [], []
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=executable, headless=True, args=CHROMIUM_FLAGS,
+            str(tmp_path / "profile"),
+            executable_path=executable,
+            headless=True,
+            args=CHROMIUM_FLAGS,
             viewport={"width": 1280, "height": 900},
-        )  # fmt: skip
+        )
         try:
             page = context.new_page()
             page.on("console", lambda message: message.type == "error" and errors.append(message.text))
             page.on("pageerror", lambda error: errors.append(str(error)))
-            page.on("request", lambda request: request.url.startswith(("data:", "file:")) or
-                    requests.append(request.url))  # fmt: skip
+            page.on(
+                "request", lambda request: request.url.startswith(("data:", "file:")) or requests.append(request.url)
+            )
             page.goto(report_file.as_uri(), wait_until="load")
             images = page.eval_on_selector_all(
                 "img", "all => all.map(i => ({alt: i.alt, complete: i.complete, width: i.naturalWidth}))"

@@ -33,7 +33,12 @@ def test_csv_format_round_trips_through_validation(tmp_path):
     generate(tmp_path / "data", SampleSpec(n_leads=300, seed=1), fmt="csv")
     from importlib import resources
 
-    text = resources.files("leadscore.pipelines").joinpath("templates/leadscore.toml").read_text().replace(".parquet", ".csv")
+    text = (
+        resources.files("leadscore.pipelines")
+        .joinpath("templates/leadscore.toml")
+        .read_text()
+        .replace(".parquet", ".csv")
+    )
     (tmp_path / "leadscore.toml").write_text(text)
     data = load_crm(load_settings(tmp_path / "leadscore.toml"))
     assert data.errors == [] and len(data.tables["leads"]) == 300

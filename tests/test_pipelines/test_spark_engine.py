@@ -24,8 +24,9 @@ def project(trained_project, tmp_path_factory):
     folder = tmp_path_factory.mktemp("spark")
     config = folder / "leadscore.toml"
     text = trained_project.read_text()
-    config.write_text(text + f'\n[mlflow]\ntracking_uri = "sqlite:///{trained_project.parent}/mlflow.db"\n'
-                      '[engine]\npartitions = 3\n')  # fmt: skip
+    config.write_text(
+        text + f'\n[mlflow]\ntracking_uri = "sqlite:///{trained_project.parent}/mlflow.db"\n[engine]\npartitions = 3\n'
+    )
     return config
 
 
@@ -47,8 +48,10 @@ def same_frames(local: pd.DataFrame, spark: pd.DataFrame, by: list[str]) -> None
         if pd.api.types.is_numeric_dtype(a.dtype) and not pd.api.types.is_bool_dtype(a.dtype):
             np.testing.assert_allclose(a.astype(float), b.astype(float), rtol=1e-9, atol=1e-9, err_msg=column)
         elif pd.api.types.is_datetime64_any_dtype(a.dtype):
-            assert (pd.to_datetime(a, utc=True).fillna(pd.Timestamp(0, tz="UTC"))
-                    == pd.to_datetime(b, utc=True).fillna(pd.Timestamp(0, tz="UTC"))).all(), column  # fmt: skip
+            assert (
+                pd.to_datetime(a, utc=True).fillna(pd.Timestamp(0, tz="UTC"))
+                == pd.to_datetime(b, utc=True).fillna(pd.Timestamp(0, tz="UTC"))
+            ).all(), column
         else:
             assert a.astype("string").fillna("<NA>").tolist() == b.astype("string").fillna("<NA>").tolist(), column
 
@@ -83,7 +86,10 @@ def test_training_set_on_spark_matches_the_local_engine(project, tmp_path):
 def test_train_reads_the_training_set_the_spark_build_wrote(project, tmp_path):
     run("build-training-set", "--config", str(project), "--engine", "spark", "--out", str(tmp_path / "ts"))
     config = tmp_path / "leadscore.toml"
-    config.write_text(project.read_text().replace("[mlflow]\n", '[mlflow]\nexperiment = "from-spark"\n'
-                                                  'registered_model = "from-spark"\n#', 1))  # fmt: skip
+    config.write_text(
+        project.read_text().replace(
+            "[mlflow]\n", '[mlflow]\nexperiment = "from-spark"\nregistered_model = "from-spark"\n#', 1
+        )
+    )
     output = run("train", "--config", str(config), "--training-set", str(tmp_path / "ts"))
     assert "rules-only baseline is left out" in output and "lightgbm_calibrated" in output

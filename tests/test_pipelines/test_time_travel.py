@@ -64,8 +64,9 @@ class _Wrapper:
     feature_set = "default"
 
 
-@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                 HealthCheck.function_scoped_fixture])  # fmt: skip
+@settings(
+    max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(seconds=st.integers(0, int((END - START).total_seconds())))
 def test_full_data_as_of_d_equals_the_data_truncated_at_d(small_project, raw, model, seconds):
     cfg = load_settings(small_project)
@@ -78,8 +79,9 @@ def test_full_data_as_of_d_equals_the_data_truncated_at_d(small_project, raw, mo
     pd.testing.assert_frame_equal(a.frame, b.frame)
     assert a.manifest["spine"] == b.manifest["spine"] and a.manifest["coverage"] == b.manifest["coverage"]
     pd.testing.assert_frame_equal(grade_open_leads(cfg, full), grade_open_leads(cfg, past))
-    scored = [score_open_leads(cfg, d, model, _Wrapper(), model_name="m", model_version="1").scores
-              for d in (full, past)]  # fmt: skip
+    scored = [
+        score_open_leads(cfg, d, model, _Wrapper(), model_name="m", model_version="1").scores for d in (full, past)
+    ]
     assert len(scored[0]) > 0
     pd.testing.assert_frame_equal(scored[0], scored[1])
 

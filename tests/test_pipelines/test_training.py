@@ -221,8 +221,9 @@ def test_backtest_steps_never_share_a_row_with_a_zero_horizon():
     from leadscore.pipelines.verbs.backtest import time_steps
 
     times = pd.Series(pd.to_datetime(["2025-01-01", "2025-02-01", "2025-02-01", "2025-03-01"], utc=True))
-    steps = time_steps(times, start=pd.Timestamp("2025-02-01", tz="UTC"), every=pd.Timedelta(days=60),
-                       horizon=pd.Timedelta(0))  # fmt: skip
+    steps = time_steps(
+        times, start=pd.Timestamp("2025-02-01", tz="UTC"), every=pd.Timedelta(days=60), horizon=pd.Timedelta(0)
+    )
     assert steps[0].train.tolist() == [0] and steps[0].test.tolist() == [1, 2, 3]
 
 
@@ -233,8 +234,10 @@ def test_flat_rows_keep_their_order_through_a_written_training_set(tmp_path):
     flat = pd.DataFrame({"id": ids, "x": [1.0, 2, 3, 4, 5, 6], "y": ["yes", "no", "no", "yes", "no", "yes"]})
     flat.to_csv(tmp_path / "flat.csv", index=False)
     config = tmp_path / "flat.toml"
-    config.write_text('mode = "flat"\n[flat]\npath = "flat.csv"\nid_column = "id"\nlabel_column = "y"\n'
-                      'positive_values = ["yes"]\nnumeric = ["x"]\n')  # fmt: skip
+    config.write_text(
+        'mode = "flat"\n[flat]\npath = "flat.csv"\nid_column = "id"\nlabel_column = "y"\n'
+        'positive_values = ["yes"]\nnumeric = ["x"]\n'
+    )
     training = build_training_set(load_settings(config))
     path, _ = write_training_set(training, tmp_path / "ts.parquet")
     back = read_training_set(path)

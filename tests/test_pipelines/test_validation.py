@@ -152,8 +152,12 @@ def test_leads_created_after_as_of_leave_the_view_with_their_events_and_deals_ne
 
 def test_a_rejected_row_keeps_its_reason_when_earlier_rows_leave_the_view(tmp_path):
     leads = "lead_id,created_at\nL9,2025-06-01\nL1,2025-01-01\n,2025-01-02\n"
-    config = project(tmp_path, leads=leads, events="lead_id,occurred_at,event_type\nL1,2025-01-05,page_view\n",
-                     opps="opportunity_id,lead_id,created_at,closed_at,status\nO1,L1,2025-02-01,,open\n")  # fmt: skip
+    config = project(
+        tmp_path,
+        leads=leads,
+        events="lead_id,occurred_at,event_type\nL1,2025-01-05,page_view\n",
+        opps="opportunity_id,lead_id,created_at,closed_at,status\nO1,L1,2025-02-01,,open\n",
+    )
     data = load_crm(load_settings(config), as_of=pd.Timestamp("2025-03-01", tz="UTC"))
     assert list(data.tables["leads"]["lead_id"]) == ["L1"]
     assert data.rejects["leads"]["reject_reason"].tolist() == ["lead_id: missing value"]
