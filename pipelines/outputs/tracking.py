@@ -6,8 +6,13 @@ this tool handles customers' CRM data.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import importlib.abc
+import importlib.util
 import logging
 import os
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -120,11 +125,53 @@ def log_conversion_model(
 
 
 def load_conversion_model(uri: str):
-    """The ConversionModel behind a registered or logged pyfunc model URI, and the wrapper that carries it."""
+    """The ConversionModel behind a registered or logged pyfunc model URI, and the wrapper that carries it.
+
+    A model registered before the code moved under the `leadscore` import name refers to its classes as
+    `models.conversion...`: those names are read as `leadscore.models...` while it loads.
+    """
     mlflow = mlflow_module()
-    pyfunc = mlflow.pyfunc.load_model(uri)
+    try:
+        pyfunc = mlflow.pyfunc.load_model(uri)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in _OLD_TOP_LEVEL:
+            raise
+        with _old_import_names():
+            pyfunc = mlflow.pyfunc.load_model(uri)
     wrapper = pyfunc.unwrap_python_model()
     return wrapper.model, wrapper
+
+
+_OLD_TOP_LEVEL = ("features", "models", "pipelines")
+
+
+class _OldNames(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds `models.x` as the module `leadscore.models.x` itself (one module object, not a second copy)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in _OLD_TOP_LEVEL:
+            return importlib.util.spec_from_loader(name, self)
+        return None
+
+    def create_module(self, spec):
+        return importlib.import_module(f"leadscore.{spec.name}")
+
+    def exec_module(self, module) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _old_import_names():
+    finder = _OldNames()
+    before = set(sys.modules)
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+        for name in set(sys.modules) - before:  # the old names leave with the loading
+            if name.split(".")[0] in _OLD_TOP_LEVEL:
+                del sys.modules[name]
 
 
 def resolve_version(uri: str) -> tuple[str, str]:
