@@ -19,9 +19,10 @@ import pandas as pd
 from leadscore.features.account_spine import KEY, contact_pairs
 from leadscore.features.build import feature_columns
 from leadscore.features.context import FeatureContext, FeatureParams
+from leadscore.features.demographic import SENIORITY_LEVELS
 from leadscore.features.registry import FeatureSpec, all_features
 
-SENIOR = ("c_level", "vp", "director")
+SENIOR = SENIORITY_LEVELS[:3]  # director and above
 ENGAGED_ACTIVE_DAYS = 3  # a contact is engaged when active on at least this many days of the last 30
 
 
@@ -192,7 +193,7 @@ def account_lost_deals(ctx: AccountContext) -> pd.Series:
     return pd.Series(ctx.extreme(_numbers(ctx, "history_account_lost_deals"), "max"), name="account_lost_deals")
 
 
-SENIORITY_RANK = {"individual": 0, "manager": 1, "director": 2, "vp": 3, "c_level": 4}
+SENIORITY_RANK = {level: rank for rank, level in enumerate(reversed(SENIORITY_LEVELS))}
 
 
 def account_best_contact_seniority(ctx: AccountContext) -> pd.Series:

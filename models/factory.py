@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,27 +12,38 @@ from leadscore.models.conversion import ConversionModel
 from leadscore.models.evaluation import METRICS
 
 
+def _estimator_default(parameter: str):
+    """The estimator's own default: the settings and `ConversionModel` never disagree on one."""
+    return inspect.signature(ConversionModel).parameters[parameter].default
+
+
 class ModelSettings(BaseModel):
     """LightGBM defaults that suit small, imbalanced CRM data; the training gate; the data minimums."""
 
     model_config = ConfigDict(extra="forbid")
 
-    n_estimators: int = Field(600, ge=1, description="upper bound; early stopping picks the number")
-    learning_rate: float = Field(0.05, gt=0, le=1)
-    num_leaves: int = Field(15, ge=2)
-    max_depth: int = Field(6, description="-1: no limit; deep trees make SHAP reasons slower")
-    min_child_samples: int = Field(40, ge=1)
-    reg_lambda: float = Field(1.0, ge=0)
-    colsample_bytree: float = Field(0.8, gt=0, le=1)
-    early_stopping_rounds: int = Field(50, ge=1)
-    calibration: Literal["auto", "sigmoid", "isotonic", "none"] = "auto"
-    refit: bool = Field(True, description="after early stopping, refit on all rows")
-    validation_fraction: float = Field(0.2, gt=0, lt=1, description="latest share of training rows: validation")
+    n_estimators: int = Field(
+        _estimator_default("n_estimators"), ge=1, description="upper bound; early stopping picks the number"
+    )
+    learning_rate: float = Field(_estimator_default("learning_rate"), gt=0, le=1)
+    num_leaves: int = Field(_estimator_default("num_leaves"), ge=2)
+    max_depth: int = Field(
+        _estimator_default("max_depth"), description="-1: no limit; deep trees make SHAP reasons slower"
+    )
+    min_child_samples: int = Field(_estimator_default("min_child_samples"), ge=1)
+    reg_lambda: float = Field(_estimator_default("reg_lambda"), ge=0)
+    colsample_bytree: float = Field(_estimator_default("colsample_bytree"), gt=0, le=1)
+    early_stopping_rounds: int = Field(_estimator_default("early_stopping_rounds"), ge=1)
+    calibration: Literal["auto", "sigmoid", "isotonic", "none"] = _estimator_default("calibration")
+    refit: bool = Field(_estimator_default("refit"), description="after early stopping, refit on all rows")
+    validation_fraction: float = Field(
+        _estimator_default("validation_fraction"), gt=0, lt=1, description="latest share of training rows: validation"
+    )
     holdout_fraction: float = Field(0.2, gt=0, lt=1, description="latest share of all rows: the test holdout")
-    min_positives: int = Field(40, ge=1)
-    min_negatives: int = Field(40, ge=1)
-    random_state: int = 0
-    n_jobs: int = Field(2, ge=1)
+    min_positives: int = Field(_estimator_default("min_positives"), ge=1)
+    min_negatives: int = Field(_estimator_default("min_negatives"), ge=1)
+    random_state: int = _estimator_default("random_state")
+    n_jobs: int = Field(_estimator_default("n_jobs"), ge=1)
     monotone: bool = Field(True, description="declared feature directions become LightGBM monotone constraints")
     gate_metric: str = Field("roc_auc", description=f"one of {list(METRICS)}")
     gate_min_improvement: float = Field(0.0, ge=0)

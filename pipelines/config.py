@@ -290,14 +290,20 @@ class ExportSettings(_Section):
 class SpineSettings(_Section):
     """When each lead is scored during training (cutoff policy) and how far ahead the label looks."""
 
+    # the defaults are the spine's own (features.spine.CutoffPolicy): one place for each
     policy: Literal["fixed_delay", "snapshots"] = Field(
-        "snapshots", description="snapshots: every every_days over the whole open life; fixed_delay: one cutoff"
+        CutoffPolicy.policy,
+        description="snapshots: every every_days over the whole open life; fixed_delay: one cutoff",
     )
-    delay_days: float = Field(1.0, ge=0)
-    every_days: float = Field(30.0, gt=0)
-    max_snapshots: int = Field(6, ge=1, description="rows kept per lead (a seeded draw among its open cutoffs)")
-    horizon_days: float = Field(90.0, gt=0)
-    max_age_days: float | None = Field(None, gt=0, description="last cutoff after creation; default: no limit")
+    delay_days: float = Field(CutoffPolicy.delay_days, ge=0)
+    every_days: float = Field(CutoffPolicy.every_days, gt=0)
+    max_snapshots: int = Field(
+        CutoffPolicy.max_snapshots, ge=1, description="rows kept per lead (a seeded draw among its open cutoffs)"
+    )
+    horizon_days: float = Field(CutoffPolicy.horizon_days, gt=0)
+    max_age_days: float | None = Field(
+        CutoffPolicy.max_age_days, gt=0, description="last cutoff after creation; default: no limit"
+    )
 
 
 class FeatureSettings(_Section):
