@@ -98,6 +98,20 @@ class FeatureContext:
         self.n = len(self.spine)
         self.cutoff_ns = to_ns(self.spine["cutoff_time"])
 
+    @classmethod
+    def of_tables(
+        cls, spine: pd.DataFrame, tables: dict[str, pd.DataFrame], *, params: FeatureParams | None = None
+    ) -> FeatureContext:
+        """The context over the canonical tables by name: `leads`, `opportunities`; `accounts`, `events` optional."""
+        return cls(
+            spine,
+            leads=tables["leads"],
+            accounts=tables.get("accounts"),
+            events=tables.get("events"),
+            opportunities=tables["opportunities"],
+            params=params,
+        )
+
     @cached_property
     def lead_rows(self) -> pd.DataFrame:
         """The lead's own attributes, one row per spine row (attributes are taken as known at creation)."""

@@ -327,14 +327,7 @@ def grade_spine(
     computed twice.
     """
     if context is None:
-        context = FeatureContext(
-            spine,
-            leads=tables["leads"],
-            accounts=tables.get("accounts"),
-            events=tables.get("events"),
-            opportunities=tables["opportunities"],
-            params=params,
-        )
+        context = FeatureContext.of_tables(spine, tables, params=params)
     needed = rules.fit_features()
     have = [] if features is None else [n for n in needed if n in features]
     missing = feature_columns(context, [n for n in needed if n not in have])

@@ -50,14 +50,7 @@ def grade_open_leads(
     probability, context, features = None, None, None
     if model is not None and settings.grades.stages.sql_min_probability is not None:
         t = data.tables
-        context = FeatureContext(
-            spine,
-            leads=t["leads"],
-            accounts=t.get("accounts"),
-            events=t.get("events"),
-            opportunities=t["opportunities"],
-            params=settings.feature_params(),
-        )
+        context = FeatureContext.of_tables(spine, t, params=settings.feature_params())
         features = feature_columns(context, list(model.feature_names_in_))
         probability = pd.Series(model.predict_proba(features)[:, 1])
     graded = grade_spine(

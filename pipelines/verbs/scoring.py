@@ -162,14 +162,7 @@ def score_chunk(
     names = list(model.feature_names_in_)
     with _timed(timings, "features"):
         t = {**data.tables, **account_scope(data.tables["leads"], data.tables["opportunities"], spine["lead_id"])}
-        context = FeatureContext(
-            spine,
-            leads=t["leads"],
-            accounts=t.get("accounts"),
-            events=events,
-            opportunities=t["opportunities"],
-            params=settings.feature_params(),
-        )
+        context = FeatureContext.of_tables(spine, {**t, "events": events}, params=settings.feature_params())
         # the model's features and the rules' inputs come from one context: one point-in-time join per chunk
         features = feature_columns(context, list(dict.fromkeys(names + settings.grades.fit_features())))
         X = features[names]
@@ -320,14 +313,7 @@ def champion_open_matrix(settings: Settings, *, limit: int | None = None):
     model, _ = tracking.load_conversion_model(f"models:/{settings.mlflow.registered_model}@champion")
     t = loaded.tables
     spine = scoring_spine(t["leads"], t["opportunities"], as_of=loaded.as_of).head(limit)
-    context = FeatureContext(
-        spine,
-        leads=t["leads"],
-        accounts=t.get("accounts"),
-        events=t.get("events"),
-        opportunities=t["opportunities"],
-        params=settings.feature_params(),
-    )
+    context = FeatureContext.of_tables(spine, t, params=settings.feature_params())
     return model, feature_columns(context, list(model.feature_names_in_))
 
 

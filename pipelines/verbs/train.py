@@ -324,14 +324,7 @@ def reference_population(settings: Settings, training: TrainingSet, data: CrmDat
     events = t.get("events")
     if events is not None:
         events = events[events["lead_id"].isin(spine["lead_id"])]
-    context = FeatureContext(
-        spine,
-        leads=t["leads"],
-        accounts=t.get("accounts"),
-        events=events,
-        opportunities=t["opportunities"],
-        params=settings.feature_params(),
-    )
+    context = FeatureContext.of_tables(spine, {**t, "events": events}, params=settings.feature_params())
     features = feature_columns(context, list(training.feature_names))
     return ReferencePopulation(features, f"{len(features):,} leads open at {data.as_of.isoformat()}")
 
