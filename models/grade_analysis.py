@@ -51,7 +51,10 @@ def contradictions(table: pd.DataFrame, *, min_leads: int = 20) -> list[str]:
 
 
 def propose_cutoffs(points: pd.Series, converted: pd.Series, grades: tuple[str, ...]) -> dict[str, float]:
-    """Cut-offs on the points that best separate won from lost, from a shallow decision tree (one leaf a grade)."""
+    """Cut-offs on the points that best separate won from lost, from a shallow decision tree (one leaf a grade);
+    none without both won and lost rows."""
+    if len(points) == 0 or pd.Series(converted).nunique() < 2:
+        return {}
     tree = DecisionTreeClassifier(
         max_leaf_nodes=len(grades), min_samples_leaf=max(20, len(points) // 20), random_state=0
     ).fit(points.to_frame(), converted)

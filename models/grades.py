@@ -4,6 +4,8 @@ cell. Pure functions over a feature table."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -30,7 +32,8 @@ def _key(value: object) -> str | None:
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    return str(value).strip().lower()
+    # runs of spaces, dashes and underscores count as one: a label ("Computer Software") meets its id
+    return re.sub(r"[\s\-_]+", "_", str(value).strip().lower())
 
 
 def per_distinct(values: pd.Series, function) -> np.ndarray:

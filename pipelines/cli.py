@@ -109,18 +109,24 @@ def init(
     preset: Annotated[
         str | None, typer.Option("--preset", help="salesforce or hubspot: a config for that CRM's standard exports.")
     ] = None,
+    from_dir: Annotated[
+        Path | None, typer.Option("--from", help="Folder of the CRM's export files: the preset fitted to them.")
+    ] = None,
 ) -> None:
     """Write DIR/leadscore.toml, a commented default config whose tables live in DIR/data/.
 
     \b
     Example:
       leadscore init demo
-      leadscore init acme --preset salesforce
+      leadscore init acme --preset salesforce --from ~/Downloads/salesforce-export
     """
-    from leadscore.pipelines.config import write_project_config
+    from leadscore.pipelines.verbs.init import run_init
 
-    target = write_project_config(directory, preset=preset, force=force)
+    target = run_init(directory, preset=preset, from_dir=from_dir, force=force, echo=typer.echo)
     typer.echo(f"wrote {target}")
+    if from_dir is not None:
+        typer.echo(f"next: leadscore validate --config {target}")
+        return
     if preset:
         typer.echo(
             f"next: put your {preset} exports in {directory / 'data'} (file names in the config), then "
@@ -153,8 +159,16 @@ def sample_data(
 
 @app.command()
 @_with_json
-def validate(config: ConfigOption, as_of: AsOfOption = None, json_out: JsonOption = False) -> dict:
-    """Load every table, normalise timestamps to UTC and report each problem; exit 1 on errors.
+def validate(
+    config: ConfigOption,
+    as_of: AsOfOption = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Exit 1 on any error, not only when verbs would stop.")
+    ] = False,
+    json_out: JsonOption = False,
+) -> dict:
+    """Load every table, normalise timestamps to UTC and report each problem; exit 1 when the other verbs would
+    refuse the tables (a table unusable, or more broken rows than validation.max_rejected_share).
 
     \b
     Example:
@@ -163,7 +177,7 @@ def validate(config: ConfigOption, as_of: AsOfOption = None, json_out: JsonOptio
     from leadscore.pipelines.verbs.validate import run_validation
 
     summary: dict = {}
-    code = run_validation(_settings(config), as_of=_as_of(as_of), echo=typer.echo, collect=summary)
+    code = run_validation(_settings(config), as_of=_as_of(as_of), echo=typer.echo, collect=summary, strict=strict)
     return {"verb": "validate", "exit_code": code, **summary}
 
 

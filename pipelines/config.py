@@ -97,6 +97,14 @@ class TableSource(_Section):
     derived: dict[str, LeadDerivedColumn] = Field(
         default_factory=dict, description="leads: feature name -> date part of / days between the lead's timestamps"
     )
+    where: str | None = Field(
+        None,
+        description="rows to keep, on the export's own column names (as text), e.g. \"`Deal Stage` != "
+        "'Prospecting'\"; the others are set aside in the rejects",
+    )
+    object: str | None = Field(
+        None, description="with exports.vendor: the CRM object this file exports (its UI labels read as API names)"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> TableSource:
@@ -279,6 +287,20 @@ class ExportSettings(_Section):
     more_events: list[TableSource] = Field(
         default_factory=list, description="further activity exports (each with its own column map) added to events"
     )
+    vendor: Literal["salesforce", "hubspot"] | None = Field(
+        None, description="the CRM that wrote the export: UI labels are read as API names (tables' `object`)"
+    )
+    won_column: str | None = Field(
+        None, description="opportunity column true for won deals (Salesforce IsWon, HubSpot hs_is_closed_won)"
+    )
+    closed_column: str | None = Field(
+        None, description="opportunity column true for closed deals (IsClosed, hs_is_closed): before stage names"
+    )
+    converted_column: str | None = Field(
+        None,
+        description="lead column true once converted (IsConverted): a converted lead whose deal is not in the "
+        "export is set aside, not scored as open",
+    )
 
     @model_validator(mode="after")
     def _lost_needs_columns(self) -> ExportSettings:
@@ -323,11 +345,29 @@ class OutputSettings(_Section):
 
 
 class ValidationSettings(_Section):
-    """How much broken input the scoring tolerates."""
+    """How much broken input the verbs tolerate."""
 
-    max_rejected_share: float = Field(
-        0.02, ge=0, le=1, description="predict stops when validation rejects more of leads or opportunities"
+    max_rejected_share: float | dict[str, float] = Field(
+        0.02,
+        description="every verb stops when validation rejects a larger share of a table's rows as broken (rows set "
+        "aside as out of scope do not count); one share, or one per table, e.g. {events = 0.1}",
     )
+
+    @field_validator("max_rejected_share")
+    @classmethod
+    def _shares(cls, value: float | dict[str, float]) -> float | dict[str, float]:
+        shares = value if isinstance(value, dict) else {"": value}
+        unknown = sorted(set(shares) - set(TABLE_ROLES) - {""})
+        if unknown:
+            raise ValueError(f"unknown table(s) {unknown}; tables: {list(TABLE_ROLES)}")
+        if any(not 0 <= share <= 1 for share in shares.values()):
+            raise ValueError("a share is between 0 and 1")
+        return value
+
+    def limit(self, table: str) -> float:
+        """The share of `table`'s rows that may be rejected as broken (default 0.02 for a table a dict leaves out)."""
+        shares = self.max_rejected_share
+        return shares if isinstance(shares, float | int) else shares.get(table, 0.02)
 
 
 class HistorySettings(_Section):

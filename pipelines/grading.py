@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from leadscore.features.build import feature_columns
 from leadscore.features.context import FeatureContext
 from leadscore.features.spine import build_spine, scoring_spine
 from leadscore.models.grade_analysis import contradictions, conversion_table, propose_cutoffs
-from leadscore.models.grade_rules import ENGAGEMENT_GRADES, FIT_GRADES
+from leadscore.models.grade_rules import ENGAGEMENT_GRADES, FIT_GRADES, GradeRules
 from leadscore.models.grades import grade_spine
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.intake.validation import CrmData
@@ -69,6 +70,9 @@ def grade_open_leads(
     return graded[OUTPUT_COLUMNS].sort_values(["cell", "lead_id"], kind="stable").reset_index(drop=True)
 
 
+_NO_PROPOSAL = "none (it needs both won and lost closed deals)"
+
+
 @dataclass
 class GradeAnalysis:
     by_cell: pd.DataFrame
@@ -88,8 +92,9 @@ class GradeAnalysis:
         out += ["grade-order contradictions:"] + ([f"  {c}" for c in self.contradictions] or ["  none"])
         out += [
             "",
-            f"fit cut-offs: current {self.fit_cutoffs}, proposed {self.proposed_fit_cutoffs}",
-            f"engagement cut-offs: current {self.engagement_cutoffs}, proposed {self.proposed_engagement_cutoffs}",
+            f"fit cut-offs: current {self.fit_cutoffs}, proposed {self.proposed_fit_cutoffs or _NO_PROPOSAL}",
+            f"engagement cut-offs: current {self.engagement_cutoffs}, proposed "
+            f"{self.proposed_engagement_cutoffs or _NO_PROPOSAL}",
             "(proposals are shown only; change [grades] in the config to apply them)",
         ]
         return out
@@ -145,3 +150,55 @@ def read_previous(path: Path | None) -> pd.DataFrame | None:
             hint="pass --previous an earlier `leadscore grade` output, or another --out",
         )
     return previous.assign(lead_id=normalise_ids(previous["lead_id"]))
+
+
+# The contract columns each built-in fit feature reads (any one of them will do); account features also need the
+# lead's account_id. A custom field reads its own column.
+FIT_INPUTS: dict[str, tuple[tuple[str, str], ...]] = {
+    "lead_seniority": (("leads", "job_title"), ("leads", "seniority")),
+    "lead_department": (("leads", "job_title"), ("leads", "department")),
+    "lead_country": (("leads", "country"),),
+    "lead_source": (("leads", "source"),),
+    "lead_email_is_business": (("leads", "email"), ("leads", "email_domain_type")),
+    "account_industry": (("accounts", "industry"),),
+    "account_employee_count": (("accounts", "employee_count"),),
+    "account_employee_count_log": (("accounts", "employee_count"),),
+    "account_revenue_band": (("accounts", "annual_revenue"),),
+    "account_country": (("accounts", "country"),),
+}
+
+
+def dark_fit_features(rules: GradeRules, has: Callable[[str, str], bool], *, custom: dict[str, str]) -> list[str]:
+    """The fit rules' features that can only be missing: `has(table, column)` says whether a table has values in a
+    contract column (or custom field); `custom` maps custom field names to their table."""
+    dark = []
+    for category in rules.fit.categories.values():
+        name = category.feature
+        if name in FIT_INPUTS:
+            lit = any(has(t, c) for t, c in FIT_INPUTS[name])
+            lit = lit and (not name.startswith("account_") or has("leads", "account_id"))
+        elif name in custom:
+            table = custom[name]
+            lit = has(table, name) and (table == "leads" or has("leads", "account_id"))
+        else:
+            continue  # a rule on inputs this check does not know (BANT answers, ...): assumed present
+        if not lit:
+            dark.append(name)
+    return dark
+
+
+def fit_reach_warning(rules: GradeRules, dark: list[str]) -> str | None:
+    """A warning when the fit points can never reach grade B (or A) with `dark` features always missing."""
+    best = 0.0
+    for category in rules.fit.categories.values():
+        top = max([*category.points.values(), *(t.points for t in category.tiers), category.default])
+        best += category.weight / 100 * (category.default if category.feature in dark else top)
+    cutoffs = rules.fit.cutoffs
+    grade = "B" if best < cutoffs["B"] else "A" if best < cutoffs["A"] else None
+    if grade is None:
+        return None
+    return (
+        f"grades.fit: with the columns present the fit points reach at most {best:.0f}, below grade {grade}'s "
+        f"cut-off {cutoffs[grade]:g}: no lead can be graded {grade}{' or A' if grade == 'B' else ''}; always "
+        f"missing: {', '.join(dark) or 'none'} (map their columns, or change [grades.fit])"
+    )

@@ -16,10 +16,12 @@ from leadscore.features.flat import FlatSpec, flat_training_set
 from leadscore.features.registry import all_features
 from leadscore.features.spine import build_spine, scoring_spine
 from leadscore.pipelines.config import Settings
+from leadscore.pipelines.intake.exports import without_missing_files
 from leadscore.pipelines.intake.flat_checks import check_flat_table
 from leadscore.pipelines.intake.flat_source import flat_location, flat_table_source, load_flat_export
+from leadscore.pipelines.intake.ground import load_valid_crm
 from leadscore.pipelines.intake.sources import read_source
-from leadscore.pipelines.intake.validation import CrmData, load_crm
+from leadscore.pipelines.intake.validation import CrmData
 from leadscore.pipelines.outputs.files import frame_writer
 from leadscore.pipelines.outputs.publish import publish
 
@@ -40,8 +42,10 @@ class TrainingSet:
 
 
 def input_fingerprint(settings: Settings) -> str:
-    """A content hash of every input table (file bytes, or the rows of a SQL table)."""
+    """A content hash of every input table (file bytes, or the rows of a SQL table); optional files that are absent
+    are left out, as `load_crm` leaves them out."""
     digest = hashlib.sha256()
+    settings, _ = without_missing_files(settings)
     sources = (
         [("flat", settings.flat.path if settings.flat.path is not None else flat_table_source(settings))]
         if settings.mode == "flat"
@@ -192,7 +196,7 @@ def build_training_set(settings: Settings, *, data: CrmData | None = None) -> Tr
     if settings.mode == "flat":
         training = flat_training_set_from(settings)
     else:
-        training = crm_training_set(settings, data if data is not None else load_crm(settings))
+        training = crm_training_set(settings, data if data is not None else load_valid_crm(settings))
     frame = training.frame
     training.manifest.update(
         rows=len(frame),

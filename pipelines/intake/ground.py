@@ -7,39 +7,85 @@ rejected (the deal may well have been won).
 
 from __future__ import annotations
 
+import logging
+
 import pandas as pd
 
 from leadscore.features.spine import scoring_spine
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import DataError, UsageError
-from leadscore.pipelines.intake.validation import CrmData
+from leadscore.pipelines.intake.validation import CrmData, load_crm
+
+log = logging.getLogger(__name__)
 
 REQUIRED_TABLES = ("leads", "opportunities")
 
 
-def check_ground(data: CrmData, settings: Settings) -> None:
-    """Stop when a required table is unusable or validation rejected more than `validation.max_rejected_share`."""
-    limit = settings.validation.max_rejected_share
+_FIX = "fix the table or the config (`leadscore validate` lists every problem)"
+
+
+def ground_problems(data: CrmData, settings: Settings) -> list[DataError]:
+    """Why the verbs would refuse these tables: a required table unusable, a problem with a whole table (a mapped
+    column absent, no rows), or a table with a larger share of broken rows than `validation.max_rejected_share`
+    allows (rows set aside as out of scope do not count)."""
+    refusals = []
     for name in REQUIRED_TABLES:
         if name not in data.tables:
             first = next((p for p in data.errors if p.table == name), None)
-            raise DataError(
-                first.message if first else "the table could not be loaded",
-                where=f"table '{name}'",
-                hint="fix the table (`leadscore validate` lists every problem)",
+            refusals.append(
+                DataError(
+                    first.message if first else "the table could not be loaded",
+                    where=f"table '{name}'",
+                    hint="fix the table (`leadscore validate` lists every problem)",
+                )
             )
-        rejected = len(data.rejects.get(name, ()))
-        total = rejected + len(data.tables[name])
-        if total and rejected / total > limit:
-            first = next((p for p in data.errors if p.table == name and p.row is not None), None)
+    unusable = {p.table: p for p in data.errors if p.table not in data.tables and p.table not in REQUIRED_TABLES}
+    for name, problem in unusable.items():  # configured, yet unusable as a whole: never silently left out
+        refusals.append(DataError(problem.message, where=f"table '{name}'", hint=_FIX))
+    for name in data.tables:
+        broken, limit = data.broken_rows(name), settings.validation.limit(name)
+        total = len(data.tables[name]) + len(data.rejects.get(name, ()))
+        if total and broken / total > limit:
+            first = next((p for p in data.errors if p.table == name), None)
             example = f"; first: {first.message}" if first else ""
-            raise DataError(
-                f"validation rejected {rejected:,} of {total:,} rows ({rejected / total:.1%}), more than "
-                f"validation.max_rejected_share = {limit:.1%}: scores would rest on broken ground{example}",
-                where=f"table '{name}'",
-                hint="fix the rows (`leadscore validate` writes them with reasons to output/rejects/) or raise "
-                "validation.max_rejected_share in the config",
+            refusals.append(
+                DataError(
+                    f"validation rejected {broken:,} of {total:,} rows as broken ({broken / total:.1%}), more than "
+                    f"validation.max_rejected_share = {limit:.1%}: results would rest on broken ground{example}",
+                    where=f"table '{name}'",
+                    hint=f"fix the rows (`leadscore validate` writes them with reasons to output/rejects/), leave "
+                    f"rows out of scope with tables.{name}.where, or raise validation.max_rejected_share",
+                )
             )
+    return refusals
+
+
+def check_ground(data: CrmData, settings: Settings) -> None:
+    """Stop on the first reason `ground_problems` gives."""
+    refusals = ground_problems(data, settings)
+    if refusals:
+        raise refusals[0]
+
+
+def load_valid_crm(settings: Settings, *, as_of: pd.Timestamp | None = None) -> CrmData:
+    """The validated CRM tables every verb works on: stops when `check_ground` does; otherwise the rejected rows are
+    left out (written, with their reasons, where `validate` writes them) and leads with a rejected deal withheld."""
+    data = load_crm(settings, as_of=as_of)
+    check_ground(data, settings)
+    if data.rejects:
+        from leadscore.pipelines.outputs.rejects import write_rejects
+
+        written = write_rejects(data, settings)
+        rejected = sum(len(r) for r in data.rejects.values())
+        aside = sum(data.set_aside.values())
+        log.warning(
+            "%s row(s) left out by validation (%s set aside as out of scope, %s broken), with their reasons in %s",
+            f"{rejected:,}",
+            f"{aside:,}",
+            f"{rejected - aside:,}",
+            ", ".join(written.values()),
+        )
+    return withhold_leads_with_rejected_deals(data)
 
 
 def withhold_leads_with_rejected_deals(data: CrmData) -> CrmData:
@@ -48,6 +94,10 @@ def withhold_leads_with_rejected_deals(data: CrmData) -> CrmData:
     leads = data.tables.get("leads")
     if deals is None or leads is None or deals.empty:
         return data
+    if "reject_kind" in deals:  # a deal set aside is out of scope (no lead of ours, or left out by `where`)
+        deals = deals[deals["reject_kind"] != "set aside"]
+        if deals.empty:
+            return data
     reasons = (
         deals.dropna(subset=["lead_id"])
         .astype({"lead_id": "string"})
@@ -70,7 +120,14 @@ def withhold_leads_with_rejected_deals(data: CrmData) -> CrmData:
         else withheld.reset_index(drop=True)
     )
     tables = {**data.tables, "leads": leads.loc[~affected].reset_index(drop=True)}
-    return CrmData(tables=tables, as_of=data.as_of, problems=data.problems, rejects=rejects)
+    return CrmData(
+        tables=tables,
+        as_of=data.as_of,
+        problems=data.problems,
+        rejects=rejects,
+        after_as_of=data.after_as_of,
+        set_aside=data.set_aside,
+    )
 
 
 def check_open_leads(data: CrmData) -> int:

@@ -16,9 +16,12 @@ import pandas as pd
 EARLIEST = pd.Timestamp("1900-01-01", tz="UTC")
 LATEST = pd.Timestamp("2200-01-01", tz="UTC")  # nanosecond timestamps end in 2262; CRM dates never get near
 
-_TIME = r"(?:[T ,]+(\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?))?"
+# a time of day, on a 24-hour clock or a 12-hour one with AM/PM (Salesforce's US export: `02/23/26 08:55 PM`)
+_TIME = r"(?:[T ,]+(\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)(?:\s*([AaPp])\.?[Mm]\.?)?)?"
 _YMD = re.compile(rf"^(\d{{4}})[-/.](\d{{1,2}})[-/.](\d{{1,2}}){_TIME}$")
-_DMY = re.compile(rf"^(\d{{1,2}})[/.-](\d{{1,2}})[/.-](\d{{4}}){_TIME}$")
+# day/month/year or month/day/year; a two-digit year is read as POSIX strptime's %y does (69-99: 19xx, else 20xx)
+_DMY = re.compile(rf"^(\d{{1,2}})[/.-](\d{{1,2}})[/.-](\d{{4}}|\d{{2}}){_TIME}$")
+_CENTURY_PIVOT = 69
 # A zone at the end: Z, UTC, GMT, or an offset (+02:00, -0500, -05, UTC+01:00). An offset is looked for only after a
 # time (a value with a colon): in 31-12-2024 the -2024 is a year, not an offset.
 _ZONE = re.compile(r"\s*(?:(?P<utc>Z|UTC|GMT)|(?:UTC|GMT)?(?P<offset>[+-]\d{2}(?::?\d{2})?))$", re.IGNORECASE)
@@ -76,6 +79,13 @@ def parse_time_column(values: pd.Series, *, timezone: str = "UTC", fmt: str | No
         notes.append(note)
     if order is not None:
         iso = iso.fillna(_assemble(dmy_parts, year=2, month=order[0], day=order[1]))
+        two_digit = dmy_parts[2].str.len() == 2
+        if two_digit.any():
+            example = body[two_digit.fillna(False).astype(bool)].iloc[0]
+            notes.append(
+                f"read two-digit years as 20xx (19xx from {_CENTURY_PIVOT}), e.g. {example!r}; a timestamp_format "
+                '(e.g. "%m/%d/%y %I:%M %p") makes the reading explicit'
+            )
     elif order_reason is not None:
         reasons = reasons.mask(order_reason.notna(), order_reason)
 
@@ -101,10 +111,30 @@ def _assemble(parts: pd.DataFrame, *, year: int, month: int, day: int) -> pd.Ser
     def pad(column: int) -> pd.Series:
         return parts[column].astype("string").str.zfill(2)
 
-    date = parts[year].astype("string") + "-" + pad(month) + "-" + pad(day)
-    time = parts[3].astype("string")
+    date = _full_year(parts[year].astype("string")) + "-" + pad(month) + "-" + pad(day)
+    time = _24_hour(parts[3].astype("string"), parts[4].astype("string").str.lower())
     # midnight when no time is given: an ISO date with a zone offset needs a time before the offset
     return (date + " " + time.str.replace(",", ".", regex=False).fillna("00:00")).astype("string")
+
+
+def _full_year(year: pd.Series) -> pd.Series:
+    short = year.str.len() == 2
+    if not short.any():
+        return year
+    number = pd.to_numeric(year.where(short), errors="coerce").astype("float64")
+    full = (number + np.where(number >= _CENTURY_PIVOT, 1900, 2000)).astype("Int64").astype("string")
+    return year.where(~short, full)
+
+
+def _24_hour(time: pd.Series, half: pd.Series) -> pd.Series:
+    """`08:55` with `p` -> `20:55`, `12:10` with `a` -> `00:10`; without AM/PM the time is left as it is."""
+    marked = half.notna() & time.notna()
+    if not marked.any():
+        return time
+    hour = pd.to_numeric(time.where(marked).str.split(":").str[0], errors="coerce").astype("float64")
+    hour = (hour % 12) + np.where((half == "p").fillna(False).to_numpy(dtype=bool), 12, 0)
+    rest = time.where(marked).str.split(":", n=1).str[1]
+    return time.where(~marked, hour.astype("Int64").astype("string").str.zfill(2) + ":" + rest)
 
 
 def _day_month_order(parts: pd.DataFrame, body: pd.Series):

@@ -10,6 +10,9 @@ from leadscore.pipelines.config import TableSource
 from leadscore.pipelines.errors import DataError
 from leadscore.pipelines.intake.files import file_kind, read_csv_strict, read_parquet_checked, read_sql_checked
 
+# a column the export conventions may add to a table as read: the reason a row is set aside (out of scope)
+SET_ASIDE_COLUMN = "_leadscore_set_aside"
+
 
 class InputError(DataError):
     """A table that cannot be read at all (missing file, unknown format, unreachable database)."""

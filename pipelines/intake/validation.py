@@ -31,12 +31,16 @@ from leadscore.pipelines.intake.parsing import (
     parse_time_column,
     recode_categories,
 )
-from leadscore.pipelines.intake.sources import read_source
+from leadscore.pipelines.intake.sources import SET_ASIDE_COLUMN
 from leadscore.pipelines.memory import release_unused_memory
 
 log = logging.getLogger(__name__)
 
 ROW = "source_row"
+# A row out of the tool's scope (a deal no lead converted into, an activity of a contact, a row the user's
+# `tables.<name>.where` leaves out) is set aside: written to the rejects with its reason, but not a broken row, so
+# it does not count against `validation.max_rejected_share`.
+SET_ASIDE = "set aside"
 DEFAULT_STATUS_VALUES = {status: [status] for status in STATUSES}
 NON_NEGATIVE = ("employee_count", "annual_revenue", "amount")
 
@@ -61,10 +65,17 @@ class CrmData:
     problems: list[Problem] = field(default_factory=list)
     rejects: dict[str, pd.DataFrame] = field(default_factory=dict)
     after_as_of: dict[str, int] = field(default_factory=dict)  # rows not yet known at as_of, out of the view
+    set_aside: dict[str, int] = field(default_factory=dict)  # of the rejects: rows out of scope, not broken
 
     @property
     def errors(self) -> list[Problem]:
         return [p for p in self.problems if p.severity == "error"]
+
+    def broken_rows(self, table: str) -> int:
+        """Rejected rows of `table` that are broken: rejected by an error (not set aside as out of scope, nor kept
+        from use by a warning, such as an event dated before its lead)."""
+        rejects = self.rejects.get(table)
+        return 0 if rejects is None else int((rejects["reject_kind"] == "error").sum())
 
     @property
     def warnings(self) -> list[Problem]:
@@ -79,6 +90,8 @@ class _Checker:
         self.frame = frame
         self.problems: list[Problem] = []
         self.reasons: dict[int, str] = {}  # row position -> reasons; only rejected rows, to stay small
+        self.aside: set[int] = set()  # positions of rows set aside (out of scope): never judged further
+        self.broken: set[int] = set()  # positions of rows rejected by an error (a warning may reject a row too)
 
     def table_error(self, rule: str, message: str, column: str | None = None) -> None:
         self.problems.append(Problem(self.table, column, None, None, rule, f"{self.table}: {message}"))
@@ -96,6 +109,9 @@ class _Checker:
         """Record one problem per row where `mask` holds; `what` may use {value}."""
         if not (isinstance(mask, np.ndarray) and mask.dtype == bool):  # a boolean array is used as it is
             mask = mask.fillna(False).to_numpy(dtype=bool)
+        if self.aside:  # a row out of scope is judged no further (one reason is enough)
+            mask = mask.copy()
+            mask[list(self.aside)] = False
         if not mask.any():
             return
         rows = self.frame.loc[mask, ROW].to_numpy()
@@ -109,14 +125,46 @@ class _Checker:
                     int(row),
                     shown,
                     rule,
-                    f"{self.table}.{column} row {row}: {what.format(value=shown)}",
+                    f"{self.table}{'.' + column if column else ''} row {row}: {what.format(value=shown)}",
                     severity,
                 )
             )
         if reject:
-            reason = f"{column}: {rule}"
+            reason = f"{column}: {rule}" if column else rule
             for position in np.flatnonzero(mask):
                 self.reasons[position] = f"{self.reasons[position]}; {reason}" if position in self.reasons else reason
+            if severity in (SET_ASIDE, "error"):
+                (self.aside if severity == SET_ASIDE else self.broken).update(int(p) for p in np.flatnonzero(mask))
+
+    def flag_once(
+        self,
+        mask: pd.Series,
+        column: str,
+        rule: str,
+        what: str,
+        *,
+        severity: str = "error",
+        reject: bool = True,
+    ) -> None:
+        """One problem for all rows where `mask` holds, `what` given {count} and {values} (the values with their
+        counts): for a value repeated over thousands of rows, one line instead of one per row."""
+        mask = mask.fillna(False).to_numpy(dtype=bool) if isinstance(mask, pd.Series) else mask
+        if self.aside:
+            mask = mask.copy()
+            mask[list(self.aside)] = False
+        if not mask.any():
+            return
+        counts = self.frame.loc[mask, column].astype("string").value_counts()
+        shown = ", ".join(f"{value!r} ({n:,})" for value, n in counts.head(10).items())
+        shown += f" and {len(counts) - 10} more" if len(counts) > 10 else ""
+        message = f"{self.table}.{column}: " + what.format(count=f"{int(mask.sum()):,}", values=shown)
+        self.problems.append(Problem(self.table, column, None, shown, rule, message, severity))
+        if reject:
+            for position in np.flatnonzero(mask):
+                old = self.reasons.get(position)
+                self.reasons[position] = f"{old}; {column}: {rule}" if old else f"{column}: {rule}"
+            if severity == "error":
+                self.broken.update(int(p) for p in np.flatnonzero(mask))
 
     def leave_view(self, mask: np.ndarray) -> int:
         """Take rows out of the table (not rejected: they do not exist at this point in time); keep the reasons
@@ -127,6 +175,8 @@ class _Checker:
         keep = np.flatnonzero(~mask)
         new_position = {old: new for new, old in enumerate(keep)}
         self.reasons = {new_position[p]: r for p, r in self.reasons.items() if p in new_position}
+        self.aside = {new_position[p] for p in self.aside if p in new_position}
+        self.broken = {new_position[p] for p in self.broken if p in new_position}
         self.frame = self.frame.iloc[keep].reset_index(drop=True)
         return int(mask.sum())
 
@@ -137,11 +187,21 @@ class _Checker:
 
     def split(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         if not self.reasons:  # the common case: no copy of a large clean table
-            return self.frame.reset_index(drop=True), self.frame.iloc[:0].assign(reject_reason=pd.Series(dtype=object))
+            nothing = pd.Series(dtype=object)
+            empty = self.frame.iloc[:0].assign(reject_reason=nothing, reject_kind=nothing)
+            return self.frame.reset_index(drop=True), empty
         bad = self.rejected()
         positions = np.flatnonzero(bad)
-        rejected = self.frame.iloc[positions].assign(reject_reason=[self.reasons[p] for p in positions])
+        rejected = self.frame.iloc[positions].assign(
+            reject_reason=[self.reasons[p] for p in positions],
+            reject_kind=[_kind(p, self.aside, self.broken) for p in positions],
+        )
         return self.frame.loc[~bad].reset_index(drop=True), rejected.reset_index(drop=True)
+
+
+def _kind(position: int, aside: set[int], broken: set[int]) -> str:
+    """Why a row is out: set aside (out of scope), an error (broken), or a warning that keeps it from use."""
+    return SET_ASIDE if position in aside else "error" if position in broken else "warning"
 
 
 def _show(value: object) -> object:
@@ -163,6 +223,19 @@ def _map_columns(raw: pd.DataFrame, source: TableSource, table: str, check: _Che
         column = source.columns.get(role, role)
         if column in raw.columns:
             renamed[column] = role
+        elif role in source.columns and source.object is not None and not required:
+            # a vendor's export holds the fields the user ticked: an optional one absent costs its use, not the run
+            check.problems.append(
+                Problem(
+                    table,
+                    role,
+                    None,
+                    None,
+                    "optional column absent",
+                    f"{table}: column '{column}' (role '{role}') is not in this {source.object} export: left empty",
+                    "warning",
+                )
+            )
         elif role in source.columns:
             check.table_error("mapped column absent", f"column '{column}' mapped to role '{role}' is absent", role)
             ok = False
@@ -265,9 +338,19 @@ def _check_table(
     check.frame = frame
     check.reasons = {}
 
+    _set_aside_out_of_scope(raw, source, table, check)
     _normalise_labels(frame, table)
     for role, required in TABLE_ROLES[table].items():
         if required and role in frame:
+            if role == "lead_id" and table != "leads":
+                check.flag(
+                    frame[role].isna(),
+                    role,
+                    "no lead",
+                    "linked to no lead (a deal or an activity of a contact, not of a lead): set aside",
+                    severity=SET_ASIDE,
+                )
+                continue
             check.flag(frame[role].isna(), role, "missing value", "missing value")
     for role in TIME_COLUMNS[table]:
         if role in frame:
@@ -285,7 +368,7 @@ def _check_table(
         duplicated = frame[id_column].notna() & frame[id_column].duplicated(keep=False)
         check.flag(duplicated, id_column, "duplicate id", "duplicate id {value!r}")
     if table == "opportunities":
-        _check_opportunities(frame, source, check)
+        _check_opportunities(frame, source, check, timezone=timezone)
     if table == "leads" and "sales_accepted_at" in frame:
         check.flag(
             frame["sales_accepted_at"] < frame["created_at"],
@@ -298,19 +381,73 @@ def _check_table(
     return frame, check
 
 
-def _check_opportunities(frame: pd.DataFrame, source: TableSource, check: _Checker) -> None:
+def _set_aside_out_of_scope(raw: pd.DataFrame, source: TableSource, table: str, check: _Checker) -> None:
+    """Rows the export conventions marked (a converted lead whose deal is not in the export, ...) and rows the
+    user's `tables.<table>.where` leaves out: set aside, each with its reason."""
+    if SET_ASIDE_COLUMN in raw:
+        reasons = raw[SET_ASIDE_COLUMN].astype("string")
+        for reason in reasons.dropna().unique():
+            check.flag((reasons == reason).fillna(False).to_numpy(dtype=bool), "", reason, reason, severity=SET_ASIDE)
+    if source.where:
+        keep = rows_kept_by(raw, source.where, key=f"tables.{table}.where")
+        what = f"left out by tables.{table}.where ({source.where})"
+        check.flag(~keep, "", f"tables.{table}.where", what, severity=SET_ASIDE)
+
+
+def rows_kept_by(raw: pd.DataFrame, where: str, *, key: str) -> np.ndarray:
+    """The rows a `where` expression keeps, evaluated on the export's own column names (as text, as read; a name
+    with spaces is written in backticks): e.g. "`Deal Stage` != 'Prospecting'"."""
+    from leadscore.pipelines.errors import ConfigError
+
+    try:
+        kept = raw.drop(columns=[SET_ASIDE_COLUMN], errors="ignore").eval(where, engine="python")
+    except Exception as exc:  # pandas raises many kinds for a bad expression; all mean the same to the user
+        raise ConfigError(f"{key}: cannot evaluate {where!r}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(kept, pd.Series) or not (pd.api.types.is_bool_dtype(kept.dtype) or kept.dtype == object):
+        raise ConfigError(f"{key}: {where!r} must be a condition (true for the rows to keep), not a value")
+    return kept.fillna(False).to_numpy(dtype=bool)
+
+
+def _status_key(values: pd.Series) -> pd.Series:
+    """A stage compared by its letters and digits only: HubSpot's label "Closed Won" and its id `closedwon` meet."""
+    return category_key(values).str.replace("_", "", regex=False)
+
+
+_FINAL_WORDS = r"won|lost|closed|dead|disqualified|unqualified"
+
+
+def _check_opportunities(frame: pd.DataFrame, source: TableSource, check: _Checker, *, timezone: str) -> None:
+    """Status values as open / won / lost. A value no list names is read as open, counted once per value in a
+    warning, unless it reads like a final stage (won, lost, closed...): those rows are rejected, also counted once."""
+    values = source.status_values or DEFAULT_STATUS_VALUES
     lookup = {
         key: status
-        for status, values in (source.status_values or DEFAULT_STATUS_VALUES).items()
-        for key in category_key(pd.Series([str(v) for v in values], dtype="string"))
+        for status, listed in values.items()
+        for key in _status_key(pd.Series([str(v) for v in listed], dtype="string"))
     }
-    status = category_key(frame["status"]).map(lookup)
-    check.flag(
-        frame["status"].notna() & status.isna(),
-        "status",
-        "unknown status",
-        f"unknown status {{value!r}} (expected one of {sorted(lookup)})",
-    )
+    keys = _status_key(frame["status"])
+    status = keys.map(lookup)
+    unknown = frame["status"].notna() & status.isna()
+    if unknown.any():
+        final = unknown & keys.str.contains(_FINAL_WORDS, regex=True).fillna(False)
+        listed = f"status_values: {sorted(lookup)}" if source.status_values else "open, won, lost"
+        check.flag_once(
+            final,
+            "status",
+            "unknown final status",
+            "{count} row(s) with a closing status no list names, rejected: {values}; add them to "
+            f"tables.opportunities.status_values (known: {listed})",
+        )
+        check.flag_once(
+            unknown & ~final,
+            "status",
+            "unknown status read as open",
+            "{count} row(s) with a stage no list names, read as open: {values}; list them under "
+            "tables.opportunities.status_values.open to silence this (or under won / lost)",
+            severity="warning",
+            reject=False,
+        )
+        status = status.mask(unknown & ~final, "open")
     frame["status"] = status.astype("string")
     if "closed_at" not in frame:
         frame["closed_at"] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns, UTC]")
@@ -321,12 +458,40 @@ def _check_opportunities(frame: pd.DataFrame, source: TableSource, check: _Check
         "closed without closed_at",
         "won/lost but no closed_at",
     )
+    _close_dates_as_days(frame, check, timezone=timezone)
     check.flag(
         frame["closed_at"] < frame["created_at"],
         "closed_at",
         "closed before created",
         "closed at {value} before it was created",
     )
+
+
+def _close_dates_as_days(frame: pd.DataFrame, check: _Checker, *, timezone: str) -> None:
+    """A close date written as a calendar day (Salesforce's CloseDate) against a creation instant (CreatedDate, in
+    UTC): the day may be in another zone, so a deal closed on its creation's day, or the day before by the clock
+    of another zone, closed when it was created, not before."""
+    closed = frame["closed_at"]
+    if not closed.notna().any():
+        return
+    local = closed.dt.tz_convert(timezone)
+    is_day = (local == local.dt.normalize()).fillna(False)  # midnight sharp: a calendar day (rows we built have times)
+    created = frame["created_at"]
+    same_day = is_day & (closed < created) & (closed + pd.Timedelta(days=2) > created)
+    if same_day.any():
+        frame.loc[same_day, "closed_at"] = created[same_day]
+        check.problems.append(
+            Problem(
+                check.table,
+                "closed_at",
+                None,
+                None,
+                "close day before creation instant",
+                f"{check.table}.closed_at: {int(same_day.sum()):,} close date(s) on the creation's day (or the day "
+                "before, by another zone's clock) read as closed when created",
+                "info",
+            )
+        )
 
 
 def _check_references(
@@ -338,7 +503,10 @@ def _check_references(
     parent: str,
     *,
     severity: str = "error",
+    aside: pd.Index | None = None,
 ) -> None:
+    """Rows whose parent is unknown, rejected or set aside. With `aside` (the parents set aside), a row of an
+    unknown parent is set aside too: it belongs to no row of the parent table (an activity of a contact)."""
     # boolean arrays combined in place: for 50M events each intermediate mask is 50 MB
     present = frame[column].notna().to_numpy(dtype=bool)
     unknown = ~is_in(frame[column], seen).to_numpy(dtype=bool)
@@ -350,24 +518,27 @@ def _check_references(
         rejected_parent &= ~unknown
     unknown &= present
     del present
-    reject = severity == "error"
-    check.flag(
-        unknown,
-        column,
-        f"unknown {parent[:-1]}",
-        f"unknown {parent[:-1]} {{value!r}} (not in {parent})",
-        severity=severity,
-        reject=reject,
-    )
+    name = parent[:-1]
+    if aside is not None:
+        check.flag(unknown, column, f"unknown {name}", f"{{value!r}} is not in {parent}: set aside", severity=SET_ASIDE)
+        if len(aside) and rejected_parent is not None:
+            of_aside = is_in(frame[column], aside).to_numpy(dtype=bool) & rejected_parent
+            rejected_parent &= ~of_aside
+            what = f"its {name} {{value!r}} was set aside"
+            check.flag(of_aside, column, f"{name} set aside", what, severity=SET_ASIDE)
+    else:
+        reject = severity == "error"
+        what = f"unknown {name} {{value!r}} (not in {parent})"
+        check.flag(unknown, column, f"unknown {name}", what, severity=severity, reject=reject)
     if rejected_parent is None:
         return
     check.flag(
         rejected_parent,
         column,
-        f"{parent[:-1]} rejected",
-        f"{parent[:-1]} {{value!r}} was rejected (see {parent} problems)",
+        f"{name} rejected",
+        f"{name} {{value!r}} was rejected (see {parent} problems)",
         severity=severity,
-        reject=reject,
+        reject=severity == "error",
     )
 
 
@@ -565,16 +736,21 @@ def known_event_types(settings: Settings) -> set[str]:
 
 
 def load_crm(settings: Settings, *, as_of: pd.Timestamp | None = None) -> CrmData:
-    """Read, normalise and validate every configured table of a CRM-mode project."""
+    """Read, normalise and validate every configured table of a CRM-mode project. An optional table whose file is
+    absent is left out with a warning (`pipelines.intake.exports.without_missing_files`)."""
+    from leadscore.pipelines.intake.exports import apply_export_conventions, read_export_table, without_missing_files
+
     assert settings.tables is not None
+    settings, missing = without_missing_files(settings)
     sources = {name: getattr(settings.tables, name) for name in TABLE_ROLES if getattr(settings.tables, name)}
     raw = {
-        name: read_source(source, name=name, base_dir=settings.base_dir, dictionary_columns=_repeated(source, name))
+        name: read_export_table(source, name=name, settings=settings, dictionary_columns=_repeated(source, name))
         for name, source in sources.items()
     }
-    from leadscore.pipelines.intake.exports import apply_export_conventions
-
     data = validate_frames(apply_export_conventions(raw, settings), settings, as_of=as_of)
+    for note in missing:
+        table = note.split("'")[1]
+        data.problems.append(Problem(table, None, None, None, "file not found", note, "warning"))
     del raw  # the tables as read: what validation kept is in `data`; the rest goes back to the system
     release_unused_memory()
     return data
@@ -606,10 +782,12 @@ def validate_frames(raw: dict[str, pd.DataFrame], settings: Settings, *, as_of: 
     if "leads" in frames:
         leads = frames["leads"]
         seen = pd.Index(leads["lead_id"].dropna().unique())
-        valid = pd.Index(leads.loc[~checkers["leads"].rejected(), "lead_id"])
+        lead_check = checkers["leads"]
+        valid = pd.Index(leads.loc[~lead_check.rejected(), "lead_id"])
+        aside = pd.Index(leads["lead_id"].iloc[sorted(lead_check.aside)].dropna().unique())
         for child in ("events", "opportunities"):
             if child in frames:
-                _check_references(frames[child], checkers[child], "lead_id", valid, seen, "leads")
+                _check_references(frames[child], checkers[child], "lead_id", valid, seen, "leads", aside=aside)
         if "accounts" in frames and "account_id" in leads:
             accounts = frames["accounts"]
             account_ids = pd.Index(accounts["account_id"].dropna().unique())
@@ -630,6 +808,8 @@ def validate_frames(raw: dict[str, pd.DataFrame], settings: Settings, *, as_of: 
             data.tables[name] = _sparse_numbers(clean.drop(columns=ROW), name)
             if len(rejected):
                 data.rejects[name] = rejected
+            if checker.aside:
+                data.set_aside[name] = len(checker.aside)
     release_unused_memory()
     return data
 
@@ -667,18 +847,3 @@ def lead_outcomes(leads: pd.DataFrame, opportunities: pd.DataFrame) -> dict[str,
         "leads_won": n_won,
         "conversion_rate_closed": round(n_won / n_closed, 4) if n_closed else None,
     }
-
-
-def load_valid_crm(settings: Settings, *, as_of: pd.Timestamp | None = None) -> CrmData:
-    """The validated CRM tables; a DataError with the error count when validation found errors."""
-    from leadscore.pipelines.errors import DataError
-
-    data = load_crm(settings, as_of=as_of)
-    if data.errors:
-        first = data.errors[0].message
-        more = f" (and {len(data.errors) - 1:,} more)" if len(data.errors) > 1 else ""
-        raise DataError(
-            f"{len(data.errors):,} validation error(s), first: {first}{more}; run `leadscore validate` "
-            "for the list and the rejected rows"
-        )
-    return data

@@ -37,7 +37,8 @@ from leadscore.models.reasons import top_reasons
 from leadscore.models.scores import score_1_99
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import DataError, UsageError
-from leadscore.pipelines.intake.validation import CrmData, load_valid_crm
+from leadscore.pipelines.intake.ground import load_valid_crm
+from leadscore.pipelines.intake.validation import CrmData
 from leadscore.pipelines.outputs.files import frame_writer, write_frame
 from leadscore.pipelines.outputs.publish import check_target, publish
 from leadscore.pipelines.outputs.tracking import lead_champion, load_model
@@ -519,18 +520,13 @@ def run_predict_accounts(
     echo: Callable[..., None],
 ) -> dict:
     """The whole `leadscore predict --level account`: one row per account with an open lead, and its rejects."""
-    from leadscore.pipelines.intake.ground import check_ground
-    from leadscore.pipelines.intake.ground import withhold_leads_with_rejected_deals as withhold
-    from leadscore.pipelines.intake.validation import load_crm
     from leadscore.pipelines.verbs.scoring import rejects_path
 
     target = Path(out or settings.output_dir / "account_scores.csv")
     check_target(target, "--out", (".csv", ".parquet"), settings)
     check_target(rejects_path(target), "--out (its rejects file)", (".csv",), settings)
     model, wrapper, name, version = load_model(account_settings(settings), model_uri)
-    data = load_crm(settings, as_of=as_of)
-    check_ground(data, settings)
-    data = withhold(data)
+    data = load_valid_crm(settings, as_of=as_of)
     lead_model, lead_name = lead_champion(settings)
     if lead_model is None:
         echo("warning: no lead champion: open leads are listed by id, without their score", err=True)

@@ -16,8 +16,8 @@ from leadscore.models.evaluation import evaluate, metrics_table
 from leadscore.models.factory import build_model
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import DataError, UsageError
+from leadscore.pipelines.intake.ground import load_valid_crm
 from leadscore.pipelines.intake.parsing import parse_as_of
-from leadscore.pipelines.intake.validation import load_valid_crm
 from leadscore.pipelines.training_set import TrainingSet
 from leadscore.pipelines.verbs.train import feature_directions, fit_recipe, gap_days
 

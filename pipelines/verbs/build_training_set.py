@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from leadscore.pipelines.config import Settings
-from leadscore.pipelines.intake.validation import load_valid_crm
+from leadscore.pipelines.intake.ground import load_valid_crm
 from leadscore.pipelines.outputs.files import write_json
 from leadscore.pipelines.outputs.publish import check_target
 from leadscore.pipelines.training_set import build_training_set, coverage_lines, write_training_set

@@ -10,7 +10,7 @@ import pandas as pd
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import UsageError
 from leadscore.pipelines.grading import analyze_closed_deals, grade_open_leads, read_previous
-from leadscore.pipelines.intake.validation import load_valid_crm
+from leadscore.pipelines.intake.ground import load_valid_crm
 from leadscore.pipelines.outputs.files import write_frame
 from leadscore.pipelines.outputs.publish import check_target
 from leadscore.pipelines.outputs.tracking import load_model

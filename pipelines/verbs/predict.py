@@ -11,9 +11,7 @@ import pandas as pd
 
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import UsageError
-from leadscore.pipelines.intake.ground import check_ground, check_model_fits_crm, check_open_leads
-from leadscore.pipelines.intake.ground import withhold_leads_with_rejected_deals as withhold
-from leadscore.pipelines.intake.validation import load_crm
+from leadscore.pipelines.intake.ground import check_model_fits_crm, check_open_leads, load_valid_crm
 from leadscore.pipelines.outputs.files import frame_writer
 from leadscore.pipelines.outputs.history import append_history
 from leadscore.pipelines.outputs.publish import check_sql_output, check_target, publish, write_sql_tables
@@ -76,14 +74,12 @@ def score_crm(
     from tqdm import tqdm
 
     check_model_fits_crm(model, model_uri, custom=tuple(f.name for f in settings.custom_fields()))
-    data = load_crm(settings, as_of=as_of)
-    check_ground(data, settings)
-    if data.errors:  # every table's rejected rows, with their reasons, as `validate` writes them
-        from leadscore.pipelines.verbs.validate import write_rejects
-
-        written = ", ".join(write_rejects(data, settings).values())
-        echo(f"warning: {len(data.errors)} row(s) rejected by validation, with their reasons in {written}", err=True)
-    data = withhold(data)
+    data = load_valid_crm(settings, as_of=as_of)  # rejected rows are written with their reasons, as `validate` does
+    if data.rejects:
+        rejected = sum(len(r) for r in data.rejects.values())
+        files = [settings.output_dir / "rejects" / f"{name}.csv" for name in data.rejects]
+        written = ", ".join(str(path) for path in files if path.exists())
+        echo(f"warning: {rejected:,} row(s) rejected by validation, with their reasons in {written}", err=True)
     check_open_leads(data)
     with tqdm(total=len(data.tables["leads"]), unit="lead", desc="predict", disable=None) as bar:
         result = score_open_leads(

@@ -26,7 +26,8 @@ from leadscore.models.evaluation import calibration_table, evaluate, is_better, 
 from leadscore.models.factory import build_model
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import DataError, UsageError
-from leadscore.pipelines.intake.validation import CrmData, load_crm, load_valid_crm
+from leadscore.pipelines.intake.ground import load_valid_crm
+from leadscore.pipelines.intake.validation import CrmData
 from leadscore.pipelines.training_set import TrainingSet, build_training_set
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,7 @@ def train_and_evaluate(
     """
     if training is None:
         if settings.mode == "crm" and data is None:
-            data = load_crm(settings)
+            data = load_valid_crm(settings)
         training = build_training_set(settings, data=data)
     y = training.frame["converted"]
     positives, negatives = int(y.sum()), int((1 - y).sum())
@@ -381,7 +382,7 @@ def train(
     from leadscore.pipelines.outputs import tracking
 
     if settings.mode == "crm" and data is None and training is None:
-        data = load_crm(settings)  # once: the training set and the grade analysis both read it
+        data = load_valid_crm(settings)  # once: the training set and the grade analysis both read it
     result, graded = train_and_evaluate(settings, data=data, training=training)
     result.deployed = refit_on_all_rows(settings, result.training)
     mlflow = tracking.mlflow_module()

@@ -7,30 +7,12 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from leadscore.features.schemas import TABLE_ROLES
 from leadscore.pipelines.config import Settings
-from leadscore.pipelines.intake.validation import CrmData, Problem, load_crm, summarise
-from leadscore.pipelines.outputs.files import frame_writer
-from leadscore.pipelines.outputs.publish import publish
+from leadscore.pipelines.intake.ground import ground_problems
+from leadscore.pipelines.intake.validation import Problem, load_crm, summarise
+from leadscore.pipelines.outputs.rejects import write_rejects
 
 SHOWN_PER_RULE = 5
-
-
-def write_rejects(data: CrmData, settings: Settings) -> dict[str, str]:
-    """Write one CSV of rejected rows (with reasons) per table, and all problems; return the paths."""
-    folder = settings.output_dir / "rejects"
-    files = {folder / f"{n}.csv": frame_writer(frame, folder / f"{n}.csv") for n, frame in data.rejects.items()}
-    if data.problems:
-        problems = pd.DataFrame([p.__dict__ for p in data.problems]).astype({"value": "string"})
-        files[folder / "problems.csv"] = frame_writer(problems, folder / "problems.csv")
-    # one run's rejects replace the last run's as a unit: a table without rejects now loses its old file
-    stale = [folder / f"{name}.csv" for name in (*TABLE_ROLES, "problems")]
-    stale = [path for path in stale if path not in files and path.exists()]
-    if files:
-        publish(files, delete=stale)
-    for path in stale if not files else ():
-        path.unlink()
-    return {path.stem: str(path) for path in files}
 
 
 def format_problems(problems: list[Problem]) -> list[str]:
@@ -48,9 +30,15 @@ def format_problems(problems: list[Problem]) -> list[str]:
 
 
 def run_validation(
-    settings: Settings, *, as_of: pd.Timestamp | None, echo: Callable[[str], None], collect: dict | None = None
+    settings: Settings,
+    *,
+    as_of: pd.Timestamp | None,
+    echo: Callable[[str], None],
+    collect: dict | None = None,
+    strict: bool = False,
 ) -> int:
-    """Print the summary and problems, write the rejects; return the exit code. `collect` receives the figures."""
+    """Print the summary and problems, write the rejects; return the exit code: 1 when the other verbs would refuse
+    the tables (or, `strict`, on any error). `collect` receives the figures."""
     collect = {} if collect is None else collect
     if settings.mode != "crm":
         return run_flat_validation(settings, echo=echo)
@@ -59,7 +47,9 @@ def run_validation(
     echo(f"as of {summary['as_of']}")
     for name, info in summary["tables"].items():
         ranges = "  ".join(f"{k[:-6]} {v[0][:10]}..{v[1][:10]}" for k, v in info.items() if k.endswith("_range"))
-        echo(f"  {name:<14}{info['rows']:>10,} rows  {info['rejected']:>7,} rejected  {ranges}")
+        aside = data.set_aside.get(name, 0)
+        kinds = f" ({aside:,} set aside)" if aside else ""
+        echo(f"  {name:<14}{info['rows']:>10,} rows  {info['rejected']:>7,} rejected{kinds}  {ranges}")
     if "leads_open" in summary:
         rate = summary["conversion_rate_closed"]
         echo(
@@ -71,15 +61,23 @@ def run_validation(
     rejects = write_rejects(data, settings)
     for name, path in rejects.items():
         echo(f"  wrote {name}: {path}")
-    echo(f"{len(data.errors)} error(s), {len(data.warnings)} warning(s)")
+    refusals = ground_problems(data, settings)
+    for refusal in refusals:
+        echo(f"  refused: {refusal}")
+    echo(
+        f"{len(data.errors)} error(s), {len(data.warnings)} warning(s), {sum(data.set_aside.values()):,} row(s) set "
+        "aside; " + ("the other verbs refuse these tables" if refusals else "the other verbs run on the valid rows")
+    )
     collect.update(
         summary,
         errors=len(data.errors),
         warnings=len(data.warnings),
+        set_aside=dict(data.set_aside),
+        refusals=[str(r) for r in refusals],
         rejects_files=rejects,
         problems=[p.__dict__ for p in data.problems[:100]],
     )
-    return 1 if data.errors else 0
+    return 1 if refusals or (strict and data.errors) else 0
 
 
 def run_flat_validation(settings: Settings, *, echo: Callable[[str], None]) -> int:

@@ -56,7 +56,7 @@ def test_validate_fails_with_rejects_file_on_bad_rows(tmp_path):
     assert result.exit_code == 1
     assert "leads.lead_id row 2: duplicate id 'L1'" in result.output
     rejects = (tmp_path / "output" / "rejects" / "leads.csv").read_text().splitlines()
-    assert len(rejects) == 3 and rejects[0].endswith("reject_reason")
+    assert len(rejects) == 3 and rejects[0].endswith("reject_reason,reject_kind")
 
 
 def test_bad_config_is_a_clear_error(tmp_path):

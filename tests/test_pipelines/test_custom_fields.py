@@ -118,7 +118,7 @@ def test_custom_fields_are_validated_like_the_rest(custom_project, tmp_path):
     config = tmp_path / "leadscore.toml"
     text = custom_project.read_text().replace('path = "data/', f'path = "{folder}/data/')
     config.write_text(text.replace(f'path = "{folder}/data/accounts.parquet"', f'path = "{broken}"'))
-    out = invoke("validate", "--config", config, code=1)
+    out = invoke("validate", "--config", config, "--strict", code=1)
     assert "accounts.account_tech_fit row 1: not a number 'high'" in out
     config.write_text(text.replace('column = "Lead Origin"', 'column = "Origin"'))
     assert "column 'Origin' of custom field 'lead_origin' is absent" in invoke("validate", "--config", config, code=1)

@@ -77,12 +77,12 @@ def test_a_lead_whose_deal_was_rejected_is_never_scored_as_open(tmp_path, traine
     scores, rejects = outputs(config)
     assert "322" not in set(scores["lead_id"])
     assert rejects["lead_id"].tolist() == ["322"]
-    assert rejects["reason"].iloc[0].startswith("validation: opportunity rejected (status: unknown status)")
+    assert rejects["reason"].iloc[0].startswith("validation: opportunity rejected (status: unknown final status)")
     assert len(scores) + len(rejects) + 1 == 5  # + L3, closed
-    assert "1 row(s) rejected by validation" in out
+    assert "2 row(s) rejected by validation" in out  # the deal, and its lead withheld
     # the rejected deal itself is written out with its reason, as `validate` writes it (not only its lead)
     deals = pd.read_csv(config.parent / "output" / "rejects" / "opportunities.csv", dtype=str)
-    assert deals["opportunity_id"].tolist() == ["O4"] and "unknown status" in deals["reject_reason"].iloc[0]
+    assert deals["opportunity_id"].tolist() == ["O4"] and "unknown final status" in deals["reject_reason"].iloc[0]
     assert str(config.parent / "output" / "rejects" / "opportunities.csv") in out
 
 
@@ -91,11 +91,11 @@ def test_a_lead_whose_deal_was_rejected_is_never_scored_as_open(tmp_path, traine
     [
         (
             "opportunities",
-            OPPS.replace(",won,", ",pending,").replace(",open,", ",maybe,").replace(",Open,", ",?,"),
-            "table 'opportunities': validation rejected 3 of 3 rows (100.0%), more than "
+            OPPS.replace(",won,", ",wonn,").replace(",open,", ",lost-ish,").replace(",Open,", ",closed?,"),
+            "table 'opportunities': validation rejected 3 of 3 rows as broken (100.0%), more than "
             "validation.max_rejected_share = 2.0%",
         ),
-        ("leads", LEADS.replace("2025-01-0", "2025-13-0"), "table 'leads': validation rejected 5 of 5 rows"),
+        ("leads", LEADS.replace("2025-01-0", "2025-13-0"), "table 'leads': validation rejected 5 of 5 rows as broken"),
         ("leads", "id,created\nL1,2025-01-01\n", "table 'leads': leads: required column 'lead_id' is absent"),
     ],
     ids=["all-deals-rejected", "all-leads-rejected", "leads-unusable"],
@@ -116,8 +116,9 @@ def test_no_open_lead_is_a_message_not_a_traceback(tmp_path, trained_project):
 
 
 def test_an_event_in_the_year_2100_does_not_move_now(tmp_path, trained_project):
-    events = EVENTS + "L4,2100-01-01,page_view\n"
-    out = predict(project(tmp_path, trained_project, events=events), 0)
+    events = EVENTS + "L4,2100-01-01,page_view\n"  # rejected: 1 of 5 events, within this project's share
+    extra = "[validation]\nmax_rejected_share = { events = 0.25 }\n"
+    out = predict(project(tmp_path, trained_project, events=events, extra=extra), 0)
     assert "as of 2025-02-09T00:00:00+00:00" in out
     scores, _ = outputs(tmp_path / "leadscore.toml")
     assert set(scores["as_of"]) == {"2025-02-09 00:00:00+00:00"}

@@ -64,7 +64,7 @@ def test_naive_timestamps_are_read_in_the_configured_zone(tmp_path):
         (
             "events",
             EVENTS + "L9,2025-01-07,page_view\n",
-            "events.lead_id row 3: unknown lead 'L9' (not in leads)",
+            "events.lead_id row 3: 'L9' is not in leads: set aside",
         ),
         ("events", EVENTS + "L1,2025-01-07,\n", "events.event_type row 3: missing value"),
         (
@@ -79,15 +79,28 @@ def test_naive_timestamps_are_read_in_the_configured_zone(tmp_path):
         ),
         (
             "opps",
-            OPPS + "O4,L1,2025-02-01,2025-02-02,pending,1\n",
-            "opportunities.status row 4: unknown status 'pending' (expected one of ['lost', 'open', 'won'])",
+            OPPS + "O4,L1,2025-02-01,2025-02-02,Closed - Pending,1\n",
+            "opportunities.status: 1 row(s) with a closing status no list names, rejected: 'Closed - Pending' (1); "
+            "add them to tables.opportunities.status_values (known: open, won, lost)",
         ),
         (
             "opps",
             OPPS + "O4,L7,2025-02-01,,open,1\n",
-            "opportunities.lead_id row 4: unknown lead 'L7' (not in leads)",
+            "opportunities.lead_id row 4: 'L7' is not in leads: set aside",
         ),
         ("accounts", ACCOUNTS + "A2,retail,many\n", "accounts.employee_count row 2: not a number 'many'"),
+        (
+            "opps",
+            OPPS + "O4,L1,2025-02-01,,Negotiation,1\n",
+            "opportunities.status: 1 row(s) with a stage no list names, read as open: 'Negotiation' (1); list them "
+            "under tables.opportunities.status_values.open to silence this (or under won / lost)",
+        ),
+        (
+            "opps",
+            OPPS + "O4,,2025-02-01,,open,1\n",
+            "opportunities.lead_id row 4: linked to no lead (a deal or an activity of a contact, not of a lead): "
+            "set aside",
+        ),
     ],
 )
 def test_each_rule_names_table_column_row_and_value(tmp_path, table, text, expected):
