@@ -7,12 +7,37 @@ from collections.abc import Callable
 
 import pandas as pd
 
+from leadscore.features.schemas import TABLE_ROLES
 from leadscore.pipelines.config import Settings
+from leadscore.pipelines.grading import dark_fit_features, fit_reach_warning
 from leadscore.pipelines.intake.ground import ground_problems
-from leadscore.pipelines.intake.validation import Problem, load_crm, summarise
+from leadscore.pipelines.intake.validation import CrmData, Problem, load_crm, summarise
+from leadscore.pipelines.intake.vendors import VENDORS, field_table, found_in
 from leadscore.pipelines.outputs.rejects import write_rejects
 
 SHOWN_PER_RULE = 5
+
+
+def export_lines(settings: Settings) -> list[str]:
+    """A vendor preset's field table (`init --from` prints the same): the fields its files have, and what each
+    missing one costs."""
+    vendor = VENDORS.get(settings.exports.vendor or "")
+    if vendor is None or settings.tables is None:
+        return []
+    sources = [getattr(settings.tables, name) for name in TABLE_ROLES] + list(settings.exports.more_events)
+    files = {s.object: settings.resolve(s.path) for s in sources if s is not None and s.object and s.path}
+    return field_table(vendor, found_in(vendor, files))
+
+
+def fit_reach(settings: Settings, data: CrmData) -> str | None:
+    """A warning when the fit rules can never grade a lead A or B with the columns that hold values."""
+    tables = data.tables
+
+    def has(table: str, column: str) -> bool:
+        return table in tables and column in tables[table] and bool(tables[table][column].notna().any())
+
+    custom = {f.name: f.table for f in settings.custom_fields()}
+    return fit_reach_warning(settings.grades, dark_fit_features(settings.grades, has, custom=custom))
 
 
 def format_problems(problems: list[Problem]) -> list[str]:
@@ -56,7 +81,10 @@ def run_validation(
             f"  leads: {summary['leads_open']:,} open, {summary['leads_closed']:,} closed, "
             f"{summary['leads_won']:,} won; conversion among closed: {'n/a' if rate is None else f'{rate:.1%}'}"
         )
-    for line in format_problems(data.problems):
+    for line in export_lines(settings):
+        echo(line)
+    fit_warning = fit_reach(settings, data)
+    for line in format_problems(data.problems) + ([f"  warning: {fit_warning}"] if fit_warning else []):
         echo(line)
     rejects = write_rejects(data, settings)
     for name, path in rejects.items():
