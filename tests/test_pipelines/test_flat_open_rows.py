@@ -8,7 +8,9 @@ row number, with the columns named in `flat.identify_columns` beside it in the s
 
 from __future__ import annotations
 
+import ast
 import re
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from typer.testing import CliRunner
 from leadscore.features.flat import FlatSpec, flat_counts, flat_open_leads, flat_training_set, is_open
 from leadscore.pipelines.cli import app
 from leadscore.pipelines.config import ConfigError, load_settings
+from leadscore.pipelines.intake.files import setting_key
 from leadscore.pipelines.intake.flat_checks import flat_problems
 
 SMALL_MODEL = "[model]\nn_estimators = 60\nnum_leaves = 7\nmin_child_samples = 10\nearly_stopping_rounds = 10\n"
@@ -290,3 +293,88 @@ def test_a_salesforce_lead_report_scores_the_leads_being_worked_not_as_lost(tmp_
     assert set(behind["Lead Status"]) == {"Open - Not Contacted", "Working - Contacted"}
     latest = pd.to_datetime(behind["Created Date"], format="%m/%d/%y %I:%M %p").max()
     assert (pd.to_datetime(scores["as_of"]) == latest.tz_localize("UTC")).all()  # as_of: the latest open row
+
+
+# --- hints name keys that exist ------------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+FLAT_KEY = re.compile(r"(?<![\w.\[])flat\.([a-z_]+(?:\.[a-z_]+)*)")
+
+
+def _texts(tree: ast.AST) -> list[str]:
+    """Every string literal of a module, an f-string with its replacement fields as `{}`."""
+    texts = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            texts.append("".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            texts.append(node.value)
+    return texts
+
+
+def _flat_key_exists(path: list[str]) -> bool:
+    """Whether `flat.<path>` is a key of [flat]: a field of a section, or any name below a dict of sections."""
+    from pydantic import BaseModel
+
+    from leadscore.pipelines.config import FlatSettings
+
+    annotation = FlatSettings
+    for segment in path:
+        models = [a for a in (annotation, *typing.get_args(annotation)) if isinstance(a, type)]
+        models = [m for m in models if issubclass(m, BaseModel)]
+        if models and segment in models[0].model_fields:
+            annotation = models[0].model_fields[segment].annotation
+        elif typing.get_origin(annotation) is dict:
+            annotation = typing.get_args(annotation)[1]  # a name the user chooses, e.g. flat.derived.<column>
+        else:
+            return False
+    return True
+
+
+def test_every_flat_key_the_code_names_exists():
+    named = {}
+    for folder in ("pipelines", "features", "models"):
+        for path in sorted((REPO / folder).rglob("*.py")):
+            for text in _texts(ast.parse(path.read_text(encoding="utf-8"))):
+                assert "tables.flat" not in text, f"{path.name}: {text!r} names tables.flat (the key is flat.*)"
+                for match in FLAT_KEY.finditer(text):
+                    named[match.group(0)] = path.name
+    assert {"flat.open_values", "flat.status_column", "flat.identify_columns", "flat.encoding"} <= set(named)
+    unknown = {key: where for key, where in named.items() if not _flat_key_exists(key.split(".")[1:])}
+    assert unknown == {}
+
+
+def test_the_key_check_refuses_an_invented_key():
+    assert _flat_key_exists(["label_from", "encoding"]) and _flat_key_exists(["derived", "my_column", "of"])
+    assert not _flat_key_exists(["open_value"]) and not _flat_key_exists(["label_from", "sql_table"])
+
+
+def test_an_undecodable_flat_export_names_flat_encoding(tmp_path):
+    deals = pipedrive_deals()
+    deals.loc[5, "Organization - Name"] = "Société Générale"
+    folder = tmp_path / "p"
+    config = write_project(folder, deals, "deals.csv", PIPEDRIVE_CONFIG)
+    (folder / "deals.csv").write_bytes(deals.to_csv(index=False).encode("latin-1"))
+    out = invoke("validate", "--config", config, code=1)
+    assert 'declare its encoding: flat.encoding = "latin-1"' in out and "tables.flat" not in out
+    config.write_text(config.read_text().replace("[flat]\n", '[flat]\nencoding = "latin-1"\n'))
+    assert "0 error(s)" in invoke("validate", "--config", config)
+
+
+def test_file_hints_name_the_key_of_the_table_read():
+    assert setting_key("leads", "encoding") == "tables.leads.encoding"
+    assert setting_key("flat", "sql_table") == "flat.sql_table"
+    assert setting_key("flat.label_from", "encoding") == "flat.label_from.encoding"
+    assert setting_key("exports.more_events[0]", "encoding") == "exports.more_events[0].encoding"
+    assert setting_key("previous grades", "encoding") is None
+
+
+def test_a_missing_flat_sql_table_names_flat_sql_table(tmp_path):
+    import sqlite3
+
+    sqlite3.connect(tmp_path / "crm.db").execute("create table other (x integer)").connection.commit()
+    config = write_project(tmp_path, pipedrive_deals(), "deals.csv", PIPEDRIVE_CONFIG)
+    sql = f'sql_url = "sqlite:///{tmp_path / "crm.db"}"\nsql_table = "deals"\n'
+    config.write_text(config.read_text().replace('path = "deals.csv"\n', sql))
+    out = invoke("validate", "--config", config, code=1)
+    assert "no such table" in out and "check flat.sql_table" in out
