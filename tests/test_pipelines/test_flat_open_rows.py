@@ -378,3 +378,13 @@ def test_a_missing_flat_sql_table_names_flat_sql_table(tmp_path):
     config.write_text(config.read_text().replace('path = "deals.csv"\n', sql))
     out = invoke("validate", "--config", config, code=1)
     assert "no such table" in out and "check flat.sql_table" in out
+
+
+def test_without_identify_columns_validate_suggests_nearly_unique_text_columns(tmp_path):
+    config_text = PIPEDRIVE_CONFIG.replace('identify_columns = ["Deal - Title", "Organization - Name"]\n', "")
+    config = write_project(tmp_path / "p", pipedrive_deals(), "deals.csv", config_text)
+    out = invoke("validate", "--config", config)
+    assert (
+        "no id column: lead_id is the row number in the file (1 = first data row); candidates for "
+        "flat.identify_columns: ['Deal - Title', 'Person - Name']"
+    ) in out  # 'Organization - Name' repeats (97 organisations): not a candidate
