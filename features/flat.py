@@ -2,6 +2,9 @@
 
 The training set is the declared feature columns; placeholders are read as missing; columns known only after the
 outcome (leaking) are excluded and listed. Time order is the time column when there is one, else the row order.
+A row is open (never trained on, scored by predict) when its label is empty or says "still open" (`open_values`,
+read in the label column or in a status column): a deal still being worked has no outcome yet, so it is neither a
+positive nor a negative. Without an id column a row is known by its row number (1 = the first data row).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ class FlatSpec:
     time_column: str | None = None
     missing_values: tuple[str, ...] = ()
     leaking: tuple[str, ...] = ()
+    open_values: tuple[object, ...] = ()
+    status_column: str | None = None
 
 
 @dataclass(frozen=True)
@@ -34,8 +39,8 @@ class FlatResult:
 
 def label_key(values: pd.Series) -> pd.Series:
     """A label as compared with the declared values: stripped, lower case, integral numbers as integers
-    (`1.0` -> `1`, `True` -> `true`)."""
-    text = values.astype("string").str.strip().str.lower()
+    (`1.0` -> `1`, `True` -> `true`), runs of spaces as one space."""
+    text = values.astype("string").str.strip().str.lower().str.replace(r"\s+", " ", regex=True)
     return text.str.replace(r"^([+-]?\d+)\.0*$", r"\1", regex=True)
 
 
@@ -45,22 +50,38 @@ def label_is_empty(values: pd.Series) -> pd.Series:
     return (text.isna() | (text == "")).fillna(True).astype(bool)
 
 
+def value_keys(values: tuple[object, ...] | list[object]) -> set[str]:
+    """Declared values (positive, negative, open) as `label_key` reads them."""
+    return set(label_key(pd.Series([str(v) for v in values], dtype="string")).dropna())
+
+
+def is_open(frame: pd.DataFrame, spec: FlatSpec) -> pd.Series:
+    """The rows still open: an empty label, or one of `open_values` in the status column (when there is one,
+    whatever the label says: a lead being worked is not lost yet), else in the label column."""
+    where = frame[spec.status_column] if spec.status_column else frame[spec.label_column]
+    said_open = label_key(where).isin(value_keys(spec.open_values)).fillna(False).astype(bool)
+    return label_is_empty(frame[spec.label_column]) | said_open
+
+
+def row_ids(frame: pd.DataFrame, spec: FlatSpec) -> pd.Series:
+    """The id column as text, else the row number in the file (1 = the first data row, as validation counts)."""
+    if spec.id_column:
+        return frame[spec.id_column].astype("string")
+    return pd.Series(np.arange(1, len(frame) + 1), index=frame.index).astype("string")
+
+
 def flat_rows(frame: pd.DataFrame, spec: FlatSpec) -> tuple[pd.DataFrame, np.ndarray]:
     """Every row as lead_id, cutoff_time, row_order, converted, then the declared features (input order), and
     which rows carry a label. One builder for training rows and open leads alike."""
     declared = [spec.label_column, *spec.categorical, *spec.numeric]
-    declared += [c for c in (spec.id_column, spec.time_column) if c]
+    declared += [c for c in (spec.id_column, spec.time_column, spec.status_column) if c]
     absent = [column for column in declared if column not in frame.columns]
     if absent:
         raise KeyError(f"flat table: declared column(s) absent: {absent}; columns present: {list(frame.columns)}")
     placeholders = set(spec.missing_values)
-    label_text = frame[spec.label_column]
-    positives = set(label_key(pd.Series([str(v) for v in spec.positive_values])).dropna())
-    converted = label_key(label_text).isin(positives).astype("int8")
-    labelled = ~label_is_empty(label_text).to_numpy()
-    ids = (
-        frame[spec.id_column].astype("string") if spec.id_column else pd.Series(np.arange(len(frame))).astype("string")
-    )
+    converted = label_key(frame[spec.label_column]).isin(value_keys(spec.positive_values)).astype("int8")
+    labelled = ~is_open(frame, spec).to_numpy()
+    ids = row_ids(frame, spec)
     if spec.time_column:
         cutoff = pd.to_datetime(frame[spec.time_column], errors="coerce", utc=True, format="mixed")
     else:
@@ -82,8 +103,24 @@ def flat_rows(frame: pd.DataFrame, spec: FlatSpec) -> tuple[pd.DataFrame, np.nda
     return out, labelled
 
 
+@dataclass(frozen=True)
+class FlatCounts:
+    rows: int
+    labelled: int  # rows with an outcome: the training rows
+    positive: int
+    open: int  # empty label or an open value: scored by predict, never trained
+
+
+def flat_counts(frame: pd.DataFrame, spec: FlatSpec) -> FlatCounts:
+    """How the export's rows divide into outcomes and open rows."""
+    closed = ~is_open(frame, spec)
+    positive = label_key(frame[spec.label_column]).isin(value_keys(spec.positive_values)).fillna(False) & closed
+    return FlatCounts(len(frame), int(closed.sum()), int(positive.sum()), int((~closed).sum()))
+
+
 def flat_training_set(frame: pd.DataFrame, spec: FlatSpec) -> FlatResult:
-    """lead_id, cutoff_time, row_order, converted, then the declared features, in time order (labelled rows)."""
+    """lead_id, cutoff_time, row_order, converted, then the declared features, in time order (the rows with an
+    outcome: open rows are left out, neither positives nor negatives)."""
     out, labelled = flat_rows(frame, spec)
     out = out[labelled]
     order = ["cutoff_time", "row_order"] if spec.time_column else ["row_order"]
@@ -93,6 +130,6 @@ def flat_training_set(frame: pd.DataFrame, spec: FlatSpec) -> FlatResult:
 
 
 def flat_open_leads(frame: pd.DataFrame, spec: FlatSpec) -> pd.DataFrame:
-    """The rows whose label is empty (the leads still open), built exactly as the training rows, in input order."""
+    """The open rows (see `is_open`), built exactly as the training rows, in input order."""
     out, labelled = flat_rows(frame, spec)
     return out[~labelled].drop(columns="converted").reset_index(drop=True)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from leadscore.features.context import FeatureParams
 from leadscore.features.custom import CustomField
 from leadscore.features.derived import CATEGORICAL_PARTS
+from leadscore.features.flat import FlatSpec, value_keys
 from leadscore.features.registry import feature_set
 from leadscore.features.schemas import TABLE_ROLES
 from leadscore.features.spine import CutoffPolicy
@@ -209,11 +210,21 @@ class FlatSettings(_Section):
     sql_url: str | None = Field(None, description="instead of `path`: a database (SQLAlchemy URL)")
     sql_table: str | None = None
     separator: str = ","
-    id_column: str | None = None
+    id_column: str | None = Field(None, description="none: a row is known by its row number (1 = first data row)")
+    identify_columns: list[str] = Field(
+        default_factory=list, description="columns copied into the scores file to match rows back (e.g. a title)"
+    )
     label_column: str
     positive_values: list[str | int | float | bool] = Field(default_factory=lambda: [1, "1", "yes", True])
     negative_values: list[str | int | float | bool] = Field(
         default_factory=lambda: [0, "0", "no", False], description="any other label value is an error"
+    )
+    open_values: list[str | int | float | bool] = Field(
+        default_factory=list,
+        description="values meaning still open (in status_column if set, else the label): never trained, scored",
+    )
+    status_column: str | None = Field(
+        None, description="a status column whose open_values make a row open whatever its label says"
     )
     encoding: str | None = Field(None, description="CSV text encoding; default: detected (UTF-8, BOM, UTF-16)")
     time_column: str | None = Field(None, description="row order is the time order when absent")
@@ -249,14 +260,42 @@ class FlatSettings(_Section):
             raise ValueError("label_from needs time_column: an outcome counts within the horizon after the row's time")
         roles = [
             self.label_column,
-            *(c for c in (self.id_column, self.time_column) if c),
+            *(c for c in (self.id_column, self.time_column, self.status_column) if c),
             *self.categorical,
             *self.numeric,
         ]
         twice = sorted({c for c in roles if roles.count(c) > 1})
         if twice:
-            raise ValueError(f"column(s) declared more than once (label, id, time, categorical, numeric): {twice}")
+            raise ValueError(
+                f"column(s) declared more than once (label, id, time, status, categorical, numeric): {twice}"
+            )
+        self._open_values_apart()
         return self
+
+    def _open_values_apart(self) -> None:
+        """An open value that is also an outcome would make a row both trained and scored."""
+        if self.status_column and not self.open_values:
+            raise ValueError("status_column needs open_values: the statuses that mean still open")
+        if self.status_column:
+            return  # open values are statuses there, not labels
+        both = value_keys(self.open_values) & value_keys([*self.positive_values, *self.negative_values])
+        if both:
+            raise ValueError(f"open_values also listed as positive or negative values: {sorted(both)}")
+
+    def spec(self) -> FlatSpec:
+        """The flat builder's view of these settings."""
+        return FlatSpec(
+            label_column=self.label_column,
+            categorical=tuple(self.categorical),
+            numeric=tuple(self.numeric),
+            positive_values=tuple(self.positive_values),
+            id_column=self.id_column,
+            time_column=self.time_column,
+            missing_values=tuple(self.missing_values),
+            leaking=tuple(self.leaking),
+            open_values=tuple(self.open_values),
+            status_column=self.status_column,
+        )
 
 
 class ExportSettings(_Section):

@@ -17,7 +17,7 @@ from leadscore.features.registry import all_features
 from leadscore.features.spine import build_spine, scoring_spine
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.intake.exports import without_missing_files
-from leadscore.pipelines.intake.flat_checks import check_flat_table
+from leadscore.pipelines.intake.flat_checks import check_flat_table, open_rule
 from leadscore.pipelines.intake.flat_source import flat_location, flat_table_source, load_flat_export
 from leadscore.pipelines.intake.ground import load_valid_crm
 from leadscore.pipelines.intake.sources import read_source
@@ -161,18 +161,19 @@ def coverage_lines(coverage: dict | None) -> list[str]:
     return lines
 
 
+def flat_rows_lines(manifest: dict) -> list[str]:
+    """Flat mode: the rows trained on and the open rows left out (predict scores those)."""
+    if manifest.get("mode") != "flat" or "unlabelled_rows" not in manifest:
+        return []
+    return [
+        f"flat export: {manifest['rows']:,} rows trained ({manifest['positives']:,} positive), "
+        f"{manifest['unlabelled_rows']:,} open ({manifest.get('open_rule', 'empty label')}: not trained, scored by "
+        "predict)"
+    ]
+
+
 def flat_spec(settings: Settings) -> FlatSpec:
-    f = settings.flat
-    return FlatSpec(
-        label_column=f.label_column,
-        categorical=tuple(f.categorical),
-        numeric=tuple(f.numeric),
-        positive_values=tuple(f.positive_values),
-        id_column=f.id_column,
-        time_column=f.time_column,
-        missing_values=tuple(f.missing_values),
-        leaking=tuple(f.leaking),
-    )
+    return settings.flat.spec()
 
 
 def flat_training_set_from(settings: Settings) -> TrainingSet:
@@ -184,6 +185,8 @@ def flat_training_set_from(settings: Settings) -> TrainingSet:
     manifest = {
         "mode": "flat",
         "unlabelled_rows": result.unlabelled,
+        "open_rule": open_rule(f),
+        "row_id": f.id_column or "row number (1 = first data row)",
         "excluded_leaking_columns": result.excluded_leaking,
         "time_order": f.time_column or "row order",
         "cutoff_range": _range(frame["cutoff_time"]) if f.time_column else None,

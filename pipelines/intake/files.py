@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from leadscore.features.schemas import TABLE_ROLES
 from leadscore.pipelines.errors import DataError, UsageError
 from leadscore.pipelines.memory import release_unused_memory
 
@@ -50,6 +51,16 @@ class CsvShape:
     encoding: str
     header: list[str]
     data_lines: int  # non-blank lines after the header
+
+
+def setting_key(name: str, key: str) -> str | None:
+    """The config key that sets `key` for the table read as `name`: `tables.leads.encoding`, `flat.encoding`,
+    `flat.label_from.encoding`, `exports.more_events[0].encoding`; None for a file the config does not describe."""
+    if name in TABLE_ROLES:
+        return f"tables.{name}.{key}"
+    if name == "flat" or name.startswith(("flat.", "exports.")):
+        return f"{name}.{key}"
+    return None
 
 
 def file_kind(path: Path, *, name: str) -> str:
@@ -140,8 +151,7 @@ def scan_csv(path: Path, *, name: str, separator: str, encoding: str | None) -> 
                     f"not valid {chosen} text (byte {bad!r} cannot be decoded)",
                     where=where,
                     line=line,
-                    hint=f'save the file as UTF-8, or declare its encoding: tables.{name}.encoding = "latin-1" '
-                    "(or cp1252, utf-16, ...)",
+                    hint=_encoding_hint(name),
                 ) from None
             parts = text.split("\n")
             carry = parts.pop()  # the unfinished last line waits for the next block
@@ -176,6 +186,13 @@ def scan_csv(path: Path, *, name: str, separator: str, encoding: str | None) -> 
     if chosen != "utf-8":
         log.info("%s: read as %s", where, chosen)
     return CsvShape(chosen, header, lines - blank)
+
+
+def _encoding_hint(name: str) -> str:
+    key = setting_key(name, "encoding")
+    if key is None:
+        return "save the file as UTF-8"
+    return f'save the file as UTF-8, or declare its encoding: {key} = "latin-1" (or cp1252, utf-16, ...)'
 
 
 def _refuse_duplicate_names(names: list[str], *, where: str) -> None:
@@ -324,7 +341,7 @@ def read_sql_checked(
     except sa_exc.ArgumentError:
         raise UsageError(
             f"not a database URL: {url!r}",
-            where=f"tables.{name}.sql_url",
+            where=setting_key(name, "sql_url") or name,
             hint="e.g. sqlite:///crm.db or postgresql+psycopg://user@host/db",
         ) from None
     where = f"table '{name}' (SQL table '{table}' at {shown})"
@@ -335,7 +352,8 @@ def read_sql_checked(
     try:
         with engine.connect() as connection:
             if not sqlalchemy.inspect(connection).has_table(table):
-                raise DataError("no such table", where=where, hint=f"check tables.{name}.sql_table")
+                key = setting_key(name, "sql_table") or "the table name"
+                raise DataError("no such table", where=where, hint=f"check {key}")
             streaming = connection.execution_options(stream_results=True, max_row_buffer=chunk_rows)
             chunks = pd.read_sql_table(table, streaming, chunksize=chunk_rows)
             frame = _concat_chunks(chunks, dictionary_columns=dictionary_columns)

@@ -1,6 +1,6 @@
 """Flat mode: the export is checked before anything is built from it, as strictly as the CRM tables.
 
-A label outside the declared positive and negative values would silently become a negative; text in a numeric
+A label outside the declared positive, negative and open values would silently become a negative; text in a numeric
 column would silently become missing; a declared column that is absent, a duplicated id or an unreadable time
 would train on something else than the user thinks. Each is a problem naming the column, the first row and
 example values with their counts. `validate` lists them all; `train`, `build-training-set` and `predict` stop at
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from leadscore.features.flat import label_is_empty, label_key
+from leadscore.features.flat import is_open, label_key, value_keys
 from leadscore.pipelines.errors import DataError
 
 SHOWN = 8
@@ -42,7 +42,8 @@ def _first_row(mask: pd.Series) -> int:
 
 
 def _declared(flat) -> list[str]:
-    return [flat.label_column, *(c for c in (flat.id_column, flat.time_column) if c), *flat.categorical, *flat.numeric]
+    roles = (flat.id_column, flat.time_column, flat.status_column)
+    return [flat.label_column, *(c for c in roles if c), *flat.categorical, *flat.numeric, *flat.identify_columns]
 
 
 def _absent_columns(frame: pd.DataFrame, flat, where: str) -> list[FlatProblem]:
@@ -78,36 +79,32 @@ def _absent_columns(frame: pd.DataFrame, flat, where: str) -> list[FlatProblem]:
 
 def _label_problems(frame: pd.DataFrame, flat, where: str) -> list[FlatProblem]:
     labels = frame[flat.label_column]
-    declared = {str(v) for v in [*flat.positive_values, *flat.negative_values]}
-    allowed = set(label_key(pd.Series(sorted(declared))).dropna())
     keys = label_key(labels)
-    empty = label_is_empty(labels)
-    outside = ~empty & ~keys.isin(allowed)
+    closed = ~is_open(frame, flat.spec())  # open rows have no outcome yet: neither checked nor trained
+    outside = closed & ~keys.isin(value_keys([*flat.positive_values, *flat.negative_values]))
     if outside.any():
         return [
             FlatProblem(
                 "error",
                 DataError(
-                    f"{int(outside.sum()):,} label(s) are neither positive_values nor negative_values: "
+                    f"{int(outside.sum()):,} label(s) are neither positive_values, negative_values nor open_values: "
                     f"{_counts(labels[outside].astype('string'))}",
                     where=where,
                     column=flat.label_column,
                     row=_first_row(outside),
-                    hint="add each value to flat.positive_values or flat.negative_values "
-                    "(a label must never be guessed)",
+                    hint=_outside_hint(flat),
                 ),
             )
         ]
-    positives = set(label_key(pd.Series([str(v) for v in flat.positive_values])).dropna())
-    is_positive = keys.isin(positives) & ~empty
-    counts = f"labels: {_counts(labels[~empty].astype('string'))}" if (~empty).any() else "every label is empty"
-    if not is_positive.any() or not (~empty & ~is_positive).any():
+    is_positive = keys.isin(value_keys(flat.positive_values)) & closed
+    counts = f"labels: {_counts(labels[closed].astype('string'))}" if closed.any() else "every row is open"
+    if not is_positive.any() or not (closed & ~is_positive).any():
         missing = "positive" if not is_positive.any() else "negative"
         return [
             FlatProblem(
                 "error",
                 DataError(
-                    f"no {missing} label among {int((~empty).sum()):,} labelled row(s) ({counts})",
+                    f"no {missing} label among {int(closed.sum()):,} labelled row(s) ({counts})",
                     where=where,
                     column=flat.label_column,
                     hint=f"check flat.{missing}_values and flat.label_column: a model needs both outcomes",
@@ -115,6 +112,19 @@ def _label_problems(frame: pd.DataFrame, flat, where: str) -> list[FlatProblem]:
             )
         ]
     return []
+
+
+def _outside_hint(flat) -> str:
+    """Where an unknown label goes: an outcome, or (rows still being worked) open."""
+    still_open = (
+        f"list the statuses of {flat.status_column!r} that mean still open in flat.open_values"
+        if flat.status_column
+        else "add the values that mean still open (a deal being worked) to flat.open_values"
+    )
+    return (
+        f"add each outcome to flat.positive_values or flat.negative_values; {still_open}: those rows are scored by "
+        "predict, never trained (a label must never be guessed)"
+    )
 
 
 def _numeric_problems(frame: pd.DataFrame, flat, where: str) -> list[FlatProblem]:
@@ -195,6 +205,28 @@ def _id_and_time_problems(frame: pd.DataFrame, flat, where: str) -> list[FlatPro
                 )
             )
     return problems
+
+
+def open_rule(flat) -> str:
+    """Which rows are open, in words (summaries print it)."""
+    if not flat.open_values:
+        return "empty label"
+    shown = ", ".join(repr(str(v)) for v in flat.open_values[:4]) + (" ..." if len(flat.open_values) > 4 else "")
+    return f"empty label, or {flat.status_column or flat.label_column} in {shown}"
+
+
+def identifying_candidates(frame: pd.DataFrame, flat, *, shown: int = 3) -> list[str]:
+    """Undeclared text columns whose values are (nearly) all filled and distinct, e.g. a deal's title: suggested
+    for flat.identify_columns, never used unasked (they may hold personal data)."""
+    used = {*_declared(flat), *flat.leaking}
+    found = []
+    for column in frame.columns:
+        if column in used or pd.api.types.is_numeric_dtype(frame[column]):
+            continue
+        text = frame[column].astype("string").str.strip().replace("", pd.NA)
+        if len(text) and text.notna().mean() >= 0.9 and text.nunique() >= 0.9 * len(text):
+            found.append(column)
+    return found[:shown]
 
 
 def flat_problems(frame: pd.DataFrame, flat, *, where: str) -> list[FlatProblem]:

@@ -1,8 +1,10 @@
-"""`leadscore predict` in flat mode: the export's rows whose label is empty are the open leads.
+"""`leadscore predict` in flat mode: the export's open rows (an empty label, or one of `flat.open_values`) are the
+open leads, and exactly those are scored.
 
 They are built by the same builder as the training rows (features.flat), scored by the champion with its SHAP
 reasons and, where grade rules name the export's columns (`[grades.fit]` and `[flat.engagement]`), graded and
-routed through the same routing table as in CRM mode.
+routed through the same routing table as in CRM mode. Without an id column a row's lead_id is its row number in the
+file; `flat.identify_columns` are copied beside it so that a user can match the scores back to the export.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from leadscore.models.drift import stability_counts
 from leadscore.models.grades import grade_flat_rows
 from leadscore.models.reasons import top_reasons
 from leadscore.pipelines.config import Settings
-from leadscore.pipelines.errors import DataError
-from leadscore.pipelines.intake.flat_checks import check_flat_table
+from leadscore.pipelines.errors import DataError, UsageError
+from leadscore.pipelines.intake.flat_checks import check_flat_table, open_rule
 from leadscore.pipelines.intake.flat_source import flat_location, load_flat_export
 from leadscore.pipelines.intake.ground import check_model_features
 from leadscore.pipelines.training_set import flat_spec
@@ -79,16 +81,19 @@ def score_flat_open_leads(
     as_of: pd.Timestamp | None = None,
     keep_contributions: bool = False,
 ) -> Scored:
-    """Every row of the flat export without a label: probability, score, reasons; grades when configured."""
-    raw = read_flat_table(settings)
-    rows = flat_open_leads(raw, flat_spec(settings))
+    """Every open row of the flat export: probability, score, reasons; grades when configured; the identifying
+    columns beside the lead_id."""
+    export = read_flat_table(settings)
+    rows = flat_open_leads(export, flat_spec(settings))
     f = settings.flat
     check_model_features(model, [*f.categorical, *f.numeric], model_uri)
+    check_identify_columns(f.identify_columns)
     if rows.empty:
         raise DataError(
-            f"no open lead: every one of the {len(raw):,} rows has a label in '{f.label_column}'",
+            f"no open lead: none of the {len(export):,} rows is open ({open_rule(f)})",
             where=flat_location(settings),
-            hint="leave the label empty for the leads to score (they are left out of training)",
+            hint="leave the label empty for the leads to score, or list the values that mean still open in "
+            "flat.open_values (with flat.status_column for a status column); open rows are left out of training",
         )
     stamp = flat_as_of(settings, rows, as_of)
     names = list(model.feature_names_in_)
@@ -100,6 +105,9 @@ def score_flat_open_leads(
         contributions, X, {}, reference=getattr(wrapper, "reason_reference", None), directions=dict(f.directions)
     )
     scores = pd.DataFrame({"lead_id": rows["lead_id"].to_numpy(), "probability": probability, "raw_score": raw})
+    behind = export.iloc[rows["row_order"].to_numpy()]  # the export's own rows, as written: to find them again
+    for column in f.identify_columns:
+        scores[column] = behind[column].to_numpy()
     scores = pd.concat([scores, reasons.reset_index(drop=True)], axis=1)
     if flat_grades_configured(settings):
         graded = grade_flat_rows(rows, settings.grades, f.engagement, as_of=stamp, probability=pd.Series(probability))
@@ -121,6 +129,21 @@ def score_flat_open_leads(
     profile = getattr(wrapper, "reference_profile", {}) or {}
     drift = _drift(profile, stability_counts(profile, X), scores)
     kept = contributions.assign(lead_id=rows["lead_id"].to_numpy()) if keep_contributions else None
-    result = Scored(scores[OUTPUT_COLUMNS].reset_index(drop=True), rejects.reset_index(drop=True), kept, drift)
-    result.summary = summarise(result)
+    columns = ["lead_id", *f.identify_columns, *OUTPUT_COLUMNS[1:]]
+    result = Scored(scores[columns].reset_index(drop=True), rejects.reset_index(drop=True), kept, drift)
+    result.summary = summarise(result) | {
+        "open_rows": len(rows),
+        "row_id": f"column {f.id_column!r}" if f.id_column else "row number in the file (1 = first data row)",
+        "identify_columns": list(f.identify_columns),
+    }
     return result
+
+
+def check_identify_columns(columns: list[str]) -> None:
+    """An identifying column named like a column of the scores would overwrite it."""
+    clash = [c for c in columns if c in {*OUTPUT_COLUMNS, "raw_score"}]
+    if clash:
+        raise UsageError(
+            f"flat.identify_columns {clash}: the scores file has columns of the same name",
+            hint="rename the column in the export (or leave it out of flat.identify_columns)",
+        )

@@ -199,6 +199,11 @@ def say_scored(
         f"v{summary['model_version'] or '?'} -> {summary['output']}"
     )
     echo(f"rejected: {s['rejected']:,}; mean probability {s['mean_probability']}")
+    if "row_id" in s:  # flat mode: how a scored row is found in the export
+        echo(
+            f"open rows in the export: {s['open_rows']:,}; lead_id: {s['row_id']}; identifying columns: "
+            f"{s['identify_columns'] or 'none (flat.identify_columns)'}"
+        )
     if summary["history"]:
         echo(f"score history: this run's {s['scored']:,} rows -> {summary['history']}")
     if s["leads_per_cell"]:
@@ -219,7 +224,7 @@ def say_scored(
             err=True,
         )
     echo(f"\ntop {top} leads:")
-    columns = list(SHOWN_COLUMNS)
+    columns = ["lead_id", *s.get("identify_columns", []), *SHOWN_COLUMNS[1:]]
     if capacity is not None:
         columns.insert(5, "handoff")
     echo(result.scores.head(top)[columns].to_string(index=False, max_colwidth=110))

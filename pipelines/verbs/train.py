@@ -532,7 +532,7 @@ def run_train(
     """The whole `leadscore train` (lead level) as the command line runs it: the data (validated CRM tables, a
     flat export or a prebuilt training set), then `train`, then its figures and the gate's decision."""
     from leadscore.pipelines.intake.files import check_parquet_input
-    from leadscore.pipelines.training_set import coverage_lines, read_training_set
+    from leadscore.pipelines.training_set import coverage_lines, flat_rows_lines, read_training_set
 
     data, prebuilt = None, None
     if training_set is not None:
@@ -549,6 +549,8 @@ def run_train(
     except TooLittleDataError as exc:
         raise DataError(f"too little data to train: {exc}") from None
     model, split, deployed = result.model, result.split, result.deployed
+    for line in flat_rows_lines(result.training.manifest):
+        echo(line)
     echo(
         f"recipe evaluated: fit on {len(split.dev):,} rows, scored on the latest {len(split.holdout):,} (fully "
         f"observed) rows (best iteration {model.best_iteration_}, calibration: {model.calibration_method_})"

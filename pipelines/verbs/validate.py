@@ -110,7 +110,6 @@ def run_validation(
 
 def run_flat_validation(settings: Settings, *, echo: Callable[[str], None]) -> int:
     """Flat mode: the export's problems (absent columns, labels, numbers, ids, times, leaking names) and a summary."""
-    from leadscore.features.flat import label_is_empty, label_key
     from leadscore.pipelines.intake.flat_checks import flat_problems
     from leadscore.pipelines.intake.flat_source import flat_location, load_flat_export
 
@@ -118,22 +117,35 @@ def run_flat_validation(settings: Settings, *, echo: Callable[[str], None]) -> i
     frame = load_flat_export(settings)
     problems = flat_problems(frame, f, where=flat_location(settings))
     echo(f"{flat_location(settings)}: {len(frame):,} rows, {len(frame.columns)} columns")
-    if f.label_column in frame:
-        empty = label_is_empty(frame[f.label_column])
-        positives = set(label_key(pd.Series([str(v) for v in f.positive_values])).dropna())
-        won = int((label_key(frame[f.label_column]).isin(positives) & ~empty).sum())
-        labelled = int((~empty).sum())
-        rate = f"{won / labelled:.1%}" if labelled else "n/a"
-        echo(
-            f"  {labelled:,} labelled ({won:,} positive, {rate}), {int(empty.sum()):,} open (empty label: scored "
-            "by predict)"
-        )
-    echo(
-        f"  features: {len(f.categorical)} categorical, {len(f.numeric)} numeric; leaking excluded: "
-        f"{[c for c in f.leaking if c in frame.columns]}"
-    )
+    for line in flat_summary_lines(frame, f):
+        echo(line)
     for problem in problems:
         echo(f"  {problem.severity}: {problem.message}")
     errors = sum(p.severity == "error" for p in problems)
     echo(f"{errors} error(s), {len(problems) - errors} warning(s)")
     return 1 if errors else 0
+
+
+def flat_summary_lines(frame: pd.DataFrame, f) -> list[str]:
+    """The outcome and open counts, the features, and how a row is identified in the scores."""
+    from leadscore.features.flat import flat_counts
+    from leadscore.pipelines.intake.flat_checks import identifying_candidates, open_rule
+
+    lines = []
+    present = [c for c in (f.label_column, f.status_column) if c]
+    if all(c in frame for c in present):
+        n = flat_counts(frame, f.spec())
+        rate = f"{n.positive / n.labelled:.1%}" if n.labelled else "n/a"
+        lines.append(
+            f"  {n.labelled:,} labelled ({n.positive:,} positive, {rate}), {n.open:,} open ({open_rule(f)}: "
+            "scored by predict, never trained)"
+        )
+    lines.append(
+        f"  features: {len(f.categorical)} categorical, {len(f.numeric)} numeric; leaking excluded: "
+        f"{[c for c in f.leaking if c in frame.columns]}"
+    )
+    if not f.id_column:
+        shown = f.identify_columns or identifying_candidates(frame, f)
+        carried = "carried into the scores" if f.identify_columns else "candidates for flat.identify_columns"
+        lines.append(f"  no id column: lead_id is the row number in the file (1 = first data row); {carried}: {shown}")
+    return lines

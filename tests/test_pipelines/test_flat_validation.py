@@ -45,7 +45,8 @@ def test_every_problem_is_listed_at_once(tmp_path):
     text = "id,age,job,y\n1,30,a,1\n1,thirty,b,maybe\n2,forty,c,0\n,50,d,0\n"
     out = validate(project(tmp_path, text, 'leaking = ["Tags"]\n'), 1)
     assert "warning: flat table" in out and "leaking column(s) not in the file: ['Tags']" in out
-    assert "column 'y', row 2: 1 label(s) are neither positive_values nor negative_values: 'maybe' (1)" in out
+    outside = "column 'y', row 2: 1 label(s) are neither positive_values, negative_values nor open_values: 'maybe' (1)"
+    assert outside in out
     assert "column 'age', row 2: 2 value(s) are not finite numbers: 'thirty' (1), 'forty' (1)" in out
     assert "column 'id', row 1: 2 row(s) share an id with another row: '1' (2)" in out
     assert "column 'id', row 4: 1 row(s) have no id" in out

@@ -525,7 +525,7 @@ def test_flat_labels_written_as_floats_are_read_exactly(tmp_path):
 def test_flat_labels_outside_the_declared_values_are_listed_with_counts(tmp_path):
     config = flat_project(tmp_path, "age,job,y\n30,a,1\n40,b,maybe\n50,c,2\n60,d,maybe\n")
     out = build(config, 1)
-    assert "column 'y', row 2: 3 label(s) are neither positive_values nor negative_values" in out
+    assert "column 'y', row 2: 3 label(s) are neither positive_values, negative_values nor open_values" in out
     assert "'maybe' (2), '2' (1)" in out and not (tmp_path / "ts.parquet").exists()
 
 
