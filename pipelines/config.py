@@ -367,6 +367,20 @@ class SpineSettings(_Section):
     )
 
 
+class AccountSettings(_Section):
+    """`--level account`: the account spine and the account model's data minimums. A key left unset is derived from
+    the book (models/account_defaults.py) and said in `train`'s output; a key given is used as given."""
+
+    delay_days: float = Field(CutoffPolicy.delay_days, ge=0, description="first cutoff after the account's first lead")
+    every_days: float | None = Field(None, gt=0, description="snapshot spacing; default: horizon / 3")
+    max_snapshots: int | None = Field(None, ge=1, description="rows kept per account; default: about 2,000 rows in all")
+    horizon_days: float | None = Field(
+        None, gt=0, description="default: 80th percentile of first-lead-to-win days, halved until both classes fit"
+    )
+    min_positives: int | None = Field(None, ge=1, description="default: a quarter of the accounts, 10 to model's")
+    min_negatives: int | None = Field(None, ge=1, description="default: as min_positives")
+
+
 class FeatureSettings(_Section):
     feature_set: str = "default"
     half_life_days: float = Field(14.0, gt=0)
@@ -458,6 +472,7 @@ class Settings(_Section):
     flat: FlatSettings | None = None
     exports: ExportSettings = Field(default_factory=ExportSettings)
     spine: SpineSettings = Field(default_factory=SpineSettings)
+    accounts: AccountSettings = Field(default_factory=AccountSettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,13 @@ from leadscore.features.accounts import (
     build_account_features,
 )
 from leadscore.models.account import grade_accounts, leads_by_score, rollup_probability
+from leadscore.models.account_defaults import (
+    AccountChoice,
+    AccountGiven,
+    AccountSettingsError,
+    Folds,
+    choose_account_spine,
+)
 from leadscore.models.conversion import TooLittleDataError
 from leadscore.models.evaluation import calibration_table, evaluate, metrics_table
 from leadscore.models.factory import build_model
@@ -61,10 +68,49 @@ log = logging.getLogger(__name__)
 ACCOUNT_MODEL = "lightgbm_calibrated"  # the account model's row in the metrics (the gate reads this name)
 
 
-def account_settings(settings: Settings) -> Settings:
-    """The same settings with the account model's registry name: `<registered_model>-account`."""
+def account_settings(settings: Settings, choice: AccountChoice | None = None) -> Settings:
+    """The same settings with the account model's registry name: `<registered_model>-account`, and with a `choice`
+    its spine and minimums in `spine.*` and `model.min_*`, so that the lead training helpers (holdout gap, model
+    factory) read the account's."""
     mlflow = settings.mlflow.model_copy(update={"registered_model": f"{settings.mlflow.registered_model}-account"})
-    return settings.model_copy(update={"mlflow": mlflow})
+    update: dict = {"mlflow": mlflow}
+    if choice is not None:
+        p = choice.policy
+        spine = {"delay_days": p.delay_days, "every_days": p.every_days, "max_snapshots": p.max_snapshots}
+        update["spine"] = settings.spine.model_copy(update={**spine, "horizon_days": p.horizon_days})
+        minimums = {"min_positives": choice.min_positives, "min_negatives": choice.min_negatives}
+        update["model"] = settings.model.model_copy(update=minimums)
+    return settings.model_copy(update=update)
+
+
+def _base_policy(settings: Settings):
+    """The lead spine's policy with the account's first-cutoff delay: what the account settings start from."""
+    return replace(settings.cutoff_policy(), delay_days=settings.accounts.delay_days)
+
+
+def choose_spine(settings: Settings, data: CrmData) -> AccountChoice:
+    """The account spine in force: `[accounts]` keys as given, the others derived from the book."""
+    a, m = settings.accounts, settings.model
+    given = AccountGiven(a.horizon_days, a.every_days, a.max_snapshots, a.min_positives, a.min_negatives)
+    folds = Folds(m.holdout_fraction, m.validation_fraction, m.min_positives, m.min_negatives)
+    t = data.tables
+    return choose_account_spine(
+        t["leads"], t["opportunities"], as_of=data.as_of, base=_base_policy(settings), given=given, folds=folds
+    )
+
+
+def horizon_warning(settings: Settings, choice: AccountChoice) -> str | None:
+    """What a horizon other than the lead model's means for comparing the two, or None when they agree."""
+    account, lead = choice.policy.horizon_days, settings.spine.horizon_days
+    if account == lead:
+        return None
+    return (
+        f"warning: the account model's horizon ({account:g} days) differs from the lead model's "
+        f"spine.horizon_days ({lead:g} days): an account probability is the chance of a win within {account:g} "
+        f"days, a lead probability (and the roll-ups 1 - prod(1 - p_lead)) within {lead:g} days. Compare their "
+        "rankings (ROC AUC, PR AUC, lift), not their probabilities: the roll-ups' log loss, Brier and ECE are "
+        f"measured against the {account:g}-day account label. Set accounts.horizon_days = {lead:g} to align them."
+    )
 
 
 def account_context(settings: Settings, data: CrmData, spine: pd.DataFrame) -> AccountContext:
@@ -79,11 +125,9 @@ def account_context(settings: Settings, data: CrmData, spine: pd.DataFrame) -> A
     )
 
 
-def account_training_set(settings: Settings, data: CrmData) -> TrainingSet:
-    """Account spine -> account features, as a TrainingSet the lead training code accepts."""
-    t = data.tables
-    policy = settings.cutoff_policy()
-    spine, stats = build_account_spine(t["leads"], t["opportunities"], policy, as_of=data.as_of)
+def account_training_set(settings: Settings, data: CrmData, choice: AccountChoice) -> TrainingSet:
+    """Account spine (the one `choice` built) -> account features, as a TrainingSet the lead training code accepts."""
+    spine, stats, policy = choice.spine, choice.stats, choice.policy
     specs = account_feature_specs()
     names = list(specs)
     log.info(
@@ -101,6 +145,7 @@ def account_training_set(settings: Settings, data: CrmData) -> TrainingSet:
         "as_of": data.as_of.isoformat(),
         "spine": {**asdict(stats), "accounts": stats.leads},
         "cutoff_policy": asdict(policy),
+        "account_settings": dict(choice.how),
         "rows": len(frame),
         "positives": int(frame["converted"].sum()),
         "features": names,
@@ -147,6 +192,7 @@ def lead_recipe_before(settings: Settings, data: CrmData, first_holdout_cutoff: 
 @dataclass
 class AccountTrainResult:
     result: TrainResult
+    choice: AccountChoice
     rollups: dict[str, str] = field(default_factory=dict)  # roll-up scorer -> which lead model it used
     version: str | None = None
     decision: str = ""
@@ -155,18 +201,14 @@ class AccountTrainResult:
 
 
 def train_and_evaluate_accounts(settings: Settings, data: CrmData, *, lead_champion=None) -> AccountTrainResult:
-    """Fit on the earlier account rows, score the holdout with the account model and the lead roll-ups."""
-    from leadscore.models.conversion import TooLittleDataError
-
-    training = account_training_set(settings, data)
-    y = training.frame["converted"]
-    if int(y.sum()) < settings.model.min_positives or int((1 - y).sum()) < settings.model.min_negatives:
-        raise TooLittleDataError(
-            f"the account training set has {int(y.sum())} converted and {int((1 - y).sum())} "
-            "not-converted rows; add history"
-        )
-    split = holdout_split(settings, training)
-    model = fit_account_model(settings, training, split.dev)
+    """Fit on the earlier account rows, score the holdout with the account model and the lead roll-ups. The account
+    spine's settings are chosen first (derived where `[accounts]` leaves them unset); the lead roll-ups keep the
+    lead settings."""
+    choice = choose_spine(settings, data)
+    acc = account_settings(settings, choice)
+    training = account_training_set(acc, data, choice)
+    split = holdout_split(acc, training)
+    model = fit_account_model(acc, training, split.dev)
     holdout = training.frame.iloc[split.holdout].reset_index(drop=True)
     probability = model.predict_proba(holdout[training.feature_names])[:, 1]
     scores = {ACCOUNT_MODEL: probability}
@@ -191,7 +233,7 @@ def train_and_evaluate_accounts(settings: Settings, data: CrmData, *, lead_champ
     result = TrainResult(
         model, training, split, metrics, calibration_table(holdout["converted"], probability), probability
     )
-    return AccountTrainResult(result, rollups)
+    return AccountTrainResult(result, choice, rollups)
 
 
 def account_reference_population(settings: Settings, data: CrmData, feature_names: list[str]) -> ReferencePopulation:
@@ -215,9 +257,9 @@ def train_accounts(settings: Settings, data: CrmData, *, promote_anyway: bool = 
     out = train_and_evaluate_accounts(settings, data, lead_champion=lead_champion)
     result = out.result
     training = result.training
-    deployed = fit_account_model(settings, training, np.arange(len(training.frame)))
+    acc = account_settings(settings, out.choice)
+    deployed = fit_account_model(acc, training, np.arange(len(training.frame)))
     result.deployed = deployed
-    acc = account_settings(settings)
     holdout = training.frame.iloc[result.split.holdout]
     with mlflow.start_run(experiment_id=experiment, run_name=tracking.run_name("train", data.as_of, "account")) as run:
         mlflow.log_params({f"model.{k}": v for k, v in settings.model.model_dump().items()})
@@ -229,11 +271,14 @@ def train_accounts(settings: Settings, data: CrmData, *, promote_anyway: bool = 
                 "holdout_rows": len(result.split.holdout),
                 "training_data": training_data_id(training.manifest),
                 "best_iteration": result.model.best_iteration_,
-                "horizon_days": gap_days(settings),
+                "horizon_days": gap_days(acc),
+                "every_days": acc.spine.every_days,
+                "max_snapshots": acc.spine.max_snapshots,
                 "deployed.rows": deployed.n_train_,
             }
         )
         mlflow.log_params({f"rollup.{k}": v[:500] for k, v in out.rollups.items()})
+        mlflow.log_params({f"accounts.{k}": v[:500] for k, v in out.choice.how.items()})
         for scorer, row in result.metrics.iterrows():
             mlflow.log_metrics({f"{scorer}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
         mlflow.log_metrics({k: float(v) for k, v in result.metrics.loc[ACCOUNT_MODEL].items() if pd.notna(v)})
@@ -426,14 +471,26 @@ def score_open_accounts(
     return result
 
 
+def account_spine_for_grades(settings: Settings, data: CrmData) -> pd.DataFrame:
+    """The account spine training uses; when no setting leaves a trainable one, the lead spine's settings with the
+    given `[accounts]` ones (a grade table needs labelled rows, not both classes in every fold)."""
+    try:
+        return choose_spine(settings, data).spine
+    except AccountSettingsError as exc:
+        log.info("account grades on the lead spine's settings: %s", exc)
+    a, t = settings.accounts, data.tables
+    given = {"horizon_days": a.horizon_days, "every_days": a.every_days, "max_snapshots": a.max_snapshots}
+    policy = replace(_base_policy(settings), **{k: v for k, v in given.items() if v is not None})
+    return build_account_spine(t["leads"], t["opportunities"], policy, as_of=data.as_of)[0]
+
+
 def account_grade_conversion(settings: Settings, data: CrmData) -> tuple[pd.DataFrame, pd.DataFrame]:
     """How the account grades convert: the account spine's labelled rows (point-in-time, as in training) graded by
     the account rules; per cell the accounts, conversions and rate, and the 4 x 4 matrix as "rate (n)" text."""
     from leadscore.models.grade_analysis import conversion_table
     from leadscore.models.grade_rules import ENGAGEMENT_GRADES, FIT_GRADES
 
-    t = data.tables
-    spine, _ = build_account_spine(t["leads"], t["opportunities"], settings.cutoff_policy(), as_of=data.as_of)
+    spine = account_spine_for_grades(settings, data)
     graded = grade_accounts(account_context(settings, data, spine), settings.grades)
     graded["converted"] = spine["converted"].to_numpy()
     by_cell = conversion_table(graded, by="cell").rename(columns={"leads": "accounts"})
@@ -482,6 +539,7 @@ def run_train_accounts(
         raise DataError(f"too little data to train: {exc}") from None
     result = out.result
     split, name = result.split, account_settings(settings).mlflow.registered_model
+    warning = _echo_account_spine(settings, out.choice, echo)
     echo(
         f"account model evaluated: fit on {len(split.dev):,} account rows, scored on the latest "
         f"{len(split.holdout):,} (fully observed) rows (best iteration {result.model.best_iteration_})"
@@ -507,7 +565,18 @@ def run_train_accounts(
         "holdout_rows": len(split.holdout),
         "rollups": out.rollups,
         "holdout": holdout_figures(result.metrics),
+        "account_spine": {**asdict(out.choice.policy), "how": out.choice.how},
+        "warnings": [warning] if warning else [],
     }
+
+
+def _echo_account_spine(settings: Settings, choice: AccountChoice, echo: Callable[..., None]) -> str | None:
+    """Say the account spine settings in force and how each was set; warn when the horizon is not the lead's."""
+    echo(choice.summary())
+    warning = horizon_warning(settings, choice)
+    if warning:
+        echo(warning, err=True)
+    return warning
 
 
 def run_predict_accounts(
