@@ -217,12 +217,12 @@ def _show(value: object) -> object:
 def _map_columns(raw: pd.DataFrame, source: TableSource, table: str, check: _Checker) -> pd.DataFrame | None:
     """Rename the user's columns to contract roles; report absent mapped or required columns."""
     roles = TABLE_ROLES[table]
-    renamed: dict[str, str] = {}
+    picked: dict[str, str] = {}  # role -> the source column holding it
     ok = True
     for role, required in roles.items():
         column = source.columns.get(role, role)
         if column in raw.columns:
-            renamed[column] = role
+            picked[role] = column
         elif role in source.columns and source.object is not None and not required:
             # a vendor's export holds the fields the user ticked: an optional one absent costs its use, not the run
             check.problems.append(
@@ -250,7 +250,14 @@ def _map_columns(raw: pd.DataFrame, source: TableSource, table: str, check: _Che
             ok = False
     if not ok:
         return None
+    renamed: dict[str, str] = {}
+    for role, column in picked.items():
+        renamed.setdefault(column, role)  # a column's first role names it
     frame = raw[list(renamed)].rename(columns=renamed)
+    for role, column in picked.items():  # one column may hold two roles (a deal's id that is also its lead's id)
+        if role not in frame:
+            frame[role] = frame[renamed[column]]
+    frame = frame[list(picked)] if len(renamed) < len(picked) else frame
     for key, custom in source.custom.items():  # a copy: one source column may also be mapped to a role
         frame[key] = raw[custom.column or key].to_numpy()
     frame.insert(0, ROW, np.arange(1, len(frame) + 1, dtype="int32" if len(frame) < 2**31 - 1 else "int64"))

@@ -228,9 +228,9 @@ def _project(tmp_path: Path, preset: str, build) -> tuple[Path, dict[str, int], 
 
 def test_init_from_a_salesforce_report_export_prints_the_field_table(tmp_path):
     config, _, out = _project(tmp_path, "salesforce", salesforce_report_export)
-    assert "Lead            report_leads.csv: Id ('Lead ID'), CreatedDate ('Create Date'), Title, Email" in out
-    assert "missing Country: lead_country; the country fit rule" in out
-    assert "Task            no file: calls and e-mails logged by sales" in out
+    assert "  Lead            report_leads.csv          13/15  Country: lead_country; the country fit rule\n" in out
+    assert "  Opportunity     report_opportunities.csv  7/7\n" in out
+    assert "  Task            (no file)                 0/3    all: calls and e-mails logged by sales" in out
     assert "fit rules: dropped country (no column for lead_country); the others' weights rescaled" in out
     text = config.read_text()
     assert 'path = "../export/report_leads.csv"' in text and "Task.csv" not in text and "more_events" not in text
@@ -265,8 +265,8 @@ def test_salesforce_report_export_runs_end_to_end(tmp_path):
 
 def test_hubspot_ui_export_runs_end_to_end(tmp_path):
     config, expected, out = _project(tmp_path, "hubspot", hubspot_ui_export)
-    assert "contacts        hubspot-crm-exports-all-contacts-2025-04-26.csv: hs_object_id ('Record ID')" in out
-    assert "engagements     no file" in out
+    assert "  contacts        hubspot-crm-exports-all-contacts-2025-04-26.csv   11/11\n" in out
+    assert "  engagements     (no file)                                         0/3    all: calls, e-mails" in out
     validated = invoke("validate", "--config", config)
     assert f"{expected['opportunities_aside']:,} set aside" in validated
     assert "1 error(s)" in validated and "the other verbs run on the valid rows" in validated
