@@ -281,14 +281,18 @@ def test_hubspot_ui_export_runs_end_to_end(tmp_path):
 
 
 @pytest.mark.parametrize("preset", ["salesforce", "hubspot"])
-def test_a_missing_optional_file_is_a_warning_in_every_verb(tmp_path, preset):
+def test_a_missing_optional_file_is_a_warning_in_every_verb(tmp_path, preset, caplog):
     build = salesforce_report_export if preset == "salesforce" else hubspot_ui_export
     config, expected, _ = _project(tmp_path, preset, build)
     text = config.read_text()
     name = "accounts.csv" if preset == "salesforce" else "hubspot-crm-exports-all-companies-2025-04-26.csv"
     (tmp_path / "export" / name).unlink()
     config.write_text(text)
-    out = invoke("validate", "--config", config)
-    assert f"warning: table 'accounts': file {tmp_path / 'export' / name} not found: left out" in out
-    invoke("train", "--config", config)
-    invoke("predict", "--config", config, "--out", tmp_path / "scores.csv")
+    warning = f"table 'accounts': file {tmp_path / 'export' / name} not found: left out"
+    assert f"warning: {warning}" in invoke("validate", "--config", config)
+    for verb in (["grade"], ["train"], ["predict", "--out", tmp_path / "scores.csv"]):
+        caplog.clear()
+        result = CliRunner().invoke(app, [verb[0], "--config", str(config), *map(str, verb[1:])])
+        assert result.exit_code == 0, result.output
+        assert any(r.levelname == "WARNING" and warning in r.getMessage() for r in caplog.records), verb
+    assert len(pd.read_csv(tmp_path / "scores.csv")) == expected["open"]
