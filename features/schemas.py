@@ -91,3 +91,29 @@ SALES_TOUCH_EVENTS: dict[str, str] = {
     "sales_email": "Sales e-mails",
     "meeting": "Sales meetings",
 }
+
+# Text that means "no value" in a number or a time column (pandas' default list). Text columns keep such values as
+# written: "NA" is Namibia's country code and a common "no answer"; a user lists their own placeholders per table
+# (`missing_values`).
+NUMBER_MISSING = frozenset(
+    {
+        "#N/A",
+        "#N/A N/A",
+        "#NA",
+        "-1.#IND",
+        "-1.#QNAN",
+        "-NaN",
+        "-nan",
+        "1.#IND",
+        "1.#QNAN",
+        "<NA>",
+        "N/A",
+        "NA",
+        "NULL",
+        "NaN",
+        "None",
+        "n/a",
+        "nan",
+        "null",
+    }
+)

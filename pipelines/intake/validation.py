@@ -17,6 +17,7 @@ from leadscore.features.keys import is_in
 from leadscore.features.schemas import (
     EVENT_TYPES,
     ID_COLUMNS,
+    NUMBER_MISSING,
     NUMERIC_COLUMNS,
     SALES_TOUCH_EVENTS,
     STATUSES,
@@ -304,12 +305,20 @@ def _parse_time_role(
     frame[role] = parsed.values
 
 
+def _number_missing(values: pd.Series) -> pd.Series:
+    """A number column's "NA", "null", "n/a" ... as missing (text columns keep them: see NUMBER_MISSING)."""
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return values
+    return values.mask(values.astype("string").str.strip().isin(NUMBER_MISSING).fillna(False))
+
+
 def _parse_number_role(frame: pd.DataFrame, check: _Checker, role: str) -> None:
     """Numbers parsed from text and range-checked: no text, no infinity, no negative counts or amounts."""
     original = frame[role]
     if pd.api.types.is_float_dtype(original.dtype):  # already numbers (Parquet, SQL): nothing to parse
         number = original
     else:
+        original = _number_missing(original)
         number = pd.to_numeric(original, errors="coerce")
         check.flag(original.notna() & number.isna(), role, "not a number", "not a number {value!r}")
         number = number.astype("float64")

@@ -99,7 +99,21 @@ def _read_parquet(root: Path) -> pd.DataFrame:
     if not files:
         return pd.DataFrame(columns=HISTORY_COLUMNS)
     # file by file: one run's all-missing due_by must not decide the dataset's type for the others
-    return pd.concat([pd.read_parquet(f, columns=HISTORY_COLUMNS) for f in files], ignore_index=True)
+    return pd.concat([_read_run(f) for f in files], ignore_index=True)
+
+
+def _read_run(path: Path) -> pd.DataFrame:
+    """One run's file; a damaged one is an error naming it (never a crash deep inside Arrow)."""
+    from leadscore.pipelines.errors import DataError
+
+    try:
+        return pd.read_parquet(path, columns=HISTORY_COLUMNS)
+    except (OSError, ValueError, KeyError) as exc:  # Arrow's ArrowInvalid is a ValueError
+        raise DataError(
+            f"a damaged score-history file: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            where=str(path),
+            hint="move the file aside (the scoring run it held is then missing from monitor) or restore it",
+        ) from None
 
 
 # -- SQL table ---------------------------------------------------------------------------------------------------
