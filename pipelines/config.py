@@ -405,6 +405,10 @@ class OutputSettings(_Section):
     sql_url: str | None = Field(None, description="database for `predict --to-sql TABLE`")
     chunk_size: int = Field(25_000, ge=1, description="leads scored at a time by predict")
     drift_threshold: float = Field(0.25, gt=0, description="PSI above which predict warns of drift")
+    crm_fields: dict[Literal["salesforce", "hubspot"], dict[str, str]] = Field(
+        default_factory=dict,
+        description='`predict --crm-import`: your field names, e.g. { salesforce = { score = "Score__c" } }',
+    )
 
 
 class ValidationSettings(_Section):

@@ -12,6 +12,7 @@ import pandas as pd
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import UsageError
 from leadscore.pipelines.intake.ground import check_model_fits_crm, check_open_leads, load_valid_crm
+from leadscore.pipelines.outputs.crm_import import crm_import_frame, crm_import_path
 from leadscore.pipelines.outputs.files import frame_writer
 from leadscore.pipelines.outputs.history import append_history
 from leadscore.pipelines.outputs.publish import check_sql_output, check_target, publish, write_sql_tables
@@ -30,6 +31,14 @@ class PredictTargets:
     to_sql: str | None = None
     sql_url: str | None = None
     contributions: Path | None = None
+    crm_import: str | None = None  # salesforce / hubspot: an import file in the vendor's shape beside the scores
+
+    def import_path(self, settings: Settings, target: Path) -> Path | None:
+        """Where the CRM import file goes: beside the scores file, or in the output folder for a SQL table."""
+        if self.crm_import is None:
+            return None
+        beside = settings.output_dir / self.to_sql if self.to_sql is not None else target
+        return Path(crm_import_path(str(beside), self.crm_import))
 
 
 def check_options(settings: Settings, *, out: Path | None, to_sql: str | None) -> None:
@@ -55,6 +64,11 @@ def check_targets(settings: Settings, targets: PredictTargets) -> tuple[Path, st
         if not spark:
             check_target(rejects_path(Path(target)), "--out (its rejects file)", (".csv",), settings)
     check_target(targets.contributions, "--contributions", (".parquet",), settings)
+    if targets.crm_import is not None:
+        if spark or settings.mode != "crm":
+            raise UsageError("--crm-import writes CRM lead records: CRM mode on the local engine")
+        crm_import_frame(pd.DataFrame(columns=["lead_id", "score", "probability"]), targets.crm_import)  # the vendor
+        check_target(targets.import_path(settings, Path(target)), "--crm-import (its file)", (".csv",), settings)
     return Path(target), url
 
 
@@ -97,20 +111,29 @@ def score_crm(
     return result, data
 
 
-def publish_scores(result: Scored, targets: PredictTargets, target: Path, url: str | None) -> str:
-    """The scores, their rejects (and the contributions) of one run, published together or not at all."""
+def publish_scores(
+    result: Scored, targets: PredictTargets, target: Path, url: str | None, *, settings: Settings
+) -> str:
+    """The scores, their rejects (and the contributions, the CRM import file) of one run, published together or not
+    at all."""
     contributions = targets.contributions
+    extra = {}
+    if contributions is not None:
+        extra[Path(contributions)] = frame_writer(result.contributions, contributions)
+    if targets.crm_import is not None:
+        path = targets.import_path(settings, target)
+        fields = settings.output.crm_fields.get(targets.crm_import, {})
+        extra[path] = frame_writer(crm_import_frame(result.scores, targets.crm_import, renamed=fields), path)
     if targets.to_sql is not None:
         where = write_sql_tables({targets.to_sql: result.scores, f"{targets.to_sql}_rejects": result.rejects}, url)
-        if contributions is not None:
-            publish({Path(contributions): frame_writer(result.contributions, contributions)})
+        if extra:
+            publish(extra)
         return where
     files = {
         target: frame_writer(result.scores, target),
         rejects_path(target): frame_writer(result.rejects, rejects_path(target)),
+        **extra,
     }
-    if contributions is not None:
-        files[Path(contributions)] = frame_writer(result.contributions, contributions)
     publish(files)
     return str(target)
 
@@ -169,7 +192,7 @@ def run_predict(
             from leadscore.pipelines.verbs.capacity import apply_capacity
 
             result.scores, capacity = apply_capacity(settings, data, result.scores)
-    where = publish_scores(result, targets, target, url)
+    where = publish_scores(result, targets, target, url, settings=settings)
     history = append_history(settings, result.scores)
     run_id = log_scoring_run(settings, result, model_name=name, model_version=version, as_of=scored_as_of)
     drifted = result.drift[result.drift > settings.output.drift_threshold]
