@@ -5,6 +5,8 @@ A role is the contract's name for a column; users map their own column names ont
 
 from __future__ import annotations
 
+import re
+
 # role -> required?  Order is the canonical column order of the loaded table.
 TABLE_ROLES: dict[str, dict[str, bool]] = {
     "leads": {
@@ -91,3 +93,9 @@ SALES_TOUCH_EVENTS: dict[str, str] = {
     "sales_email": "Sales e-mails",
     "meeting": "Sales meetings",
 }
+
+
+def event_type_key(name: str) -> str:
+    """An event type compared by meaning, as validation reads the events: case, surrounding blanks and runs of
+    spaces, dashes and underscores do not count (`Webinar Registration` -> `webinar_registration`)."""
+    return re.sub(r"[\s\-_]+", "_", name.strip().lower())

@@ -18,7 +18,7 @@ from leadscore.features.custom import CustomField
 from leadscore.features.derived import CATEGORICAL_PARTS
 from leadscore.features.flat import FlatSpec, value_keys
 from leadscore.features.registry import feature_set
-from leadscore.features.schemas import TABLE_ROLES
+from leadscore.features.schemas import SALES_TOUCH_EVENTS, TABLE_ROLES, event_type_key
 from leadscore.features.spine import CutoffPolicy
 from leadscore.models.factory import ModelSettings
 from leadscore.models.grade_rules import ColumnEngagementRules, GradeRules
@@ -503,6 +503,25 @@ class Settings(_Section):
             raise ValueError("mode 'flat' needs a [flat] section")
         return self
 
+    @model_validator(mode="after")
+    def _no_sales_touch_feeds_a_feature(self) -> Settings:
+        """Sales' own touches are never features: naming one as the lead's activity would silently do nothing."""
+        named = {
+            "features.event_weights": list(self.features.event_weights),
+            "features.high_intent_events": self.features.high_intent_events,
+            **{
+                f"grades.engagement.categories.{k}.events": c.events
+                for k, c in self.grades.engagement.categories.items()
+            },
+        }
+        for key, types in named.items():
+            touches = sorted({event_type_key(t) for t in types} & set(SALES_TOUCH_EVENTS))
+            if touches:
+                raise ValueError(
+                    f"{key}: {touches} are sales' own touches, never the lead's activity (no feature reads them)"
+                )
+        return self
+
     def resolve(self, path: str) -> Path:
         """A path from the config, taken relative to the config file's folder."""
         candidate = Path(path).expanduser()
@@ -555,6 +574,7 @@ class Settings(_Section):
             high_intent_events=tuple(f.high_intent_events),
             free_email_domains=tuple(f.free_email_domains),
             custom_fields=self.custom_fields(),
+            declared_events=tuple(t for c in self.grades.engagement.categories.values() for t in c.events),
         )
 
     def cutoff_policy(self) -> CutoffPolicy:

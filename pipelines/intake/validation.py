@@ -15,7 +15,6 @@ import pandas as pd
 
 from leadscore.features.keys import is_in
 from leadscore.features.schemas import (
-    EVENT_TYPES,
     ID_COLUMNS,
     NUMERIC_COLUMNS,
     SALES_TOUCH_EVENTS,
@@ -726,13 +725,10 @@ def _check_event_vocabulary(events: pd.DataFrame, check: _Checker, known: set[st
 
 
 def known_event_types(settings: Settings) -> set[str]:
-    """The event vocabulary: the contract's types plus any the config weights, marks high-intent or grades."""
-    # sales touches are known (monitor reads them) though no feature does
-    known = set(EVENT_TYPES) | set(SALES_TOUCH_EVENTS)
-    known |= set(settings.features.event_weights) | set(settings.features.high_intent_events)
-    for category in settings.grades.engagement.categories.values():
-        known |= set(category.events)
-    return {str(k) for k in category_key(pd.Series(sorted(known), dtype="string")).dropna()}
+    """The event vocabulary: the types the features read (the contract's plus any the config weights, marks
+    high-intent or grades; `FeatureParams.event_types`), and the sales touches, which monitor reads and no feature
+    does. Any other type reaches no builder, so the warning's "used by no feature" holds."""
+    return set(settings.feature_params().event_types) | set(SALES_TOUCH_EVENTS)
 
 
 def load_crm(settings: Settings, *, as_of: pd.Timestamp | None = None) -> CrmData:
