@@ -232,6 +232,7 @@ def _best_spec(feature: str) -> FeatureSpec:
         partial(best_open_lead, feature=feature, direction=lead.direction or 1),
         direction=lead.direction,
         concept=f"account_best_{lead.concept}",
+        filled_late=lead.filled_late,
     )
 
 

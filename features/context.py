@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.features.keys import positions
-from leadscore.features.pointintime import NAT, epoch_units, to_ns
+from leadscore.features.pointintime import NAT, epoch_units, known_fields, to_ns
 from leadscore.features.schemas import EVENT_TYPES, SALES_TOUCH_EVENTS, event_type_key
 
 NS_PER_DAY = 86_400 * 10**9
@@ -131,12 +131,14 @@ class FeatureContext:
 
     @cached_property
     def lead_rows(self) -> pd.DataFrame:
-        """The lead's own attributes, one row per spine row (attributes are taken as known at creation)."""
+        """The lead's own attributes, one row per spine row: taken as known at creation, except the fields with a
+        known_at time (`params.known_at`), missing until strictly before the cutoff they were filled in."""
         position = positions(self.spine["lead_id"], pd.Index(self.leads["lead_id"]))
         if (position < 0).any():
             missing = self.spine.loc[position < 0, "lead_id"].iloc[0]
             raise KeyError(f"spine lead {missing!r} is not in the leads table")
-        return self.leads.iloc[position].reset_index(drop=True)
+        rows = self.leads.iloc[position].reset_index(drop=True)
+        return known_fields(rows, self.params.known_at, self.cutoff_ns)
 
     @cached_property
     def account_rows(self) -> pd.DataFrame:

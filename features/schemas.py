@@ -67,6 +67,10 @@ NUMERIC_COLUMNS = {
 }
 STATUSES = ("open", "won", "lost")
 
+# A lead field filled in after the lead was created (a BANT answer, a phone number learnt on a call) may come with the
+# time it was filled in (`tables.leads.known_at`), loaded beside it as `<field>_known_at`: the field is known from then.
+KNOWN_AT_SUFFIX = "_known_at"
+
 # Event type -> plain-language label used in feature descriptions and reason texts.
 EVENT_TYPES: dict[str, str] = {
     "page_view": "Web page views",

@@ -17,8 +17,8 @@ from leadscore.features.context import FeatureParams
 from leadscore.features.custom import CustomField
 from leadscore.features.derived import CATEGORICAL_PARTS
 from leadscore.features.flat import FlatSpec, value_keys
-from leadscore.features.registry import feature_set
-from leadscore.features.schemas import SALES_TOUCH_EVENTS, TABLE_ROLES, event_type_key
+from leadscore.features.registry import all_features, feature_set, without_known_at
+from leadscore.features.schemas import SALES_TOUCH_EVENTS, TABLE_ROLES, TIME_COLUMNS, event_type_key
 from leadscore.features.spine import CutoffPolicy
 from leadscore.models.factory import ModelSettings
 from leadscore.models.grade_rules import ColumnEngagementRules, GradeRules
@@ -98,6 +98,11 @@ class TableSource(_Section):
     derived: dict[str, LeadDerivedColumn] = Field(
         default_factory=dict, description="leads: feature name -> date part of / days between the lead's timestamps"
     )
+    known_at: dict[str, str] = Field(
+        default_factory=dict,
+        description="leads: field (role or custom field) -> column holding when it was filled in; the field is read "
+        "only from then on",
+    )
     where: str | None = Field(
         None,
         description="rows to keep, on the export's own column names (as text), e.g. \"`Deal Stage` != "
@@ -136,13 +141,23 @@ class Tables(_Section):
                 raise ValueError(f"tables.{name}.custom: custom fields belong to the leads or accounts table")
             if source.derived and name != "leads":
                 raise ValueError(f"tables.{name}.derived: derived features are computed from the leads table")
+            if source.known_at and name != "leads":
+                raise ValueError(f"tables.{name}.known_at: only the leads table's fields have a known_at time")
         self._check_custom_names()
+        self._check_known_at()
         return self
+
+    def _check_known_at(self) -> None:
+        """known_at keys are lead attributes: a contract role (neither its id nor a timestamp) or a custom field."""
+        leads = self.leads
+        fields = [r for r in TABLE_ROLES["leads"] if r != "lead_id" and r not in TIME_COLUMNS["leads"]]
+        fields += [k for k, f in leads.custom.items() if f.type != "timestamp"]
+        unknown = sorted(set(leads.known_at) - set(fields))
+        if unknown:
+            raise ValueError(f"tables.leads.known_at: {unknown} are not lead fields; fields: {fields}")
 
     def _check_custom_names(self) -> None:
         import re
-
-        from leadscore.features.registry import all_features
 
         known = set(all_features())
         seen: set[str] = set()
@@ -575,7 +590,20 @@ class Settings(_Section):
             free_email_domains=tuple(f.free_email_domains),
             custom_fields=self.custom_fields(),
             declared_events=tuple(t for c in self.grades.engagement.categories.values() for t in c.events),
+            known_at=self.known_at_fields(),
         )
+
+    def known_at_fields(self) -> tuple[str, ...]:
+        """The lead fields whose leads table says when each was filled in (`tables.leads.known_at`)."""
+        return tuple(self.tables.leads.known_at) if self.mode == "crm" and self.tables is not None else ()
+
+    def filled_late(self) -> dict[str, list[str]]:
+        """The features of the configured set that read lead fields sales fills in later without a known_at time,
+        each with those fields: a built-in set leaves them out, a set of your own keeps them (both warned about)."""
+        specs = all_features()
+        every_field = tuple(f for spec in specs.values() for f in spec.filled_late)
+        wanted = feature_set(self.features.feature_set, self.features.sets, known_at=every_field)
+        return {n: f for n, f in without_known_at(specs, self.known_at_fields()).items() if n in wanted}
 
     def cutoff_policy(self) -> CutoffPolicy:
         """When the spine scores each lead during training."""
@@ -592,7 +620,7 @@ class Settings(_Section):
 
     def selected_features(self) -> list[str]:
         """The configured feature set, then the custom fields (in every set: declaring one means using it)."""
-        names = feature_set(self.features.feature_set, self.features.sets)
+        names = feature_set(self.features.feature_set, self.features.sets, known_at=self.known_at_fields())
         return names + [f.name for f in self.custom_fields() if f.name not in names]
 
 

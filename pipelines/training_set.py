@@ -103,8 +103,32 @@ def crm_training_set(settings: Settings, data: CrmData) -> TrainingSet:
         "sample_weight": "1 / (rows kept for the lead); the model scales the weights to average 1",
         "coverage": scoring_coverage(settings, data, frame),
     }
+    late = settings.filled_late()
+    if late:
+        # said by `train` and `build-training-set` (filled_late_lines), and kept in the manifest MLflow logs
+        manifest["filled_late"] = {"kept": settings.features.feature_set in settings.features.sets, "features": late}
     categorical = [n for n in names if specs[n].kind == "categorical"]
     return TrainingSet(frame, names, manifest, categorical)
+
+
+def filled_late_lines(manifest: dict) -> list[str]:
+    """The features reading lead fields that sales fills in later, without the time each was filled in: left out of
+    a built-in feature set, or kept (a set of your own asked for them) with today's values at every past cutoff."""
+    late = manifest.get("filled_late")
+    if not late:
+        return []
+    fields = sorted({f for listed in late["features"].values() for f in listed})
+    features = ", ".join(late["features"])
+    settle = f"give tables.leads.known_at (the column saying when each was filled in) for {', '.join(fields)}"
+    if late["kept"]:
+        return [
+            f"warning: {features} read {', '.join(fields)}, which sales fills in after the lead is created, with "
+            f"no known_at time: today's values are read at every past cutoff (a leak); {settle}"
+        ]
+    return [
+        f"warning: left out of the feature set: {features} ({', '.join(fields)} are filled in by sales after the "
+        f"lead is created, and their values of today would leak into past cutoffs); {settle} to use them"
+    ]
 
 
 def spine_as_of(settings: Settings, data: CrmData, as_of: pd.Timestamp) -> pd.DataFrame:

@@ -16,6 +16,7 @@ import pandas as pd
 from leadscore.features.keys import is_in
 from leadscore.features.schemas import (
     ID_COLUMNS,
+    KNOWN_AT_SUFFIX,
     NUMERIC_COLUMNS,
     SALES_TOUCH_EVENTS,
     STATUSES,
@@ -247,11 +248,19 @@ def _map_columns(raw: pd.DataFrame, source: TableSource, table: str, check: _Che
                 "custom field column absent", f"column '{custom.column or key}' of custom field '{key}' is absent", key
             )
             ok = False
+    for key, column in source.known_at.items():
+        if column not in raw.columns:
+            check.table_error(
+                "known_at column absent", f"column '{column}' (when '{key}' was filled in) is absent", key
+            )
+            ok = False
     if not ok:
         return None
     frame = raw[list(renamed)].rename(columns=renamed)
     for key, custom in source.custom.items():  # a copy: one source column may also be mapped to a role
         frame[key] = raw[custom.column or key].to_numpy()
+    for key, column in source.known_at.items():
+        frame[key + KNOWN_AT_SUFFIX] = raw[column].to_numpy()
     frame.insert(0, ROW, np.arange(1, len(frame) + 1, dtype="int32" if len(frame) < 2**31 - 1 else "int64"))
     return frame
 
@@ -362,6 +371,11 @@ def _check_table(
             _parse_number_role(frame, check, key)
         elif custom.type == "timestamp":
             _parse_time_role(frame, check, key, timezone=timezone, fmt=source.timestamp_format, table=table)
+    for key in source.known_at:
+        _parse_time_role(
+            frame, check, key + KNOWN_AT_SUFFIX, timezone=timezone, fmt=source.timestamp_format, table=table
+        )
+        _check_known_at(frame, check, key)
     id_column = ID_COLUMNS.get(table)
     if id_column in frame:
         duplicated = frame[id_column].notna() & frame[id_column].duplicated(keep=False)
@@ -378,6 +392,26 @@ def _check_table(
             reject=False,
         )
     return frame, check
+
+
+def _check_known_at(frame: pd.DataFrame, check: _Checker, field: str) -> None:
+    """A value with no time it was filled in is never read (no cutoff can know it): counted in one warning."""
+    if field not in frame:
+        return
+    timeless = int((frame[field].notna() & frame[field + KNOWN_AT_SUFFIX].isna()).sum())
+    if timeless:
+        check.problems.append(
+            Problem(
+                check.table,
+                field,
+                None,
+                None,
+                "value without its known_at time",
+                f"leads.{field}: {timeless:,} value(s) with no time they were filled in "
+                f"(tables.leads.known_at.{field}): read as not yet known at every cutoff",
+                "warning",
+            )
+        )
 
 
 def _set_aside_out_of_scope(raw: pd.DataFrame, source: TableSource, table: str, check: _Checker) -> None:
@@ -552,6 +586,12 @@ def _check_as_of(table: str, check: _Checker, as_of: pd.Timestamp) -> int:
         frame.loc[later, "closed_at"] = pd.NaT
     if table == "leads" and "sales_accepted_at" in frame:
         frame.loc[(frame["sales_accepted_at"] > as_of).to_numpy(), "sales_accepted_at"] = pd.NaT
+    for known_at in [c for c in frame if table == "leads" and c.endswith(KNOWN_AT_SUFFIX)]:
+        # a field filled in after as_of was not yet known then: neither its value nor its time
+        field, later = known_at.removesuffix(KNOWN_AT_SUFFIX), (frame[known_at] > as_of).fillna(False).to_numpy(bool)
+        frame.loc[later, known_at] = pd.NaT
+        if field in frame:
+            frame[field] = frame[field].mask(later)
     time_column = {"leads": "created_at", "events": "occurred_at", "opportunities": "created_at"}.get(table)
     if time_column is None:
         return 0
