@@ -6,6 +6,7 @@ silently ignored setting. Relative paths are resolved against the folder holding
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from leadscore.models.factory import ModelSettings
 from leadscore.models.grade_rules import ColumnEngagementRules, GradeRules
 from leadscore.pipelines.errors import ConfigError, UsageError
 
+log = logging.getLogger(__name__)
 __all__ = ["PRESETS", "ConfigError", "Settings", "load_settings", "with_project_defaults", "write_project_config"]
 
 
@@ -451,11 +453,25 @@ class MonitorSettings(_Section):
     """`leadscore monitor`: how sales' feedback is read, and the alert thresholds."""
 
     acceptance_window_days: float = Field(30.0, gt=0, description="sales' decision counts within this after handover")
-    min_live_outcomes: int = Field(200, ge=1, description="matured outcomes needed before the live ROC AUC counts")
+    min_live_leads: int = Field(
+        200, ge=1, description="leads with a matured outcome needed before the live ROC AUC counts (one per lead)"
+    )
     acceptance_drop_points: float = Field(10.0, gt=0, description="alert: latest week below the earlier by more")
     live_roc_auc_floor: float = Field(0.65, ge=0, le=1, description="alert: the champion's live ROC AUC below it")
     sla_compliance_target: float = Field(0.8, ge=0, le=1, description="alert: share touched within SLA below it")
     score_drift_psi: float = Field(0.25, gt=0, description="alert: PSI of a run's scores vs training above it")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _minimum_in_leads(cls, values: object) -> object:
+        """`min_live_outcomes` (counted per score before) is read as `min_live_leads`, with a warning."""
+        if isinstance(values, dict) and "min_live_outcomes" in values:
+            values = dict(values)
+            if "min_live_leads" in values:
+                raise ValueError("give monitor.min_live_leads only (min_live_outcomes is its old name)")
+            values["min_live_leads"] = values.pop("min_live_outcomes")
+            log.warning("monitor.min_live_outcomes is now monitor.min_live_leads: the minimum counts leads")
+        return values
 
 
 class MlflowSettings(_Section):

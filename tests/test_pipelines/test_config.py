@@ -92,3 +92,9 @@ def test_declared_event_types_are_the_vocabulary_validation_knows(tmp_path):
     types = settings.feature_params().event_types
     assert types[-2:] == ("trial_extended", "webinar_registration")
     assert known_event_types(settings) == {*types, "sales_call", "sales_email", "meeting"}
+
+
+def test_the_live_minimum_is_counted_in_leads_and_reads_its_old_name(tmp_path):
+    assert load_settings(write(tmp_path, GOOD)).monitor.min_live_leads == 200
+    old = load_settings(write(tmp_path, GOOD + "[monitor]\nmin_live_outcomes = 50\n"))
+    assert old.monitor.min_live_leads == 50
