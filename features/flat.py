@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from leadscore.features.schemas import NUMBER_MISSING
+
 
 @dataclass(frozen=True)
 class FlatSpec:
@@ -98,7 +100,8 @@ def flat_rows(frame: pd.DataFrame, spec: FlatSpec) -> tuple[pd.DataFrame, np.nda
         values = frame[column].astype("string").str.strip()
         out[column] = values.mask(values.isin(placeholders) | (values == "")).to_numpy()
     for column in spec.numeric:
-        values = frame[column].mask(frame[column].astype("string").isin(placeholders))
+        text = frame[column].astype("string").str.strip()
+        values = frame[column].mask((text.isin(placeholders) | text.isin(NUMBER_MISSING)).fillna(False))
         out[column] = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
     return out, labelled
 

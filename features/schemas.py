@@ -103,3 +103,30 @@ def event_type_key(name: str) -> str:
     """An event type compared by meaning, as validation reads the events: case, surrounding blanks and runs of
     spaces, dashes and underscores do not count (`Webinar Registration` -> `webinar_registration`)."""
     return re.sub(r"[\s\-_]+", "_", name.strip().lower())
+
+
+# Text that means "no value" in a number or a time column (pandas' default list). Text columns keep such values as
+# written: "NA" is Namibia's country code and a common "no answer"; a user lists their own placeholders per table
+# (`missing_values`).
+NUMBER_MISSING = frozenset(
+    {
+        "#N/A",
+        "#N/A N/A",
+        "#NA",
+        "-1.#IND",
+        "-1.#QNAN",
+        "-NaN",
+        "-nan",
+        "1.#IND",
+        "1.#QNAN",
+        "<NA>",
+        "N/A",
+        "NA",
+        "NULL",
+        "NaN",
+        "None",
+        "n/a",
+        "nan",
+        "null",
+    }
+)

@@ -27,7 +27,7 @@ NEW, EARLIER, ACCEPTED, OVER = "new this week", "earlier this week", "accepted b
 class CapacityRules(BaseModel):
     """`[grades.capacity]`: how many new leads sales can accept per ISO week, overall or per team/territory."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # a value of the wrong type is an error, never coerced
 
     per_week: int = Field(ge=0, description="leads per week; with `by`: for each team not listed in `teams`")
     by: str | None = Field(None, description="a leads column (or an accounts column, through the lead's account)")

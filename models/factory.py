@@ -20,7 +20,7 @@ def _estimator_default(parameter: str):
 class ModelSettings(BaseModel):
     """LightGBM defaults that suit small, imbalanced CRM data; the training gate; the data minimums."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # a value of the wrong type is an error, never coerced
 
     n_estimators: int = Field(
         _estimator_default("n_estimators"), ge=1, description="upper bound; early stopping picks the number"

@@ -17,7 +17,7 @@ STAGES = ("IQL", "MQL", "PQL", "SQL")
 
 
 class _Rules(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # a value of the wrong type is an error, never coerced
 
 
 class Tier(_Rules):

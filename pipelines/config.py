@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import tomllib
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -30,7 +30,7 @@ __all__ = ["PRESETS", "ConfigError", "Settings", "load_settings", "with_project_
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)  # a value of the wrong type is an error, never coerced
 
 
 class CustomFieldSettings(_Section):
@@ -56,7 +56,7 @@ class LeadDerivedColumn(_Section):
 
     date_part: Literal["weekday", "month", "hour", "day_of_month", "year"] | None = None
     of: str | None = Field(None, description="date_part: created_at or a timestamp custom field")
-    days_between: tuple[str, str] | None = Field(None, description="[start, end]: end - start in days")
+    days_between: tuple[str, str] | None = Field(None, description="[start, end]: end - start in days", strict=False)
     description: str = Field(min_length=3, description="one line: the business meaning, used in the reasons")
 
     @model_validator(mode="after")
@@ -104,6 +104,11 @@ class TableSource(_Section):
         default_factory=dict,
         description="leads: field (role or custom field) -> column holding when it was filled in; the field is read "
         "only from then on",
+    )
+    missing_values: list[str] = Field(
+        default_factory=list,
+        description='text that means missing in this table (e.g. "n/a", "-"); only an empty cell otherwise, and '
+        "pandas' NA words in number and time columns",
     )
     where: str | None = Field(
         None,
@@ -193,7 +198,9 @@ class DerivedColumn(_Section):
 
     date_part: Literal["weekday", "month", "hour", "day_of_month", "year"] | None = None
     of: str | None = Field(None, description="date_part: the timestamp column")
-    days_between: tuple[str, str] | None = Field(None, description="[start column, end column]: end - start in days")
+    days_between: tuple[str, str] | None = Field(
+        None, description="[start column, end column]: end - start in days", strict=False
+    )
 
     @model_validator(mode="after")
     def _one_kind(self) -> DerivedColumn:
@@ -405,6 +412,9 @@ class FeatureSettings(_Section):
     high_intent_events: list[str] = Field(default_factory=lambda: ["pricing_page_view", "demo_request"])
     free_email_domains: list[str] = Field(default_factory=list, description="added to the built-in list")
     sets: dict[str, list[str]] = Field(default_factory=dict, description="named feature lists of your own")
+    max_features: int = Field(
+        1000, ge=1, description="refuse to train on more features (flat mode: declared columns): bounded work"
+    )
 
 
 class OutputSettings(_Section):
@@ -514,6 +524,21 @@ class Settings(_Section):
     history: HistorySettings = Field(default_factory=HistorySettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     base_dir: Path = Field(Path("."), exclude=True)
+
+    @field_validator("as_of", mode="before")
+    @classmethod
+    def _a_point_in_time(cls, value: object) -> object:
+        """A TOML date or datetime, or ISO text; a number is refused (2025 would be read as seconds after 1970)."""
+        if value is None or isinstance(value, datetime):
+            return value
+        if isinstance(value, date):
+            return datetime(value.year, value.month, value.day)
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value.strip())
+            except ValueError:
+                raise ValueError(f"not an ISO date or timestamp: {value!r}") from None
+        raise ValueError(f'a date (e.g. 2025-06-30 or "2025-06-30T00:00:00Z"), not {value!r}')
 
     @field_validator("timezone")
     @classmethod
@@ -640,8 +665,15 @@ class Settings(_Section):
         return names + [f.name for f in self.custom_fields() if f.name not in names]
 
 
+_UNION_TAGS = {"float", "int", "str", "bool", "datetime", "date", "list", "dict"}
+
+
 def _describe(error: dict) -> str:
-    key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    # pydantic names the member of a union it tried (`max_rejected_share.float`): the user's key is the part before
+    parts = [
+        str(p) for p in error["loc"] if not (str(p) in _UNION_TAGS or "[" in str(p) or str(p).startswith("function"))
+    ]
+    key = ".".join(parts) or "(top level)"
     message = error["msg"]
     if error["type"] == "extra_forbidden":
         message = "unknown key"
@@ -664,9 +696,45 @@ def load_settings(path: str | Path) -> Settings:
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
-        lines = "\n".join(f"  {_describe(err)}" for err in exc.errors())
+        lines = "\n".join(dict.fromkeys(f"  {_describe(err)}" for err in exc.errors()))
         raise ConfigError(f"{path}: invalid configuration\n{lines}") from None
-    return with_project_defaults(settings.model_copy(update={"base_dir": path.resolve().parent}))
+    settings = settings.model_copy(update={"base_dir": path.resolve().parent})
+    return with_project_defaults(with_sqlite_paths_resolved(settings))
+
+
+def sqlite_url_resolved(url: str | None, base_dir: Path) -> str | None:
+    """A relative SQLite URL (`sqlite:///crm.db`) taken from the config's folder, like relative paths; absolute ones
+    (`sqlite:////data/crm.db`), in-memory databases and other databases unchanged."""
+    prefix = "sqlite:///"
+    if url is None or not url.startswith(prefix):
+        return url
+    rest = url[len(prefix) :]
+    path, _, query = rest.partition("?")
+    if not path or path == ":memory:" or Path(path).is_absolute():
+        return url
+    return f"{prefix}{(base_dir / path).resolve()}" + (f"?{query}" if query else "")
+
+
+def with_sqlite_paths_resolved(settings: Settings) -> Settings:
+    """Every SQL URL of the config with a relative SQLite file resolved against the config's folder."""
+
+    def fixed(section, base: Path):
+        if section is None or getattr(section, "sql_url", None) is None:
+            return section
+        return section.model_copy(update={"sql_url": sqlite_url_resolved(section.sql_url, base)})
+
+    base = settings.base_dir
+    update: dict = {"output": fixed(settings.output, base), "history": fixed(settings.history, base)}
+    tracking = sqlite_url_resolved(settings.mlflow.tracking_uri, base)
+    update["mlflow"] = settings.mlflow.model_copy(update={"tracking_uri": tracking})
+    if settings.flat is not None:
+        update["flat"] = fixed(settings.flat, base)
+    if settings.tables is not None:
+        tables = {n: fixed(getattr(settings.tables, n), base) for n in ("leads", "accounts", "events", "opportunities")}
+        update["tables"] = settings.tables.model_copy(update=tables)
+        more = [fixed(s, base) for s in settings.exports.more_events]
+        update["exports"] = settings.exports.model_copy(update={"more_events": more})
+    return settings.model_copy(update=update)
 
 
 def with_project_defaults(settings: Settings) -> Settings:

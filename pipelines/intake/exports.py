@@ -229,12 +229,27 @@ def read_export_table(
 ) -> pd.DataFrame:
     """One table as stored, with a vendor's UI labels read as its API names and a report's footer set aside."""
     frame = read_source(source, name=name, base_dir=settings.base_dir, dictionary_columns=dictionary_columns)
+    if source.missing_values:
+        frame = with_missing(frame, source.missing_values)
     vendor = VENDORS.get(settings.exports.vendor or "")
     if vendor is None:
         return frame
     if source.object:
         frame = headers_as_api_names(frame, vendor.object(source.object))
     return report_footer(frame)
+
+
+def with_missing(frame: pd.DataFrame, placeholders: list[str]) -> pd.DataFrame:
+    """The table with the user's placeholders (`missing_values`) read as missing in its text columns."""
+    values = set(placeholders)
+    changed = {}
+    for column in frame.columns:
+        if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column].dtype):
+            text = frame[column].astype("string").str.strip()
+            hit = text.isin(values).fillna(False)
+            if hit.any():
+                changed[column] = frame[column].mask(hit)
+    return frame.assign(**changed) if changed else frame
 
 
 def with_more_events(events: pd.DataFrame | None, settings: Settings) -> pd.DataFrame | None:

@@ -214,7 +214,13 @@ def read_csv_strict(path: Path, *, name: str, separator: str = ",", encoding: st
     where = f"table '{name}' ({path})"
     try:
         frame = pd.read_csv(
-            path, sep=separator, dtype=str, keep_default_na=True, na_values=[""], encoding=shape.encoding
+            # only an empty cell is missing here: "NA" may be Namibia; numbers and times read pandas' NA words later
+            path,
+            sep=separator,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            encoding=shape.encoding,
         )
     except pd.errors.EmptyDataError:
         raise DataError("no header line", where=where, line=1) from None
@@ -345,6 +351,11 @@ def read_sql_checked(
             hint="e.g. sqlite:///crm.db or postgresql+psycopg://user@host/db",
         ) from None
     where = f"table '{name}' (SQL table '{table}' at {shown})"
+    database = sqlalchemy.engine.make_url(url).database if url.startswith("sqlite") else None
+    if database and database != ":memory:" and not Path(database).exists():  # SQLite would create an empty one
+        raise DataError(
+            f"database file {database} not found", where=where, hint="check the path (relative to the config file)"
+        )
     try:
         engine = sqlalchemy.create_engine(url)
     except (sa_exc.ArgumentError, sa_exc.NoSuchModuleError, ImportError) as exc:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.features.flat import is_open, label_key, value_keys
+from leadscore.features.schemas import NUMBER_MISSING
 from leadscore.pipelines.errors import DataError
 
 SHOWN = 8
@@ -77,7 +78,7 @@ def _absent_columns(frame: pd.DataFrame, flat, where: str) -> list[FlatProblem]:
     return problems
 
 
-def _label_problems(frame: pd.DataFrame, flat, where: str) -> list[FlatProblem]:
+def _label_problems(frame: pd.DataFrame, flat, where: str, *, training: bool = True) -> list[FlatProblem]:
     labels = frame[flat.label_column]
     keys = label_key(labels)
     closed = ~is_open(frame, flat.spec())  # open rows have no outcome yet: neither checked nor trained
@@ -98,7 +99,7 @@ def _label_problems(frame: pd.DataFrame, flat, where: str) -> list[FlatProblem]:
         ]
     is_positive = keys.isin(value_keys(flat.positive_values)) & closed
     counts = f"labels: {_counts(labels[closed].astype('string'))}" if closed.any() else "every row is open"
-    if not is_positive.any() or not (closed & ~is_positive).any():
+    if training and (not is_positive.any() or not (closed & ~is_positive).any()):  # scoring needs no outcome
         missing = "positive" if not is_positive.any() else "negative"
         return [
             FlatProblem(
@@ -128,7 +129,7 @@ def _outside_hint(flat) -> str:
 
 
 def _numeric_problems(frame: pd.DataFrame, flat, where: str) -> list[FlatProblem]:
-    placeholders = {str(v) for v in flat.missing_values}
+    placeholders = {str(v) for v in flat.missing_values} | NUMBER_MISSING
     problems = []
     for column in flat.numeric:
         if column not in frame:
@@ -229,21 +230,22 @@ def identifying_candidates(frame: pd.DataFrame, flat, *, shown: int = 3) -> list
     return found[:shown]
 
 
-def flat_problems(frame: pd.DataFrame, flat, *, where: str) -> list[FlatProblem]:
-    """Every problem of the flat export, errors and warnings, in the order a reader would fix them."""
+def flat_problems(frame: pd.DataFrame, flat, *, where: str, training: bool = True) -> list[FlatProblem]:
+    """Every problem of the flat export, errors and warnings, in the order a reader would fix them; `training`
+    False (scoring with a trained model) does not ask for both outcomes among the labelled rows."""
     problems = _absent_columns(frame, flat, where)
     if any(p.severity == "error" for p in problems):
         return problems  # the other checks would only repeat the absence
     return [
         *problems,
-        *_label_problems(frame, flat, where),
+        *_label_problems(frame, flat, where, training=training),
         *_numeric_problems(frame, flat, where),
         *_id_and_time_problems(frame, flat, where),
     ]
 
 
-def check_flat_table(frame: pd.DataFrame, flat, *, where: str) -> None:
+def check_flat_table(frame: pd.DataFrame, flat, *, where: str, training: bool = True) -> None:
     """Stop at the first error of `flat_problems`."""
-    for problem in flat_problems(frame, flat, where=where):
+    for problem in flat_problems(frame, flat, where=where, training=training):
         if problem.severity == "error":
             raise problem.error

@@ -24,7 +24,23 @@ def _times(frame: pd.DataFrame, column: str, settings: Settings, *, where: str) 
             where=where,
             hint="fix the column name in flat.derived / flat.label_from",
         )
-    return pd.Series(parse_time_column(frame[column], timezone=settings.timezone).values, index=frame.index)
+    values = frame[column]
+    placeholders = {str(v) for v in settings.flat.missing_values}
+    if placeholders:
+        values = values.mask(values.astype("string").str.strip().isin(placeholders).fillna(False))
+    parsed = parse_time_column(values, timezone=settings.timezone)
+    unreadable = parsed.reasons.notna().to_numpy()
+    if unreadable.any():  # a derived column or a label of unreadable times would be silently missing
+        shown = ", ".join(f"{v!r} ({n})" for v, n in values[unreadable].astype("string").value_counts().head(5).items())
+        raise DataError(
+            f"{int(unreadable.sum()):,} value(s) cannot be read as timestamps ({parsed.reasons[unreadable].iloc[0]}): "
+            f"{shown}",
+            where=where,
+            column=column,
+            row=int(unreadable.argmax()) + 1,
+            hint="fix the values, or list a placeholder in flat.missing_values to read it as missing",
+        )
+    return pd.Series(parsed.values, index=frame.index)
 
 
 def _joined_label(frame: pd.DataFrame, settings: Settings, cutoff: pd.Series, *, where: str) -> pd.DataFrame:

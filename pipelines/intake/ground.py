@@ -71,6 +71,9 @@ def load_valid_crm(settings: Settings, *, as_of: pd.Timestamp | None = None) -> 
     """The validated CRM tables every verb works on: stops when `check_ground` does; otherwise the rejected rows are
     left out (written, with their reasons, where `validate` writes them) and leads with a rejected deal withheld."""
     data = load_crm(settings, as_of=as_of)
+    for problem in data.warnings:
+        if problem.rule == "file not found":  # every verb says what an absent optional file costs
+            log.warning(problem.message)
     check_ground(data, settings)
     if data.rejects:
         from leadscore.pipelines.outputs.rejects import write_rejects

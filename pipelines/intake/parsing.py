@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from leadscore.features.schemas import NUMBER_MISSING
+
 EARLIEST = pd.Timestamp("1900-01-01", tz="UTC")
 LATEST = pd.Timestamp("2200-01-01", tz="UTC")  # nanosecond timestamps end in 2262; CRM dates never get near
 
@@ -52,7 +54,7 @@ def parse_time_column(values: pd.Series, *, timezone: str = "UTC", fmt: str | No
         return ParsedTimes(_in_range(aware.dt.tz_convert("UTC"), reasons), reasons, notes)
     reasons = pd.Series(pd.NA, index=index, dtype="string")
     text = values.astype("string").str.strip()
-    text = text.mask(text == "")
+    text = text.mask((text == "") | text.isin(NUMBER_MISSING))  # "NULL" in a date column: no date
     present = text.notna()
     parsed = pd.Series(pd.NaT, index=index, dtype="datetime64[us, UTC]")
     if fmt is not None:

@@ -17,6 +17,7 @@ from leadscore.features.keys import is_in
 from leadscore.features.schemas import (
     ID_COLUMNS,
     KNOWN_AT_SUFFIX,
+    NUMBER_MISSING,
     NUMERIC_COLUMNS,
     SALES_TOUCH_EVENTS,
     STATUSES,
@@ -217,12 +218,12 @@ def _show(value: object) -> object:
 def _map_columns(raw: pd.DataFrame, source: TableSource, table: str, check: _Checker) -> pd.DataFrame | None:
     """Rename the user's columns to contract roles; report absent mapped or required columns."""
     roles = TABLE_ROLES[table]
-    renamed: dict[str, str] = {}
+    picked: dict[str, str] = {}  # role -> the source column holding it
     ok = True
     for role, required in roles.items():
         column = source.columns.get(role, role)
         if column in raw.columns:
-            renamed[column] = role
+            picked[role] = column
         elif role in source.columns and source.object is not None and not required:
             # a vendor's export holds the fields the user ticked: an optional one absent costs its use, not the run
             check.problems.append(
@@ -256,7 +257,14 @@ def _map_columns(raw: pd.DataFrame, source: TableSource, table: str, check: _Che
             ok = False
     if not ok:
         return None
+    renamed: dict[str, str] = {}
+    for role, column in picked.items():
+        renamed.setdefault(column, role)  # a column's first role names it
     frame = raw[list(renamed)].rename(columns=renamed)
+    for role, column in picked.items():  # one column may hold two roles (a deal's id that is also its lead's id)
+        if role not in frame:
+            frame[role] = frame[renamed[column]]
+    frame = frame[list(picked)] if len(renamed) < len(picked) else frame
     for key, custom in source.custom.items():  # a copy: one source column may also be mapped to a role
         frame[key] = raw[custom.column or key].to_numpy()
     for key, column in source.known_at.items():
@@ -305,12 +313,20 @@ def _parse_time_role(
     frame[role] = parsed.values
 
 
+def _number_missing(values: pd.Series) -> pd.Series:
+    """A number column's "NA", "null", "n/a" ... as missing (text columns keep them: see NUMBER_MISSING)."""
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return values
+    return values.mask(values.astype("string").str.strip().isin(NUMBER_MISSING).fillna(False))
+
+
 def _parse_number_role(frame: pd.DataFrame, check: _Checker, role: str) -> None:
     """Numbers parsed from text and range-checked: no text, no infinity, no negative counts or amounts."""
     original = frame[role]
     if pd.api.types.is_float_dtype(original.dtype):  # already numbers (Parquet, SQL): nothing to parse
         number = original
     else:
+        original = _number_missing(original)
         number = pd.to_numeric(original, errors="coerce")
         check.flag(original.notna() & number.isna(), role, "not a number", "not a number {value!r}")
         number = number.astype("float64")

@@ -346,15 +346,20 @@ def _matched(spec: VendorObject, names: list[str]) -> dict[str, str]:
 def field_table(vendor: Vendor, found: dict[str, FoundObject]) -> list[str]:
     """The fields found and missing, object by object, and what each missing one costs: the table `init --from`
     and `validate` print."""
-    lines = [f"{vendor.name} export: fields found, and what each missing one costs"]
+    width = max([len(item.path.name) for item in found.values() if item.path is not None] + [9])
+    lines = [
+        f"{vendor.name} export: fields found, and what each missing one costs",
+        f"  {'object':<15} {'file':<{width}}  found  missing: what it costs",
+    ]
     for name, item in found.items():
+        file = item.path.name if item.path is not None else "(no file)"
+        costly = [f for f in item.missing() if f.cost]
+        share = f"{len(item.headers)}/{len(item.spec.fields)}"
         if item.path is None:
             cost = next((f.cost for f in item.spec.fields if f.cost), "")
-            lines.append(f"  {name:<15} no file{': ' + cost if cost else ''}")
+            lines.append(f"  {name:<15} {file:<{width}}  {share:<5}  all: {cost}")
             continue
-        shown = [api if header == api else f"{api} ({header!r})" for api, header in item.headers.items()]
-        lines.append(f"  {name:<15} {item.path.name}: {', '.join(shown) or 'no known field'}")
-        for f in item.missing():
-            if f.cost:
-                lines.append(f"  {'':<15} missing {f.api}: {f.cost}")
+        first = f"{costly[0].api}: {costly[0].cost}" if costly else ""
+        lines.append(f"  {name:<15} {file:<{width}}  {share:<5}  {first}".rstrip())
+        lines += [f"  {'':<15} {'':<{width}}  {'':<5}  {f.api}: {f.cost}" for f in costly[1:]]
     return lines

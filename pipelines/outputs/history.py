@@ -113,11 +113,21 @@ def _read_parquet(root: Path) -> pd.DataFrame:
 
 
 def _read_run(path: Path) -> pd.DataFrame:
-    """One run's file; one written before `production` existed is read as a production run."""
+    """One run's file; a damaged one is an error naming it (never a crash deep inside Arrow); one written before
+    `production` existed is read as a production run."""
     import pyarrow.parquet as pq
 
-    stored = set(pq.read_schema(path).names)
-    frame = pd.read_parquet(path, columns=[c for c in HISTORY_COLUMNS if c in stored])
+    from leadscore.pipelines.errors import DataError
+
+    try:
+        stored = set(pq.read_schema(path).names)
+        frame = pd.read_parquet(path, columns=[c for c in HISTORY_COLUMNS if c in stored])
+    except (OSError, ValueError, KeyError) as exc:  # Arrow's ArrowInvalid is a ValueError
+        raise DataError(
+            f"a damaged score-history file: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            where=str(path),
+            hint="move the file aside (the scoring run it held is then missing from monitor) or restore it",
+        ) from None
     return frame if "production" in frame else frame.assign(production=True)
 
 

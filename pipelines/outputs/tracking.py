@@ -289,8 +289,27 @@ def load_model(settings: Settings, uri: str | None = None):
         model, wrapper = load_conversion_model(uri)
         name, version = resolve_version(uri)
     except Exception as exc:  # MLflow raises several types for a missing model
-        raise DataError(f"cannot load model {uri}: {exc}. Run `leadscore train` first.") from None
+        cause, hint = why_not_loaded(exc, settings)
+        raise DataError(
+            f"cannot load model {uri}: {cause}", where=f"MLflow store {settings.tracking_uri}", hint=hint
+        ) from None
     return model, wrapper, name or uri, version
+
+
+def why_not_loaded(exc: Exception, settings: Settings) -> tuple[str, str]:
+    """The real cause of a failed model load, and its fix: a locked store, deleted artifacts, or no model yet."""
+    text = str(exc)
+    level = " --level account" if settings.mlflow.registered_model.endswith("-account") else ""
+    if "database is locked" in text:
+        return "the store is locked by another process", "retry when the other leadscore or mlflow process is done"
+    if "No such artifact" in text or isinstance(exc, FileNotFoundError | IsADirectoryError):
+        return (
+            f"the model's files are missing from the artifact store ({text.strip() or type(exc).__name__})",
+            f"restore the artifact folder ({settings.mlflow.artifact_dir}) or retrain: `leadscore train{level}`",
+        )
+    if "not found" in text.lower() or "RESOURCE_DOES_NOT_EXIST" in text or "alias" in text.lower():
+        return "no such registered model or version yet", f"train one first: `leadscore train{level}`"
+    return text.splitlines()[0] if text else type(exc).__name__, f"train one: `leadscore train{level}`"
 
 
 def lead_champion(settings: Settings):

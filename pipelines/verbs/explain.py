@@ -26,7 +26,10 @@ def run_explain(
     except LeadscoreError:
         raise  # bad input data: its own message, not "cannot load the model"
     except Exception as exc:  # a missing model surfaces as one of several MLflow errors
-        raise DataError(f"cannot load the model: {exc}. Run `leadscore train` first.") from None
+        from leadscore.pipelines.outputs.tracking import why_not_loaded
+
+        cause, hint = why_not_loaded(exc, settings)
+        raise DataError(f"cannot load the model: {cause}", hint=hint) from None
     page, images, tables = build_report(review)
     target = out or settings.output_dir / "report.html"
     write_atomically(target, lambda tmp: tmp.write_text(page, encoding="utf-8"))

@@ -369,7 +369,13 @@ def build_monitoring(
         alerts=[],
         notes=notes,
     )
-    if history.empty:
+    if history.empty and since is not None and len(everything := read_history(settings)):
+        latest = everything["as_of"].max()
+        result.notes.append(
+            f"no scoring run since {since.date()}: the history holds {everything['as_of'].nunique():,} run(s), the "
+            f"latest as of {latest.isoformat()} (choose an earlier --since)"
+        )
+    elif history.empty:
         result.notes.append("the score history is empty: run `leadscore predict` first")
     elif outcomes.empty:
         result.notes.append(f"no scoring run is older than the horizon ({settings.spine.horizon_days:g} days) yet")

@@ -91,7 +91,7 @@ def run_validation(
         echo(f"  wrote {name}: {path}")
     refusals = ground_problems(data, settings)
     for refusal in refusals:
-        echo(f"  refused: {refusal}")
+        echo(f"  refused: {refusal}" + (f"\n    hint: {refusal.hint}" if refusal.hint else ""))
     echo(
         f"{len(data.errors)} error(s), {len(data.warnings)} warning(s), {sum(data.set_aside.values()):,} row(s) set "
         "aside; " + ("the other verbs refuse these tables" if refusals else "the other verbs run on the valid rows")

@@ -361,3 +361,9 @@ def test_the_routing_page_prints_the_default_routing_table():
     from tests.conftest import REPO
 
     assert RoutingRules().markdown() in (REPO / "docs" / "routing.md").read_text()
+
+
+def test_no_cut_off_is_proposed_without_both_outcomes():
+    points = pd.Series([10.0, 50.0, 90.0])
+    assert propose_cutoffs(points, pd.Series([0, 0, 0]), FIT_GRADES) == {}
+    assert propose_cutoffs(points.iloc[:0], pd.Series([], dtype="int64"), FIT_GRADES) == {}

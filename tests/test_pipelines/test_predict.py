@@ -153,7 +153,8 @@ def test_predict_without_a_model_says_what_to_do(sample_project, tmp_path):
     config = tmp_path / "leadscore.toml"
     config.write_text(sample_project.read_text().replace('path = "data/', f'path = "{sample_project.parent}/data/'))
     result = runner.invoke(app, ["predict", "--config", str(config)])
-    assert result.exit_code == 1 and "Run `leadscore train` first" in result.output
+    assert result.exit_code == 1 and "no such registered model or version yet" in result.output
+    assert "train one first: `leadscore train`" in result.output
 
 
 def test_with_a_model_threshold_for_sql_grade_reads_the_champion_and_still_agrees(project, tmp_path):

@@ -228,9 +228,9 @@ def _project(tmp_path: Path, preset: str, build) -> tuple[Path, dict[str, int], 
 
 def test_init_from_a_salesforce_report_export_prints_the_field_table(tmp_path):
     config, _, out = _project(tmp_path, "salesforce", salesforce_report_export)
-    assert "Lead            report_leads.csv: Id ('Lead ID'), CreatedDate ('Create Date'), Title, Email" in out
-    assert "missing Country: lead_country; the country fit rule" in out
-    assert "Task            no file: calls and e-mails logged by sales" in out
+    assert "  Lead            report_leads.csv          13/15  Country: lead_country; the country fit rule\n" in out
+    assert "  Opportunity     report_opportunities.csv  7/7\n" in out
+    assert "  Task            (no file)                 0/3    all: calls and e-mails logged by sales" in out
     assert "fit rules: dropped country (no column for lead_country); the others' weights rescaled" in out
     text = config.read_text()
     assert 'path = "../export/report_leads.csv"' in text and "Task.csv" not in text and "more_events" not in text
@@ -265,8 +265,8 @@ def test_salesforce_report_export_runs_end_to_end(tmp_path):
 
 def test_hubspot_ui_export_runs_end_to_end(tmp_path):
     config, expected, out = _project(tmp_path, "hubspot", hubspot_ui_export)
-    assert "contacts        hubspot-crm-exports-all-contacts-2025-04-26.csv: hs_object_id ('Record ID')" in out
-    assert "engagements     no file" in out
+    assert "  contacts        hubspot-crm-exports-all-contacts-2025-04-26.csv   11/11\n" in out
+    assert "  engagements     (no file)                                         0/3    all: calls, e-mails" in out
     validated = invoke("validate", "--config", config)
     assert f"{expected['opportunities_aside']:,} set aside" in validated
     assert "1 error(s)" in validated and "the other verbs run on the valid rows" in validated
@@ -281,14 +281,18 @@ def test_hubspot_ui_export_runs_end_to_end(tmp_path):
 
 
 @pytest.mark.parametrize("preset", ["salesforce", "hubspot"])
-def test_a_missing_optional_file_is_a_warning_in_every_verb(tmp_path, preset):
+def test_a_missing_optional_file_is_a_warning_in_every_verb(tmp_path, preset, caplog):
     build = salesforce_report_export if preset == "salesforce" else hubspot_ui_export
     config, expected, _ = _project(tmp_path, preset, build)
     text = config.read_text()
     name = "accounts.csv" if preset == "salesforce" else "hubspot-crm-exports-all-companies-2025-04-26.csv"
     (tmp_path / "export" / name).unlink()
     config.write_text(text)
-    out = invoke("validate", "--config", config)
-    assert f"warning: table 'accounts': file {tmp_path / 'export' / name} not found: left out" in out
-    invoke("train", "--config", config)
-    invoke("predict", "--config", config, "--out", tmp_path / "scores.csv")
+    warning = f"table 'accounts': file {tmp_path / 'export' / name} not found: left out"
+    assert f"warning: {warning}" in invoke("validate", "--config", config)
+    for verb in (["grade"], ["train"], ["predict", "--out", tmp_path / "scores.csv"]):
+        caplog.clear()
+        result = CliRunner().invoke(app, [verb[0], "--config", str(config), *map(str, verb[1:])])
+        assert result.exit_code == 0, result.output
+        assert any(r.levelname == "WARNING" and warning in r.getMessage() for r in caplog.records), verb
+    assert len(pd.read_csv(tmp_path / "scores.csv")) == expected["open"]
