@@ -64,15 +64,22 @@ def _as_lead_key(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.rename(columns={KEY: "lead_id"})
 
 
-def contact_pairs(spine: pd.DataFrame, leads: pd.DataFrame, opportunities: pd.DataFrame) -> pd.DataFrame:
+def contact_pairs(
+    spine: pd.DataFrame, leads: pd.DataFrame, opportunities: pd.DataFrame, *, known_only: bool = False
+) -> pd.DataFrame:
     """Every (spine row, lead of its account created at or before the cutoff), with `open`: the lead was still
     open at the cutoff (the lead spine's rule: no deal closed at or before it), and `undecided`: no deal of the
-    lead had closed strictly before the cutoff (what features may know: nothing at the cutoff itself)."""
+    lead had closed strictly before the cutoff (what features may know: nothing at the cutoff itself).
+
+    `known_only`: only the leads created strictly before the cutoff, the contacts features may know of (a contact
+    created at the cutoff itself is not yet known, as an event at the cutoff is not); the spine's rule for an open
+    lead (at or before, as the lead spine's) decides which accounts are scored."""
     members = account_leads(leads)
     rows = spine[[KEY, "cutoff_time"]].reset_index(drop=True).reset_index(names="row")
     rows[KEY] = rows[KEY].astype("string")
     pairs = rows.merge(members, on=KEY, how="inner")
-    pairs = pairs[pairs["created_at"] <= pairs["cutoff_time"]]
+    created, cutoff = to_ns(pairs["created_at"]), to_ns(pairs["cutoff_time"])
+    pairs = pairs[(created < cutoff) if known_only else (created <= cutoff)]
     pairs = pairs.sort_values(["row", "lead_id"], kind="stable").reset_index(drop=True)
     pairs["open"] = still_open(pairs[["lead_id", "cutoff_time"]], leads, opportunities)
     decided = to_ns(first_decision(leads, opportunities).reindex(pairs["lead_id"]))

@@ -1,7 +1,7 @@
 """Account features: roll-ups of the lead builders over the account's contacts, plus its history and firmographics.
 
-Each (account, cutoff) row is expanded to its contacts (the account's leads created at or before the cutoff, see
-`contact_pairs`), the lead builders run on those (lead, cutoff) pairs through one lead FeatureContext (so every
+Each (account, cutoff) row is expanded to its contacts (the account's leads created strictly before the cutoff,
+see `contact_pairs`), the lead builders run on those (lead, cutoff) pairs through one lead FeatureContext (so every
 point-in-time rule of the lead features holds: events strictly before the cutoff, deals counted once closed), and
 each account builder aggregates them back to the row. Builders are listed explicitly in `account_feature_specs`;
 they carry a group, direction and concept like the lead registry, so reasons read the same way.
@@ -41,7 +41,7 @@ class AccountContext:
     ) -> None:
         self.spine = spine[[KEY, "cutoff_time"]].reset_index(drop=True)
         self.n = len(self.spine)
-        self.pairs = contact_pairs(self.spine, leads, opportunities)
+        self.pairs = contact_pairs(self.spine, leads, opportunities, known_only=True)
         pair_leads = self.pairs["lead_id"]
         self.lead_context = FeatureContext(
             self.pairs[["lead_id", "cutoff_time"]],
@@ -232,6 +232,7 @@ def _best_spec(feature: str) -> FeatureSpec:
         partial(best_open_lead, feature=feature, direction=lead.direction or 1),
         direction=lead.direction,
         concept=f"account_best_{lead.concept}",
+        filled_late=lead.filled_late,
     )
 
 

@@ -7,7 +7,7 @@ from functools import partial
 import numpy as np
 import pandas as pd
 
-from leadscore.features.context import DEFAULT_EVENT_WEIGHTS, FeatureContext
+from leadscore.features.context import FeatureContext
 from leadscore.features.schemas import EVENT_TYPES, MARKETING_EVENTS
 from leadscore.features.spec import FeatureSpec, feature
 
@@ -78,9 +78,8 @@ def events_trend_7d_vs_21d(ctx: FeatureContext) -> pd.Series:
 def engagement_decayed_score(ctx: FeatureContext) -> pd.Series:
     """Engagement score (every action weighted by type; recent actions weigh more)."""
     window = ctx.event_window
-    weights = {**DEFAULT_EVENT_WEIGHTS, **ctx.params.event_weights}
-    per_type = np.array([weights.get(t, 0.0) for t in window.types] + [0.0])
-    weight = per_type[window.type_code]  # code -1 (unknown type) takes the trailing 0
+    weights = ctx.params.weights
+    weight = np.array([weights.get(t, 0.0) for t in window.types])[window.type_code]
     decay = np.exp2(-window.age_days / ctx.params.half_life_days)
     score = np.bincount(window.row, weights=weight * decay, minlength=ctx.n)
     return pd.Series(score, name="engagement_decayed_score")

@@ -12,20 +12,10 @@ import numpy as np
 import pandas as pd
 
 from leadscore.features.keys import positions
-from leadscore.features.pointintime import NAT, epoch_units, to_ns
-from leadscore.features.schemas import EVENT_TYPES, SALES_TOUCH_EVENTS
+from leadscore.features.pointintime import NAT, epoch_units, known_fields, to_ns
+from leadscore.features.schemas import EVENT_TYPES, SALES_TOUCH_EVENTS, event_type_key
 
 NS_PER_DAY = 86_400 * 10**9
-
-
-@dataclass(frozen=True)
-class FeatureParams:
-    half_life_days: float = 14.0
-    event_weights: dict[str, float] = field(default_factory=dict)
-    high_intent_events: tuple[str, ...] = ("pricing_page_view", "demo_request")
-    free_email_domains: tuple[str, ...] = ()
-    custom_fields: tuple = ()  # features.custom.CustomField: the CRM's own lead and account columns
-
 
 DEFAULT_EVENT_WEIGHTS = {
     "page_view": 1.0,
@@ -42,6 +32,31 @@ DEFAULT_EVENT_WEIGHTS = {
     "upgrade_page_view": 6.0,
     "support_ticket": 1.0,
 }
+
+
+@dataclass(frozen=True)
+class FeatureParams:
+    half_life_days: float = 14.0
+    event_weights: dict[str, float] = field(default_factory=dict)
+    high_intent_events: tuple[str, ...] = ("pricing_page_view", "demo_request")
+    free_email_domains: tuple[str, ...] = ()
+    custom_fields: tuple = ()  # features.custom.CustomField: the CRM's own lead and account columns
+    declared_events: tuple[str, ...] = ()  # further event types the config names (the grade rules' categories)
+    known_at: tuple[str, ...] = ()  # lead fields with a `<field>_known_at` column: read only once filled in
+
+    @cached_property
+    def event_types(self) -> tuple[str, ...]:
+        """The event types that feed features: the contract's, then the ones the config declares (weighted,
+        high-intent or in a grade category), each with its own code, in name order. Sales touches never feed a
+        feature, and any other type is read by none: it is not the lead's activity as far as the config knows."""
+        named = {*self.event_weights, *self.high_intent_events, *self.declared_events}
+        custom = {event_type_key(t) for t in named} - set(EVENT_TYPES) - set(SALES_TOUCH_EVENTS)
+        return (*EVENT_TYPES, *sorted(custom))
+
+    @cached_property
+    def weights(self) -> dict[str, float]:
+        """Engagement weight per event type: the built-in ones, then the config's (types compared by meaning)."""
+        return {**DEFAULT_EVENT_WEIGHTS, **{event_type_key(t): w for t, w in self.event_weights.items()}}
 
 
 @dataclass(frozen=True)
@@ -75,7 +90,9 @@ class EventWindow:
         return pd.Series(picked, copy=False).to_numpy(dtype="float64", na_value=np.nan)
 
     def code(self, event_type: str) -> int:
-        return self.types.index(event_type) if event_type in self.types else -1
+        """The type's code; -1 (which no paired event carries) for a type outside the vocabulary."""
+        key = event_type_key(event_type)
+        return self.types.index(key) if key in self.types else -1
 
 
 class FeatureContext:
@@ -114,12 +131,14 @@ class FeatureContext:
 
     @cached_property
     def lead_rows(self) -> pd.DataFrame:
-        """The lead's own attributes, one row per spine row (attributes are taken as known at creation)."""
+        """The lead's own attributes, one row per spine row: taken as known at creation, except the fields with a
+        known_at time (`params.known_at`), missing until strictly before the cutoff they were filled in."""
         position = positions(self.spine["lead_id"], pd.Index(self.leads["lead_id"]))
         if (position < 0).any():
             missing = self.spine.loc[position < 0, "lead_id"].iloc[0]
             raise KeyError(f"spine lead {missing!r} is not in the leads table")
-        return self.leads.iloc[position].reset_index(drop=True)
+        rows = self.leads.iloc[position].reset_index(drop=True)
+        return known_fields(rows, self.params.known_at, self.cutoff_ns)
 
     @cached_property
     def account_rows(self) -> pd.DataFrame:
@@ -157,7 +176,7 @@ class FeatureContext:
             window_columns,
         )
 
-        types = tuple(EVENT_TYPES)
+        types = self.params.event_types
         events = self.events
         if events is None or events.empty:
             empty = np.array([], dtype="int64")
@@ -173,7 +192,8 @@ class FeatureContext:
             row_keys = _codes(lead, spine_index)
             query_keys = spine_index.get_indexer(self.spine["lead_id"])
         # sales touches are coded after the vocabulary: one lookup gives the type and the touches, which pair with
-        # no spine row (they would leak sales' reaction to a lead into its features)
+        # no spine row (they would leak sales' reaction to a lead into its features); nor does a type outside the
+        # vocabulary (code -1): a CRM's notes and tasks are sales' records, and no builder could tell them apart
         type_codes = _codes(events["event_type"], pd.Index([*types, *SALES_TOUCH_EVENTS]), small=True)
         with_events = np.flatnonzero(query_keys >= 0)  # a lead without events pairs with nothing
         event_times, per_ns = epoch_units(events["occurred_at"])
@@ -182,7 +202,11 @@ class FeatureContext:
         if per_ns > 1:
             cutoffs = np.where(cutoffs == NAT, NAT, -(-cutoffs // per_ns))
         query, row = pairs_before(
-            query_keys[with_events], cutoffs, row_keys, event_times, row_skip=type_codes >= len(types)
+            query_keys[with_events],
+            cutoffs,
+            row_keys,
+            event_times,
+            row_skip=(type_codes < 0) | (type_codes >= len(types)),
         )
         query = with_events[query]
         type_code, age_days = window_columns(

@@ -61,6 +61,8 @@ FREE_EMAIL_DOMAINS = frozenset(
     }
 )
 PROFILE_FIELDS = ("email", "phone", "job_title", "department", "country", "account_id")
+# the profile fields sales completes while working a lead (the e-mail address is how the lead arrived)
+LATE_PROFILE_FIELDS = PROFILE_FIELDS[1:]
 
 
 def seniority_from_title(titles: pd.Series) -> pd.Series:
@@ -128,32 +130,32 @@ def lead_age_days(ctx: FeatureContext) -> pd.Series:
     return pd.Series(np.minimum(age, MAX_LEAD_AGE_DAYS), name="lead_age_days")
 
 
-@feature("demographic", unit="%", direction=1)
+@feature("demographic", unit="%", direction=1, filled_late=LATE_PROFILE_FIELDS)
 def lead_profile_completeness(ctx: FeatureContext) -> pd.Series:
     """Share of key profile fields filled in (e-mail, phone, job title, department, country, company)."""
     present = [_column(ctx, name).notna().to_numpy() for name in PROFILE_FIELDS]
     return pd.Series(np.mean(present, axis=0) * 100.0, name="lead_profile_completeness")
 
 
-@feature("demographic", kind="categorical")
+@feature("demographic", kind="categorical", filled_late=("bant_budget",))
 def lead_bant_budget(ctx: FeatureContext) -> pd.Series:
     """Budget answer given by the lead (BANT)."""
     return _column(ctx, "bant_budget").rename("lead_bant_budget")
 
 
-@feature("demographic", kind="categorical")
+@feature("demographic", kind="categorical", filled_late=("bant_authority",))
 def lead_bant_authority(ctx: FeatureContext) -> pd.Series:
     """Buying authority of the lead (BANT)."""
     return _column(ctx, "bant_authority").rename("lead_bant_authority")
 
 
-@feature("demographic", kind="categorical")
+@feature("demographic", kind="categorical", filled_late=("bant_need",))
 def lead_bant_need(ctx: FeatureContext) -> pd.Series:
     """Stated need (BANT)."""
     return _column(ctx, "bant_need").rename("lead_bant_need")
 
 
-@feature("demographic", kind="categorical")
+@feature("demographic", kind="categorical", filled_late=("bant_timeline",))
 def lead_bant_timeline(ctx: FeatureContext) -> pd.Series:
     """Stated buying timeline (BANT)."""
     return _column(ctx, "bant_timeline").rename("lead_bant_timeline")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from leadscore.features.schemas import KNOWN_AT_SUFFIX
+
 
 def to_ns(values: pd.Series | pd.DatetimeIndex) -> np.ndarray:
     """UTC timestamps as int64 nanoseconds; missing values become the smallest int64 (NaT).
@@ -79,3 +81,19 @@ def count_before(
     has = counts > 0
     latest[has] = row_times[order[upto[has] - 1]]
     return counts, latest
+
+
+def known_fields(rows: pd.DataFrame, fields: tuple[str, ...], cutoff_ns: np.ndarray) -> pd.DataFrame:
+    """`rows` (one per cutoff) with each of `fields` missing where it was filled in at or after the cutoff, or at a
+    time nobody recorded: its `<field>_known_at` column says when it became known."""
+    present = [f for f in fields if f in rows]
+    if not present:
+        return rows
+    rows = rows.copy()
+    for field in present:
+        if field + KNOWN_AT_SUFFIX not in rows:
+            raise KeyError(f"the leads table has no {field + KNOWN_AT_SUFFIX} column: when was {field} filled in?")
+        known_at = to_ns(rows[field + KNOWN_AT_SUFFIX])
+        unknown = (known_at == NAT) | (known_at >= cutoff_ns)
+        rows[field] = rows[field].mask(unknown)
+    return rows

@@ -11,7 +11,7 @@ import functools
 from leadscore.features import behavioral, demographic, firmographic, history, product
 from leadscore.features.spec import GROUPS, FeatureSpec
 
-__all__ = ["GROUPS", "FeatureSpec", "all_features", "declared_directions", "feature_set"]
+__all__ = ["GROUPS", "FeatureSpec", "all_features", "declared_directions", "feature_set", "without_known_at"]
 
 
 # The order of the groups is the order of the model's columns: models trained before the explicit lists were
@@ -40,8 +40,17 @@ def declared_directions() -> dict[str, int]:
     return {name: spec.direction for name, spec in all_features().items() if spec.direction}
 
 
-def feature_set(name: str, custom: dict[str, list[str]] | None = None) -> list[str]:
-    """The named list of features: 'default' (all), one group's name, or a set defined in config."""
+def without_known_at(specs: dict[str, FeatureSpec], known_at: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """Feature -> the lead fields it reads that sales fills in later and that have no `known_at` time: without
+    those times the feature would read today's values at every past cutoff."""
+    lacking = {n: [f for f in s.filled_late if f not in known_at] for n, s in specs.items()}
+    return {n: fields for n, fields in lacking.items() if fields}
+
+
+def feature_set(name: str, custom: dict[str, list[str]] | None = None, *, known_at: tuple[str, ...] = ()) -> list[str]:
+    """The named list of features: 'default' (all), one group's name, or a set defined in config. The built-in
+    sets leave out the features whose late-filled lead fields have no `known_at` time (a set of your own keeps
+    what it lists)."""
     specs = all_features()
     custom = custom or {}
     if name in custom:
@@ -49,7 +58,8 @@ def feature_set(name: str, custom: dict[str, list[str]] | None = None) -> list[s
         if unknown:
             raise ValueError(f"feature set {name!r}: unknown feature(s) {unknown}")
         return list(custom[name])
-    model = {n: s for n, s in specs.items() if s.for_model}
+    late = without_known_at(specs, known_at)
+    model = {n: s for n, s in specs.items() if s.for_model and n not in late}
     if name == "default":
         return list(model)
     if name in GROUPS:

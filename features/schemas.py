@@ -5,6 +5,8 @@ A role is the contract's name for a column; users map their own column names ont
 
 from __future__ import annotations
 
+import re
+
 # role -> required?  Order is the canonical column order of the loaded table.
 TABLE_ROLES: dict[str, dict[str, bool]] = {
     "leads": {
@@ -65,6 +67,10 @@ NUMERIC_COLUMNS = {
 }
 STATUSES = ("open", "won", "lost")
 
+# A lead field filled in after the lead was created (a BANT answer, a phone number learnt on a call) may come with the
+# time it was filled in (`tables.leads.known_at`), loaded beside it as `<field>_known_at`: the field is known from then.
+KNOWN_AT_SUFFIX = "_known_at"
+
 # Event type -> plain-language label used in feature descriptions and reason texts.
 EVENT_TYPES: dict[str, str] = {
     "page_view": "Web page views",
@@ -91,6 +97,13 @@ SALES_TOUCH_EVENTS: dict[str, str] = {
     "sales_email": "Sales e-mails",
     "meeting": "Sales meetings",
 }
+
+
+def event_type_key(name: str) -> str:
+    """An event type compared by meaning, as validation reads the events: case, surrounding blanks and runs of
+    spaces, dashes and underscores do not count (`Webinar Registration` -> `webinar_registration`)."""
+    return re.sub(r"[\s\-_]+", "_", name.strip().lower())
+
 
 # Text that means "no value" in a number or a time column (pandas' default list). Text columns keep such values as
 # written: "NA" is Namibia's country code and a common "no answer"; a user lists their own placeholders per table

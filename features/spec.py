@@ -8,6 +8,11 @@ A feature may also declare its business `direction`: +1 when more of it never lo
 factory turns declared directions into monotone constraints, and the reasons use them to never call above-typical
 activity bad. Features measuring one idea (page views over 7, 30 and 90 days) share a `concept`, so that a lead's
 reasons name each idea once.
+
+A feature reading lead fields that sales fills in after the lead was created (BANT answers, the details that make
+a profile complete) declares them as `filled_late`: a CRM export holds their value of today, not of a past cutoff,
+so the feature is point in time only when the leads table says when each was filled in (`tables.leads.known_at`).
+Without that it stays out of the default feature set (`features.registry.feature_set`), with a warning.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ class FeatureSpec:
     direction: Direction = 0  # declared business direction: +1 more never lowers the probability, -1 never raises
     concept: str = ""  # features of one idea share it (one reason per concept); empty: the feature's own name
     at_most: float | None = None  # the builder caps its values here: reasons say "365 days or more"
+    filled_late: tuple[str, ...] = ()  # lead fields sales fills in later: point in time only with their known_at
 
     def __post_init__(self) -> None:
         if self.group not in GROUPS:
@@ -54,6 +60,7 @@ def feature(
     direction: Direction = 0,
     concept: str = "",
     at_most: float | None = None,
+    filled_late: tuple[str, ...] = (),
 ) -> Callable[[Callable], Callable]:
     """Describe a builder: its `spec` (name = the function's name, description = its docstring's first line).
 
@@ -65,7 +72,17 @@ def feature(
         if not doc:
             raise ValueError(f"feature builder {function.__name__} needs a one-line docstring")
         function.spec = FeatureSpec(
-            function.__name__, group, doc[0].rstrip("."), kind, unit, function, for_model, direction, concept, at_most
+            function.__name__,
+            group,
+            doc[0].rstrip("."),
+            kind,
+            unit,
+            function,
+            for_model,
+            direction,
+            concept,
+            at_most,
+            filled_late,
         )
         return function
 

@@ -2,9 +2,12 @@
 
 * **Realized conversion**: a history row (lead scored at `as_of`) has its outcome once `as_of + horizon` has passed:
   the training label, computed the same way (won within the horizon = 1).
-* **Handover**: the first scoring run that routed a lead to sales (an action with an SLA, so a `due_by`); its
-  `as_of` is when sales got the lead, its `due_by` the deadline. Leads that sales had already accepted or
-  rejected before that run are not handovers.
+* **One outcome per lead**: a lead scored by many runs has one outcome per run that matured; figures and counts
+  take one of them per lead and model (drawn as the training spine draws its rows), so a lead scored 70 times
+  counts once, and the minimums of live figures are numbers of leads.
+* **Handover**: the first production run (the champion's, not a shadow model's) that routed a lead to sales (an
+  action with an SLA, so a `due_by`); its `as_of` is when sales got the lead, its `due_by` the deadline. Leads that
+  sales had already accepted or rejected before that run are not handovers.
 * **Acceptance**: a handover is accepted (or rejected) when sales' decision falls within `window` of it; the rate
   is accepted / handed over, read only for handovers whose window has passed.
 * **SLA compliance**: share of handovers, whose deadline has passed, touched by sales (first touch at or after
@@ -17,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from leadscore.features.spine import label
+from leadscore.features.spine import label, thin_snapshots
 from leadscore.models.evaluation import calibration_table, evaluate
 
 HOURS = pd.Timedelta(hours=1)
@@ -47,8 +50,22 @@ def realized_outcomes(
     return rows.assign(converted=converted.astype("int64").to_numpy())
 
 
+def one_per_lead(outcomes: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
+    """One matured score per lead and model: drawn by a seeded hash of (lead, as_of), as the training spine keeps a
+    lead's rows, so no score is favoured by its age or outcome (a lead's latest score exists only while it stayed
+    open, i.e. did not convert)."""
+    if outcomes.empty:
+        return outcomes
+    model = outcomes["model_name"].astype("string") + "\x1f" + outcomes["model_version"].astype("string")
+    keys = pd.DataFrame(
+        {"lead_id": outcomes["lead_id"].astype("string") + "\x1f" + model, "cutoff_time": outcomes["as_of"]}
+    )
+    return outcomes[thin_snapshots(keys, max_snapshots=1, seed=seed)].reset_index(drop=True)
+
+
 def conversion_by(outcomes: pd.DataFrame, by: str) -> pd.DataFrame:
-    """Leads, conversions, realized conversion rate and mean predicted probability per value of `by`."""
+    """Leads, conversions, realized conversion rate and mean predicted probability per value of `by` (on one
+    outcome per lead: `one_per_lead`)."""
     table = outcomes.groupby(by, observed=True).agg(
         leads=("converted", "size"),
         conversions=("converted", "sum"),
@@ -59,10 +76,16 @@ def conversion_by(outcomes: pd.DataFrame, by: str) -> pd.DataFrame:
 
 
 def live_figures(outcomes: pd.DataFrame) -> dict[str, float]:
-    """ROC AUC, PR AUC, Brier, ECE and the rest on matured outcomes, with the counts they rest on."""
-    figures = {"outcomes": float(len(outcomes)), "conversions": float(outcomes["converted"].sum())}
-    if len(outcomes):
-        figures.update(evaluate(outcomes["converted"].to_numpy(), outcomes["probability"].to_numpy()))
+    """ROC AUC, PR AUC, Brier, ECE and the rest on matured outcomes, one per lead (`one_per_lead`), with the counts
+    they rest on: `leads` (= outcomes), `conversions` and `scores` (the matured scores they were drawn from)."""
+    per_lead = one_per_lead(outcomes)
+    figures = {
+        "leads": float(len(per_lead)),
+        "conversions": float(per_lead["converted"].sum()),
+        "scores": float(len(outcomes)),
+    }
+    if len(per_lead):
+        figures.update(evaluate(per_lead["converted"].to_numpy(), per_lead["probability"].to_numpy()))
     return figures
 
 
@@ -74,8 +97,10 @@ def live_calibration(outcomes: pd.DataFrame) -> pd.DataFrame:
 
 
 def handovers(history: pd.DataFrame) -> pd.DataFrame:
-    """Each lead's first scoring run that routed it to sales: handed_at, due_by, sla_hours, cell, stage, action."""
-    routed = history[history["due_by"].notna()].sort_values(["as_of", "lead_id"], kind="stable")
+    """Each lead's first production run (`production`, the champion's; all runs when the column is absent) that
+    routed it to sales: handed_at, due_by, sla_hours, cell, stage, action. A shadow model's routes reached no one."""
+    production = history["production"].to_numpy(dtype=bool) if "production" in history else True
+    routed = history[history["due_by"].notna().to_numpy() & production].sort_values(["as_of", "lead_id"], kind="stable")
     first = routed.drop_duplicates("lead_id").reset_index(drop=True)
     out = first[["lead_id", "as_of", "due_by", "cell", "stage", "action"]].rename(columns={"as_of": "handed_at"})
     out["sla_hours"] = (out["due_by"] - out["handed_at"]) / HOURS

@@ -6,6 +6,7 @@ silently ignored setting. Relative paths are resolved against the folder holding
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from datetime import date, datetime
 from pathlib import Path
@@ -17,13 +18,14 @@ from leadscore.features.context import FeatureParams
 from leadscore.features.custom import CustomField
 from leadscore.features.derived import CATEGORICAL_PARTS
 from leadscore.features.flat import FlatSpec, value_keys
-from leadscore.features.registry import feature_set
-from leadscore.features.schemas import TABLE_ROLES
+from leadscore.features.registry import all_features, feature_set, without_known_at
+from leadscore.features.schemas import SALES_TOUCH_EVENTS, TABLE_ROLES, TIME_COLUMNS, event_type_key
 from leadscore.features.spine import CutoffPolicy
 from leadscore.models.factory import ModelSettings
 from leadscore.models.grade_rules import ColumnEngagementRules, GradeRules
 from leadscore.pipelines.errors import ConfigError, UsageError
 
+log = logging.getLogger(__name__)
 __all__ = ["PRESETS", "ConfigError", "Settings", "load_settings", "with_project_defaults", "write_project_config"]
 
 
@@ -98,6 +100,11 @@ class TableSource(_Section):
     derived: dict[str, LeadDerivedColumn] = Field(
         default_factory=dict, description="leads: feature name -> date part of / days between the lead's timestamps"
     )
+    known_at: dict[str, str] = Field(
+        default_factory=dict,
+        description="leads: field (role or custom field) -> column holding when it was filled in; the field is read "
+        "only from then on",
+    )
     missing_values: list[str] = Field(
         default_factory=list,
         description='text that means missing in this table (e.g. "n/a", "-"); only an empty cell otherwise, and '
@@ -141,13 +148,23 @@ class Tables(_Section):
                 raise ValueError(f"tables.{name}.custom: custom fields belong to the leads or accounts table")
             if source.derived and name != "leads":
                 raise ValueError(f"tables.{name}.derived: derived features are computed from the leads table")
+            if source.known_at and name != "leads":
+                raise ValueError(f"tables.{name}.known_at: only the leads table's fields have a known_at time")
         self._check_custom_names()
+        self._check_known_at()
         return self
+
+    def _check_known_at(self) -> None:
+        """known_at keys are lead attributes: a contract role (neither its id nor a timestamp) or a custom field."""
+        leads = self.leads
+        fields = [r for r in TABLE_ROLES["leads"] if r != "lead_id" and r not in TIME_COLUMNS["leads"]]
+        fields += [k for k, f in leads.custom.items() if f.type != "timestamp"]
+        unknown = sorted(set(leads.known_at) - set(fields))
+        if unknown:
+            raise ValueError(f"tables.leads.known_at: {unknown} are not lead fields; fields: {fields}")
 
     def _check_custom_names(self) -> None:
         import re
-
-        from leadscore.features.registry import all_features
 
         known = set(all_features())
         seen: set[str] = set()
@@ -450,11 +467,25 @@ class MonitorSettings(_Section):
     """`leadscore monitor`: how sales' feedback is read, and the alert thresholds."""
 
     acceptance_window_days: float = Field(30.0, gt=0, description="sales' decision counts within this after handover")
-    min_live_outcomes: int = Field(200, ge=1, description="matured outcomes needed before the live ROC AUC counts")
+    min_live_leads: int = Field(
+        200, ge=1, description="leads with a matured outcome needed before the live ROC AUC counts (one per lead)"
+    )
     acceptance_drop_points: float = Field(10.0, gt=0, description="alert: latest week below the earlier by more")
     live_roc_auc_floor: float = Field(0.65, ge=0, le=1, description="alert: the champion's live ROC AUC below it")
     sla_compliance_target: float = Field(0.8, ge=0, le=1, description="alert: share touched within SLA below it")
     score_drift_psi: float = Field(0.25, gt=0, description="alert: PSI of a run's scores vs training above it")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _minimum_in_leads(cls, values: object) -> object:
+        """`min_live_outcomes` (counted per score before) is read as `min_live_leads`, with a warning."""
+        if isinstance(values, dict) and "min_live_outcomes" in values:
+            values = dict(values)
+            if "min_live_leads" in values:
+                raise ValueError("give monitor.min_live_leads only (min_live_outcomes is its old name)")
+            values["min_live_leads"] = values.pop("min_live_outcomes")
+            log.warning("monitor.min_live_outcomes is now monitor.min_live_leads: the minimum counts leads")
+        return values
 
 
 class MlflowSettings(_Section):
@@ -532,6 +563,25 @@ class Settings(_Section):
             raise ValueError("mode 'flat' needs a [flat] section")
         return self
 
+    @model_validator(mode="after")
+    def _no_sales_touch_feeds_a_feature(self) -> Settings:
+        """Sales' own touches are never features: naming one as the lead's activity would silently do nothing."""
+        named = {
+            "features.event_weights": list(self.features.event_weights),
+            "features.high_intent_events": self.features.high_intent_events,
+            **{
+                f"grades.engagement.categories.{k}.events": c.events
+                for k, c in self.grades.engagement.categories.items()
+            },
+        }
+        for key, types in named.items():
+            touches = sorted({event_type_key(t) for t in types} & set(SALES_TOUCH_EVENTS))
+            if touches:
+                raise ValueError(
+                    f"{key}: {touches} are sales' own touches, never the lead's activity (no feature reads them)"
+                )
+        return self
+
     def resolve(self, path: str) -> Path:
         """A path from the config, taken relative to the config file's folder."""
         candidate = Path(path).expanduser()
@@ -584,7 +634,21 @@ class Settings(_Section):
             high_intent_events=tuple(f.high_intent_events),
             free_email_domains=tuple(f.free_email_domains),
             custom_fields=self.custom_fields(),
+            declared_events=tuple(t for c in self.grades.engagement.categories.values() for t in c.events),
+            known_at=self.known_at_fields(),
         )
+
+    def known_at_fields(self) -> tuple[str, ...]:
+        """The lead fields whose leads table says when each was filled in (`tables.leads.known_at`)."""
+        return tuple(self.tables.leads.known_at) if self.mode == "crm" and self.tables is not None else ()
+
+    def filled_late(self) -> dict[str, list[str]]:
+        """The features of the configured set that read lead fields sales fills in later without a known_at time,
+        each with those fields: a built-in set leaves them out, a set of your own keeps them (both warned about)."""
+        specs = all_features()
+        every_field = tuple(f for spec in specs.values() for f in spec.filled_late)
+        wanted = feature_set(self.features.feature_set, self.features.sets, known_at=every_field)
+        return {n: f for n, f in without_known_at(specs, self.known_at_fields()).items() if n in wanted}
 
     def cutoff_policy(self) -> CutoffPolicy:
         """When the spine scores each lead during training."""
@@ -601,7 +665,7 @@ class Settings(_Section):
 
     def selected_features(self) -> list[str]:
         """The configured feature set, then the custom fields (in every set: declaring one means using it)."""
-        names = feature_set(self.features.feature_set, self.features.sets)
+        names = feature_set(self.features.feature_set, self.features.sets, known_at=self.known_at_fields())
         return names + [f.name for f in self.custom_fields() if f.name not in names]
 
 

@@ -104,8 +104,72 @@ def crm_training_set(settings: Settings, data: CrmData) -> TrainingSet:
         "sample_weight": "1 / (rows kept for the lead); the model scales the weights to average 1",
         "coverage": scoring_coverage(settings, data, frame),
     }
+    late = settings.filled_late()
+    if late:
+        # said by `train` and `build-training-set` (filled_late_lines), and kept in the manifest MLflow logs
+        manifest["filled_late"] = {"kept": settings.features.feature_set in settings.features.sets, "features": late}
     categorical = [n for n in names if specs[n].kind == "categorical"]
     return TrainingSet(frame, names, manifest, categorical)
+
+
+def filled_late_lines(manifest: dict) -> list[str]:
+    """The features reading lead fields that sales fills in later, without the time each was filled in: left out of
+    a built-in feature set, or kept (a set of your own asked for them) with today's values at every past cutoff."""
+    late = manifest.get("filled_late")
+    if not late:
+        return []
+    fields = sorted({f for listed in late["features"].values() for f in listed})
+    features = ", ".join(late["features"])
+    settle = f"give tables.leads.known_at (the column saying when each was filled in) for {', '.join(fields)}"
+    if late["kept"]:
+        return [
+            f"warning: {features} read {', '.join(fields)}, which sales fills in after the lead is created, with "
+            f"no known_at time: today's values are read at every past cutoff (a leak); {settle}"
+        ]
+    return [
+        f"warning: left out of the feature set: {features} ({', '.join(fields)} are filled in by sales after the "
+        f"lead is created, and their values of today would leak into past cutoffs); {settle} to use them"
+    ]
+
+
+def spine_as_of(settings: Settings, data: CrmData, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The labelled, weighted spine that `train --as-of` would build on that date, read from tables that run later.
+
+    The same rows as from the tables cut at `as_of`: cutoffs are proposed up to `as_of`, a lead is open at a cutoff
+    when no deal closed at or before it, thinning ranks only the open cutoffs up to `as_of`, and a row is labelled
+    only when its horizon ended by `as_of` (so by deals closed by then); weights count the rows kept by then. No
+    later deal, cutoff or row can enter (tests/test_pipelines/test_backtest_steps.py)."""
+    t = data.tables
+    spine, _ = build_spine(t["leads"], t["opportunities"], settings.cutoff_policy(), as_of=as_of)
+    return spine
+
+
+def with_rows(
+    settings: Settings, data: CrmData, training: TrainingSet, spine: pd.DataFrame
+) -> tuple[TrainingSet, np.ndarray]:
+    """The training set with the rows of `spine` it lacks appended (their features built), and the position of each
+    `spine` row in it. A row's features look only before its cutoff, so a (lead, cutoff) already built is reused
+    whatever the as-of date it was built for; labels and weights stay the caller's."""
+    frame = training.frame
+    keys = pd.MultiIndex.from_frame(frame[["lead_id", "cutoff_time"]])
+    position = keys.get_indexer(pd.MultiIndex.from_frame(spine[["lead_id", "cutoff_time"]]))
+    missing = spine[position < 0].reset_index(drop=True)
+    if len(missing):
+        t = data.tables
+        extra = build_features(
+            missing[list(KEY_COLUMNS)],
+            leads=t["leads"],
+            accounts=t.get("accounts"),
+            events=t.get("events"),
+            opportunities=t["opportunities"],
+            feature_names=training.feature_names,
+            params=settings.feature_params(),
+        )
+        extra[ORDER_COLUMN] = np.arange(len(frame), len(frame) + len(extra), dtype="int64")
+        position[position < 0] = np.arange(len(frame), len(frame) + len(extra))
+        frame = pd.concat([frame, extra.reindex(columns=frame.columns)], ignore_index=True)
+    grown = TrainingSet(frame, training.feature_names, training.manifest, training.categorical)
+    return grown, position
 
 
 def scoring_coverage(settings: Settings, data: CrmData, frame: pd.DataFrame) -> dict:

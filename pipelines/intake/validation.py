@@ -15,8 +15,8 @@ import pandas as pd
 
 from leadscore.features.keys import is_in
 from leadscore.features.schemas import (
-    EVENT_TYPES,
     ID_COLUMNS,
+    KNOWN_AT_SUFFIX,
     NUMBER_MISSING,
     NUMERIC_COLUMNS,
     SALES_TOUCH_EVENTS,
@@ -249,6 +249,12 @@ def _map_columns(raw: pd.DataFrame, source: TableSource, table: str, check: _Che
                 "custom field column absent", f"column '{custom.column or key}' of custom field '{key}' is absent", key
             )
             ok = False
+    for key, column in source.known_at.items():
+        if column not in raw.columns:
+            check.table_error(
+                "known_at column absent", f"column '{column}' (when '{key}' was filled in) is absent", key
+            )
+            ok = False
     if not ok:
         return None
     renamed: dict[str, str] = {}
@@ -261,6 +267,8 @@ def _map_columns(raw: pd.DataFrame, source: TableSource, table: str, check: _Che
     frame = frame[list(picked)] if len(renamed) < len(picked) else frame
     for key, custom in source.custom.items():  # a copy: one source column may also be mapped to a role
         frame[key] = raw[custom.column or key].to_numpy()
+    for key, column in source.known_at.items():
+        frame[key + KNOWN_AT_SUFFIX] = raw[column].to_numpy()
     frame.insert(0, ROW, np.arange(1, len(frame) + 1, dtype="int32" if len(frame) < 2**31 - 1 else "int64"))
     return frame
 
@@ -379,6 +387,11 @@ def _check_table(
             _parse_number_role(frame, check, key)
         elif custom.type == "timestamp":
             _parse_time_role(frame, check, key, timezone=timezone, fmt=source.timestamp_format, table=table)
+    for key in source.known_at:
+        _parse_time_role(
+            frame, check, key + KNOWN_AT_SUFFIX, timezone=timezone, fmt=source.timestamp_format, table=table
+        )
+        _check_known_at(frame, check, key)
     id_column = ID_COLUMNS.get(table)
     if id_column in frame:
         duplicated = frame[id_column].notna() & frame[id_column].duplicated(keep=False)
@@ -395,6 +408,26 @@ def _check_table(
             reject=False,
         )
     return frame, check
+
+
+def _check_known_at(frame: pd.DataFrame, check: _Checker, field: str) -> None:
+    """A value with no time it was filled in is never read (no cutoff can know it): counted in one warning."""
+    if field not in frame:
+        return
+    timeless = int((frame[field].notna() & frame[field + KNOWN_AT_SUFFIX].isna()).sum())
+    if timeless:
+        check.problems.append(
+            Problem(
+                check.table,
+                field,
+                None,
+                None,
+                "value without its known_at time",
+                f"leads.{field}: {timeless:,} value(s) with no time they were filled in "
+                f"(tables.leads.known_at.{field}): read as not yet known at every cutoff",
+                "warning",
+            )
+        )
 
 
 def _set_aside_out_of_scope(raw: pd.DataFrame, source: TableSource, table: str, check: _Checker) -> None:
@@ -569,6 +602,12 @@ def _check_as_of(table: str, check: _Checker, as_of: pd.Timestamp) -> int:
         frame.loc[later, "closed_at"] = pd.NaT
     if table == "leads" and "sales_accepted_at" in frame:
         frame.loc[(frame["sales_accepted_at"] > as_of).to_numpy(), "sales_accepted_at"] = pd.NaT
+    for known_at in [c for c in frame if table == "leads" and c.endswith(KNOWN_AT_SUFFIX)]:
+        # a field filled in after as_of was not yet known then: neither its value nor its time
+        field, later = known_at.removesuffix(KNOWN_AT_SUFFIX), (frame[known_at] > as_of).fillna(False).to_numpy(bool)
+        frame.loc[later, known_at] = pd.NaT
+        if field in frame:
+            frame[field] = frame[field].mask(later)
     time_column = {"leads": "created_at", "events": "occurred_at", "opportunities": "created_at"}.get(table)
     if time_column is None:
         return 0
@@ -742,13 +781,10 @@ def _check_event_vocabulary(events: pd.DataFrame, check: _Checker, known: set[st
 
 
 def known_event_types(settings: Settings) -> set[str]:
-    """The event vocabulary: the contract's types plus any the config weights, marks high-intent or grades."""
-    # sales touches are known (monitor reads them) though no feature does
-    known = set(EVENT_TYPES) | set(SALES_TOUCH_EVENTS)
-    known |= set(settings.features.event_weights) | set(settings.features.high_intent_events)
-    for category in settings.grades.engagement.categories.values():
-        known |= set(category.events)
-    return {str(k) for k in category_key(pd.Series(sorted(known), dtype="string")).dropna()}
+    """The event vocabulary: the types the features read (the contract's plus any the config weights, marks
+    high-intent or grades; `FeatureParams.event_types`), and the sales touches, which monitor reads and no feature
+    does. Any other type reaches no builder, so the warning's "used by no feature" holds."""
+    return set(settings.feature_params().event_types) | set(SALES_TOUCH_EVENTS)
 
 
 def load_crm(settings: Settings, *, as_of: pd.Timestamp | None = None) -> CrmData:

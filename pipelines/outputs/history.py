@@ -4,7 +4,8 @@ Two stores, chosen in `[history]`: a Parquet dataset partitioned by as-of date (
 per scoring run, the default) or a SQL table. A run is identified by (as_of, model name, model version): a rerun of
 the same run replaces its own rows, atomically (Parquet: temporary file renamed over the run's file; SQL: a staging
 table, then delete and insert in one transaction, under a primary key on (lead_id, as_of, model_name,
-model_version)), so the history never holds a run twice.
+model_version)), so the history never holds a run twice. Each row says whether its run was the production one
+(`production`: scored with the champion, so its routes reached sales) or a shadow run.
 """
 
 from __future__ import annotations
@@ -31,21 +32,29 @@ HISTORY_COLUMNS = [
     "due_by",
     "model_name",
     "model_version",
+    "production",
 ]
 _TEXT = ("lead_id", "cell", "stage", "action", "model_name", "model_version")
 _TIMES = ("as_of", "due_by")
 RUN_KEY = ("as_of", "model_name", "model_version")
+# `production`: the run scored with the champion, whose routes sales received; False for a shadow run (another model
+# scored beside it: its routes went nowhere). Rows written before the flag existed lack it: read as production runs.
+SCORE_COLUMNS = HISTORY_COLUMNS[:-1]
 
 
-def history_rows(scores: pd.DataFrame) -> pd.DataFrame:
-    """The history's columns of a scores table, with one dtype per column whatever the scores' source."""
-    out = scores[HISTORY_COLUMNS].copy()
+def history_rows(scores: pd.DataFrame, *, production: bool = True) -> pd.DataFrame:
+    """The history's columns of a scores table, with one dtype per column whatever the scores' source; a table
+    without `production` is one run's, marked `production`."""
+    out = scores.reindex(columns=HISTORY_COLUMNS).copy()
+    if "production" not in scores:
+        out["production"] = production
     for column in _TEXT:
         out[column] = out[column].astype("string")
     for column in _TIMES:
         out[column] = pd.to_datetime(out[column], utc=True).astype("datetime64[us, UTC]")
     out["probability"] = out["probability"].astype("float64")
     out["score"] = out["score"].astype("int64")
+    out["production"] = out["production"].astype("boolean").fillna(True).astype(bool)
     return out.reset_index(drop=True)
 
 
@@ -53,11 +62,12 @@ def _runs(rows: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
     return list(rows.groupby(list(RUN_KEY), sort=True, dropna=False))
 
 
-def append_history(settings: Settings, scores: pd.DataFrame) -> str | None:
-    """Add one scoring run's rows to the history (replacing an earlier copy of the same run); return where."""
+def append_history(settings: Settings, scores: pd.DataFrame, *, production: bool = True) -> str | None:
+    """Add one scoring run's rows to the history (replacing an earlier copy of the same run); return where.
+    `production`: the run scored with the champion (False: a shadow run, whose routes no one received)."""
     if not settings.history.enabled or scores.empty:
         return None
-    rows = history_rows(scores)
+    rows = history_rows(scores, production=production)
     if settings.history.sql_url:
         return _append_sql(rows, settings.history.sql_url, settings.history.sql_table)
     return _append_parquet(rows, settings.history_dir)
@@ -103,17 +113,22 @@ def _read_parquet(root: Path) -> pd.DataFrame:
 
 
 def _read_run(path: Path) -> pd.DataFrame:
-    """One run's file; a damaged one is an error naming it (never a crash deep inside Arrow)."""
+    """One run's file; a damaged one is an error naming it (never a crash deep inside Arrow); one written before
+    `production` existed is read as a production run."""
+    import pyarrow.parquet as pq
+
     from leadscore.pipelines.errors import DataError
 
     try:
-        return pd.read_parquet(path, columns=HISTORY_COLUMNS)
+        stored = set(pq.read_schema(path).names)
+        frame = pd.read_parquet(path, columns=[c for c in HISTORY_COLUMNS if c in stored])
     except (OSError, ValueError, KeyError) as exc:  # Arrow's ArrowInvalid is a ValueError
         raise DataError(
             f"a damaged score-history file: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
             where=str(path),
             hint="move the file aside (the scoring run it held is then missing from monitor) or restore it",
         ) from None
+    return frame if "production" in frame else frame.assign(production=True)
 
 
 # -- SQL table ---------------------------------------------------------------------------------------------------
@@ -143,7 +158,17 @@ def history_table(metadata, table: str):
         sa.Column("model_name", sa.String, primary_key=True),
         sa.Column("model_version", sa.String, primary_key=True),
         sa.Column("run_key", sa.String, index=True),
+        sa.Column("production", sa.Boolean),
     )
+
+
+def _with_production_column(connection, table: str) -> None:
+    """A history table created before `production` existed gets the column (its rows: NULL, read as production)."""
+    import sqlalchemy as sa
+
+    if "production" not in {c["name"] for c in sa.inspect(connection).get_columns(table)}:
+        quote = connection.dialect.identifier_preparer.quote
+        connection.execute(sa.text(f"ALTER TABLE {quote(table)} ADD COLUMN {quote('production')} BOOLEAN"))
 
 
 def _append_sql(rows: pd.DataFrame, url: str, table: str) -> str:
@@ -161,6 +186,7 @@ def _append_sql(rows: pd.DataFrame, url: str, table: str) -> str:
             metadata = sa.MetaData()
             target = history_table(metadata, table)
             metadata.create_all(connection, checkfirst=True)
+            _with_production_column(connection, table)
             stored = pd.concat(
                 [
                     run.assign(run_key=_run_key(as_of, str(name), str(version)))
@@ -190,9 +216,11 @@ def _read_sql(url: str, table: str) -> pd.DataFrame:
     engine = sqlalchemy.create_engine(url)
     try:
         with engine.connect() as connection:
-            if not sqlalchemy.inspect(connection).has_table(table):
+            inspector = sqlalchemy.inspect(connection)
+            if not inspector.has_table(table):
                 return pd.DataFrame(columns=HISTORY_COLUMNS)
-            rows = pd.read_sql_table(table, connection, columns=HISTORY_COLUMNS)
+            stored = {c["name"] for c in inspector.get_columns(table)}
+            rows = pd.read_sql_table(table, connection, columns=[c for c in HISTORY_COLUMNS if c in stored])
     finally:
         engine.dispose()
     for column in _TIMES:

@@ -208,6 +208,11 @@ def champion_version(settings: Settings) -> str | None:
         return None
 
 
+def is_champion(settings: Settings, name: str, version: str) -> bool:
+    """The registered version is this project's champion now: its scores are the ones routed to sales."""
+    return name == settings.mlflow.registered_model and version == champion_version(settings)
+
+
 def version_param(settings: Settings, version: str, key: str) -> str | None:
     """A parameter of the run that logged a registered model version (e.g. its training-set fingerprint)."""
     client = mlflow_module().MlflowClient()

@@ -160,7 +160,7 @@ def log_monitoring(settings: Settings, result: Monitoring, figs: dict) -> str:
         if len(champion):
             row = champion.iloc[0]
             metrics.update({k: float(row[k]) for k in row.index if k.startswith("live_") and pd.notna(row[k])})
-            metrics["live_outcomes"] = float(row["outcomes"])
+            metrics["live_leads"] = float(row["leads"])
         overall = overall_rates(result)
         metrics.update({k: v for k, v in overall.items() if v is not None})
         mlflow.log_metrics(metrics)
@@ -202,7 +202,8 @@ def _dates_as_text(frame: pd.DataFrame) -> pd.DataFrame:
 def summary_lines(result: Monitoring) -> list[str]:
     lines = [
         f"data up to {result.data_end:%Y-%m-%d %H:%M} UTC; {len(result.runs)} scoring run(s) in the history, "
-        f"{len(result.outcomes):,} scores with a matured outcome; champion v{result.champion or '?'}"
+        f"{len(result.outcomes):,} scores with a matured outcome ({result.outcomes['lead_id'].nunique():,} leads); "
+        f"champion v{result.champion or '?'}"
     ]
     lines += [f"note: {n}" for n in result.notes]
     if len(result.runs):

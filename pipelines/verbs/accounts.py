@@ -29,6 +29,7 @@ from leadscore.features.accounts import (
     account_feature_specs,
     build_account_features,
 )
+from leadscore.features.registry import without_known_at
 from leadscore.models.account import grade_accounts, leads_by_score, rollup_probability
 from leadscore.models.account_defaults import (
     AccountChoice,
@@ -129,7 +130,10 @@ def account_training_set(settings: Settings, data: CrmData, choice: AccountChoic
     """Account spine (the one `choice` built) -> account features, as a TrainingSet the lead training code accepts."""
     spine, stats, policy = choice.spine, choice.stats, choice.policy
     specs = account_feature_specs()
-    names = list(specs)
+    late = without_known_at(specs, settings.known_at_fields())  # as the lead level's built-in sets: left out
+    names = [n for n in specs if n not in late]
+    if late:
+        log.warning("account features left out (late-filled lead fields without known_at): %s", ", ".join(late))
     log.info(
         "account spine: %d rows (%d positives, %d censored) over %d accounts",
         stats.rows,
@@ -152,6 +156,7 @@ def account_training_set(settings: Settings, data: CrmData, choice: AccountChoic
         "feature_set": "account",
         "input_sha256": input_fingerprint(settings),
         "sample_weight": "1 / (rows kept for the account); the model scales the weights to average 1",
+        **({"filled_late": {"kept": False, "features": late}} if late else {}),
     }
     return TrainingSet(frame, names, manifest, [n for n in names if specs[n].kind == "categorical"])
 

@@ -1,5 +1,6 @@
-"""`leadscore backtest`: walk-forward retraining. At each step the model is trained only on outcomes known before
-the step and scores the rows whose cutoff falls in the next period; baselines are scored beside it."""
+"""`leadscore backtest`: walk-forward retraining. At each step the model is trained on the training set `train` would
+have built on the step's date (CRM mode: its rows, labels, thinning and weights as of that day) and scores the rows
+whose cutoff falls in the next period; baselines are scored beside it."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import DataError, UsageError
 from leadscore.pipelines.intake.ground import load_valid_crm
 from leadscore.pipelines.intake.parsing import parse_as_of
-from leadscore.pipelines.training_set import TrainingSet
+from leadscore.pipelines.intake.validation import CrmData
+from leadscore.pipelines.training_set import TrainingSet, spine_as_of, with_rows
 from leadscore.pipelines.verbs.train import feature_directions, fit_recipe, gap_days
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ class Step:
     label: str
     train: np.ndarray
     test: np.ndarray
+    weights: np.ndarray | None = None  # the train rows' weights as of the step; None: the training set's own
 
 
 def time_steps(times: pd.Series, *, start: pd.Timestamp, every: pd.Timedelta, horizon: pd.Timedelta) -> list[Step]:
@@ -55,12 +58,39 @@ def row_steps(n: int, *, start: int, every: int) -> list[Step]:
     ]
 
 
+def as_of_steps(
+    settings: Settings, data: CrmData, training: TrainingSet, *, start: pd.Timestamp, every: pd.Timedelta
+) -> tuple[TrainingSet, list[Step]]:
+    """CRM mode: each step trains on the spine as of its date (`spine_as_of`), tested on the final training set's
+    rows whose cutoff falls in its period. The training set comes back grown by the step rows it lacked (appended
+    after its own rows, whose positions stay)."""
+    cutoffs = pd.to_datetime(training.frame["cutoff_time"], utc=True)
+    steps, at = [], start
+    while len(cutoffs) and at <= cutoffs.max():
+        test = np.flatnonzero(((cutoffs >= at) & (cutoffs < at + every)).to_numpy())
+        if len(test):
+            spine = spine_as_of(settings, data, at)
+            training, train = with_rows(settings, data, training, spine)
+            steps.append(Step(at.date().isoformat(), train, test, spine["sample_weight"].to_numpy()))
+        at += every
+    return training, steps
+
+
+def step_rows(training: TrainingSet, step: Step) -> TrainingSet:
+    """The step's training rows, in time order, with the step's own weights."""
+    frame = training.frame.iloc[step.train].reset_index(drop=True)
+    if step.weights is not None:
+        frame["sample_weight"] = step.weights
+    return TrainingSet(frame, training.feature_names, training.manifest, training.categorical)
+
+
 def score_step(
     settings: Settings, training: TrainingSet, step: Step, cells: pd.Series | None
 ) -> dict[str, np.ndarray] | None:
     """Probabilities of each scorer on the step's test rows, or None when the history cannot train a model."""
     frame, names = training.frame, training.feature_names
-    train, test = frame.iloc[step.train], frame.iloc[step.test]
+    fitted = step_rows(training, step)
+    train, test = fitted.frame, frame.iloc[step.test]
     model = build_model(
         settings.model,
         categorical_features=training.categorical,
@@ -68,7 +98,7 @@ def score_step(
         directions=feature_directions(settings),
     )
     try:
-        fit_recipe(model, training, step.train, names)
+        fit_recipe(model, fitted, np.arange(len(train)), names)
     except TooLittleDataError as exc:
         log.warning("step %s skipped: %s", step.label, exc)
         return None
@@ -80,7 +110,9 @@ def score_step(
         "logistic_regression": lr.predict_proba(test[names])[:, 1],
     }
     if cells is not None:
-        rules = CellRateBaseline().fit(cells.iloc[step.train].to_frame("cell"), train["converted"])
+        rules = CellRateBaseline().fit(
+            cells.iloc[step.train].reset_index(drop=True).to_frame("cell"), train["converted"]
+        )
         scores["rules_grade"] = rules.predict_proba(cells.iloc[step.test].to_frame("cell"))[:, 1]
     return scores
 
@@ -184,20 +216,21 @@ def check_steps(start: str, every: str) -> None:
         ) from None
 
 
-def steps_for(settings: Settings, training: TrainingSet, *, start: str, every: str) -> list[Step]:
-    """The walk-forward steps --start and --every describe: by date (CRM or timed rows) or by row number."""
+def steps_for(
+    settings: Settings, training: TrainingSet, *, start: str, every: str, data: CrmData | None = None
+) -> tuple[TrainingSet, list[Step]]:
+    """The walk-forward steps --start and --every describe: by date (CRM: each step's training set as of its date;
+    timed flat rows) or by row number; with the training set they index (CRM: grown by the steps' rows)."""
     n = len(training.frame)
     if not every.endswith("d"):
         first = float(start)
-        return row_steps(n, start=int(first * n) if first < 1 else int(first), every=int(every))
+        return training, row_steps(n, start=int(first * n) if first < 1 else int(first), every=int(every))
     if training.frame["cutoff_time"].isna().all():
         raise UsageError("--every in days needs cutoff times; this data is row-ordered: give a number of rows")
-    return time_steps(
-        training.frame["cutoff_time"],
-        start=parse_as_of(start, option="--start"),
-        every=pd.Timedelta(days=float(every[:-1])),
-        horizon=pd.Timedelta(days=settings.spine.horizon_days if settings.mode == "crm" else 0),
-    )
+    at, period = parse_as_of(start, option="--start"), pd.Timedelta(days=float(every[:-1]))
+    if data is not None:
+        return as_of_steps(settings, data, training, start=at, every=period)
+    return training, time_steps(training.frame["cutoff_time"], start=at, every=period, horizon=pd.Timedelta(0))
 
 
 def run_walk_forward(
@@ -219,7 +252,7 @@ def run_walk_forward(
     check_steps(start, every)
     data = load_valid_crm(settings, as_of=as_of) if settings.mode == "crm" else None
     training = build_training_set(settings, data=data)
-    steps = steps_for(settings, training, start=start, every=every)
+    training, steps = steps_for(settings, training, start=start, every=every, data=data)
     cells = None
     if data is not None:
         spine = training.frame[["lead_id", "cutoff_time", "converted"]]

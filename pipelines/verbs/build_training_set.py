@@ -11,7 +11,7 @@ from leadscore.pipelines.config import Settings
 from leadscore.pipelines.intake.ground import load_valid_crm
 from leadscore.pipelines.outputs.files import write_json
 from leadscore.pipelines.outputs.publish import check_target
-from leadscore.pipelines.training_set import build_training_set, coverage_lines, write_training_set
+from leadscore.pipelines.training_set import build_training_set, coverage_lines, filled_late_lines, write_training_set
 
 
 def run_build_training_set(
@@ -37,7 +37,8 @@ def run_build_training_set(
     path, manifest_path = write_training_set(training, out or settings.output_dir / "training_set.parquet")
     m = training.manifest
     echo(
-        f"training set: {m['rows']:,} rows, {m['positives']:,} positives ({m['positive_rate']:.1%}), "
+        f"training set: {m['rows']:,} rows, {m['positives']:,} positives "
+        f"({'no rows' if m['positive_rate'] is None else format(m['positive_rate'], '.1%')}), "
         f"{len(m['features'])} features -> {path}"
     )
     if "spine" in m:
@@ -48,6 +49,8 @@ def run_build_training_set(
         )
         for line in coverage_lines(m.get("coverage")):
             echo(line)
+        for line in filled_late_lines(m):
+            echo(line, err=True)
     if m.get("excluded_leaking_columns"):
         echo(f"excluded as leaking: {', '.join(m['excluded_leaking_columns'])}")
     echo(f"manifest -> {manifest_path}")

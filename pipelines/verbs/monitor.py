@@ -44,15 +44,17 @@ class ModelInfo:
 
 @dataclass
 class LiveRecord:
-    """A model's out-of-sample record: scores made at or after its training data ended, whose horizon passed."""
+    """A model's out-of-sample record: scores made at or after its training data ended, whose horizon passed; one
+    outcome per lead (`leads` of them, `conversions` converted), drawn from its `scores` matured scores."""
 
     model_name: str
     model_version: str
     trained_through: pd.Timestamp | None
-    outcomes: int
+    leads: int
     conversions: int
     figures: dict[str, float]
     holdout: dict[str, float]
+    scores: int = 0
 
     def get(self, metric: str) -> float:
         return float(self.figures.get(metric, np.nan))
@@ -161,11 +163,9 @@ def _live_rows(outcomes: pd.DataFrame, info: ModelInfo) -> pd.DataFrame:
 
 
 def _record(outcomes: pd.DataFrame, info: ModelInfo) -> LiveRecord:
-    rows = _live_rows(outcomes, info)
-    figures = {k: v for k, v in m.live_figures(rows).items() if k not in {"outcomes", "conversions"}}
-    return LiveRecord(
-        info.name, info.version, info.trained_through, len(rows), int(rows["converted"].sum()), figures, info.holdout
-    )
+    figures = m.live_figures(_live_rows(outcomes, info))
+    leads, conversions, scores = (int(figures.pop(k)) for k in ("leads", "conversions", "scores"))
+    return LiveRecord(info.name, info.version, info.trained_through, leads, conversions, figures, info.holdout, scores)
 
 
 def live_record(
@@ -174,9 +174,10 @@ def live_record(
     """The live out-of-sample record of a registered model version (default: the champion), or None without one.
 
     Live rows are the model's own scores in the history made at or after the end of its training data and whose
-    horizon has passed by the end of the CRM data; each is labelled like a training row. `outcomes` says how many
-    there are: a caller such as a promotion gate should use the figures only above its own minimum (the monitor's
-    alert uses `monitor.min_live_outcomes`). Figures are NaN when the outcomes hold one class only.
+    horizon has passed by the end of the CRM data; each is labelled like a training row, and one per lead counts (a
+    lead scored by 70 runs is one outcome). `leads` says how many there are: a caller such as a promotion gate should
+    use the figures only above its own minimum (the monitor's alert uses `monitor.min_live_leads`). Figures are NaN
+    when the outcomes hold one class only.
     """
     name = settings.mlflow.registered_model
     version = model_version or _champion(settings)
@@ -194,7 +195,10 @@ def live_record(
 def _runs_table(history: pd.DataFrame, outcomes: pd.DataFrame, profiles: dict) -> pd.DataFrame:
     keys = ["as_of", "model_name", "model_version"]
     runs = history.groupby(keys, observed=True).agg(
-        leads=("lead_id", "size"), mean_probability=("probability", "mean"), handed_to_sales=("due_by", "count")
+        production=("production", "all"),
+        leads=("lead_id", "size"),
+        mean_probability=("probability", "mean"),
+        routed=("due_by", "count"),
     )
     matured = outcomes.groupby(keys, observed=True).agg(
         outcomes=("converted", "size"), conversion_rate=("converted", "mean")
@@ -225,8 +229,9 @@ def _live_table(records: list[LiveRecord], champion: str | None) -> pd.DataFrame
             "model_version": r.model_version,
             "champion": r.model_version == champion,
             "trained_through": r.trained_through,
-            "outcomes": r.outcomes,
+            "leads": r.leads,
             "conversions": r.conversions,
+            "scores": r.scores,
         }
         for metric in LIVE_METRICS:
             row[f"live_{metric}"] = r.get(metric)
@@ -254,7 +259,7 @@ def _alerts(settings: Settings, result: Monitoring, champion: LiveRecord | None)
                 f"(threshold {cfg.acceptance_drop_points:g})",
             )
         )
-    if champion is not None and champion.outcomes >= cfg.min_live_outcomes:
+    if champion is not None and champion.leads >= cfg.min_live_leads:
         auc = champion.get("roc_auc")
         if np.isfinite(auc) and auc < cfg.live_roc_auc_floor:
             alerts.append(
@@ -263,7 +268,7 @@ def _alerts(settings: Settings, result: Monitoring, champion: LiveRecord | None)
                     auc,
                     cfg.live_roc_auc_floor,
                     f"champion v{champion.model_version} live ROC AUC {auc:.3f} below the floor "
-                    f"{cfg.live_roc_auc_floor:g} ({champion.outcomes:,} outcomes)",
+                    f"{cfg.live_roc_auc_floor:g} ({champion.leads:,} leads' outcomes)",
                 )
             )
     sla_weeks = result.sla.get("week")
@@ -337,18 +342,24 @@ def build_monitoring(
     # calibration of the champion; of the model with the most live outcomes while the champion has none yet
     focus = (
         champion_record
-        if champion_record and champion_record.outcomes
-        else max(records, key=lambda r: r.outcomes, default=None)
+        if champion_record and champion_record.leads
+        else max(records, key=lambda r: r.leads, default=None)
     )
-    focus_rows = _live_rows(outcomes, infos[(focus.model_name, focus.model_version)]) if focus else outcomes.iloc[:0]
+    focus_rows = (
+        m.one_per_lead(_live_rows(outcomes, infos[(focus.model_name, focus.model_version)]))
+        if focus
+        else outcomes.iloc[:0]
+    )
+    # what sales saw: the production runs' scores, one outcome per lead
+    routed = m.one_per_lead(outcomes[outcomes["production"].to_numpy(dtype=bool)])
     result = Monitoring(
         data_end=data.as_of,
         since=since,
         champion=champion,
         runs=runs,
         outcomes=outcomes,
-        by_decile=m.conversion_by(outcomes, "decile"),
-        by_cell=m.conversion_by(outcomes, "cell"),
+        by_decile=m.conversion_by(routed, "decile"),
+        by_cell=m.conversion_by(routed, "cell"),
         live=_live_table(records, champion),
         live_calibration=m.live_calibration(focus_rows),
         calibration_version=focus.model_version if focus else None,
@@ -368,7 +379,7 @@ def build_monitoring(
         result.notes.append("the score history is empty: run `leadscore predict` first")
     elif outcomes.empty:
         result.notes.append(f"no scoring run is older than the horizon ({settings.spine.horizon_days:g} days) yet")
-    if champion is not None and len(records) and (champion_record is None or not champion_record.outcomes):
+    if champion is not None and len(records) and (champion_record is None or not champion_record.leads):
         result.notes.append(
             f"champion v{champion} has no matured live outcome yet; the table shows the live "
             "record of the models that scored earlier"
@@ -419,6 +430,7 @@ def run_monitor_verb(
         "notes": result.notes,
         "champion": result.champion,
         "matured_outcomes": len(result.outcomes),
+        "matured_leads": int(result.outcomes["lead_id"].nunique()),
         "data_end": result.data_end.isoformat(),
         "report": str(result.report_path.resolve()),
         "run_id": result.run_id,

@@ -16,7 +16,7 @@ from leadscore.pipelines.outputs.crm_import import crm_import_frame, crm_import_
 from leadscore.pipelines.outputs.files import frame_writer
 from leadscore.pipelines.outputs.history import append_history
 from leadscore.pipelines.outputs.publish import check_sql_output, check_target, publish, write_sql_tables
-from leadscore.pipelines.outputs.tracking import champion_uri, load_model
+from leadscore.pipelines.outputs.tracking import champion_uri, is_champion, load_model
 from leadscore.pipelines.verbs.scoring import Scored, log_scoring_run, rejects_path, score_open_leads
 
 SHOWN_COLUMNS = ["lead_id", "score", "cell", "stage", "action", "due_by", "reasons_positive"]
@@ -193,7 +193,9 @@ def run_predict(
 
             result.scores, capacity = apply_capacity(settings, data, result.scores)
     where = publish_scores(result, targets, target, url, settings=settings)
-    history = append_history(settings, result.scores)
+    # a shadow run (another model scored beside the champion) is kept apart: its routes reached no one
+    production = is_champion(settings, name, version)
+    history = append_history(settings, result.scores, production=production)
     run_id = log_scoring_run(settings, result, model_name=name, model_version=version, as_of=scored_as_of)
     drifted = result.drift[result.drift > settings.output.drift_threshold]
     summary = {
@@ -204,6 +206,7 @@ def run_predict(
         "model_version": version,
         "output": str(where),
         "history": history,
+        "production": production,
         "run_id": run_id,
         "drift_warnings": {k: round(float(v), 4) for k, v in drifted.items()},
         **({"capacity": capacity} if capacity is not None else {}),
@@ -228,7 +231,8 @@ def say_scored(
             f"{s['identify_columns'] or 'none (flat.identify_columns)'}"
         )
     if summary["history"]:
-        echo(f"score history: this run's {s['scored']:,} rows -> {summary['history']}")
+        shadow = "" if summary["production"] else " (a shadow run: not the champion, so monitor counts no hand-over)"
+        echo(f"score history: this run's {s['scored']:,} rows -> {summary['history']}{shadow}")
     if s["leads_per_cell"]:
         echo("leads per cell: " + ", ".join(f"{k} {v:,}" for k, v in s["leads_per_cell"].items()))
         echo("leads per stage: " + ", ".join(f"{k} {v:,}" for k, v in s["leads_per_stage"].items()))
@@ -257,7 +261,7 @@ def predict_on_spark(
     settings: Settings, model_uri: str | None, out: Path | None, as_of, *, echo: Callable[..., None]
 ) -> dict:
     """`leadscore predict --engine spark`: the same scores written as a Parquet folder, then the score history."""
-    from leadscore.pipelines.outputs.history import HISTORY_COLUMNS
+    from leadscore.pipelines.outputs.history import SCORE_COLUMNS
     from leadscore.pipelines.spark_engine import predict_spark
 
     model, wrapper, name, version = load_model(settings, model_uri)
@@ -267,7 +271,9 @@ def predict_on_spark(
         f"scored {summary['scored']:,} open leads as of {summary['as_of']} on Spark "
         f"({settings.engine.spark_master}) -> {target} (rejected: {summary['rejected']:,})"
     )
-    history = append_history(settings, pd.read_parquet(target, columns=HISTORY_COLUMNS))
+    history = append_history(
+        settings, pd.read_parquet(target, columns=SCORE_COLUMNS), production=is_champion(settings, name, version)
+    )
     if history:
         echo(f"score history: this run's rows -> {history}")
     return {

@@ -532,7 +532,7 @@ def run_train(
     """The whole `leadscore train` (lead level) as the command line runs it: the data (validated CRM tables, a
     flat export or a prebuilt training set), then `train`, then its figures and the gate's decision."""
     from leadscore.pipelines.intake.files import check_parquet_input
-    from leadscore.pipelines.training_set import coverage_lines, flat_rows_lines, read_training_set
+    from leadscore.pipelines.training_set import coverage_lines, filled_late_lines, flat_rows_lines, read_training_set
 
     data, prebuilt = None, None
     if training_set is not None:
@@ -563,6 +563,8 @@ def run_train(
     )
     for line in coverage_lines(result.training.manifest.get("coverage")):
         echo(line)
+    for line in filled_late_lines(result.training.manifest):
+        echo(line, err=True)
     echo(f"registered {settings.mlflow.registered_model} version {result.version} (alias challenger)")
     echo(result.decision)
     echo(f"MLflow run {result.run_id} in {settings.tracking_uri}")

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from leadscore.features.account_spine import account_label, account_scoring_spine, build_account_spine
 from leadscore.features.accounts import AccountContext, account_feature_specs, build_account_features
@@ -112,13 +113,25 @@ def test_account_features_roll_up_the_contacts_before_the_cutoff():
     assert f["account_won_deals"].tolist() == [0, 0]  # A's win on Mar 10 is after it
 
 
-def test_nothing_dated_at_or_after_the_cutoff_changes_an_account_row():
-    """Contacts created after the cutoff, events at it, a deal closed at it: the row's features stay the same."""
+def test_a_contact_created_at_the_cutoff_is_not_yet_known():
+    senior = pd.DataFrame(
+        {"lead_id": ["L9"], "created_at": [CUTOFF], "account_id": ["A"], "job_title": ["CEO"], "department": ["it"]}
+    )
+    f = features(leads=pd.concat([LEADS, senior], ignore_index=True))
+    # before: A counted 3 contacts, 2 senior, 3 open leads and a C-level best contact (rank 4) at that very instant
+    assert f.loc[0, ["account_contacts", "account_senior_contacts", "account_open_leads"]].tolist() == [2, 1, 2]
+    assert f.loc[0, "account_best_contact_seniority"] == 3
+
+
+@pytest.mark.parametrize("created_after", [pd.Timedelta(0), pd.Timedelta(seconds=1)])
+def test_nothing_dated_at_or_after_the_cutoff_changes_an_account_row(created_after):
+    """Contacts created at or after the cutoff, events at it, a deal closed at it: the row's features stay the
+    same."""
     before = features()
     later_lead = pd.DataFrame(
         {
             "lead_id": ["L9"],
-            "created_at": [CUTOFF + pd.Timedelta(seconds=1)],
+            "created_at": [CUTOFF + created_after],
             "account_id": ["A"],
             "job_title": ["CTO"],
             "department": ["it"],

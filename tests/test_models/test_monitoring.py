@@ -73,9 +73,11 @@ def test_deciles_are_taken_within_each_run():
 
 
 def test_live_figures_on_a_known_ranking():
-    outcomes = pd.DataFrame({"converted": [1, 0, 1, 0], "probability": [0.9, 0.8, 0.7, 0.1]})
+    outcomes = pd.DataFrame({"converted": [1, 0, 1, 0], "probability": [0.9, 0.8, 0.7, 0.1]}).assign(
+        lead_id=["L1", "L2", "L3", "L4"], as_of=ts("2025-01-01"), model_name="m", model_version="1"
+    )
     figures = m.live_figures(outcomes)
-    assert figures["outcomes"] == 4 and figures["conversions"] == 2
+    assert figures["leads"] == figures["scores"] == 4 and figures["conversions"] == 2
     assert figures["roc_auc"] == pytest.approx(0.75)  # 3 of the 4 (positive, negative) pairs in order
 
 
@@ -180,3 +182,83 @@ def test_acceptance_drop_compares_the_latest_week_with_all_earlier_ones():
     weekly["acceptance_rate"] = weekly["accepted"] / weekly["handed_over"]
     assert m.acceptance_drop(weekly) == pytest.approx(20.0)  # 50 % before, 30 % in the latest week
     assert m.acceptance_drop(weekly.iloc[:1]) is None
+
+
+def test_a_shadow_models_routes_are_no_handovers():
+    """Champion v1 routes L1 and L2 (both accepted); shadow v2 scored beside it and routed all four. Before: four
+    handovers, two accepted, 50 %; sales only ever received L1 and L2: 100 %."""
+    champion = history(
+        [("L1", "2025-06-02", 0.9, "A1", 24), ("L2", "2025-06-02", 0.8, "A1", 24)]
+        + [("L3", "2025-06-02", 0.1, "D4", None), ("L4", "2025-06-02", 0.1, "D4", None)]
+    ).assign(production=True)
+    shadow = history([(f"L{i}", "2025-06-02", 0.7, "A1", 24) for i in range(1, 5)]).assign(
+        model_version="2", production=False
+    )
+    hist = pd.concat([shadow, champion], ignore_index=True)  # the shadow's rows first: order must not matter
+    handed = m.handovers(hist)
+    assert sorted(handed["lead_id"]) == ["L1", "L2"]
+    leads = leads_frame([(f"L{i}", "2025-06-03" if i < 3 else None, None, None) for i in range(1, 5)])
+    decisions = m.sales_decisions(handed, leads, window=pd.Timedelta(days=30), data_end=END)
+    table = m.acceptance_by(decisions, "cell").set_index("cell")
+    assert table.loc["A1", ["handed_over", "accepted", "acceptance_rate"]].tolist() == [2, 2, 1.0]
+
+
+def test_a_lead_scored_by_many_runs_is_one_outcome():
+    """3 leads scored by 70 weekly runs: 210 matured scores, 3 outcomes (before: 210, past a minimum of 200)."""
+    runs = pd.date_range("2024-01-01", periods=70, freq="7D", tz="UTC")
+    hist = history(
+        [(lead, str(run.date()), p, "A1", None) for run in runs for lead, p in (("L1", 0.9), ("L2", 0.5), ("L3", 0.1))]
+    )
+    opps = opportunities([("L1", "2024-01-10", "2025-12-01", "won")])
+    outcomes = m.realized_outcomes(hist, opps, horizon=H, data_end=END)
+    figures = m.live_figures(outcomes)
+    assert (figures["scores"], figures["leads"]) == (210, 3)
+    picked = m.one_per_lead(outcomes)
+    assert sorted(picked["lead_id"]) == ["L1", "L2", "L3"]
+    # the draw is the spine's (seeded hash of lead and as_of): the same scores every time, whatever the row order
+    shuffled = m.one_per_lead(outcomes.sample(frac=1, random_state=3))
+    pd.testing.assert_frame_equal(
+        picked.sort_values("lead_id").reset_index(drop=True), shuffled.sort_values("lead_id").reset_index(drop=True)
+    )
+    by_cell = m.conversion_by(picked, "cell")
+    assert by_cell[["leads", "conversions"]].values.tolist() == [[3, int(picked["converted"].sum())]]
+
+
+def test_one_outcome_per_lead_and_model():
+    hist = pd.concat(
+        [
+            history([("L1", "2025-01-01", 0.9, "A1", None), ("L1", "2025-02-01", 0.8, "A1", None)]),
+            history([("L1", "2025-01-01", 0.4, "A1", None)]).assign(model_version="2"),
+        ],
+        ignore_index=True,
+    )
+    outcomes = m.realized_outcomes(hist, opportunities([]), horizon=H, data_end=END)
+    assert sorted(m.one_per_lead(outcomes)["model_version"]) == ["1", "2"]
+
+
+@pytest.mark.parametrize(("minimum", "fires"), [(200, False), (3, True)])
+def test_the_live_auc_alert_waits_for_enough_leads_not_scores(minimum, fires):
+    """3 leads scored by 70 runs, ranked backwards: 210 scores, but 3 leads, short of a minimum of 200 leads."""
+    from leadscore.pipelines.config import Settings
+    from leadscore.pipelines.verbs.monitor import ModelInfo, Monitoring, _alerts, _record
+
+    runs = pd.date_range("2024-01-01", periods=70, freq="7D", tz="UTC")
+    hist = history(
+        [(lead, str(run.date()), p, "A1", None) for run in runs for lead, p in (("L1", 0.1), ("L2", 0.5), ("L3", 0.9))]
+    )
+    # L1 wins a deal every month: each of its scores converts, whichever is drawn; L2 and L3 never do
+    opps = opportunities(
+        [("L1", "2024-01-01", str(day.date()), "won") for day in pd.date_range("2024-01-15", "2025-08-15", freq="30D")]
+    )
+    outcomes = m.realized_outcomes(hist, opps, horizon=H, data_end=END)
+    record = _record(outcomes, ModelInfo("m", "1", ts("2023-12-31")))
+    assert (record.scores, record.leads, record.conversions) == (210, 3, 1)
+    settings = Settings.model_validate(
+        {
+            "tables": {"leads": {"path": "l.csv"}, "opportunities": {"path": "o.csv"}},
+            "monitor": {"min_live_leads": minimum},
+        }
+    )
+    empty = pd.DataFrame()
+    result = Monitoring(END, None, "1", empty, outcomes, empty, empty, empty, empty, None, {}, empty, {}, [])
+    assert ("live_roc_auc" in [a["alert"] for a in _alerts(settings, result, record)]) is fires

@@ -76,3 +76,25 @@ def test_shipped_template_is_valid(tmp_path):
     text = resources.files("leadscore.pipelines").joinpath("templates/leadscore.toml").read_text()
     settings = load_settings(write(tmp_path, text))
     assert settings.tables.opportunities.status_values["won"] == ["won", "closed won"]
+
+
+def test_a_sales_touch_named_as_the_leads_activity_is_refused(tmp_path):
+    message = error_of(tmp_path, GOOD + '[features]\nhigh_intent_events = ["demo_request", "Sales Call"]\n')
+    assert "features.high_intent_events: ['sales_call'] are sales' own touches" in message
+
+
+def test_declared_event_types_are_the_vocabulary_validation_knows(tmp_path):
+    from leadscore.pipelines.intake.validation import known_event_types
+
+    text = GOOD + '[features]\nevent_weights = { "Webinar Registration" = 7 }\n'
+    text += '[grades.engagement.categories.trials]\nevents = ["trial_extended"]\nweight = 100\npoints_per_event = 10\n'
+    settings = load_settings(write(tmp_path, text))
+    types = settings.feature_params().event_types
+    assert types[-2:] == ("trial_extended", "webinar_registration")
+    assert known_event_types(settings) == {*types, "sales_call", "sales_email", "meeting"}
+
+
+def test_the_live_minimum_is_counted_in_leads_and_reads_its_old_name(tmp_path):
+    assert load_settings(write(tmp_path, GOOD)).monitor.min_live_leads == 200
+    old = load_settings(write(tmp_path, GOOD + "[monitor]\nmin_live_outcomes = 50\n"))
+    assert old.monitor.min_live_leads == 50

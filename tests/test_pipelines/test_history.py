@@ -82,3 +82,33 @@ def test_disabled_history_writes_nothing(tmp_path):
     ).model_copy(update={"base_dir": tmp_path})
     assert append_history(settings, run_scores("2025-06-01", "1")) is None
     assert not (tmp_path / "output").exists()
+
+
+def test_a_shadow_run_is_stored_as_such(settings):
+    append_history(settings, run_scores("2025-06-01", "1"))
+    append_history(settings, run_scores("2025-06-01", "2"), production=False)
+    rows = read_history(settings)
+    assert rows.groupby("model_version")["production"].agg(set).to_dict() == {"1": {True}, "2": {False}}
+
+
+def test_runs_stored_before_the_production_flag_read_as_production(settings, tmp_path):
+    """A history written by an earlier release has no `production` column: its runs were the routed ones."""
+    old = run_scores("2025-06-01", "1")
+    if settings.history.sql_url:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(settings.history.sql_url)
+        with engine.begin() as connection:
+            stored = old.assign(run_key="old").drop(columns="account_id")
+            for column in ("as_of", "due_by"):
+                stored[column] = stored[column].dt.tz_localize(None)
+            stored.to_sql("score_history", connection, index=False)
+        engine.dispose()
+    else:
+        path = run_file(tmp_path / "history", pd.Timestamp("2025-06-01", tz="UTC"), "leadscore-conversion", "1")
+        path.parent.mkdir(parents=True)
+        old.drop(columns="account_id").to_parquet(path, index=False)
+    assert read_history(settings)["production"].tolist() == [True] * 3
+    append_history(settings, run_scores("2025-07-01", "2"), production=False)  # an old SQL table gains the column
+    rows = read_history(settings)
+    assert rows.groupby("model_version")["production"].agg(set).to_dict() == {"1": {True}, "2": {False}}

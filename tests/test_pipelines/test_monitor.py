@@ -71,11 +71,16 @@ def test_monitor_reports_realized_conversion_live_record_acceptance_and_sla(moni
     settings = load_settings(monitored)
     result = build_monitoring(settings)
     deciles = result.by_decile.set_index("decile")
-    assert len(deciles) == 10 and deciles["leads"].sum() == len(read_history(settings))
+    history = read_history(settings)
+    assert history["production"].all()  # both runs scored with the champion
+    # one outcome per lead: a lead open at both runs counts once
+    assert len(history) > history["lead_id"].nunique() == deciles["leads"].sum()
+    assert len(deciles) == 10
     assert deciles.loc[10, "conversion_rate"] > deciles.loc[1, "conversion_rate"]
     live = result.live.set_index("model_version").loc[result.champion]
     assert live["trained_through"] == pd.Timestamp(TRAINED_THROUGH, tz="UTC")
-    assert live["outcomes"] == len(result.outcomes) and live["conversions"] > 0
+    assert live["leads"] == result.outcomes["lead_id"].nunique() and live["scores"] == len(result.outcomes)
+    assert live["conversions"] > 0
     assert 0.6 < live["live_roc_auc"] <= 1 and 0.5 < live["holdout_roc_auc"] <= 1
     history = read_history(settings)
     routed = set(history.loc[history["due_by"].notna(), "cell"])  # the routing table sent these cells to sales
@@ -90,7 +95,7 @@ def test_live_record_is_the_champions_out_of_sample_figure(monitored):
 
     settings = load_settings(monitored)
     record = live_record(settings)
-    assert record is not None and record.outcomes > 100
+    assert record is not None and record.scores > record.leads > 100
     assert math.isfinite(record.get("roc_auc")) and "roc_auc" in record.holdout
     assert record.trained_through == pd.Timestamp(TRAINED_THROUGH, tz="UTC")
 
@@ -100,7 +105,7 @@ def test_alert_thresholds_decide_the_exit_code(monitored, tmp_path):
         "\n[monitor]\nsla_compliance_target = 0.0\nscore_drift_psi = 100\nacceptance_drop_points = 100\n"
         "live_roc_auc_floor = 0.0\n"
     )
-    strict = "\n[monitor]\nsla_compliance_target = 1.0\nlive_roc_auc_floor = 0.999\nmin_live_outcomes = 1\n"
+    strict = "\n[monitor]\nsla_compliance_target = 1.0\nlive_roc_auc_floor = 0.999\nmin_live_leads = 1\n"
     codes = {}
     for name, extra in (("quiet", quiet), ("strict", strict)):
         config = monitored.parent / f"{name}.toml"
@@ -133,5 +138,5 @@ def test_explain_section_shows_the_live_record(monitored):
     settings = load_settings(monitored)
     page, figures, tables = live_section(settings, load_crm(settings))
     assert "Realized conversion by score decile" in page and "live_conversion_by_decile" in figures
-    assert tables["live_conversion_by_decile"]["leads"].sum() == len(read_history(settings))
+    assert tables["live_conversion_by_decile"]["leads"].sum() == read_history(settings)["lead_id"].nunique()
     assert {"live_record", "live_acceptance_by_cell", "live_sla_by_cell"} <= set(tables)

@@ -235,3 +235,25 @@ def test_unknown_preset_is_refused(tmp_path):
     assert "--preset: 'pipedrive' is not one of salesforce, hubspot" in invoke(
         "init", tmp_path, "--preset", "pipedrive", code=2
     )
+
+
+# Every activity type the vendors document for sales' own records (Salesforce Task.TaskSubtype, Event.EventSubtype and
+# the default Task.Type values; HubSpot engagement types): none may reach a feature, and monitor reads them as touches.
+SALES_ACTIVITY = {
+    "salesforce": ["Task", "Email", "ListEmail", "Cadence", "Call", "LinkedIn", "Event", "Meeting", "Send Letter"],
+    "hubspot": ["CALL", "EMAIL", "MEETING", "NOTE", "TASK", "INCOMING_EMAIL", "FORWARDED_EMAIL", "POSTAL_MAIL"],
+}
+
+
+@pytest.mark.parametrize("preset", sorted(SALES_ACTIVITY))
+def test_presets_map_every_standard_sales_activity_type_to_a_sales_touch(tmp_path, preset):
+    from leadscore.features.schemas import SALES_TOUCH_EVENTS
+    from leadscore.pipelines.config import load_settings, write_project_config
+    from leadscore.pipelines.intake.exports import map_event_types
+
+    settings = load_settings(write_project_config(tmp_path, preset=preset))
+    raw = pd.DataFrame({"type": SALES_ACTIVITY[preset]})
+    mapped = map_event_types(raw, "type", settings.exports.event_type_values)["type"]
+    assert dict(zip(raw["type"], mapped, strict=True)) == {
+        t: m for t, m in zip(raw["type"], mapped, strict=True) if m in SALES_TOUCH_EVENTS
+    }
