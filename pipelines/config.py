@@ -22,6 +22,7 @@ from leadscore.features.schemas import TABLE_ROLES
 from leadscore.features.spine import CutoffPolicy
 from leadscore.models.factory import ModelSettings
 from leadscore.models.grade_rules import ColumnEngagementRules, GradeRules
+from leadscore.models.leakage import LeakThresholds
 from leadscore.pipelines.errors import ConfigError, UsageError
 
 __all__ = ["PRESETS", "ConfigError", "Settings", "load_settings", "with_project_defaults", "write_project_config"]
@@ -388,6 +389,36 @@ class FeatureSettings(_Section):
     high_intent_events: list[str] = Field(default_factory=lambda: ["pricing_page_view", "demo_request"])
     free_email_domains: list[str] = Field(default_factory=list, description="added to the built-in list")
     sets: dict[str, list[str]] = Field(default_factory=dict, description="named feature lists of your own")
+    # leak guards at `train` (models/leakage.py); the defaults are LeakThresholds' own: one place for each
+    allow_suspect: list[str] = Field(
+        default_factory=list, description="suspect features kept on purpose: named in train, never block promotion"
+    )
+    suspect_roc_auc: float = Field(
+        LeakThresholds.roc_auc, gt=0.5, le=1, description="a feature alone above this holdout ROC AUC is suspect"
+    )
+    suspect_group_rows: int = Field(
+        LeakThresholds.group_rows, ge=1, description="rows of a group converting at 0 % or 100 % that make it suspect"
+    )
+    suspect_group_expected: float = Field(
+        LeakThresholds.group_expected,
+        gt=0,
+        description="... when the overall rate would have given it at least this many of the other outcome",
+    )
+    suspect_missing_gap: float = Field(
+        LeakThresholds.missing_gap,
+        gt=0,
+        le=1,
+        description="missing shares of the scored leads and the training rows further apart make a feature suspect",
+    )
+
+    def leak_thresholds(self) -> LeakThresholds:
+        """The leak guards' thresholds."""
+        return LeakThresholds(
+            roc_auc=self.suspect_roc_auc,
+            group_rows=self.suspect_group_rows,
+            group_expected=self.suspect_group_expected,
+            missing_gap=self.suspect_missing_gap,
+        )
 
 
 class OutputSettings(_Section):
