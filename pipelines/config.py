@@ -228,7 +228,12 @@ class FlatSettings(_Section):
         None, description="a status column whose open_values make a row open whatever its label says"
     )
     encoding: str | None = Field(None, description="CSV text encoding; default: detected (UTF-8, BOM, UTF-16)")
-    time_column: str | None = Field(None, description="row order is the time order when absent")
+    time_column: str | None = Field(None, description="row order is the time order when absent (see order_column)")
+    order_column: str | None = Field(
+        None,
+        description="without a time column: the column that orders rows in time, e.g. a sequential lead number "
+        "(numbers, else text); the holdout is its latest rows",
+    )
     categorical: list[str] = Field(default_factory=list)
     numeric: list[str] = Field(default_factory=list)
     missing_values: list[str] = Field(default_factory=list, description="placeholders read as missing")
@@ -257,6 +262,8 @@ class FlatSettings(_Section):
         overlap = sorted(set(self.leaking) & (set(self.categorical) | set(self.numeric)))
         if overlap:
             raise ValueError(f"columns both declared as features and as leaking: {overlap}")
+        if self.order_column and self.time_column:
+            raise ValueError("give time_column or order_column, not both: the time column orders the rows")
         if self.label_from is not None and not self.time_column:
             raise ValueError("label_from needs time_column: an outcome counts within the horizon after the row's time")
         roles = [
@@ -292,6 +299,7 @@ class FlatSettings(_Section):
             positive_values=tuple(self.positive_values),
             id_column=self.id_column,
             time_column=self.time_column,
+            order_column=self.order_column,
             missing_values=tuple(self.missing_values),
             leaking=tuple(self.leaking),
             open_values=tuple(self.open_values),
