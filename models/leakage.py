@@ -22,6 +22,7 @@ from sklearn.metrics import roc_auc_score
 
 MISSING = "(missing)"
 BINS = 10  # numeric features are scored by decile (plus a missing bin): any shape, not only a monotone one
+FEW_VALUES = 5  # a numeric feature with at most this many values is a coded category for the pure-group check
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,12 @@ class Suspect:
 
 
 def value_groups(values: pd.Series, *, categorical: bool) -> pd.Series:
-    """The groups a pure-group check looks at: each category and the missing rows (categorical), only the missing
-    rows (numeric: a range of numbers converting at 0 % is a finding of the model, not a leak)."""
-    missing = values.isna()
-    if categorical:
+    """The groups a pure-group check looks at: each category and the missing rows. A number is a category when the
+    feature takes at most `FEW_VALUES` values (a flag, a count of filled fields); otherwise only its missing rows
+    form a group (a lead age or a visit count converting at 0 % over a range is a finding of the model, not a leak)."""
+    if categorical or values.nunique() <= FEW_VALUES:
         return values.astype("string").fillna(MISSING)
-    return pd.Series(np.where(missing, MISSING, pd.NA), index=values.index, dtype="string")
+    return pd.Series(np.where(values.isna(), MISSING, pd.NA), index=values.index, dtype="string")
 
 
 def pure_groups(groups: pd.Series, converted: pd.Series, *, thresholds: LeakThresholds) -> pd.DataFrame:

@@ -113,10 +113,22 @@ def test_a_value_seen_only_on_converted_leads_is_named_with_its_value():
     ]
 
 
-def test_a_numeric_range_without_conversions_is_a_finding_of_the_model_not_a_group():
-    """Numbers form no groups but the missing one: a visit count of 0 converting at 0 % is a real signal."""
-    values = pd.Series([0.0] * 40 + [1.0, 2.0, np.nan] * 20)
-    assert value_groups(values, categorical=False).dropna().tolist() == ["(missing)"] * 20
+def test_a_numeric_range_without_conversions_is_a_finding_of_the_model_but_a_coded_flag_is_a_group():
+    """A lead age converting at 0 % from some age on is a real signal: numbers form no groups but the missing one.
+    A number with at most five values is a coded category (Maven: the profile completeness is 0 exactly when the
+    account is missing)."""
+    ages = pd.Series([float(v) for v in range(60)] + [np.nan] * 20)
+    assert value_groups(ages, categorical=False).dropna().tolist() == ["(missing)"] * 20
+    flag = pd.Series([0.0] * 40 + [1.0] * 60)
+    assert value_groups(flag, categorical=False).tolist() == ["0.0"] * 40 + ["1.0"] * 60
+    frame = pd.DataFrame({"completeness": flag, "converted": [0] * 40 + [0, 1] * 30})
+    found = separating_features(
+        frame, features=["completeness"], categorical=[], dev=np.arange(70), holdout=np.arange(70, 100)
+    )
+    assert [s.text for s in found] == [
+        "suspect feature completeness: = '0.0' on 40 training rows, none of which converted (at the overall 30.0% "
+        "about 12 would have): it separates the outcomes by itself"
+    ]
 
 
 @pytest.mark.parametrize(("values", "expected"), [([0.0, 1.0] * 50, 1.0), ([1.0, 1.0, 0.0, 0.0] * 25, 0.5)])
