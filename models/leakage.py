@@ -44,36 +44,53 @@ class Suspect:
     text: str
 
 
+def _factorized(values: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """Integer codes of a column's values, the missing rows a code of their own (the last), and the labels."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    codes = np.where(codes < 0, len(uniques), codes)
+    return codes, [str(u) for u in uniques] + [MISSING]
+
+
 def value_groups(values: pd.Series, *, categorical: bool) -> pd.Series:
     """The groups a pure-group check looks at: each category and the missing rows. A number is a category when the
     feature takes at most `FEW_VALUES` values (a flag, a count of filled fields); otherwise only its missing rows
     form a group (a lead age or a visit count converting at 0 % over a range is a finding of the model, not a leak)."""
     if categorical or values.nunique() <= FEW_VALUES:
-        return values.astype("string").fillna(MISSING)
-    return pd.Series(np.where(values.isna(), MISSING, pd.NA), index=values.index, dtype="string")
+        codes, labels = _factorized(values)
+    else:
+        codes, labels = np.where(values.isna().to_numpy(), 0, -1), [MISSING]
+    return pd.Series(pd.Categorical.from_codes(codes, categories=pd.Index(labels, dtype=object)), index=values.index)
 
 
 def pure_groups(groups: pd.Series, converted: pd.Series, *, thresholds: LeakThresholds) -> pd.DataFrame:
     """Groups of at least `group_rows` rows that all converted or none did, where the overall conversion rate would
     have given them at least `group_expected` of the other outcome (so chance cannot explain it). Columns: group,
     rows, converted, expected (of the outcome that never happened); largest first."""
-    y = converted.astype("float64")
+    groups = groups.astype("category")
+    y = converted.to_numpy(dtype="float64")
+    codes, labels = groups.cat.codes.to_numpy(), list(groups.cat.categories)
+    inside = codes >= 0
+    rows = np.bincount(codes[inside], minlength=len(labels))
+    table = pd.DataFrame(
+        {"group": labels, "rows": rows, "converted": np.bincount(codes[inside], y[inside], minlength=len(labels))}
+    )
     rate = float(y.mean())
-    table = y.groupby(groups, dropna=True).agg(["size", "sum"]).rename(columns={"size": "rows", "sum": "converted"})
-    none = (table["converted"] == 0) & (table["rows"] * rate >= thresholds.group_expected)
-    every = (table["converted"] == table["rows"]) & (table["rows"] * (1 - rate) >= thresholds.group_expected)
-    table["expected"] = np.where(table["converted"] == 0, table["rows"] * rate, table["rows"] * (1 - rate))
-    found = table[(none | every) & (table["rows"] >= thresholds.group_rows)]
-    return found.rename_axis("group").reset_index().sort_values("rows", ascending=False, kind="stable")
+    none, every = table["converted"] == 0, table["converted"] == table["rows"]
+    table["expected"] = np.where(none, table["rows"] * rate, table["rows"] * (1 - rate))
+    found = table[
+        (none | every) & (table["rows"] >= thresholds.group_rows) & (table["expected"] >= thresholds.group_expected)
+    ]
+    return found.sort_values("rows", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def _encoded(values: pd.Series, *, categorical: bool, edges: np.ndarray | None) -> pd.Series:
-    """A feature as levels: its category or decile, and the missing rows as a level of their own."""
+def _levels(values: pd.Series, dev: np.ndarray, *, categorical: bool) -> np.ndarray:
+    """A feature as integer levels: its category or its decile on the development rows; missing is a level."""
     if categorical:
-        return values.astype("string").fillna(MISSING)
-    numbers = pd.to_numeric(values, errors="coerce").astype("float64")
-    bins = pd.Series(np.searchsorted(edges, numbers.to_numpy(), side="right"), index=values.index).astype("string")
-    return bins.mask(numbers.isna(), MISSING)
+        return _factorized(values)[0]
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64")
+    known = numbers[dev][~np.isnan(numbers[dev])]
+    edges = np.unique(np.quantile(known, np.linspace(0, 1, BINS + 1)[1:-1])) if len(known) else np.array([])
+    return np.where(np.isnan(numbers), len(edges) + 1, np.searchsorted(edges, numbers, side="right"))
 
 
 def single_feature_auc(
@@ -81,19 +98,15 @@ def single_feature_auc(
 ) -> float | None:
     """Holdout ROC AUC of the feature alone: each level's conversion rate on the development rows (missing is a
     level; numbers by decile) scores the holdout rows; the better of the two directions. None with one class."""
-    y_holdout = converted.iloc[holdout].to_numpy()
-    if len(np.unique(y_holdout)) < 2:
+    y = converted.to_numpy(dtype="float64")
+    if len(np.unique(y[holdout])) < 2:
         return None
-    edges = None
-    if not categorical:
-        known = pd.to_numeric(values.iloc[dev], errors="coerce").dropna().to_numpy(dtype="float64")
-        quantiles = np.linspace(0, 1, BINS + 1)[1:-1]
-        edges = np.unique(np.quantile(known, quantiles)) if len(known) else np.array([])
-    levels = _encoded(values, categorical=categorical, edges=edges)
-    rates = converted.iloc[dev].groupby(levels.iloc[dev]).mean()
-    fallback = float(converted.iloc[dev].mean())
-    score = levels.iloc[holdout].map(rates).astype("float64").fillna(fallback)
-    auc = float(roc_auc_score(y_holdout, score.to_numpy()))
+    levels = _levels(values, dev, categorical=categorical)
+    size = int(levels.max()) + 1
+    rows = np.bincount(levels[dev], minlength=size)
+    hits = np.bincount(levels[dev], y[dev], minlength=size)
+    rates = np.where(rows > 0, hits / np.maximum(rows, 1), y[dev].mean())  # a level unseen before: the overall rate
+    auc = float(roc_auc_score(y[holdout], rates[levels[holdout]]))
     return max(auc, 1 - auc)
 
 
