@@ -253,7 +253,7 @@ def flat_training_set_from(settings: Settings) -> TrainingSet:
         "open_rule": open_rule(f),
         "row_id": f.id_column or "row number (1 = first data row)",
         "excluded_leaking_columns": result.excluded_leaking,
-        "time_order": f.time_column or "row order",
+        "time_order": f.time_column or (f"column {f.order_column}" if f.order_column else "row order"),
         "cutoff_range": _range(frame["cutoff_time"]) if f.time_column else None,
     }
     return TrainingSet(frame, result.feature_names, manifest, list(f.categorical))

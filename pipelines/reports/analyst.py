@@ -23,13 +23,13 @@ from sklearn.metrics import roc_auc_score
 from leadscore.features.registry import all_features
 from leadscore.models.drift import population_stability, profile
 from leadscore.models.evaluation import evaluate, metrics_table
+from leadscore.models.leakage import LeakThresholds, separating_features
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.intake.validation import CrmData, load_crm
 from leadscore.pipelines.training_set import TrainingSet, build_training_set
 from leadscore.pipelines.verbs.train import Split, baseline_scores, holdout_split
 
 log = logging.getLogger(__name__)
-LEAK_AUC = 0.95
 
 
 @dataclass
@@ -412,31 +412,18 @@ def permutation_table(review: Review, *, max_rows: int = 3000, repeats: int = 3)
     return table.sort_values("auc_drop_mean", ascending=False)
 
 
-def leakage_warnings(training: TrainingSet, split: Split, *, min_count: int = 20, purity: float = 0.97) -> list[str]:
-    """A feature that alone separates the holdout almost perfectly, or a value seen almost only on converted leads,
-    usually means the column was filled after the outcome."""
-    dev, holdout = training.frame.iloc[split.dev], training.frame.iloc[split.holdout]
-    y = holdout["converted"].to_numpy()
-    warnings = []
-    for name in training.feature_names:
-        if name in training.categorical:
-            rates = dev.groupby(dev[name].astype("string"))["converted"].mean()
-            score = holdout[name].astype("string").map(rates).astype("float64").fillna(dev["converted"].mean())
-            counts = dev[name].astype("string").value_counts()
-            pure = [v for v in rates.index if rates[v] >= purity and counts[v] >= min_count]
-            if pure:
-                warnings.append(
-                    f"possible leakage: {name} = {pure[0]!r} occurs almost only on converted leads "
-                    f"({rates[pure[0]]:.0%} of {counts[pure[0]]:,} converted)"
-                )
-        else:
-            score = pd.to_numeric(holdout[name], errors="coerce").fillna(-1e12)
-        if len(np.unique(y)) == 2:
-            auc = roc_auc_score(y, score)
-            auc = max(auc, 1 - auc)
-            if auc > LEAK_AUC:
-                warnings.append(f"possible leakage: {name} alone reaches holdout ROC AUC {auc:.3f} (> {LEAK_AUC})")
-    return warnings
+def leakage_warnings(training: TrainingSet, split: Split, *, thresholds: LeakThresholds | None = None) -> list[str]:
+    """Features whose value or missingness alone separates the outcomes (the check `train` runs before promoting;
+    models/leakage.py): one line per feature."""
+    suspects = separating_features(
+        training.frame,
+        features=training.feature_names,
+        categorical=training.categorical,
+        dev=split.dev,
+        holdout=split.holdout,
+        thresholds=thresholds or LeakThresholds(),
+    )
+    return [s.text for s in suspects]
 
 
 def drift_between_training_and_holdout(review: Review) -> pd.Series:
@@ -618,7 +605,7 @@ def build_report(review: Review) -> tuple[str, dict[str, bytes], dict[str, pd.Da
 
     drift = drift_between_training_and_holdout(review)
     tables["drift_psi"] = drift.to_frame()
-    warnings = leakage_warnings(review.training, review.split)
+    warnings = leakage_warnings(review.training, review.split, thresholds=review.settings.features.leak_thresholds())
     warnings += [
         f"drift: {name} PSI {value:.2f} between training rows and the holdout"
         for name, value in drift[drift > review.settings.output.drift_threshold].items()

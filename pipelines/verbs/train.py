@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from leadscore.pipelines.errors import DataError, UsageError
 from leadscore.pipelines.intake.ground import load_valid_crm
 from leadscore.pipelines.intake.validation import CrmData
 from leadscore.pipelines.training_set import TrainingSet, build_training_set
+from leadscore.pipelines.verbs.leaks import LeakReport, check_leaks, flat_scoring_rows, with_refusals
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class TrainResult:
     decision: str = ""
     extra: dict = field(default_factory=dict)
     deployed: ConversionModel | None = None  # the same recipe refit on every row: what is registered
+    leaks: LeakReport | None = None  # the leak guards' findings: suspect features block promotion
 
 
 @dataclass(frozen=True)
@@ -356,6 +358,28 @@ def reasons_reference(training: TrainingSet, rows: np.ndarray | None = None) -> 
     return reason_reference(frame[training.feature_names], frame["converted"], categorical=training.categorical)
 
 
+def leak_report(
+    settings: Settings, result: TrainResult, *, population: ReferencePopulation, prebuilt: bool
+) -> LeakReport:
+    """The leak guards on the training set, against the leads predict would score: the open leads at as-of (CRM
+    mode), the export's open rows (flat mode); none for a prebuilt training set."""
+    training = result.training
+    scored = None
+    if settings.mode == "flat" and not prebuilt:
+        scored = flat_scoring_rows(settings)
+    elif settings.mode == "crm" and not prebuilt:
+        scored = population.features
+    return check_leaks(
+        settings,
+        training.frame,
+        features=training.feature_names,
+        categorical=training.categorical,
+        dev=result.split.dev,
+        holdout=result.split.holdout,
+        scored=scored,
+    )
+
+
 def feature_table(names: list[str]) -> pd.DataFrame:
     specs = all_features()
     rows = [(n, specs[n].group, specs[n].description) if n in specs else (n, "flat", n) for n in names]
@@ -383,8 +407,11 @@ def train(
 
     if settings.mode == "crm" and data is None and training is None:
         data = load_valid_crm(settings)  # once: the training set and the grade analysis both read it
+    prebuilt = training is not None
     result, graded = train_and_evaluate(settings, data=data, training=training)
     result.deployed = refit_on_all_rows(settings, result.training)
+    population = reference_population(settings, result.training, data)
+    result.leaks = leak_report(settings, result, population=population, prebuilt=prebuilt)
     mlflow = tracking.mlflow_module()
     experiment = tracking.use_store(settings)
     training, model, deployed = result.training, result.model, result.deployed
@@ -443,7 +470,6 @@ def train(
         tracking.log_conversion_model(
             model, example, training.categorical, reference_profile={}, feature_set=feature_set, name="evaluated_model"
         )
-        population = reference_population(settings, training, data)
         score_reference = score_reference_of(deployed, population)
         mlflow.log_dict(score_reference, "reference/score_reference.json")
         info = tracking.log_conversion_model(
@@ -455,8 +481,15 @@ def train(
             score_reference=score_reference,
             reason_reference=reasons_reference(training),
         )
+        mlflow.log_text("\n".join(result.leaks.lines()) + "\n", "evaluation/leak_guard.txt")
         version, decision = register_and_gate(
-            settings, result, info.model_uri, run_id=run.info.run_id, data=data, promote_anyway=promote_anyway
+            settings,
+            result,
+            info.model_uri,
+            run_id=run.info.run_id,
+            data=data,
+            promote_anyway=promote_anyway,
+            refusals=result.leaks.refusals(),
         )
         result.run_id, result.version, result.decision = run.info.run_id, version, decision
     return result
@@ -470,9 +503,11 @@ def register_and_gate(
     run_id: str,
     data: CrmData | None = None,
     promote_anyway: bool = False,
+    refusals: Sequence[str] = (),
 ) -> tuple[str, str]:
     """Register the deployed model under `settings.mlflow.registered_model`, promote it when told to, when there is no
-    champion yet or when it wins the gate, and record the decision on both versions and the active run. Returns the
+    champion yet or when it wins the gate, unless a reason not to promote stands (`refusals`, e.g. suspect features:
+    `promote_anyway` overrides them too), and record the decision on both versions and the active run. Returns the
     new version and the decision line."""
     from leadscore.pipelines.outputs import tracking
 
@@ -496,6 +531,7 @@ def register_and_gate(
         promoted, decision = verdict.promoted, verdict.text
         mlflow.log_metrics({f"gate.{k}": float(v) for k, v in verdict.figures.items()})
         tracking.tag_version(settings, champion, {"gate.last_challenge": decision})
+    promoted, decision = with_refusals(promoted, decision, refusals, version=version, promote_anyway=promote_anyway)
     if promoted:
         tracking.promote(settings, version)
     tracking.tag_version(settings, version, {"gate.decision": decision, "gate.promoted": str(promoted)})
@@ -565,6 +601,8 @@ def run_train(
         echo(line)
     for line in filled_late_lines(result.training.manifest):
         echo(line, err=True)
+    for line in result.leaks.lines():
+        echo(line)
     echo(f"registered {settings.mlflow.registered_model} version {result.version} (alias challenger)")
     echo(result.decision)
     echo(f"MLflow run {result.run_id} in {settings.tracking_uri}")
@@ -578,6 +616,7 @@ def run_train(
         "dev_rows": len(split.dev),
         "holdout_rows": len(split.holdout),
         "holdout": holdout_figures(result.metrics),
+        "suspect_features": result.leaks.as_dict(),
     }
 
 
