@@ -355,9 +355,3 @@ def test_proposed_cutoffs_separate_won_from_lost():
     assert list(proposed) == ["A", "B", "C"]
     assert proposed["A"] == pytest.approx(75, abs=1.5)
     assert proposed["A"] > proposed["B"] > proposed["C"]
-
-
-def test_the_routing_page_prints_the_default_routing_table():
-    from tests.conftest import REPO
-
-    assert RoutingRules().markdown() in (REPO / "docs" / "routing.md").read_text()
