@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from leadscore.features.demographic import MAX_LEAD_AGE_DAYS
 from leadscore.features.schemas import EVENT_TYPES
@@ -284,6 +284,12 @@ class RoutingRules(_Rules):
     )
     table: dict[str, dict[str, Action]] = Field(default_factory=_default_routes)
 
+    @field_validator("table", mode="before")
+    @classmethod
+    def _default_rows(cls, table: object) -> object:
+        """A stage left out keeps its default row: a config gives only the rows it changes."""
+        return {**_default_routes(), **table} if isinstance(table, dict) else table
+
     @model_validator(mode="after")
     def _complete(self) -> RoutingRules:
         unknown_events = sorted(set(self.new_activity_events) - set(EVENT_TYPES))
@@ -293,7 +299,8 @@ class RoutingRules(_Rules):
                 f"event types: {', '.join(EVENT_TYPES)}"
             )
         if sorted(self.table) != sorted(STAGES):
-            raise ValueError(f"grades.routing.table: give exactly the stages {list(STAGES)}, got {sorted(self.table)}")
+            unknown = sorted(set(self.table) - set(STAGES))
+            raise ValueError(f"grades.routing.table: unknown stage(s) {unknown}; the stages are {list(STAGES)}")
         known = {*CELLS, ANY_CELL, DORMANT}
         for stage, row in self.table.items():
             unknown = [k for k in row if not _known_key(k, known)]

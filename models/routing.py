@@ -154,7 +154,8 @@ def _times(rows: pd.DataFrame, column: str, n: int) -> np.ndarray:
 
 def keep_rejections(actions: pd.DataFrame, rejections: pd.DataFrame, *, rejected_action: str) -> pd.DataFrame:
     """`actions` with sales' rejections standing: a rejected lead without new activity since leaves any sales route
-    (an SLA) for `rejected_action`; every rejected lead's note starts with "rejected by sales on D: reason"."""
+    (an SLA) for `rejected_action` ("...; kept from sales until new activity"); every rejected lead's note starts
+    with "rejected by sales on D: reason"."""
     out = actions.copy()
     when = pd.Series(rejections["rejected_at"].to_numpy(), index=out.index)
     rejected = when.notna().to_numpy()
@@ -169,6 +170,7 @@ def keep_rejections(actions: pd.DataFrame, rejections: pd.DataFrame, *, rejected
     text = "rejected by sales on " + when.dt.strftime("%Y-%m-%d") + ": " + reason.fillna("no reason given")
     since = pd.Series(rejections["new_activity_at"].to_numpy(), index=out.index).dt.strftime("%Y-%m-%d")
     text = text.where(~active, text + "; new activity since: " + activity + " on " + since)
+    text = text.where(~held, text + "; kept from sales until new activity")
     out["route_note"] = join_notes(text.where(rejected), out["route_note"])
     return out
 

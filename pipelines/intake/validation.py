@@ -765,11 +765,10 @@ def load_crm(settings: Settings, *, as_of: pd.Timestamp | None = None) -> CrmDat
 
 
 def check_as_of_within_data(as_of: pd.Timestamp, data_end: pd.Timestamp, *, option: str) -> None:
-    """Refuse an as-of after the end of the data's last day (UTC): nothing is known after the data's end, so labels
-    would count unknown outcomes as lost and scores, due-by times and the score history would be dated in the
-    future. An as-of later that same day, up to the midnight that ends it, is allowed (an export taken that day)."""
-    limit = data_end.normalize() + pd.Timedelta(days=1)
-    if as_of > limit:
+    """Refuse an as-of after the end of the data (its latest timestamp, the default as-of): nothing is known after
+    it, so training labels would count outcomes not yet known as lost, and the scores, due-by times and the score
+    history would be dated in the future."""
+    if as_of > data_end:
         from leadscore.pipelines.errors import UsageError
 
         raise UsageError(
@@ -777,8 +776,8 @@ def check_as_of_within_data(as_of: pd.Timestamp, data_end: pd.Timestamp, *, opti
             f"{data_end:%Y-%m-%d %H:%M:%S} UTC; nothing is known after it, and the scores and the score history "
             "would be dated in the future",
             where=option,
-            hint=f"give {data_end:%Y-%m-%d} or earlier (at most {limit:%Y-%m-%d %H:%M} UTC), or leave it out: "
-            "the default as-of is the end of the data",
+            hint=f"give a time up to {data_end:%Y-%m-%dT%H:%M:%S} (e.g. {data_end:%Y-%m-%d}), or leave it out: the "
+            "default as-of is the end of the data",
         )
 
 

@@ -110,8 +110,8 @@ def test_weights_must_sum_to_100_and_the_error_names_them():
         )
     with pytest.raises(ValidationError, match=r"give '\*' or every cell"):
         RoutingRules(table={s: {"A1": {"action": "call"}} for s in STAGES})
-    with pytest.raises(ValidationError, match="give exactly the stages"):
-        RoutingRules(table={"SQL": {"*": {"action": "call"}}})
+    with pytest.raises(ValidationError, match=r"unknown stage\(s\) \['XQL'\]"):
+        RoutingRules(table={"XQL": {"*": {"action": "call"}}})
     with pytest.raises(ValidationError, match="either 'points'"):
         FitCategory(feature="x", weight=10, points={"a": 1}, tiers=[Tier(min=0, points=1)])
 

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from leadscore.features.context import FeatureParams
 from leadscore.features.spine import scoring_spine
-from leadscore.models.grade_rules import CELLS, STAGES, BandCutoffs, BandRules, GradeRules, RoutingRules
+from leadscore.models.grade_rules import CELLS, STAGES, Action, BandCutoffs, BandRules, GradeRules, RoutingRules
 from leadscore.models.grades import grade_spine
 from leadscore.models.routing import assign_actions, keep_rejections, priority_band, routing_markdown
 
@@ -176,7 +176,7 @@ def test_a_rejection_stands_until_new_activity_and_the_row_says_so():
     assert np.isnan(out["sla_hours"].iloc[0]) and out["sla_hours"].iloc[1:].tolist() == [48.0, 48.0]
     assert pd.isna(out["due_by"].iloc[0]) and pd.isna(out["due_by_local"].iloc[0]) and out["due_by"].notna()[1:].all()
     assert out["route_note"].tolist() == [
-        "rejected by sales on 2025-05-20: no response",
+        "rejected by sales on 2025-05-20: no response; kept from sales until new activity",
         "rejected by sales on 2025-05-20: no reason given; new activity since: demo_request on 2025-05-28; "
         "model says hot (p >= 34.0%): the rules alone say nurture",
         pd.NA,
@@ -243,8 +243,22 @@ def test_rejected_leads_with_and_without_later_activity_through_the_grades():
     assert graded["action"].tolist() == ["nurture", "sales follow-up", "sales follow-up", "sales follow-up"]
     assert graded["sla_hours"].fillna(0).tolist() == [0, 48, 48, 48]
     assert graded["route_note"].tolist() == [
-        "rejected by sales on 2025-12-10: no response",
+        "rejected by sales on 2025-12-10: no response; kept from sales until new activity",
         "rejected by sales on 2025-12-10: bad timing; new activity since: demo_request on 2025-12-15",
         pd.NA,
         pd.NA,
     ]
+
+
+def test_the_documented_example_changes_one_row_and_keeps_the_others():
+    import re
+    import tomllib
+
+    from tests.conftest import REPO
+
+    page = (REPO / "docs" / "routing.md").read_text()
+    example = re.search(r"```toml\n(.*?)```", page, re.S).group(1)
+    rules = RoutingRules.model_validate(tomllib.loads(example)["grades"]["routing"])
+    assert rules.route("MQL", "C1", band="hot") == Action(action="inside sales call", sla_hours=4)
+    assert rules.route("MQL", "C2", band="hot").action == "sales call"
+    assert rules.table["SQL"] == RULES.table["SQL"] and rules.table["IQL"] == RULES.table["IQL"]

@@ -82,6 +82,7 @@ def test_no_rejected_lead_goes_back_to_sales_without_new_activity(routed):
     notes = scores["route_note"].fillna("")
     assert all(n.startswith(s) for n, s in zip(notes[stands], said[stands], strict=True))
     assert notes[stands & active].str.contains("; new activity since: ").all()
+    assert notes[stands & ~active].str.contains("; kept from sales until new activity").any()
     assert not notes[~stands].str.contains("rejected by sales").any()
 
 
@@ -107,9 +108,9 @@ def test_an_as_of_after_the_end_of_the_data_is_refused_naming_the_end(trained_pr
     assert (sorted(history.glob("as_of_date=*")) if history.exists() else []) == before  # no history row written
 
 
-def test_the_as_of_may_run_to_the_end_of_the_data_s_last_day():
+def test_the_as_of_may_be_the_end_of_the_data_and_not_a_second_later():
     end = pd.Timestamp("2025-12-31 17:20:05", tz="UTC")
-    check_as_of_within_data(pd.Timestamp("2026-01-01 00:00", tz="UTC"), end, option="--as-of")
-    with pytest.raises(UsageError, match=r"^--as-of: 2026-01-01 00:00:01 UTC is after the end of the data") as refused:
-        check_as_of_within_data(pd.Timestamp("2026-01-01 00:00:01", tz="UTC"), end, option="--as-of")
-    assert refused.value.hint.startswith("give 2025-12-31 or earlier (at most 2026-01-01 00:00 UTC)")
+    check_as_of_within_data(end, end, option="--as-of")
+    with pytest.raises(UsageError, match=r"^--as-of: 2025-12-31 17:20:06 UTC is after the end of the data") as refused:
+        check_as_of_within_data(end + pd.Timedelta(seconds=1), end, option="--as-of")
+    assert refused.value.hint.startswith("give a time up to 2025-12-31T17:20:05 (e.g. 2025-12-31)")
