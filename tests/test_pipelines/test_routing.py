@@ -19,21 +19,41 @@ runner = CliRunner()
 CAPACITY = 3  # per week: fewer than the hot leads, so that capacity holds some back
 
 
+REJECTED = 30  # leads the table sends to sales that the fixture has sales reject 3 days before the as-of
+
+
 @pytest.fixture(scope="module")
 def routed(trained_project, tmp_path_factory):
-    """`predict` at the end of the sample data with a small weekly capacity: (config, summary, scores)."""
+    """`predict` at the end of the sample data with a small weekly capacity, after sales rejected (3 days before the
+    as-of, "no response") REJECTED leads that the table sends to sales: (config, summary, scores, rejected ids)."""
+    from leadscore.pipelines.grading import grade_open_leads
+    from leadscore.pipelines.intake.validation import load_crm
+
     folder = tmp_path_factory.mktemp("routing")
+    settings = load_settings(trained_project)
+    data = load_crm(settings)
+    graded = grade_open_leads(settings, data)
+    accepted = graded["stage_rule"] == "SQL: accepted by sales"
+    picked = graded.loc[graded["sla_hours"].notna() & ~accepted & graded["route_note"].isna(), "lead_id"]
+    picked = picked.head(REJECTED)
+    source = settings.resolve(settings.tables.leads.path)
+    leads = pd.read_parquet(source)
+    mine = leads["lead_id"].astype("string").isin(set(picked)).to_numpy()
+    leads.loc[mine, "sales_rejected_at"] = data.as_of - pd.Timedelta(days=3)
+    leads.loc[mine, "rejection_reason"] = "no response"
+    leads.to_parquet(folder / "leads.parquet", index=False)
     config = folder / "leadscore.toml"
     config.write_text(
-        trained_project.read_text()
+        trained_project.read_text().replace(f'"{source}"', f'"{folder / "leads.parquet"}"')
         + f'\n[mlflow]\ntracking_uri = "sqlite:///{trained_project.parent / "mlflow.db"}"\n'
         + f"\n[grades.capacity]\nper_week = {CAPACITY}\n"
     )
+    assert str(folder / "leads.parquet") in config.read_text() and len(picked) == REJECTED
     out = folder / "scores.csv"
     result = runner.invoke(app, ["predict", "--config", str(config), "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     scores = pd.read_csv(out, dtype={"lead_id": "string"}, parse_dates=["as_of"])
-    return config, json.loads(result.stdout), scores
+    return config, json.loads(result.stdout), scores, set(picked)
 
 
 def _crm(config) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -46,7 +66,7 @@ def _crm(config) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def test_no_hot_lead_is_nurtured_or_recycled_unless_capacity_or_sales_holds_it_back(routed):
-    _, summary, scores = routed
+    _, summary, scores, _ = routed
     cut = summary["bands"]
     assert 0 < cut["base_rate"] < 1 and cut["hot"] == pytest.approx(2 * cut["base_rate"])
     hot = scores[scores["probability"] >= cut["hot"]]
@@ -65,7 +85,7 @@ def test_no_hot_lead_is_nurtured_or_recycled_unless_capacity_or_sales_holds_it_b
 
 
 def test_no_rejected_lead_goes_back_to_sales_without_new_activity(routed):
-    config, _, scores = routed
+    config, _, scores, picked = routed
     leads, events = _crm(config)
     as_of = scores["as_of"].iloc[0]
     info = leads.set_index("lead_id")
@@ -77,19 +97,23 @@ def test_no_rejected_lead_goes_back_to_sales_without_new_activity(routed):
     active = last > rejected
     assert (stands & ~active).sum() > 10 and (stands & active).sum() > 0
     assert scores.loc[stands & ~active, "sla_hours"].isna().all()
+    # the leads the table sends to sales and sales rejected: those quiet since are kept from sales, and say so
+    ours = scores["lead_id"].isin(picked)
+    assert (ours & ~active).sum() >= 10 and (ours & active).sum() > 0
+    assert scores.loc[ours & ~active, "action"].isin(["nurture", "review"]).all()
+    assert scores.loc[ours & ~active, "route_note"].str.contains("; kept from sales until new activity").any()
     reason = scores["lead_id"].map(info["rejection_reason"]).fillna("no reason given")
     said = "rejected by sales on " + rejected.dt.strftime("%Y-%m-%d") + ": " + reason
     notes = scores["route_note"].fillna("")
     assert all(n.startswith(s) for n, s in zip(notes[stands], said[stands], strict=True))
     assert notes[stands & active].str.contains("; new activity since: ").all()
-    assert notes[stands & ~active].str.contains("; kept from sales until new activity").any()
     assert not notes[~stands].str.contains("rejected by sales").any()
 
 
 def test_monitor_counts_rejected_leads_sent_to_sales_again(routed):
     from leadscore.pipelines.verbs.monitor import build_monitoring
 
-    config, _, scores = routed
+    config, _, scores, _ = routed
     result = build_monitoring(load_settings(config), score_drift=False)
     back = scores["route_note"].fillna("").str.contains("new activity since") & scores["sla_hours"].notna()
     assert result.reroutes["rerouted"].sum() == back.sum() > 0
