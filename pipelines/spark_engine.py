@@ -133,17 +133,31 @@ def _arrow_friendly(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def global_as_of(spark, settings: Settings, as_of: pd.Timestamp | None) -> pd.Timestamp:
-    """The explicit as-of, else the latest timestamp in any table (as the local engine takes it)."""
+    """The explicit as-of (refused after the end of the data), else the latest timestamp in any table (as the local
+    engine takes it)."""
+    from leadscore.pipelines.intake.validation import check_as_of_within_data
+
+    given = as_of
+    if given is None and settings.as_of is not None:
+        stamp = pd.Timestamp(settings.as_of)
+        given = stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
+    latest = _latest_per_column(spark, settings)
+    if given is None:
+        return _not_after_the_wall_clock(latest)
+    now = pd.Timestamp.now(tz="UTC")
+    known = [stamp for stamp, _table, _column in latest if pd.notna(stamp) and stamp <= now]
+    if known:
+        check_as_of_within_data(given, max(known), option="--as-of" if as_of is not None else "as_of (config)")
+    return given
+
+
+def _latest_per_column(spark, settings: Settings) -> list:
+    """(latest timestamp, table, column) of every time column of every table."""
     from pyspark.sql import functions as F
 
     from leadscore.features.schemas import TIME_COLUMNS
     from leadscore.pipelines.intake.validation import parse_timestamps
 
-    if as_of is not None:
-        return as_of
-    if settings.as_of is not None:
-        stamp = pd.Timestamp(settings.as_of)
-        return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
     latest = []
     for table, columns in TIME_COLUMNS.items():
         frame = _read(spark, settings, table)
@@ -157,7 +171,7 @@ def global_as_of(spark, settings: Settings, as_of: pd.Timestamp | None) -> pd.Ti
             if value is not None:
                 stamp = parse_timestamps(pd.Series([value]), timezone=settings.timezone).iloc[0]
                 latest.append((stamp, table, column))
-    return _not_after_the_wall_clock(latest)
+    return latest
 
 
 def _not_after_the_wall_clock(latest: list) -> pd.Timestamp:
@@ -223,9 +237,11 @@ PREDICT_TYPES = {
     "stage": "string",
     "stage_rule": "string",
     "dormant": "boolean",
+    "band": "string",
     "action": "string",
     "sla_hours": "double",
     "due_by": "timestamp",
+    "route_note": "string",
     "reasons_positive": "string",
     "reasons_negative": "string",
     "model_name": "string",
@@ -293,6 +309,7 @@ GRADE_TYPES = {
     "sla_hours": "double",
     "due_by": "timestamp",
     "due_by_local": "string",
+    "route_note": "string",
     "stage": "string",
     "stage_rule": "string",
     "dormant": "boolean",

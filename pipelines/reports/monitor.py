@@ -106,6 +106,8 @@ def tables(result: Monitoring) -> dict[str, pd.DataFrame]:
     }
     out.update({f"acceptance_by_{by}": t for by, t in result.acceptance.items()})
     out["rejection_reasons"] = result.reasons
+    if len(result.reroutes.columns):
+        out["rejected_rerouted"] = result.reroutes
     out.update({f"sla_by_{by}": t for by, t in result.sla.items()})
     return out
 
@@ -163,6 +165,9 @@ def log_monitoring(settings: Settings, result: Monitoring, figs: dict) -> str:
             metrics["live_leads"] = float(row["leads"])
         overall = overall_rates(result)
         metrics.update({k: v for k, v in overall.items() if v is not None})
+        if len(result.reroutes.columns):
+            metrics["rejected_rerouted"] = float(result.reroutes["rerouted"].sum())
+            metrics["rejected_rerouted_without_new_activity"] = float(result.reroutes["without_new_activity"].sum())
         mlflow.log_metrics(metrics)
         for name, table in tables(result).items():
             tracking.log_frame(table, f"monitor/{name}.csv")
@@ -222,6 +227,7 @@ def summary_lines(result: Monitoring) -> list[str]:
             lines += ["", f"sales acceptance by {by}:", _text(result.acceptance[by])]
     if len(result.reasons):
         lines += ["", "rejection reasons:", _text(result.reasons)]
+    lines += reroute_lines(result.reroutes)
     if "cell" in result.sla:
         lines += ["", "time to first touch and SLA compliance by cell:", _text(result.sla["cell"])]
     overall = overall_rates(result)
@@ -234,6 +240,18 @@ def summary_lines(result: Monitoring) -> list[str]:
     )
     lines += [f"ALERT {a['alert']}: {a['message']}" for a in result.alerts] or ["no alert fired"]
     return lines
+
+
+def reroute_lines(reroutes: pd.DataFrame) -> list[str]:
+    """Leads sales rejected that runs sent to sales again, with and without new activity since the rejection."""
+    if not len(reroutes.columns):
+        return []
+    total, active = int(reroutes["rerouted"].sum()), int(reroutes["after_new_activity"].sum())
+    head = (
+        f"rejected by sales, then sent to sales again: {total:,} lead-run(s) ({active:,} after new activity, "
+        f"{total - active:,} without)"
+    )
+    return ["", head, _text(reroutes)] if total else ["", head]
 
 
 # -- the section in `leadscore explain` --------------------------------------------------------------------------

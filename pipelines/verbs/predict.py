@@ -236,6 +236,7 @@ def say_scored(
     if s["leads_per_cell"]:
         echo("leads per cell: " + ", ".join(f"{k} {v:,}" for k, v in s["leads_per_cell"].items()))
         echo("leads per stage: " + ", ".join(f"{k} {v:,}" for k, v in s["leads_per_stage"].items()))
+        echo(routing_line(s))
     elif settings.mode == "flat":
         echo("no grades: set [grades.fit] on the export's columns and [flat.engagement] to grade and route")
     if capacity is not None:
@@ -255,6 +256,19 @@ def say_scored(
     if capacity is not None:
         columns.insert(5, "handoff")
     echo(result.scores.head(top)[columns].to_string(index=False, max_colwidth=110))
+
+
+def routing_line(summary: dict) -> str:
+    """Leads per band (with the cut-offs) and per action."""
+    actions = ", ".join(f"{k} {v:,}" for k, v in summary["leads_per_action"].items())
+    cut = summary.get("bands")
+    if not cut:
+        return f"leads per action (stage x cell; this model has no priority bands): {actions}"
+    bands = ", ".join(f"{b} {summary['leads_per_band'].get(b, 0):,}" for b in ("hot", "warm", "cold"))
+    return (
+        f"leads per band (hot: p >= {cut['hot']:.1%}, cold: p < {cut['cold']:.2%}; base rate of new leads "
+        f"{cut['base_rate']:.1%}): {bands}\nleads per action: {actions}"
+    )
 
 
 def predict_on_spark(

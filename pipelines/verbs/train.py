@@ -28,7 +28,7 @@ from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import DataError, UsageError
 from leadscore.pipelines.intake.ground import load_valid_crm
 from leadscore.pipelines.intake.validation import CrmData
-from leadscore.pipelines.training_set import TrainingSet, build_training_set
+from leadscore.pipelines.training_set import TrainingSet, base_rate_of, build_training_set
 from leadscore.pipelines.verbs.leaks import LeakReport, check_leaks, flat_scoring_rows, with_refusals
 
 log = logging.getLogger(__name__)
@@ -472,6 +472,10 @@ def train(
         )
         score_reference = score_reference_of(deployed, population)
         mlflow.log_dict(score_reference, "reference/score_reference.json")
+        base_rate = base_rate_of(training)
+        if base_rate["rate"] is not None:
+            mlflow.log_metric("new_lead_base_rate", base_rate["rate"])
+        result.extra["base_rate"] = base_rate
         info = tracking.log_conversion_model(
             deployed,
             example,
@@ -480,6 +484,7 @@ def train(
             feature_set=feature_set,
             score_reference=score_reference,
             reason_reference=reasons_reference(training),
+            base_rate=base_rate,
         )
         mlflow.log_text("\n".join(result.leaks.lines()) + "\n", "evaluation/leak_guard.txt")
         version, decision = register_and_gate(
@@ -603,6 +608,7 @@ def run_train(
         echo(line, err=True)
     for line in result.leaks.lines():
         echo(line)
+    echo(band_line(settings, result.extra.get("base_rate")))
     echo(f"registered {settings.mlflow.registered_model} version {result.version} (alias challenger)")
     echo(result.decision)
     echo(f"MLflow run {result.run_id} in {settings.tracking_uri}")
@@ -618,6 +624,17 @@ def run_train(
         "holdout": holdout_figures(result.metrics),
         "suspect_features": result.leaks.as_dict(),
     }
+
+
+def band_line(settings: Settings, base_rate: dict | None) -> str:
+    """The base rate of new leads stored with the model, and the priority bands it sets."""
+    if not base_rate or base_rate.get("rate") is None:
+        return "base rate of new leads: unknown (no labelled lead on arrival): predict routes without bands"
+    cut = settings.grades.routing.bands.cutoffs(base_rate["rate"])
+    return (
+        f"base rate of new leads: {base_rate['rate']:.1%} ({base_rate['conversions']:,} of {base_rate['leads']:,} "
+        f"{base_rate['definition'].split(':')[0]}); priority bands: hot p >= {cut.hot:.1%}, cold p < {cut.cold:.2%}"
+    )
 
 
 def holdout_figures(metrics: pd.DataFrame) -> dict[str, dict[str, float]]:

@@ -55,9 +55,11 @@ def test_output_columns_and_values(scored):
         "stage",
         "stage_rule",
         "dormant",
+        "band",
         "action",
         "sla_hours",
         "due_by",
+        "route_note",
         "reasons_positive",
         "reasons_negative",
         "model_name",
@@ -121,11 +123,25 @@ def test_grade_and_predict_share_stage_dormancy_and_action(scored, project, tmp_
     graded = pd.read_csv(tmp_path / "grades.csv").set_index("lead_id")
     scores = pd.read_csv(scored[0]).set_index("lead_id")
     assert set(graded.index) == set(scores.index)
-    for column in ("stage", "dormant", "action", "sla_hours"):
-        assert graded[column].reindex(scores.index).equals(scores[column]), column
-    assert not ((scores["stage"] == "SQL") & scores["action"].isin(["nurture", "recycle"])).any()
+    graded = graded.reindex(scores.index)
+    for column in ("stage", "dormant"):
+        assert graded[column].equals(scores[column]), column
+    assert_same_route_unless_the_band_says_why(graded, scores)
+    rejected = scores["route_note"].fillna("").str.startswith("rejected by sales")
+    assert not ((scores["stage"] == "SQL") & scores["action"].isin(["nurture", "recycle"]) & ~rejected).any()
     assert set(scores.loc[scores["dormant"] & (scores["stage"] != "SQL"), "action"]) == {"recycle"}
     assert scores["dormant"].any() and (~scores["dormant"]).any()
+
+
+def assert_same_route_unless_the_band_says_why(graded: pd.DataFrame, scores: pd.DataFrame) -> None:
+    """`grade` (no model) and `predict` give one action per lead, except where predict's band changed it, and then
+    predict's row says why."""
+    same = graded["action"].eq(scores["action"]) & graded["sla_hours"].fillna(0).eq(scores["sla_hours"].fillna(0))
+    assert same[scores["band"] == "warm"].all()
+    assert (~same).any()  # the model changed some routes...
+    why = scores.loc[~same, "route_note"]
+    assert why.str.contains("model says hot|model says unlikely").all()  # ...and the rows say so
+    assert set(scores.loc[~same, "band"]) <= {"hot", "cold"}
 
 
 def test_rerun_is_byte_identical(scored, project, tmp_path):
@@ -166,7 +182,8 @@ def test_with_a_model_threshold_for_sql_grade_reads_the_champion_and_still_agree
     graded = pd.read_csv(tmp_path / "g.csv").set_index("lead_id").reindex(scores.index)
     by_model = scores["stage_rule"].str.contains("conversion probability")
     assert by_model.any()
-    assert graded["stage"].equals(scores["stage"]) and graded["action"].equals(scores["action"])
+    assert graded["stage"].equals(scores["stage"])
+    assert_same_route_unless_the_band_says_why(graded, scores)
 
 
 def test_no_drift_when_scoring_the_leads_the_model_was_deployed_on(project):
