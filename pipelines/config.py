@@ -483,6 +483,7 @@ class Settings(_Section):
     history: HistorySettings = Field(default_factory=HistorySettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     base_dir: Path = Field(Path("."), exclude=True)
+    config_file: Path | None = Field(None, exclude=True)  # never an output's target
 
     @field_validator("timezone")
     @classmethod
@@ -602,7 +603,7 @@ def load_settings(path: str | Path) -> Settings:
     except ValidationError as exc:
         lines = "\n".join(f"  {_describe(err)}" for err in exc.errors())
         raise ConfigError(f"{path}: invalid configuration\n{lines}") from None
-    return with_project_defaults(settings.model_copy(update={"base_dir": path.resolve().parent}))
+    return with_project_defaults(settings.model_copy(update={"base_dir": path.resolve().parent, "config_file": path}))
 
 
 def with_project_defaults(settings: Settings) -> Settings:
