@@ -123,9 +123,7 @@ def test_sigkill_between_the_renames_is_completed_by_the_next_run(published):
     assert runs(published, history=True) == {"B"} and leftovers(published) == []
 
 
-def test_a_kill_between_the_renames_is_completed_by_a_later_publication_into_another_folder(
-    published, tmp_path_factory
-):
+def test_a_kill_between_renames_is_completed_by_a_later_publication_elsewhere(published, tmp_path_factory):
     """The journal is in the project's output folder, not beside the files: a later run writing elsewhere finds it."""
     output = tmp_path_factory.mktemp("output")
     process = child(published, "B", "between", journal=output)
