@@ -334,13 +334,13 @@ def _move_into_place(entry: dict, *, backup: bool) -> None:
     temp, target = Path(entry["temp"]), Path(entry["target"])
     if not temp.exists():
         return
+    entry["existed"] = target.exists()
     if entry["folder"]:
-        if target.exists():
+        if entry["existed"]:
             _remove(old)
             os.rename(target, old)
         os.rename(temp, target)
         return
-    entry["existed"] = target.exists()
     if backup and entry["existed"] and not old.exists():
         with contextlib.suppress(OSError):  # no hard links there: the rename goes on without a backup
             os.link(target, old)  # a second name for the old content: no copy, and restorable
