@@ -359,3 +359,35 @@ def test_predict_refuses_sql_tables_and_files_it_owns_or_writes_twice(tmp_path, 
     config = small_project(tmp_path, f'[history]\nsql_url = "sqlite:///{tmp_path}/h.db"\n')
     out = invoke("predict", "--config", config, *[a.format(tmp=tmp_path) for a in args], code=2)
     assert culprit in out
+
+
+# -- the owned paths, as units ---------------------------------------------------------------------------------------
+def test_a_relative_sqlite_url_is_owned_from_both_folders_it_may_mean(tmp_path, monkeypatch):
+    from leadscore.pipelines.outputs.targets import sqlite_files
+
+    monkeypatch.chdir(tmp_path)
+    config_folder = tmp_path / "project"
+    assert sqlite_files("sqlite:///crm.db?mode=ro", config_folder) == [tmp_path / "crm.db", config_folder / "crm.db"]
+    assert sqlite_files("sqlite:////abs/crm.db") == [Path("/abs/crm.db")]
+    assert sqlite_files("sqlite+pysqlite:///:memory:") == sqlite_files("postgresql://h/db") == []
+
+
+def test_owned_paths_name_every_kind_of_thing_the_project_keeps(tmp_path):
+    from leadscore.pipelines.config import load_settings
+    from leadscore.pipelines.outputs.targets import owned_paths
+
+    config = small_project(
+        tmp_path, '[history]\nsql_url = "sqlite:////srv/h.db"\n[output]\nsql_url = "sqlite:////srv/o.db"\n'
+    )
+    kinds = {(item.key, item.what) for item in owned_paths(load_settings(config))}
+    assert kinds == {
+        ("input", "an input (table 'leads')"),
+        ("input", "an input (table 'accounts')"),
+        ("input", "an input (table 'events')"),
+        ("input", "an input (table 'opportunities')"),
+        ("config", "the config"),
+        ("mlflow", "the MLflow store"),
+        ("mlflow", "the MLflow artifact root"),
+        ("history_db", "the score history's database"),
+        ("output_db", "the output database (output.sql_url)"),
+    }
