@@ -218,7 +218,8 @@ def run_walk_forward(
     from leadscore.pipelines.verbs.capacity import backtest_capture, capture_text
 
     check_steps(start, every)
-    check_outputs(settings)  # backtest writes the validation rejects
+    if settings.mode == "crm":
+        check_outputs(settings)  # backtest writes the validation rejects
     data = load_valid_crm(settings, as_of=as_of) if settings.mode == "crm" else None
     training = build_training_set(settings, data=data)
     steps = steps_for(settings, training, start=start, every=every)

@@ -535,7 +535,8 @@ def run_train(
     from leadscore.pipelines.intake.files import check_parquet_input
     from leadscore.pipelines.training_set import coverage_lines, flat_rows_lines, read_training_set
 
-    check_outputs(settings)  # train writes the validation rejects
+    if training_set is None and settings.mode == "crm":
+        check_outputs(settings)  # train writes the validation rejects
     data, prebuilt = None, None
     if training_set is not None:
         check_parquet_input(training_set, name="training set")
