@@ -79,9 +79,13 @@ def _main(
 
 
 def _settings(config: Path, engine: str | None = None):
+    """The project's settings; first, whatever a killed run of this project left half published is finished."""
     from leadscore.pipelines.config import load_settings
+    from leadscore.pipelines.outputs.publish import recover_project
 
-    return load_settings(config).with_engine(engine)
+    settings = load_settings(config).with_engine(engine)
+    recover_project(settings)
+    return settings
 
 
 def _as_of(value: str | None):

@@ -567,6 +567,7 @@ class Settings(_Section):
     history: HistorySettings = Field(default_factory=HistorySettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     base_dir: Path = Field(Path("."), exclude=True)
+    config_file: Path | None = Field(None, exclude=True)  # never an output's target
 
     @field_validator("as_of", mode="before")
     @classmethod
@@ -741,7 +742,7 @@ def load_settings(path: str | Path) -> Settings:
     except ValidationError as exc:
         lines = "\n".join(dict.fromkeys(f"  {_describe(err)}" for err in exc.errors()))
         raise ConfigError(f"{path}: invalid configuration\n{lines}") from None
-    settings = settings.model_copy(update={"base_dir": path.resolve().parent})
+    settings = settings.model_copy(update={"base_dir": path.resolve().parent, "config_file": path})
     return with_project_defaults(with_sqlite_paths_resolved(settings))
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -195,18 +194,18 @@ def _not_after_the_wall_clock(latest: list) -> pd.Timestamp:
     return stamp
 
 
-def write_parquet_dir(frame, out: Path) -> Path:
-    """Write a Spark DataFrame as a Parquet folder beside `out`, then move it into place (whole or nothing)."""
+def write_parquet_dir(frame, out: Path, publication=None) -> Path:
+    """Write a Spark DataFrame as a Parquet folder under a temporary name beside `out`; it replaces `out` when
+    `publication` commits (its own publication when none is given: whole or nothing either way)."""
+    from leadscore.pipelines.outputs.publish import Publication, sync_path
+
     out = Path(out)
-    staging = out.with_name(f".{out.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
+    if publication is None:
+        with Publication(out.parent) as own:
+            return write_parquet_dir(frame, out, own)
+    staging = publication.staged_folder(out)
     frame.write.mode("overwrite").parquet(str(staging))
-    backup = out.with_name(f".{out.name}.old")
-    if out.exists():
-        shutil.rmtree(backup, ignore_errors=True)
-        out.rename(backup)
-    staging.rename(out)
-    shutil.rmtree(backup, ignore_errors=True)
+    sync_path(staging)
     return out
 
 
@@ -252,9 +251,18 @@ PREDICT_TYPES = {
 
 
 def predict_spark(
-    settings: Settings, model, wrapper, *, model_name: str, model_version: str, as_of: pd.Timestamp | None, out: Path
+    settings: Settings,
+    model,
+    wrapper,
+    *,
+    model_name: str,
+    model_version: str,
+    as_of: pd.Timestamp | None,
+    out: Path,
+    publication=None,
 ) -> dict:
-    """Score every open lead on Spark; write scores and rejects as Parquet folders; return a summary."""
+    """Score every open lead on Spark; write scores and rejects as Parquet folders (into `publication` when given);
+    return a summary."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -282,10 +290,11 @@ def predict_spark(
     # the percentile is among all scored leads: recomputed over the whole population (ties take the highest rank)
     scored = scored.withColumn("percentile", F.round(F.cume_dist().over(Window.orderBy("probability")) * 100, 1))
     scores = scored.withColumn("score", F.col("score").cast("long")).select(*OUTPUT_COLUMNS)
-    write_parquet_dir(scores, out)
+    write_parquet_dir(scores, out, publication)
     write_parquet_dir(
         rows.filter(F.col("reject_reason").isNotNull()).select("lead_id", "reject_reason"),
         out.with_name(out.name + "_rejects"),
+        publication,
     )
     summary = {
         "scored": scores.count(),

@@ -24,7 +24,7 @@ from leadscore.pipelines.intake.ground import load_valid_crm
 from leadscore.pipelines.intake.sources import read_source
 from leadscore.pipelines.intake.validation import CrmData
 from leadscore.pipelines.outputs.files import frame_writer
-from leadscore.pipelines.outputs.publish import publish
+from leadscore.pipelines.outputs.publish import Publication, publish
 
 log = logging.getLogger(__name__)
 KEY_COLUMNS = ("lead_id", "cutoff_time", "converted")
@@ -326,13 +326,24 @@ def check_feature_count(settings: Settings) -> None:
         )
 
 
-def write_training_set(training: TrainingSet, out: Path) -> tuple[Path, Path]:
-    """The Parquet file and, beside it, `<name>.manifest.json`; both written atomically."""
+def manifest_file(out: Path, *, folder: bool = False) -> Path:
+    """Where a training set's manifest goes: `<name>.manifest.json` beside the file (`<folder>.manifest.json`)."""
     out = Path(out)
-    manifest_path = out.with_name(out.stem + ".manifest.json")
+    return out.with_name((out.name if folder else out.stem) + ".manifest.json")
+
+
+def write_training_set(training: TrainingSet, out: Path, publication: Publication | None = None) -> tuple[Path, Path]:
+    """The Parquet file and, beside it, `<name>.manifest.json`, published together (into `publication` if given):
+    never a manifest describing another run's table."""
+    out = Path(out)
+    manifest_path = manifest_file(out)
     text = json.dumps(training.manifest, indent=2, sort_keys=True, default=str) + "\n"
-    # the table and its manifest are published together: never a manifest describing another run's table
-    publish({out: frame_writer(training.frame, out), manifest_path: lambda tmp: tmp.write_text(text, encoding="utf-8")})
+    files = {out: frame_writer(training.frame, out), manifest_path: lambda tmp: tmp.write_text(text, encoding="utf-8")}
+    if publication is None:
+        publish(files)
+    else:
+        for path, writer in files.items():
+            publication.write(path, writer)
     return out, manifest_path
 
 

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from leadscore.pipelines.config import Settings
-from leadscore.pipelines.outputs.files import write_atomically
+from leadscore.pipelines.outputs.publish import project_publication
 
 if TYPE_CHECKING:
     from leadscore.pipelines.verbs.monitor import Monitoring
@@ -138,7 +138,8 @@ def write_report(result: Monitoring, path: Path, settings: Settings) -> tuple[Pa
     figs = figures(result, settings)
     images = {name: _png(fig) for name, fig in figs.items()}
     page = render(result, images)
-    write_atomically(Path(path), lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    with project_publication(settings) as publication:
+        publication.write(Path(path), lambda tmp: tmp.write_text(page, encoding="utf-8"))
     return Path(path), figs
 
 

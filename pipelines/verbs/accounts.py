@@ -48,7 +48,8 @@ from leadscore.pipelines.errors import DataError, UsageError
 from leadscore.pipelines.intake.ground import load_valid_crm
 from leadscore.pipelines.intake.validation import CrmData
 from leadscore.pipelines.outputs.files import frame_writer, write_frame
-from leadscore.pipelines.outputs.publish import check_target, publish
+from leadscore.pipelines.outputs.publish import project_publication
+from leadscore.pipelines.outputs.targets import Target, check_outputs
 from leadscore.pipelines.outputs.tracking import lead_champion, load_model
 from leadscore.pipelines.training_set import TrainingSet, build_training_set, input_fingerprint
 from leadscore.pipelines.verbs.train import (
@@ -537,6 +538,7 @@ def run_train_accounts(
     """The whole `leadscore train --level account`, with its figures and the gate's decision printed."""
     from leadscore.pipelines.verbs.train import holdout_figures
 
+    check_outputs(settings)  # the validation rejects
     data = load_valid_crm(settings, as_of=as_of)
     try:
         out = train_accounts(settings, data, promote_anyway=promote)
@@ -597,27 +599,30 @@ def run_predict_accounts(
     from leadscore.pipelines.verbs.scoring import rejects_path
 
     target = Path(out or settings.output_dir / "account_scores.csv")
-    check_target(target, "--out", (".csv", ".parquet"), settings)
-    check_target(rejects_path(target), "--out (its rejects file)", (".csv",), settings)
-    model, wrapper, name, version = load_model(account_settings(settings), model_uri)
-    data = load_valid_crm(settings, as_of=as_of)
-    lead_model, lead_name = lead_champion(settings)
-    if lead_model is None:
-        echo("warning: no lead champion: open leads are listed by id, without their score", err=True)
-    result = score_open_accounts(
+    check_outputs(
         settings,
-        data,
-        model,
-        wrapper,
-        model_name=name,
-        model_version=version,
-        lead_model=lead_model,
-        lead_model_name=lead_name,
+        Target(target, "--out", (".csv", ".parquet")),
+        Target(rejects_path(target), "--out (its rejects file)", (".csv",)),
     )
-    rejects = result.rejects
-    publish(
-        {target: frame_writer(result.scores, target), rejects_path(target): frame_writer(rejects, rejects_path(target))}
-    )
+    model, wrapper, name, version = load_model(account_settings(settings), model_uri)
+    with project_publication(settings) as publication:  # the scores, their rejects and validation's, as one unit
+        data = load_valid_crm(settings, as_of=as_of, publication=publication)
+        lead_model, lead_name = lead_champion(settings)
+        if lead_model is None:
+            echo("warning: no lead champion: open leads are listed by id, without their score", err=True)
+        result = score_open_accounts(
+            settings,
+            data,
+            model,
+            wrapper,
+            model_name=name,
+            model_version=version,
+            lead_model=lead_model,
+            lead_model_name=lead_name,
+        )
+        rejects = result.rejects
+        publication.write(target, frame_writer(result.scores, target))
+        publication.write(rejects_path(target), frame_writer(rejects, rejects_path(target)))
     s = result.summary
     echo(
         f"scored {s['scored']:,} of {s['accounts_with_open_leads']:,} accounts with open leads as of "
@@ -646,11 +651,12 @@ def run_grade_accounts(
 ) -> dict:
     """The whole `leadscore grade --level account`: every account with an open lead, graded by the rules."""
     target = Path(out or settings.output_dir / "account_grades.csv")
-    check_target(target, "--out", (".csv", ".parquet"), settings)
-    data = load_valid_crm(settings, as_of=as_of)
-    lead_model, _ = lead_champion(settings)
-    graded = grade_open_accounts(settings, data, lead_model=lead_model)
-    path = write_frame(graded, target)
+    check_outputs(settings, Target(target, "--out", (".csv", ".parquet")))
+    with project_publication(settings) as publication:
+        data = load_valid_crm(settings, as_of=as_of, publication=publication)
+        lead_model, _ = lead_champion(settings)
+        graded = grade_open_accounts(settings, data, lead_model=lead_model)
+        path = write_frame(graded, target, publication)
     echo(f"graded {len(graded):,} accounts with open leads as of {data.as_of.isoformat()} -> {path}")
     echo(graded["cell"].value_counts().sort_index().to_frame("accounts").T.to_string())
     return {"verb": "grade", "level": "account", "graded": len(graded), "output": str(path)}

@@ -416,10 +416,13 @@ def build_monitoring(
 
 def run_monitor(settings: Settings, *, since: pd.Timestamp | None = None, out: Path | None = None) -> Monitoring:
     """The whole `leadscore monitor`: tables and alerts, the HTML report, and one MLflow run with both."""
+    from leadscore.pipelines.outputs.targets import Target, check_outputs
     from leadscore.pipelines.reports.monitor import log_monitoring, write_report
 
+    target = Path(out or settings.output_dir / "monitor.html")
+    check_outputs(settings, Target(target, "--out", (".html", ".htm")))
     result = build_monitoring(settings, since=since)
-    result.report_path, figures = write_report(result, out or settings.output_dir / "monitor.html", settings)
+    result.report_path, figures = write_report(result, target, settings)
     result.run_id = log_monitoring(settings, result, figures)
     return result
 

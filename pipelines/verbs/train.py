@@ -28,6 +28,7 @@ from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import DataError, UsageError
 from leadscore.pipelines.intake.ground import load_valid_crm
 from leadscore.pipelines.intake.validation import CrmData
+from leadscore.pipelines.outputs.targets import check_outputs
 from leadscore.pipelines.training_set import TrainingSet, base_rate_of, build_training_set
 from leadscore.pipelines.verbs.leaks import LeakReport, check_leaks, flat_scoring_rows, with_refusals
 
@@ -575,6 +576,8 @@ def run_train(
     from leadscore.pipelines.intake.files import check_parquet_input
     from leadscore.pipelines.training_set import coverage_lines, filled_late_lines, flat_rows_lines, read_training_set
 
+    if training_set is None and settings.mode == "crm":
+        check_outputs(settings)  # train writes the validation rejects
     data, prebuilt = None, None
     if training_set is not None:
         check_parquet_input(training_set, name="training set")
