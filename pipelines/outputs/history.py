@@ -195,6 +195,8 @@ def history_sql_step(rows: pd.DataFrame, url: str, table: str) -> SqlStep:
     import sqlalchemy as sa
     from sqlalchemy.schema import CreateIndex, CreateTable
 
+    if "production" not in rows:  # rows of one run not marked otherwise are the production run's
+        rows = rows.assign(production=True)
     staging = f"{table}__leadscore_{uuid.uuid4().hex[:12]}"  # a name no other run can reuse
     engine = sa.create_engine(url)
     try:
@@ -217,10 +219,8 @@ def history_sql_step(rows: pd.DataFrame, url: str, table: str) -> SqlStep:
     columns = ", ".join(quote(c.name) for c in target.columns)
 
     def load(connection) -> None:
-        metadata = sa.MetaData()
-        history_table(metadata, table)
-        metadata.create_all(connection, checkfirst=True)
-        _with_production_column(connection, table)  # a table of an older version gains the column first
+        if sa.inspect(connection).has_table(table):  # a table of an older version gains the column first
+            _with_production_column(connection, table)
         stored.to_sql(staging, connection, if_exists="replace", index=False, chunksize=50_000)
         log.info("score history: %d rows -> table %s", len(stored), table)
 
