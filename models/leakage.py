@@ -42,6 +42,7 @@ class Suspect:
     feature: str
     check: str  # "separates" (value or missingness vs the label) or "missing_gap" (training rows vs scored leads)
     text: str
+    blocks: bool = True  # a leak's signature; False: a shift to know about, not a reason to refuse a model
 
 
 def _factorized(values: pd.Series) -> tuple[np.ndarray, list[str]]:
@@ -62,25 +63,33 @@ def value_groups(values: pd.Series, *, categorical: bool) -> pd.Series:
     return pd.Series(pd.Categorical.from_codes(codes, categories=pd.Index(labels, dtype=object)), index=values.index)
 
 
-def pure_groups(groups: pd.Series, converted: pd.Series, *, thresholds: LeakThresholds) -> pd.DataFrame:
+def pure_groups(
+    groups: pd.Series, converted: pd.Series, *, thresholds: LeakThresholds, weights: pd.Series | None = None
+) -> pd.DataFrame:
     """Groups of at least `group_rows` rows that all converted or none did, where the overall conversion rate would
-    have given them at least `group_expected` of the other outcome (so chance cannot explain it). Columns: group,
-    rows, converted, expected (of the outcome that never happened); largest first."""
+    have given them at least `group_expected` of the other outcome (so chance cannot explain it). With `weights` (the
+    spine's 1 / rows per lead) a lead counts once in that expectation: its snapshots are not independent draws.
+    Columns: group, rows, leads (rows without weights), converted, expected (of the outcome that never happened);
+    largest first."""
     groups = groups.astype("category")
     y = converted.to_numpy(dtype="float64")
+    w = np.ones(len(y)) if weights is None else weights.to_numpy(dtype="float64")
     codes, labels = groups.cat.codes.to_numpy(), list(groups.cat.categories)
     inside = codes >= 0
-    rows = np.bincount(codes[inside], minlength=len(labels))
+    k = len(labels)
     table = pd.DataFrame(
-        {"group": labels, "rows": rows, "converted": np.bincount(codes[inside], y[inside], minlength=len(labels))}
+        {
+            "group": labels,
+            "rows": np.bincount(codes[inside], minlength=k),
+            "leads": np.bincount(codes[inside], w[inside], minlength=k),
+            "converted": np.bincount(codes[inside], (w * y)[inside], minlength=k),
+        }
     )
-    rate = float(y.mean())
-    none, every = table["converted"] == 0, table["converted"] == table["rows"]
-    table["expected"] = np.where(none, table["rows"] * rate, table["rows"] * (1 - rate))
-    found = table[
-        (none | every) & (table["rows"] >= thresholds.group_rows) & (table["expected"] >= thresholds.group_expected)
-    ]
-    return found.sort_values("rows", ascending=False, kind="stable").reset_index(drop=True)
+    rate = float((w * y).sum() / w.sum())
+    none, every = table["converted"] == 0, np.isclose(table["converted"], table["leads"])
+    table["expected"] = np.where(none, table["leads"] * rate, table["leads"] * (1 - rate))
+    big = (table["rows"] >= thresholds.group_rows) & (table["expected"] >= thresholds.group_expected)
+    return table[(none | every) & big].sort_values("rows", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def _levels(values: pd.Series, dev: np.ndarray, *, categorical: bool) -> np.ndarray:
@@ -94,32 +103,41 @@ def _levels(values: pd.Series, dev: np.ndarray, *, categorical: bool) -> np.ndar
 
 
 def single_feature_auc(
-    values: pd.Series, converted: pd.Series, dev: np.ndarray, holdout: np.ndarray, *, categorical: bool
+    values: pd.Series,
+    converted: pd.Series,
+    dev: np.ndarray,
+    holdout: np.ndarray,
+    *,
+    categorical: bool,
+    weights: pd.Series | None = None,
 ) -> float | None:
     """Holdout ROC AUC of the feature alone: each level's conversion rate on the development rows (missing is a
     level; numbers by decile) scores the holdout rows; the better of the two directions. None with one class."""
     y = converted.to_numpy(dtype="float64")
+    w = np.ones(len(y)) if weights is None else weights.to_numpy(dtype="float64")
     if len(np.unique(y[holdout])) < 2:
         return None
     levels = _levels(values, dev, categorical=categorical)
     size = int(levels.max()) + 1
-    rows = np.bincount(levels[dev], minlength=size)
-    hits = np.bincount(levels[dev], y[dev], minlength=size)
-    rates = np.where(rows > 0, hits / np.maximum(rows, 1), y[dev].mean())  # a level unseen before: the overall rate
-    auc = float(roc_auc_score(y[holdout], rates[levels[holdout]]))
+    rows = np.bincount(levels[dev], w[dev], minlength=size)
+    hits = np.bincount(levels[dev], (w * y)[dev], minlength=size)
+    overall = hits.sum() / max(rows.sum(), 1e-12)
+    rates = np.where(rows > 0, hits / np.maximum(rows, 1e-12), overall)  # a level unseen before: the overall rate
+    auc = float(roc_auc_score(y[holdout], rates[levels[holdout]], sample_weight=w[holdout]))
     return max(auc, 1 - auc)
 
 
-def _group_words(feature: str, found: pd.DataFrame, rate: float) -> str:
+def _group_words(feature: str, found: pd.DataFrame, rate: float, *, weighted: bool) -> str:
     g = found.iloc[0]
     where = "missing" if g["group"] == MISSING else f"= {g['group']!r}"
     if g["converted"] == 0:
         outcome, would = "none of which converted", "would have"
     else:
         outcome, would = "every one of which converted", "would not have"
+    leads = f" ({g['leads']:,.0f} leads)" if weighted else ""
     more = f"; {len(found) - 1} more such group(s)" if len(found) > 1 else ""
     return (
-        f"{where} on {int(g['rows']):,} training rows, {outcome} (at the overall {rate:.1%} about "
+        f"{where} on {int(g['rows']):,} training rows{leads}, {outcome} (at the overall {rate:.1%} about "
         f"{g['expected']:,.0f} {would}){more}"
     )
 
@@ -132,19 +150,23 @@ def separating_features(
     dev: np.ndarray,
     holdout: np.ndarray,
     thresholds: LeakThresholds = LeakThresholds(),
+    weights: pd.Series | None = None,
 ) -> list[Suspect]:
     """Features whose value or missingness alone separates `frame["converted"]`: a pure group among all rows, or a
-    single-feature holdout ROC AUC above the threshold. One finding per feature, in feature order."""
+    single-feature holdout ROC AUC above the threshold. One finding per feature, in feature order. `weights`: the
+    spine's per-row weights (every lead counts once), None for one row per lead."""
     y = frame["converted"]
-    rate = float(y.mean())
+    w = np.ones(len(y)) if weights is None else weights.to_numpy(dtype="float64")
+    rate = float((w * y.to_numpy(dtype="float64")).sum() / w.sum())
     found = []
     for name in features:
         is_categorical = name in categorical
         reasons = []
-        groups = pure_groups(value_groups(frame[name], categorical=is_categorical), y, thresholds=thresholds)
-        if len(groups):
-            reasons.append(_group_words(name, groups, rate))
-        auc = single_feature_auc(frame[name], y, dev, holdout, categorical=is_categorical)
+        groups = value_groups(frame[name], categorical=is_categorical)
+        pure = pure_groups(groups, y, thresholds=thresholds, weights=weights)
+        if len(pure):
+            reasons.append(_group_words(name, pure, rate, weighted=weights is not None))
+        auc = single_feature_auc(frame[name], y, dev, holdout, categorical=is_categorical, weights=weights)
         if auc is not None and auc > thresholds.roc_auc:
             reasons.append(f"alone it reaches holdout ROC AUC {auc:.3f} (> {thresholds.roc_auc:g})")
         if reasons:
@@ -161,8 +183,11 @@ def missing_share_gaps(
     thresholds: LeakThresholds = LeakThresholds(),
     scored_name: str = "leads predict would score",
 ) -> list[Suspect]:
-    """Features missing far more (or less) often on the scored leads than on the training rows: the signature of a
-    field filled only at closing. One finding per feature, in feature order; nothing when no lead is scored."""
+    """Features whose missing share differs by more than the threshold between the scored leads and the training
+    rows. Missing more often on the scored leads is the signature of a field filled only at closing (it blocks);
+    missing less often is a field filled more than it used to be (a new form field, a changed process, a campaign
+    that reached people contacted before): named, not a leak. One finding per feature, in feature order; nothing
+    when no lead is scored."""
     if scored.empty or training.empty:
         return []
     found = []
@@ -171,10 +196,15 @@ def missing_share_gaps(
             continue
         trained, scoring = float(training[name].isna().mean()), float(scored[name].isna().mean())
         if abs(scoring - trained) > thresholds.missing_gap:
+            closing = scoring > trained
+            meaning = (
+                "the signature of a field filled only when a deal closes"
+                if closing
+                else "filled more often now than in the training rows: a shift, not a leak"
+            )
             text = (
                 f"suspect feature {name}: missing on {scoring:.1%} of the {len(scored):,} {scored_name} but on "
-                f"{trained:.1%} of the {len(training):,} training rows (gap > {thresholds.missing_gap:.0%}): "
-                "the signature of a field filled only when a deal closes"
+                f"{trained:.1%} of the {len(training):,} training rows (gap > {thresholds.missing_gap:.0%}): {meaning}"
             )
-            found.append(Suspect(name, "missing_gap", text))
+            found.append(Suspect(name, "missing_gap", text, blocks=closing))
     return found

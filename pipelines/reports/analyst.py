@@ -422,6 +422,7 @@ def leakage_warnings(training: TrainingSet, split: Split, *, thresholds: LeakThr
         dev=split.dev,
         holdout=split.holdout,
         thresholds=thresholds or LeakThresholds(),
+        weights=training.frame.get("sample_weight"),
     )
     return [s.text for s in suspects]
 

@@ -33,17 +33,18 @@ class LeakReport:
     @property
     def blocking(self) -> list[str]:
         """Suspect features not allowed, once each, in the order found."""
-        return list(dict.fromkeys(s.feature for s in self.suspects if s.feature not in self.allowed))
+        return list(dict.fromkeys(s.feature for s in self.suspects if s.blocks and s.feature not in self.allowed))
 
     def lines(self) -> list[str]:
         """One line per feature and check, ending with what it means for promotion; then the notes."""
         out = []
         for s in self.suspects:
-            status = (
-                "kept: listed in features.allow_suspect"
-                if s.feature in self.allowed
-                else "blocks promotion unless listed in features.allow_suspect"
-            )
+            if not s.blocks:
+                status = "does not block promotion"
+            elif s.feature in self.allowed:
+                status = "kept: listed in features.allow_suspect"
+            else:
+                status = "blocks promotion unless listed in features.allow_suspect"
             out.append(f"warning: {s.text} ({status})")
         return out + self.notes
 
@@ -56,7 +57,13 @@ class LeakReport:
 
     def as_dict(self) -> list[dict]:
         return [
-            {"feature": s.feature, "check": s.check, "text": s.text, "allowed": s.feature in self.allowed}
+            {
+                "feature": s.feature,
+                "check": s.check,
+                "text": s.text,
+                "blocks": s.blocks and s.feature not in self.allowed,
+                "allowed": s.feature in self.allowed,
+            }
             for s in self.suspects
         ]
 
@@ -82,7 +89,13 @@ def check_leaks(
     """Both checks with the configured thresholds; `scored` holds the leads predict would score (None: unknown)."""
     thresholds = settings.features.leak_thresholds()
     suspects = separating_features(
-        frame, features=features, categorical=categorical, dev=dev, holdout=holdout, thresholds=thresholds
+        frame,
+        features=features,
+        categorical=categorical,
+        dev=dev,
+        holdout=holdout,
+        thresholds=thresholds,
+        weights=frame.get("sample_weight"),  # CRM snapshots: every lead counts once
     )
     notes = []
     if scored is None or scored.empty:

@@ -94,7 +94,9 @@ def test_a_pure_group_that_chance_explains_at_a_low_rate_is_not_named():
     groups = value_groups(frame["industry"], categorical=True)
     assert pure_groups(groups, frame["converted"], thresholds=LeakThresholds()).empty
     found = pure_groups(groups, frame["converted"], thresholds=LeakThresholds(group_expected=0.5))
-    assert found.to_dict("records") == [{"group": "niche", "rows": 50, "converted": 0.0, "expected": 1.0}]
+    assert found.to_dict("records") == [
+        {"group": "niche", "rows": 50, "leads": 50.0, "converted": 0.0, "expected": 1.0}
+    ]
 
 
 def test_a_value_seen_only_on_converted_leads_is_named_with_its_value():
@@ -140,3 +142,16 @@ def test_single_feature_auc_scores_the_holdout_with_the_development_rates(values
 def test_the_missing_share_check_is_silent_without_leads_to_score():
     frame, scored = book()
     assert missing_share_gaps(frame, scored.iloc[:0], features=FEATURES) == []
+
+
+def test_a_field_filled_more_often_on_the_open_leads_is_named_but_blocks_nothing():
+    """The bank's last contacts had more often been contacted before (`pdays` filled): a shift, not a leak."""
+    training = pd.DataFrame({"pdays": [np.nan] * 95 + [3.0] * 5})
+    scored = pd.DataFrame({"pdays": [np.nan] * 6 + [4.0] * 4})
+    [found] = missing_share_gaps(training, scored, features=["pdays"])
+    assert not found.blocks and found.text == (
+        "suspect feature pdays: missing on 60.0% of the 10 leads predict would score but on 95.0% of the 100 training "
+        "rows (gap > 25%): filled more often now than in the training rows: a shift, not a leak"
+    )
+    frame, open_leads = book()
+    assert all(s.blocks for s in missing_share_gaps(frame, open_leads, features=FEATURES))

@@ -134,8 +134,8 @@ def test_the_public_maven_crm_leak_is_named_and_not_promoted(tmp_path):
     config = write_book(tmp_path / "maven", leads, opportunities, accounts=accounts)
     out, summary = train(config)
     assert (
-        "warning: suspect feature account_industry: missing on 3,264 training rows, none of which converted (at the "
-        "overall 41.1% about 1,342 would have): it separates the outcomes by itself" in out
+        "warning: suspect feature account_industry: missing on 3,264 training rows (1,009 leads), none of which "
+        "converted (at the overall 45.4% about 458 would have): it separates the outcomes by itself" in out
     )
     assert (
         "warning: suspect feature account_industry: missing on 68.5% of the 1,589 leads predict would score but on "
@@ -159,10 +159,16 @@ def test_a_refusal_keeps_the_new_version_a_challenger_unless_promote_overrides(p
 
 
 def test_an_allowed_suspect_is_still_named_but_refuses_nothing():
-    report = LeakReport([Suspect("a", "separates", "suspect feature a: x"), Suspect("b", "missing_gap", "b: y")], {"a"})
+    suspects = [
+        Suspect("a", "separates", "suspect feature a: x"),
+        Suspect("b", "missing_gap", "b: y"),
+        Suspect("c", "missing_gap", "c: z", blocks=False),
+    ]
+    report = LeakReport(suspects, {"a"})
     assert report.lines() == [
         "warning: suspect feature a: x (kept: listed in features.allow_suspect)",
         "warning: b: y (blocks promotion unless listed in features.allow_suspect)",
+        "warning: c: z (does not block promotion)",
     ]
     assert report.refusals() == ["suspect feature(s) b (list them in features.allow_suspect to keep them)"]
     assert LeakReport(report.suspects, {"a", "b"}).refusals() == []

@@ -144,7 +144,9 @@ def test_leakage_warning_on_a_hand_made_perfect_separator():
     training = TrainingSet(frame, ["stamp", "noise"], {}, [])
     warnings = leakage_warnings(training, Split(pd.RangeIndex(60).to_numpy(), pd.RangeIndex(60, 100).to_numpy()))
     assert warnings == [
-        "suspect feature stamp: alone it reaches holdout ROC AUC 1.000 (> 0.95): it separates the outcomes by itself"
+        "suspect feature stamp: = '0.0' on 50 training rows, none of which converted (at the overall 50.0% about 25 "
+        "would have); 1 more such group(s); alone it reaches holdout ROC AUC 1.000 (> 0.95): it separates the "
+        "outcomes by itself"
     ]
 
 
