@@ -232,6 +232,7 @@ def _best_spec(feature: str) -> FeatureSpec:
         partial(best_open_lead, feature=feature, direction=lead.direction or 1),
         direction=lead.direction,
         concept=f"account_best_{lead.concept}",
+        when_false=f"{lead.when_false} (the company's best open lead)" if lead.when_false else "",
     )
 
 

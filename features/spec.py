@@ -7,7 +7,8 @@ A feature may also declare its business `direction`: +1 when more of it never lo
 (more pricing-page views), -1 when more of it never raises it (more days since the last activity). The model
 factory turns declared directions into monotone constraints, and the reasons use them to never call above-typical
 activity bad. Features measuring one idea (page views over 7, 30 and 90 days) share a `concept`, so that a lead's
-reasons name each idea once.
+reasons name each idea once. A boolean feature's description is the statement when true; `when_false` words
+it when false ("The lead signed up with a free e-mail domain"), so that no reason reads as a double negative.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class FeatureSpec:
     direction: Direction = 0  # declared business direction: +1 more never lowers the probability, -1 never raises
     concept: str = ""  # features of one idea share it (one reason per concept); empty: the feature's own name
     at_most: float | None = None  # the builder caps its values here: reasons say "365 days or more"
+    when_false: str = ""  # a boolean's statement when false; empty: "<description>: no"
 
     def __post_init__(self) -> None:
         if self.group not in GROUPS:
@@ -41,6 +43,8 @@ class FeatureSpec:
             raise ValueError(f"feature {self.name}: direction must be -1, 0 or 1, got {self.direction!r}")
         if self.direction and self.kind == "categorical":
             raise ValueError(f"feature {self.name}: a categorical feature has no direction")
+        if self.when_false and self.kind != "boolean":
+            raise ValueError(f"feature {self.name}: only a boolean feature has a statement for false")
         if not self.concept:
             object.__setattr__(self, "concept", self.name)
 
@@ -54,6 +58,7 @@ def feature(
     direction: Direction = 0,
     concept: str = "",
     at_most: float | None = None,
+    when_false: str = "",
 ) -> Callable[[Callable], Callable]:
     """Describe a builder: its `spec` (name = the function's name, description = its docstring's first line).
 
@@ -65,7 +70,17 @@ def feature(
         if not doc:
             raise ValueError(f"feature builder {function.__name__} needs a one-line docstring")
         function.spec = FeatureSpec(
-            function.__name__, group, doc[0].rstrip("."), kind, unit, function, for_model, direction, concept, at_most
+            function.__name__,
+            group,
+            doc[0].rstrip("."),
+            kind,
+            unit,
+            function,
+            for_model,
+            direction,
+            concept,
+            at_most,
+            when_false,
         )
         return function
 

@@ -14,6 +14,7 @@ from leadscore.models.reasons import (
     citable,
     reason_reference,
     reason_text,
+    similar_rates,
     top_reasons,
 )
 
@@ -53,6 +54,8 @@ def per_row_reasons(contributions, values, specs, *, k=3, reference=None):
         )
         for sign in (1, -1)
     }
+    rates = np.column_stack([similar_rates(values[n], reference.get(n)) for n in features])
+    overall = np.asarray([reference.get(n, {}).get("overall_rate", np.nan) for n in features])
     columns = [values[name].to_numpy(dtype=object) for name in features]
     cache: dict = {}
 
@@ -69,8 +72,8 @@ def per_row_reasons(contributions, values, specs, *, k=3, reference=None):
 
     return pd.DataFrame(
         {
-            "reasons_positive": texts(_side(matrix, allowed[1], concepts, 1, k)),
-            "reasons_negative": texts(_side(matrix, allowed[-1], concepts, -1, k)),
+            "reasons_positive": texts(_side(matrix, allowed[1], concepts, 1, k, rates - overall)),
+            "reasons_negative": texts(_side(matrix, allowed[-1], concepts, -1, k, overall - rates)),
         },
         index=contributions.index,
     )
@@ -110,7 +113,7 @@ def test_vectorised_texts_equal_the_per_row_wording():
             assert (expected["reasons_positive"] != "").mean() > 0.5  # the rows do have reasons to compare
             assert expected["reasons_negative"].str.contains(" | ", regex=False).any() == (k > 1)
             assert expected["reasons_negative"].str.contains("not known").any()
-            assert expected["reasons_positive"].str.contains("typical converting lead").any() == (ref is not None)
+            assert expected["reasons_positive"].str.contains(" convert at ").any() == (ref is not None)
 
 
 def test_vectorised_texts_keep_the_index_and_handle_no_rows():
