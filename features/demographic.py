@@ -104,7 +104,7 @@ def lead_source(ctx: FeatureContext) -> pd.Series:
     return _column(ctx, "source").rename("lead_source")
 
 
-@feature("demographic", kind="categorical")
+@feature("demographic", kind="categorical", concept="country")  # one reason with the company's country
 def lead_country(ctx: FeatureContext) -> pd.Series:
     """Country of the lead."""
     return _column(ctx, "country").str.upper().rename("lead_country")

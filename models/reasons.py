@@ -145,8 +145,10 @@ def _nice_cuts(candidates: np.ndarray, spec: FeatureSpec | None, *, integer: boo
         cuts = np.round(candidates, 1)
     elif integer:
         cuts = np.round(candidates)
-    else:
-        cuts = np.array([float(f"{c:.2g}") for c in candidates], dtype="float64")
+    else:  # two significant figures of the feature's scale (its largest cut), not of each cut: no "0.0015 to 0.29"
+        scale = np.abs(candidates).max() if len(candidates) else 0.0
+        step = 10 ** (np.floor(np.log10(scale)) - 1) if scale > 0 else 1.0
+        cuts = np.round(np.round(candidates / step) * step, 12)
     return np.unique(cuts)
 
 
@@ -204,7 +206,12 @@ def _categorical_reference(values: pd.Series, y: np.ndarray, w: np.ndarray) -> d
     frame = pd.DataFrame({"level": text, "yw": y * w, "w": w}).dropna(subset=["level"])
     table = frame.groupby("level").agg(yw=("yw", "sum"), w=("w", "sum"), size=("w", "size"))
     rates = {str(k): float(r.yw / r.w) for k, r in table.iterrows() if r["size"] >= MIN_LEVEL_ROWS and r.w > 0}
-    return {"rates": rates, "overall_rate": float(np.average(y, weights=w)) if w.sum() > 0 else 0.0}
+    missing = np.asarray(values.isna(), dtype=bool)
+    return {
+        "rates": rates,
+        "overall_rate": float(np.average(y, weights=w)) if w.sum() > 0 else 0.0,
+        "missing_rate": float(np.average(y[missing], weights=w[missing])) if missing.sum() >= MIN_LEVEL_ROWS else None,
+    }
 
 
 def reason_reference(
@@ -243,7 +250,9 @@ def similar_rates(values: pd.Series, reference: dict | None) -> np.ndarray:
         missing = reference.get("missing_rate")
         return np.where(np.isnan(numbers), np.nan if missing is None else missing, out)
     if "rates" in reference:
-        return _level_rates(values, reference["rates"])
+        missing = reference.get("missing_rate")
+        rates = _level_rates(values, reference["rates"])
+        return np.where(np.asarray(values.isna(), dtype=bool), np.nan if missing is None else missing, rates)
     return np.full(len(values), np.nan)
 
 
@@ -271,24 +280,26 @@ def citable(
     sign: int,
     direction: int = 0,
     rates: np.ndarray | None = None,
+    by_rate: bool = True,
 ) -> np.ndarray:
     """Per row: may this feature's value be cited as a reason of this sign (+1 positive, -1 negative)? `rates`: the
-    rows' `similar_rates`, when already computed."""
+    rows' `similar_rates`, when already computed; `by_rate=False` leaves out the rule of the similar leads' rate
+    (what the largest push needs: rule 2 of the module's docstring)."""
     reference = reference or {}
     known = np.array(values.notna(), dtype=bool)  # a writable copy (pandas hands out read-only views)
     ok = np.ones(len(values), dtype=bool)
     has_rates = "cuts" in reference or "rates" in reference
-    if has_rates:  # good news only above the average rate, bad news only below it, as shown
+    if has_rates and by_rate:  # good news only above the average rate, bad news only below it, as shown
         rate = similar_rates(values, reference) if rates is None else rates
-        overall = _shown_rate(np.array([reference["overall_rate"]]))[0]
-        shown = _shown_rate(rate)
-        quoted = ~np.isnan(rate)
-        ok &= (shown > overall) if sign > 0 else (~quoted | (shown < overall))
-    elif sign > 0:  # an older reference: without the rate of leads like it, an absence is never good news
+        agrees = _agrees(rate, reference["overall_rate"], sign)
+        ok &= agrees if sign > 0 else (np.isnan(rate) | agrees)
+    elif sign > 0 and not has_rates:  # an older reference: without the rate of leads like it, no absence is good news
         ok &= known
         if _kind(values, spec) != "categorical" and (spec is None or spec.unit != "days"):
             ok &= pd.to_numeric(values, errors="coerce").astype("float64").to_numpy() != 0
     typical = reference.get("typical")
+    if _kind(values, spec) == "boolean":
+        typical = 0.5  # true is the good side of +1 however common it is (most leads use a business e-mail)
     if direction and typical is not None and _kind(values, spec) != "categorical":
         numbers = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
         better = numbers > typical if direction > 0 else numbers < typical
@@ -296,6 +307,12 @@ def citable(
         # bad news never cites one there
         ok &= (better | (~known & has_rates)) if sign > 0 else ~better
     return ok
+
+
+def _agrees(rates: np.ndarray, average: float, sign: int) -> np.ndarray:
+    """Rates above the average (sign +1) or below it (-1), as shown; False where no rate is quoted."""
+    overall, shown = _shown_rate(np.array([average]))[0], _shown_rate(rates)
+    return shown > overall if sign > 0 else shown < overall
 
 
 # -- the reasons ------------------------------------------------------------------------------------------------------
@@ -321,6 +338,22 @@ def _concepts(features: list[str], specs: dict[str, FeatureSpec]) -> dict[str, l
     return concepts
 
 
+def _headlines(signed: np.ndarray, key: np.ndarray, concepts: dict[str, list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per row and concept (in name order): the concept's push (0 when it may not be cited) and its headline, the
+    member with the largest `key` (-inf: may not be cited) among those pushing this way."""
+    rows = np.arange(len(signed))
+    strength = np.zeros((len(signed), len(concepts)))
+    headline = np.full((len(signed), len(concepts)), -1)
+    for c, concept in enumerate(sorted(concepts)):
+        members = np.asarray(concepts[concept])
+        candidate = np.where(signed[:, members] > 0, key[:, members], -np.inf)
+        best = candidate.argmax(axis=1)
+        usable = np.isfinite(candidate[rows, best]) & (signed[:, members].sum(axis=1) > 0)
+        strength[:, c] = np.where(usable, signed[:, members].sum(axis=1), 0.0)
+        headline[:, c] = np.where(usable, members[best], -1)
+    return strength, headline
+
+
 def _side(
     matrix: np.ndarray,
     allowed: np.ndarray,
@@ -328,32 +361,33 @@ def _side(
     sign: int,
     k: int,
     telling: np.ndarray | None = None,
+    largest: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Per row, the headline feature (-1: none) of the k concepts pushing hardest in direction `sign`. `telling`:
     how far each row's similar-lead rate lies from the average on this side (NaN: no rate), which picks the
-    headline; without it, the member pushing hardest does."""
+    headline; without it, the member pushing hardest does. `largest`: what the first reason may cite (a looser
+    rule than `allowed`), so that the concept pushing hardest is never hidden."""
     signed = matrix * sign
     if telling is None:
         telling = np.full(matrix.shape, np.nan)
     # most telling rate first, then the larger push; members without a rate after every member with one
     preference = np.where(np.isnan(telling), -2.0, telling) + 1e-9 * np.tanh(signed)
-    names = sorted(concepts)
-    strength = np.zeros((len(matrix), len(names)))
-    headline = np.full((len(matrix), len(names)), -1)
-    for c, concept in enumerate(names):
-        members = np.asarray(concepts[concept])
-        candidate = np.where(allowed[:, members] & (signed[:, members] > 0), preference[:, members], -np.inf)
-        best = candidate.argmax(axis=1)
-        found = np.isfinite(candidate[np.arange(len(matrix)), best])
-        total = signed[:, members].sum(axis=1)
-        usable = found & (total > 0)
-        strength[:, c] = np.where(usable, total, 0.0)
-        headline[:, c] = np.where(usable, members[best], -1)
-    # concepts in name order, then stably by strength: ties go by name, so reruns give the same text
-    order = np.argsort(-strength, axis=1, kind="stable")
-    picks = _top_k(strength, order, k)
+    strength, headline = _headlines(signed, np.where(allowed, preference, -np.inf), concepts)
     rows = np.arange(len(matrix))
-    return [np.where(p >= 0, headline[rows, np.clip(p, 0, None)], -1) for p in picks]
+    if largest is None:
+        # concepts in name order, then stably by strength: ties go by name, so reruns give the same text
+        picks = _top_k(strength, np.argsort(-strength, axis=1, kind="stable"), k)
+        return [np.where(p >= 0, headline[rows, np.clip(p, 0, None)], -1) for p in picks]
+    # the first reason: the hardest push of all, worded by a fully citable member when it has one
+    loose_key = np.where(allowed, preference, np.where(largest, -3.0 + 1e-9 * np.tanh(signed), -np.inf))
+    first_strength, first_headline = _headlines(signed, loose_key, concepts)
+    first = np.argmax(first_strength, axis=1)  # the first maximum: ties go by name
+    has_first = first_strength[rows, first] > 0
+    strength[rows[has_first], first[has_first]] = 0.0  # one reason per concept
+    rest = _top_k(strength, np.argsort(-strength, axis=1, kind="stable"), k - 1) if k > 1 else []
+    picks = [np.where(has_first, first_headline[rows, first], -1)]
+    picks += [np.where(p >= 0, headline[rows, np.clip(p, 0, None)], -1) for p in rest]
+    return picks
 
 
 def top_reasons(
@@ -376,6 +410,10 @@ def top_reasons(
         directions = {n: specs[n].direction for n in features if n in specs}
     concepts = _concepts(features, specs)
     rates = [similar_rates(values[n], reference.get(n)) for n in features]
+    largest = [
+        citable(values[n], specs.get(n), reference.get(n), sign=1, direction=directions.get(n, 0), by_rate=False)
+        for n in features
+    ]
     allowed, telling = {}, {}
     for sign in (1, -1):
         columns = [
@@ -387,14 +425,16 @@ def top_reasons(
         allowed[sign] = np.column_stack(columns) if features else np.zeros((len(matrix), 0), dtype=bool)
         overall = [reference.get(n, {}).get("overall_rate", np.nan) for n in features]
         telling[sign] = (np.column_stack(rates) - np.asarray(overall)) * sign if features else None
-    wording = _Wording(
-        [values[name] for name in features],
-        [_feature_wording(n, specs.get(n), reference.get(n), subject) for n in features],
-    )
+    columns = [values[name] for name in features]
+    words = {
+        sign: _Wording(columns, [_feature_wording(n, specs.get(n), reference.get(n), subject, sign) for n in features])
+        for sign in (1, -1)
+    }
+    loose = np.column_stack(largest) if features else None
     return pd.DataFrame(
         {
-            "reasons_positive": _joined_texts(_side(matrix, allowed[1], concepts, 1, k, telling[1]), wording),
-            "reasons_negative": _joined_texts(_side(matrix, allowed[-1], concepts, -1, k, telling[-1]), wording),
+            "reasons_positive": _joined_texts(_side(matrix, allowed[1], concepts, 1, k, telling[1], loose), words[1]),
+            "reasons_negative": _joined_texts(_side(matrix, allowed[-1], concepts, -1, k, telling[-1]), words[-1]),
         },
         index=contributions.index,
     )
@@ -472,16 +512,18 @@ def _who(value: object, spec: FeatureSpec | None, reference: dict, subject: str)
     return f"{plural} with {_band_label(band, reference, spec)}", rates[band]
 
 
-def _feature_wording(feature: str, spec: FeatureSpec | None, reference: dict | None, subject: str):
+def _feature_wording(feature: str, spec: FeatureSpec | None, reference: dict | None, subject: str, sign: int = 0):
     """The reason text of one feature as a function of its value: 'Description: value - leads with 2 to 3 convert
-    at 41 % (all leads 10 %)', the comparison left out when no rate is quoted for the value."""
+    at 41 % (all leads 10 %)'. The comparison is left out when no rate is quoted for the value, and in a reason of
+    `sign` +1 (-1) when the rate is not above (below) the average: the largest push cited on the model's word."""
     reference = reference or {}
     overall = reference.get("overall_rate")
     average = f" (all {subject}s {format_rate(overall)})" if overall is not None else ""
 
     def text(value: object) -> str:
         who, rate = _who(value, spec, reference, subject) if overall is not None else ("", None)
-        comparison = f" - {who} convert at {format_rate(rate)}{average}" if rate is not None else ""
+        quoted = rate is not None and (not sign or bool(_agrees(np.array([rate]), overall, sign)[0]))
+        comparison = f" - {who} convert at {format_rate(rate)}{average}" if quoted else ""
         return _statement(feature, value, spec) + comparison
 
     return text

@@ -72,12 +72,28 @@ def test_sparse_counts_quote_the_rate_of_similar_leads_not_a_median():
     assert positive == "Demo requests in the last 7 days: 2 - leads with 2 or more convert at 41 % (all leads 10 %)"
     _, negative = reasons_for({"events_demo_request_count_7d": -0.3}, {"events_demo_request_count_7d": 0.0})
     assert negative == "Demo requests in the last 7 days: 0 - leads with 0 convert at 6.0 % (all leads 10 %)"
-    # a count whose band converts at the average rate (as shown) is neither good nor bad news
+    # a count whose band converts at the average rate (as shown) is no bad news; as the largest push it is cited on
+    # the model's word, without a rate that would contradict it
     at_average = {"events_page_view_count_30d": bands([1, 5], [0.04, 0.1004, 0.2], typical=0.0)}
-    for push in (0.4, -0.4):
-        assert reasons_for(
-            {"events_page_view_count_30d": push}, {"events_page_view_count_30d": 3.0}, reference=at_average
-        ) == ("", "")
+    cited = reasons_for({"events_page_view_count_30d": 0.4}, {"events_page_view_count_30d": 3.0}, reference=at_average)
+    assert cited == ("Web page views in the last 30 days: 3", "")
+    assert reasons_for(
+        {"events_page_view_count_30d": -0.4}, {"events_page_view_count_30d": 3.0}, reference=at_average
+    ) == ("", "")
+
+
+def test_the_largest_push_comes_first_even_when_leads_like_it_convert_below_average():
+    positive, _ = reasons_for(
+        {"lead_age_days": 0.9, "lead_seniority": 0.3, "events_page_view_count_30d": 0.2},
+        {"lead_age_days": 68.0, "lead_seniority": "individual", "events_page_view_count_30d": 6.0},
+        reference=REFERENCE | {"lead_age_days": bands([30, 100], [0.2, 0.07, 0.02], typical=120.0, integer=False)},
+    )
+    # lead age (50 to 99 days: 7 %) is the model's largest push: first, without the contradicting rate; the other
+    # reasons need leads like them to convert above average (individual contributors, 5 %, do not)
+    assert positive == (
+        "Days since the lead was created: 68 days"
+        " | Web page views in the last 30 days: 6 - leads with 5 or more convert at 20 % (all leads 10 %)"
+    )
 
 
 def test_recency_active_days_trend_and_engagement_are_one_concept_headlined_by_the_most_telling():
