@@ -30,6 +30,7 @@ these rules: `predict --contributions` writes them.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import replace
 
@@ -55,6 +56,8 @@ def format_number(number: float) -> str:
     significant figures below 10 (2.3, 0.022), one decimal below 100 (12.5), whole numbers above."""
     if not math.isfinite(number):
         return str(number)
+    if 0 < abs(number) < 0.001:
+        return "less than 0.001" if number > 0 else "more than -0.001"
     if float(number).is_integer() or abs(number) >= 100:
         return f"{number:,.0f}"
     if abs(number) >= 10:
@@ -146,10 +149,15 @@ def _nice_cuts(candidates: np.ndarray, spec: FeatureSpec | None, *, integer: boo
     elif integer:
         cuts = np.round(candidates)
     else:  # two significant figures of the feature's scale (its largest cut), not of each cut: no "0.0015 to 0.29"
-        scale = np.abs(candidates).max() if len(candidates) else 0.0
-        step = 10 ** (np.floor(np.log10(scale)) - 1) if scale > 0 else 1.0
+        step = _step(candidates)
         cuts = np.round(np.round(candidates / step) * step, 12)
     return np.unique(cuts)
+
+
+def _step(candidates: np.ndarray) -> float:
+    """The rounding step of two significant figures of the largest candidate cut (1 when there is none)."""
+    scale = np.abs(candidates).max() if len(candidates) else 0.0
+    return float(10 ** (np.floor(np.log10(scale)) - 1)) if scale > 0 else 1.0
 
 
 def _merge_small_bands(cuts: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -185,7 +193,8 @@ def _numeric_reference(values: np.ndarray, y: np.ndarray, w: np.ndarray, spec: F
     cuts = _nice_cuts(candidates, spec, integer=integer)
     lowest = v == v.min()
     if not integer and lowest.sum() >= MIN_BAND_ROWS and (~lowest).any():  # e.g. many exact zeros: a band of its own
-        cuts = np.append(cuts, v[~lowest].min())
+        step = _step(candidates)  # down to a round number (none for a decayed 1e-08): the band holds the lowest only
+        cuts = np.append(cuts, np.floor(v[~lowest].min() / step) * step)
     cuts = _merge_small_bands(np.unique(cuts[cuts > v.min()]), v)  # no empty first band
     band = np.searchsorted(cuts, v, side="right")
     weight = np.bincount(band, weights=wk, minlength=len(cuts) + 1)
@@ -492,39 +501,58 @@ def _statement(feature: str, value: object, spec: FeatureSpec | None) -> str:
     return f"{description}: {shown}"
 
 
-def _who(value: object, spec: FeatureSpec | None, reference: dict, subject: str) -> tuple[str, float | None]:
+def _group_of(value: object, reference: dict) -> object:
+    """Which group of similar leads a value belongs to: 'missing', a band's index or a category's level (None: a
+    value that is no number where bands are cut)."""
+    if _missing(value):
+        return "missing"
+    if "cuts" not in reference:
+        return str(value)
+    try:
+        return bisect.bisect_right(reference["cuts"], float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _who(group: object, spec: FeatureSpec | None, reference: dict, subject: str) -> tuple[str, float | None]:
     """('leads with 2 to 3', their rate), ('leads like this', rate) or ('', None) when no rate is quoted."""
     plural = f"{subject}s"
-    if _missing(value):
+    if group == "missing":
         return f"{plural} where it is not known", reference.get("missing_rate")
     if "cuts" not in reference:  # a category's level
-        return f"{plural} like this", reference.get("rates", {}).get(str(value))
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
+        return f"{plural} like this", reference.get("rates", {}).get(group)
+    if group is None or not reference["rates"]:
         return "", None
-    rates = reference["rates"]
-    band = int(np.searchsorted(np.asarray(reference["cuts"], dtype="float64"), number, side="right"))
-    if not rates:
-        return "", None
+    rate = reference["rates"][group]
     if spec is not None and spec.kind == "boolean":
-        return f"{plural} like this", rates[band]
-    return f"{plural} with {_band_label(band, reference, spec)}", rates[band]
+        return f"{plural} like this", rate
+    return f"{plural} with {_band_label(group, reference, spec)}", rate
+
+
+def _agrees_one(rate: float, average: float, sign: int) -> bool:
+    """`_agrees` for one rate, without arrays (it runs once per group of similar leads a reason quotes)."""
+    return bool(_agrees(np.array([rate]), average, sign)[0])
 
 
 def _feature_wording(feature: str, spec: FeatureSpec | None, reference: dict | None, subject: str, sign: int = 0):
     """The reason text of one feature as a function of its value: 'Description: value - leads with 2 to 3 convert
     at 41 % (all leads 10 %)'. The comparison is left out when no rate is quoted for the value, and in a reason of
-    `sign` +1 (-1) when the rate is not above (below) the average: the largest push cited on the model's word."""
+    `sign` +1 (-1) when the rate is not above (below) the average: the largest push cited on the model's word. The
+    comparison depends on the value's group only: it is worded once per group."""
     reference = reference or {}
     overall = reference.get("overall_rate")
     average = f" (all {subject}s {format_rate(overall)})" if overall is not None else ""
+    comparisons: dict = {}
+
+    def comparison(group: object) -> str:
+        if group not in comparisons:
+            who, rate = _who(group, spec, reference, subject) if overall is not None else ("", None)
+            quoted = rate is not None and (not sign or _agrees_one(rate, overall, sign))
+            comparisons[group] = f" - {who} convert at {format_rate(rate)}{average}" if quoted else ""
+        return comparisons[group]
 
     def text(value: object) -> str:
-        who, rate = _who(value, spec, reference, subject) if overall is not None else ("", None)
-        quoted = rate is not None and (not sign or bool(_agrees(np.array([rate]), overall, sign)[0]))
-        comparison = f" - {who} convert at {format_rate(rate)}{average}" if quoted else ""
-        return _statement(feature, value, spec) + comparison
+        return _statement(feature, value, spec) + comparison(_group_of(value, reference))
 
     return text
 

@@ -567,7 +567,8 @@ def _live(html_text: str, images: list[dict]) -> dict:
     if match is None:
         return _section("live", "The live record", {"kind": "html", "html": html_text}, *images)
     title = re.sub(r"<[^>]+>", "", match.group(2))
-    return _section(match.group(1), title, {"kind": "html", "html": html_text[match.end() :]}, *images)
+    body = re.sub(r"(<table\b.*?</table>)", r'<div class="scroll">\1</div>', html_text[match.end() :], flags=re.S)
+    return _section(match.group(1), title, {"kind": "html", "html": body}, *images)
 
 
 def _account_section(review: Review, tables: dict[str, pd.DataFrame]) -> dict:

@@ -308,3 +308,12 @@ def test_many_zeros_of_a_measure_get_a_band_of_their_own():
     reference = reason_reference(pd.DataFrame({"ratio": ratio}), converted, categorical=[])["ratio"]
     assert reference["rows"][0] == 200 and reference["rates"][0] == pytest.approx(0.45)
     assert reason_text("ratio", 0.0, None, reference).startswith("ratio: 0 - leads with 0 convert at 45 %")
+
+
+def test_a_decayed_remnant_is_no_band_edge_and_tiny_numbers_are_said_plainly():
+    score = np.concatenate([np.zeros(300), [1.1e-08] * 100, np.linspace(1, 60, 600)])
+    converted = (np.arange(1000) % 5 == 0).astype(float)
+    reference = reason_reference(pd.DataFrame({"score": score}), converted, categorical=[])["score"]
+    assert min(c for c in reference["cuts"]) >= 1  # two significant figures of a scale of 60: no cut at 1.1e-08
+    text = reason_text("score", 1.1e-08, None, reference)
+    assert text.startswith("score: less than 0.001 - leads with less than ") and "e-0" not in text

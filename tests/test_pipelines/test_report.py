@@ -246,6 +246,12 @@ def test_the_report_in_headless_chromium(report_file, tmp_path):
             shown = {s: page.locator(f"section#{s}").is_visible() for s in SECTIONS}
             heights = {s: page.locator(f"section#{s}").bounding_box()["height"] for s in SECTIONS}
             toc = page.eval_on_selector_all("nav.toc a", "all => all.map(a => a.getAttribute('href'))")
+            # tables fit the page: the page never scrolls sideways and no table overflows its box
+            page_width = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            overflowing = page.eval_on_selector_all(
+                "div.scroll",
+                "all => all.filter(d => d.scrollWidth > d.clientWidth + 1).map(d => d.innerText.slice(0, 80))",
+            )
             page.click("nav.toc a[href='#features']")
             page.wait_for_function("location.hash === '#features'")
             scrolled = page.evaluate("window.scrollY")
@@ -263,3 +269,4 @@ def test_the_report_in_headless_chromium(report_file, tmp_path):
     assert {f"#{s}" for s in SECTIONS} <= set(toc)
     assert scrolled > 0 and abs(features_top) < 5  # the anchor brought its section to the top
     assert (artifacts / "report.png").stat().st_size > 10_000
+    assert page_width <= 0 and overflowing == [], overflowing
