@@ -53,7 +53,7 @@ def _missing(value: object) -> bool:
 # -- numbers in words -------------------------------------------------------------------------------------------------
 def format_number(number: float) -> str:
     """A number at the precision a person says it: whole numbers as such (with thousands separators), two
-    significant figures below 10 (2.3, 0.022), one decimal below 100 (12.5), whole numbers above."""
+    significant figures below 10 (2.3, 0.022), at most one decimal below 100 (12.5, 75), whole numbers above."""
     if not math.isfinite(number):
         return str(number)
     if 0 < abs(number) < 0.001:
@@ -61,7 +61,7 @@ def format_number(number: float) -> str:
     if float(number).is_integer() or abs(number) >= 100:
         return f"{number:,.0f}"
     if abs(number) >= 10:
-        return f"{number:.1f}"
+        return f"{number:.1f}".removesuffix(".0")
     return f"{float(f'{number:.2g}'):g}"
 
 

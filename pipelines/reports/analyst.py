@@ -535,7 +535,13 @@ def _img(data: bytes, alt: str) -> dict:
 
 def _table(frame: pd.DataFrame, digits: int = 4) -> dict:
     html_table = frame.to_html(float_format=lambda v: f"{v:.{digits}f}", na_rep="-", border=0, classes="t")
-    return {"kind": "table", "html": html_table}
+    return {"kind": "table", "html": _breakable_headers(html_table)}
+
+
+def _breakable_headers(html_text: str) -> str:
+    """Column names may break after an underscore (`holdout_<wbr>brier`): a wide table of metrics fits the page
+    without breaking words anywhere else."""
+    return re.sub(r"<thead>.*?</thead>", lambda m: m.group(0).replace("_", "_<wbr>"), html_text, flags=re.S)
 
 
 def _heading(text: str) -> dict:
@@ -568,6 +574,7 @@ def _live(html_text: str, images: list[dict]) -> dict:
         return _section("live", "The live record", {"kind": "html", "html": html_text}, *images)
     title = re.sub(r"<[^>]+>", "", match.group(2))
     body = re.sub(r"(<table\b.*?</table>)", r'<div class="scroll">\1</div>', html_text[match.end() :], flags=re.S)
+    body = _breakable_headers(body)
     return _section(match.group(1), title, {"kind": "html", "html": body}, *images)
 
 

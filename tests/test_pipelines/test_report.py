@@ -107,7 +107,7 @@ def test_the_report_says_when_logistic_regression_beats_the_shipped_model():
 
 
 def test_tables_wrap_long_texts_and_scroll_inside_the_page(report):
-    assert "overflow-wrap: anywhere" in report and '<div class="scroll"><table' in report
+    assert "overflow-wrap: break-word" in report and "roc_<wbr>auc" in report and '<div class="scroll"><table' in report
 
 
 def test_dependence_plot_labels_missing_values():
