@@ -214,3 +214,23 @@ def test_scores_do_not_depend_on_the_chunk_size(project):
     )
     pd.testing.assert_frame_equal(dropped.scores, whole.scores)
     assert "events" not in data.tables
+
+
+def test_a_model_without_a_stored_base_rate_falls_back_and_says_so(caplog):
+    import numpy as np
+
+    from leadscore.pipelines.verbs.scoring import _score
+
+    class OldModel:  # registered before base_rate_ was fitted
+        pass
+
+    class OldWrapper:  # its reasons reference still quotes the training rate
+        reason_reference = {"lead_source": {"rates": {}, "overall_rate": 0.2}}
+
+    with caplog.at_level("WARNING"):
+        assert _score(OldModel(), OldWrapper(), np.array([0.2, 0.8])).tolist() == [50, 90]
+    assert "stores no base rate" in caplog.text and "training conversion rate" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # nothing stored at all: this run's mean probability (0.2) is the middle
+        assert _score(OldModel(), object(), np.array([0.1, 0.3])).tolist() == [38, 57]
+    assert "this run's mean probability" in caplog.text
