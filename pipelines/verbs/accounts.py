@@ -42,7 +42,7 @@ from leadscore.models.conversion import TooLittleDataError
 from leadscore.models.evaluation import calibration_table, evaluate, metrics_table
 from leadscore.models.factory import build_model
 from leadscore.models.reasons import top_reasons
-from leadscore.models.scores import score_1_99
+from leadscore.models.scores import percentile_in_run
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import DataError, UsageError
 from leadscore.pipelines.intake.ground import load_valid_crm
@@ -52,6 +52,7 @@ from leadscore.pipelines.outputs.publish import project_publication
 from leadscore.pipelines.outputs.targets import Target, check_outputs
 from leadscore.pipelines.outputs.tracking import lead_champion, load_model
 from leadscore.pipelines.training_set import TrainingSet, build_training_set, input_fingerprint
+from leadscore.pipelines.verbs.scoring import _score
 from leadscore.pipelines.verbs.train import (
     ReferencePopulation,
     TrainResult,
@@ -62,7 +63,6 @@ from leadscore.pipelines.verbs.train import (
     holdout_split,
     reasons_reference,
     register_and_gate,
-    score_reference_of,
     training_data_id,
 )
 
@@ -302,8 +302,8 @@ def train_accounts(settings: Settings, data: CrmData, *, promote_anyway: bool = 
             json.dumps(training.manifest, indent=2, sort_keys=True, default=str), "training_set/manifest.json"
         )
         population = account_reference_population(settings, data, training.feature_names)
-        reference, out.accounts_open = score_reference_of(deployed, population), len(population.features)
-        mlflow.log_dict(reference, "reference/score_reference.json")
+        out.accounts_open = len(population.features)
+        mlflow.log_metric("base_rate", deployed.base_rate_)
         example = holdout[training.feature_names].head(5)
         info = tracking.log_conversion_model(
             deployed,
@@ -311,8 +311,7 @@ def train_accounts(settings: Settings, data: CrmData, *, promote_anyway: bool = 
             training.categorical,
             reference_profile=drift_profile(deployed, population, categorical=training.categorical),
             feature_set="account",
-            score_reference=reference,
-            reason_reference=reasons_reference(training),
+            reason_reference=reasons_reference(training, specs=account_feature_specs()),
         )
         version, decision = register_and_gate(
             acc, result, info.model_uri, run_id=run.info.run_id, promote_anyway=promote_anyway
@@ -376,9 +375,8 @@ def _lead_scores(context: AccountContext, lead_model) -> tuple[pd.Series, np.nda
     model, wrapper = lead_model
     pairs = context.pairs[context.pairs["open"]]
     X = context.lead_features(list(model.feature_names_in_)).iloc[pairs.index.to_numpy()]
-    raw = model.raw_score(X)
-    reference = getattr(wrapper, "score_reference", None) or {"quantiles": np.sort(raw[np.isfinite(raw)])}
-    return pd.Series(score_1_99(raw, reference), index=pairs.index), model.probability_of_margin(raw)
+    probability = model.predict_proba(X)[:, 1]
+    return pd.Series(_score(model, wrapper, probability), index=pairs.index), probability
 
 
 def grade_open_accounts(settings: Settings, data: CrmData, *, lead_model=None) -> pd.DataFrame:
@@ -436,7 +434,11 @@ def score_open_accounts(
     raw = contributions.sum(axis=1).to_numpy()  # SHAP values add up to the raw score
     probability = model.probability_of_margin(raw)
     reasons = top_reasons(
-        contributions, X, account_feature_specs(), reference=getattr(wrapper, "reason_reference", None)
+        contributions,
+        X,
+        account_feature_specs(),
+        reference=getattr(wrapper, "reason_reference", None),
+        subject="account",
     )
     graded = grade_accounts(context, settings.grades)
     lead_scores, rollup = None, np.full(len(spine), np.nan)
@@ -444,12 +446,11 @@ def score_open_accounts(
         lead_scores, p_open = _lead_scores(context, lead_model)
         rollup = rollup_probability(p_open, context.pairs.loc[lead_scores.index, "row"].to_numpy(), context.n)
     count, listed = _open_leads(context, lead_scores)
-    reference = getattr(wrapper, "score_reference", None) or {"quantiles": np.sort(raw[np.isfinite(raw)])}
     scores = graded.assign(
         account_id=spine[KEY].to_numpy(),
         as_of=spine["cutoff_time"].to_numpy(),
         probability=probability,
-        score=score_1_99(raw, reference),
+        score=_score(model, wrapper, probability),
         open_lead_count=count.to_numpy(),
         open_leads=listed.to_numpy(),
         lead_rollup_probability=rollup,
@@ -459,7 +460,7 @@ def score_open_accounts(
         model_version=model_version,
         lead_model=lead_model_name,
     )
-    scores["percentile"] = (scores["probability"].rank(method="max", pct=True) * 100).round(1)
+    scores["percentile"] = percentile_in_run(scores["probability"].to_numpy())
     valid = np.isfinite(scores["probability"].to_numpy())
     rejects = _rejects(data, scores.loc[~valid, KEY])
     scores = scores.loc[valid].sort_values(["probability", KEY], ascending=[False, True], kind="stable")

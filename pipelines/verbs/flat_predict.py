@@ -19,6 +19,7 @@ from leadscore.features.flat import flat_open_leads
 from leadscore.models.drift import stability_counts
 from leadscore.models.grades import grade_flat_rows
 from leadscore.models.reasons import top_reasons
+from leadscore.models.scores import percentile_in_run
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import DataError, UsageError
 from leadscore.pipelines.intake.flat_checks import check_flat_table, open_rule
@@ -137,8 +138,8 @@ def score_flat_open_leads(
     failed = scores.loc[~valid, "lead_id"].astype("string")
     rejects = pd.DataFrame({"lead_id": failed, "reason": "scoring: no finite probability"})
     scores = scores.loc[valid].copy()
-    scores["score"] = _score(wrapper, scores)
-    scores["percentile"] = (scores["probability"].rank(method="max", pct=True) * 100).round(1)
+    scores["score"] = _score(model, wrapper, scores["probability"].to_numpy(dtype="float64"))
+    scores["percentile"] = percentile_in_run(scores["probability"].to_numpy())
     scores["account_id"] = pd.NA
     scores["as_of"] = stamp
     scores["model_name"], scores["model_version"] = model_name, model_version

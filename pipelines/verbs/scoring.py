@@ -24,7 +24,7 @@ from leadscore.models.drift import add_counts, population_stability, stability_c
 from leadscore.models.grade_rules import BandCutoffs
 from leadscore.models.grades import grade_spine
 from leadscore.models.reasons import top_reasons
-from leadscore.models.scores import score_1_99
+from leadscore.models.scores import base_rate_of, percentile_in_run, score_1_99
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.intake.validation import CrmData
 from leadscore.pipelines.memory import release_unused_memory
@@ -258,8 +258,8 @@ def score_open_leads(
     rejects = _rejects(data, scores.loc[~valid, "lead_id"])
     if not valid.all():  # the usual case keeps the frame as it is: no copy of every score
         scores = scores.loc[valid]
-    scores["score"] = _score(wrapper, scores)
-    scores["percentile"] = (scores["probability"].rank(method="max", pct=True) * 100).round(1)
+    scores["score"] = _score(model, wrapper, scores["probability"].to_numpy(dtype="float64"))
+    scores["percentile"] = percentile_in_run(scores["probability"].to_numpy())
     leads = data.tables["leads"]
     if "account_id" in leads:
         at = positions(scores["lead_id"], pd.Index(leads["lead_id"]))  # every scored lead is in the table
@@ -339,15 +339,24 @@ def band_cutoffs(settings: Settings, wrapper) -> BandCutoffs | None:
     return settings.grades.routing.bands.cutoffs(rate)
 
 
-def _score(wrapper, scores: pd.DataFrame) -> np.ndarray:
-    """1-99 against the model's stored reference population; a model trained before the reference existed ranks
-    within this run instead (and says so)."""
-    reference = getattr(wrapper, "score_reference", None)
-    raw = scores["raw_score"].to_numpy(dtype="float64")
-    if not reference:
-        log.warning("this model has no stored score reference (trained by an older version): score = rank in this run")
-        reference = {"quantiles": np.sort(raw[np.isfinite(raw)])}
-    return score_1_99(raw, reference)
+def _score(model, wrapper, probability: np.ndarray) -> np.ndarray:
+    """1-99 from the probability against the model's base rate (models.scores); a model trained before the base
+    rate was stored falls back on the training rate its reasons quote, else on this run's mean probability, and
+    says so."""
+    base_rate, source = base_rate_of(model, getattr(wrapper, "reason_reference", None))
+    if base_rate is None:
+        known = probability[np.isfinite(probability)]
+        base_rate = float(np.clip(known.mean() if len(known) else 0.5, 1e-6, 1 - 1e-6))
+        log.warning(
+            "this model stores no base rate (trained by an older version): score 50 = this run's mean probability "
+            "(%.4f); retrain to score against the training conversion rate",
+            base_rate,
+        )
+    elif source != "the model's base rate":
+        log.warning(
+            "this model stores no base rate (trained by an older version): score 50 = %s (%.4f)", source, base_rate
+        )
+    return score_1_99(probability, base_rate)
 
 
 def _rejects(data: CrmData, failed: pd.Series) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from leadscore.features.build import build_features
+from leadscore.features.build import build_features, feature_specs
 from leadscore.features.context import FeatureParams
 from leadscore.features.registry import all_features
 from leadscore.models.baselines import CellRateBaseline, logistic_regression
@@ -343,20 +343,21 @@ def drift_profile(model: ConversionModel, population: ReferencePopulation, *, ca
     return reference
 
 
-def score_reference_of(model: ConversionModel, population: ReferencePopulation) -> dict:
-    """The distribution the 1-99 score ranks against: the model's raw scores of the reference population."""
-    from leadscore.models.scores import score_reference
-
-    return score_reference(model.raw_score(population.features), population=population.description)
-
-
-def reasons_reference(training: TrainingSet, rows: np.ndarray | None = None) -> dict:
-    """Typical and typical-converting values (categories: conversion rates) of the rows a model was fitted on
-    (all training rows for the deployed refit)."""
+def reasons_reference(training: TrainingSet, rows: np.ndarray | None = None, *, specs: dict | None = None) -> dict:
+    """How leads like each one converted (rates per band of a numeric feature, per level of a category; each lead
+    weighted once, as in fitting) in the rows a model was fitted on (all training rows for the deployed refit).
+    `specs` (default: the lead features') give the units the bands are cut in."""
     from leadscore.models.reasons import reason_reference
 
     frame = training.frame if rows is None else training.frame.iloc[rows]
-    return reason_reference(frame[training.feature_names], frame["converted"], categorical=training.categorical)
+    weight = frame.get("sample_weight")
+    return reason_reference(
+        frame[training.feature_names],
+        frame["converted"],
+        categorical=training.categorical,
+        sample_weight=weight,
+        specs=all_features() if specs is None else specs,
+    )
 
 
 def leak_report(
@@ -471,8 +472,8 @@ def train(
         tracking.log_conversion_model(
             model, example, training.categorical, reference_profile={}, feature_set=feature_set, name="evaluated_model"
         )
-        score_reference = score_reference_of(deployed, population)
-        mlflow.log_dict(score_reference, "reference/score_reference.json")
+        population = reference_population(settings, training, data)
+        mlflow.log_metric("base_rate", deployed.base_rate_)
         base_rate = base_rate_of(training)
         if base_rate["rate"] is not None:
             mlflow.log_metric("new_lead_base_rate", base_rate["rate"])
@@ -483,8 +484,7 @@ def train(
             training.categorical,
             reference_profile=drift_profile(deployed, population, categorical=training.categorical),
             feature_set=feature_set,
-            score_reference=score_reference,
-            reason_reference=reasons_reference(training),
+            reason_reference=reasons_reference(training, specs=feature_specs(settings.feature_params())),
             base_rate=base_rate,
         )
         mlflow.log_text("\n".join(result.leaks.lines()) + "\n", "evaluation/leak_guard.txt")
