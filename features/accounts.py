@@ -233,6 +233,7 @@ def _best_spec(feature: str) -> FeatureSpec:
         direction=lead.direction,
         concept=f"account_best_{lead.concept}",
         filled_late=lead.filled_late,
+        when_false=f"{lead.when_false} (the company's best open lead)" if lead.when_false else "",
     )
 
 

@@ -106,15 +106,15 @@ def lead_source(ctx: FeatureContext) -> pd.Series:
     return _column(ctx, "source").rename("lead_source")
 
 
-@feature("demographic", kind="categorical")
+@feature("demographic", kind="categorical", concept="country")  # one reason with the company's country
 def lead_country(ctx: FeatureContext) -> pd.Series:
     """Country of the lead."""
     return _column(ctx, "country").str.upper().rename("lead_country")
 
 
-@feature("demographic", kind="boolean", direction=1)
+@feature("demographic", kind="boolean", direction=1, when_false="The lead signed up with a free e-mail domain")
 def lead_email_is_business(ctx: FeatureContext) -> pd.Series:
-    """The lead signed up with a business (not a free) e-mail domain."""
+    """The lead signed up with a business e-mail domain."""
     domain_type = _column(ctx, "email_domain_type")
     free = FREE_EMAIL_DOMAINS | set(ctx.params.free_email_domains)
     domain = _column(ctx, "email").str.extract(r"@([^@\s]+)$", expand=False)

@@ -44,7 +44,7 @@ def account_revenue_band(ctx: FeatureContext) -> pd.Series:
     return pd.Series(np.where(np.isnan(revenue), None, band), name="account_revenue_band", dtype="string")
 
 
-@feature("firmographic", kind="categorical")
+@feature("firmographic", kind="categorical", concept="country")  # one reason with the lead's country
 def account_country(ctx: FeatureContext) -> pd.Series:
     """Country of the lead's company."""
     return ctx.account_rows["country"].astype("string").str.strip().str.upper().rename("account_country")

@@ -1,7 +1,8 @@
 """Flat mode: one row per lead with a label column, as most CRM exports and public datasets come.
 
 The training set is the declared feature columns; placeholders are read as missing; columns known only after the
-outcome (leaking) are excluded and listed. Time order is the time column when there is one, else the row order.
+outcome (leaking) are excluded and listed. Time order is the time column when there is one, else the order column
+(e.g. a sequential lead number: an export is often listed newest first), else the row order.
 A row is open (never trained on, scored by predict) when its label is empty or says "still open" (`open_values`,
 read in the label column or in a status column): a deal still being worked has no outcome yet, so it is neither a
 positive nor a negative. Without an id column a row is known by its row number (1 = the first data row).
@@ -25,6 +26,7 @@ class FlatSpec:
     positive_values: tuple[object, ...] = (1, "1", "yes", True)
     id_column: str | None = None
     time_column: str | None = None
+    order_column: str | None = None  # without a time column: what orders the rows in time (numbers, else text)
     missing_values: tuple[str, ...] = ()
     leaking: tuple[str, ...] = ()
     open_values: tuple[object, ...] = ()
@@ -76,7 +78,7 @@ def flat_rows(frame: pd.DataFrame, spec: FlatSpec) -> tuple[pd.DataFrame, np.nda
     """Every row as lead_id, cutoff_time, row_order, converted, then the declared features (input order), and
     which rows carry a label. One builder for training rows and open leads alike."""
     declared = [spec.label_column, *spec.categorical, *spec.numeric]
-    declared += [c for c in (spec.id_column, spec.time_column, spec.status_column) if c]
+    declared += [c for c in (spec.id_column, spec.time_column, spec.order_column, spec.status_column) if c]
     absent = [column for column in declared if column not in frame.columns]
     if absent:
         raise KeyError(f"flat table: declared column(s) absent: {absent}; columns present: {list(frame.columns)}")
@@ -121,13 +123,27 @@ def flat_counts(frame: pd.DataFrame, spec: FlatSpec) -> FlatCounts:
     return FlatCounts(len(frame), int(closed.sum()), int(positive.sum()), int((~closed).sum()))
 
 
+def order_key(values: pd.Series) -> pd.Series:
+    """An order column as it sorts: numbers when every filled value is one (so 10 follows 9), else text."""
+    text = values.astype("string").str.strip().replace("", pd.NA)
+    numbers = pd.to_numeric(text, errors="coerce")
+    return numbers if numbers.notna().sum() == text.notna().sum() else text
+
+
 def flat_training_set(frame: pd.DataFrame, spec: FlatSpec) -> FlatResult:
     """lead_id, cutoff_time, row_order, converted, then the declared features, in time order (the rows with an
-    outcome: open rows are left out, neither positives nor negatives)."""
+    outcome: open rows are left out, neither positives nor negatives). With an order column the rows are sorted by
+    it (ties and blanks in file order) and `row_order` numbers them in that order: it is the time order."""
     out, labelled = flat_rows(frame, spec)
-    out = out[labelled]
-    order = ["cutoff_time", "row_order"] if spec.time_column else ["row_order"]
-    out = out.sort_values(order, kind="stable").reset_index(drop=True)
+    if spec.time_column:
+        out = out[labelled].sort_values(["cutoff_time", "row_order"], kind="stable")
+    elif spec.order_column:
+        out = out.assign(_order=order_key(frame[spec.order_column]).to_numpy())[labelled]
+        out = out.sort_values(["_order", "row_order"], kind="stable", na_position="last").drop(columns="_order")
+        out["row_order"] = np.arange(len(out), dtype="int64")  # the time order from here on (a Parquet file keeps it)
+    else:
+        out = out[labelled]
+    out = out.reset_index(drop=True)
     excluded = [c for c in spec.leaking if c in frame.columns]
     return FlatResult(out, [*spec.categorical, *spec.numeric], excluded, int((~labelled).sum()))
 

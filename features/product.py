@@ -16,9 +16,9 @@ def _count(ctx: FeatureContext, event_type: str, window_days: float) -> np.ndarr
     return ctx.event_counts(window_days)[:, code].astype("float64")
 
 
-@feature("product_usage", kind="boolean", direction=1)
+@feature("product_usage", kind="boolean", direction=1, when_false="The lead has not started a product trial")
 def product_trial_started(ctx: FeatureContext) -> pd.Series:
-    """The lead had started a product trial."""
+    """The lead has started a product trial."""
     return pd.Series((_count(ctx, "trial_signup", np.inf) > 0).astype("float64"), name="product_trial_started")
 
 

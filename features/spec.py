@@ -13,6 +13,9 @@ A feature reading lead fields that sales fills in after the lead was created (BA
 a profile complete) declares them as `filled_late`: a CRM export holds their value of today, not of a past cutoff,
 so the feature is point in time only when the leads table says when each was filled in (`tables.leads.known_at`).
 Without that it stays out of the default feature set (`features.registry.feature_set`), with a warning.
+
+A boolean feature's description is the statement when true; `when_false` words
+it when false ("The lead signed up with a free e-mail domain"), so that no reason reads as a double negative.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class FeatureSpec:
     concept: str = ""  # features of one idea share it (one reason per concept); empty: the feature's own name
     at_most: float | None = None  # the builder caps its values here: reasons say "365 days or more"
     filled_late: tuple[str, ...] = ()  # lead fields sales fills in later: point in time only with their known_at
+    when_false: str = ""  # a boolean's statement when false; empty: "<description>: no"
 
     def __post_init__(self) -> None:
         if self.group not in GROUPS:
@@ -47,6 +51,8 @@ class FeatureSpec:
             raise ValueError(f"feature {self.name}: direction must be -1, 0 or 1, got {self.direction!r}")
         if self.direction and self.kind == "categorical":
             raise ValueError(f"feature {self.name}: a categorical feature has no direction")
+        if self.when_false and self.kind != "boolean":
+            raise ValueError(f"feature {self.name}: only a boolean feature has a statement for false")
         if not self.concept:
             object.__setattr__(self, "concept", self.name)
 
@@ -61,6 +67,7 @@ def feature(
     concept: str = "",
     at_most: float | None = None,
     filled_late: tuple[str, ...] = (),
+    when_false: str = "",
 ) -> Callable[[Callable], Callable]:
     """Describe a builder: its `spec` (name = the function's name, description = its docstring's first line).
 
@@ -83,6 +90,7 @@ def feature(
             concept,
             at_most,
             filled_late,
+            when_false,
         )
         return function
 

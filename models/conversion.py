@@ -198,6 +198,8 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
         weight = _weights(sample_weight, len(y_codes))
         if len(np.unique(y_codes[weight > 0])) < 2:
             raise TooLittleDataError("the rows with a positive sample_weight hold one class only; need both classes")
+        # the conversion rate of the rows fitted, each weighted: what the 1-99 score reads probabilities against
+        self.base_rate_ = float(np.average(y_codes, weights=weight))
         self._learn_dtypes(X)
         data = self._prepare(X)
         train, stopping, calibration = self._folds(len(data), sample_time)

@@ -6,9 +6,12 @@ They live in the project's TOML under [grades]; the defaults suit the sample CRM
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from leadscore.features.demographic import MAX_LEAD_AGE_DAYS
+from leadscore.features.schemas import EVENT_TYPES
 from leadscore.models.capacity import CapacityRules
 
 FIT_GRADES = ("A", "B", "C", "D")
@@ -165,39 +168,96 @@ class ColumnEngagementRules(_Rules):
 
 CELLS = tuple(f + e for f in FIT_GRADES for e in ENGAGEMENT_GRADES)
 ANY_CELL, DORMANT = "*", "dormant"
+BANDS = ("hot", "warm", "cold")  # the model's priority band: the routing table's third axis
+NEW_ACTIVITY_EVENTS = ("demo_request", "form_submit", "pricing_page_view", "trial_signup", "upgrade_page_view")
 
 
 class Action(_Rules):
     action: str
-    sla_hours: float | None = Field(None, gt=0, description="none: no deadline (nurture, recycle)")
+    sla_hours: float | None = Field(None, gt=0, description="none: no deadline (nurture, recycle, review)")
+
+    def text(self) -> str:
+        return self.action + (f", {self.sla_hours:g} h" if self.sla_hours else "")
+
+
+class BandRules(_Rules):
+    """The priority band from the calibrated probability, relative to the base rate of new leads (what a lead
+    converts at on arrival, stored with the model by `train`): hot from `hot_lift` x that rate, cold below
+    `cold_lift` x that rate, warm in between."""
+
+    hot_lift: float = Field(2.0, gt=0, description="hot: probability >= hot_lift x the base rate of new leads")
+    cold_lift: float = Field(0.1, gt=0, description="cold: probability < cold_lift x the base rate of new leads")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BandRules:
+        if self.cold_lift >= self.hot_lift:
+            raise ValueError(
+                f"grades.routing.bands: cold_lift ({self.cold_lift:g}) must be below hot_lift ({self.hot_lift:g})"
+            )
+        return self
+
+    def cutoffs(self, base_rate: float) -> BandCutoffs:
+        return BandCutoffs(hot=self.hot_lift * base_rate, cold=self.cold_lift * base_rate, base_rate=base_rate)
+
+
+@dataclass(frozen=True)
+class BandCutoffs:
+    """The band cut-offs as probabilities, for one model: hot at or above `hot`, cold below `cold`."""
+
+    hot: float
+    cold: float
+    base_rate: float
+
+
+SALES_CELLS = ("A1", "B1", "A2", "A3", "B2", "B3")
+HOT_ROUTE = Action(action="sales call", sla_hours=24)  # the tightest SLA of the table
+REVIEW = Action(action="review")
 
 
 def _sales_matrix(rest: Action) -> dict[str, Action]:
     """The Eloqua-style SLAs: A1, B1 within 24 h; A2, A3, B2, B3 within 48 h; every other cell `rest`."""
     return {
-        **{c: Action(action="sales call", sla_hours=24) for c in ("A1", "B1")},
-        **{c: Action(action="sales follow-up", sla_hours=48) for c in ("A2", "A3", "B2", "B3")},
+        **{c: Action(action="sales call", sla_hours=24) for c in SALES_CELLS[:2]},
+        **{c: Action(action="sales follow-up", sla_hours=48) for c in SALES_CELLS[2:]},
         ANY_CELL: rest,
     }
 
 
 def _default_routes() -> dict[str, dict[str, Action]]:
     nurture, recycle = Action(action="nurture"), Action(action="recycle")
+    # a hot lead is never nurtured or recycled: a sales call within the tightest SLA, whatever its stage and cell
+    hot = {f"{ANY_CELL}/hot": HOT_ROUTE, f"{DORMANT}/hot": HOT_ROUTE}
+    # a cold lead that the rules send to sales is reviewed first ("rules say sales, model says unlikely")
+    cold_sales = {f"{c}/cold": REVIEW for c in SALES_CELLS}
     return {
         # contact details at most: marketing's, whatever the cell
-        "IQL": {ANY_CELL: nurture, DORMANT: recycle},
-        "MQL": {**_sales_matrix(nurture), DORMANT: recycle},
-        "PQL": {**_sales_matrix(nurture), DORMANT: recycle},
+        "IQL": {ANY_CELL: nurture, DORMANT: recycle, **hot},
+        "MQL": {**_sales_matrix(nurture), DORMANT: recycle, **hot, **cold_sales},
+        "PQL": {**_sales_matrix(nurture), DORMANT: recycle, **hot, **cold_sales},
         # sales-qualified or accepted by sales: stays with sales, never nurtured; a dormant one too (sales decides)
-        "SQL": _sales_matrix(Action(action="sales follow-up", sla_hours=48)),
+        "SQL": {**_sales_matrix(Action(action="sales follow-up", sla_hours=48)), **hot, f"{ANY_CELL}/cold": REVIEW},
     }
 
 
-class RoutingRules(_Rules):
-    """One routing table for `grade` and `predict`: stage -> {cell, "*" (any other cell), "dormant"} -> action.
+def _known_key(key: str, known: set[str]) -> bool:
+    where, slash, band = key.partition("/")
+    return where in known and (not slash or band in BANDS)
 
-    A dormant lead (no activity for `dormant_after_days`) takes its stage's "dormant" entry when there is one;
-    otherwise every lead takes the entry of its cell, else its stage's "*".
+
+def _lookups(cell: str, *, dormant: bool, band: str | None) -> list[str]:
+    """The keys a lead's route is looked up by, most specific first; the band outranks the cell."""
+    order = [f"{cell}/{band}", f"{ANY_CELL}/{band}", cell, ANY_CELL] if band else [cell, ANY_CELL]
+    if dormant:
+        order = ([f"{DORMANT}/{band}"] if band else []) + [DORMANT] + order
+    return order
+
+
+class RoutingRules(_Rules):
+    """One routing table for `grade` and `predict`: stage -> key -> action, the key a cell (A1..D4), "*" (any other
+    cell) or "dormant", alone or with the model's band ("A1/cold", "*/hot", "dormant/hot").
+
+    A lead takes the first entry its stage has among: (dormant leads only) "dormant/<band>", "dormant"; then
+    "<cell>/<band>", "*/<band>", "<cell>", "*". Without a model (`grade`) there is no band: "dormant", "<cell>", "*".
     """
 
     dormant_after_days: float | None = Field(
@@ -206,38 +266,56 @@ class RoutingRules(_Rules):
         le=MAX_LEAD_AGE_DAYS,  # a lead without activity is as old as lead_age_days, which stops at a year
         description="days without any activity (or since creation) after which a lead is dormant",
     )
+    bands: BandRules = Field(default_factory=BandRules)
+    rejected_action: str = Field(
+        "nurture", min_length=1, description="action of a lead sales rejected, until it shows new activity"
+    )
+    # what a lead does deliberately when it wants to talk: routine opens and page views, which a rejected lead keeps
+    # producing, never overrule sales' "no"
+    new_activity_events: list[str] = Field(
+        default_factory=lambda: [
+            "demo_request",
+            "form_submit",
+            "pricing_page_view",
+            "trial_signup",
+            "upgrade_page_view",
+        ],
+        description="event types that, after a rejection, bring the lead back to the routing table",
+    )
     table: dict[str, dict[str, Action]] = Field(default_factory=_default_routes)
+
+    @field_validator("table", mode="before")
+    @classmethod
+    def _default_rows(cls, table: object) -> object:
+        """A stage left out keeps its default row: a config gives only the rows it changes."""
+        return {**_default_routes(), **table} if isinstance(table, dict) else table
 
     @model_validator(mode="after")
     def _complete(self) -> RoutingRules:
+        unknown_events = sorted(set(self.new_activity_events) - set(EVENT_TYPES))
+        if unknown_events:
+            raise ValueError(
+                f"grades.routing.new_activity_events: unknown event type(s) {unknown_events}; use the contract's "
+                f"event types: {', '.join(EVENT_TYPES)}"
+            )
         if sorted(self.table) != sorted(STAGES):
-            raise ValueError(f"grades.routing.table: give exactly the stages {list(STAGES)}, got {sorted(self.table)}")
+            unknown = sorted(set(self.table) - set(STAGES))
+            raise ValueError(f"grades.routing.table: unknown stage(s) {unknown}; the stages are {list(STAGES)}")
+        known = {*CELLS, ANY_CELL, DORMANT}
         for stage, row in self.table.items():
-            unknown = sorted(set(row) - set(CELLS) - {ANY_CELL, DORMANT})
+            unknown = [k for k in row if not _known_key(k, known)]
             if unknown:
                 raise ValueError(
-                    f"grades.routing.table.{stage}: unknown key(s) {unknown}; use A1..D4, '*' or 'dormant'"
+                    f"grades.routing.table.{stage}: unknown key(s) {sorted(unknown)}; use A1..D4, '*' or 'dormant', "
+                    f"alone or with a band: 'A1/cold', '*/hot' (bands: {', '.join(BANDS)})"
                 )
             if ANY_CELL not in row and not set(CELLS) <= set(row):
                 raise ValueError(f"grades.routing.table.{stage}: give '*' or every cell A1..D4")
         return self
 
-    def route(self, stage: str, cell: str, *, dormant: bool = False) -> Action:
+    def route(self, stage: str, cell: str, *, dormant: bool = False, band: str | None = None) -> Action:
         row = self.table[stage]
-        if dormant and DORMANT in row:
-            return row[DORMANT]
-        return row.get(cell, row.get(ANY_CELL))
-
-    def markdown(self) -> str:
-        """The whole table, cell by stage, as printed in docs/routing.md."""
-
-        def text(action: Action) -> str:
-            return action.action + (f", {action.sla_hours:g} h" if action.sla_hours else "")
-
-        lines = ["| cell | " + " | ".join(STAGES) + " |", "|---|" + "---|" * len(STAGES)]
-        lines += [f"| {c} | " + " | ".join(text(self.route(s, c)) for s in STAGES) + " |" for c in CELLS]
-        dormant = [text(self.table[s][DORMANT]) if DORMANT in self.table[s] else "as its cell" for s in STAGES]
-        return "\n".join([*lines, "| dormant (any cell) | " + " | ".join(dormant) + " |"])
+        return next(row[k] for k in _lookups(cell, dormant=dormant, band=band) if k in row)
 
 
 class BantRules(_Rules):

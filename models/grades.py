@@ -1,6 +1,6 @@
 """Rule-based grades: profile fit A-D x engagement 1-4, the A1..D4 matrix, the lifecycle stage (IQL, MQL, PQL, SQL)
-with the rule that fired, dormancy, and the follow-up action with its SLA from one routing table keyed by stage and
-cell. Pure functions over a feature table."""
+with the rule that fired, dormancy, and the follow-up action with its SLA from one routing table keyed by stage, cell
+and the model's band (`models.routing`). Pure functions over a feature table."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from leadscore.models.grade_rules import (
     ENGAGEMENT_GRADES,
     FIT_GRADES,
     STAGES,
+    BandCutoffs,
     ColumnEngagementRules,
     EngagementRules,
     FitCategory,
@@ -24,6 +25,7 @@ from leadscore.models.grade_rules import (
     RoutingRules,
     StageRules,
 )
+from leadscore.models.routing import assign_actions, keep_rejections, priority_band, sales_rejections
 
 
 def _key(value: object) -> str | None:
@@ -111,44 +113,6 @@ def is_dormant(features: pd.DataFrame, rules: RoutingRules) -> pd.Series:
     if rules.dormant_after_days is None:
         return pd.Series(False, index=features.index, name="dormant")
     return (days_since_activity(features) >= rules.dormant_after_days).rename("dormant")
-
-
-def assign_actions(
-    cells: pd.Series,
-    as_of: pd.Series,
-    rules: RoutingRules,
-    *,
-    stages: pd.Series,
-    dormant: pd.Series | None = None,
-    timezone: str = "UTC",
-) -> pd.DataFrame:
-    """Action and SLA per lead from the routing table (stage x cell, dormant leads apart); due_by = as_of + SLA
-    hours of elapsed time (UTC), also shown in `timezone`."""
-    asleep = np.zeros(len(cells), dtype=bool) if dormant is None else dormant.to_numpy(dtype=bool)
-    # routed once per distinct (stage, cell, dormant): there are at most a few dozen
-    keys = pd.MultiIndex.from_arrays([np.asarray(stages, dtype=object), np.asarray(cells, dtype=object), asleep])
-    codes, distinct = keys.factorize()
-    routes = [rules.route(s, c, dormant=bool(d)) for s, c, d in distinct]
-    hours = pd.Series(np.array([a.sla_hours for a in routes], dtype="float64")[codes], index=cells.index)
-    names = np.array([a.action for a in routes], dtype=object)[codes] if routes else np.array([], dtype=object)
-    due = pd.to_datetime(as_of, utc=True) + pd.to_timedelta(hours, unit="h")
-    return pd.DataFrame(
-        {
-            "action": pd.Series(names, index=cells.index, dtype=object).astype("string"),
-            "sla_hours": hours,
-            "due_by": due,
-            "due_by_local": _local_text(due, timezone),
-        },
-        index=cells.index,
-    )
-
-
-def _local_text(due: pd.Series, timezone: str) -> pd.Series:
-    """Due-by times as local text ("2025-01-10 17:00 CET"), formatted once per distinct time (all leads of a run
-    share the as-of, so there are as many as SLAs); missing where `due` is."""
-    codes, distinct = pd.factorize(due, use_na_sentinel=True)
-    text = pd.Series(distinct).dt.tz_convert(timezone).dt.strftime("%Y-%m-%d %H:%M %Z")
-    return text.reindex(codes).set_axis(due.index).where(due.notna())
 
 
 def bant_met(features: pd.DataFrame, rules: GradeRules) -> pd.Series:
@@ -240,9 +204,12 @@ def grade_leads(
     *,
     probability: pd.Series | None = None,
     previous_stage: pd.Series | None = None,
+    cutoffs: BandCutoffs | None = None,
+    rejections: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Fit and engagement points and grades, cell, stage, dormancy and the routed action with its due-by, one row
-    per feature row."""
+    """Fit and engagement points and grades, cell, stage, dormancy, the model's band (with `probability` and band
+    `cutoffs`) and the routed action with its due-by and note, one row per feature row. `rejections`
+    (`models.routing.sales_rejections`) keep sales' rejections standing."""
     fit_pts = fit_points(features, rules.fit)
     eng_pts = engagement_points(counts.set_axis(features.index), rules.engagement)
     fit = grade_from_points(fit_pts, rules.fit.cutoffs, FIT_GRADES).rename("fit_grade")
@@ -253,12 +220,30 @@ def grade_leads(
         features, fit, engagement, rules.stages, bant=bant, probability=probability, previous_stage=previous_stage
     )
     dormant = is_dormant(features, rules.routing)
+    band = _band(probability, cutoffs, features.index)
     actions = assign_actions(
-        cell, features["cutoff_time"], rules.routing, stages=stages["stage"], dormant=dormant, timezone=rules.timezone
+        cell,
+        features["cutoff_time"],
+        rules.routing,
+        stages=stages["stage"],
+        dormant=dormant,
+        bands=band,
+        accepted=features["lead_sales_accepted"] == 1 if "lead_sales_accepted" in features else None,
+        cutoffs=cutoffs,
+        timezone=rules.timezone,
     )
+    if rejections is not None:
+        actions = keep_rejections(actions, rejections, rejected_action=rules.routing.rejected_action)
     return pd.concat(
-        [fit_pts.round(2), eng_pts.round(2), fit, engagement, cell, bant, dormant, actions, stages], axis=1
+        [fit_pts.round(2), eng_pts.round(2), fit, engagement, cell, bant, dormant, band, actions, stages], axis=1
     )
+
+
+def _band(probability: pd.Series | None, cutoffs: BandCutoffs | None, index: pd.Index) -> pd.Series:
+    """The model's band per row; missing throughout without a probability or cut-offs (rules only)."""
+    if probability is None or cutoffs is None:
+        return pd.Series(pd.NA, index=index, name="band", dtype="string")
+    return priority_band(probability.set_axis(index), cutoffs)
 
 
 def grade_inputs_needed(rules: GradeRules) -> list[str]:
@@ -296,9 +281,11 @@ def grade_flat_rows(
     *,
     as_of: pd.Timestamp,
     probability: pd.Series | None = None,
+    cutoffs: BandCutoffs | None = None,
 ) -> pd.DataFrame:
     """Flat mode's grades, one row per feature row: fit from the `grades.fit` categories and engagement from the
-    `flat.engagement` categories (both on the export's columns), the cell, stage and routed action."""
+    `flat.engagement` categories (both on the export's columns), the cell, stage, the model's band and the routed
+    action (flat exports know no sales decisions)."""
     fit_pts = fit_points(features, rules.fit)
     eng_pts = fit_points(features, engagement_rules).rename("engagement_points")
     fit = grade_from_points(fit_pts, rules.fit.cutoffs, FIT_GRADES).rename("fit_grade")
@@ -307,10 +294,20 @@ def grade_flat_rows(
     stages = flat_stage(fit, engagement, rules.stages, probability=probability)
     dormant = pd.Series(False, index=features.index, name="dormant")
     times = pd.Series(as_of, index=features.index)
+    band = _band(probability, cutoffs, features.index)
     actions = assign_actions(
-        cell, times, rules.routing, stages=stages["stage"], dormant=dormant, timezone=rules.timezone
+        cell,
+        times,
+        rules.routing,
+        stages=stages["stage"],
+        dormant=dormant,
+        bands=band,
+        cutoffs=cutoffs,
+        timezone=rules.timezone,
     )
-    return pd.concat([fit_pts.round(2), eng_pts.round(2), fit, engagement, cell, dormant, actions, stages], axis=1)
+    return pd.concat(
+        [fit_pts.round(2), eng_pts.round(2), fit, engagement, cell, dormant, band, actions, stages], axis=1
+    )
 
 
 def grade_spine(
@@ -323,8 +320,10 @@ def grade_spine(
     previous_stage: pd.Series | None = None,
     context: FeatureContext | None = None,
     features: pd.DataFrame | None = None,
+    cutoffs: BandCutoffs | None = None,
 ) -> pd.DataFrame:
-    """The spine's rows with every grade column, using the same point-in-time builders as the model.
+    """The spine's rows with every grade column, using the same point-in-time builders as the model; the band from
+    `probability` and the model's band `cutoffs` (none without a model); sales' rejections as known at each cutoff.
 
     A caller that already built a context (and features) for these spine rows passes them, so that nothing is
     computed twice.
@@ -337,5 +336,13 @@ def grade_spine(
     features = pd.concat([missing, features[have].reset_index(drop=True)] if have else [missing], axis=1)
     features["cutoff_time"] = spine["cutoff_time"].array  # positional; to_numpy would box tz-aware times one by one
     counts = engagement_counts(context, rules.engagement)
-    graded = grade_leads(features, counts, rules, probability=probability, previous_stage=previous_stage)
+    graded = grade_leads(
+        features,
+        counts,
+        rules,
+        probability=probability,
+        previous_stage=previous_stage,
+        cutoffs=cutoffs,
+        rejections=sales_rejections(context, new_activity_events=rules.routing.new_activity_events),
+    )
     return pd.concat([spine.reset_index(drop=True), graded], axis=1)

@@ -10,6 +10,8 @@
   sales had already accepted or rejected before that run are not handovers.
 * **Acceptance**: a handover is accepted (or rejected) when sales' decision falls within `window` of it; the rate
   is accepted / handed over, read only for handovers whose window has passed.
+* **Re-route after rejection**: a scoring run that sent to sales (a `due_by`) a lead that sales had rejected before
+  the run (and not accepted since); legitimate only when the lead showed new activity after the rejection.
 * **SLA compliance**: share of handovers, whose deadline has passed, touched by sales (first touch at or after
   the handover) by their `due_by`. Times are compared as instants (UTC), so an SLA is elapsed hours, also across
   a daylight-saving change.
@@ -129,6 +131,33 @@ def sales_decisions(
         rejection_reason=pd.Series(reason, index=handed.index).where(rejected),
     )
     return out[~decided_before.to_numpy() & (end <= data_end).to_numpy()].reset_index(drop=True)
+
+
+def reroutes_after_rejection(history: pd.DataFrame, leads: pd.DataFrame, activity: pd.DataFrame) -> pd.DataFrame:
+    """Per scoring run: the leads sent to sales that sales had rejected before the run (and not accepted since),
+    split by whether they showed new activity after the rejection. `activity`: lead_id and occurred_at of the events
+    that count as new activity."""
+    keys = ["as_of", "model_name", "model_version"]
+    sent = history[history["due_by"].notna()].reset_index(drop=True)
+    info = leads.set_index("lead_id")
+    rejected = _lead_time(sent, info, "sales_rejected_at")
+    accepted = _lead_time(sent, info, "sales_accepted_at")
+    stands = (rejected < sent["as_of"]) & ~((accepted > rejected) & (accepted < sent["as_of"]))
+    rows = sent[stands.to_numpy()].assign(rejected_at=rejected[stands.to_numpy()].to_numpy())
+    pairs = rows[["lead_id", "as_of", "rejected_at"]].merge(
+        activity[["lead_id", "occurred_at"]].astype({"lead_id": "string"}), on="lead_id"
+    )
+    pairs = pairs[(pairs["occurred_at"] > pairs["rejected_at"]) & (pairs["occurred_at"] < pairs["as_of"])]
+    active = pd.MultiIndex.from_frame(rows[["lead_id", "as_of"]]).isin(
+        pd.MultiIndex.from_frame(pairs[["lead_id", "as_of"]])
+    )
+    rows = rows.assign(after_new_activity=active, without_new_activity=~active)
+    table = rows.groupby(keys, observed=True).agg(
+        rerouted=("lead_id", "size"),
+        after_new_activity=("after_new_activity", "sum"),
+        without_new_activity=("without_new_activity", "sum"),
+    )
+    return table.reset_index()
 
 
 def _lead_time(handed: pd.DataFrame, info: pd.DataFrame, column: str) -> pd.Series:

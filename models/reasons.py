@@ -1,29 +1,37 @@
 """Plain-language reasons from SHAP contributions, grouped by concept and filtered so that a seller can act on them.
 
-The rules (each tested on hand-made rows in tests/test_models/test_reasons.py):
+Each reason states the lead's value and how leads like it converted in training, e.g. "Demo requests in the last
+30 days: 2 - leads with 2 to 3 convert at 41 % (all leads 10 %)". The rules (tested on hand-made rows in
+tests/test_models/test_reasons.py):
 
 1. **One reason per concept.** Features measuring one idea share a `concept` in the registry (page views over 7,
-   30 and 90 days; the engagement score with recent activity counts; company size and revenue band). A concept's
-   contribution is the sum of its features' SHAP values; its text names one of them, the *headline*: the feature
-   of the concept pushing hardest the same way that may be cited under rules 2 and 3.
-2. **A positive reason never cites an absence**: not a missing value ("not known"), not a count, share or flag of
-   0 ("no"). Recency in days is not a count: "last activity: less than 1 day" is a presence.
-3. **Declared directions read the right way** (with the training reference, see `reason_reference`): for a
-   feature declared +1 (more never lowers the probability) a positive reason needs a value above the typical lead
-   and a negative one a value neither above the typical lead nor at or above the typical converting lead ("e-mail
-   clicks: 0, typical converting lead: 0" is no reason); -1 mirrors this. Without a reference (older models) only
-   rule 2 holds.
-4. **Text with a reference and natural units**: "Pricing-page views in the last 30 days: 4, typical converting
-   lead: 2"; "Company size: about 120 employees, typical converting lead: about 300 employees"; for a category
-   "Seniority of the lead's role: vp, leads like this convert at 4.1 % (all leads 2.0 %)". A category is cited as
-   good news only when it converts above the average rate, as bad news only below it (as shown, to 0.1 %).
+   30 and 90 days; recency, active days, activity counts, trend and the engagement score; company size and revenue
+   band). A concept's contribution is the sum of its features' SHAP values and orders the reasons, so the largest
+   push comes first. Its text names one feature, the *headline*: among the features of the concept pushing the
+   same way that may be cited, the most specific evidence - the one whose similar leads' conversion rate lies
+   farthest from the average on the reason's side (the larger SHAP value on a tie).
+2. **Similar leads, not medians** (`reason_reference`, from the training rows, each lead weighted once): a numeric
+   feature's values are cut into bands at rounded quantiles (counts also at 1, 2, 3, 5, 10, ...: 0 gets a band of
+   its own when zeros are common), each band merged with a neighbour until it holds MIN_BAND_ROWS rows; missing
+   values and each category's levels seen on MIN_LEVEL_ROWS rows get their own rate. A reason is good news only
+   when its band converts above the average rate, bad news only below it, as shown: inactivity that converts below
+   average is never a plus, and a band of 0 or "not known" that converts above average is a plus stated as what it
+   is ("Page views per visit: 0 - leads with 0 convert at 45 %"): the largest push is not hidden for being an
+   absence.
+3. **Declared directions read the right way**: a feature declared +1 (more never lowers the probability) is good
+   news only above the typical (median) lead and bad news only at or below it; -1 mirrors this.
+4. **Words, not codes**: a boolean reads as its statement or its `when_false` statement, never "...: no"; numbers in
+   natural units and sensible precision ("about 120 employees", "3 days", "2.3", "0.022", "1,532").
 
-A concept whose features may not be cited is skipped and the next one is taken. Exact SHAP values per feature are
-untouched by these rules: `predict --contributions` writes them.
+A concept none of whose features may be cited is skipped and the next one taken. A reference without bands (a model
+trained before them) quotes no rate and cites no absence as a plus. Exact SHAP values per feature are untouched by
+these rules: `predict --contributions` writes them.
 """
 
 from __future__ import annotations
 
+import bisect
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -32,36 +40,65 @@ import pandas as pd
 from leadscore.features.spec import FeatureSpec
 
 SEPARATOR = " | "
-MIN_LEVEL_ROWS = 30  # a category's conversion rate is quoted only when this many training rows had it
+MIN_LEVEL_ROWS = 30  # a band's or category's conversion rate is quoted only when this many training rows had it
+BAND_QUANTILES = np.linspace(0.1, 0.9, 9)  # where numeric values are cut into bands (before rounding and merging)
+COUNT_STEPS = np.array([1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000], dtype="float64")  # extra cuts for counts
+MIN_BAND_ROWS = 100  # a numeric band holds at least this many training rows: its rate is not one lead's luck
 
 
 def _missing(value: object) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and value != value)  # NaN only
 
 
+# -- numbers in words -------------------------------------------------------------------------------------------------
+def format_number(number: float) -> str:
+    """A number at the precision a person says it: whole numbers as such (with thousands separators), two
+    significant figures below 10 (2.3, 0.022), at most one decimal below 100 (12.5, 75), whole numbers above."""
+    if not math.isfinite(number):
+        return str(number)
+    if 0 < abs(number) < 0.001:
+        return "less than 0.001" if number > 0 else "more than -0.001"
+    if float(number).is_integer() or abs(number) >= 100:
+        return f"{number:,.0f}"
+    if abs(number) >= 10:
+        return f"{number:.1f}".removesuffix(".0")
+    return f"{float(f'{number:.2g}'):g}"
+
+
+def _parts(number: float, spec: FeatureSpec | None, *, exact: bool = False) -> tuple[str, str]:
+    """(the number, its unit) as said: ("3", " days"), ("about 120", " employees"), ("1.4", "x"), ("50", " %")."""
+    unit = spec.unit if spec is not None else ""
+    if unit == "days":
+        if number < 1:
+            return "less than 1", " day"
+        whole = math.floor(number)  # "3 days ago" for 3.6 days, as people count days
+        return f"{whole:,}", " day" if whole == 1 else " days"
+    if unit == "%":
+        return f"{number:.0f}", " %"
+    if unit == "log10 employees":
+        employees = _round_employees(10**number - 1)
+        return (f"{employees:,.0f}", " employees") if exact else (f"about {employees:,.0f}", " employees")
+    if unit == "x":
+        return f"{number:.1f}", "x"
+    return format_number(number), ""
+
+
 def format_value(value: object, spec: FeatureSpec | None) -> str | None:
     """The value as a person would say it, or None when it is missing."""
     if _missing(value):
         return None
-    if spec is None or spec.kind == "categorical":
+    if spec is not None and spec.kind == "categorical":
         return str(value)
-    number = float(value)
-    if spec.kind == "boolean":
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if spec is not None and spec.kind == "boolean":
         return "yes" if number >= 0.5 else "no"
-    unit = spec.unit
-    if spec.at_most is not None and number >= spec.at_most:
+    if spec is not None and spec.at_most is not None and number >= spec.at_most:
         return f"{format_value(spec.at_most, replace(spec, at_most=None))} or more"
-    if unit == "days":
-        return "less than 1 day" if number < 1 else f"{number:.0f} day{'s' if round(number) != 1 else ''}"
-    if unit == "%":
-        return f"{number:.0f} %"
-    if unit == "log10 employees":
-        return f"about {_round_employees(10**number - 1):,.0f} employees"
-    if unit == "x":
-        return f"{number:.1f}x"
-    if number.is_integer():
-        return f"{number:,.0f}"
-    return f"{number:,.1f}"
+    text, unit = _parts(number, spec)
+    return text + unit
 
 
 def _round_employees(count: float) -> float:
@@ -72,83 +109,160 @@ def _round_employees(count: float) -> float:
     return round(count, -digits)
 
 
-def reference_text(value: object, spec: FeatureSpec | None, reference: dict | None) -> str:
-    """', typical converting lead: 2' (numbers) or ', leads like this convert at 4.1 % (all leads 2.0 %)'."""
-    if not reference or _missing(value):
-        return ""
-    if "converting" in reference and reference["converting"] is not None:
-        shown = format_value(reference["converting"], spec)
-        return f", typical converting lead: {shown}" if shown is not None else ""
-    rate = reference.get("rates", {}).get(str(value))
-    if rate is None:
-        return ""
-    return f", leads like this convert at {rate * 100:.1f} % (all leads {reference['overall_rate'] * 100:.1f} %)"
+def format_rate(rate: float) -> str:
+    """A conversion rate as shown: whole per cent from 10 %, one decimal below ('4.1 %'), '< 0.1 %' near zero."""
+    percent = rate * 100
+    if percent >= 9.95:
+        return f"{percent:.0f} %"
+    if percent >= 0.05 or percent == 0:
+        return f"{percent:.1f} %"
+    return "less than 0.1 %"
 
 
-def reason_text(feature: str, value: object, spec: FeatureSpec | None, reference: dict | None = None) -> str:
-    description = spec.description if spec is not None else feature
-    shown = format_value(value, spec)
-    if shown is None:
-        return f"{description}: not known"
-    return f"{description}: {shown}{reference_text(value, spec, reference)}"
+def _shown_rate(rates: np.ndarray) -> np.ndarray:
+    """Rates rounded as `format_rate` shows them: what good or bad news is judged on (equal as shown: neither)."""
+    percent = np.asarray(rates, dtype="float64") * 100
+    return np.where(percent >= 9.95, np.round(percent), np.round(percent, 1))
 
 
-# -- the reference: what a typical lead and a typical converting lead look like ---------------------------------
-def reason_reference(X: pd.DataFrame, converted, *, categorical: list[str]) -> dict:
-    """Per feature, from training rows: numeric medians of all leads (`typical`) and of converted leads
-    (`converting`); categorical conversion rates per level seen at least MIN_LEVEL_ROWS times."""
+# -- the reference: how leads like this one converted -----------------------------------------------------------------
+def _weighted_quantiles(values: np.ndarray, weights: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Observed values at the weighted quantiles `q` (the inverted CDF: no interpolation between values)."""
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(weights[order])
+    at = np.searchsorted(cumulative, q * cumulative[-1], side="left")
+    return values[order][np.clip(at, 0, len(values) - 1)]
+
+
+def _nice_cuts(candidates: np.ndarray, spec: FeatureSpec | None, *, integer: bool) -> np.ndarray:
+    """Cut points rounded to what the reason can say: whole days, whole per cent, round employee counts, one decimal
+    for ratios, whole numbers for counts, two significant figures otherwise."""
+    unit = spec.unit if spec is not None else ""
+    if unit == "days":
+        cuts = np.floor(candidates)
+    elif unit == "%":
+        cuts = np.round(candidates)
+    elif unit == "log10 employees":
+        cuts = np.log10(np.array([_round_employees(10**c - 1) for c in candidates], dtype="float64") + 1)
+    elif unit == "x":
+        cuts = np.round(candidates, 1)
+    elif integer:
+        cuts = np.round(candidates)
+    else:  # two significant figures of the feature's scale (its largest cut), not of each cut: no "0.0015 to 0.29"
+        step = _step(candidates)
+        cuts = np.round(np.round(candidates / step) * step, 12)
+    return np.unique(cuts)
+
+
+def _step(candidates: np.ndarray) -> float:
+    """The rounding step of two significant figures of the largest candidate cut (1 when there is none)."""
+    scale = np.abs(candidates).max() if len(candidates) else 0.0
+    return float(10 ** (np.floor(np.log10(scale)) - 1)) if scale > 0 else 1.0
+
+
+def _merge_small_bands(cuts: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Drop cuts until every band holds at least MIN_BAND_ROWS rows: the smallest band joins its smaller neighbour."""
+    cuts = list(cuts)
+    while cuts:
+        rows = np.bincount(np.searchsorted(np.asarray(cuts), values, side="right"), minlength=len(cuts) + 1)
+        smallest = int(np.argmin(rows))
+        if rows[smallest] >= MIN_BAND_ROWS:
+            break
+        if smallest == 0:
+            cuts.pop(0)
+        elif smallest == len(cuts):
+            cuts.pop()
+        else:  # merge with the smaller neighbour: drop the cut between them
+            cuts.pop(smallest - 1 if rows[smallest - 1] <= rows[smallest + 1] else smallest)
+    return np.asarray(cuts, dtype="float64")
+
+
+def _numeric_reference(values: np.ndarray, y: np.ndarray, w: np.ndarray, spec: FeatureSpec | None) -> dict:
+    known = ~np.isnan(values)
+    overall = float(np.average(y, weights=w)) if w.sum() > 0 else 0.0
+    out: dict = {"typical": float(np.median(values[known])) if known.any() else None, "overall_rate": overall}
+    missing = ~known
+    out["missing_rate"] = float(np.average(y[missing], weights=w[missing])) if missing.sum() >= MIN_LEVEL_ROWS else None
+    if known.sum() < MIN_LEVEL_ROWS:
+        return out | {"cuts": [], "rates": [], "rows": []}
+    v, yk, wk = values[known], y[known], w[known]
+    integer = bool(np.all(v == np.round(v)))
+    candidates = _weighted_quantiles(v, wk, BAND_QUANTILES)
+    if integer:  # sparse counts: the quantiles of mostly zeros cut once; 1-2-5 steps tell 1 from 2 from 5 or more
+        candidates = np.append(candidates, COUNT_STEPS[v.max() >= COUNT_STEPS])
+    cuts = _nice_cuts(candidates, spec, integer=integer)
+    lowest = v == v.min()
+    if not integer and lowest.sum() >= MIN_BAND_ROWS and (~lowest).any():  # e.g. many exact zeros: a band of its own
+        step = _step(candidates)  # down to a round number (none for a decayed 1e-08): the band holds the lowest only
+        cuts = np.append(cuts, np.floor(v[~lowest].min() / step) * step)
+    cuts = _merge_small_bands(np.unique(cuts[cuts > v.min()]), v)  # no empty first band
+    band = np.searchsorted(cuts, v, side="right")
+    weight = np.bincount(band, weights=wk, minlength=len(cuts) + 1)
+    converted = np.bincount(band, weights=wk * yk, minlength=len(cuts) + 1)
+    rates = np.divide(converted, weight, out=np.full(len(weight), overall), where=weight > 0)
+    return out | {
+        "cuts": cuts.tolist(),
+        "rates": rates.tolist(),
+        "rows": np.bincount(band, minlength=len(cuts) + 1).tolist(),
+        "integer": integer,
+        "lowest": float(v.min()),
+        "first_single": bool(v[band == 0].max() == v.min()),  # the first band holds one value: say it
+    }
+
+
+def _categorical_reference(values: pd.Series, y: np.ndarray, w: np.ndarray) -> dict:
+    text = values.astype("string").to_numpy(dtype=object, na_value=None)
+    frame = pd.DataFrame({"level": text, "yw": y * w, "w": w}).dropna(subset=["level"])
+    table = frame.groupby("level").agg(yw=("yw", "sum"), w=("w", "sum"), size=("w", "size"))
+    rates = {str(k): float(r.yw / r.w) for k, r in table.iterrows() if r["size"] >= MIN_LEVEL_ROWS and r.w > 0}
+    missing = np.asarray(values.isna(), dtype=bool)
+    return {
+        "rates": rates,
+        "overall_rate": float(np.average(y, weights=w)) if w.sum() > 0 else 0.0,
+        "missing_rate": float(np.average(y[missing], weights=w[missing])) if missing.sum() >= MIN_LEVEL_ROWS else None,
+    }
+
+
+def reason_reference(
+    X: pd.DataFrame,
+    converted,
+    *,
+    categorical: list[str],
+    sample_weight=None,
+    specs: dict[str, FeatureSpec] | None = None,
+) -> dict:
+    """Per feature, from training rows (each weighted by `sample_weight`, e.g. one lead = one): the conversion rate
+    of the bands of a numeric feature (`cuts`, `rates`, `rows`, `missing_rate`) with its median (`typical`), or of
+    each level of a categorical one (`rates`); levels and bands seen on fewer than MIN_LEVEL_ROWS rows get no rate.
+    `overall_rate` is the average. `specs` give units, so that the bands cut where the reasons can say it."""
     y = np.asarray(converted, dtype="float64")
-    overall = float(y.mean()) if len(y) else 0.0
+    w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype="float64")
+    specs = specs or {}
     out: dict = {}
     for column in X.columns:
         if column in categorical:
-            text = X[column].astype("string")
-            table = pd.DataFrame({"level": text, "y": y}).dropna().groupby("level")["y"].agg(["mean", "size"])
-            rates = {str(k): float(r["mean"]) for k, r in table.iterrows() if r["size"] >= MIN_LEVEL_ROWS}
-            out[column] = {"rates": rates, "overall_rate": overall}
+            out[column] = _categorical_reference(X[column], y, w)
         else:
             values = pd.to_numeric(X[column], errors="coerce").astype("float64").to_numpy()
-            known = ~np.isnan(values)
-            converting = values[known & (y == 1)]
-            out[column] = {
-                "typical": float(np.median(values[known])) if known.any() else None,
-                "converting": float(np.median(converting)) if len(converting) else None,
-            }
+            out[column] = _numeric_reference(values, y, w, specs.get(column))
     return out
 
 
-# -- which features may be cited ----------------------------------------------------------------------------------
-def citable(
-    values: pd.Series, spec: FeatureSpec | None, reference: dict | None, *, sign: int, direction: int = 0
-) -> np.ndarray:
-    """Per row: may this feature's value be cited as a reason of this sign (+1 positive, -1 negative)?"""
-    kind = spec.kind if spec is not None else ("numeric" if pd.api.types.is_numeric_dtype(values) else "categorical")
-    known = np.array(values.notna(), dtype=bool)  # a writable copy (pandas hands out read-only views)
-    if kind == "categorical":
-        ok = known.copy() if sign > 0 else np.ones(len(values), dtype=bool)
-        rates = (reference or {}).get("rates")
-        if rates:  # good news only above the average rate, bad news only below it, as shown (to 0.1 %)
-            rate = np.round(_level_rates(values, rates), 3)
-            overall = round(reference["overall_rate"], 3)
-            ok &= np.isnan(rate) | (rate > overall if sign > 0 else rate < overall)
-        return ok
-    numbers = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
-    ok = np.ones(len(values), dtype=bool)
-    if sign > 0:
-        ok &= known
-        if spec is None or spec.unit != "days":  # a count, share or flag of 0 is an absence
-            ok &= numbers != 0
-    typical = (reference or {}).get("typical")
-    if direction and typical is not None:
-        above, below = numbers > typical, numbers < typical
-        if sign > 0:
-            ok &= above if direction > 0 else below
-        else:  # never call activity beyond the typical lead bad (nor a missing value good or bad by direction)
-            ok &= ~above if direction > 0 else ~below
-    converting = (reference or {}).get("converting")
-    if direction and converting is not None and sign < 0:  # bad news only when short of the converting lead
-        ok &= ~known | (numbers < converting if direction > 0 else numbers > converting)
-    return ok
+# -- per row: the rate of leads like this one --------------------------------------------------------------------------
+def similar_rates(values: pd.Series, reference: dict | None) -> np.ndarray:
+    """Each row's conversion rate among training leads like it (its band, level or missing value; NaN: none quoted)."""
+    reference = reference or {}
+    if "cuts" in reference:
+        numbers = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
+        cuts, rates = np.asarray(reference["cuts"], dtype="float64"), np.asarray(reference["rates"], dtype="float64")
+        out = rates[np.searchsorted(cuts, numbers, side="right")] if len(rates) else np.full(len(numbers), np.nan)
+        missing = reference.get("missing_rate")
+        return np.where(np.isnan(numbers), np.nan if missing is None else missing, out)
+    if "rates" in reference:
+        missing = reference.get("missing_rate")
+        rates = _level_rates(values, reference["rates"])
+        return np.where(np.asarray(values.isna(), dtype=bool), np.nan if missing is None else missing, rates)
+    return np.full(len(values), np.nan)
 
 
 def _level_rates(values: pd.Series, rates: dict[str, float]) -> np.ndarray:
@@ -158,6 +272,56 @@ def _level_rates(values: pd.Series, rates: dict[str, float]) -> np.ndarray:
     codes, distinct = pd.factorize(values, use_na_sentinel=True)
     per_level = pd.Series(distinct).astype("string").map(rates).astype("float64").to_numpy()
     return np.append(per_level, np.nan)[codes]  # code -1 (missing) reads the appended NaN
+
+
+# -- which features may be cited ----------------------------------------------------------------------------------
+def _kind(values: pd.Series, spec: FeatureSpec | None) -> str:
+    if spec is not None:
+        return spec.kind
+    return "numeric" if pd.api.types.is_numeric_dtype(values) else "categorical"
+
+
+def citable(
+    values: pd.Series,
+    spec: FeatureSpec | None,
+    reference: dict | None,
+    *,
+    sign: int,
+    direction: int = 0,
+    rates: np.ndarray | None = None,
+    by_rate: bool = True,
+) -> np.ndarray:
+    """Per row: may this feature's value be cited as a reason of this sign (+1 positive, -1 negative)? `rates`: the
+    rows' `similar_rates`, when already computed; `by_rate=False` leaves out the rule of the similar leads' rate
+    (what the largest push needs: rule 2 of the module's docstring)."""
+    reference = reference or {}
+    known = np.array(values.notna(), dtype=bool)  # a writable copy (pandas hands out read-only views)
+    ok = np.ones(len(values), dtype=bool)
+    has_rates = "cuts" in reference or "rates" in reference
+    if has_rates and by_rate:  # good news only above the average rate, bad news only below it, as shown
+        rate = similar_rates(values, reference) if rates is None else rates
+        agrees = _agrees(rate, reference["overall_rate"], sign)
+        ok &= agrees if sign > 0 else (np.isnan(rate) | agrees)
+    elif sign > 0 and not has_rates:  # an older reference: without the rate of leads like it, no absence is good news
+        ok &= known
+        if _kind(values, spec) != "categorical" and (spec is None or spec.unit != "days"):
+            ok &= pd.to_numeric(values, errors="coerce").astype("float64").to_numpy() != 0
+    typical = reference.get("typical")
+    if _kind(values, spec) == "boolean":
+        typical = 0.5  # true is the good side of +1 however common it is (most leads use a business e-mail)
+    if direction and typical is not None and _kind(values, spec) != "categorical":
+        numbers = pd.to_numeric(values, errors="coerce").astype("float64").to_numpy()
+        better = numbers > typical if direction > 0 else numbers < typical
+        # good news needs a value on the good side of the typical lead (or, quoted with its rate, a missing one);
+        # bad news never cites one there
+        ok &= (better | (~known & has_rates)) if sign > 0 else ~better
+    return ok
+
+
+def _agrees(rates: np.ndarray, average: float, sign: int) -> np.ndarray:
+    """Rates above the average (sign +1) or below it (-1), as shown; False where no rate is quoted."""
+    overall, shown = _shown_rate(np.array([average]))[0], _shown_rate(rates)
+    return shown > overall if sign > 0 else shown < overall
 
 
 # -- the reasons ------------------------------------------------------------------------------------------------------
@@ -183,28 +347,56 @@ def _concepts(features: list[str], specs: dict[str, FeatureSpec]) -> dict[str, l
     return concepts
 
 
-def _side(
-    matrix: np.ndarray, allowed: np.ndarray, concepts: dict[str, list[int]], sign: int, k: int
-) -> list[np.ndarray]:
-    """Per row, the headline feature (-1: none) of the k concepts pushing hardest in direction `sign`."""
-    signed = matrix * sign
-    names = sorted(concepts)
-    strength = np.zeros((len(matrix), len(names)))
-    headline = np.full((len(matrix), len(names)), -1)
-    for c, concept in enumerate(names):
+def _headlines(signed: np.ndarray, key: np.ndarray, concepts: dict[str, list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per row and concept (in name order): the concept's push (0 when it may not be cited) and its headline, the
+    member with the largest `key` (-inf: may not be cited) among those pushing this way."""
+    rows = np.arange(len(signed))
+    strength = np.zeros((len(signed), len(concepts)))
+    headline = np.full((len(signed), len(concepts)), -1)
+    for c, concept in enumerate(sorted(concepts)):
         members = np.asarray(concepts[concept])
-        candidate = np.where(allowed[:, members] & (signed[:, members] > 0), signed[:, members], -np.inf)
+        candidate = np.where(signed[:, members] > 0, key[:, members], -np.inf)
         best = candidate.argmax(axis=1)
-        found = np.isfinite(candidate[np.arange(len(matrix)), best])
-        total = signed[:, members].sum(axis=1)
-        usable = found & (total > 0)
-        strength[:, c] = np.where(usable, total, 0.0)
+        usable = np.isfinite(candidate[rows, best]) & (signed[:, members].sum(axis=1) > 0)
+        strength[:, c] = np.where(usable, signed[:, members].sum(axis=1), 0.0)
         headline[:, c] = np.where(usable, members[best], -1)
-    # concepts in name order, then stably by strength: ties go by name, so reruns give the same text
-    order = np.argsort(-strength, axis=1, kind="stable")
-    picks = _top_k(strength, order, k)
+    return strength, headline
+
+
+def _side(
+    matrix: np.ndarray,
+    allowed: np.ndarray,
+    concepts: dict[str, list[int]],
+    sign: int,
+    k: int,
+    telling: np.ndarray | None = None,
+    largest: np.ndarray | None = None,
+) -> list[np.ndarray]:
+    """Per row, the headline feature (-1: none) of the k concepts pushing hardest in direction `sign`. `telling`:
+    how far each row's similar-lead rate lies from the average on this side (NaN: no rate), which picks the
+    headline; without it, the member pushing hardest does. `largest`: what the first reason may cite (a looser
+    rule than `allowed`), so that the concept pushing hardest is never hidden."""
+    signed = matrix * sign
+    if telling is None:
+        telling = np.full(matrix.shape, np.nan)
+    # most telling rate first, then the larger push; members without a rate after every member with one
+    preference = np.where(np.isnan(telling), -2.0, telling) + 1e-9 * np.tanh(signed)
+    strength, headline = _headlines(signed, np.where(allowed, preference, -np.inf), concepts)
     rows = np.arange(len(matrix))
-    return [np.where(p >= 0, headline[rows, np.clip(p, 0, None)], -1) for p in picks]
+    if largest is None:
+        # concepts in name order, then stably by strength: ties go by name, so reruns give the same text
+        picks = _top_k(strength, np.argsort(-strength, axis=1, kind="stable"), k)
+        return [np.where(p >= 0, headline[rows, np.clip(p, 0, None)], -1) for p in picks]
+    # the first reason: the hardest push of all, worded by a fully citable member when it has one
+    loose_key = np.where(allowed, preference, np.where(largest, -3.0 + 1e-9 * np.tanh(signed), -np.inf))
+    first_strength, first_headline = _headlines(signed, loose_key, concepts)
+    first = np.argmax(first_strength, axis=1)  # the first maximum: ties go by name
+    has_first = first_strength[rows, first] > 0
+    strength[rows[has_first], first[has_first]] = 0.0  # one reason per concept
+    rest = _top_k(strength, np.argsort(-strength, axis=1, kind="stable"), k - 1) if k > 1 else []
+    picks = [np.where(has_first, first_headline[rows, first], -1)]
+    picks += [np.where(p >= 0, headline[rows, np.clip(p, 0, None)], -1) for p in rest]
+    return picks
 
 
 def top_reasons(
@@ -215,50 +407,152 @@ def top_reasons(
     k: int = 3,
     reference: dict | None = None,
     directions: dict[str, int] | None = None,
+    subject: str = "lead",
 ) -> pd.DataFrame:
     """Per row, the k concepts pushing the score up most and the k pushing it down most, as text, largest first,
-    under the rules in this module's docstring. `directions` defaults to the features' declared ones."""
+    under the rules in this module's docstring. `directions` defaults to the features' declared ones; `subject`
+    names what is scored ("leads like this convert at ...", or "accounts ...")."""
     features = [c for c in contributions.columns if c != "base_value"]
     matrix = contributions[features].to_numpy(dtype="float64")
     reference = reference or {}
     if directions is None:
         directions = {n: specs[n].direction for n in features if n in specs}
     concepts = _concepts(features, specs)
-    allowed = {
-        sign: np.column_stack(
-            [
-                citable(values[n], specs.get(n), reference.get(n), sign=sign, direction=directions.get(n, 0))
-                for n in features
-            ]
-        )
-        if features
-        else np.zeros((len(matrix), 0), dtype=bool)
+    rates = [similar_rates(values[n], reference.get(n)) for n in features]
+    largest = [
+        citable(values[n], specs.get(n), reference.get(n), sign=1, direction=directions.get(n, 0), by_rate=False)
+        for n in features
+    ]
+    allowed, telling = {}, {}
+    for sign in (1, -1):
+        columns = [
+            citable(
+                values[n], specs.get(n), reference.get(n), sign=sign, direction=directions.get(n, 0), rates=rates[j]
+            )
+            for j, n in enumerate(features)
+        ]
+        allowed[sign] = np.column_stack(columns) if features else np.zeros((len(matrix), 0), dtype=bool)
+        overall = [reference.get(n, {}).get("overall_rate", np.nan) for n in features]
+        telling[sign] = (np.column_stack(rates) - np.asarray(overall)) * sign if features else None
+    columns = [values[name] for name in features]
+    words = {
+        sign: _Wording(columns, [_feature_wording(n, specs.get(n), reference.get(n), subject, sign) for n in features])
         for sign in (1, -1)
     }
-    wording = _Wording(
-        [values[name] for name in features], [_feature_wording(n, specs.get(n), reference.get(n)) for n in features]
-    )
+    loose = np.column_stack(largest) if features else None
     return pd.DataFrame(
         {
-            "reasons_positive": _joined_texts(_side(matrix, allowed[1], concepts, 1, k), wording),
-            "reasons_negative": _joined_texts(_side(matrix, allowed[-1], concepts, -1, k), wording),
+            "reasons_positive": _joined_texts(_side(matrix, allowed[1], concepts, 1, k, telling[1], loose), words[1]),
+            "reasons_negative": _joined_texts(_side(matrix, allowed[-1], concepts, -1, k, telling[-1]), words[-1]),
         },
         index=contributions.index,
     )
 
 
-def _feature_wording(feature: str, spec: FeatureSpec | None, reference: dict | None):
-    """`reason_text` for one feature as a function of the value, with the parts that do not depend on the value (the
-    description, a numeric feature's typical converting lead) worded once."""
-    if not (reference and "converting" in reference):  # categorical levels quote their own rate
-        return lambda value: reason_text(feature, value, spec, reference)
+# -- the words of one reason ------------------------------------------------------------------------------------------
+def _band_label(band: int, reference: dict, spec: FeatureSpec | None) -> str:
+    """The band's values as said: '0', '2 to 3', '10 or more', 'less than 1 day', '1.2x to 1.5x', 'yes'."""
+    cuts = reference["cuts"]
+    if spec is not None and spec.kind == "boolean":
+        return ""  # a boolean's band is its statement: "leads like this"
+    discrete = bool(reference.get("integer")) or (spec is not None and spec.unit == "days")
+
+    def said(number: float) -> str:
+        text, unit = _parts(number, spec, exact=True)
+        return text + unit
+
+    def number(value: float) -> str:
+        return _parts(value, spec, exact=True)[0]
+
+    last = len(cuts)
+    if not cuts:  # too few rows to cut: one band of every known value
+        return "a known value"
+    if band == last:
+        return f"{said(cuts[-1])} or more"
+    if discrete:
+        low = reference.get("lowest", cuts[0] - 1) if band == 0 else cuts[band - 1]
+        high = cuts[band] - 1
+        low_text, high_text = said(low), said(high)
+        if low_text == high_text:
+            return high_text
+        return f"{high_text} or less" if band == 0 else f"{number(low)} to {high_text}"
+    if band == 0:
+        return said(reference["lowest"]) if reference.get("first_single") else f"less than {said(cuts[0])}"
+    return f"{number(cuts[band - 1])} to {said(cuts[band])}"
+
+
+def reason_text(
+    feature: str, value: object, spec: FeatureSpec | None, reference: dict | None = None, *, subject: str = "lead"
+) -> str:
+    """One reason: the value in words and, when the reference quotes one, how leads like it convert."""
+    return _feature_wording(feature, spec, reference, subject)(value)
+
+
+def _statement(feature: str, value: object, spec: FeatureSpec | None) -> str:
+    """'Description: value' - a boolean as its own statement, true or false; a missing value as 'not known'."""
     description = spec.description if spec is not None else feature
-    converting = format_value(reference["converting"], spec) if reference["converting"] is not None else None
-    suffix = f", typical converting lead: {converting}" if converting is not None else ""
+    shown = format_value(value, spec)
+    if shown is None:
+        return f"{description}: not known"
+    if spec is not None and spec.kind == "boolean":
+        if shown == "yes":
+            return description
+        return spec.when_false or f"{description}: no"
+    return f"{description}: {shown}"
+
+
+def _group_of(value: object, reference: dict) -> object:
+    """Which group of similar leads a value belongs to: 'missing', a band's index or a category's level (None: a
+    value that is no number where bands are cut)."""
+    if _missing(value):
+        return "missing"
+    if "cuts" not in reference:
+        return str(value)
+    try:
+        return bisect.bisect_right(reference["cuts"], float(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def _who(group: object, spec: FeatureSpec | None, reference: dict, subject: str) -> tuple[str, float | None]:
+    """('leads with 2 to 3', their rate), ('leads like this', rate) or ('', None) when no rate is quoted."""
+    plural = f"{subject}s"
+    if group == "missing":
+        return f"{plural} where it is not known", reference.get("missing_rate")
+    if "cuts" not in reference:  # a category's level
+        return f"{plural} like this", reference.get("rates", {}).get(group)
+    if group is None or not reference["rates"]:
+        return "", None
+    rate = reference["rates"][group]
+    if spec is not None and spec.kind == "boolean":
+        return f"{plural} like this", rate
+    return f"{plural} with {_band_label(group, reference, spec)}", rate
+
+
+def _agrees_one(rate: float, average: float, sign: int) -> bool:
+    """`_agrees` for one rate, without arrays (it runs once per group of similar leads a reason quotes)."""
+    return bool(_agrees(np.array([rate]), average, sign)[0])
+
+
+def _feature_wording(feature: str, spec: FeatureSpec | None, reference: dict | None, subject: str, sign: int = 0):
+    """The reason text of one feature as a function of its value: 'Description: value - leads with 2 to 3 convert
+    at 41 % (all leads 10 %)'. The comparison is left out when no rate is quoted for the value, and in a reason of
+    `sign` +1 (-1) when the rate is not above (below) the average: the largest push cited on the model's word. The
+    comparison depends on the value's group only: it is worded once per group."""
+    reference = reference or {}
+    overall = reference.get("overall_rate")
+    average = f" (all {subject}s {format_rate(overall)})" if overall is not None else ""
+    comparisons: dict = {}
+
+    def comparison(group: object) -> str:
+        if group not in comparisons:
+            who, rate = _who(group, spec, reference, subject) if overall is not None else ("", None)
+            quoted = rate is not None and (not sign or _agrees_one(rate, overall, sign))
+            comparisons[group] = f" - {who} convert at {format_rate(rate)}{average}" if quoted else ""
+        return comparisons[group]
 
     def text(value: object) -> str:
-        shown = format_value(value, spec)
-        return f"{description}: not known" if shown is None else f"{description}: {shown}{suffix}"
+        return _statement(feature, value, spec) + comparison(_group_of(value, reference))
 
     return text
 

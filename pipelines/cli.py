@@ -79,9 +79,13 @@ def _main(
 
 
 def _settings(config: Path, engine: str | None = None):
+    """The project's settings; first, whatever a killed run of this project left half published is finished."""
     from leadscore.pipelines.config import load_settings
+    from leadscore.pipelines.outputs.publish import recover_project
 
-    return load_settings(config).with_engine(engine)
+    settings = load_settings(config).with_engine(engine)
+    recover_project(settings)
+    return settings
 
 
 def _as_of(value: str | None):
@@ -296,6 +300,9 @@ def predict(
         Path | None, typer.Option("--contributions", help="Parquet file for the full SHAP contribution matrix.")
     ] = None,
     top: Annotated[int, typer.Option("--top", help="Leads to show at the end.")] = 10,
+    crm_import: Annotated[
+        str | None, typer.Option("--crm-import", help="salesforce or hubspot: also an import file in its shape.")
+    ] = None,
     engine: EngineOption = None,
     level: LevelOption = "lead",
     json_out: JsonOption = False,
@@ -312,9 +319,9 @@ def predict(
     settings = _settings(config, engine)
     check_options(settings, out=out, to_sql=to_sql)
     when = _as_of(as_of)
-    if _account_level(level, settings, to_sql=to_sql, contributions=contributions):
+    if _account_level(level, settings, to_sql=to_sql, contributions=contributions, crm_import=crm_import):
         return run_predict_accounts(settings, as_of=when, model_uri=model, out=out, top=top, echo=typer.echo)
-    targets = PredictTargets(out=out, to_sql=to_sql, sql_url=sql_url, contributions=contributions)
+    targets = PredictTargets(out, to_sql, sql_url, contributions, crm_import)
     return run_predict(settings, targets, as_of=when, model_uri=model, top=top, echo=typer.echo)
 
 

@@ -23,6 +23,7 @@ from leadscore.features.schemas import SALES_TOUCH_EVENTS, TABLE_ROLES, TIME_COL
 from leadscore.features.spine import CutoffPolicy
 from leadscore.models.factory import ModelSettings
 from leadscore.models.grade_rules import ColumnEngagementRules, GradeRules
+from leadscore.models.leakage import LeakThresholds
 from leadscore.pipelines.errors import ConfigError, UsageError
 
 log = logging.getLogger(__name__)
@@ -251,7 +252,12 @@ class FlatSettings(_Section):
         None, description="a status column whose open_values make a row open whatever its label says"
     )
     encoding: str | None = Field(None, description="CSV text encoding; default: detected (UTF-8, BOM, UTF-16)")
-    time_column: str | None = Field(None, description="row order is the time order when absent")
+    time_column: str | None = Field(None, description="row order is the time order when absent (see order_column)")
+    order_column: str | None = Field(
+        None,
+        description="without a time column: the column that orders rows in time, e.g. a sequential lead number "
+        "(numbers, else text); the holdout is its latest rows",
+    )
     categorical: list[str] = Field(default_factory=list)
     numeric: list[str] = Field(default_factory=list)
     missing_values: list[str] = Field(default_factory=list, description="placeholders read as missing")
@@ -280,6 +286,8 @@ class FlatSettings(_Section):
         overlap = sorted(set(self.leaking) & (set(self.categorical) | set(self.numeric)))
         if overlap:
             raise ValueError(f"columns both declared as features and as leaking: {overlap}")
+        if self.order_column and self.time_column:
+            raise ValueError("give time_column or order_column, not both: the time column orders the rows")
         if self.label_from is not None and not self.time_column:
             raise ValueError("label_from needs time_column: an outcome counts within the horizon after the row's time")
         roles = [
@@ -315,6 +323,7 @@ class FlatSettings(_Section):
             positive_values=tuple(self.positive_values),
             id_column=self.id_column,
             time_column=self.time_column,
+            order_column=self.order_column,
             missing_values=tuple(self.missing_values),
             leaking=tuple(self.leaking),
             open_values=tuple(self.open_values),
@@ -415,6 +424,36 @@ class FeatureSettings(_Section):
     max_features: int = Field(
         1000, ge=1, description="refuse to train on more features (flat mode: declared columns): bounded work"
     )
+    # leak guards at `train` (models/leakage.py); the defaults are LeakThresholds' own: one place for each
+    allow_suspect: list[str] = Field(
+        default_factory=list, description="suspect features kept on purpose: named in train, never block promotion"
+    )
+    suspect_roc_auc: float = Field(
+        LeakThresholds.roc_auc, gt=0.5, le=1, description="a feature alone above this holdout ROC AUC is suspect"
+    )
+    suspect_group_rows: int = Field(
+        LeakThresholds.group_rows, ge=1, description="rows of a group converting at 0 % or 100 % that make it suspect"
+    )
+    suspect_group_expected: float = Field(
+        LeakThresholds.group_expected,
+        gt=0,
+        description="... when the overall rate would have given it at least this many of the other outcome",
+    )
+    suspect_missing_gap: float = Field(
+        LeakThresholds.missing_gap,
+        gt=0,
+        le=1,
+        description="missing shares of the scored leads and the training rows further apart make a feature suspect",
+    )
+
+    def leak_thresholds(self) -> LeakThresholds:
+        """The leak guards' thresholds."""
+        return LeakThresholds(
+            roc_auc=self.suspect_roc_auc,
+            group_rows=self.suspect_group_rows,
+            group_expected=self.suspect_group_expected,
+            missing_gap=self.suspect_missing_gap,
+        )
 
 
 class OutputSettings(_Section):
@@ -422,6 +461,10 @@ class OutputSettings(_Section):
     sql_url: str | None = Field(None, description="database for `predict --to-sql TABLE`")
     chunk_size: int = Field(25_000, ge=1, description="leads scored at a time by predict")
     drift_threshold: float = Field(0.25, gt=0, description="PSI above which predict warns of drift")
+    crm_fields: dict[Literal["salesforce", "hubspot"], dict[str, str]] = Field(
+        default_factory=dict,
+        description='`predict --crm-import`: your field names, e.g. { salesforce = { score = "Score__c" } }',
+    )
 
 
 class ValidationSettings(_Section):
@@ -524,6 +567,7 @@ class Settings(_Section):
     history: HistorySettings = Field(default_factory=HistorySettings)
     monitor: MonitorSettings = Field(default_factory=MonitorSettings)
     base_dir: Path = Field(Path("."), exclude=True)
+    config_file: Path | None = Field(None, exclude=True)  # never an output's target
 
     @field_validator("as_of", mode="before")
     @classmethod
@@ -698,7 +742,7 @@ def load_settings(path: str | Path) -> Settings:
     except ValidationError as exc:
         lines = "\n".join(dict.fromkeys(f"  {_describe(err)}" for err in exc.errors()))
         raise ConfigError(f"{path}: invalid configuration\n{lines}") from None
-    settings = settings.model_copy(update={"base_dir": path.resolve().parent})
+    settings = settings.model_copy(update={"base_dir": path.resolve().parent, "config_file": path})
     return with_project_defaults(with_sqlite_paths_resolved(settings))
 
 

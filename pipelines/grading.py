@@ -30,6 +30,7 @@ OUTPUT_COLUMNS = [
     "sla_hours",
     "due_by",
     "due_by_local",
+    "route_note",
     "stage",
     "stage_rule",
     "dormant",

@@ -619,7 +619,7 @@ def write_sample(out: Path, spec: SampleSpec, *, fmt: str = "parquet") -> dict[s
     from tqdm import tqdm
 
     from leadscore.pipelines.errors import UsageError
-    from leadscore.pipelines.outputs.publish import check_target
+    from leadscore.pipelines.outputs.targets import check_target
 
     if fmt not in {"parquet", "csv"}:
         raise UsageError(f"--format: use parquet or csv, not {fmt!r}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -133,17 +132,31 @@ def _arrow_friendly(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def global_as_of(spark, settings: Settings, as_of: pd.Timestamp | None) -> pd.Timestamp:
-    """The explicit as-of, else the latest timestamp in any table (as the local engine takes it)."""
+    """The explicit as-of (refused after the end of the data), else the latest timestamp in any table (as the local
+    engine takes it)."""
+    from leadscore.pipelines.intake.validation import check_as_of_within_data
+
+    given = as_of
+    if given is None and settings.as_of is not None:
+        stamp = pd.Timestamp(settings.as_of)
+        given = stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
+    latest = _latest_per_column(spark, settings)
+    if given is None:
+        return _not_after_the_wall_clock(latest)
+    now = pd.Timestamp.now(tz="UTC")
+    known = [stamp for stamp, _table, _column in latest if pd.notna(stamp) and stamp <= now]
+    if known:
+        check_as_of_within_data(given, max(known), option="--as-of" if as_of is not None else "as_of (config)")
+    return given
+
+
+def _latest_per_column(spark, settings: Settings) -> list:
+    """(latest timestamp, table, column) of every time column of every table."""
     from pyspark.sql import functions as F
 
     from leadscore.features.schemas import TIME_COLUMNS
     from leadscore.pipelines.intake.validation import parse_timestamps
 
-    if as_of is not None:
-        return as_of
-    if settings.as_of is not None:
-        stamp = pd.Timestamp(settings.as_of)
-        return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
     latest = []
     for table, columns in TIME_COLUMNS.items():
         frame = _read(spark, settings, table)
@@ -157,7 +170,7 @@ def global_as_of(spark, settings: Settings, as_of: pd.Timestamp | None) -> pd.Ti
             if value is not None:
                 stamp = parse_timestamps(pd.Series([value]), timezone=settings.timezone).iloc[0]
                 latest.append((stamp, table, column))
-    return _not_after_the_wall_clock(latest)
+    return latest
 
 
 def _not_after_the_wall_clock(latest: list) -> pd.Timestamp:
@@ -181,18 +194,18 @@ def _not_after_the_wall_clock(latest: list) -> pd.Timestamp:
     return stamp
 
 
-def write_parquet_dir(frame, out: Path) -> Path:
-    """Write a Spark DataFrame as a Parquet folder beside `out`, then move it into place (whole or nothing)."""
+def write_parquet_dir(frame, out: Path, publication=None) -> Path:
+    """Write a Spark DataFrame as a Parquet folder under a temporary name beside `out`; it replaces `out` when
+    `publication` commits (its own publication when none is given: whole or nothing either way)."""
+    from leadscore.pipelines.outputs.publish import Publication, sync_path
+
     out = Path(out)
-    staging = out.with_name(f".{out.name}.staging")
-    shutil.rmtree(staging, ignore_errors=True)
+    if publication is None:
+        with Publication(out.parent) as own:
+            return write_parquet_dir(frame, out, own)
+    staging = publication.staged_folder(out)
     frame.write.mode("overwrite").parquet(str(staging))
-    backup = out.with_name(f".{out.name}.old")
-    if out.exists():
-        shutil.rmtree(backup, ignore_errors=True)
-        out.rename(backup)
-    staging.rename(out)
-    shutil.rmtree(backup, ignore_errors=True)
+    sync_path(staging)
     return out
 
 
@@ -223,9 +236,11 @@ PREDICT_TYPES = {
     "stage": "string",
     "stage_rule": "string",
     "dormant": "boolean",
+    "band": "string",
     "action": "string",
     "sla_hours": "double",
     "due_by": "timestamp",
+    "route_note": "string",
     "reasons_positive": "string",
     "reasons_negative": "string",
     "model_name": "string",
@@ -236,9 +251,18 @@ PREDICT_TYPES = {
 
 
 def predict_spark(
-    settings: Settings, model, wrapper, *, model_name: str, model_version: str, as_of: pd.Timestamp | None, out: Path
+    settings: Settings,
+    model,
+    wrapper,
+    *,
+    model_name: str,
+    model_version: str,
+    as_of: pd.Timestamp | None,
+    out: Path,
+    publication=None,
 ) -> dict:
-    """Score every open lead on Spark; write scores and rejects as Parquet folders; return a summary."""
+    """Score every open lead on Spark; write scores and rejects as Parquet folders (into `publication` when given);
+    return a summary."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -266,10 +290,11 @@ def predict_spark(
     # the percentile is among all scored leads: recomputed over the whole population (ties take the highest rank)
     scored = scored.withColumn("percentile", F.round(F.cume_dist().over(Window.orderBy("probability")) * 100, 1))
     scores = scored.withColumn("score", F.col("score").cast("long")).select(*OUTPUT_COLUMNS)
-    write_parquet_dir(scores, out)
+    write_parquet_dir(scores, out, publication)
     write_parquet_dir(
         rows.filter(F.col("reject_reason").isNotNull()).select("lead_id", "reject_reason"),
         out.with_name(out.name + "_rejects"),
+        publication,
     )
     summary = {
         "scored": scores.count(),
@@ -293,6 +318,7 @@ GRADE_TYPES = {
     "sla_hours": "double",
     "due_by": "timestamp",
     "due_by_local": "string",
+    "route_note": "string",
     "stage": "string",
     "stage_rule": "string",
     "dormant": "boolean",

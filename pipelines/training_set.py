@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ import pandas as pd
 from leadscore.features.build import build_features, feature_specs
 from leadscore.features.flat import FlatSpec, flat_training_set
 from leadscore.features.registry import all_features
-from leadscore.features.spine import build_spine, scoring_spine
+from leadscore.features.spine import CutoffPolicy, build_spine, scoring_spine
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import UsageError
 from leadscore.pipelines.intake.exports import without_missing_files
@@ -24,7 +24,7 @@ from leadscore.pipelines.intake.ground import load_valid_crm
 from leadscore.pipelines.intake.sources import read_source
 from leadscore.pipelines.intake.validation import CrmData
 from leadscore.pipelines.outputs.files import frame_writer
-from leadscore.pipelines.outputs.publish import publish
+from leadscore.pipelines.outputs.publish import Publication, publish
 
 log = logging.getLogger(__name__)
 KEY_COLUMNS = ("lead_id", "cutoff_time", "converted")
@@ -103,6 +103,7 @@ def crm_training_set(settings: Settings, data: CrmData) -> TrainingSet:
         "rejected_rows": {name: len(rows) for name, rows in data.rejects.items()},
         "sample_weight": "1 / (rows kept for the lead); the model scales the weights to average 1",
         "coverage": scoring_coverage(settings, data, frame),
+        "new_lead_base_rate": new_lead_base_rate(data, policy),
     }
     late = settings.filled_late()
     if late:
@@ -170,6 +171,34 @@ def with_rows(
         frame = pd.concat([frame, extra.reindex(columns=frame.columns)], ignore_index=True)
     grown = TrainingSet(frame, training.feature_names, training.manifest, training.categorical)
     return grown, position
+
+
+def new_lead_base_rate(data: CrmData, policy: CutoffPolicy) -> dict:
+    """What a lead converts at on arrival: of the leads scored at their first cutoff (`delay_days` after creation)
+    whose horizon has passed, the share won within it. The priority bands are set against it: the open leads' own
+    rate is no yardstick, most of them being old leads that did not convert."""
+    first = replace(policy, policy="fixed_delay", max_snapshots=1)
+    _, stats = build_spine(data.tables["leads"], data.tables["opportunities"], first, as_of=data.as_of)
+    return _rate(stats.positives, stats.rows, f"leads at {policy.delay_days:g} day(s) after creation")
+
+
+def _rate(conversions: int, leads: int, who: str) -> dict:
+    return {
+        "rate": round(conversions / leads, 6) if leads else None,
+        "leads": int(leads),
+        "conversions": int(conversions),
+        "definition": f"{who}: share converted within the horizon",
+    }
+
+
+def base_rate_of(training: TrainingSet) -> dict:
+    """The training set's base rate of new leads: from its manifest, else (a training set written before it was
+    recorded) from each lead's earliest row, the nearest a training set comes to the lead on arrival."""
+    if training.manifest.get("new_lead_base_rate"):
+        return training.manifest["new_lead_base_rate"]
+    frame = training.frame.sort_values("cutoff_time", kind="stable") if "cutoff_time" in training.frame else None
+    first = (frame if frame is not None else training.frame).drop_duplicates("lead_id")
+    return _rate(int(first["converted"].sum()), len(first), "each lead's earliest training row")
 
 
 def scoring_coverage(settings: Settings, data: CrmData, frame: pd.DataFrame) -> dict:
@@ -253,8 +282,10 @@ def flat_training_set_from(settings: Settings) -> TrainingSet:
         "open_rule": open_rule(f),
         "row_id": f.id_column or "row number (1 = first data row)",
         "excluded_leaking_columns": result.excluded_leaking,
-        "time_order": f.time_column or "row order",
+        "time_order": f.time_column or (f"column {f.order_column}" if f.order_column else "row order"),
         "cutoff_range": _range(frame["cutoff_time"]) if f.time_column else None,
+        # a flat row is a lead seen once, at its own time
+        "new_lead_base_rate": _rate(int(frame["converted"].sum()), len(frame), "training rows (one per lead)"),
     }
     return TrainingSet(frame, result.feature_names, manifest, list(f.categorical))
 
@@ -295,13 +326,24 @@ def check_feature_count(settings: Settings) -> None:
         )
 
 
-def write_training_set(training: TrainingSet, out: Path) -> tuple[Path, Path]:
-    """The Parquet file and, beside it, `<name>.manifest.json`; both written atomically."""
+def manifest_file(out: Path, *, folder: bool = False) -> Path:
+    """Where a training set's manifest goes: `<name>.manifest.json` beside the file (`<folder>.manifest.json`)."""
     out = Path(out)
-    manifest_path = out.with_name(out.stem + ".manifest.json")
+    return out.with_name((out.name if folder else out.stem) + ".manifest.json")
+
+
+def write_training_set(training: TrainingSet, out: Path, publication: Publication | None = None) -> tuple[Path, Path]:
+    """The Parquet file and, beside it, `<name>.manifest.json`, published together (into `publication` if given):
+    never a manifest describing another run's table."""
+    out = Path(out)
+    manifest_path = manifest_file(out)
     text = json.dumps(training.manifest, indent=2, sort_keys=True, default=str) + "\n"
-    # the table and its manifest are published together: never a manifest describing another run's table
-    publish({out: frame_writer(training.frame, out), manifest_path: lambda tmp: tmp.write_text(text, encoding="utf-8")})
+    files = {out: frame_writer(training.frame, out), manifest_path: lambda tmp: tmp.write_text(text, encoding="utf-8")}
+    if publication is None:
+        publish(files)
+    else:
+        for path, writer in files.items():
+            publication.write(path, writer)
     return out, manifest_path
 
 

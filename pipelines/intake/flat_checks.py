@@ -9,15 +9,17 @@ the first error.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from leadscore.features.flat import is_open, label_key, value_keys
+from leadscore.features.flat import is_open, label_key, order_key, value_keys
 from leadscore.features.schemas import NUMBER_MISSING
 from leadscore.pipelines.errors import DataError
 
+log = logging.getLogger(__name__)
 SHOWN = 8
 
 
@@ -43,7 +45,7 @@ def _first_row(mask: pd.Series) -> int:
 
 
 def _declared(flat) -> list[str]:
-    roles = (flat.id_column, flat.time_column, flat.status_column)
+    roles = (flat.id_column, flat.time_column, flat.order_column, flat.status_column)
     return [flat.label_column, *(c for c in roles if c), *flat.categorical, *flat.numeric, *flat.identify_columns]
 
 
@@ -208,6 +210,46 @@ def _id_and_time_problems(frame: pd.DataFrame, flat, where: str) -> list[FlatPro
     return problems
 
 
+def _order_problems(frame: pd.DataFrame, flat, where: str) -> list[FlatProblem]:
+    """An order column with blanks cannot order those rows; without a time or order column, an id that runs
+    backwards (an export listed newest first) would make the holdout the oldest rows."""
+    if flat.order_column and flat.order_column in frame:
+        text = frame[flat.order_column].astype("string").str.strip()
+        blank = (text.isna() | (text == "")).fillna(True)
+        if blank.any():
+            return [
+                FlatProblem(
+                    "error",
+                    DataError(
+                        f"{int(blank.sum()):,} row(s) have no value in the order column",
+                        where=where,
+                        column=flat.order_column,
+                        row=_first_row(blank),
+                        hint="every row needs its place in time: fill the values or choose another flat.order_column",
+                    ),
+                )
+            ]
+    if flat.time_column or flat.order_column or not flat.id_column or flat.id_column not in frame:
+        return []
+    ids = order_key(frame[flat.id_column])
+    if len(ids) < 3 or not pd.api.types.is_numeric_dtype(ids) or ids.isna().any():
+        return []
+    if ids.corr(pd.Series(np.arange(len(ids)), index=ids.index), method="spearman") < -0.9:
+        return [
+            FlatProblem(
+                "warning",
+                DataError(
+                    f"the rows run from the highest {flat.id_column} to the lowest, and without a time column the "
+                    "row order is taken as the time order: the holdout would be the oldest rows",
+                    where=where,
+                    column=flat.id_column,
+                    hint=f"if {flat.id_column!r} grows with time, set flat.order_column = {flat.id_column!r}",
+                ),
+            )
+        ]
+    return []
+
+
 def open_rule(flat) -> str:
     """Which rows are open, in words (summaries print it)."""
     if not flat.open_values:
@@ -241,11 +283,13 @@ def flat_problems(frame: pd.DataFrame, flat, *, where: str, training: bool = Tru
         *_label_problems(frame, flat, where, training=training),
         *_numeric_problems(frame, flat, where),
         *_id_and_time_problems(frame, flat, where),
+        *_order_problems(frame, flat, where),
     ]
 
 
 def check_flat_table(frame: pd.DataFrame, flat, *, where: str, training: bool = True) -> None:
-    """Stop at the first error of `flat_problems`."""
+    """Stop at the first error of `flat_problems`; log the warnings (`validate` prints them)."""
     for problem in flat_problems(frame, flat, where=where, training=training):
         if problem.severity == "error":
             raise problem.error
+        log.warning("%s", problem.message)

@@ -67,18 +67,19 @@ def check_ground(data: CrmData, settings: Settings) -> None:
         raise refusals[0]
 
 
-def load_valid_crm(settings: Settings, *, as_of: pd.Timestamp | None = None) -> CrmData:
+def load_valid_crm(settings: Settings, *, as_of: pd.Timestamp | None = None, publication=None) -> CrmData:
     """The validated CRM tables every verb works on: stops when `check_ground` does; otherwise the rejected rows are
-    left out (written, with their reasons, where `validate` writes them) and leads with a rejected deal withheld."""
+    left out (written, with their reasons, where `validate` writes them: into the verb's `publication` when given,
+    so that they are put in place with its other outputs) and leads with a rejected deal withheld."""
+    from leadscore.pipelines.outputs.rejects import write_rejects
+
     data = load_crm(settings, as_of=as_of)
     for problem in data.warnings:
         if problem.rule == "file not found":  # every verb says what an absent optional file costs
             log.warning(problem.message)
     check_ground(data, settings)
+    written = write_rejects(data, settings, publication)  # also on a clean run: the last run's rejects go
     if data.rejects:
-        from leadscore.pipelines.outputs.rejects import write_rejects
-
-        written = write_rejects(data, settings)
         rejected = sum(len(r) for r in data.rejects.values())
         aside = sum(data.set_aside.values())
         log.warning(

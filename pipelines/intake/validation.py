@@ -67,6 +67,7 @@ class CrmData:
     rejects: dict[str, pd.DataFrame] = field(default_factory=dict)
     after_as_of: dict[str, int] = field(default_factory=dict)  # rows not yet known at as_of, out of the view
     set_aside: dict[str, int] = field(default_factory=dict)  # of the rejects: rows out of scope, not broken
+    data_end: pd.Timestamp | None = None  # the latest timestamp in the tables, when the as-of was given
 
     @property
     def errors(self) -> list[Problem]:
@@ -593,8 +594,8 @@ def _check_references(
 
 def _check_as_of(table: str, check: _Checker, as_of: pd.Timestamp) -> int:
     """The as-of view: what was known at `as_of`. Rows created after it leave the table (they do not exist yet:
-    neither an error nor a reject); a deal closed after it is still open then; a sales acceptance after it has not
-    happened yet. Returns how many rows left."""
+    neither an error nor a reject); a deal closed after it is still open then; a sales acceptance or rejection after
+    it has not happened yet. Returns how many rows left."""
     frame = check.frame
     if table == "opportunities":
         later = (frame["closed_at"] > as_of).to_numpy()
@@ -608,6 +609,11 @@ def _check_as_of(table: str, check: _Checker, as_of: pd.Timestamp) -> int:
         frame.loc[later, known_at] = pd.NaT
         if field in frame:
             frame[field] = frame[field].mask(later)
+    if table == "leads" and "sales_rejected_at" in frame:  # a later rejection, and its reason, are not known yet
+        later = (frame["sales_rejected_at"] > as_of).to_numpy()
+        frame.loc[later, "sales_rejected_at"] = pd.NaT
+        if "rejection_reason" in frame:
+            frame.loc[later, "rejection_reason"] = None
     time_column = {"leads": "created_at", "events": "occurred_at", "opportunities": "created_at"}.get(table)
     if time_column is None:
         return 0
@@ -800,12 +806,31 @@ def load_crm(settings: Settings, *, as_of: pd.Timestamp | None = None) -> CrmDat
         for name, source in sources.items()
     }
     data = validate_frames(apply_export_conventions(raw, settings), settings, as_of=as_of)
+    if data.data_end is not None:
+        check_as_of_within_data(data.as_of, data.data_end, option="--as-of" if as_of is not None else "as_of (config)")
     for note in missing:
         table = note.split("'")[1]
         data.problems.append(Problem(table, None, None, None, "file not found", note, "warning"))
     del raw  # the tables as read: what validation kept is in `data`; the rest goes back to the system
     release_unused_memory()
     return data
+
+
+def check_as_of_within_data(as_of: pd.Timestamp, data_end: pd.Timestamp, *, option: str) -> None:
+    """Refuse an as-of after the end of the data (its latest timestamp, the default as-of): nothing is known after
+    it, so training labels would count outcomes not yet known as lost, and the scores, due-by times and the score
+    history would be dated in the future."""
+    if as_of > data_end:
+        from leadscore.pipelines.errors import UsageError
+
+        raise UsageError(
+            f"{as_of:%Y-%m-%d %H:%M:%S} UTC is after the end of the data: the latest timestamp in the tables is "
+            f"{data_end:%Y-%m-%d %H:%M:%S} UTC; nothing is known after it, and the scores and the score history "
+            "would be dated in the future",
+            where=option,
+            hint=f"give a time up to {data_end:%Y-%m-%dT%H:%M:%S} (e.g. {data_end:%Y-%m-%d}), or leave it out: the "
+            "default as-of is the end of the data",
+        )
 
 
 def _repeated(source: TableSource, table: str) -> tuple[str, ...]:
@@ -828,6 +853,8 @@ def validate_frames(raw: dict[str, pd.DataFrame], settings: Settings, *, as_of: 
 
     as_of = as_of if as_of is not None else _as_utc(settings.as_of)
     explicit_as_of = as_of is not None
+    # the end of the data as the default as-of takes it (outliers aside), here without rejecting the outliers
+    data_end = _latest_timestamp(frames) if explicit_as_of else None
     as_of = as_of if explicit_as_of else _latest_timestamp(frames, checkers)
     after_as_of = _as_of_view(frames, checkers, as_of)
 
@@ -852,7 +879,7 @@ def validate_frames(raw: dict[str, pd.DataFrame], settings: Settings, *, as_of: 
     if "events" in frames:
         _check_event_vocabulary(frames["events"], checkers["events"], known_event_types(settings))
 
-    data = CrmData(tables={}, as_of=as_of, after_as_of=after_as_of)
+    data = CrmData(tables={}, as_of=as_of, after_as_of=after_as_of, data_end=data_end)
     for name, checker in checkers.items():
         data.problems.extend(checker.problems)
         if name in frames:

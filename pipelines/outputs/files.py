@@ -9,14 +9,15 @@ from pathlib import Path
 import pandas as pd
 
 from leadscore.pipelines.errors import UsageError
-from leadscore.pipelines.outputs.publish import publish
+from leadscore.pipelines.outputs.publish import Publication, publish
 
 
 def write_atomically(path: Path, write: Callable[[Path], None]) -> Path:
     """Call `write(tmp)` on a temporary file beside `path`, then rename it over `path` (see `outputs.publish`).
 
     The rename is atomic on one file system, so a crash leaves either the old file or the new one,
-    never half of one; the file gets the permissions the umask allows.
+    never half of one; the file gets the permissions the umask allows. A verb's outputs go through one
+    `project_publication` instead, so that they are put in place together.
     """
     publish({Path(path): write})
     return Path(path)
@@ -69,11 +70,18 @@ def frame_writer(frame: pd.DataFrame, path: Path) -> Callable[[Path], None]:
     raise UsageError(f"cannot write '{path}': use a .csv or .parquet file name")
 
 
-def write_frame(frame: pd.DataFrame, path: Path) -> Path:
-    """Write a DataFrame as CSV or Parquet (by suffix), atomically and reproducibly."""
+def write_frame(frame: pd.DataFrame, path: Path, publication: Publication | None = None) -> Path:
+    """Write a DataFrame as CSV or Parquet (by suffix), atomically and reproducibly; into `publication` when given
+    (in place when it commits)."""
+    if publication is not None:
+        publication.write(Path(path), frame_writer(frame, path))
+        return Path(path)
     return write_atomically(path, frame_writer(frame, path))
 
 
-def write_json(data: dict, path: Path) -> Path:
+def write_json(data: dict, path: Path, publication: Publication | None = None) -> Path:
     text = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+    if publication is not None:
+        publication.write(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        return Path(path)
     return write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

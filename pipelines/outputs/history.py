@@ -5,19 +5,22 @@ per scoring run, the default) or a SQL table. A run is identified by (as_of, mod
 the same run replaces its own rows, atomically (Parquet: temporary file renamed over the run's file; SQL: a staging
 table, then delete and insert in one transaction, under a primary key on (lead_id, as_of, model_name,
 model_version)), so the history never holds a run twice. Each row says whether its run was the production one
-(`production`: scored with the champion, so its routes reached sales) or a shadow run.
+(`production`: scored with the champion, so its routes reached sales) or a shadow run. `stage_history` adds a run to a
+`Publication`, so that `predict` puts its scores and their history in place as one unit.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import uuid
 from pathlib import Path
 
 import pandas as pd
 
 from leadscore.pipelines.config import Settings
-from leadscore.pipelines.outputs.files import write_atomically
+from leadscore.pipelines.outputs.publish import Publication, SqlStep, journal_dir
+from leadscore.pipelines.outputs.targets import guard
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +65,26 @@ def _runs(rows: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
     return list(rows.groupby(list(RUN_KEY), sort=True, dropna=False))
 
 
-def append_history(settings: Settings, scores: pd.DataFrame, *, production: bool = True) -> str | None:
-    """Add one scoring run's rows to the history (replacing an earlier copy of the same run); return where.
-    `production`: the run scored with the champion (False: a shadow run, whose routes no one received)."""
+def stage_history(
+    settings: Settings, scores: pd.DataFrame, publication: Publication, *, production: bool = True
+) -> str | None:
+    """Add one scoring run's rows to `publication` (replacing an earlier copy of the same run when it commits);
+    return where they go. `production`: the run scored with the champion (False: a shadow run, whose routes no one
+    received)."""
     if not settings.history.enabled or scores.empty:
         return None
     rows = history_rows(scores, production=production)
     if settings.history.sql_url:
-        return _append_sql(rows, settings.history.sql_url, settings.history.sql_table)
-    return _append_parquet(rows, settings.history_dir)
+        step = history_sql_step(rows, settings.history.sql_url, settings.history.sql_table)
+        publication.add_sql(step)
+        return step.where
+    return _stage_parquet(rows, settings.history_dir, publication)
+
+
+def append_history(settings: Settings, scores: pd.DataFrame, *, production: bool = True) -> str | None:
+    """Add one scoring run's rows to the history on their own (replacing an earlier copy of the run); return where."""
+    with Publication(journal_dir(settings), guard=guard(settings)) as publication:
+        return stage_history(settings, scores, publication, production=production)
 
 
 def read_history(settings: Settings, *, since: pd.Timestamp | None = None) -> pd.DataFrame:
@@ -96,10 +110,10 @@ def run_file(root: Path, as_of: pd.Timestamp, model_name: str, model_version: st
     return partition / f"{_safe(model_name)}__v{_safe(model_version or 'none')}__{as_of:%Y%m%dT%H%M%S}.parquet"
 
 
-def _append_parquet(rows: pd.DataFrame, root: Path) -> str:
+def _stage_parquet(rows: pd.DataFrame, root: Path, publication: Publication) -> str:
     for (as_of, name, version), run in _runs(rows):
         target = run_file(root, as_of, str(name), str(version))
-        write_atomically(target, lambda tmp, run=run: run.to_parquet(tmp, index=False))
+        publication.write(target, lambda tmp, run=run: run.to_parquet(tmp, index=False))
         log.info("score history: %d rows -> %s", len(run), target)
     return str(root)
 
@@ -171,43 +185,58 @@ def _with_production_column(connection, table: str) -> None:
         connection.execute(sa.text(f"ALTER TABLE {quote(table)} ADD COLUMN {quote('production')} BOOLEAN"))
 
 
-def _append_sql(rows: pd.DataFrame, url: str, table: str) -> str:
-    """Load the runs into a staging table, then, in one transaction, delete their earlier copies and insert them.
+def history_sql_step(rows: pd.DataFrame, url: str, table: str) -> SqlStep:
+    """The runs loaded into a staging table; at commit, in one transaction, their earlier copies deleted, the rows
+    inserted and the staging table dropped.
 
     A rerun replaces its own run's rows (all of them, also leads no longer scored); readers see the history before
     or after the run, never half of it.
     """
     import sqlalchemy as sa
+    from sqlalchemy.schema import CreateIndex, CreateTable
 
+    if "production" not in rows:  # rows of one run not marked otherwise are the production run's
+        rows = rows.assign(production=True)
+    staging = f"{table}__leadscore_{uuid.uuid4().hex[:12]}"  # a name no other run can reuse
     engine = sa.create_engine(url)
-    staging = f"{table}__leadscore_staging"
     try:
-        with engine.begin() as connection:
-            metadata = sa.MetaData()
-            target = history_table(metadata, table)
-            metadata.create_all(connection, checkfirst=True)
-            _with_production_column(connection, table)
-            stored = pd.concat(
-                [
-                    run.assign(run_key=_run_key(as_of, str(name), str(version)))
-                    for (as_of, name, version), run in _runs(rows)
-                ],
-                ignore_index=True,
-            )
-            for column in _TIMES:
-                stored[column] = stored[column].dt.tz_convert("UTC").dt.tz_localize(None)
-            stored = stored.drop_duplicates(["lead_id", "run_key"], keep="last")
-            stored.to_sql(staging, connection, if_exists="replace", index=False, chunksize=50_000)
-            quote = engine.dialect.identifier_preparer.quote
-            t, s = quote(table), quote(staging)
-            columns = ", ".join(quote(c.name) for c in target.columns)
-            connection.execute(sa.text(f"DELETE FROM {t} WHERE run_key IN (SELECT DISTINCT run_key FROM {s})"))
-            connection.execute(sa.text(f"INSERT INTO {t} ({columns}) SELECT {columns} FROM {s}"))
-            connection.execute(sa.text(f"DROP TABLE {s}"))
-        log.info("score history: %d rows -> table %s", len(stored), table)
+        dialect = engine.dialect
+        target = history_table(sa.MetaData(), table)
+        create = [str(CreateTable(target, if_not_exists=True).compile(dialect=dialect))]
+        create += [str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect)) for index in target.indexes]
+        quote = dialect.identifier_preparer.quote
+        shown = engine.url.render_as_string(hide_password=True)
     finally:
         engine.dispose()
-    return f"{url} table {table}"
+    stored = pd.concat(
+        [run.assign(run_key=_run_key(as_of, str(name), str(version))) for (as_of, name, version), run in _runs(rows)],
+        ignore_index=True,
+    )
+    for column in _TIMES:
+        stored[column] = stored[column].dt.tz_convert("UTC").dt.tz_localize(None)
+    stored = stored.drop_duplicates(["lead_id", "run_key"], keep="last")
+    t, s = quote(table), quote(staging)
+    columns = ", ".join(quote(c.name) for c in target.columns)
+
+    def load(connection) -> None:
+        if sa.inspect(connection).has_table(table):  # a table of an older version gains the column first
+            _with_production_column(connection, table)
+        stored.to_sql(staging, connection, if_exists="replace", index=False, chunksize=50_000)
+        log.info("score history: %d rows -> table %s", len(stored), table)
+
+    return SqlStep(
+        url=url,
+        where=f"{shown} table {table}",
+        staging=[staging],
+        load=load,
+        apply=[
+            *create,
+            f"DELETE FROM {t} WHERE run_key IN (SELECT DISTINCT run_key FROM {s})",
+            f"INSERT INTO {t} ({columns}) SELECT {columns} FROM {s}",
+            f"DROP TABLE {s}",
+        ],
+        discard=[f"DROP TABLE IF EXISTS {s}"],
+    )
 
 
 def _read_sql(url: str, table: str) -> pd.DataFrame:

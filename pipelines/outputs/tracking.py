@@ -55,14 +55,16 @@ def _python_model_class():
             *,
             reference_profile: dict | None = None,
             feature_set: str = "",
-            score_reference: dict | None = None,
             reason_reference: dict | None = None,
+            base_rate: dict | None = None,
         ) -> None:
             self.model = model
             self.reference_profile = reference_profile or {}
             self.feature_set = feature_set
-            self.score_reference = score_reference or {}  # the population the 1-99 score ranks against
-            self.reason_reference = reason_reference or {}  # typical values quoted in the reasons
+            # how leads like each one converted in training, quoted in the reasons (models registered before issue
+            # 28 also carry a `score_reference`, no longer read: the score reads the model's base rate)
+            self.reason_reference = reason_reference or {}
+            self.base_rate = base_rate or {}  # the base rate of new leads the priority bands are set against
 
         def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
             probability = self.model.predict_proba(model_input)[:, 1]
@@ -96,13 +98,14 @@ def log_conversion_model(
     reference_profile: dict,
     feature_set: str,
     name: str = "model",
-    score_reference: dict | None = None,
     reason_reference: dict | None = None,
+    base_rate: dict | None = None,
 ):
     """Log the fitted model as one pyfunc with signature and input example; return the ModelInfo.
 
     The training population's profile travels with the model, so that scoring can measure drift against it; so do
-    the score's reference distribution and the typical values the reasons quote.
+    the conversion rates of similar leads that the reasons quote and the base rate of new leads (the yardstick of the
+    priority bands; the score reads the model's own base rate).
     """
     mlflow = mlflow_module()
     from mlflow.models import infer_signature
@@ -115,8 +118,8 @@ def log_conversion_model(
             model,
             reference_profile=reference_profile,
             feature_set=feature_set,
-            score_reference=score_reference,
             reason_reference=reason_reference,
+            base_rate=base_rate,
         ),
         signature=infer_signature(example, output),
         input_example=example,

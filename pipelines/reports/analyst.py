@@ -23,13 +23,13 @@ from sklearn.metrics import roc_auc_score
 from leadscore.features.registry import all_features
 from leadscore.models.drift import population_stability, profile
 from leadscore.models.evaluation import evaluate, metrics_table
+from leadscore.models.leakage import LeakThresholds, separating_features
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.intake.validation import CrmData, load_crm
 from leadscore.pipelines.training_set import TrainingSet, build_training_set
 from leadscore.pipelines.verbs.train import Split, baseline_scores, holdout_split
 
 log = logging.getLogger(__name__)
-LEAK_AUC = 0.95
 
 
 @dataclass
@@ -126,8 +126,27 @@ def summary_table(review: Review) -> pd.DataFrame:
         "positives (all rows)": f"{int(frame['converted'].sum()):,} ({frame['converted'].mean():.1%})",
         "trees (after early stopping)": str(review.model.best_iteration_),
         "calibration": review.model.calibration_method_,
+        "base rate (score 50)": _base_rate_text(review),
     }
     return pd.DataFrame({"value": rows})
+
+
+def base_rate(review: Review) -> float:
+    """The rate the 1-99 score reads probabilities against: the model's own, else (an older model) the training
+    rate quoted with its reasons, else the holdout's mean probability."""
+    from leadscore.models.scores import base_rate_of
+
+    rate, _ = base_rate_of(review.model, getattr(review.wrapper, "reason_reference", None))
+    return rate if rate is not None else float(np.clip(review.probability.mean(), 1e-6, 1 - 1e-6))
+
+
+def _base_rate_text(review: Review) -> str:
+    from leadscore.models.scores import base_rate_of
+
+    rate, source = base_rate_of(review.model, getattr(review.wrapper, "reason_reference", None))
+    if rate is None:
+        return f"{base_rate(review):.2%} (the holdout's mean probability: this model stores none)"
+    return f"{rate:.2%} ({source})"
 
 
 def metrics_vs_baselines(review: Review) -> pd.DataFrame:
@@ -158,6 +177,17 @@ def calibration_figure(review: Review):
     return fig
 
 
+DECILE_LABEL = "decile of the probability (10 = highest)"  # one meaning in every chart and table of the report
+
+
+def calibration_by_decile(review: Review) -> pd.DataFrame:
+    """The calibration figure's points as a table, its deciles numbered as every chart numbers them."""
+    from leadscore.models.evaluation import calibration_table
+
+    table = calibration_table(review.holdout["converted"], review.probability)
+    return table.set_index("decile").rename_axis(DECILE_LABEL)
+
+
 def gains_figure(review: Review):
     y = review.holdout["converted"].to_numpy()
     order = np.argsort(-review.probability, kind="stable")
@@ -172,10 +202,11 @@ def gains_figure(review: Review):
         title="Cumulative gains",
     )
     left.legend()
-    deciles = np.array_split(y[order], 10)
+    # decile 10 = the highest probabilities, as in the calibration table and the live record
+    deciles = np.array_split(y[order][::-1], 10)
     right.bar(range(1, 11), [d.mean() / y.mean() for d in deciles])
     right.axhline(1, color="grey", linestyle="--")
-    right.set(xlabel="score decile (1 = highest)", ylabel="lift", title="Lift by decile")
+    right.set(xlabel=DECILE_LABEL, ylabel="lift", title="Lift by decile")
     fig.tight_layout()
     return fig
 
@@ -202,6 +233,20 @@ def natural_units(X: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def said_values(X: pd.DataFrame) -> np.ndarray:
+    """Each value as the reasons say it: natural units and sensible precision, "not known" when missing."""
+    from leadscore.models.reasons import format_value
+
+    specs = all_features()
+    columns = []
+    for column in X.columns:
+        spec = specs.get(column)
+        codes, distinct = pd.factorize(X[column], use_na_sentinel=True)
+        words = np.array([format_value(v, spec) for v in distinct] + [MISSING_LABEL], dtype=object)
+        columns.append(words[codes])
+    return np.column_stack(columns) if columns else np.empty((len(X), 0), dtype=object)
+
+
 # -- SHAP ------------------------------------------------------------------------------------------------------------
 def shap_explanation(review: Review, *, max_rows: int = 2000):
     """Exact TreeSHAP (log-odds) on up to `max_rows` holdout leads, as a shap.Explanation whose feature names are
@@ -219,7 +264,7 @@ def shap_explanation(review: Review, *, max_rows: int = 2000):
         values=contributions.drop(columns="base_value").to_numpy(),
         base_values=contributions["base_value"].to_numpy(),
         data=numeric.astype("float64").to_numpy(),
-        display_data=natural_units(X).astype(object).where(X.notna(), MISSING_LABEL).to_numpy(),
+        display_data=said_values(X),
         feature_names=[labels[c] for c in X.columns],
     )
 
@@ -316,40 +361,67 @@ def _dependence(label: str, data: np.ndarray, display: np.ndarray, shap_values: 
     return fig
 
 
+def example_picks(review: Review, rows: int) -> dict[str, int]:
+    """Holdout positions of one high-, one mid- and one low-scoring lead among the first `rows`."""
+    order = np.argsort(review.probability[:rows], kind="stable")
+    return {"high": int(order[-1]), "mid": int(order[len(order) // 2]), "low": int(order[0])}
+
+
 def waterfall_figures(review: Review, explanation) -> dict[str, object]:
-    """One high-, one mid- and one low-scoring holdout lead."""
+    """One high-, one mid- and one low-scoring holdout lead (`example_picks`)."""
     import shap
 
-    p = review.probability[: len(explanation.values)]
-    order = np.argsort(p, kind="stable")
-    picks = {"high": order[-1], "mid": order[len(order) // 2], "low": order[0]}
+    p, scores = review.probability, holdout_scores(review)
     figures = {}
-    for label, i in picks.items():
+    for label, i in example_picks(review, len(explanation.values)).items():
         plt.figure()
-        shap.plots.waterfall(explanation[int(i)], max_display=10, show=False)
+        shap.plots.waterfall(explanation[i], max_display=10, show=False)
         fig = plt.gcf()
-        fig.suptitle(f"{label}-scoring lead {review.holdout['lead_id'].iloc[int(i)]}: probability {p[i]:.1%}")
+        lead = review.holdout["lead_id"].iloc[i]
+        fig.suptitle(f"{label}-scoring lead {lead}: score {scores[i]}, probability {p[i]:.1%}")
         figures[label] = fig
     return figures
 
 
-SCORE_BANDS = ((80, 99), (50, 79), (20, 49), (1, 19))
+def example_leads(review: Review, rows: int) -> pd.DataFrame:
+    """The waterfalls' leads in the words of the scores file: score, probability and grouped reasons."""
+    picks = example_picks(review, rows)
+    positions = np.asarray(list(picks.values()), dtype="int64")
+    reasons = lead_reasons(review, positions)
+    return pd.DataFrame(
+        {
+            "lead": review.holdout["lead_id"].astype(str).to_numpy()[positions],
+            "score": holdout_scores(review)[positions],
+            "probability": review.probability[positions],
+            "why (up)": reasons["reasons_positive"].to_numpy(),
+            "why (down)": reasons["reasons_negative"].to_numpy(),
+        },
+        index=pd.Index(list(picks), name="example"),
+    )
+
+
+SCORE_BANDS = ((70, 99), (50, 69), (30, 49), (1, 29))  # 70+: four times the base odds; 50+: at least the base rate
 
 
 def holdout_scores(review: Review) -> np.ndarray:
-    """The 1-99 score of each holdout lead against the reference stored with the model (as `predict` gives it)."""
+    """The 1-99 score of each holdout lead's probability against the model's base rate (as `predict` gives it)."""
     from leadscore.models.scores import score_1_99
 
-    raw = review.model.raw_score(review.X_holdout)
-    reference = getattr(review.wrapper, "score_reference", None) or {"quantiles": np.sort(raw)}
-    return score_1_99(raw, reference)
+    return score_1_99(review.probability, base_rate(review))
+
+
+def lead_reasons(review: Review, rows: np.ndarray) -> pd.DataFrame:
+    """The grouped reasons the scores file gives, for the given holdout rows."""
+    from leadscore.models.reasons import top_reasons
+
+    X = review.X_holdout.iloc[rows]
+    reference = getattr(review.wrapper, "reason_reference", None)
+    return top_reasons(review.model.contributions(X), X, all_features(), reference=reference)
 
 
 def why_this_lead(review: Review) -> pd.DataFrame:
     """One holdout lead per score band, with the grouped reasons the scores file gives: the lead nearest the middle
     of the band (the earliest such row on a tie)."""
-    from leadscore.models.reasons import top_reasons
-
     scores = holdout_scores(review)
     picks, bands = [], []
     for low, high in SCORE_BANDS:
@@ -357,10 +429,7 @@ def why_this_lead(review: Review) -> pd.DataFrame:
         if len(inside):
             picks.append(int(inside[np.argmin(np.abs(scores[inside] - (low + high) / 2), axis=0)]))
             bands.append(f"{low}-{high}")
-    X = review.X_holdout.iloc[picks]
-    reasons = top_reasons(
-        review.model.contributions(X), X, all_features(), reference=getattr(review.wrapper, "reason_reference", None)
-    )
+    reasons = lead_reasons(review, np.asarray(picks, dtype="int64"))
     holdout = review.holdout.iloc[picks]
     return pd.DataFrame(
         {
@@ -412,31 +481,19 @@ def permutation_table(review: Review, *, max_rows: int = 3000, repeats: int = 3)
     return table.sort_values("auc_drop_mean", ascending=False)
 
 
-def leakage_warnings(training: TrainingSet, split: Split, *, min_count: int = 20, purity: float = 0.97) -> list[str]:
-    """A feature that alone separates the holdout almost perfectly, or a value seen almost only on converted leads,
-    usually means the column was filled after the outcome."""
-    dev, holdout = training.frame.iloc[split.dev], training.frame.iloc[split.holdout]
-    y = holdout["converted"].to_numpy()
-    warnings = []
-    for name in training.feature_names:
-        if name in training.categorical:
-            rates = dev.groupby(dev[name].astype("string"))["converted"].mean()
-            score = holdout[name].astype("string").map(rates).astype("float64").fillna(dev["converted"].mean())
-            counts = dev[name].astype("string").value_counts()
-            pure = [v for v in rates.index if rates[v] >= purity and counts[v] >= min_count]
-            if pure:
-                warnings.append(
-                    f"possible leakage: {name} = {pure[0]!r} occurs almost only on converted leads "
-                    f"({rates[pure[0]]:.0%} of {counts[pure[0]]:,} converted)"
-                )
-        else:
-            score = pd.to_numeric(holdout[name], errors="coerce").fillna(-1e12)
-        if len(np.unique(y)) == 2:
-            auc = roc_auc_score(y, score)
-            auc = max(auc, 1 - auc)
-            if auc > LEAK_AUC:
-                warnings.append(f"possible leakage: {name} alone reaches holdout ROC AUC {auc:.3f} (> {LEAK_AUC})")
-    return warnings
+def leakage_warnings(training: TrainingSet, split: Split, *, thresholds: LeakThresholds | None = None) -> list[str]:
+    """Features whose value or missingness alone separates the outcomes (the check `train` runs before promoting;
+    models/leakage.py): one line per feature."""
+    suspects = separating_features(
+        training.frame,
+        features=training.feature_names,
+        categorical=training.categorical,
+        dev=split.dev,
+        holdout=split.holdout,
+        thresholds=thresholds or LeakThresholds(),
+        weights=training.frame.get("sample_weight"),
+    )
+    return [s.text for s in suspects]
 
 
 def drift_between_training_and_holdout(review: Review) -> pd.Series:
@@ -466,7 +523,13 @@ def _img(data: bytes, alt: str) -> dict:
 
 def _table(frame: pd.DataFrame, digits: int = 4) -> dict:
     html_table = frame.to_html(float_format=lambda v: f"{v:.{digits}f}", na_rep="-", border=0, classes="t")
-    return {"kind": "html", "html": html_table}
+    return {"kind": "table", "html": _breakable_headers(html_table)}
+
+
+def _breakable_headers(html_text: str) -> str:
+    """Column names may break after an underscore (`holdout_<wbr>brier`): a wide table of metrics fits the page
+    without breaking words anywhere else."""
+    return re.sub(r"<thead>.*?</thead>", lambda m: m.group(0).replace("_", "_<wbr>"), html_text, flags=re.S)
 
 
 def _heading(text: str) -> dict:
@@ -498,7 +561,9 @@ def _live(html_text: str, images: list[dict]) -> dict:
     if match is None:
         return _section("live", "The live record", {"kind": "html", "html": html_text}, *images)
     title = re.sub(r"<[^>]+>", "", match.group(2))
-    return _section(match.group(1), title, {"kind": "html", "html": html_text[match.end() :]}, *images)
+    body = re.sub(r"(<table\b.*?</table>)", r'<div class="scroll">\1</div>', html_text[match.end() :], flags=re.S)
+    body = _breakable_headers(body)
+    return _section(match.group(1), title, {"kind": "html", "html": body}, *images)
 
 
 def _account_section(review: Review, tables: dict[str, pd.DataFrame]) -> dict:
@@ -521,6 +586,28 @@ def _account_section(review: Review, tables: dict[str, pd.DataFrame]) -> dict:
     )
 
 
+LEADS_NOTE = (
+    "Three holdout leads, first in the words of the scores file (the grouped reasons), then as SHAP waterfalls: "
+    "every feature's exact push in log-odds, one feature at a time, as predict --contributions writes them."
+)
+
+
+def baseline_warning(metrics: pd.DataFrame, metric: str) -> str | None:
+    """A line when logistic regression beats the shipped model on the holdout by the gate's metric, else None."""
+    from leadscore.models.evaluation import is_better
+
+    if not {"logistic_regression", "lightgbm_calibrated"} <= set(metrics.index) or metric not in metrics:
+        return None
+    lr, model = metrics.loc["logistic_regression", metric], metrics.loc["lightgbm_calibrated", metric]
+    if pd.isna(lr) or pd.isna(model) or not is_better(lr, model, metric, min_improvement=0.0):
+        return None
+    return (
+        f"logistic regression beats the shipped model on the holdout: {metric} {lr:.4f} against {model:.4f}. "
+        "The simpler model does better on these leads: check the features and the drift before trusting the "
+        "LightGBM model's extra complexity."
+    )
+
+
 def build_report(review: Review) -> tuple[str, dict[str, bytes], dict[str, pd.DataFrame]]:
     """The report's HTML, its images (PNG bytes by name) and its tables (by name)."""
     images: dict[str, bytes] = {}
@@ -528,6 +615,8 @@ def build_report(review: Review) -> tuple[str, dict[str, bytes], dict[str, pd.Da
     sections: list[dict] = []
     tables["summary"] = summary_table(review)
     tables["metrics"] = metrics_vs_baselines(review)
+    beaten = baseline_warning(tables["metrics"], review.settings.model.gate_metric)
+    tables["calibration_by_decile"] = calibration_by_decile(review)
     images["calibration"] = png(calibration_figure(review))
     images["gains_lift"] = png(gains_figure(review))
     sections.append(
@@ -537,7 +626,9 @@ def build_report(review: Review) -> tuple[str, dict[str, bytes], dict[str, pd.Da
             _table(tables["summary"]),
             _heading("Time-ordered holdout: model and baselines"),
             _table(tables["metrics"]),
+            *([_text(beaten, "warn")] if beaten else []),
             _img(images["calibration"], "calibration"),
+            _table(tables["calibration_by_decile"]),
             _img(images["gains_lift"], "gains and lift"),
         )
     )
@@ -562,7 +653,8 @@ def build_report(review: Review) -> tuple[str, dict[str, bytes], dict[str, pd.Da
         images[f"dependence_{name}"] = png(fig)
         parts.append(_img(images[f"dependence_{name}"], f"dependence {name}"))
     sections.append(_section("dependence", "Dependence: the top 6 features", *parts))
-    parts = []
+    tables["example_leads"] = example_leads(review, len(explanation.values))
+    parts = [_text(LEADS_NOTE), _table(tables["example_leads"], 3)]
     for label, fig in waterfall_figures(review, explanation).items():
         images[f"waterfall_{label}"] = png(fig)
         parts.append(_img(images[f"waterfall_{label}"], f"waterfall {label}"))
@@ -570,8 +662,8 @@ def build_report(review: Review) -> tuple[str, dict[str, bytes], dict[str, pd.Da
     tables["why_this_lead"] = why_this_lead(review)
     why = (
         "<p>The same grouped reasons as the scores file (<code>reasons_positive</code> / "
-        "<code>reasons_negative</code>); the score is the lead's rank (1-99) within the reference population "
-        "stored with the model.</p>"
+        "<code>reasons_negative</code>); the score (1-99) reads the probability against the base rate: 50 is as "
+        "likely as the average lead, every 10 points double the odds.</p>"
     )
     sections.append(
         _section(
@@ -618,7 +710,8 @@ def build_report(review: Review) -> tuple[str, dict[str, bytes], dict[str, pd.Da
 
     drift = drift_between_training_and_holdout(review)
     tables["drift_psi"] = drift.to_frame()
-    warnings = leakage_warnings(review.training, review.split)
+    warnings = leakage_warnings(review.training, review.split, thresholds=review.settings.features.leak_thresholds())
+    warnings += [beaten] if beaten else []
     warnings += [
         f"drift: {name} PSI {value:.2f} between training rows and the holdout"
         for name, value in drift[drift > review.settings.output.drift_threshold].items()

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from leadscore.pipelines.config import Settings
-from leadscore.pipelines.outputs.files import write_atomically
+from leadscore.pipelines.outputs.publish import project_publication
 
 if TYPE_CHECKING:
     from leadscore.pipelines.verbs.monitor import Monitoring
@@ -106,6 +106,8 @@ def tables(result: Monitoring) -> dict[str, pd.DataFrame]:
     }
     out.update({f"acceptance_by_{by}": t for by, t in result.acceptance.items()})
     out["rejection_reasons"] = result.reasons
+    if len(result.reroutes.columns):
+        out["rejected_rerouted"] = result.reroutes
     out.update({f"sla_by_{by}": t for by, t in result.sla.items()})
     return out
 
@@ -136,7 +138,8 @@ def write_report(result: Monitoring, path: Path, settings: Settings) -> tuple[Pa
     figs = figures(result, settings)
     images = {name: _png(fig) for name, fig in figs.items()}
     page = render(result, images)
-    write_atomically(Path(path), lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    with project_publication(settings) as publication:
+        publication.write(Path(path), lambda tmp: tmp.write_text(page, encoding="utf-8"))
     return Path(path), figs
 
 
@@ -163,6 +166,9 @@ def log_monitoring(settings: Settings, result: Monitoring, figs: dict) -> str:
             metrics["live_leads"] = float(row["leads"])
         overall = overall_rates(result)
         metrics.update({k: v for k, v in overall.items() if v is not None})
+        if len(result.reroutes.columns):
+            metrics["rejected_rerouted"] = float(result.reroutes["rerouted"].sum())
+            metrics["rejected_rerouted_without_new_activity"] = float(result.reroutes["without_new_activity"].sum())
         mlflow.log_metrics(metrics)
         for name, table in tables(result).items():
             tracking.log_frame(table, f"monitor/{name}.csv")
@@ -222,6 +228,7 @@ def summary_lines(result: Monitoring) -> list[str]:
             lines += ["", f"sales acceptance by {by}:", _text(result.acceptance[by])]
     if len(result.reasons):
         lines += ["", "rejection reasons:", _text(result.reasons)]
+    lines += reroute_lines(result.reroutes)
     if "cell" in result.sla:
         lines += ["", "time to first touch and SLA compliance by cell:", _text(result.sla["cell"])]
     overall = overall_rates(result)
@@ -234,6 +241,18 @@ def summary_lines(result: Monitoring) -> list[str]:
     )
     lines += [f"ALERT {a['alert']}: {a['message']}" for a in result.alerts] or ["no alert fired"]
     return lines
+
+
+def reroute_lines(reroutes: pd.DataFrame) -> list[str]:
+    """Leads sales rejected that runs sent to sales again, with and without new activity since the rejection."""
+    if not len(reroutes.columns):
+        return []
+    total, active = int(reroutes["rerouted"].sum()), int(reroutes["after_new_activity"].sum())
+    head = (
+        f"rejected by sales, then sent to sales again: {total:,} lead-run(s) ({active:,} after new activity, "
+        f"{total - active:,} without)"
+    )
+    return ["", head, _text(reroutes)] if total else ["", head]
 
 
 # -- the section in `leadscore explain` --------------------------------------------------------------------------

@@ -42,15 +42,17 @@ from leadscore.models.conversion import TooLittleDataError
 from leadscore.models.evaluation import calibration_table, evaluate, metrics_table
 from leadscore.models.factory import build_model
 from leadscore.models.reasons import top_reasons
-from leadscore.models.scores import score_1_99
+from leadscore.models.scores import percentile_in_run
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import DataError, UsageError
 from leadscore.pipelines.intake.ground import load_valid_crm
 from leadscore.pipelines.intake.validation import CrmData
 from leadscore.pipelines.outputs.files import frame_writer, write_frame
-from leadscore.pipelines.outputs.publish import check_target, publish
+from leadscore.pipelines.outputs.publish import project_publication
+from leadscore.pipelines.outputs.targets import Target, check_outputs
 from leadscore.pipelines.outputs.tracking import lead_champion, load_model
 from leadscore.pipelines.training_set import TrainingSet, build_training_set, input_fingerprint
+from leadscore.pipelines.verbs.scoring import _score
 from leadscore.pipelines.verbs.train import (
     ReferencePopulation,
     TrainResult,
@@ -61,7 +63,6 @@ from leadscore.pipelines.verbs.train import (
     holdout_split,
     reasons_reference,
     register_and_gate,
-    score_reference_of,
     training_data_id,
 )
 
@@ -301,8 +302,8 @@ def train_accounts(settings: Settings, data: CrmData, *, promote_anyway: bool = 
             json.dumps(training.manifest, indent=2, sort_keys=True, default=str), "training_set/manifest.json"
         )
         population = account_reference_population(settings, data, training.feature_names)
-        reference, out.accounts_open = score_reference_of(deployed, population), len(population.features)
-        mlflow.log_dict(reference, "reference/score_reference.json")
+        out.accounts_open = len(population.features)
+        mlflow.log_metric("base_rate", deployed.base_rate_)
         example = holdout[training.feature_names].head(5)
         info = tracking.log_conversion_model(
             deployed,
@@ -310,8 +311,7 @@ def train_accounts(settings: Settings, data: CrmData, *, promote_anyway: bool = 
             training.categorical,
             reference_profile=drift_profile(deployed, population, categorical=training.categorical),
             feature_set="account",
-            score_reference=reference,
-            reason_reference=reasons_reference(training),
+            reason_reference=reasons_reference(training, specs=account_feature_specs()),
         )
         version, decision = register_and_gate(
             acc, result, info.model_uri, run_id=run.info.run_id, promote_anyway=promote_anyway
@@ -375,9 +375,8 @@ def _lead_scores(context: AccountContext, lead_model) -> tuple[pd.Series, np.nda
     model, wrapper = lead_model
     pairs = context.pairs[context.pairs["open"]]
     X = context.lead_features(list(model.feature_names_in_)).iloc[pairs.index.to_numpy()]
-    raw = model.raw_score(X)
-    reference = getattr(wrapper, "score_reference", None) or {"quantiles": np.sort(raw[np.isfinite(raw)])}
-    return pd.Series(score_1_99(raw, reference), index=pairs.index), model.probability_of_margin(raw)
+    probability = model.predict_proba(X)[:, 1]
+    return pd.Series(_score(model, wrapper, probability), index=pairs.index), probability
 
 
 def grade_open_accounts(settings: Settings, data: CrmData, *, lead_model=None) -> pd.DataFrame:
@@ -435,7 +434,11 @@ def score_open_accounts(
     raw = contributions.sum(axis=1).to_numpy()  # SHAP values add up to the raw score
     probability = model.probability_of_margin(raw)
     reasons = top_reasons(
-        contributions, X, account_feature_specs(), reference=getattr(wrapper, "reason_reference", None)
+        contributions,
+        X,
+        account_feature_specs(),
+        reference=getattr(wrapper, "reason_reference", None),
+        subject="account",
     )
     graded = grade_accounts(context, settings.grades)
     lead_scores, rollup = None, np.full(len(spine), np.nan)
@@ -443,12 +446,11 @@ def score_open_accounts(
         lead_scores, p_open = _lead_scores(context, lead_model)
         rollup = rollup_probability(p_open, context.pairs.loc[lead_scores.index, "row"].to_numpy(), context.n)
     count, listed = _open_leads(context, lead_scores)
-    reference = getattr(wrapper, "score_reference", None) or {"quantiles": np.sort(raw[np.isfinite(raw)])}
     scores = graded.assign(
         account_id=spine[KEY].to_numpy(),
         as_of=spine["cutoff_time"].to_numpy(),
         probability=probability,
-        score=score_1_99(raw, reference),
+        score=_score(model, wrapper, probability),
         open_lead_count=count.to_numpy(),
         open_leads=listed.to_numpy(),
         lead_rollup_probability=rollup,
@@ -458,7 +460,7 @@ def score_open_accounts(
         model_version=model_version,
         lead_model=lead_model_name,
     )
-    scores["percentile"] = (scores["probability"].rank(method="max", pct=True) * 100).round(1)
+    scores["percentile"] = percentile_in_run(scores["probability"].to_numpy())
     valid = np.isfinite(scores["probability"].to_numpy())
     rejects = _rejects(data, scores.loc[~valid, KEY])
     scores = scores.loc[valid].sort_values(["probability", KEY], ascending=[False, True], kind="stable")
@@ -537,6 +539,7 @@ def run_train_accounts(
     """The whole `leadscore train --level account`, with its figures and the gate's decision printed."""
     from leadscore.pipelines.verbs.train import holdout_figures
 
+    check_outputs(settings)  # the validation rejects
     data = load_valid_crm(settings, as_of=as_of)
     try:
         out = train_accounts(settings, data, promote_anyway=promote)
@@ -597,27 +600,30 @@ def run_predict_accounts(
     from leadscore.pipelines.verbs.scoring import rejects_path
 
     target = Path(out or settings.output_dir / "account_scores.csv")
-    check_target(target, "--out", (".csv", ".parquet"), settings)
-    check_target(rejects_path(target), "--out (its rejects file)", (".csv",), settings)
-    model, wrapper, name, version = load_model(account_settings(settings), model_uri)
-    data = load_valid_crm(settings, as_of=as_of)
-    lead_model, lead_name = lead_champion(settings)
-    if lead_model is None:
-        echo("warning: no lead champion: open leads are listed by id, without their score", err=True)
-    result = score_open_accounts(
+    check_outputs(
         settings,
-        data,
-        model,
-        wrapper,
-        model_name=name,
-        model_version=version,
-        lead_model=lead_model,
-        lead_model_name=lead_name,
+        Target(target, "--out", (".csv", ".parquet")),
+        Target(rejects_path(target), "--out (its rejects file)", (".csv",)),
     )
-    rejects = result.rejects
-    publish(
-        {target: frame_writer(result.scores, target), rejects_path(target): frame_writer(rejects, rejects_path(target))}
-    )
+    model, wrapper, name, version = load_model(account_settings(settings), model_uri)
+    with project_publication(settings) as publication:  # the scores, their rejects and validation's, as one unit
+        data = load_valid_crm(settings, as_of=as_of, publication=publication)
+        lead_model, lead_name = lead_champion(settings)
+        if lead_model is None:
+            echo("warning: no lead champion: open leads are listed by id, without their score", err=True)
+        result = score_open_accounts(
+            settings,
+            data,
+            model,
+            wrapper,
+            model_name=name,
+            model_version=version,
+            lead_model=lead_model,
+            lead_model_name=lead_name,
+        )
+        rejects = result.rejects
+        publication.write(target, frame_writer(result.scores, target))
+        publication.write(rejects_path(target), frame_writer(rejects, rejects_path(target)))
     s = result.summary
     echo(
         f"scored {s['scored']:,} of {s['accounts_with_open_leads']:,} accounts with open leads as of "
@@ -646,11 +652,12 @@ def run_grade_accounts(
 ) -> dict:
     """The whole `leadscore grade --level account`: every account with an open lead, graded by the rules."""
     target = Path(out or settings.output_dir / "account_grades.csv")
-    check_target(target, "--out", (".csv", ".parquet"), settings)
-    data = load_valid_crm(settings, as_of=as_of)
-    lead_model, _ = lead_champion(settings)
-    graded = grade_open_accounts(settings, data, lead_model=lead_model)
-    path = write_frame(graded, target)
+    check_outputs(settings, Target(target, "--out", (".csv", ".parquet")))
+    with project_publication(settings) as publication:
+        data = load_valid_crm(settings, as_of=as_of, publication=publication)
+        lead_model, _ = lead_champion(settings)
+        graded = grade_open_accounts(settings, data, lead_model=lead_model)
+        path = write_frame(graded, target, publication)
     echo(f"graded {len(graded):,} accounts with open leads as of {data.as_of.isoformat()} -> {path}")
     echo(graded["cell"].value_counts().sort_index().to_frame("accounts").T.to_string())
     return {"verb": "grade", "level": "account", "graded": len(graded), "output": str(path)}

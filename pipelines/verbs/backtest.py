@@ -20,6 +20,7 @@ from leadscore.pipelines.errors import DataError, UsageError
 from leadscore.pipelines.intake.ground import load_valid_crm
 from leadscore.pipelines.intake.parsing import parse_as_of
 from leadscore.pipelines.intake.validation import CrmData
+from leadscore.pipelines.outputs.targets import check_outputs
 from leadscore.pipelines.training_set import TrainingSet, spine_as_of, with_rows
 from leadscore.pipelines.verbs.train import feature_directions, fit_recipe, gap_days
 
@@ -255,6 +256,8 @@ def run_walk_forward(
     from leadscore.pipelines.verbs.capacity import backtest_capture, capture_text
 
     check_steps(start, every)
+    if settings.mode == "crm":
+        check_outputs(settings)  # backtest writes the validation rejects
     data = load_valid_crm(settings, as_of=as_of) if settings.mode == "crm" else None
     training = build_training_set(settings, data=data)
     training, steps = steps_for(settings, training, start=start, every=every, data=data)

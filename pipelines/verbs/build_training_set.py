@@ -10,8 +10,15 @@ import pandas as pd
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.intake.ground import load_valid_crm
 from leadscore.pipelines.outputs.files import write_json
-from leadscore.pipelines.outputs.publish import check_target
-from leadscore.pipelines.training_set import build_training_set, coverage_lines, filled_late_lines, write_training_set
+from leadscore.pipelines.outputs.publish import project_publication
+from leadscore.pipelines.outputs.targets import Target, check_outputs
+from leadscore.pipelines.training_set import (
+    build_training_set,
+    coverage_lines,
+    filled_late_lines,
+    manifest_file,
+    write_training_set,
+)
 
 
 def run_build_training_set(
@@ -20,21 +27,28 @@ def run_build_training_set(
     """The whole `leadscore build-training-set`: the training set (CRM or flat, locally or on Spark) and its
     manifest, written beside it; returns the manifest."""
     spark_folder = settings.engine.name == "spark" and settings.mode == "crm"
-    check_target(out, "--out", (".parquet",), settings, folder=spark_folder)
+    default = "training_set_parquet" if spark_folder else "training_set.parquet"
+    target = Path(out or settings.output_dir / default)
+    manifest_path = manifest_file(target, folder=spark_folder)
+    check_outputs(
+        settings,
+        Target(target, "--out", (".parquet",), folder=spark_folder),
+        Target(manifest_path, "--out (its manifest)", (".json",)),
+    )
     if spark_folder:
         from leadscore.pipelines.spark_engine import training_set_spark
 
-        target = out or settings.output_dir / "training_set_parquet"
         manifest = training_set_spark(settings, as_of=as_of, out=target)
-        write_json(manifest, target.with_name(target.name + ".manifest.json"))
+        write_json(manifest, manifest_path, None)
         echo(
             f"training set on Spark: {manifest['rows']:,} rows, {manifest['positives']:,} positives, "
             f"{manifest['censored']:,} censored -> {target}"
         )
         return manifest
-    data = load_valid_crm(settings, as_of=as_of) if settings.mode == "crm" else None
-    training = build_training_set(settings, data=data)
-    path, manifest_path = write_training_set(training, out or settings.output_dir / "training_set.parquet")
+    with project_publication(settings) as publication:  # the set, its manifest and the validation rejects
+        data = load_valid_crm(settings, as_of=as_of, publication=publication) if settings.mode == "crm" else None
+        training = build_training_set(settings, data=data)
+        path, manifest_path = write_training_set(training, target, publication)
     m = training.manifest
     echo(
         f"training set: {m['rows']:,} rows, {m['positives']:,} positives "

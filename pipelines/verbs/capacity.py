@@ -27,6 +27,7 @@ from leadscore.models.capacity import (
 )
 from leadscore.models.capacity import team_key as _team_key
 from leadscore.models.monitoring import week_start
+from leadscore.models.routing import join_notes
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import UsageError
 from leadscore.pipelines.intake.validation import CrmData
@@ -104,6 +105,9 @@ def route_within_capacity(
     out.loc[held, "action"] = rules.over_capacity_action
     out.loc[held, "sla_hours"] = np.nan
     out.loc[held, "due_by"] = pd.NaT
+    # a held-back lead's row says so, a hot one's too: the table (and the model) sent it to sales
+    held_note = ("over this week's capacity: held back from " + out["table_action"].astype("string")).where(held)
+    out["route_note"] = join_notes(out.get("route_note", pd.Series(pd.NA, index=out.index)), held_note)
     summary = capture_summary(out, rules, earlier=earlier)
     log.info(
         "capacity: %d new hand-off(s), %d earlier this week, %d over capacity",

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import DataError, LeadscoreError
-from leadscore.pipelines.outputs.files import write_atomically
-from leadscore.pipelines.outputs.publish import check_target
+from leadscore.pipelines.outputs.publish import project_publication
+from leadscore.pipelines.outputs.targets import Target, check_outputs
 
 
 def run_explain(
@@ -20,7 +20,8 @@ def run_explain(
     matplotlib.use("Agg")  # the report is rendered to files, never to a screen
     from leadscore.pipelines.reports.analyst import build_report, load_review, log_to_run
 
-    check_target(out, "--out", (".html", ".htm"), settings)
+    target = Path(out or settings.output_dir / "report.html")
+    check_outputs(settings, Target(target, "--out", (".html", ".htm")))
     try:
         review = load_review(settings, model_uri=model_uri)
     except LeadscoreError:
@@ -31,8 +32,8 @@ def run_explain(
         cause, hint = why_not_loaded(exc, settings)
         raise DataError(f"cannot load the model: {cause}", hint=hint) from None
     page, images, tables = build_report(review)
-    target = out or settings.output_dir / "report.html"
-    write_atomically(target, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    with project_publication(settings) as publication:
+        publication.write(target, lambda tmp: tmp.write_text(page, encoding="utf-8"))
     run_id = log_to_run(review, images, tables)
     echo(f"report: {target.resolve()}")
     if run_id:

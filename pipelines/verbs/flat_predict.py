@@ -10,6 +10,7 @@ file; `flat.identify_columns` are copied beside it so that a user can match the 
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
@@ -18,13 +19,14 @@ from leadscore.features.flat import flat_open_leads
 from leadscore.models.drift import stability_counts
 from leadscore.models.grades import grade_flat_rows
 from leadscore.models.reasons import top_reasons
+from leadscore.models.scores import percentile_in_run
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import DataError, UsageError
 from leadscore.pipelines.intake.flat_checks import check_flat_table, open_rule
 from leadscore.pipelines.intake.flat_source import flat_location, load_flat_export
 from leadscore.pipelines.intake.ground import check_model_features
 from leadscore.pipelines.training_set import flat_spec
-from leadscore.pipelines.verbs.scoring import OUTPUT_COLUMNS, Scored, _drift, _score, summarise
+from leadscore.pipelines.verbs.scoring import OUTPUT_COLUMNS, Scored, _drift, _score, band_cutoffs, summarise
 
 log = logging.getLogger(__name__)
 GRADE_COLUMNS = [
@@ -34,9 +36,11 @@ GRADE_COLUMNS = [
     "stage",
     "stage_rule",
     "dormant",
+    "band",
     "action",
     "sla_hours",
     "due_by",
+    "route_note",
 ]
 
 
@@ -58,13 +62,20 @@ def read_flat_table(settings: Settings) -> pd.DataFrame:
 
 
 def flat_as_of(settings: Settings, open_rows: pd.DataFrame, as_of: pd.Timestamp | None) -> pd.Timestamp:
-    """--as-of, else the config's as_of, else the latest time in the export, else now (whole seconds, UTC)."""
-    if as_of is not None:
-        return as_of
-    if settings.as_of is not None:
-        stamp = pd.Timestamp(settings.as_of)
-        return stamp.tz_localize(settings.timezone).tz_convert("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
+    """--as-of, else the config's as_of (either refused after the latest time in the export), else the latest time
+    in the export, else now (whole seconds, UTC)."""
+    from leadscore.pipelines.intake.validation import check_as_of_within_data
+
     times = open_rows["cutoff_time"].dropna()
+    given, option = as_of, "--as-of"
+    if given is None and settings.as_of is not None:
+        stamp = pd.Timestamp(settings.as_of)
+        given = stamp.tz_localize(settings.timezone).tz_convert("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
+        option = "as_of (config)"
+    if given is not None:
+        if len(times):
+            check_as_of_within_data(given, times.max(), option=option)
+        return given
     if len(times):
         return times.max()
     return pd.Timestamp.now(tz="UTC").floor("s")
@@ -109,8 +120,16 @@ def score_flat_open_leads(
     for column in f.identify_columns:
         scores[column] = behind[column].to_numpy()
     scores = pd.concat([scores, reasons.reset_index(drop=True)], axis=1)
+    cutoffs = band_cutoffs(settings, wrapper) if flat_grades_configured(settings) else None
     if flat_grades_configured(settings):
-        graded = grade_flat_rows(rows, settings.grades, f.engagement, as_of=stamp, probability=pd.Series(probability))
+        graded = grade_flat_rows(
+            rows,
+            settings.grades,
+            f.engagement,
+            as_of=stamp,
+            probability=pd.Series(probability),
+            cutoffs=cutoffs,
+        )
         scores = pd.concat([scores, graded[GRADE_COLUMNS].reset_index(drop=True)], axis=1)
     else:
         for column in GRADE_COLUMNS:
@@ -119,8 +138,8 @@ def score_flat_open_leads(
     failed = scores.loc[~valid, "lead_id"].astype("string")
     rejects = pd.DataFrame({"lead_id": failed, "reason": "scoring: no finite probability"})
     scores = scores.loc[valid].copy()
-    scores["score"] = _score(wrapper, scores)
-    scores["percentile"] = (scores["probability"].rank(method="max", pct=True) * 100).round(1)
+    scores["score"] = _score(model, wrapper, scores["probability"].to_numpy(dtype="float64"))
+    scores["percentile"] = percentile_in_run(scores["probability"].to_numpy())
     scores["account_id"] = pd.NA
     scores["as_of"] = stamp
     scores["model_name"], scores["model_version"] = model_name, model_version
@@ -135,6 +154,7 @@ def score_flat_open_leads(
         "open_rows": len(rows),
         "row_id": f"column {f.id_column!r}" if f.id_column else "row number in the file (1 = first data row)",
         "identify_columns": list(f.identify_columns),
+        "bands": None if cutoffs is None else asdict(cutoffs),
     }
     return result
 

@@ -12,7 +12,8 @@ from leadscore.pipelines.errors import UsageError
 from leadscore.pipelines.grading import analyze_closed_deals, grade_open_leads, read_previous
 from leadscore.pipelines.intake.ground import load_valid_crm
 from leadscore.pipelines.outputs.files import write_frame
-from leadscore.pipelines.outputs.publish import check_target
+from leadscore.pipelines.outputs.publish import project_publication
+from leadscore.pipelines.outputs.targets import Target, check_outputs
 from leadscore.pipelines.outputs.tracking import load_model
 
 
@@ -30,20 +31,21 @@ def run_grade(
     if settings.mode != "crm":
         raise UsageError("grading needs the CRM tables (mode = 'crm')")
     spark = settings.engine.name == "spark"
-    check_target(out, "--out", (".csv", ".parquet"), settings, folder=spark)
+    target = Path(out or settings.output_dir / ("grades_parquet" if spark else "grades.csv"))
+    check_outputs(settings, Target(target, "--out", (".csv", ".parquet"), folder=spark))
     if spark:
         from leadscore.pipelines.spark_engine import grade_spark
 
-        target = out or settings.output_dir / "grades_parquet"
         summary = grade_spark(settings, as_of=as_of, out=target)
         echo(f"graded {summary['graded']:,} open leads as of {summary['as_of']} on Spark -> {target}")
         return summary
-    data = load_valid_crm(settings, as_of=as_of)
-    model = None
-    if settings.grades.stages.sql_min_probability is not None:  # stages then read the champion's probability
-        model = load_model(settings)[0]
-    graded = grade_open_leads(settings, data, previous=read_previous(previous or out), model=model)
-    path = write_frame(graded, out or settings.output_dir / "grades.csv")
+    with project_publication(settings) as publication:  # the grades and the validation rejects, as one unit
+        data = load_valid_crm(settings, as_of=as_of, publication=publication)
+        model = None
+        if settings.grades.stages.sql_min_probability is not None:  # stages then read the champion's probability
+            model = load_model(settings)[0]
+        graded = grade_open_leads(settings, data, previous=read_previous(previous or out), model=model)
+        path = write_frame(graded, target, publication)
     echo(f"graded {len(graded):,} open leads as of {data.as_of.isoformat()} -> {path}")
     echo(graded["cell"].value_counts().sort_index().to_frame("leads").T.to_string())
     echo(graded["stage"].value_counts().to_frame("leads").T.to_string())

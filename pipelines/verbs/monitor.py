@@ -76,6 +76,7 @@ class Monitoring:
     reasons: pd.DataFrame
     sla: dict[str, pd.DataFrame]
     alerts: list[dict]
+    reroutes: pd.DataFrame = field(default_factory=pd.DataFrame)  # rejected leads sent to sales again, per run
     notes: list[str] = field(default_factory=list)
     report_path: Path | None = None
     run_id: str | None = None
@@ -117,6 +118,25 @@ def sales_touches(data: CrmData) -> pd.DataFrame:
     touches = pd.concat(parts, ignore_index=True)
     touches["touched_at"] = pd.to_datetime(touches["touched_at"], utc=True)
     return touches
+
+
+def handed_rows(history: pd.DataFrame) -> pd.DataFrame:
+    """Every history row that sent its lead to sales (a `due_by`), not only each lead's first handover."""
+    return history[history["due_by"].notna()]
+
+
+def new_activity(settings: Settings, data: CrmData) -> pd.DataFrame:
+    """The events (lead_id, occurred_at) that bring a lead sales rejected back: `grades.routing.new_activity_events`."""
+    events = data.tables.get("events")
+    if events is None:
+        return pd.DataFrame(
+            {"lead_id": pd.Series(dtype="string"), "occurred_at": pd.Series(dtype="datetime64[ns, UTC]")}
+        )
+    wanted = events["event_type"].isin(settings.grades.routing.new_activity_events).to_numpy(dtype=bool)
+    picked = events.loc[wanted, ["lead_id", "occurred_at"]]
+    return pd.DataFrame(
+        {"lead_id": picked["lead_id"].astype("string").to_numpy(), "occurred_at": picked["occurred_at"].to_numpy()}
+    )
 
 
 def model_info(settings: Settings, name: str, version: str, *, with_profile: bool = False) -> ModelInfo:
@@ -330,6 +350,11 @@ def build_monitoring(
         reasons = m.rejection_reasons(decisions)
     else:
         notes.append("no sales_accepted_at / sales_rejected_at in the leads table: acceptance not measured")
+    reroutes = (
+        m.reroutes_after_rejection(handed_rows(history), leads, new_activity(settings, data))
+        if "sales_rejected_at" in leads
+        else pd.DataFrame()
+    )
     touches = sales_touches(data)
     if len(touches):
         touched = m.first_touches(handed, touches, data_end=data.as_of)
@@ -368,6 +393,7 @@ def build_monitoring(
         sla=sla,
         alerts=[],
         notes=notes,
+        reroutes=reroutes,
     )
     if history.empty and since is not None and len(everything := read_history(settings)):
         latest = everything["as_of"].max()
@@ -390,10 +416,13 @@ def build_monitoring(
 
 def run_monitor(settings: Settings, *, since: pd.Timestamp | None = None, out: Path | None = None) -> Monitoring:
     """The whole `leadscore monitor`: tables and alerts, the HTML report, and one MLflow run with both."""
+    from leadscore.pipelines.outputs.targets import Target, check_outputs
     from leadscore.pipelines.reports.monitor import log_monitoring, write_report
 
+    target = Path(out or settings.output_dir / "monitor.html")
+    check_outputs(settings, Target(target, "--out", (".html", ".htm")))
     result = build_monitoring(settings, since=since)
-    result.report_path, figures = write_report(result, out or settings.output_dir / "monitor.html", settings)
+    result.report_path, figures = write_report(result, target, settings)
     result.run_id = log_monitoring(settings, result, figures)
     return result
 
@@ -431,6 +460,11 @@ def run_monitor_verb(
         "champion": result.champion,
         "matured_outcomes": len(result.outcomes),
         "matured_leads": int(result.outcomes["lead_id"].nunique()),
+        "rejected_rerouted": {
+            k: int(result.reroutes[k].sum()) for k in ("rerouted", "after_new_activity", "without_new_activity")
+        }
+        if len(result.reroutes.columns)
+        else None,
         "data_end": result.data_end.isoformat(),
         "report": str(result.report_path.resolve()),
         "run_id": result.run_id,

@@ -1,5 +1,6 @@
 """`leadscore predict`: score every open lead (CRM or flat, locally or on Spark), publish the scores with their
-rejects in one step, append them to the score history and log the run to MLflow."""
+rejects, the contributions, the validation rejects and the run's score history as one unit, and log the run to
+MLflow. Every target is checked before any work."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import pandas as pd
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import UsageError
 from leadscore.pipelines.intake.ground import check_model_fits_crm, check_open_leads, load_valid_crm
+from leadscore.pipelines.outputs.crm_import import crm_import_frame, crm_import_path
 from leadscore.pipelines.outputs.files import frame_writer
-from leadscore.pipelines.outputs.history import append_history
-from leadscore.pipelines.outputs.publish import check_sql_output, check_target, publish, write_sql_tables
+from leadscore.pipelines.outputs.history import SCORE_COLUMNS, stage_history
+from leadscore.pipelines.outputs.publish import Publication, project_publication, sql_tables_step
+from leadscore.pipelines.outputs.targets import Target, check_outputs, check_sql_target
 from leadscore.pipelines.outputs.tracking import champion_uri, is_champion, load_model
 from leadscore.pipelines.verbs.scoring import Scored, log_scoring_run, rejects_path, score_open_leads
 
@@ -30,6 +33,14 @@ class PredictTargets:
     to_sql: str | None = None
     sql_url: str | None = None
     contributions: Path | None = None
+    crm_import: str | None = None  # salesforce / hubspot: an import file in the vendor's shape beside the scores
+
+    def import_path(self, settings: Settings, target: Path) -> Path | None:
+        """Where the CRM import file goes: beside the scores file, or in the output folder for a SQL table."""
+        if self.crm_import is None:
+            return None
+        beside = settings.output_dir / self.to_sql if self.to_sql is not None else target
+        return Path(crm_import_path(str(beside), self.crm_import))
 
 
 def check_options(settings: Settings, *, out: Path | None, to_sql: str | None) -> None:
@@ -41,21 +52,35 @@ def check_options(settings: Settings, *, out: Path | None, to_sql: str | None) -
 
 
 def check_targets(settings: Settings, targets: PredictTargets) -> tuple[Path, str | None]:
-    """Refuse unusable outputs before any data is read; return the scores file and the database URL."""
+    """Refuse unusable outputs before any data is read (scores, rejects, contributions, validation rejects, SQL
+    tables, the score history); return the scores file and the database URL."""
     check_options(settings, out=targets.out, to_sql=targets.to_sql)
     spark = settings.engine.name == "spark"
-    target = targets.out or settings.output_dir / ("scores_parquet" if spark else "scores.csv")
+    target = Path(targets.out or settings.output_dir / ("scores_parquet" if spark else "scores.csv"))
     url = targets.sql_url or settings.output.sql_url
+    files = [Target(targets.contributions, "--contributions", (".parquet",))]
     if targets.to_sql is not None:
         if not url:
             raise UsageError("--to-sql needs --sql-url or output.sql_url in the config")
-        check_sql_output(settings, url, targets.to_sql)
+        tables = [targets.to_sql, f"{targets.to_sql}_rejects"]
+        check_sql_target(settings, url, targets.to_sql, option="--to-sql", tables=tables)
+    elif spark:
+        files += [
+            Target(target, "--out", (".csv", ".parquet"), folder=True),
+            Target(target.with_name(target.name + "_rejects"), "--out (its rejects folder)", folder=True),
+        ]
     else:
-        check_target(target, "--out", (".csv", ".parquet"), settings, folder=spark)
-        if not spark:
-            check_target(rejects_path(Path(target)), "--out (its rejects file)", (".csv",), settings)
-    check_target(targets.contributions, "--contributions", (".parquet",), settings)
-    return Path(target), url
+        files += [
+            Target(target, "--out", (".csv", ".parquet")),
+            Target(rejects_path(target), "--out (its rejects file)", (".csv",)),
+        ]
+    if targets.crm_import is not None:
+        if spark or settings.mode != "crm":
+            raise UsageError("--crm-import writes CRM lead records: CRM mode on the local engine")
+        crm_import_frame(pd.DataFrame(columns=["lead_id", "score", "probability"]), targets.crm_import)  # the vendor
+        files.append(Target(targets.import_path(settings, target), "--crm-import (its file)", (".csv",)))
+    check_outputs(settings, *files, history=True)
+    return target, url
 
 
 def score_crm(
@@ -68,17 +93,18 @@ def score_crm(
     model_uri: str,
     as_of,
     keep_contributions: bool,
+    publication: Publication,
     echo: Callable[..., None],
 ):
     """The validated CRM's open leads scored in chunks with a progress bar; also the data they came from."""
     from tqdm import tqdm
 
     check_model_fits_crm(model, model_uri, custom=tuple(f.name for f in settings.custom_fields()))
-    data = load_valid_crm(settings, as_of=as_of)  # rejected rows are written with their reasons, as `validate` does
+    # rejected rows are written with their reasons, as `validate` does, when the scores are
+    data = load_valid_crm(settings, as_of=as_of, publication=publication)
     if data.rejects:
         rejected = sum(len(r) for r in data.rejects.values())
-        files = [settings.output_dir / "rejects" / f"{name}.csv" for name in data.rejects]
-        written = ", ".join(str(path) for path in files if path.exists())
+        written = ", ".join(str(settings.output_dir / "rejects" / f"{name}.csv") for name in data.rejects)
         echo(f"warning: {rejected:,} row(s) rejected by validation, with their reasons in {written}", err=True)
     check_open_leads(data)
     with tqdm(total=len(data.tables["leads"]), unit="lead", desc="predict", disable=None) as bar:
@@ -97,21 +123,24 @@ def score_crm(
     return result, data
 
 
-def publish_scores(result: Scored, targets: PredictTargets, target: Path, url: str | None) -> str:
-    """The scores, their rejects (and the contributions) of one run, published together or not at all."""
+def publish_scores(
+    result: Scored, targets: PredictTargets, target: Path, url: str | None, publication: Publication, *, settings
+) -> str:
+    """The scores, their rejects (and the contributions, the CRM import file) of one run, staged in the run's
+    publication."""
     contributions = targets.contributions
-    if targets.to_sql is not None:
-        where = write_sql_tables({targets.to_sql: result.scores, f"{targets.to_sql}_rejects": result.rejects}, url)
-        if contributions is not None:
-            publish({Path(contributions): frame_writer(result.contributions, contributions)})
-        return where
-    files = {
-        target: frame_writer(result.scores, target),
-        rejects_path(target): frame_writer(result.rejects, rejects_path(target)),
-    }
     if contributions is not None:
-        files[Path(contributions)] = frame_writer(result.contributions, contributions)
-    publish(files)
+        publication.write(Path(contributions), frame_writer(result.contributions, contributions))
+    if targets.crm_import is not None:
+        path = targets.import_path(settings, target)
+        fields = settings.output.crm_fields.get(targets.crm_import, {})
+        publication.write(path, frame_writer(crm_import_frame(result.scores, targets.crm_import, renamed=fields), path))
+    if targets.to_sql is not None:
+        step = sql_tables_step({targets.to_sql: result.scores, f"{targets.to_sql}_rejects": result.rejects}, url)
+        publication.add_sql(step)
+        return step.where
+    publication.write(target, frame_writer(result.scores, target))
+    publication.write(rejects_path(target), frame_writer(result.rejects, rejects_path(target)))
     return str(target)
 
 
@@ -131,48 +160,23 @@ def run_predict(
             echo("warning: grades.capacity is applied by the local engine only; Spark scores are not limited", err=True)
         return predict_on_spark(settings, model_uri, targets.out, as_of, echo=echo)
     model, wrapper, name, version = load_model(settings, model_uri)
-    uri = model_uri or champion_uri(settings)
-    flat = settings.mode == "flat"
-    data = None
-    if flat:
-        from leadscore.pipelines.verbs.flat_predict import score_flat_open_leads
-
-        result = score_flat_open_leads(
+    with project_publication(settings) as publication:  # every output and the history, or none of them
+        result, scored_as_of, capacity = score_for_predict(
             settings,
-            model,
-            wrapper,
-            model_name=name,
-            model_version=version,
-            model_uri=uri,
-            as_of=as_of,
-            keep_contributions=targets.contributions is not None,
-        )
-        scored_as_of = result.scores["as_of"].iloc[0]
-    else:
-        result, data = score_crm(
-            settings,
+            targets,
             model,
             wrapper,
             name=name,
             version=version,
-            model_uri=uri,
+            model_uri=model_uri,
             as_of=as_of,
-            keep_contributions=targets.contributions is not None,
+            publication=publication,
             echo=echo,
         )
-        scored_as_of = data.as_of
-    capacity = None
-    if settings.grades.capacity is not None:
-        if flat:
-            echo("warning: grades.capacity is applied in CRM mode only; flat scores are not limited", err=True)
-        else:
-            from leadscore.pipelines.verbs.capacity import apply_capacity
-
-            result.scores, capacity = apply_capacity(settings, data, result.scores)
-    where = publish_scores(result, targets, target, url)
-    # a shadow run (another model scored beside the champion) is kept apart: its routes reached no one
-    production = is_champion(settings, name, version)
-    history = append_history(settings, result.scores, production=production)
+        where = publish_scores(result, targets, target, url, publication, settings=settings)
+        # a shadow run (another model scored beside the champion) is kept apart: its routes reached no one
+        production = is_champion(settings, name, version)
+        history = stage_history(settings, result.scores, publication, production=production)
     run_id = log_scoring_run(settings, result, model_name=name, model_version=version, as_of=scored_as_of)
     drifted = result.drift[result.drift > settings.output.drift_threshold]
     summary = {
@@ -190,6 +194,58 @@ def run_predict(
     }
     say_scored(settings, result, summary, capacity=capacity, top=top, echo=echo)
     return summary
+
+
+def score_for_predict(
+    settings: Settings,
+    targets: PredictTargets,
+    model,
+    wrapper,
+    *,
+    name: str,
+    version: str,
+    model_uri: str | None,
+    as_of,
+    publication: Publication,
+    echo: Callable[..., None],
+) -> tuple[Scored, pd.Timestamp, dict | None]:
+    """The open leads scored (CRM or flat), limited by grades.capacity where set; also their as-of and capacity."""
+    uri = model_uri or champion_uri(settings)
+    keep = targets.contributions is not None
+    if settings.mode == "flat":
+        from leadscore.pipelines.verbs.flat_predict import score_flat_open_leads
+
+        result = score_flat_open_leads(
+            settings,
+            model,
+            wrapper,
+            model_name=name,
+            model_version=version,
+            model_uri=uri,
+            as_of=as_of,
+            keep_contributions=keep,
+        )
+        if settings.grades.capacity is not None:
+            echo("warning: grades.capacity is applied in CRM mode only; flat scores are not limited", err=True)
+        return result, result.scores["as_of"].iloc[0], None
+    result, data = score_crm(
+        settings,
+        model,
+        wrapper,
+        name=name,
+        version=version,
+        model_uri=uri,
+        as_of=as_of,
+        keep_contributions=keep,
+        publication=publication,
+        echo=echo,
+    )
+    capacity = None
+    if settings.grades.capacity is not None:
+        from leadscore.pipelines.verbs.capacity import apply_capacity
+
+        result.scores, capacity = apply_capacity(settings, data, result.scores)
+    return result, data.as_of, capacity
 
 
 def say_scored(
@@ -213,6 +269,7 @@ def say_scored(
     if s["leads_per_cell"]:
         echo("leads per cell: " + ", ".join(f"{k} {v:,}" for k, v in s["leads_per_cell"].items()))
         echo("leads per stage: " + ", ".join(f"{k} {v:,}" for k, v in s["leads_per_stage"].items()))
+        echo(routing_line(s))
     elif settings.mode == "flat":
         echo("no grades: set [grades.fit] on the export's columns and [flat.engagement] to grade and route")
     if capacity is not None:
@@ -234,22 +291,43 @@ def say_scored(
     echo(result.scores.head(top)[columns].to_string(index=False, max_colwidth=110))
 
 
+def routing_line(summary: dict) -> str:
+    """Leads per band (with the cut-offs) and per action."""
+    actions = ", ".join(f"{k} {v:,}" for k, v in summary["leads_per_action"].items())
+    cut = summary.get("bands")
+    if not cut:
+        return f"leads per action (stage x cell; this model has no priority bands): {actions}"
+    bands = ", ".join(f"{b} {summary['leads_per_band'].get(b, 0):,}" for b in ("hot", "warm", "cold"))
+    return (
+        f"leads per band (hot: p >= {cut['hot']:.1%}, cold: p < {cut['cold']:.2%}; base rate of new leads "
+        f"{cut['base_rate']:.1%}): {bands}\nleads per action: {actions}"
+    )
+
+
 def predict_on_spark(
     settings: Settings, model_uri: str | None, out: Path | None, as_of, *, echo: Callable[..., None]
 ) -> dict:
     """`leadscore predict --engine spark`: the same scores written as a Parquet folder, then the score history."""
-    from leadscore.pipelines.outputs.history import SCORE_COLUMNS
     from leadscore.pipelines.spark_engine import predict_spark
 
     model, wrapper, name, version = load_model(settings, model_uri)
     target = out or settings.output_dir / "scores_parquet"
-    summary = predict_spark(settings, model, wrapper, model_name=name, model_version=version, as_of=as_of, out=target)
+    with project_publication(settings) as publication:  # the scores folders and the history, as one unit
+        summary = predict_spark(
+            settings,
+            model,
+            wrapper,
+            model_name=name,
+            model_version=version,
+            as_of=as_of,
+            out=target,
+            publication=publication,
+        )
+        rows = pd.read_parquet(publication.staged_path(target), columns=SCORE_COLUMNS)
+        history = stage_history(settings, rows, publication, production=is_champion(settings, name, version))
     echo(
         f"scored {summary['scored']:,} open leads as of {summary['as_of']} on Spark "
         f"({settings.engine.spark_master}) -> {target} (rejected: {summary['rejected']:,})"
-    )
-    history = append_history(
-        settings, pd.read_parquet(target, columns=SCORE_COLUMNS), production=is_champion(settings, name, version)
     )
     if history:
         echo(f"score history: this run's rows -> {history}")

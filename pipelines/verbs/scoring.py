@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +21,10 @@ from leadscore.features.context import FeatureContext
 from leadscore.features.keys import is_in, positions
 from leadscore.features.spine import scoring_spine
 from leadscore.models.drift import add_counts, population_stability, stability_counts, stability_of_counts
+from leadscore.models.grade_rules import BandCutoffs
 from leadscore.models.grades import grade_spine
 from leadscore.models.reasons import top_reasons
-from leadscore.models.scores import score_1_99
+from leadscore.models.scores import base_rate_of, percentile_in_run, score_1_99
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.intake.validation import CrmData
 from leadscore.pipelines.memory import release_unused_memory
@@ -43,9 +44,11 @@ OUTPUT_COLUMNS = [
     "stage",
     "stage_rule",
     "dormant",
+    "band",
     "action",
     "sla_hours",
     "due_by",
+    "route_note",
     "reasons_positive",
     "reasons_negative",
     "model_name",
@@ -76,9 +79,11 @@ _KEPT = [
     "stage",
     "stage_rule",
     "dormant",
+    "band",
     "action",
     "sla_hours",
     "due_by",
+    "route_note",
     "reasons_positive",
     "reasons_negative",
 ]
@@ -155,10 +160,11 @@ def score_chunk(
     *,
     keep_contributions,
     reason_reference: dict | None = None,
+    cutoffs: BandCutoffs | None = None,
     timings: dict[str, float] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame | None, pd.DataFrame]:
-    """Scores with reasons and grades for one chunk of the scoring spine; also its feature matrix. `timings`, when
-    given, gets the seconds of each stage added."""
+    """Scores with reasons and grades for one chunk of the scoring spine (routed by the model's band with the band
+    `cutoffs`); also its feature matrix. `timings`, when given, gets the seconds of each stage added."""
     names = list(model.feature_names_in_)
     with _timed(timings, "features"):
         t = {**data.tables, **account_scope(data.tables["leads"], data.tables["opportunities"], spine["lead_id"])}
@@ -183,6 +189,7 @@ def score_chunk(
             probability=pd.Series(probability),
             context=context,
             features=features,
+            cutoffs=cutoffs,
         )
     out = graded.assign(probability=probability, raw_score=raw, **{c: reasons[c].to_numpy() for c in reasons})
     kept = contributions.assign(lead_id=spine["lead_id"].to_numpy()) if keep_contributions else None
@@ -214,6 +221,7 @@ def score_open_leads(
         chunks = _chunks(spine, chunk_size)
     parts, contributions = [], []
     profile = getattr(wrapper, "reference_profile", {}) or {}
+    cutoffs = band_cutoffs(settings, wrapper)
     drift_counts = None  # the feature matrices' rows per training-profile bin, summed over the chunks
     chunk_events = _events_by_chunk(data.tables.get("events"), chunks)
     for chunk in chunks:
@@ -227,6 +235,7 @@ def score_open_leads(
             model,
             keep_contributions=keep_contributions,
             reason_reference=getattr(wrapper, "reason_reference", None),
+            cutoffs=cutoffs,
             timings=timings,
         )
         parts.append(scored[[c for c in _KEPT if c in scored]])  # only what the output needs, chunk by chunk
@@ -249,8 +258,8 @@ def score_open_leads(
     rejects = _rejects(data, scores.loc[~valid, "lead_id"])
     if not valid.all():  # the usual case keeps the frame as it is: no copy of every score
         scores = scores.loc[valid]
-    scores["score"] = _score(wrapper, scores)
-    scores["percentile"] = (scores["probability"].rank(method="max", pct=True) * 100).round(1)
+    scores["score"] = _score(model, wrapper, scores["probability"].to_numpy(dtype="float64"))
+    scores["percentile"] = percentile_in_run(scores["probability"].to_numpy())
     leads = data.tables["leads"]
     if "account_id" in leads:
         at = positions(scores["lead_id"], pd.Index(leads["lead_id"]))  # every scored lead is in the table
@@ -272,7 +281,7 @@ def score_open_leads(
             pd.concat(contributions, ignore_index=True) if contributions else None,
             drift,
         )
-        result.summary = summarise(result)
+        result.summary = summarise(result) | {"bands": None if cutoffs is None else asdict(cutoffs)}
     result.timings = timings
     log.debug("predict stages (s): %s", ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
     return result
@@ -317,15 +326,37 @@ def champion_open_matrix(settings: Settings, *, limit: int | None = None):
     return model, feature_columns(context, list(model.feature_names_in_))
 
 
-def _score(wrapper, scores: pd.DataFrame) -> np.ndarray:
-    """1-99 against the model's stored reference population; a model trained before the reference existed ranks
-    within this run instead (and says so)."""
-    reference = getattr(wrapper, "score_reference", None)
-    raw = scores["raw_score"].to_numpy(dtype="float64")
-    if not reference:
-        log.warning("this model has no stored score reference (trained by an older version): score = rank in this run")
-        reference = {"quantiles": np.sort(raw[np.isfinite(raw)])}
-    return score_1_99(raw, reference)
+def band_cutoffs(settings: Settings, wrapper) -> BandCutoffs | None:
+    """The priority bands' cut-offs for this model: `grades.routing.bands` against the base rate of new leads stored
+    with it; None (routing by stage x cell alone, as `grade` does) for a model trained before the rate was stored."""
+    rate = (getattr(wrapper, "base_rate", None) or {}).get("rate")
+    if rate is None:
+        log.warning(
+            "this model stores no base rate of new leads (trained by an older version): routed by stage x cell "
+            "only, without priority bands; retrain it to route by the model too"
+        )
+        return None
+    return settings.grades.routing.bands.cutoffs(rate)
+
+
+def _score(model, wrapper, probability: np.ndarray) -> np.ndarray:
+    """1-99 from the probability against the model's base rate (models.scores); a model trained before the base
+    rate was stored falls back on the training rate its reasons quote, else on this run's mean probability, and
+    says so."""
+    base_rate, source = base_rate_of(model, getattr(wrapper, "reason_reference", None))
+    if base_rate is None:
+        known = probability[np.isfinite(probability)]
+        base_rate = float(np.clip(known.mean() if len(known) else 0.5, 1e-6, 1 - 1e-6))
+        log.warning(
+            "this model stores no base rate (trained by an older version): score 50 = this run's mean probability "
+            "(%.4f); retrain to score against the training conversion rate",
+            base_rate,
+        )
+    elif source != "the model's base rate":
+        log.warning(
+            "this model stores no base rate (trained by an older version): score 50 = %s (%.4f)", source, base_rate
+        )
+    return score_1_99(probability, base_rate)
 
 
 def _rejects(data: CrmData, failed: pd.Series) -> pd.DataFrame:
@@ -363,6 +394,8 @@ def summarise(result: Scored) -> dict:
         "mean_probability": round(float(scores["probability"].mean()), 4) if len(scores) else None,
         "leads_per_cell": scores["cell"].value_counts().sort_index().to_dict(),
         "leads_per_stage": scores["stage"].value_counts().to_dict(),
+        "leads_per_band": {b: int(n) for b, n in scores["band"].value_counts().items()} if "band" in scores else {},
+        "leads_per_action": {a: int(n) for a, n in scores["action"].value_counts().items()},
         "max_psi": round(float(result.drift.max()), 4) if len(result.drift) else None,
     }
 

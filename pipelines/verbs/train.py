@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from leadscore.features.build import build_features
+from leadscore.features.build import build_features, feature_specs
 from leadscore.features.context import FeatureParams
 from leadscore.features.registry import all_features
 from leadscore.models.baselines import CellRateBaseline, logistic_regression
@@ -28,7 +28,9 @@ from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import DataError, UsageError
 from leadscore.pipelines.intake.ground import load_valid_crm
 from leadscore.pipelines.intake.validation import CrmData
-from leadscore.pipelines.training_set import TrainingSet, build_training_set
+from leadscore.pipelines.outputs.targets import check_outputs
+from leadscore.pipelines.training_set import TrainingSet, base_rate_of, build_training_set
+from leadscore.pipelines.verbs.leaks import LeakReport, check_leaks, flat_scoring_rows, with_refusals
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ class TrainResult:
     decision: str = ""
     extra: dict = field(default_factory=dict)
     deployed: ConversionModel | None = None  # the same recipe refit on every row: what is registered
+    leaks: LeakReport | None = None  # the leak guards' findings: suspect features block promotion
 
 
 @dataclass(frozen=True)
@@ -340,20 +343,43 @@ def drift_profile(model: ConversionModel, population: ReferencePopulation, *, ca
     return reference
 
 
-def score_reference_of(model: ConversionModel, population: ReferencePopulation) -> dict:
-    """The distribution the 1-99 score ranks against: the model's raw scores of the reference population."""
-    from leadscore.models.scores import score_reference
-
-    return score_reference(model.raw_score(population.features), population=population.description)
-
-
-def reasons_reference(training: TrainingSet, rows: np.ndarray | None = None) -> dict:
-    """Typical and typical-converting values (categories: conversion rates) of the rows a model was fitted on
-    (all training rows for the deployed refit)."""
+def reasons_reference(training: TrainingSet, rows: np.ndarray | None = None, *, specs: dict | None = None) -> dict:
+    """How leads like each one converted (rates per band of a numeric feature, per level of a category; each lead
+    weighted once, as in fitting) in the rows a model was fitted on (all training rows for the deployed refit).
+    `specs` (default: the lead features') give the units the bands are cut in."""
     from leadscore.models.reasons import reason_reference
 
     frame = training.frame if rows is None else training.frame.iloc[rows]
-    return reason_reference(frame[training.feature_names], frame["converted"], categorical=training.categorical)
+    weight = frame.get("sample_weight")
+    return reason_reference(
+        frame[training.feature_names],
+        frame["converted"],
+        categorical=training.categorical,
+        sample_weight=weight,
+        specs=all_features() if specs is None else specs,
+    )
+
+
+def leak_report(
+    settings: Settings, result: TrainResult, *, population: ReferencePopulation, prebuilt: bool
+) -> LeakReport:
+    """The leak guards on the training set, against the leads predict would score: the open leads at as-of (CRM
+    mode), the export's open rows (flat mode); none for a prebuilt training set."""
+    training = result.training
+    scored = None
+    if settings.mode == "flat" and not prebuilt:
+        scored = flat_scoring_rows(settings)
+    elif settings.mode == "crm" and not prebuilt:
+        scored = population.features
+    return check_leaks(
+        settings,
+        training.frame,
+        features=training.feature_names,
+        categorical=training.categorical,
+        dev=result.split.dev,
+        holdout=result.split.holdout,
+        scored=scored,
+    )
 
 
 def feature_table(names: list[str]) -> pd.DataFrame:
@@ -383,8 +409,11 @@ def train(
 
     if settings.mode == "crm" and data is None and training is None:
         data = load_valid_crm(settings)  # once: the training set and the grade analysis both read it
+    prebuilt = training is not None
     result, graded = train_and_evaluate(settings, data=data, training=training)
     result.deployed = refit_on_all_rows(settings, result.training)
+    population = reference_population(settings, result.training, data)
+    result.leaks = leak_report(settings, result, population=population, prebuilt=prebuilt)
     mlflow = tracking.mlflow_module()
     experiment = tracking.use_store(settings)
     training, model, deployed = result.training, result.model, result.deployed
@@ -444,19 +473,29 @@ def train(
             model, example, training.categorical, reference_profile={}, feature_set=feature_set, name="evaluated_model"
         )
         population = reference_population(settings, training, data)
-        score_reference = score_reference_of(deployed, population)
-        mlflow.log_dict(score_reference, "reference/score_reference.json")
+        mlflow.log_metric("base_rate", deployed.base_rate_)
+        base_rate = base_rate_of(training)
+        if base_rate["rate"] is not None:
+            mlflow.log_metric("new_lead_base_rate", base_rate["rate"])
+        result.extra["base_rate"] = base_rate
         info = tracking.log_conversion_model(
             deployed,
             example,
             training.categorical,
             reference_profile=drift_profile(deployed, population, categorical=training.categorical),
             feature_set=feature_set,
-            score_reference=score_reference,
-            reason_reference=reasons_reference(training),
+            reason_reference=reasons_reference(training, specs=feature_specs(settings.feature_params())),
+            base_rate=base_rate,
         )
+        mlflow.log_text("\n".join(result.leaks.lines()) + "\n", "evaluation/leak_guard.txt")
         version, decision = register_and_gate(
-            settings, result, info.model_uri, run_id=run.info.run_id, data=data, promote_anyway=promote_anyway
+            settings,
+            result,
+            info.model_uri,
+            run_id=run.info.run_id,
+            data=data,
+            promote_anyway=promote_anyway,
+            refusals=result.leaks.refusals(),
         )
         result.run_id, result.version, result.decision = run.info.run_id, version, decision
     return result
@@ -470,9 +509,11 @@ def register_and_gate(
     run_id: str,
     data: CrmData | None = None,
     promote_anyway: bool = False,
+    refusals: Sequence[str] = (),
 ) -> tuple[str, str]:
     """Register the deployed model under `settings.mlflow.registered_model`, promote it when told to, when there is no
-    champion yet or when it wins the gate, and record the decision on both versions and the active run. Returns the
+    champion yet or when it wins the gate, unless a reason not to promote stands (`refusals`, e.g. suspect features:
+    `promote_anyway` overrides them too), and record the decision on both versions and the active run. Returns the
     new version and the decision line."""
     from leadscore.pipelines.outputs import tracking
 
@@ -496,6 +537,7 @@ def register_and_gate(
         promoted, decision = verdict.promoted, verdict.text
         mlflow.log_metrics({f"gate.{k}": float(v) for k, v in verdict.figures.items()})
         tracking.tag_version(settings, champion, {"gate.last_challenge": decision})
+    promoted, decision = with_refusals(promoted, decision, refusals, version=version, promote_anyway=promote_anyway)
     if promoted:
         tracking.promote(settings, version)
     tracking.tag_version(settings, version, {"gate.decision": decision, "gate.promoted": str(promoted)})
@@ -534,6 +576,8 @@ def run_train(
     from leadscore.pipelines.intake.files import check_parquet_input
     from leadscore.pipelines.training_set import coverage_lines, filled_late_lines, flat_rows_lines, read_training_set
 
+    if training_set is None and settings.mode == "crm":
+        check_outputs(settings)  # train writes the validation rejects
     data, prebuilt = None, None
     if training_set is not None:
         check_parquet_input(training_set, name="training set")
@@ -565,6 +609,9 @@ def run_train(
         echo(line)
     for line in filled_late_lines(result.training.manifest):
         echo(line, err=True)
+    for line in result.leaks.lines():
+        echo(line)
+    echo(band_line(settings, result.extra.get("base_rate")))
     echo(f"registered {settings.mlflow.registered_model} version {result.version} (alias challenger)")
     echo(result.decision)
     echo(f"MLflow run {result.run_id} in {settings.tracking_uri}")
@@ -578,7 +625,19 @@ def run_train(
         "dev_rows": len(split.dev),
         "holdout_rows": len(split.holdout),
         "holdout": holdout_figures(result.metrics),
+        "suspect_features": result.leaks.as_dict(),
     }
+
+
+def band_line(settings: Settings, base_rate: dict | None) -> str:
+    """The base rate of new leads stored with the model, and the priority bands it sets."""
+    if not base_rate or base_rate.get("rate") is None:
+        return "base rate of new leads: unknown (no labelled lead on arrival): predict routes without bands"
+    cut = settings.grades.routing.bands.cutoffs(base_rate["rate"])
+    return (
+        f"base rate of new leads: {base_rate['rate']:.1%} ({base_rate['conversions']:,} of {base_rate['leads']:,} "
+        f"{base_rate['definition'].split(':')[0]}); priority bands: hot p >= {cut.hot:.1%}, cold p < {cut.cold:.2%}"
+    )
 
 
 def holdout_figures(metrics: pd.DataFrame) -> dict[str, dict[str, float]]:

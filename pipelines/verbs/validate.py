@@ -14,6 +14,7 @@ from leadscore.pipelines.intake.ground import ground_problems
 from leadscore.pipelines.intake.validation import CrmData, Problem, load_crm, summarise
 from leadscore.pipelines.intake.vendors import VENDORS, field_table, found_in
 from leadscore.pipelines.outputs.rejects import write_rejects
+from leadscore.pipelines.outputs.targets import check_outputs
 
 SHOWN_PER_RULE = 5
 
@@ -67,6 +68,7 @@ def run_validation(
     collect = {} if collect is None else collect
     if settings.mode != "crm":
         return run_flat_validation(settings, echo=echo)
+    check_outputs(settings)  # the rejects' folder, before any table is read
     data = load_crm(settings, as_of=as_of)  # a table that cannot be read at all stops here (pipelines.errors)
     summary = summarise(data)
     echo(f"as of {summary['as_of']}")

@@ -12,9 +12,13 @@ RULES = GradeRules()
 CELLS = [f + e for f in "ABCD" for e in "1234"]
 
 
-def per_row_actions(cells, as_of, rules, *, stages, dormant, timezone):
+def per_row_actions(cells, as_of, rules, *, stages, dormant, bands, accepted, timezone):
     asleep = dormant.to_numpy(dtype=bool)
-    routes = [rules.route(s, c, dormant=d) for s, c, d in zip(stages, cells, asleep, strict=True)]
+    routes = []
+    for s, c, d, b, a in zip(stages, cells, asleep, bands.astype(object).fillna(""), accepted, strict=True):
+        banded, plain = rules.route(s, c, dormant=d, band=b or None), rules.route(s, c, dormant=d)
+        # a lead sales accepted keeps its sales route: the model never takes it away
+        routes.append(plain if a and plain.sla_hours and not banded.sla_hours else banded)
     actions = pd.Series(routes, index=cells.index, dtype=object)
     hours = actions.map(lambda a: a.sla_hours).astype("float64")
     due = pd.to_datetime(as_of, utc=True) + pd.to_timedelta(hours, unit="h")
@@ -36,13 +40,16 @@ def test_actions_equal_the_per_row_routing():
     cells = pd.Series(rng.choice(CELLS, n), index=index, dtype="string")
     stages = pd.Series(rng.choice(list(STAGES), n), index=index, dtype="string")
     dormant = pd.Series(rng.random(n) < 0.2, index=index)
+    bands = pd.Series(rng.choice(np.array(["hot", "warm", "cold", None], dtype=object), n), index=index, dtype="string")
+    accepted = pd.Series(rng.random(n) < 0.2, index=index)
     as_of = pd.Series(pd.Timestamp("2025-03-29 22:30", tz="UTC"), index=index)
     as_of[rng.random(n) < 0.1] = pd.Timestamp("2025-10-25 23:00", tz="UTC")  # two dates, across DST changes
     as_of[rng.random(n) < 0.05] = pd.NaT
     for zone in ("UTC", "Europe/Paris", "America/New_York"):
-        got = assign_actions(cells, as_of, RULES.routing, stages=stages, dormant=dormant, timezone=zone)
-        expected = per_row_actions(cells, as_of, RULES.routing, stages=stages, dormant=dormant, timezone=zone)
-        pd.testing.assert_frame_equal(got, expected)
+        given = {"stages": stages, "dormant": dormant, "bands": bands, "accepted": accepted, "timezone": zone}
+        got = assign_actions(cells, as_of, RULES.routing, **given)
+        expected = per_row_actions(cells, as_of, RULES.routing, **given)
+        pd.testing.assert_frame_equal(got.drop(columns="route_note"), expected)
         assert (got["due_by_local"].isna() == got["due_by"].isna()).all()
         assert got.loc[as_of.isna(), "due_by_local"].isna().all() and got["due_by_local"].notna().sum() > 100
         assert got["action"].nunique() > 2

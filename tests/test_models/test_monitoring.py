@@ -262,3 +262,33 @@ def test_the_live_auc_alert_waits_for_enough_leads_not_scores(minimum, fires):
     empty = pd.DataFrame()
     result = Monitoring(END, None, "1", empty, outcomes, empty, empty, empty, empty, None, {}, empty, {}, [])
     assert ("live_roc_auc" in [a["alert"] for a in _alerts(settings, result, record)]) is fires
+
+
+def test_rejected_leads_sent_to_sales_again_are_counted_per_run_with_and_without_new_activity():
+    hist = history(
+        [
+            ("quiet", "2025-12-01", 0.6, "A1", 24),  # rejected before the run, nothing since: should not happen
+            ("back", "2025-12-01", 0.6, "A1", 24),  # rejected, then a demo request before the run
+            ("late", "2025-12-01", 0.6, "A1", 48),  # its new activity came after the run: not seen by it
+            ("accepted", "2025-12-01", 0.6, "A1", 24),  # rejected, then accepted: sales' own way back
+            ("nurtured", "2025-12-01", 0.6, "C4", None),  # rejected and kept out of sales: not a re-route
+            ("quiet", "2025-12-08", 0.6, "A1", 24),
+            ("fresh", "2025-12-08", 0.6, "A1", 24),  # never rejected
+        ]
+    ).astype({"lead_id": "string"})
+    leads = pd.DataFrame(
+        {
+            "lead_id": pd.Series(["quiet", "back", "late", "accepted", "nurtured", "fresh"], dtype="string"),
+            "sales_rejected_at": pd.to_datetime(["2025-11-20"] * 5 + [None], utc=True),
+            "sales_accepted_at": pd.to_datetime([None, None, None, "2025-11-25", None, None], utc=True),
+        }
+    )
+    activity = pd.DataFrame(
+        {
+            "lead_id": ["back", "late", "quiet"],
+            "occurred_at": pd.to_datetime(["2025-11-28", "2025-12-03", "2025-11-19"], utc=True),
+        }
+    )
+    table = m.reroutes_after_rejection(hist, leads, activity)
+    assert table["as_of"].tolist() == [ts("2025-12-01"), ts("2025-12-08")]
+    assert table[["rerouted", "after_new_activity", "without_new_activity"]].values.tolist() == [[3, 1, 2], [1, 0, 1]]

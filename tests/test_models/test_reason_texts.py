@@ -9,11 +9,12 @@ from leadscore.features.registry import all_features
 from leadscore.models.reasons import (
     SEPARATOR,
     _concepts,
+    _feature_wording,
     _missing,
     _side,
     citable,
     reason_reference,
-    reason_text,
+    similar_rates,
     top_reasons,
 )
 
@@ -37,40 +38,45 @@ CATEGORICAL = ["lead_seniority", "lead_country", "account_revenue_band", "accoun
 
 
 def per_row_reasons(contributions, values, specs, *, k=3, reference=None):
-    """The wording as it was before vectorising (kept as the reference): one row at a time, each (feature, value)
-    worded once through a cache."""
+    """The wording one row at a time (the reference for the vectorised texts): each (side, feature, value) worded once
+    through a cache."""
     features = [c for c in contributions.columns if c != "base_value"]
     matrix = contributions[features].to_numpy(dtype="float64")
     reference = reference or {}
     directions = {n: specs[n].direction for n in features if n in specs}
     concepts = _concepts(features, specs)
-    allowed = {
-        sign: np.column_stack(
+
+    def allowed(sign, **rule):
+        return np.column_stack(
             [
-                citable(values[n], specs.get(n), reference.get(n), sign=sign, direction=directions.get(n, 0))
+                citable(values[n], specs.get(n), reference.get(n), sign=sign, direction=directions.get(n, 0), **rule)
                 for n in features
             ]
         )
-        for sign in (1, -1)
-    }
+
+    rates = np.column_stack([similar_rates(values[n], reference.get(n)) for n in features])
+    overall = np.asarray([reference.get(n, {}).get("overall_rate", np.nan) for n in features])
     columns = [values[name].to_numpy(dtype=object) for name in features]
     cache: dict = {}
 
-    def text(j, value):
-        key = (j, None if _missing(value) else value)
+    def text(sign, j, value):
+        key = (sign, j, None if _missing(value) else value)
         if key not in cache:
-            cache[key] = reason_text(features[j], value, specs.get(features[j]), reference.get(features[j]))
+            f = features[j]
+            cache[key] = _feature_wording(f, specs.get(f), reference.get(f), "lead", sign)(value)
         return cache[key]
 
-    def texts(picks):
+    def texts(sign, picks):
         return [
-            SEPARATOR.join(text(j, columns[j][i]) for j in (p[i] for p in picks) if j >= 0) for i in range(len(matrix))
+            SEPARATOR.join(text(sign, j, columns[j][i]) for j in (p[i] for p in picks) if j >= 0)
+            for i in range(len(matrix))
         ]
 
+    positive = _side(matrix, allowed(1), concepts, 1, k, rates - overall, allowed(1, by_rate=False))
     return pd.DataFrame(
         {
-            "reasons_positive": texts(_side(matrix, allowed[1], concepts, 1, k)),
-            "reasons_negative": texts(_side(matrix, allowed[-1], concepts, -1, k)),
+            "reasons_positive": texts(1, positive),
+            "reasons_negative": texts(-1, _side(matrix, allowed(-1), concepts, -1, k, overall - rates)),
         },
         index=contributions.index,
     )
@@ -110,7 +116,7 @@ def test_vectorised_texts_equal_the_per_row_wording():
             assert (expected["reasons_positive"] != "").mean() > 0.5  # the rows do have reasons to compare
             assert expected["reasons_negative"].str.contains(" | ", regex=False).any() == (k > 1)
             assert expected["reasons_negative"].str.contains("not known").any()
-            assert expected["reasons_positive"].str.contains("typical converting lead").any() == (ref is not None)
+            assert expected["reasons_positive"].str.contains(" convert at ").any() == (ref is not None)
 
 
 def test_vectorised_texts_keep_the_index_and_handle_no_rows():

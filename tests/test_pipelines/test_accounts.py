@@ -72,6 +72,16 @@ def test_predict_scores_every_account_with_an_open_lead(account_project, tmp_pat
     assert scores["lead_rollup_probability"].between(0, 1).all()
     assert scores["reasons_positive"].notna().mean() > 0.5
     assert (tmp_path / "accounts.rejects.csv").exists()
+    # score and percentile agree on order (both rise with the probability), and ties are the probability's own
+    assert scores["score"].is_monotonic_decreasing and scores["percentile"].is_monotonic_decreasing
+    tied = scores.groupby("probability")["percentile"].nunique()
+    assert (tied == 1).all() and scores["probability"].nunique() > 0.5 * len(scores)
+    # account reasons speak of accounts
+    reasons = scores["reasons_positive"].fillna("") + scores["reasons_negative"].fillna("")
+    assert (
+        reasons.str.contains("(all accounts ", regex=False).any()
+        and not reasons.str.contains(r"leads (?:with|like this|where)|all leads", regex=True).any()
+    )
 
 
 def test_grade_grades_every_account_with_an_open_lead(account_project, tmp_path):

@@ -88,3 +88,28 @@ def load_settings_from_text(text: str):
         path = Path(folder) / "leadscore.toml"
         path.write_text(text)
         return load_settings(path)
+
+
+def test_rows_listed_newest_first_are_a_warning_naming_the_order_column(tmp_path):
+    text = "id,age,job,y\n104,30,a,1\n103,40,b,0\n102,50,c,0\n101,60,d,1\n"
+    out = validate(project(tmp_path, text), 0)
+    assert "the rows run from the highest id to the lowest" in out
+    assert "set flat.order_column = 'id'" in out and "0 error(s), 1 warning(s)" in out
+    out = validate(project(tmp_path, text, 'order_column = "id"\n'), 0)
+    assert "0 error(s), 0 warning(s)" in out
+
+
+def test_an_order_column_with_blanks_is_an_error_naming_the_first_row(tmp_path):
+    text = "id,n,age,job,y\n1,3,30,a,1\n2,,40,b,0\n3,1,50,c,0\n"
+    out = validate(project(tmp_path, text, 'order_column = "n"\n'), 1)
+    assert "row 2" in out and "1 row(s) have no value in the order column" in out
+
+
+def test_a_time_column_and_an_order_column_together_are_refused(tmp_path):
+    import pytest
+
+    from leadscore.pipelines.errors import ConfigError
+
+    config = project(tmp_path, "id,age,job,y\n1,30,a,1\n", 'time_column = "t"\norder_column = "id"\n')
+    with pytest.raises(ConfigError, match="give time_column or order_column, not both"):
+        load_settings(config)

@@ -574,7 +574,7 @@ def test_out_resolving_to_an_input_is_refused(tmp_path, monkeypatch, verb, targe
         config.write_text(config.read_text() + f'\n[mlflow]\ntracking_uri = "sqlite:///{tmp_path}/mlflow.parquet"\n')
     before = (tmp_path / "leads.csv").read_bytes()
     out = invoke(verb, "--config", config, "--out", tmp_path / target, code=2)
-    assert "resolves to an input" in out
+    assert ("resolves to the MLflow store" if target == "mlflow.parquet" else "resolves to an input") in out
     assert (tmp_path / "leads.csv").read_bytes() == before
 
 

@@ -79,7 +79,35 @@ def test_the_report_speaks_the_words_of_the_reasons(report):
     assert "Days since the lead" in importance  # descriptions index the tables (the column names beside them)
     why = report.split('<section id="why">')[1].split("</section>")[0]
     assert why.count("<tr>") >= 3  # the header and at least two score bands
-    assert "typical converting lead" in why
+    assert " convert at " in why and "typical converting lead" not in why
+    leads = report.split('<section id="leads">')[1].split("</section>")[0]
+    assert "why (up)" in leads and " convert at " in leads  # the waterfalls' leads in the words of the reasons
+
+
+def test_decile_1_means_the_same_in_every_chart_and_table(report):
+    assert "1 = highest" not in report
+    summary = report.split('<section id="summary">')[1].split("</section>")[0]
+    assert "decile of the probability (10 = highest)" in summary  # the calibration table, as the lift chart
+
+
+def test_the_report_says_when_logistic_regression_beats_the_shipped_model():
+    from leadscore.pipelines.reports.analyst import baseline_warning
+
+    metrics = pd.DataFrame(
+        {"roc_auc": [0.74, 0.76, 0.6], "log_loss": [0.30, 0.31, 0.5]},
+        index=["lightgbm_calibrated", "logistic_regression", "rules_grade"],
+    )
+    assert baseline_warning(metrics, "roc_auc") == (
+        "logistic regression beats the shipped model on the holdout: roc_auc 0.7600 against 0.7400. The simpler "
+        "model does better on these leads: check the features and the drift before trusting the LightGBM model's "
+        "extra complexity."
+    )
+    assert baseline_warning(metrics, "log_loss") is None  # lower is better: 0.31 does not beat 0.30
+    assert baseline_warning(metrics.drop(index="logistic_regression"), "roc_auc") is None
+
+
+def test_tables_wrap_long_texts_and_scroll_inside_the_page(report):
+    assert "overflow-wrap: break-word" in report and "roc_<wbr>auc" in report and '<div class="scroll"><table' in report
 
 
 def test_dependence_plot_labels_missing_values():
@@ -106,7 +134,7 @@ def test_dependence_plot_labels_missing_values():
 
 
 def test_no_leakage_warning_on_the_sample_data(report):
-    assert "possible leakage" not in report
+    assert "suspect feature" not in report
 
 
 def test_report_is_logged_to_the_model_run(report, trained_project):
@@ -135,7 +163,7 @@ def test_leakage_warning_fires_on_a_planted_leaking_column():
     training = TrainingSet(result.training_set, result.feature_names, {}, ["Lead Source", "Tags"])
     dev, holdout = time_ordered_split(len(result.training_set), fraction=0.2)
     warnings = leakage_warnings(training, Split(dev, holdout))
-    assert any(w.startswith("possible leakage: Tags") for w in warnings)
+    assert any(w.startswith("suspect feature Tags: = 'wrong number given' on ") for w in warnings)
     assert not any("TotalVisits" in w for w in warnings)
 
 
@@ -143,7 +171,11 @@ def test_leakage_warning_on_a_hand_made_perfect_separator():
     frame = pd.DataFrame({"converted": [0, 1] * 50, "stamp": [0.0, 1.0] * 50, "noise": [1.0, 2.0, 2.0, 1.0] * 25})
     training = TrainingSet(frame, ["stamp", "noise"], {}, [])
     warnings = leakage_warnings(training, Split(pd.RangeIndex(60).to_numpy(), pd.RangeIndex(60, 100).to_numpy()))
-    assert warnings == ["possible leakage: stamp alone reaches holdout ROC AUC 1.000 (> 0.95)"]
+    assert warnings == [
+        "suspect feature stamp: = '0.0' on 50 training rows, none of which converted (at the overall 50.0% about 25 "
+        "would have); 1 more such group(s); alone it reaches holdout ROC AUC 1.000 (> 0.95): it separates the "
+        "outcomes by itself"
+    ]
 
 
 def test_the_notebook_executes(trained_project, monkeypatch):
@@ -218,6 +250,12 @@ def test_the_report_in_headless_chromium(report_file, tmp_path):
             shown = {s: page.locator(f"section#{s}").is_visible() for s in SECTIONS}
             heights = {s: page.locator(f"section#{s}").bounding_box()["height"] for s in SECTIONS}
             toc = page.eval_on_selector_all("nav.toc a", "all => all.map(a => a.getAttribute('href'))")
+            # tables fit the page: the page never scrolls sideways and no table overflows its box
+            page_width = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            overflowing = page.eval_on_selector_all(
+                "div.scroll",
+                "all => all.filter(d => d.scrollWidth > d.clientWidth + 1).map(d => d.innerText.slice(0, 80))",
+            )
             page.click("nav.toc a[href='#features']")
             page.wait_for_function("location.hash === '#features'")
             scrolled = page.evaluate("window.scrollY")
@@ -235,3 +273,4 @@ def test_the_report_in_headless_chromium(report_file, tmp_path):
     assert {f"#{s}" for s in SECTIONS} <= set(toc)
     assert scrolled > 0 and abs(features_top) < 5  # the anchor brought its section to the top
     assert (artifacts / "report.png").stat().st_size > 10_000
+    assert page_width <= 0 and overflowing == [], overflowing

@@ -39,10 +39,15 @@ def raw(small_project) -> dict[str, pd.DataFrame]:
 
 
 def truncated_at(raw: dict[str, pd.DataFrame], at: pd.Timestamp) -> dict[str, pd.DataFrame]:
-    """The tables as the CRM held them at `at`: later rows absent, later closes and acceptances not yet made."""
+    """The tables as the CRM held them at `at`: later rows absent, later closes, acceptances and rejections not yet
+    made."""
     leads = raw["leads"][raw["leads"]["created_at"] <= at].copy()
     if "sales_accepted_at" in leads:
         leads.loc[leads["sales_accepted_at"] > at, "sales_accepted_at"] = pd.NaT
+    if "sales_rejected_at" in leads:
+        later = leads["sales_rejected_at"] > at
+        leads.loc[later, "sales_rejected_at"] = pd.NaT
+        leads.loc[later, "rejection_reason"] = None
     events = raw["events"][(raw["events"]["occurred_at"] <= at) & raw["events"]["lead_id"].isin(leads["lead_id"])]
     opps = raw["opportunities"]
     opps = opps[(opps["created_at"] <= at) & opps["lead_id"].isin(leads["lead_id"])].copy()
