@@ -34,6 +34,7 @@ class Step:
     train: np.ndarray
     test: np.ndarray
     weights: np.ndarray | None = None  # the train rows' weights as of the step; None: the training set's own
+    labels: np.ndarray | None = None  # the train rows' labels as of the step; None: the training set's own
 
 
 def time_steps(times: pd.Series, *, start: pd.Timestamp, every: pd.Timedelta, horizon: pd.Timedelta) -> list[Step]:
@@ -72,16 +73,20 @@ def as_of_steps(
         if len(test):
             spine = spine_as_of(settings, data, at)
             training, train = with_rows(settings, data, training, spine)
-            steps.append(Step(at.date().isoformat(), train, test, spine["sample_weight"].to_numpy()))
+            weights, labels = spine["sample_weight"].to_numpy(), spine["converted"].to_numpy()
+            steps.append(Step(at.date().isoformat(), train, test, weights, labels))
         at += every
     return training, steps
 
 
 def step_rows(training: TrainingSet, step: Step) -> TrainingSet:
-    """The step's training rows, in time order, with the step's own weights."""
+    """The step's training rows, in time order, with the step's own weights and labels (a row labelled by then has
+    the same label later: its horizon ended by the step; taken from the step all the same)."""
     frame = training.frame.iloc[step.train].reset_index(drop=True)
     if step.weights is not None:
         frame["sample_weight"] = step.weights
+    if step.labels is not None:
+        frame["converted"] = step.labels.astype(frame["converted"].dtype)
     return TrainingSet(frame, training.feature_names, training.manifest, training.categorical)
 
 
