@@ -126,6 +126,7 @@ def summary_table(review: Review) -> pd.DataFrame:
         "positives (all rows)": f"{int(frame['converted'].sum()):,} ({frame['converted'].mean():.1%})",
         "trees (after early stopping)": str(review.model.best_iteration_),
         "calibration": review.model.calibration_method_,
+        "mean predicted / observed (holdout)": mean_predicted_text(review),
     }
     return pd.DataFrame({"value": rows})
 
@@ -136,6 +137,12 @@ def metrics_vs_baselines(review: Review) -> pd.DataFrame:
     scores = {"lightgbm_calibrated": review.probability}
     scores |= baseline_scores(review.settings, review.training, review.split, cells)
     return metrics_table({k: evaluate(review.holdout["converted"], p) for k, p in scores.items()})
+
+
+def mean_predicted_text(review: Review) -> str:
+    """Mean predicted probability against the observed rate on the holdout: right on average at 1.00x."""
+    p, y = review.probability, review.holdout["converted"].to_numpy()
+    return f"{p.mean():.4f} / {y.mean():.4f} = {p.mean() / y.mean():.2f}x"
 
 
 def calibration_figure(review: Review):
@@ -152,7 +159,7 @@ def calibration_figure(review: Review):
         ylim=(0, top),
         xlabel="predicted probability",
         ylabel="observed conversion rate",
-        title="Calibration on the time-ordered holdout",
+        title=f"Calibration on the time-ordered holdout\nmean predicted / observed: {mean_predicted_text(review)}",
     )
     ax.legend()
     return fig
