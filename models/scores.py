@@ -6,9 +6,9 @@ as of training (every lead open at the training as-of, scored by the model): sco
 about 80 % of that population. The reference is stored with the model, so a score means the same thing in every
 run of that model, unlike `percentile`, which ranks a lead within the current run only.
 
-The rank is taken on the model's margin (log-odds), to which the calibrator is a non-decreasing map: leads are
-ordered exactly as by the calibrated probability, and leads that calibration puts on one step of an isotonic
-calibrator are still told apart by the margin.
+The rank is taken on the model's margin (log-odds), to which the calibrator is a strictly increasing map: leads are
+ordered exactly as by the calibrated probability (and models registered with an older, stepwise isotonic calibrator
+still tell apart the leads on one of its steps).
 """
 
 from __future__ import annotations

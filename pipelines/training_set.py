@@ -72,8 +72,9 @@ def input_fingerprint(settings: Settings) -> str:
 
 def content_fingerprint(tables: dict[str, pd.DataFrame]) -> str:
     """A hash of what the tables hold, not of how they were stored: the same rows in another order, another file
-    format or compression, or with integers written as decimals give the same key. Each row is hashed over its
-    columns in name order (numbers as float64, text and categories by value), and the row hashes are sorted."""
+    format or compression, with integers written as decimals or times in another unit give the same key. Each row is
+    hashed over its columns in name order (numbers as float64, times as UTC nanoseconds, text and categories by
+    value), and the row hashes are sorted."""
     digest = hashlib.sha256()
     for name in sorted(tables):
         frame = tables[name]
@@ -87,6 +88,8 @@ def content_fingerprint(tables: dict[str, pd.DataFrame]) -> str:
 
 def _canonical(column: pd.Series) -> pd.Series:
     values = column.reset_index(drop=True)
+    if pd.api.types.is_datetime64_any_dtype(values):  # the same instants in any unit or time zone
+        return pd.to_datetime(values, utc=True).dt.as_unit("ns")
     if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
         return pd.to_numeric(values, errors="coerce").astype("float64")
     return values

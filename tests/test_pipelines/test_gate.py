@@ -73,7 +73,7 @@ def copy_of(sample_project, folder, changes: dict | None = None):
     data.mkdir(parents=True)
     for table in (sample_project.parent / "data").iterdir():
         if table.name in (changes or {}):
-            changes[table.name](pd.read_parquet(table)).to_parquet(data / table.name, compression="gzip")
+            changes[table.name](pd.read_parquet(table)).to_parquet(data / table.name, compression="gzip", index=False)
         else:
             (data / table.name).symlink_to(table)
     config = folder / f"leadscore{n}.toml"
