@@ -1,8 +1,9 @@
 """The promotion gate's decision: the figures in, a verdict and its reasons out. Pure: no MLflow, no data.
 
 Each check returns the reason it refuses the challenger, or nothing; the challenger is promoted when no check refuses
-it. Another check (e.g. a leak guard) adds its own reason with `GateDecision.refuse` or `decide(extra_refusals=...)`.
-`--promote` (override) promotes whatever the checks say and keeps their reasons in the line.
+it. The first model (no champion yet) is not refused for losing to a baseline, only warned in the line. Another check
+(e.g. a leak guard) adds its own reason with `GateDecision.refuse` or `decide(extra_refusals=...)`. `--promote`
+(override) promotes whatever the checks say and keeps their reasons in the line.
 """
 
 from __future__ import annotations
@@ -115,10 +116,18 @@ def against_older_data(evidence: GateEvidence, rules: GateRules) -> str | None:
 
 
 def refusals_of(evidence: GateEvidence, rules: GateRules) -> list[str]:
-    """Every reason to keep the champion, in the order they are told."""
+    """Every reason to keep the champion, in the order they are told. With no champion yet the baselines only warn
+    (`warnings_of`): there is nothing better to keep serving, and without a model `predict` cannot run at all."""
     reasons = [against_older_data(evidence, rules), against_champion(evidence, rules)]
-    reasons += [against_calibration(evidence, rules), *against_baselines(evidence, rules)]
+    reasons += [against_calibration(evidence, rules)]
+    if evidence.versions[1] is not None:
+        reasons += against_baselines(evidence, rules)
     return [r for r in reasons if r]
+
+
+def warnings_of(evidence: GateEvidence, rules: GateRules) -> list[str]:
+    """What a first model is told instead of refused: losing to a baseline on its own holdout."""
+    return against_baselines(evidence, rules) if evidence.versions[1] is None else []
 
 
 def decide(
@@ -135,7 +144,10 @@ def decide(
             f", overriding: {'; '.join(refusals)}" if refusals else ""
         )
     elif champion is None:
-        verdict = f"promoted v{challenger}: no champion yet"
+        warnings = warnings_of(evidence, rules)
+        verdict = f"promoted v{challenger}: no champion yet" + (
+            f" (warning: {'; '.join(warnings)})" if warnings else ""
+        )
     elif evidence.refresh:
         verdict = f"promoted v{challenger} (refresh: {evidence.refresh})"
     else:

@@ -8,8 +8,8 @@ refit on the challenger's development rows and both score the whole holdout, whi
 A refresh is the champion's own recipe on newer data: a strictly later as-of and different content (a key of the
 validated tables, not of the file bytes: the same rows re-saved, compressed or re-ordered are the same data). It must
 not be worse than the champion by more than `gate_min_improvement`; a new recipe must be better by more than that.
-Every challenger, the first one included, must not lose to logistic regression or the rules on its own holdout by more
-than `gate_baseline_margin`, and one trained on older data than the champion's is refused.
+A challenger must not lose to logistic regression or the rules on its own holdout by more than `gate_baseline_margin`
+(the first model is only warned), and one trained on older data than the champion's is refused.
 """
 
 from __future__ import annotations

@@ -71,13 +71,19 @@ def test_min_improvement_is_the_bar_for_a_new_recipe_and_the_slack_for_a_refresh
     assert not decide(evidence(0.914, 0.92, refresh="newer data"), rules).promoted
 
 
-def test_losing_to_a_baseline_on_its_own_holdout_refuses_even_the_first_model():
-    lost = evidence(0.93, None, baselines={"logistic_regression": figures(0.95)})
-    verdict = decide(lost, RULES)
+def test_losing_to_a_baseline_on_its_own_holdout_refuses_a_challenger_and_warns_a_first_model():
+    lost = {"logistic_regression": figures(0.95)}
+    verdict = decide(evidence(0.93, 0.92, baselines=lost), RULES)
     assert not verdict.promoted
-    assert verdict.text == (
+    assert verdict.text.endswith(
+        "on its holdout 0.9000 vs logistic_regression 0.9500: champion v1 kept (worse than logistic_regression on "
+        "its holdout by 0.0500 (margin 0.02))"
+    )
+    first = decide(evidence(0.93, None, baselines=lost), RULES)
+    assert first.promoted
+    assert first.text == (
         "gate: roc_auc challenger v2 0.9000 on its holdout; on its holdout 0.9000 vs logistic_regression 0.9500: "
-        "not promoted (worse than logistic_regression on its holdout by 0.0500 (margin 0.02))"
+        "promoted v2: no champion yet (warning: worse than logistic_regression on its holdout by 0.0500 (margin 0.02))"
     )
     within = evidence(0.93, None, baselines={"logistic_regression": figures(0.915)})
     assert decide(within, RULES).text.endswith(": promoted v2: no champion yet")
