@@ -152,7 +152,8 @@ def decide(
         verdict = f"promoted v{challenger} (refresh: {evidence.refresh})"
     else:
         verdict = f"promoted v{challenger} (improvement > {rules.min_improvement:g})"
-    text = f"gate: {figures_text(evidence, rules)}: {verdict}"
+    # a first model's figures are the holdout table train prints: its line is the verdict alone
+    text = f"gate: {verdict}" if champion is None else f"gate: {figures_text(evidence, rules)}: {verdict}"
     return GateDecision(
         promoted, text, figures_of(evidence, rules), refusals, evidence, rules, override, tuple(extra_refusals)
     )

@@ -48,7 +48,7 @@ def test_runs_and_versions_say_what_ran(monitored):
     assert {f"predict {d} {settings.mlflow.registered_model} v1" for d in RUNS} <= names
     version = client.get_model_version(settings.mlflow.registered_model, "1")
     assert version.description.startswith("holdout: roc_auc 0.")
-    assert version.description.endswith("promoted v1: no champion yet")
+    assert version.description.endswith("gate: promoted v1: no champion yet")
     assert version.tags["gate.promoted"] == "True" and 0.5 < float(version.tags["holdout.roc_auc"]) <= 1
 
 
