@@ -103,8 +103,8 @@ def test_the_champions_own_recipe_on_newer_different_data_is_a_refresh(project, 
     own = dict(strong.training.manifest)
     unchanged = gate(settings, strong, strong.model, data=data, versions=("5", "4"), champion_manifest=own)
     assert not unchanged.promoted and "champion v4 kept (tie" in unchanged.text
-    # the champion saw older data with other content: the same recipe now is a refresh, and (no holdout row lies
-    # after a 2020 as-of... every row does, so the champion as served is scored on them)
+    # the champion saw older data with other content: the same recipe now is a refresh, and every holdout row lies
+    # after the champion's as-of, so the champion as served is scored on them
     older = {**own, "as_of": "2024-06-30T00:00:00+00:00", "content_sha256": "0" * 64}
     newer = gate(settings, strong, strong.model, data=data, versions=("5", "4"), champion_manifest=older)
     assert "refresh" in newer.text and "as served" in newer.text
