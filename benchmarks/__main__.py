@@ -194,6 +194,13 @@ def bench_monotone(leads: int) -> None:
     main(leads)
 
 
+def bench_gate(leads: int) -> None:
+    """The gate's cases through `leadscore train` (shuffled deals, older as-of, re-saved files, a refresh)."""
+    from benchmarks.gate import main
+
+    main(leads)
+
+
 BENCHMARKS = {
     "features": bench_features,
     "train": bench_train,
@@ -203,6 +210,7 @@ BENCHMARKS = {
     "monotone": bench_monotone,
     "postgres": bench_postgres,
     "reasons": bench_reasons,
+    "gate": bench_gate,
 }
 # reasons: --leads is the number of rows scored
 DEFAULT_LEADS = {
@@ -214,6 +222,7 @@ DEFAULT_LEADS = {
     "monotone": 20_000,
     "postgres": 100_000,
     "reasons": 200_000,
+    "gate": 20_000,
 }
 
 

@@ -14,13 +14,29 @@ import pandas as pd
 from benchmarks.common import REPO, print_table
 from leadscore.pipelines.config import load_settings
 from leadscore.pipelines.training_set import build_training_set
-from leadscore.pipelines.verbs.backtest import Step, row_steps, run_backtest
+from leadscore.pipelines.verbs.backtest import Step, roc_auc_per_period, row_steps, run_backtest
 
-COLUMNS = ["dataset", "protocol", "scorer", "rows_scored", "roc_auc", "pr_auc", "brier", "ece", "seconds"]
+COLUMNS = [
+    "dataset",
+    "protocol",
+    "scorer",
+    "rows_scored",
+    "roc_auc",
+    "pr_auc",
+    "brier",
+    "ece",
+    "pred_obs",
+    "worst_cal_minus_raw",
+    "seconds",
+]
 
 
 def _rows(dataset: str, protocol: str, result, seconds: float) -> list[dict]:
+    """One row per scorer, pooled over the periods; `pred_obs` is mean predicted / observed, `worst_cal_minus_raw`
+    (the calibrated model's row) the lowest calibrated minus uncalibrated ROC AUC of any period."""
     scored = len(result.predictions)
+    table = roc_auc_per_period(result.per_period)
+    worst = float(table["calibrated_minus_raw"].min()) if "calibrated_minus_raw" in table else None
     return [
         {
             "dataset": dataset,
@@ -29,6 +45,8 @@ def _rows(dataset: str, protocol: str, result, seconds: float) -> list[dict]:
             "rows_scored": scored,
             "seconds": seconds,
             **{k: row[k] for k in ("roc_auc", "pr_auc", "brier", "ece")},
+            "pred_obs": row["predicted_to_observed"],
+            "worst_cal_minus_raw": worst if scorer == "lightgbm_calibrated" else None,
         }
         for scorer, row in result.pooled.iterrows()
     ]

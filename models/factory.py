@@ -46,8 +46,14 @@ class ModelSettings(BaseModel):
     n_jobs: int = Field(_estimator_default("n_jobs"), ge=1)
     monotone: bool = Field(True, description="declared feature directions become LightGBM monotone constraints")
     gate_metric: str = Field("roc_auc", description=f"one of {list(METRICS)}")
-    gate_min_improvement: float = Field(0.0, ge=0)
+    gate_min_improvement: float = Field(0.0, ge=0, description="a new recipe must beat the champion by more")
+    gate_refresh_tolerance: float = Field(
+        0.005, ge=0, description="the most a refresh (the champion's recipe on newer data) may lose to the champion"
+    )
     gate_calibration_tolerance: float = Field(0.01, ge=0, description="max ECE increase over the champion")
+    gate_baseline_margin: float = Field(
+        0.02, ge=0, description="max loss to logistic regression or the rules on the challenger's own holdout"
+    )
 
     def model_post_init(self, _context) -> None:
         if self.gate_metric not in METRICS:

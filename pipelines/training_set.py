@@ -71,6 +71,31 @@ def input_fingerprint(settings: Settings) -> str:
     return digest.hexdigest()
 
 
+def content_fingerprint(tables: dict[str, pd.DataFrame]) -> str:
+    """A hash of what the tables hold, not of how they were stored: the same rows in another order, another file
+    format or compression, with integers written as decimals or times in another unit give the same key. Each row is
+    hashed over its columns in name order (numbers as float64, times as UTC nanoseconds, text and categories by
+    value), and the row hashes are sorted."""
+    digest = hashlib.sha256()
+    for name in sorted(tables):
+        frame = tables[name]
+        columns = sorted(str(c) for c in frame.columns)
+        digest.update(f"{name}:{','.join(columns)}:{len(frame)};".encode())
+        canonical = pd.DataFrame({c: _canonical(frame[c]) for c in columns}, index=pd.RangeIndex(len(frame)))
+        rows = pd.util.hash_pandas_object(canonical, index=False).to_numpy() if columns else np.zeros(0, "uint64")
+        digest.update(np.sort(rows).tobytes())
+    return digest.hexdigest()
+
+
+def _canonical(column: pd.Series) -> pd.Series:
+    values = column.reset_index(drop=True)
+    if pd.api.types.is_datetime64_any_dtype(values):  # the same instants in any unit or time zone
+        return pd.to_datetime(values, utc=True).dt.as_unit("ns")
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        return pd.to_numeric(values, errors="coerce").astype("float64")
+    return values
+
+
 def crm_training_set(settings: Settings, data: CrmData) -> TrainingSet:
     t = data.tables
     policy = settings.cutoff_policy()
@@ -104,6 +129,7 @@ def crm_training_set(settings: Settings, data: CrmData) -> TrainingSet:
         "sample_weight": "1 / (rows kept for the lead); the model scales the weights to average 1",
         "coverage": scoring_coverage(settings, data, frame),
         "new_lead_base_rate": new_lead_base_rate(data, policy),
+        "content_sha256": content_fingerprint(data.tables),
     }
     late = settings.filled_late()
     if late:
@@ -286,6 +312,7 @@ def flat_training_set_from(settings: Settings) -> TrainingSet:
         "cutoff_range": _range(frame["cutoff_time"]) if f.time_column else None,
         # a flat row is a lead seen once, at its own time
         "new_lead_base_rate": _rate(int(frame["converted"].sum()), len(frame), "training rows (one per lead)"),
+        "content_sha256": content_fingerprint({"flat": frame}),
     }
     return TrainingSet(frame, result.feature_names, manifest, list(f.categorical))
 
@@ -309,6 +336,29 @@ def build_training_set(settings: Settings, *, data: CrmData | None = None) -> Tr
         input_sha256=input_fingerprint(settings),
     )
     return training
+
+
+def sample_time(training: TrainingSet) -> pd.Series | None:
+    """The rows' cutoff times (their time order), or None for row-ordered flat data."""
+    times = training.frame["cutoff_time"]
+    return None if times.isna().all() else times
+
+
+def sample_weight(training: TrainingSet) -> pd.Series | None:
+    """Per-row weights of the spine (every lead counts the same), or None (flat data: every row counts once)."""
+    return training.frame.get("sample_weight")
+
+
+def fit_recipe(model, training: TrainingSet, rows: np.ndarray, features: list[str]):
+    """Fit an unfitted model (a recipe) on the given rows, in time order, with their times and weights."""
+    frame = training.frame.iloc[rows]
+    times, weights = sample_time(training), sample_weight(training)
+    return model.fit(
+        frame[features],
+        frame["converted"],
+        sample_time=None if times is None else times.iloc[rows],
+        sample_weight=None if weights is None else weights.iloc[rows],
+    )
 
 
 def check_feature_count(settings: Settings) -> None:
@@ -377,5 +427,6 @@ def read_training_set(path: Path) -> TrainingSet:
         n for n in names if n in specs and specs[n].kind == "categorical"
     ]
     manifest.setdefault("input_sha256", hashlib.sha256(pd.util.hash_pandas_object(frame).to_numpy()).hexdigest())
+    manifest.setdefault("content_sha256", content_fingerprint({"training_set": frame}))
     manifest.setdefault("feature_set", "from " + path.name)
     return TrainingSet(frame, names, manifest, categorical)

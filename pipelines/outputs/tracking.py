@@ -223,6 +223,18 @@ def version_param(settings: Settings, version: str, key: str) -> str | None:
     return client.get_run(run_id).data.params.get(key) if run_id else None
 
 
+def version_manifest(settings: Settings, version: str) -> dict:
+    """The training-set manifest logged with a registered version's run (as-of, content key, rows), or {} when its
+    run has none."""
+    mlflow = mlflow_module()
+    run_id = mlflow.MlflowClient().get_model_version(settings.mlflow.registered_model, version).run_id
+    try:
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/training_set/manifest.json")
+    except Exception:  # MLflow raises several types for a missing artifact
+        log.warning("no training-set manifest logged with %s v%s", settings.mlflow.registered_model, version)
+        return {}
+
+
 def tag_version(settings: Settings, version: str, tags: dict[str, str]) -> None:
     """Tag one registered model version (e.g. with the gate's decision)."""
     client = mlflow_module().MlflowClient()
@@ -259,7 +271,16 @@ def run_name(verb: str, as_of=None, *details: object) -> str:
     return " ".join(parts)
 
 
-HOLDOUT_FIGURES = ("roc_auc", "pr_auc", "brier", "log_loss", "ece", "lift_top10", "capture_top20")
+HOLDOUT_FIGURES = (
+    "roc_auc",
+    "pr_auc",
+    "brier",
+    "log_loss",
+    "ece",
+    "predicted_to_observed",
+    "lift_top10",
+    "capture_top20",
+)
 
 
 def describe_version(

@@ -127,6 +127,7 @@ def summary_table(review: Review) -> pd.DataFrame:
         "trees (after early stopping)": str(review.model.best_iteration_),
         "calibration": review.model.calibration_method_,
         "base rate (score 50)": _base_rate_text(review),
+        "mean predicted / observed (holdout)": mean_predicted_text(review),
     }
     return pd.DataFrame({"value": rows})
 
@@ -157,6 +158,12 @@ def metrics_vs_baselines(review: Review) -> pd.DataFrame:
     return metrics_table({k: evaluate(review.holdout["converted"], p) for k, p in scores.items()})
 
 
+def mean_predicted_text(review: Review) -> str:
+    """Mean predicted probability against the observed rate on the holdout: right on average at 1.00x."""
+    p, y = review.probability, review.holdout["converted"].to_numpy()
+    return f"{p.mean():.4f} / {y.mean():.4f} = {p.mean() / y.mean():.2f}x"
+
+
 def calibration_figure(review: Review):
     y, p = review.holdout["converted"].to_numpy(), review.probability
     frame = pd.DataFrame({"y": y, "p": p})
@@ -171,7 +178,7 @@ def calibration_figure(review: Review):
         ylim=(0, top),
         xlabel="predicted probability",
         ylabel="observed conversion rate",
-        title="Calibration on the time-ordered holdout",
+        title=f"Calibration on the time-ordered holdout\nmean predicted / observed: {mean_predicted_text(review)}",
     )
     ax.legend()
     return fig

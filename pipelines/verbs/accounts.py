@@ -51,7 +51,8 @@ from leadscore.pipelines.outputs.files import frame_writer, write_frame
 from leadscore.pipelines.outputs.publish import project_publication
 from leadscore.pipelines.outputs.targets import Target, check_outputs
 from leadscore.pipelines.outputs.tracking import lead_champion, load_model
-from leadscore.pipelines.training_set import TrainingSet, build_training_set, input_fingerprint
+from leadscore.pipelines.training_set import TrainingSet, build_training_set, content_fingerprint, input_fingerprint
+from leadscore.pipelines.verbs.gate import register_and_gate, training_data_id
 from leadscore.pipelines.verbs.scoring import _score
 from leadscore.pipelines.verbs.train import (
     ReferencePopulation,
@@ -62,8 +63,7 @@ from leadscore.pipelines.verbs.train import (
     gap_days,
     holdout_split,
     reasons_reference,
-    register_and_gate,
-    training_data_id,
+    refit_on_all_rows,
 )
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,7 @@ def account_training_set(settings: Settings, data: CrmData, choice: AccountChoic
         "features": names,
         "feature_set": "account",
         "input_sha256": input_fingerprint(settings),
+        "content_sha256": content_fingerprint(data.tables),
         "sample_weight": "1 / (rows kept for the account); the model scales the weights to average 1",
         **({"filled_late": {"kept": False, "features": late}} if late else {}),
     }
@@ -264,7 +265,7 @@ def train_accounts(settings: Settings, data: CrmData, *, promote_anyway: bool = 
     result = out.result
     training = result.training
     acc = account_settings(settings, out.choice)
-    deployed = fit_account_model(acc, training, np.arange(len(training.frame)))
+    deployed = refit_on_all_rows(training, result.model)
     result.deployed = deployed
     holdout = training.frame.iloc[result.split.holdout]
     with mlflow.start_run(experiment_id=experiment, run_name=tracking.run_name("train", data.as_of, "account")) as run:

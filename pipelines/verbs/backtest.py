@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from leadscore.models.baselines import CellRateBaseline, logistic_regression
 from leadscore.models.conversion import TooLittleDataError
@@ -25,7 +26,9 @@ from leadscore.pipelines.training_set import TrainingSet, spine_as_of, with_rows
 from leadscore.pipelines.verbs.train import feature_directions, fit_recipe, gap_days
 
 log = logging.getLogger(__name__)
-SCORERS = ("lightgbm_calibrated", "logistic_regression", "rules_grade")
+# the uncalibrated booster (sigmoid of its margin) is scored beside the calibrated model: calibration must keep its
+# ranking, so a period where the calibrated ROC AUC falls below the raw one shows a calibration fault
+SCORERS = ("lightgbm_calibrated", "lightgbm_uncalibrated", "logistic_regression", "rules_grade")
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,7 @@ def score_step(
     lr.fit(train[names], train["converted"])
     scores = {
         "lightgbm_calibrated": model.predict_proba(test[names])[:, 1],
+        "lightgbm_uncalibrated": expit(model.raw_score(test[names])),
         "logistic_regression": lr.predict_proba(test[names])[:, 1],
     }
     if cells is not None:
@@ -160,6 +164,17 @@ def run_backtest(
     scorers = [s for s in SCORERS if s in pooled_frame]
     pooled = metrics_table({s: evaluate(pooled_frame["converted"], pooled_frame[s]) for s in scorers})
     return BacktestResult(pd.DataFrame(rows), pooled, pooled_frame)
+
+
+def roc_auc_per_period(per_period: pd.DataFrame) -> pd.DataFrame:
+    """ROC AUC per period and scorer, the rows of each period first and, last, what calibration did to the
+    ranking (`calibrated_minus_raw`: near 0 when the calibrator keeps the booster's order)."""
+    table = per_period.pivot(index="period", columns="scorer", values="roc_auc")
+    table = table.reindex(per_period["period"].drop_duplicates())
+    table.insert(0, "rows", per_period.groupby("period", sort=False)["rows"].first())
+    if {"lightgbm_calibrated", "lightgbm_uncalibrated"} <= set(table.columns):
+        table["calibrated_minus_raw"] = table["lightgbm_calibrated"] - table["lightgbm_uncalibrated"]
+    return table
 
 
 def log_backtest(
@@ -270,8 +285,7 @@ def run_walk_forward(
             result = run_backtest(settings, training, steps, cells=cells, progress=bar.update)
     except TooLittleDataError as exc:
         raise DataError(str(exc)) from None
-    table = result.per_period.pivot(index="period", columns="scorer", values="roc_auc")
-    table.insert(0, "rows", result.per_period.groupby("period", sort=False)["rows"].first())
+    table = roc_auc_per_period(result.per_period)
     echo("ROC AUC per period:")
     echo(table.to_string(float_format=lambda v: f"{v:.4f}"))
     echo("\npooled over all periods:")

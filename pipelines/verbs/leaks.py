@@ -10,7 +10,6 @@ said so.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -108,19 +107,3 @@ def check_leaks(
     if unknown:
         log.warning("features.allow_suspect names %s, which this model does not use", unknown)
     return LeakReport(suspects, allowed & set(features), notes)
-
-
-def with_refusals(
-    promoted: bool, decision: str, refusals: Sequence[str], *, version: str, promote_anyway: bool
-) -> tuple[bool, str]:
-    """The promotion decision once the reasons not to promote are heard: `--promote` overrides them (logged and said
-    in the decision), otherwise they keep the new version a challenger."""
-    if not refusals:
-        return promoted, decision
-    reasons = "; ".join(refusals)
-    if promote_anyway:
-        log.warning("--promote overrides the refusal to promote v%s: %s", version, reasons)
-        return promoted, f"{decision} (overriding: {reasons})"
-    if not promoted:
-        return False, f"{decision}; also not promotable: {reasons}"
-    return False, f"gate: v{version} not promoted: {reasons}; the gate alone: {decision.removeprefix('gate: ')}"

@@ -2,14 +2,14 @@
 calibrate, score the holdout beside the baselines) -> refit the same recipe on every row -> log both fits to MLflow
 -> register the refit as challenger, carrying its recipe's holdout figures -> champion only through the gate.
 
-The gate compares like with like: the champion's recorded recipe (its features and parameters, from MLflow) is
-refit on the challenger's development rows and both score the same holdout rows, which neither fit has seen."""
+The gate (pipelines/verbs/gate.py) scores the champion as `predict` serves it on the holdout rows it has not seen, or
+refits its recipe on the challenger's development rows when there are none."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,20 +17,20 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from leadscore.features.build import build_features, feature_specs
-from leadscore.features.context import FeatureParams
+from leadscore.features.build import feature_specs
 from leadscore.features.registry import all_features
 from leadscore.models.baselines import CellRateBaseline, logistic_regression
 from leadscore.models.conversion import ConversionModel, TooLittleDataError, time_ordered_split
-from leadscore.models.evaluation import calibration_table, evaluate, is_better, metrics_table
+from leadscore.models.evaluation import calibration_table, evaluate, metrics_table
 from leadscore.models.factory import build_model
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import DataError, UsageError
 from leadscore.pipelines.intake.ground import load_valid_crm
 from leadscore.pipelines.intake.validation import CrmData
 from leadscore.pipelines.outputs.targets import check_outputs
-from leadscore.pipelines.training_set import TrainingSet, base_rate_of, build_training_set
-from leadscore.pipelines.verbs.leaks import LeakReport, check_leaks, flat_scoring_rows, with_refusals
+from leadscore.pipelines.training_set import TrainingSet, base_rate_of, build_training_set, fit_recipe, sample_time
+from leadscore.pipelines.verbs.gate import register_and_gate, training_data_id
+from leadscore.pipelines.verbs.leaks import LeakReport, check_leaks, flat_scoring_rows
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +57,6 @@ class TrainResult:
     leaks: LeakReport | None = None  # the leak guards' findings: suspect features block promotion
 
 
-@dataclass(frozen=True)
-class GateDecision:
-    promoted: bool
-    text: str
-    figures: dict
-
-
 def gap_days(settings: Settings) -> float:
     return settings.spine.horizon_days if settings.mode == "crm" else 0.0
 
@@ -71,11 +64,6 @@ def gap_days(settings: Settings) -> float:
 def feature_directions(settings: Settings) -> dict[str, int] | None:
     """Declared business directions: flat mode's from [flat] directions; None (the feature registry's) in CRM mode."""
     return dict(settings.flat.directions) if settings.mode == "flat" else None
-
-
-def sample_time(training: TrainingSet) -> pd.Series | None:
-    times = training.frame["cutoff_time"]
-    return None if times.isna().all() else times
 
 
 def holdout_split(settings: Settings, training: TrainingSet) -> Split:
@@ -93,23 +81,6 @@ def holdout_split(settings: Settings, training: TrainingSet) -> Split:
     return Split(dev, holdout)
 
 
-def sample_weight(training: TrainingSet) -> pd.Series | None:
-    """Per-row weights of the spine (every lead counts the same), or None (flat data: every row counts once)."""
-    return training.frame.get("sample_weight")
-
-
-def fit_recipe(model: ConversionModel, training: TrainingSet, rows: np.ndarray, features: list[str]) -> ConversionModel:
-    """Fit an unfitted model (a recipe) on the given rows, in time order, with their times and weights."""
-    frame = training.frame.iloc[rows]
-    times, weights = sample_time(training), sample_weight(training)
-    return model.fit(
-        frame[features],
-        frame["converted"],
-        sample_time=None if times is None else times.iloc[rows],
-        sample_weight=None if weights is None else weights.iloc[rows],
-    )
-
-
 def fit_model(settings: Settings, training: TrainingSet, rows: np.ndarray) -> ConversionModel:
     model = build_model(
         settings.model,
@@ -120,9 +91,11 @@ def fit_model(settings: Settings, training: TrainingSet, rows: np.ndarray) -> Co
     return fit_recipe(model, training, rows, training.feature_names)
 
 
-def refit_on_all_rows(settings: Settings, training: TrainingSet) -> ConversionModel:
-    """The evaluated recipe refit on every row, holdout included: what gets registered and scores open leads."""
-    return fit_model(settings, training, np.arange(len(training.frame)))
+def refit_on_all_rows(training: TrainingSet, evaluated: ConversionModel) -> ConversionModel:
+    """The evaluated recipe refit on every row, holdout included: what gets registered and scores open leads. It
+    calibrates with the method the evaluated fit chose, so that the figures it carries are those of its method."""
+    recipe = clone(evaluated).set_params(calibration=evaluated.calibration_method_)
+    return fit_recipe(recipe, training, np.arange(len(training.frame)), training.feature_names)
 
 
 def baseline_scores(
@@ -182,117 +155,6 @@ def train_and_evaluate(
         model, training, split, metrics, calibration_table(holdout["converted"], probability), probability
     )
     return result, graded
-
-
-def training_data_id(manifest: dict) -> str:
-    """What a model was trained on: the inputs' content hash and the as-of at which they were viewed (the same files
-    seen at a later as-of hold newer outcomes)."""
-    return f"{str(manifest.get('input_sha256'))[:12]}@{manifest.get('as_of')}"
-
-
-def same_recipe(result: TrainResult, champion_model: ConversionModel) -> bool:
-    """The champion was built by the challenger's recipe: the same parameters and the same features in order."""
-    features = [str(c) for c in champion_model.feature_names_in_]
-    return champion_model.get_params() == result.model.get_params() and features == [
-        str(c) for c in result.model.feature_names_in_
-    ]
-
-
-def champion_recipe_scores(
-    result: TrainResult, champion_model: ConversionModel, *, data: CrmData | None, params: FeatureParams | None
-) -> np.ndarray:
-    """Holdout probabilities of the champion's recipe (its parameters and features) refit on the challenger's
-    development rows. Features the challenger's training set lacks are built from the CRM tables."""
-    training = result.training
-    features = [str(c) for c in champion_model.feature_names_in_]
-    missing = [c for c in features if c not in training.frame]
-    if missing:
-        if data is None:
-            raise KeyError(
-                f"the champion's feature(s) {missing} are not in this training set and the CRM tables "
-                "are not loaded (a prebuilt training set)"
-            )
-        t = data.tables
-        extra = build_features(
-            training.frame[["lead_id", "cutoff_time"]],
-            leads=t["leads"],
-            accounts=t.get("accounts"),
-            events=t.get("events"),
-            opportunities=t["opportunities"],
-            feature_names=missing,
-            params=params,
-        )
-        frame = training.frame.assign(**{c: extra[c].to_numpy() for c in missing})
-        training = TrainingSet(frame, training.feature_names, training.manifest, training.categorical)
-    if same_recipe(result, champion_model):
-        # the same recipe on the same rows: LightGBM is deterministic, the refit would be the evaluated fit
-        return result.holdout_probability
-    model = fit_recipe(clone(champion_model), training, result.split.dev, features)
-    return model.predict_proba(training.frame.iloc[result.split.holdout][features])[:, 1]
-
-
-def gate(
-    settings: Settings,
-    result: TrainResult,
-    champion_model: ConversionModel,
-    *,
-    data: CrmData | None = None,
-    versions: tuple[str, str] = ("new", "current"),
-    champion_fingerprint: str | None = None,
-) -> GateDecision:
-    """Promote only when the challenger beats the champion's recipe, refit on the same development rows and scored
-    on the same holdout rows, by more than `gate_min_improvement` (a tie keeps the champion), and is not worse
-    calibrated by more than the tolerance.
-
-    A refresh is the exception: when the challenger is the champion's own recipe and its training data differs from
-    the champion's (`champion_fingerprint`, see `training_data_id`: other inputs, or the same ones at a later as-of),
-    the recipes tie by construction and the challenger, the same recipe fitted on newer data, is promoted.
-    Retraining on unchanged data keeps the champion."""
-    m = settings.model
-    metric = m.gate_metric
-    challenger_version, champion_version = versions
-    challenger = result.metrics.loc["lightgbm_calibrated"]
-    holdout = result.training.frame.iloc[result.split.holdout]
-    try:
-        p = champion_recipe_scores(
-            result, champion_model, data=data, params=settings.feature_params() if data is not None else None
-        )
-    except (KeyError, ValueError) as exc:
-        text = f"gate: champion v{champion_version} kept: its recipe cannot be refit here ({exc}); use --promote"
-        return GateDecision(False, text, {})
-    champion = evaluate(holdout["converted"], p)
-    figures = {
-        f"champion_{metric}": champion[metric],
-        "champion_ece": champion["ece"],
-        f"challenger_{metric}": float(challenger[metric]),
-        "challenger_ece": float(challenger["ece"]),
-    }
-    better = is_better(challenger[metric], champion[metric], metric, min_improvement=m.gate_min_improvement)
-    calibrated = challenger["ece"] <= champion["ece"] + m.gate_calibration_tolerance
-    compared = (
-        f"{metric} challenger v{challenger_version} {challenger[metric]:.4f} vs champion v{champion_version} "
-        f"{champion[metric]:.4f} (its recipe refit on the same {len(result.split.dev):,} rows; "
-        f"{len(holdout):,} holdout rows), ECE {challenger['ece']:.4f} vs {champion['ece']:.4f}"
-    )
-    fingerprint = training_data_id(result.training.manifest)
-    refresh = (
-        champion_fingerprint is not None and champion_fingerprint != fingerprint and same_recipe(result, champion_model)
-    )
-    if refresh:
-        verdict = (
-            f"promoted v{challenger_version} (refresh: the champion's recipe refit on new training data, "
-            f"{fingerprint} vs {champion_fingerprint})"
-        )
-        return GateDecision(True, f"gate: {compared}: {verdict}", figures)
-    if better and calibrated:
-        verdict = f"promoted v{challenger_version} (improvement > {m.gate_min_improvement:g})"
-    elif challenger[metric] == champion[metric]:
-        verdict = f"champion v{champion_version} kept (tie)"
-    elif not better:
-        verdict = f"champion v{champion_version} kept (improvement not > {m.gate_min_improvement:g})"
-    else:
-        verdict = f"champion v{champion_version} kept (ECE worse by more than {m.gate_calibration_tolerance:g})"
-    return GateDecision(better and calibrated, f"gate: {compared}: {verdict}", figures)
 
 
 REFERENCE_LEADS = 20_000  # open leads scored for the reference distributions (a seeded sample beyond that)
@@ -411,7 +273,7 @@ def train(
         data = load_valid_crm(settings)  # once: the training set and the grade analysis both read it
     prebuilt = training is not None
     result, graded = train_and_evaluate(settings, data=data, training=training)
-    result.deployed = refit_on_all_rows(settings, result.training)
+    result.deployed = refit_on_all_rows(result.training, result.model)
     population = reference_population(settings, result.training, data)
     result.leaks = leak_report(settings, result, population=population, prebuilt=prebuilt)
     mlflow = tracking.mlflow_module()
@@ -432,6 +294,7 @@ def train(
                 "calibration_method": model.calibration_method_,
                 "horizon_days": gap_days(settings),
                 "training_set_sha256": training.manifest["input_sha256"],
+                "training_content_sha256": training.manifest.get("content_sha256"),
                 "training_data": training_data_id(training.manifest),
                 "deployed.rows": deployed.n_train_,
                 "deployed.best_iteration": deployed.best_iteration_,
@@ -472,7 +335,6 @@ def train(
         tracking.log_conversion_model(
             model, example, training.categorical, reference_profile={}, feature_set=feature_set, name="evaluated_model"
         )
-        population = reference_population(settings, training, data)
         mlflow.log_metric("base_rate", deployed.base_rate_)
         base_rate = base_rate_of(training)
         if base_rate["rate"] is not None:
@@ -499,51 +361,6 @@ def train(
         )
         result.run_id, result.version, result.decision = run.info.run_id, version, decision
     return result
-
-
-def register_and_gate(
-    settings: Settings,
-    result: TrainResult,
-    model_uri: str,
-    *,
-    run_id: str,
-    data: CrmData | None = None,
-    promote_anyway: bool = False,
-    refusals: Sequence[str] = (),
-) -> tuple[str, str]:
-    """Register the deployed model under `settings.mlflow.registered_model`, promote it when told to, when there is no
-    champion yet or when it wins the gate, unless a reason not to promote stands (`refusals`, e.g. suspect features:
-    `promote_anyway` overrides them too), and record the decision on both versions and the active run. Returns the
-    new version and the decision line."""
-    from leadscore.pipelines.outputs import tracking
-
-    mlflow = tracking.mlflow_module()
-    version = tracking.register(settings, model_uri, run_id=run_id)
-    champion = tracking.champion_version(settings)
-    if promote_anyway or champion is None:
-        promoted = True
-        decision = f"gate: promoted v{version}: " + ("--promote given" if promote_anyway else "no champion yet")
-    else:
-        champion_uri = f"models:/{settings.mlflow.registered_model}@champion"
-        champion_model, _wrapper = tracking.load_conversion_model(champion_uri)
-        verdict = gate(
-            settings,
-            result,
-            champion_model,
-            data=data,
-            versions=(version, champion),
-            champion_fingerprint=tracking.version_param(settings, champion, "training_data"),
-        )
-        promoted, decision = verdict.promoted, verdict.text
-        mlflow.log_metrics({f"gate.{k}": float(v) for k, v in verdict.figures.items()})
-        tracking.tag_version(settings, champion, {"gate.last_challenge": decision})
-    promoted, decision = with_refusals(promoted, decision, refusals, version=version, promote_anyway=promote_anyway)
-    if promoted:
-        tracking.promote(settings, version)
-    tracking.tag_version(settings, version, {"gate.decision": decision, "gate.promoted": str(promoted)})
-    mlflow.set_tags({"gate.decision": decision, "gate.promoted": str(promoted), "registered_version": version})
-    tracking.describe_version(settings, version, result.metrics, decision=decision)
-    return version, decision
 
 
 def _log_grade_analysis(settings: Settings, data: CrmData, model: ConversionModel, training: TrainingSet) -> None:
@@ -601,6 +418,7 @@ def run_train(
     )
     echo("holdout metrics (model and baselines):")
     echo(result.metrics.to_string(float_format=lambda v: f"{v:.4f}"))
+    echo(calibration_line(result))
     echo(
         f"deployed: the same recipe refit on all {deployed.n_train_:,} rows (best iteration "
         f"{deployed.best_iteration_}, calibration: {deployed.calibration_method_}); it carries the figures above"
@@ -637,6 +455,16 @@ def band_line(settings: Settings, base_rate: dict | None) -> str:
     return (
         f"base rate of new leads: {base_rate['rate']:.1%} ({base_rate['conversions']:,} of {base_rate['leads']:,} "
         f"{base_rate['definition'].split(':')[0]}); priority bands: hot p >= {cut.hot:.1%}, cold p < {cut.cold:.2%}"
+    )
+
+
+def calibration_line(result: TrainResult) -> str:
+    """Mean predicted probability against the observed rate on the holdout, in words."""
+    y = result.training.frame["converted"].iloc[result.split.holdout].to_numpy()
+    p = result.holdout_probability
+    return (
+        f"calibration on the holdout: mean predicted {p.mean():.4f} vs observed {y.mean():.4f} "
+        f"({p.mean() / y.mean():.2f}x; ECE {result.metrics.loc['lightgbm_calibrated', 'ece']:.4f})"
     )
 
 

@@ -178,13 +178,10 @@ def test_isotonic_calibration_never_says_certain():
     margin = np.linspace(-3, 3, 400)
     y = (margin > 0).astype(int)
     calibrator = _fit_calibrator("isotonic", margin, y)
-    p = _apply(calibrator, np.array([-10.0, -3.0, 3.0, 10.0]))
-    assert p[0] == p[1] and p[2] == p[3]  # outside the fold: the end steps
-    assert 0 < p[1] < 0.01 and 0.99 < p[2] < 1
-    np.testing.assert_allclose(p[[1, 2]], [1 / 201, 200 / 201])  # one pretend conversion / loss in 201 rows
-    # weighted rows: the pretend rows weigh 1 like an average row
-    weighted = _apply(_fit_calibrator("isotonic", margin, y, np.full(400, 2.0)), np.array([3.0]))
-    np.testing.assert_allclose(weighted, [400 / 401])
+    # one pretend conversion / loss in each end step of 201 rows
+    np.testing.assert_allclose(_apply(calibrator, calibrator.knots_), [1 / 201, 200 / 201])
+    p = _apply(calibrator, np.array([-6.0, -3.0, 3.0, 6.0]))
+    assert np.all(np.diff(p) > 0) and p[0] > 0 and p[-1] < 1
 
 
 def test_probability_of_margin_is_predict_proba_from_the_raw_score_or_the_shap_sum():

@@ -7,7 +7,8 @@ from typer.testing import CliRunner
 
 from leadscore.pipelines.cli import app
 from leadscore.pipelines.config import load_settings
-from leadscore.pipelines.verbs.train import gate, train_and_evaluate
+from leadscore.pipelines.verbs.gate import gate, training_data_id
+from leadscore.pipelines.verbs.train import train_and_evaluate
 
 runner = CliRunner()
 
@@ -97,20 +98,26 @@ def test_a_tie_keeps_the_champion(project, data, strong):
     assert verdict.figures["champion_roc_auc"] == verdict.figures["challenger_roc_auc"]
 
 
-def test_the_champions_own_recipe_on_a_new_training_set_is_a_refresh_and_is_promoted(project, data, strong):
+def test_the_champions_own_recipe_on_newer_different_data_is_a_refresh(project, data, strong):
     settings = load_settings(project)
-    from leadscore.pipelines.verbs.train import training_data_id
-
-    own, older = training_data_id(strong.training.manifest), "000000000000@2025-01-01T00:00:00+00:00"
-    unchanged = gate(settings, strong, strong.model, data=data, versions=("5", "4"), champion_fingerprint=own)
-    assert not unchanged.promoted and unchanged.text.endswith("champion v4 kept (tie)")
-    newer = gate(settings, strong, strong.model, data=data, versions=("5", "4"), champion_fingerprint=older)
-    assert newer.promoted and "refresh" in newer.text and "promoted v5" in newer.text
-    # another recipe on a new training set still has to beat the champion
+    own = dict(strong.training.manifest)
+    unchanged = gate(settings, strong, strong.model, data=data, versions=("5", "4"), champion_manifest=own)
+    assert not unchanged.promoted and "champion v4 kept (tie" in unchanged.text
+    # the champion saw older data with other content: the same recipe now is a refresh, and every holdout row lies
+    # after the champion's as-of, so the champion as served is scored on them
+    older = {**own, "as_of": "2024-06-30T00:00:00+00:00", "content_sha256": "0" * 64}
+    newer = gate(settings, strong, strong.model, data=data, versions=("5", "4"), champion_manifest=older)
+    assert "refresh" in newer.text and "as served" in newer.text
+    # the same content at a later as-of is no refresh: nothing new arrived
+    later_only = {**own, "as_of": "2024-06-30T00:00:00+00:00"}
+    same = gate(settings, strong, strong.model, data=data, versions=("5", "4"), champion_manifest=later_only)
+    assert "refresh" not in same.text
+    # another recipe on newer data still has to beat the champion
     weaker = settings.model_copy(update={"model": settings.model.model_copy(update={"n_estimators": 1})})
     worse, _ = train_and_evaluate(weaker, data=data)
-    other = gate(settings, worse, strong.model, data=data, versions=("6", "4"), champion_fingerprint=older)
+    other = gate(settings, worse, strong.model, data=data, versions=("6", "4"), champion_manifest=older)
     assert not other.promoted and "refresh" not in other.text
+    assert training_data_id(own).endswith("@" + own["as_of"])
 
 
 def test_a_champion_on_another_feature_set_is_compared_on_the_same_rows(project, data, strong):
