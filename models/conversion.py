@@ -274,7 +274,9 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
             data.iloc[train], y[train], weight=weight[train], categorical_feature=categorical, free_raw_data=False
         )
         if valid is None:
-            return lgb.train(params, train_set, num_boost_round=self.best_iteration_)
+            return lgb.train(
+                params, train_set, num_boost_round=self.best_iteration_, callbacks=[progress(self.best_iteration_)]
+            )
         valid_set = lgb.Dataset(
             data.iloc[valid], y[valid], weight=weight[valid], reference=train_set, categorical_feature=categorical
         )
@@ -283,7 +285,7 @@ class ConversionModel(ClassifierMixin, BaseEstimator):
             train_set,
             num_boost_round=self.n_estimators,
             valid_sets=[valid_set],
-            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
+            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False), progress(self.n_estimators)],
         )
 
     def _choose_calibrator(self, margin: np.ndarray, y: np.ndarray, weight: np.ndarray):
@@ -382,3 +384,24 @@ def _apply(calibrator, margin: np.ndarray) -> np.ndarray:
     if isinstance(calibrator, LogisticRegression):
         return calibrator.predict_proba(margin.reshape(-1, 1))[:, 1]
     return calibrator.predict(margin)
+
+
+PROGRESS_EVERY_SECONDS = 30.0
+
+
+def progress(rounds: int, *, every_seconds: float = PROGRESS_EVERY_SECONDS):
+    """A LightGBM callback that logs the boosting round every `every_seconds` (a long `train` says how far it got,
+    a short one says nothing)."""
+    import time
+
+    started = time.monotonic()
+    last = [started]
+
+    def report(env) -> None:
+        now = time.monotonic()
+        if now - last[0] >= every_seconds:
+            last[0] = now
+            log.info("boosting round %d of at most %d (%.0f s)", env.iteration + 1, rounds, now - started)
+
+    report.order = 30  # after early stopping's own bookkeeping
+    return report

@@ -9,7 +9,7 @@ Two signatures of a column filled after (or because of) the outcome:
 
 A genuinely strong feature passes both: its groups convert at some rate between 0 % and 100 %, and it is missing as
 often on the open leads as on the closed ones. Pure: frames in, findings out; `train` names each finding in one
-line and refuses promotion while one stands, and the analyst report shows the same lines.
+line and refuses promotion while a leak's signature stands, and the analyst report shows the separation findings.
 """
 
 from __future__ import annotations

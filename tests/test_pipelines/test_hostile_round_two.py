@@ -214,3 +214,15 @@ def test_a_damaged_history_file_is_named_by_monitor(tmp_path, trained_project):
     damaged.write_bytes(b"PAR1 this is not a parquet file PAR1")
     out = invoke("monitor", "--config", config, "--out", tmp_path / "monitor.html", code=1)
     assert str(damaged) in out and "a damaged score-history file" in out
+
+
+def test_a_long_fit_logs_its_boosting_round_and_a_short_one_stays_quiet(caplog):
+    from leadscore.models.conversion import progress
+
+    class Round:
+        iteration = 41
+
+    caplog.set_level("INFO", logger="leadscore.models.conversion")
+    progress(300, every_seconds=0.0)(Round())
+    progress(300, every_seconds=3600.0)(Round())
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["boosting round 42 of at most 300"]
