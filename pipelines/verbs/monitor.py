@@ -121,8 +121,9 @@ def sales_touches(data: CrmData) -> pd.DataFrame:
 
 
 def handed_rows(history: pd.DataFrame) -> pd.DataFrame:
-    """Every history row that sent its lead to sales (a `due_by`), not only each lead's first handover."""
-    return history[history["due_by"].notna()]
+    """Every production history row that sent its lead to sales (a `due_by`), not only each lead's first handover;
+    a shadow run's routes reached no one."""
+    return history[history["due_by"].notna().to_numpy() & history["production"].to_numpy(dtype=bool)]
 
 
 def new_activity(settings: Settings, data: CrmData) -> pd.DataFrame:

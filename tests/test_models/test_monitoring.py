@@ -197,6 +197,9 @@ def test_a_shadow_models_routes_are_no_handovers():
     hist = pd.concat([shadow, champion], ignore_index=True)  # the shadow's rows first: order must not matter
     handed = m.handovers(hist)
     assert sorted(handed["lead_id"]) == ["L1", "L2"]
+    from leadscore.pipelines.verbs.monitor import handed_rows  # every route sent (re-routes after rejection)
+
+    assert set(handed_rows(hist)["model_version"]) == {"1"}
     leads = leads_frame([(f"L{i}", "2025-06-03" if i < 3 else None, None, None) for i in range(1, 5)])
     decisions = m.sales_decisions(handed, leads, window=pd.Timedelta(days=30), data_end=END)
     table = m.acceptance_by(decisions, "cell").set_index("cell")
