@@ -365,3 +365,7 @@ def monitor(
 
 def main() -> None:  # pragma: no cover - console entry point
     app()
+
+
+if __name__ == "__main__":  # `python -m leadscore.pipelines.cli` as well as the `leadscore` entry point
+    main()
