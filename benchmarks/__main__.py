@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from benchmarks.common import print_table, run_worker, sample_data
+from leadscore.pipelines.verbs.scoring import STAGES
 
 FEATURE_RUNS = 3  # each engine's best of three fresh processes: one run on a shared machine is mostly noise
 
@@ -109,23 +110,8 @@ def bench_reasons(leads: int) -> None:
     print(f"ratio {ours['ratio']:.2f}")
 
 
-PREDICT_STAGES = [
-    "read",
-    "validate",
-    "model_load",
-    "spine",
-    "events_by_chunk",
-    "features",
-    "model_scoring",
-    "shap_contributions",
-    "reason_text",
-    "grades",
-    "assembly",
-    "drift",
-    "write",
-    "history",
-    "mlflow_log",
-]
+# the verb's own stages around the scoring stages `Scored.timings` names
+PREDICT_STAGES = ["read", "validate", "model_load", *STAGES, "write", "history", "mlflow_log"]
 
 
 def time_split(figures: dict) -> list[dict]:

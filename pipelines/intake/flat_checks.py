@@ -34,6 +34,15 @@ class FlatProblem:
         return self.error.message + hint
 
 
+def flat_error(message: str, **where) -> FlatProblem:
+    """An error about the flat file (`where`: DataError's where, column, row, value, hint)."""
+    return FlatProblem("error", DataError(message, **where))
+
+
+def flat_warning(message: str, **where) -> FlatProblem:
+    return FlatProblem("warning", DataError(message, **where))
+
+
 def _counts(values: pd.Series) -> str:
     counts = values.value_counts(dropna=False)
     shown = ", ".join(f"{value!r} ({n:,})" for value, n in counts.head(SHOWN).items())
@@ -55,26 +64,20 @@ def _absent_columns(frame: pd.DataFrame, flat, where: str) -> list[FlatProblem]:
     if absent:
         present = ", ".join(repr(c) for c in list(frame.columns)[:20])
         problems.append(
-            FlatProblem(
-                "error",
-                DataError(
-                    f"declared column(s) absent: {absent}; the file has {len(frame.columns)} column(s): {present}"
-                    + (" ..." if len(frame.columns) > 20 else ""),
-                    where=where,
-                    hint="fix the names in [flat] (case and spaces count), or the separator (flat.separator)",
-                ),
+            flat_error(
+                f"declared column(s) absent: {absent}; the file has {len(frame.columns)} column(s): {present}"
+                + (" ..." if len(frame.columns) > 20 else ""),
+                where=where,
+                hint="fix the names in [flat] (case and spaces count), or the separator (flat.separator)",
             )
         )
     missing_leaks = [c for c in flat.leaking if c not in frame.columns]
     if missing_leaks:
         problems.append(
-            FlatProblem(
-                "warning",
-                DataError(
-                    f"leaking column(s) not in the file: {missing_leaks}",
-                    where=where,
-                    hint="a misspelt name in flat.leaking protects nothing: check it",
-                ),
+            flat_warning(
+                f"leaking column(s) not in the file: {missing_leaks}",
+                where=where,
+                hint="a misspelt name in flat.leaking protects nothing: check it",
             )
         )
     return problems
@@ -87,16 +90,13 @@ def _label_problems(frame: pd.DataFrame, flat, where: str, *, training: bool = T
     outside = closed & ~keys.isin(value_keys([*flat.positive_values, *flat.negative_values]))
     if outside.any():
         return [
-            FlatProblem(
-                "error",
-                DataError(
-                    f"{int(outside.sum()):,} label(s) are neither positive_values, negative_values nor open_values: "
-                    f"{_counts(labels[outside].astype('string'))}",
-                    where=where,
-                    column=flat.label_column,
-                    row=_first_row(outside),
-                    hint=_outside_hint(flat),
-                ),
+            flat_error(
+                f"{int(outside.sum()):,} label(s) are neither positive_values, negative_values nor open_values: "
+                f"{_counts(labels[outside].astype('string'))}",
+                where=where,
+                column=flat.label_column,
+                row=_first_row(outside),
+                hint=_outside_hint(flat),
             )
         ]
     is_positive = keys.isin(value_keys(flat.positive_values)) & closed
@@ -104,14 +104,11 @@ def _label_problems(frame: pd.DataFrame, flat, where: str, *, training: bool = T
     if training and (not is_positive.any() or not (closed & ~is_positive).any()):  # scoring needs no outcome
         missing = "positive" if not is_positive.any() else "negative"
         return [
-            FlatProblem(
-                "error",
-                DataError(
-                    f"no {missing} label among {int(closed.sum()):,} labelled row(s) ({counts})",
-                    where=where,
-                    column=flat.label_column,
-                    hint=f"check flat.{missing}_values and flat.label_column: a model needs both outcomes",
-                ),
+            flat_error(
+                f"no {missing} label among {int(closed.sum()):,} labelled row(s) ({counts})",
+                where=where,
+                column=flat.label_column,
+                hint=f"check flat.{missing}_values and flat.label_column: a model needs both outcomes",
             )
         ]
     return []
@@ -143,16 +140,13 @@ def _numeric_problems(frame: pd.DataFrame, flat, where: str) -> list[FlatProblem
         )
         if bad.any():
             problems.append(
-                FlatProblem(
-                    "error",
-                    DataError(
-                        f"{int(bad.sum()):,} value(s) are not finite numbers: {_counts(text[bad])}",
-                        where=where,
-                        column=column,
-                        row=_first_row(bad),
-                        hint="fix the values, declare the column categorical, or list a placeholder in "
-                        "flat.missing_values to read it as missing",
-                    ),
+                flat_error(
+                    f"{int(bad.sum()):,} value(s) are not finite numbers: {_counts(text[bad])}",
+                    where=where,
+                    column=column,
+                    row=_first_row(bad),
+                    hint="fix the values, declare the column categorical, or list a placeholder in "
+                    "flat.missing_values to read it as missing",
                 )
             )
     return problems
@@ -166,28 +160,22 @@ def _id_and_time_problems(frame: pd.DataFrame, flat, where: str) -> list[FlatPro
         duplicated = ids.duplicated(keep=False) & ~blank
         if blank.any():
             problems.append(
-                FlatProblem(
-                    "error",
-                    DataError(
-                        f"{int(blank.sum()):,} row(s) have no id",
-                        where=where,
-                        column=flat.id_column,
-                        row=_first_row(blank),
-                        hint="every lead needs an id: its scores are keyed by it",
-                    ),
+                flat_error(
+                    f"{int(blank.sum()):,} row(s) have no id",
+                    where=where,
+                    column=flat.id_column,
+                    row=_first_row(blank),
+                    hint="every lead needs an id: its scores are keyed by it",
                 )
             )
         if duplicated.any():
             problems.append(
-                FlatProblem(
-                    "error",
-                    DataError(
-                        f"{int(duplicated.sum()):,} row(s) share an id with another row: {_counts(ids[duplicated])}",
-                        where=where,
-                        column=flat.id_column,
-                        row=_first_row(duplicated),
-                        hint="one row per lead: remove the duplicates (every copy is ambiguous)",
-                    ),
+                flat_error(
+                    f"{int(duplicated.sum()):,} row(s) share an id with another row: {_counts(ids[duplicated])}",
+                    where=where,
+                    column=flat.id_column,
+                    row=_first_row(duplicated),
+                    hint="one row per lead: remove the duplicates (every copy is ambiguous)",
                 )
             )
     if flat.time_column and flat.time_column in frame:
@@ -196,15 +184,12 @@ def _id_and_time_problems(frame: pd.DataFrame, flat, where: str) -> list[FlatPro
         bad = (text.notna() & (text != "") & times.isna()).fillna(False)
         if bad.any():
             problems.append(
-                FlatProblem(
-                    "error",
-                    DataError(
-                        f"{int(bad.sum()):,} value(s) are not timestamps: {_counts(text[bad])}",
-                        where=where,
-                        column=flat.time_column,
-                        row=_first_row(bad),
-                        hint="fix the values (ISO 8601 is safest): the time column orders training and holdout",
-                    ),
+                flat_error(
+                    f"{int(bad.sum()):,} value(s) are not timestamps: {_counts(text[bad])}",
+                    where=where,
+                    column=flat.time_column,
+                    row=_first_row(bad),
+                    hint="fix the values (ISO 8601 is safest): the time column orders training and holdout",
                 )
             )
     return problems
@@ -218,15 +203,12 @@ def _order_problems(frame: pd.DataFrame, flat, where: str) -> list[FlatProblem]:
         blank = (text.isna() | (text == "")).fillna(True)
         if blank.any():
             return [
-                FlatProblem(
-                    "error",
-                    DataError(
-                        f"{int(blank.sum()):,} row(s) have no value in the order column",
-                        where=where,
-                        column=flat.order_column,
-                        row=_first_row(blank),
-                        hint="every row needs its place in time: fill the values or choose another flat.order_column",
-                    ),
+                flat_error(
+                    f"{int(blank.sum()):,} row(s) have no value in the order column",
+                    where=where,
+                    column=flat.order_column,
+                    row=_first_row(blank),
+                    hint="every row needs its place in time: fill the values or choose another flat.order_column",
                 )
             ]
     if flat.time_column or flat.order_column or not flat.id_column or flat.id_column not in frame:
@@ -236,15 +218,12 @@ def _order_problems(frame: pd.DataFrame, flat, where: str) -> list[FlatProblem]:
         return []
     if ids.corr(pd.Series(np.arange(len(ids)), index=ids.index), method="spearman") < -0.9:
         return [
-            FlatProblem(
-                "warning",
-                DataError(
-                    f"the rows run from the highest {flat.id_column} to the lowest, and without a time column the "
-                    "row order is taken as the time order: the holdout would be the oldest rows",
-                    where=where,
-                    column=flat.id_column,
-                    hint=f"if {flat.id_column!r} grows with time, set flat.order_column = {flat.id_column!r}",
-                ),
+            flat_warning(
+                f"the rows run from the highest {flat.id_column} to the lowest, and without a time column the "
+                "row order is taken as the time order: the holdout would be the oldest rows",
+                where=where,
+                column=flat.id_column,
+                hint=f"if {flat.id_column!r} grows with time, set flat.order_column = {flat.id_column!r}",
             )
         ]
     return []

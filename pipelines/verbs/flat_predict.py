@@ -26,22 +26,17 @@ from leadscore.pipelines.intake.flat_checks import check_flat_table, open_rule
 from leadscore.pipelines.intake.flat_source import flat_location, load_flat_export
 from leadscore.pipelines.intake.ground import check_model_features
 from leadscore.pipelines.training_set import flat_spec
-from leadscore.pipelines.verbs.scoring import OUTPUT_COLUMNS, Scored, _drift, _score, band_cutoffs, summarise
+from leadscore.pipelines.verbs.scoring import (
+    OUTPUT_COLUMNS,
+    ROUTE_COLUMNS,
+    Scored,
+    _drift,
+    _score,
+    band_cutoffs,
+    summarise,
+)
 
 log = logging.getLogger(__name__)
-GRADE_COLUMNS = [
-    "fit_grade",
-    "engagement_grade",
-    "cell",
-    "stage",
-    "stage_rule",
-    "dormant",
-    "band",
-    "action",
-    "sla_hours",
-    "due_by",
-    "route_note",
-]
 
 
 def flat_grades_configured(settings: Settings) -> bool:
@@ -130,9 +125,9 @@ def score_flat_open_leads(
             probability=pd.Series(probability),
             cutoffs=cutoffs,
         )
-        scores = pd.concat([scores, graded[GRADE_COLUMNS].reset_index(drop=True)], axis=1)
+        scores = pd.concat([scores, graded[ROUTE_COLUMNS].reset_index(drop=True)], axis=1)
     else:
-        for column in GRADE_COLUMNS:
+        for column in ROUTE_COLUMNS:
             scores[column] = pd.NA
     valid = np.isfinite(scores["probability"].to_numpy())
     failed = scores.loc[~valid, "lead_id"].astype("string")

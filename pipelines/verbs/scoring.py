@@ -31,13 +31,8 @@ from leadscore.pipelines.memory import release_unused_memory
 
 log = logging.getLogger(__name__)
 
-OUTPUT_COLUMNS = [
-    "lead_id",
-    "account_id",
-    "as_of",
-    "probability",
-    "score",
-    "percentile",
+# the grade and the routing of a lead: what the rules and the priority band decide
+ROUTE_COLUMNS = [
     "fit_grade",
     "engagement_grade",
     "cell",
@@ -49,6 +44,16 @@ OUTPUT_COLUMNS = [
     "sla_hours",
     "due_by",
     "route_note",
+]
+
+OUTPUT_COLUMNS = [
+    "lead_id",
+    "account_id",
+    "as_of",
+    "probability",
+    "score",
+    "percentile",
+    *ROUTE_COLUMNS,
     "reasons_positive",
     "reasons_negative",
     "model_name",
@@ -68,25 +73,7 @@ class Scored:
 
 
 # the columns of a scored chunk that the output needs (grading's working columns are dropped chunk by chunk)
-_KEPT = [
-    "lead_id",
-    "cutoff_time",
-    "probability",
-    "raw_score",
-    "fit_grade",
-    "engagement_grade",
-    "cell",
-    "stage",
-    "stage_rule",
-    "dormant",
-    "band",
-    "action",
-    "sla_hours",
-    "due_by",
-    "route_note",
-    "reasons_positive",
-    "reasons_negative",
-]
+_KEPT = ["lead_id", "cutoff_time", "probability", "raw_score", *ROUTE_COLUMNS, "reasons_positive", "reasons_negative"]
 
 # predict's stages, in order, as `Scored.timings` names them (the predict benchmark prints them as a table)
 STAGES = (
