@@ -4,6 +4,11 @@ Leads are bucketed by a hash of their account (or, without one, their own id), s
 features read - its events and deals, and its account's other leads and deals - lands in the same partition.
 Each bucket's tables are handed to the local pipeline functions with `groupBy(...).cogroup(...).applyInPandas`:
 no second implementation of any feature or rule. Accounts are small and broadcast to every task.
+
+Exports are read as the local engine reads them: UI labels as API names, further activity files appended to the
+events, and the `[exports]` conventions that move a deal to its lead (the lead a Salesforce lead names as its
+conversion, the first contact of a HubSpot list) applied before bucketing; the others run per bucket with the local
+functions. A report footer is set aside wherever it lands, since a bucket's rows have lost the file's order.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from leadscore.pipelines.config import Settings
 log = logging.getLogger(__name__)
 BUCKET = "_bucket"
 KIND = "_table"
+NO_EVENTS = "_no_events"
 
 
 def spark_session(settings: Settings):
@@ -45,15 +51,95 @@ def spark_session(settings: Settings):
 
 
 def _read(spark, settings: Settings, name: str):
-    source = getattr(settings.tables, name)
+    """A table as the local engine reads it: its columns under their API names, the events with the further
+    activity exports appended, a deal under the lead it belongs to."""
+    if name == "events":
+        return _events(spark, settings)
+    frame = _read_source(spark, settings, getattr(settings.tables, name))
+    if name == "opportunities" and frame is not None:
+        return _deals_with_their_leads(spark, settings, frame)
+    return frame
+
+
+def _read_source(spark, settings: Settings, source):
     if source is None:
         return None
     if source.path is None:
-        return spark.read.table(source.sql_table) if source.sql_url == "spark" else None
-    path = str(settings.resolve(source.path))
-    if path.endswith(".csv"):
-        return spark.read.option("header", True).csv(path)  # text columns, parsed by the shared validation
-    return spark.read.parquet(path)
+        frame = spark.read.table(source.sql_table) if source.sql_url == "spark" else None
+    else:
+        path = str(settings.resolve(source.path))
+        if path.endswith(".csv"):  # text columns, parsed by the shared validation; quoted cells may span lines
+            reader = spark.read.option("header", True).option("multiLine", True).option("escape", '"')
+            frame = reader.option("encoding", source.encoding or "UTF-8").csv(path)
+        else:
+            frame = spark.read.parquet(path)
+    if frame is None:
+        return None
+    from leadscore.pipelines.intake.exports import header_renames
+
+    names = {c: c.lstrip("\ufeff") for c in frame.columns if c.startswith("\ufeff")}  # a byte-order mark
+    renames = header_renames([names.get(c, c) for c in frame.columns], source, settings)
+    for old in frame.columns:
+        new = renames.get(names.get(old, old), names.get(old, old))
+        frame = frame.withColumnRenamed(old, new) if new != old else frame
+    return frame
+
+
+def _events(spark, settings: Settings):
+    """The events table with each further activity export (`exports.more_events`) appended under its columns."""
+    from leadscore.pipelines.intake.exports import more_events_roles
+
+    main = settings.tables.events
+    if main is None:  # as locally: further activity files extend an events table, there is none to extend
+        return None
+    parts = [_read_source(spark, settings, main)]
+    for i, source in enumerate(settings.exports.more_events):
+        frame = _read_source(spark, settings, source)
+        roles = more_events_roles(frame.columns, source, main, name=f"exports.more_events[{i}]")
+        parts.append(frame.select(*[frame[c].cast("string").alias(role) for c, role in roles.items()]))
+    events = parts[0]
+    for part in parts[1:]:
+        events = events.unionByName(part, allowMissingColumns=True)
+    return events
+
+
+def _deals_with_their_leads(spark, settings: Settings, deals):
+    """Deals as the local engine reads them, before bucketing: the one-row conventions (the outcome from the won /
+    closed flags, forecast close dates dropped - the default as-of reads them - and the first id of a list cell) and
+    the lead whose `exports.opportunity_id_on_lead` names the deal (with two such leads, the smallest id: the order of
+    a file is not kept here)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType
+
+    from leadscore.pipelines.intake.exports import _need, deal_row_conventions
+
+    e = settings.exports
+    if e.won_column or e.close_date_expected_while_open or e.lead_id_list_separator:
+        status = _column(settings, "opportunities", "status")
+        schema = deals.schema
+        if e.won_column and status not in deals.columns:
+            schema = schema.add(status, StringType())
+        deals = deals.mapInPandas(
+            lambda batches: (_arrow_friendly(deal_row_conventions(b, settings)) for b in batches), schema
+        )
+    if not e.opportunity_id_on_lead:
+        return deals
+    leads = _read_source(spark, settings, settings.tables.leads)
+    _need(pd.DataFrame(columns=leads.columns), e.opportunity_id_on_lead, "leads", "opportunity_id_on_lead")
+    lead_id, deal_lead = _column(settings, "leads", "lead_id"), _column(settings, "opportunities", "lead_id")
+    links = (
+        leads.select(F.trim(F.col(e.opportunity_id_on_lead)).alias("_link"), F.col(lead_id).alias("_linked"))
+        .dropna()
+        .groupBy("_link")
+        .agg(F.min("_linked").alias("_linked"))
+    )
+    keyed = deals.withColumn("_link", F.trim(F.col(_column(settings, "opportunities", "opportunity_id"))))
+    linked = keyed.join(links, "_link", "left").drop("_link")
+    return (
+        linked.drop(deal_lead).withColumnRenamed("_linked", deal_lead)
+        if deal_lead in deals.columns
+        else (linked.withColumnRenamed("_linked", deal_lead))
+    )
 
 
 def _column(settings: Settings, table: str, role: str) -> str:
@@ -79,6 +165,8 @@ def bucketed_tables(spark, settings: Settings):
         return joined.drop("_lead_key").withColumn(BUCKET, F.coalesce(F.col(BUCKET), F.lit(0)))
 
     opportunities, events = attach("opportunities"), attach("events")
+    if events is None:  # no activity file: an empty side for the cogroup, and no events table in any bucket
+        events = spark.createDataFrame([], f"{NO_EVENTS} string, {BUCKET} int")
     # leads and deals travel together in one cogroup side, told apart by KIND
     tagged = [leads.withColumn(KIND, F.lit("leads")), opportunities.withColumn(KIND, F.lit("opportunities"))]
     for i, frame in enumerate(tagged):  # distinct column names per table, so the union keeps both schemas
@@ -101,6 +189,7 @@ def _split_entities(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 def run_per_bucket(spark, settings: Settings, work: Callable, schema, *, as_of: pd.Timestamp):
     """Apply `work(settings, data)` (pandas in, pandas out) to every bucket's validated tables."""
+    from leadscore.pipelines.intake.ground import withhold_leads_with_rejected_deals
     from leadscore.pipelines.intake.validation import validate_frames
 
     entities, events, accounts = bucketed_tables(spark, settings)
@@ -109,14 +198,31 @@ def run_per_bucket(spark, settings: Settings, work: Callable, schema, *, as_of: 
         raw = _split_entities(entity_rows)
         if raw["leads"].empty:
             return pd.DataFrame(columns=schema.fieldNames())
-        raw["events"] = event_rows.drop(columns=[BUCKET])
+        if NO_EVENTS not in event_rows:
+            raw["events"] = event_rows.drop(columns=[BUCKET])
         if accounts is not None:
             raw["accounts"] = accounts
-        data = validate_frames(raw, settings, as_of=as_of)
+        # as `load_valid_crm` does: a lead whose deal was rejected would look open without it
+        data = validate_frames(as_read_locally(raw, settings), settings, as_of=as_of)
+        data = withhold_leads_with_rejected_deals(data)
         return _arrow_friendly(work(settings, data))
 
     grouped_events = events.groupBy(BUCKET)
     return entities.groupBy(BUCKET).cogroup(grouped_events).applyInPandas(task, schema=schema)
+
+
+def as_read_locally(raw: dict[str, pd.DataFrame], settings: Settings) -> dict[str, pd.DataFrame]:
+    """A bucket's tables with what the local engine applies as it reads: placeholders read as missing, report footers
+    set aside, the `[exports]` conventions (the further activity files are in the events already)."""
+    from leadscore.pipelines.intake.exports import apply_export_conventions, report_footer, with_missing
+
+    out = {}
+    for name, frame in raw.items():
+        source = getattr(settings.tables, name)
+        if source is not None and source.missing_values:
+            frame = with_missing(frame, source.missing_values)
+        out[name] = report_footer(frame, trailing_only=False) if settings.exports.vendor else frame
+    return apply_export_conventions(out, settings, read_more_events=False)
 
 
 def _arrow_friendly(frame: pd.DataFrame) -> pd.DataFrame:
@@ -159,16 +265,25 @@ def _latest_per_column(spark, settings: Settings) -> list:
 
     latest = []
     for table, columns in TIME_COLUMNS.items():
-        frame = _read(spark, settings, table)
-        present = [
-            _column(settings, table, c)
-            for c in columns
-            if _column(settings, table, c) in (frame.columns if frame is not None else [])
-        ]
+        frame = _read(spark, settings, table) if getattr(settings.tables, table) is not None else None
+        if frame is None:
+            continue
+        present = [_column(settings, table, c) for c in columns if _column(settings, table, c) in frame.columns]
+        fmt = getattr(settings.tables, table).timestamp_format
         for column in present:
-            value = frame.agg(F.max(F.col(column).cast("string"))).first()[0]
+            if dict(frame.dtypes)[column] == "string":  # text as written (02/23/26 08:55 PM): read, then compare
+
+                def batch_latest(batches, column=column, fmt=fmt):
+                    for batch in batches:
+                        times = parse_timestamps(batch[column], timezone=settings.timezone, fmt=fmt)
+                        yield pd.DataFrame({"latest": [times.max()]})
+
+                value = frame.select(column).mapInPandas(batch_latest, "latest timestamp").agg(F.max("latest"))
+                value = value.first()[0]
+            else:
+                value = frame.agg(F.max(F.col(column))).first()[0]
             if value is not None:
-                stamp = parse_timestamps(pd.Series([value]), timezone=settings.timezone).iloc[0]
+                stamp = parse_timestamps(pd.Series([value]), timezone="UTC").iloc[0]
                 latest.append((stamp, table, column))
     return latest
 
@@ -207,6 +322,16 @@ def write_parquet_dir(frame, out: Path, publication=None) -> Path:
     frame.write.mode("overwrite").parquet(str(staging))
     sync_path(staging)
     return out
+
+
+def _present(settings: Settings) -> Settings:
+    """The settings without the optional files that are absent, each named in a warning (as the local engine does)."""
+    from leadscore.pipelines.intake.exports import without_missing_files
+
+    settings, notes = without_missing_files(settings)
+    for note in notes:
+        log.warning("%s", note)
+    return settings
 
 
 # -- the verbs -------------------------------------------------------------------------------------------------
@@ -268,6 +393,7 @@ def predict_spark(
 
     from leadscore.pipelines.verbs.scoring import OUTPUT_COLUMNS, score_open_leads
 
+    settings = _present(settings)
     spark = spark_session(settings)
     as_of = global_as_of(spark, settings, as_of)
 
@@ -329,6 +455,7 @@ def grade_spark(settings: Settings, *, as_of: pd.Timestamp | None, out: Path) ->
     """The rules for every open lead on Spark, written as a Parquet folder."""
     from leadscore.pipelines.grading import grade_open_leads
 
+    settings = _present(settings)
     spark = spark_session(settings)
     as_of = global_as_of(spark, settings, as_of)
     graded = run_per_bucket(
@@ -345,6 +472,7 @@ def training_set_spark(settings: Settings, *, as_of: pd.Timestamp | None, out: P
     from leadscore.features.build import feature_specs
     from leadscore.pipelines.training_set import ORDER_COLUMN, crm_training_set
 
+    settings = _present(settings)
     spark = spark_session(settings)
     as_of = global_as_of(spark, settings, as_of)
     specs, names = feature_specs(settings.feature_params()), settings.selected_features()

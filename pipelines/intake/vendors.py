@@ -71,16 +71,22 @@ def header_key(name: str) -> str:
     return re.sub(r"\s+", " ", str(name).lstrip("\ufeff").strip()).lower()
 
 
-def headers_as_api_names(frame: pd.DataFrame, vendor_object: VendorObject) -> pd.DataFrame:
-    """The frame with each known UI label renamed to its API name (a new frame; an API name present as well wins)."""
-    present = {header_key(c): c for c in frame.columns}
-    renames = {}
+def api_name_renames(columns: list[str], vendor_object: VendorObject) -> dict[str, str]:
+    """{header: API name} for each known UI label among `columns` (an API name present as well wins)."""
+    present = {header_key(c): c for c in columns}
+    renames: dict[str, str] = {}
     for spec in vendor_object.fields:
-        if spec.api in frame.columns:
+        if spec.api in columns:
             continue
         found = next((present[header_key(n)] for n in spec.names() if header_key(n) in present), None)
         if found is not None and found not in renames:
             renames[found] = spec.api
+    return renames
+
+
+def headers_as_api_names(frame: pd.DataFrame, vendor_object: VendorObject) -> pd.DataFrame:
+    """The frame with each known UI label renamed to its API name (a new frame; an API name present as well wins)."""
+    renames = api_name_renames(list(frame.columns), vendor_object)
     return frame.rename(columns=renames) if renames else frame
 
 

@@ -93,3 +93,20 @@ def test_train_reads_the_training_set_the_spark_build_wrote(project, tmp_path):
     )
     output = run("train", "--config", str(config), "--training-set", str(tmp_path / "ts"))
     assert "rules-only baseline is left out" in output and "lightgbm_calibrated" in output
+
+
+@pytest.mark.parametrize("preset", ["salesforce", "hubspot"])
+def test_a_vendor_export_scores_the_same_on_spark(preset, tmp_path):
+    """UI labels as headers, local dates, a report footer, won / closed flags, deals from contacts, a missing
+    activity file: the Spark engine reads the export as the local engine does and gives the same scores."""
+    from tests.test_pipelines.test_real_exports import _project, hubspot_ui_export, salesforce_report_export
+
+    build = salesforce_report_export if preset == "salesforce" else hubspot_ui_export
+    config, expected, _ = _project(tmp_path, preset, build)
+    config.write_text(config.read_text() + "\n[engine]\npartitions = 3\n")
+    run("train", "--config", str(config))
+    run("predict", "--config", str(config), "--out", str(tmp_path / "local.parquet"))
+    run("predict", "--config", str(config), "--engine", "spark", "--out", str(tmp_path / "spark"))
+    local, spark = pd.read_parquet(tmp_path / "local.parquet"), pd.read_parquet(tmp_path / "spark")
+    assert len(local) == expected["open"]
+    same_frames(local, spark, ["lead_id"])
