@@ -36,7 +36,7 @@ def history_changes(history: pd.DataFrame, field: str) -> pd.DataFrame:
     rows = history.loc[(fields == field).to_numpy(dtype=bool) & history["changed_at"].notna().to_numpy(dtype=bool)]
     changes = pd.DataFrame(
         {
-            KEY: rows[KEY].astype("string").to_numpy(),
+            KEY: pd.array(rows[KEY].astype("string").to_numpy(), dtype="string"),
             "value": rows["value"].to_numpy(dtype=object) if "value" in rows else None,
             "changed_ns": to_ns(rows["changed_at"]),
         }
@@ -91,7 +91,7 @@ class OpportunityContext:
         return cache[field]
 
     def _latest(self, changes: pd.DataFrame) -> tuple[pd.Series, np.ndarray]:
-        queries = pd.DataFrame({KEY: self.spine[KEY].to_numpy(), "cutoff_ns": self.cutoff_ns, "row": range(self.n)})
+        queries = pd.DataFrame({KEY: self.spine[KEY].array, "cutoff_ns": self.cutoff_ns, "row": range(self.n)})
         merged = pd.merge_asof(
             queries.sort_values("cutoff_ns", kind="stable"),
             changes,
@@ -109,7 +109,7 @@ class OpportunityContext:
         """The field's changes, and per change its spine rows: (changes, row, change position) for every pair of a
         row and a change of its deal strictly before its cutoff."""
         changes = history_changes(self.history, field) if self.history is not None else history_changes_empty()
-        pairs = pd.DataFrame({KEY: self.spine[KEY].to_numpy(), "row": range(self.n)}).merge(
+        pairs = pd.DataFrame({KEY: self.spine[KEY].array, "row": range(self.n)}).merge(
             changes.reset_index(names="change"), on=KEY
         )
         pairs = pairs[pairs["changed_ns"].to_numpy() < self.cutoff_ns[pairs["row"].to_numpy()]]
