@@ -26,6 +26,10 @@ Generating effects (documented so that tests and analysts can check that a model
 * Conversion log-odds: -2.0 + 0.9 fit + 0.8 intent + 0.8 usage + 0.35 fit x intent + noise. Converted leads
   get an opportunity that closes won at the decision time; some others get one that closes lost; decisions
   after the end date leave opportunities open (or not yet created): those leads are open, to be scored.
+* **Deal history** (`opportunity_history`, its own seeded stream): stages with the CRM's stage probability (won deals
+  reach every open stage, lost ones stall at one to four), the amount first entered (revised on half the deals, cut
+  more often on those that will be lost) and the expected close date (slipping 0.4 times per deal that will be won,
+  1.2 per deal that will be lost, on average).
 * **Sales follow-up** (never a feature: the feature context ignores sales touches): sales works every lead that
   gets an opportunity and some others (more often when fit and intent are high). Its first touch (`sales_email`
   or `sales_call`) comes an exponential delay (mean 8 h x exp(-0.5 fit - 0.3 intent)) after the lead becomes
