@@ -50,6 +50,15 @@ TABLE_ROLES: dict[str, dict[str, bool]] = {
         "closed_at": False,
         "status": True,
         "amount": False,
+        "probability": False,
+    },
+    # one row per change of a deal's field: Salesforce OpportunityHistory / OpportunityFieldHistory, HubSpot property
+    # history. `field` is one of HISTORY_FIELDS (vendor names accepted, see `history_field`), `value` its new value.
+    "opportunity_history": {
+        "opportunity_id": True,
+        "field": True,
+        "value": False,
+        "changed_at": True,
     },
 }
 
@@ -59,13 +68,23 @@ TIME_COLUMNS = {
     "accounts": (),
     "events": ("occurred_at",),
     "opportunities": ("created_at", "closed_at"),
+    "opportunity_history": ("changed_at",),
 }
 NUMERIC_COLUMNS = {
     "accounts": ("employee_count", "annual_revenue"),
     "events": ("value",),
-    "opportunities": ("amount",),
+    "opportunities": ("amount", "probability"),
 }
 STATUSES = ("open", "won", "lost")
+
+# The deal fields whose changes the opportunity history records, and the vendors' names for them (compared by
+# `event_type_key`): Salesforce OpportunityFieldHistory.Field / OpportunityHistory columns, HubSpot deal properties.
+HISTORY_FIELDS: dict[str, tuple[str, ...]] = {
+    "stage": ("stage", "stagename", "dealstage", "deal_stage"),
+    "amount": ("amount",),
+    "close_date": ("close_date", "closedate"),
+    "probability": ("probability", "hs_deal_stage_probability", "deal_stage_probability"),
+}
 
 # A lead field filled in after the lead was created (a BANT answer, a phone number learnt on a call) may come with the
 # time it was filled in (`tables.leads.known_at`), loaded beside it as `<field>_known_at`: the field is known from then.
@@ -103,6 +122,13 @@ def event_type_key(name: str) -> str:
     """An event type compared by meaning, as validation reads the events: case, surrounding blanks and runs of
     spaces, dashes and underscores do not count (`Webinar Registration` -> `webinar_registration`)."""
     return re.sub(r"[\s\-_]+", "_", name.strip().lower())
+
+
+def history_field(name: str) -> str | None:
+    """The contract's name of a history row's field (`stage`, `amount`, `close_date`, `probability`), or None for a
+    field no feature reads."""
+    key = event_type_key(name)
+    return next((field for field, names in HISTORY_FIELDS.items() if key in names), None)
 
 
 # Text that means "no value" in a number or a time column (pandas' default list). Text columns keep such values as

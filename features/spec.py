@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-GROUPS = ("demographic", "firmographic", "behavioral", "product_usage", "history")
+GROUPS = ("demographic", "firmographic", "behavioral", "product_usage", "history", "deal")  # deal: opportunity level
 Kind = Literal["numeric", "categorical", "boolean"]
 Direction = Literal[-1, 0, 1]
 

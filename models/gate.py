@@ -15,7 +15,7 @@ import numpy as np
 
 from leadscore.models.evaluation import HIGHER_IS_BETTER
 
-BASELINES = ("logistic_regression", "rules_grade")
+BASELINES = ("logistic_regression", "rules_grade", "crm_stage_probability")  # the last: opportunity level
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,10 @@ EngineOption = Annotated[
     str | None, typer.Option("--engine", help="local (pandas) or spark; default: [engine] name in the config.")
 ]
 LevelOption = Annotated[
-    str, typer.Option("--level", help="lead (one row per lead) or account (one row per account with open leads).")
+    str,
+    typer.Option(
+        "--level", help="lead (one row per lead), account (per account with open leads) or opportunity (per open deal)."
+    ),
 ]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print a machine-readable summary on stdout; everything else goes to stderr.")
@@ -94,16 +97,15 @@ def _as_of(value: str | None):
     return parse_as_of(value)
 
 
-def _account_level(level: str, settings, **unsupported) -> bool:
-    """True for --level account, after checking it can run with the options given."""
-    if level not in {"lead", "account"}:
-        raise UsageError(f"--level: use 'lead' or 'account', not {level!r}")
-    if level == "lead":
-        return False
-    from leadscore.pipelines.verbs.accounts import check_account_level
+def _level(level: str, settings, *, levels=("lead", "account", "opportunity"), **unsupported) -> str:
+    """The level asked for (one of `levels`), after checking it can run with the options given."""
+    if level not in levels:
+        raise UsageError(f"--level: use {' or '.join(repr(v) for v in levels)}, not {level!r}")
+    if level != "lead":
+        from leadscore.pipelines.verbs.levels import check_level
 
-    check_account_level(settings, **unsupported)
-    return True
+        check_level(settings, level, **unsupported)
+    return level
 
 
 @app.command()
@@ -225,7 +227,7 @@ def grade(
     from leadscore.pipelines.verbs.grade import run_grade
 
     settings = _settings(config, engine)
-    if settings.mode == "crm" and _account_level(level, settings):
+    if settings.mode == "crm" and _level(level, settings, levels=("lead", "account")) == "account":
         accounts.run_grade_accounts(settings, as_of=_as_of(as_of), out=out, echo=typer.echo)
         return
     run_grade(settings, as_of=_as_of(as_of), out=out, previous=previous, analyze=analyze, echo=typer.echo)
@@ -253,11 +255,14 @@ def train(
       leadscore train --config demo/leadscore.toml --as-of 2025-06-30
     """
     from leadscore.pipelines.verbs.accounts import run_train_accounts
+    from leadscore.pipelines.verbs.opportunities import run_train_opportunities
     from leadscore.pipelines.verbs.train import run_train
 
     settings = _settings(config)
-    if _account_level(level, settings, training_set=training_set):
-        return run_train_accounts(settings, as_of=_as_of(as_of), promote=promote, echo=typer.echo)
+    chosen = _level(level, settings, training_set=training_set)
+    if chosen != "lead":
+        run = run_train_accounts if chosen == "account" else run_train_opportunities
+        return run(settings, as_of=_as_of(as_of), promote=promote, echo=typer.echo)
     return run_train(settings, as_of=_as_of(as_of), promote=promote, training_set=training_set, echo=typer.echo)
 
 
@@ -314,13 +319,16 @@ def predict(
       leadscore predict --config demo/leadscore.toml --out demo/output/scores.csv
     """
     from leadscore.pipelines.verbs.accounts import run_predict_accounts
+    from leadscore.pipelines.verbs.opportunities import run_predict_opportunities
     from leadscore.pipelines.verbs.predict import PredictTargets, check_options, run_predict
 
     settings = _settings(config, engine)
     check_options(settings, out=out, to_sql=to_sql)
     when = _as_of(as_of)
-    if _account_level(level, settings, to_sql=to_sql, contributions=contributions, crm_import=crm_import):
-        return run_predict_accounts(settings, as_of=when, model_uri=model, out=out, top=top, echo=typer.echo)
+    chosen = _level(level, settings, to_sql=to_sql, contributions=contributions, crm_import=crm_import)
+    if chosen != "lead":
+        run = run_predict_accounts if chosen == "account" else run_predict_opportunities
+        return run(settings, as_of=when, model_uri=model, out=out, top=top, echo=typer.echo)
     targets = PredictTargets(out, to_sql, sql_url, contributions, crm_import)
     return run_predict(settings, targets, as_of=when, model_uri=model, top=top, echo=typer.echo)
 

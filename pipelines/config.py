@@ -131,10 +131,11 @@ class Tables(_Section):
     accounts: TableSource | None = None
     events: TableSource | None = None
     opportunities: TableSource
+    opportunity_history: TableSource | None = None  # `--level opportunity`: changes of stage, amount, close date
 
     @model_validator(mode="after")
     def _known_roles(self) -> Tables:
-        for name in ("leads", "accounts", "events", "opportunities"):
+        for name in TABLE_ROLES:
             source = getattr(self, name)
             if source is None:
                 continue
@@ -414,6 +415,16 @@ class AccountSettings(_Section):
     min_negatives: int | None = Field(None, ge=1, description="default: as min_positives")
 
 
+class OpportunitySettings(_Section):
+    """`--level opportunity`: the deal spine (cutoffs over each deal's open life) and how far ahead a win counts."""
+
+    delay_days: float = Field(1.0, ge=0, description="first cutoff after the deal was created")
+    every_days: float = Field(7.0, gt=0, description="snapshot spacing over the deal's open life")
+    max_snapshots: int = Field(6, ge=1, description="rows kept per deal (a seeded draw among its open cutoffs)")
+    horizon_days: float = Field(90.0, gt=0, description="a win within this many days of the cutoff counts")
+    max_age_days: float | None = Field(None, gt=0, description="last cutoff after the deal's creation; default: none")
+
+
 class FeatureSettings(_Section):
     feature_set: str = "default"
     half_life_days: float = Field(14.0, gt=0)
@@ -557,6 +568,7 @@ class Settings(_Section):
     exports: ExportSettings = Field(default_factory=ExportSettings)
     spine: SpineSettings = Field(default_factory=SpineSettings)
     accounts: AccountSettings = Field(default_factory=AccountSettings)
+    opportunities: OpportunitySettings = Field(default_factory=OpportunitySettings)
     features: FeatureSettings = Field(default_factory=FeatureSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
@@ -690,6 +702,19 @@ class Settings(_Section):
         wanted = feature_set(self.features.feature_set, self.features.sets, known_at=every_field)
         return {n: f for n, f in without_known_at(specs, self.known_at_fields()).items() if n in wanted}
 
+    def opportunity_policy(self) -> CutoffPolicy:
+        """When the opportunity spine scores each deal during training (`[opportunities]`)."""
+        o = self.opportunities
+        return CutoffPolicy(
+            "snapshots",
+            o.delay_days,
+            o.every_days,
+            o.max_snapshots,
+            o.horizon_days,
+            max_age_days=o.max_age_days,
+            seed=self.model.random_state,
+        )
+
     def cutoff_policy(self) -> CutoffPolicy:
         """When the spine scores each lead during training."""
         s = self.spine
@@ -774,7 +799,7 @@ def with_sqlite_paths_resolved(settings: Settings) -> Settings:
     if settings.flat is not None:
         update["flat"] = fixed(settings.flat, base)
     if settings.tables is not None:
-        tables = {n: fixed(getattr(settings.tables, n), base) for n in ("leads", "accounts", "events", "opportunities")}
+        tables = {n: fixed(getattr(settings.tables, n), base) for n in TABLE_ROLES}
         update["tables"] = settings.tables.model_copy(update=tables)
         more = [fixed(s, base) for s in settings.exports.more_events]
         update["exports"] = settings.exports.model_copy(update={"more_events": more})

@@ -26,6 +26,10 @@ Generating effects (documented so that tests and analysts can check that a model
 * Conversion log-odds: -2.0 + 0.9 fit + 0.8 intent + 0.8 usage + 0.35 fit x intent + noise. Converted leads
   get an opportunity that closes won at the decision time; some others get one that closes lost; decisions
   after the end date leave opportunities open (or not yet created): those leads are open, to be scored.
+* **Deal history** (`opportunity_history`, its own seeded stream): stages with the CRM's stage probability (won deals
+  reach every open stage, lost ones stall at one to four), the amount first entered (revised on half the deals, cut
+  more often on those that will be lost) and the expected close date (slipping 0.4 times per deal that will be won,
+  1.2 per deal that will be lost, on average).
 * **Sales follow-up** (never a feature: the feature context ignores sales touches): sales works every lead that
   gets an opportunity and some others (more often when fit and intent are high). Its first touch (`sales_email`
   or `sales_call`) comes an exponential delay (mean 8 h x exp(-0.5 fit - 0.3 intent)) after the lead becomes
@@ -137,6 +141,11 @@ INDIVIDUAL = {
     "hr": "HR Generalist",
 }
 TIMELINE = ["<3 months", "3-6 months", "6-12 months", ">12 months"]
+
+# a deal's open stages with the CRM's stage probability (Salesforce's defaults), then its closing stages
+DEAL_STAGES = {"Qualification": 10, "Needs Analysis": 20, "Proposal/Price Quote": 75, "Negotiation/Review": 90}
+CLOSED_STAGES = {"won": ("Closed Won", 100), "lost": ("Closed Lost", 0)}
+LOST_STAGES_REACHED_P = [0.30, 0.30, 0.25, 0.15]  # a deal that will be lost stalls early (won deals reach the last)
 
 TYPES = list(EVENT_TYPES)
 T = {name: i for i, name in enumerate(TYPES)}
@@ -322,10 +331,60 @@ def _leads_chunk(
     leads["sales_rejected_at"] = _utc(rejected_at)
     leads["rejection_reason"] = reason
     leads["first_sales_touch_at"] = _utc(first_touch)
+    deal_rng = np.random.default_rng([spec.seed, 4, chunk])  # its own stream: every other draw is unchanged
+    position = pd.Index(lead_ids).get_indexer(opportunities["lead_id"])
+    history = deal_history(deal_rng, spec, opportunities, decided[position], converts[position])
+    opportunities["probability"] = current_probability(opportunities, history)
     touches = touches.assign(lead_id=lead_ids[touches.pop("lead")])
     events = pd.concat([events, touches[list(events.columns)]], ignore_index=True)
     events = events.sort_values(["lead_id", "occurred_at"], kind="stable").reset_index(drop=True)
-    return leads, events, opportunities
+    return leads, events, opportunities, history
+
+
+def deal_history(
+    rng: np.random.Generator, spec: SampleSpec, deals: pd.DataFrame, decided: np.ndarray, won: np.ndarray
+) -> pd.DataFrame:
+    """Each deal's changes (opportunity_id, field, value, changed_at) up to the end date: its stage and stage
+    probability (won deals reach every open stage; lost ones stall early), its amount (first entered, then perhaps
+    revised to the table's amount) and its expected close date (slipping more often on deals that will be lost)."""
+    rows: list[tuple[str, str, str, np.datetime64]] = []
+    names = list(DEAL_STAGES)
+    for i, deal in enumerate(deals.itertuples(index=False)):
+        start = np.datetime64(deal.created_at.tz_convert(None), "s")
+        life = max(float((decided[i] - start) / DAY), 0.5)
+
+        def at(share: float, _start=start, _life=life) -> np.datetime64:
+            return _start + np.timedelta64(int(share * _life * 86_400), "s")
+
+        reached = len(names) if won[i] else 1 + rng.choice(4, p=LOST_STAGES_REACHED_P)
+        for stage, share in zip(names[:reached], [0.0, *np.sort(rng.uniform(0.05, 0.9, reached - 1))], strict=True):
+            rows += [(deal.opportunity_id, "stage", stage, at(share))]
+            rows += [(deal.opportunity_id, "probability", str(DEAL_STAGES[stage]), at(share))]
+        closing, probability = CLOSED_STAGES["won" if won[i] else "lost"]
+        rows += [
+            (deal.opportunity_id, "stage", closing, decided[i]),
+            (deal.opportunity_id, "probability", str(probability), decided[i]),
+        ]
+        revised = rng.random() < 0.5  # deals that will be lost are more often cut
+        first = deal.amount * np.exp(rng.normal(0.0 if won[i] else 0.2, 0.15)) if revised else deal.amount
+        rows += [(deal.opportunity_id, "amount", f"{round(first, -2):.0f}", start)]
+        if revised:
+            rows += [(deal.opportunity_id, "amount", f"{deal.amount:.0f}", at(rng.uniform(0.1, 0.9)))]
+        expected = at(rng.uniform(0.6, 1.0) if won[i] else rng.uniform(0.3, 0.8))
+        rows += [(deal.opportunity_id, "close_date", str(expected.astype("datetime64[D]")), start)]
+        for share in np.sort(rng.uniform(0.1, 0.9, rng.poisson(0.4 if won[i] else 1.2))):
+            expected = expected + np.timedelta64(int(rng.uniform(14, 30)), "D")
+            rows += [(deal.opportunity_id, "close_date", str(expected.astype("datetime64[D]")), at(share))]
+    history = pd.DataFrame(rows, columns=["opportunity_id", "field", "value", "changed_at"])
+    history = history[history["changed_at"].to_numpy("datetime64[s]") <= spec.end_ts]
+    history["changed_at"] = pd.to_datetime(history["changed_at"]).dt.tz_localize("UTC")
+    return history.sort_values(["opportunity_id", "changed_at"], kind="stable").reset_index(drop=True)
+
+
+def current_probability(deals: pd.DataFrame, history: pd.DataFrame) -> np.ndarray:
+    """The CRM's stage probability today (the end date): each deal's latest probability in its history."""
+    latest = history[history["field"] == "probability"].groupby("opportunity_id")["value"].last()
+    return pd.to_numeric(deals["opportunity_id"].map(latest), errors="coerce").to_numpy(dtype="float64")
 
 
 def _join_committees(
@@ -587,22 +646,25 @@ def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def generate(out_dir: Path, spec: SampleSpec, *, fmt: str = "parquet", progress=None) -> dict[str, int]:
-    """Write accounts, leads, events and opportunities for `spec` into `out_dir`; return row counts."""
+    """Write accounts, leads, events, opportunities and their history for `spec` into `out_dir`; return row
+    counts."""
     if fmt not in {"parquet", "csv"}:
         raise ValueError(f"unknown format {fmt!r}: use 'parquet' or 'csv'")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     accounts = make_accounts(spec)
     account_fit = _account_fit(accounts)
-    sinks = {name: _Sink(out_dir / f"{name}.{fmt}", fmt) for name in ("accounts", "leads", "events", "opportunities")}
+    tables = ("accounts", "leads", "events", "opportunities", "opportunity_history")
+    sinks = {name: _Sink(out_dir / f"{name}.{fmt}", fmt) for name in tables}
     try:
         sinks["accounts"].write(_normalise(accounts))
         for chunk, first in enumerate(range(0, spec.n_leads, CHUNK_LEADS)):
             n = min(CHUNK_LEADS, spec.n_leads - first)
-            leads, events, opps = _leads_chunk(spec, chunk, first, n, accounts, account_fit)
+            leads, events, opps, history = _leads_chunk(spec, chunk, first, n, accounts, account_fit)
             sinks["leads"].write(_normalise(leads))
             sinks["events"].write(_normalise(events))
             sinks["opportunities"].write(_normalise(opps))
+            sinks["opportunity_history"].write(_normalise(history))
             if progress is not None:
                 progress(n)
         for sink in sinks.values():

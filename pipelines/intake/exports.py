@@ -202,6 +202,7 @@ def map_event_types(events: pd.DataFrame, type_column: str, values: dict[str, li
 OPTIONAL_TABLES = {
     "accounts": "the account_* and history features stay empty",
     "events": "no behavioral or product-usage feature (every count is 0)",
+    "opportunity_history": "opportunity features read only what is fixed at a deal's creation",
 }
 
 

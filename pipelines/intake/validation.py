@@ -614,7 +614,12 @@ def _check_as_of(table: str, check: _Checker, as_of: pd.Timestamp) -> int:
         frame.loc[later, "sales_rejected_at"] = pd.NaT
         if "rejection_reason" in frame:
             frame.loc[later, "rejection_reason"] = None
-    time_column = {"leads": "created_at", "events": "occurred_at", "opportunities": "created_at"}.get(table)
+    time_column = {
+        "leads": "created_at",
+        "events": "occurred_at",
+        "opportunities": "created_at",
+        "opportunity_history": "changed_at",  # a change after as_of has not happened yet
+    }.get(table)
     if time_column is None:
         return 0
     return check.leave_view((frame[time_column] > as_of).fillna(False).to_numpy(dtype=bool))
@@ -878,6 +883,10 @@ def validate_frames(raw: dict[str, pd.DataFrame], settings: Settings, *, as_of: 
             _check_event_times(frames["events"], leads, checkers["events"])
     if "events" in frames:
         _check_event_vocabulary(frames["events"], checkers["events"], known_event_types(settings))
+    if "opportunity_history" in frames and "opportunities" in frames:
+        _check_deal_references(
+            frames["opportunity_history"], checkers["opportunity_history"], checkers["opportunities"]
+        )
 
     data = CrmData(tables={}, as_of=as_of, after_as_of=after_as_of, data_end=data_end)
     for name, checker in checkers.items():
@@ -891,6 +900,16 @@ def validate_frames(raw: dict[str, pd.DataFrame], settings: Settings, *, as_of: 
                 data.set_aside[name] = len(checker.aside)
     release_unused_memory()
     return data
+
+
+def _check_deal_references(history: pd.DataFrame, check: _Checker, deals: _Checker) -> None:
+    """History rows of deals not in the opportunities table (or set aside there, or gone from the as-of view) are
+    set aside: they describe no deal that is scored; those of a rejected deal are rejected with it."""
+    frame = deals.frame
+    seen = pd.Index(frame["opportunity_id"].dropna().unique())
+    valid = pd.Index(frame.loc[~deals.rejected(), "opportunity_id"].dropna().unique())
+    aside = pd.Index(frame["opportunity_id"].iloc[sorted(deals.aside)].dropna().unique())
+    _check_references(history, check, "opportunity_id", valid, seen, "opportunities", aside=aside)
 
 
 def _as_utc(value: object) -> pd.Timestamp | None:

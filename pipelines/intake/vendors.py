@@ -143,6 +143,18 @@ SALESFORCE = Vendor(
             required=("Id", "CreatedDate"),
         ),
         VendorObject(
+            "OpportunityFieldHistory",
+            "opportunity_history",
+            ("fieldhistory", "history"),
+            (
+                _F("OpportunityId", ("Opportunity ID",), "every change: required"),
+                _F("Field", ("Field / Event", "Field"), "which field changed (StageName, Amount, CloseDate): required"),
+                _F("NewValue", ("New Value",), "the deal's stage, amount and close date features"),
+                _F("CreatedDate", ("Edit Date", "Created Date"), "when the change was made: required"),
+            ),
+            required=("OpportunityId", "Field", "CreatedDate"),
+        ),
+        VendorObject(
             "Account",
             "accounts",
             ("account", "compan"),

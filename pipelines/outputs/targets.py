@@ -82,7 +82,7 @@ def _inputs(settings) -> list[Owned]:
         owned.extend(_database(getattr(src, "sql_url", None), f"the database of {what}", "input_db", base))
 
     if settings.tables is not None:
-        for name in ("leads", "accounts", "events", "opportunities"):
+        for name in TABLE_ROLES:
             source(getattr(settings.tables, name), f"an input (table '{name}')")
     for i, extra in enumerate(settings.exports.more_events):
         source(extra, f"an input (exports.more_events[{i}])")
@@ -297,7 +297,7 @@ def same_database(url: str, other: str | None, base_dir: Path) -> bool:
 def _input_tables(settings) -> list[tuple[str, str, str]]:
     sources = []
     if settings.tables is not None:
-        sources += [(name, getattr(settings.tables, name)) for name in ("leads", "accounts", "events", "opportunities")]
+        sources += [(name, getattr(settings.tables, name)) for name in TABLE_ROLES]
     sources += [(f"exports.more_events[{i}]", s) for i, s in enumerate(settings.exports.more_events)]
     if settings.flat is not None:
         sources.append(("flat", settings.flat))

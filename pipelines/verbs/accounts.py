@@ -13,7 +13,6 @@ The account model is registered as `<mlflow.registered_model>-account`, with its
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -41,10 +40,9 @@ from leadscore.models.account_defaults import (
 from leadscore.models.conversion import TooLittleDataError
 from leadscore.models.evaluation import calibration_table, evaluate, metrics_table
 from leadscore.models.factory import build_model
-from leadscore.models.reasons import top_reasons
 from leadscore.models.scores import percentile_in_run
 from leadscore.pipelines.config import Settings
-from leadscore.pipelines.errors import DataError, UsageError
+from leadscore.pipelines.errors import DataError
 from leadscore.pipelines.intake.ground import load_valid_crm
 from leadscore.pipelines.intake.validation import CrmData
 from leadscore.pipelines.outputs.files import frame_writer, write_frame
@@ -52,37 +50,32 @@ from leadscore.pipelines.outputs.publish import project_publication
 from leadscore.pipelines.outputs.targets import Target, check_outputs
 from leadscore.pipelines.outputs.tracking import lead_champion, load_model
 from leadscore.pipelines.training_set import TrainingSet, build_training_set, content_fingerprint, input_fingerprint
-from leadscore.pipelines.verbs.gate import register_and_gate, training_data_id
+from leadscore.pipelines.verbs.levels import MODEL_ROW, LevelRun, explained_scores, level_settings, log_level_model
 from leadscore.pipelines.verbs.scoring import _score
 from leadscore.pipelines.verbs.train import (
     ReferencePopulation,
     TrainResult,
-    drift_profile,
     fit_model,
     fit_recipe,
     gap_days,
     holdout_split,
-    reasons_reference,
     refit_on_all_rows,
 )
 
 log = logging.getLogger(__name__)
-ACCOUNT_MODEL = "lightgbm_calibrated"  # the account model's row in the metrics (the gate reads this name)
+ACCOUNT_MODEL = MODEL_ROW  # the account model's row in the metrics (the gate reads this name)
 
 
 def account_settings(settings: Settings, choice: AccountChoice | None = None) -> Settings:
     """The same settings with the account model's registry name: `<registered_model>-account`, and with a `choice`
     its spine and minimums in `spine.*` and `model.min_*`, so that the lead training helpers (holdout gap, model
     factory) read the account's."""
-    mlflow = settings.mlflow.model_copy(update={"registered_model": f"{settings.mlflow.registered_model}-account"})
-    update: dict = {"mlflow": mlflow}
-    if choice is not None:
-        p = choice.policy
-        spine = {"delay_days": p.delay_days, "every_days": p.every_days, "max_snapshots": p.max_snapshots}
-        update["spine"] = settings.spine.model_copy(update={**spine, "horizon_days": p.horizon_days})
-        minimums = {"min_positives": choice.min_positives, "min_negatives": choice.min_negatives}
-        update["model"] = settings.model.model_copy(update=minimums)
-    return settings.model_copy(update=update)
+    if choice is None:
+        return level_settings(settings, "account")
+    p = choice.policy
+    spine = {"delay_days": p.delay_days, "every_days": p.every_days, "max_snapshots": p.max_snapshots}
+    minimums = {"min_positives": choice.min_positives, "min_negatives": choice.min_negatives}
+    return level_settings(settings, "account", spine={**spine, "horizon_days": p.horizon_days}, model=minimums)
 
 
 def _base_policy(settings: Settings):
@@ -254,8 +247,7 @@ def train_accounts(settings: Settings, data: CrmData, *, promote_anyway: bool = 
     """The whole `leadscore train --level account`: fit and evaluate, then log, register and gate in MLflow."""
     from leadscore.pipelines.outputs import tracking
 
-    mlflow = tracking.mlflow_module()
-    experiment = tracking.use_store(settings)
+    tracking.use_store(settings)
     lead_champion = None
     lead_version = tracking.champion_version(settings)
     if lead_version is not None:
@@ -263,62 +255,19 @@ def train_accounts(settings: Settings, data: CrmData, *, promote_anyway: bool = 
         lead_champion = (model, lead_version)
     out = train_and_evaluate_accounts(settings, data, lead_champion=lead_champion)
     result = out.result
-    training = result.training
     acc = account_settings(settings, out.choice)
-    deployed = refit_on_all_rows(training, result.model)
-    result.deployed = deployed
-    holdout = training.frame.iloc[result.split.holdout]
-    with mlflow.start_run(experiment_id=experiment, run_name=tracking.run_name("train", data.as_of, "account")) as run:
-        mlflow.log_params({f"model.{k}": v for k, v in settings.model.model_dump().items()})
-        mlflow.log_params(
-            {
-                "level": "account",
-                "rows": len(training.frame),
-                "dev_rows": len(result.split.dev),
-                "holdout_rows": len(result.split.holdout),
-                "training_data": training_data_id(training.manifest),
-                "best_iteration": result.model.best_iteration_,
-                "horizon_days": gap_days(acc),
-                "every_days": acc.spine.every_days,
-                "max_snapshots": acc.spine.max_snapshots,
-                "deployed.rows": deployed.n_train_,
-            }
-        )
-        mlflow.log_params({f"rollup.{k}": v[:500] for k, v in out.rollups.items()})
-        mlflow.log_params({f"accounts.{k}": v[:500] for k, v in out.choice.how.items()})
-        for scorer, row in result.metrics.iterrows():
-            mlflow.log_metrics({f"{scorer}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
-        mlflow.log_metrics({k: float(v) for k, v in result.metrics.loc[ACCOUNT_MODEL].items() if pd.notna(v)})
-        tracking.log_frame(result.metrics, "evaluation/metrics.csv")
-        tracking.log_frame(result.calibration, "evaluation/calibration_by_decile.csv")
-        specs = account_feature_specs()
-        tracking.log_frame(
-            pd.DataFrame(
-                [(n, specs[n].group, specs[n].description) for n in training.feature_names],
-                columns=["feature", "group", "description"],
-            ).set_index("feature"),
-            "features/features.csv",
-        )
-        mlflow.log_text(
-            json.dumps(training.manifest, indent=2, sort_keys=True, default=str), "training_set/manifest.json"
-        )
-        population = account_reference_population(settings, data, training.feature_names)
-        out.accounts_open = len(population.features)
-        mlflow.log_metric("base_rate", deployed.base_rate_)
-        example = holdout[training.feature_names].head(5)
-        info = tracking.log_conversion_model(
-            deployed,
-            example,
-            training.categorical,
-            reference_profile=drift_profile(deployed, population, categorical=training.categorical),
-            feature_set="account",
-            reason_reference=reasons_reference(training, specs=account_feature_specs()),
-        )
-        version, decision = register_and_gate(
-            acc, result, info.model_uri, run_id=run.info.run_id, promote_anyway=promote_anyway
-        )
-        mlflow.set_tags({"level": "account"})
-        out.version, out.decision, out.run_id = version, decision, run.info.run_id
+    result.deployed = refit_on_all_rows(result.training, result.model)
+    population = account_reference_population(settings, data, result.training.feature_names)
+    out.accounts_open = len(population.features)
+    params = {
+        "horizon_days": gap_days(acc),
+        "every_days": acc.spine.every_days,
+        "max_snapshots": acc.spine.max_snapshots,
+        **{f"rollup.{k}": v for k, v in out.rollups.items()},
+        **{f"accounts.{k}": v for k, v in out.choice.how.items()},
+    }
+    run = LevelRun("account", account_feature_specs(), params, population)
+    out.version, out.decision, out.run_id = log_level_model(acc, data, result, run, promote_anyway=promote_anyway)
     return out
 
 
@@ -431,16 +380,7 @@ def score_open_accounts(
     spine = account_scoring_spine(t["leads"], t["opportunities"], as_of=data.as_of)
     context = account_context(settings, data, spine)
     X = build_account_features(context, list(model.feature_names_in_))
-    contributions = model.contributions(X)
-    raw = contributions.sum(axis=1).to_numpy()  # SHAP values add up to the raw score
-    probability = model.probability_of_margin(raw)
-    reasons = top_reasons(
-        contributions,
-        X,
-        account_feature_specs(),
-        reference=getattr(wrapper, "reason_reference", None),
-        subject="account",
-    )
+    probability, score, reasons = explained_scores(model, wrapper, X, account_feature_specs(), subject="account")
     graded = grade_accounts(context, settings.grades)
     lead_scores, rollup = None, np.full(len(spine), np.nan)
     if lead_model is not None:
@@ -451,7 +391,7 @@ def score_open_accounts(
         account_id=spine[KEY].to_numpy(),
         as_of=spine["cutoff_time"].to_numpy(),
         probability=probability,
-        score=_score(model, wrapper, probability),
+        score=score,
         open_lead_count=count.to_numpy(),
         open_leads=listed.to_numpy(),
         lead_rollup_probability=rollup,
@@ -520,18 +460,6 @@ __all__ = [
     "train_accounts",
     "train_and_evaluate_accounts",
 ]
-
-
-def check_account_level(settings: Settings, **unsupported: object) -> None:
-    """--level account needs the CRM tables and this machine, and takes none of the options given in `unsupported`
-    (name -> value; a value other than None was given)."""
-    if settings.mode != "crm":
-        raise UsageError("--level account needs the CRM tables (mode = 'crm'): accounts come from leads.account_id")
-    if settings.engine.name == "spark":
-        raise UsageError("--level account runs on this machine: --engine local")
-    given = [name.replace("_", "-") for name, value in unsupported.items() if value is not None]
-    if given:
-        raise UsageError(f"--level account does not take --{', --'.join(given)}")
 
 
 def run_train_accounts(

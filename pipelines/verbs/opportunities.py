@@ -1,0 +1,379 @@
+"""`--level opportunity` of `train` and `predict`: every open deal's chance to close won within the horizon.
+
+Training runs the lead level's recipe (the same factory and settings, the same time-ordered holdout with a
+one-horizon gap, the same refit on all rows, the same gate) on the opportunity spine and features
+(features/opportunity_spine.py, features/opportunities.py). The holdout is also scored by two baselines:
+- `logistic_regression` on the same features, as at the lead level;
+- `crm_stage_probability`: the CRM's own stage probability (Salesforce `Probability`) as it stood at each cutoff,
+  read from the opportunity history's `probability` changes. The opportunities table's `probability` column is
+  today's value (100 or 0 on a closed deal) and is never read for a past cutoff.
+The opportunity model is registered as `<mlflow.registered_model>-opportunity`, with its own champion and challenger.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from leadscore.features.opportunities import (
+    OpportunityContext,
+    build_opportunity_features,
+    opportunity_directions,
+    opportunity_feature_specs,
+)
+from leadscore.features.opportunity_spine import KEY, build_opportunity_spine, opportunity_scoring_spine
+from leadscore.models.conversion import TooLittleDataError
+from leadscore.models.evaluation import calibration_table, evaluate, metrics_table
+from leadscore.models.factory import build_model
+from leadscore.models.scores import percentile_in_run
+from leadscore.pipelines.config import Settings
+from leadscore.pipelines.errors import DataError
+from leadscore.pipelines.intake.ground import load_valid_crm
+from leadscore.pipelines.intake.validation import CrmData
+from leadscore.pipelines.outputs.files import frame_writer
+from leadscore.pipelines.outputs.publish import project_publication
+from leadscore.pipelines.outputs.targets import Target, check_outputs
+from leadscore.pipelines.outputs.tracking import load_model
+from leadscore.pipelines.training_set import TrainingSet, content_fingerprint, fit_recipe, input_fingerprint
+from leadscore.pipelines.verbs.levels import MODEL_ROW, LevelRun, explained_scores, level_settings, log_level_model
+from leadscore.pipelines.verbs.train import (
+    ReferencePopulation,
+    TrainResult,
+    baseline_scores,
+    gap_days,
+    holdout_figures,
+    holdout_split,
+    refit_on_all_rows,
+)
+
+log = logging.getLogger(__name__)
+LEVEL = "opportunity"
+STAGE_BASELINE = "crm_stage_probability"
+
+
+def opportunity_settings(settings: Settings) -> Settings:
+    """The settings with the opportunity model's registry name and `[opportunities]` as the spine in force."""
+    p = settings.opportunity_policy()
+    spine = {k: getattr(p, k) for k in ("delay_days", "every_days", "max_snapshots", "horizon_days", "max_age_days")}
+    return level_settings(settings, LEVEL, spine={**spine, "policy": "snapshots"})
+
+
+def history_of(data: CrmData) -> pd.DataFrame | None:
+    history = data.tables.get("opportunity_history")
+    return history if history is not None and len(history) else None
+
+
+def history_line(data: CrmData) -> str:
+    """The one line saying what the deal features read: the history point in time, or only creation-time fields."""
+    history = history_of(data)
+    if history is None:
+        return (
+            "no opportunity history (tables.opportunity_history): the deal features read only what is fixed at "
+            "creation (its age, its lead and company); stage, amount and close date are left out"
+        )
+    return (
+        f"opportunity history: {len(history):,} changes of {history[KEY].nunique():,} deals: stage, amount and close "
+        "date read as they stood before each cutoff"
+    )
+
+
+def opportunity_context(settings: Settings, data: CrmData, spine: pd.DataFrame) -> OpportunityContext:
+    t = data.tables
+    return OpportunityContext(
+        spine,
+        opportunities=t["opportunities"],
+        leads=t["leads"],
+        history=history_of(data),
+        accounts=t.get("accounts"),
+        events=t.get("events"),
+        params=settings.feature_params(),
+    )
+
+
+def opportunity_training_set(settings: Settings, data: CrmData) -> TrainingSet:
+    """Opportunity spine -> point-in-time deal features, as a TrainingSet the lead training code accepts."""
+    policy = settings.opportunity_policy()
+    spine, stats = build_opportunity_spine(data.tables["opportunities"], policy, as_of=data.as_of)
+    log.info(
+        "opportunity spine: %d rows (%d won, %d censored) over %d deals",
+        stats.rows,
+        stats.positives,
+        stats.censored,
+        stats.leads,
+    )
+    specs = opportunity_feature_specs(with_history=history_of(data) is not None)
+    names = list(specs)
+    features = build_opportunity_features(opportunity_context(settings, data, spine), names)
+    frame = pd.concat([spine.reset_index(drop=True), features], axis=1)
+    manifest = {
+        "mode": "crm",
+        "level": LEVEL,
+        "as_of": data.as_of.isoformat(),
+        "spine": {**asdict(stats), "deals": stats.leads},
+        "cutoff_policy": asdict(policy),
+        "rows": len(frame),
+        "positives": int(frame["converted"].sum()),
+        "features": names,
+        "feature_set": LEVEL,
+        "opportunity_history": history_of(data) is not None,
+        "input_sha256": input_fingerprint(settings),
+        "content_sha256": content_fingerprint(data.tables),
+        "sample_weight": "1 / (rows kept for the deal); the model scales the weights to average 1",
+    }
+    return TrainingSet(frame, names, manifest, [n for n in names if specs[n].kind == "categorical"])
+
+
+def stage_probability(context: OpportunityContext) -> np.ndarray:
+    """The CRM's stage probability of each row as it stood before the cutoff, in [0, 1] (NaN: never recorded);
+    values above 1 are read as percentages (Salesforce writes 0-100)."""
+    return probability_share(context.value_at("probability")[0])
+
+
+def probability_share(values: pd.Series) -> np.ndarray:
+    """A CRM probability column in [0, 1]: read as percentages when any value is above 1 (Salesforce: 0-100)."""
+    p = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64")
+    return np.clip(p / 100.0 if np.nanmax(p, initial=0.0) > 1 else p, 0.0, 1.0)
+
+
+def stage_baseline(context: OpportunityContext, fallback: float) -> tuple[np.ndarray | None, str]:
+    """The stage-probability baseline on the rows of `context`, missing values read as `fallback` (the development
+    rows' win rate), or None with the reason when the history records no probability."""
+    p = stage_probability(context)
+    missing = int(np.isnan(p).sum())
+    if missing == len(p):
+        return None, "not computed: the opportunity history records no probability (Salesforce Probability)"
+    note = "the CRM's probability as it stood before each cutoff (opportunity history)"
+    if missing:
+        note += f"; {missing:,} rows without one read as the development win rate ({fallback:.3f})"
+    return np.where(np.isnan(p), fallback, p), note
+
+
+def fit_opportunity_model(settings: Settings, training: TrainingSet, rows: np.ndarray):
+    specs = opportunity_feature_specs()
+    model = build_model(
+        settings.model,
+        categorical_features=training.categorical,
+        gap_days=gap_days(settings),
+        directions=opportunity_directions({n: specs[n] for n in training.feature_names}),
+    )
+    return fit_recipe(model, training, rows, training.feature_names)
+
+
+@dataclass
+class OpportunityTrainResult:
+    result: TrainResult
+    baseline: str  # how the stage-probability baseline was read
+    history: str  # what the deal features read
+    version: str | None = None
+    decision: str = ""
+    run_id: str | None = None
+    deals_open: int = 0
+
+
+def train_and_evaluate_opportunities(settings: Settings, data: CrmData) -> OpportunityTrainResult:
+    """Fit on the earlier deal rows; score the holdout with the model, the logistic regression and the CRM's stage
+    probability. `settings` are the opportunity level's (`opportunity_settings`)."""
+    training = opportunity_training_set(settings, data)
+    split = holdout_split(settings, training)
+    model = fit_opportunity_model(settings, training, split.dev)
+    holdout = training.frame.iloc[split.holdout].reset_index(drop=True)
+    probability = model.predict_proba(holdout[training.feature_names])[:, 1]
+    scores = {MODEL_ROW: probability, **baseline_scores(settings, training, split, None)}
+    dev_rate = float(training.frame["converted"].iloc[split.dev].mean())
+    stage, note = stage_baseline(opportunity_context(settings, data, holdout[[KEY, "cutoff_time"]]), dev_rate)
+    if stage is not None:
+        scores[STAGE_BASELINE] = stage
+    metrics = metrics_table({name: evaluate(holdout["converted"], p) for name, p in scores.items()})
+    calibration = calibration_table(holdout["converted"], probability)
+    result = TrainResult(model, training, split, metrics, calibration, probability)
+    return OpportunityTrainResult(result, note, history_line(data))
+
+
+def open_deal_features(settings: Settings, data: CrmData, names: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The deals open at the as-of (the scoring spine) and their features `names`."""
+    spine = opportunity_scoring_spine(data.tables["opportunities"], as_of=data.as_of)
+    return spine, build_opportunity_features(opportunity_context(settings, data, spine), names)
+
+
+def train_opportunities(settings: Settings, data: CrmData, *, promote_anyway: bool = False) -> OpportunityTrainResult:
+    """The whole `leadscore train --level opportunity`: fit and evaluate, then log, register and gate in MLflow."""
+    opp = opportunity_settings(settings)
+    out = train_and_evaluate_opportunities(opp, data)
+    result = out.result
+    result.deployed = refit_on_all_rows(result.training, result.model)
+    spine, X = open_deal_features(opp, data, result.training.feature_names)
+    out.deals_open = len(spine)
+    population = ReferencePopulation(X, f"{len(X):,} deals open at {data.as_of.isoformat()}")
+    params = {f"opportunities.{k}": v for k, v in settings.opportunities.model_dump().items()}
+    params |= {"horizon_days": gap_days(opp), "baseline.crm_stage_probability": out.baseline, "history": out.history}
+    run = LevelRun(LEVEL, opportunity_feature_specs(), params, population)
+    out.version, out.decision, out.run_id = log_level_model(opp, data, result, run, promote_anyway=promote_anyway)
+    return out
+
+
+def run_train_opportunities(
+    settings: Settings, *, as_of: pd.Timestamp | None = None, promote: bool = False, echo: Callable[..., None]
+) -> dict:
+    """The whole `leadscore train --level opportunity`, with its figures and the gate's decision printed."""
+    check_outputs(settings)  # the validation rejects
+    data = load_valid_crm(settings, as_of=as_of)
+    echo(history_line(data))
+    try:
+        out = train_opportunities(settings, data, promote_anyway=promote)
+    except TooLittleDataError as exc:
+        raise DataError(f"too little data to train: {exc}") from None
+    result, name = out.result, opportunity_settings(settings).mlflow.registered_model
+    split, stats = result.split, result.training.manifest["spine"]
+    echo(
+        f"opportunity spine: {stats['rows']:,} rows over {stats['deals']:,} deals ({stats['censored']:,} censored); "
+        f"fit on {len(split.dev):,} rows, scored on the latest {len(split.holdout):,} (fully observed) rows "
+        f"(best iteration {result.model.best_iteration_})"
+    )
+    echo(f"holdout metrics ({MODEL_ROW}: the opportunity model; {STAGE_BASELINE}: the CRM's own stage probability):")
+    echo(result.metrics.to_string(float_format=lambda v: f"{v:.4f}"))
+    echo(f"  {STAGE_BASELINE}: {out.baseline}")
+    echo(f"registered {name} version {out.version} (alias challenger)")
+    echo(out.decision)
+    echo(f"MLflow run {out.run_id} in {settings.tracking_uri}")
+    return {
+        "verb": "train",
+        "level": LEVEL,
+        "registered_model": name,
+        "version": out.version,
+        "decision": out.decision,
+        "run_id": out.run_id,
+        "dev_rows": len(split.dev),
+        "holdout_rows": len(split.holdout),
+        "holdout": holdout_figures(result.metrics),
+        "baseline": out.baseline,
+        "history": out.history,
+        "deals_open": out.deals_open,
+    }
+
+
+# -- scoring ------------------------------------------------------------------------------------------------------
+OPPORTUNITY_COLUMNS = [
+    "opportunity_id",
+    "lead_id",
+    "as_of",
+    "probability",
+    "score",
+    "percentile",
+    "crm_probability",
+    "stage",
+    "amount",
+    "deal_age_days",
+    "reasons_positive",
+    "reasons_negative",
+    "model_name",
+    "model_version",
+]
+
+
+def _rejects(data: CrmData, failed: pd.Series) -> pd.DataFrame:
+    """Deals whose score could not be computed, and the deals validation rejected."""
+    parts = [pd.DataFrame({KEY: failed.astype("string"), "reason": "scoring: no finite probability"})]
+    if "opportunities" in data.rejects:
+        deals = data.rejects["opportunities"]
+        reason = "validation: " + deals["reject_reason"].astype("string")
+        parts.append(pd.DataFrame({KEY: deals[KEY].astype("string"), "reason": reason}))
+    return pd.concat(parts, ignore_index=True).astype({KEY: "string"})
+
+
+def score_open_opportunities(
+    settings: Settings, data: CrmData, model, wrapper, *, model_name: str, model_version: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every deal open at `data.as_of`: probability, 1-99 score, percentile, the CRM's own stage probability, its
+    stage and amount then, and the top reasons; and the rejects."""
+    spine = opportunity_scoring_spine(data.tables["opportunities"], as_of=data.as_of)
+    context = opportunity_context(settings, data, spine)
+    X = build_opportunity_features(context, list(model.feature_names_in_))
+    probability, score, reasons = explained_scores(model, wrapper, X, opportunity_feature_specs(), subject="deal")
+    shown = build_opportunity_features(context, ["deal_stage", "deal_amount", "deal_age_days"])
+    crm = stage_probability(context)
+    if np.isnan(crm).all() and "probability" in context.deals:  # no history: the table's value is today's
+        crm = probability_share(context.deals["probability"])
+    scores = pd.DataFrame(
+        {
+            KEY: spine[KEY].to_numpy(),
+            "lead_id": context.deals["lead_id"].to_numpy(),
+            "as_of": spine["cutoff_time"].to_numpy(),
+            "probability": probability,
+            "score": score,
+            "percentile": percentile_in_run(probability),
+            "crm_probability": crm,
+            "stage": shown["deal_stage"].to_numpy(),
+            "amount": shown["deal_amount"].to_numpy(),
+            "deal_age_days": shown["deal_age_days"].round(1).to_numpy(),
+            "reasons_positive": reasons["reasons_positive"].to_numpy(),
+            "reasons_negative": reasons["reasons_negative"].to_numpy(),
+            "model_name": model_name,
+            "model_version": model_version,
+        }
+    )
+    valid = np.isfinite(probability)
+    rejects = _rejects(data, scores.loc[~valid, KEY])
+    scores = scores.loc[valid].sort_values(["probability", KEY], ascending=[False, True], kind="stable")
+    return scores[OPPORTUNITY_COLUMNS].reset_index(drop=True), rejects.reset_index(drop=True)
+
+
+def run_predict_opportunities(
+    settings: Settings,
+    *,
+    as_of: pd.Timestamp | None = None,
+    model_uri: str | None = None,
+    out: Path | None = None,
+    top: int = 10,
+    echo: Callable[..., None],
+) -> dict:
+    """The whole `leadscore predict --level opportunity`: one row per open deal, and its rejects."""
+    from leadscore.pipelines.verbs.scoring import rejects_path
+
+    target = Path(out or settings.output_dir / "opportunity_scores.csv")
+    check_outputs(
+        settings,
+        Target(target, "--out", (".csv", ".parquet")),
+        Target(rejects_path(target), "--out (its rejects file)", (".csv",)),
+    )
+    model, wrapper, name, version = load_model(opportunity_settings(settings), model_uri)
+    with project_publication(settings) as publication:  # the scores, their rejects and validation's, as one unit
+        data = load_valid_crm(settings, as_of=as_of, publication=publication)
+        echo(history_line(data))
+        scores, rejects = score_open_opportunities(
+            opportunity_settings(settings), data, model, wrapper, model_name=name, model_version=version
+        )
+        publication.write(target, frame_writer(scores, target))
+        publication.write(rejects_path(target), frame_writer(rejects, rejects_path(target)))
+    echo(f"scored {len(scores):,} deals open as of {data.as_of.isoformat()} with {name} v{version or '?'} -> {target}")
+    mean = round(float(scores["probability"].mean()), 4) if len(scores) else None
+    echo(f"rejected: {len(rejects):,}; mean probability {mean}")
+    echo(f"\ntop {top} deals:")
+    shown = scores.head(top)[[KEY, "score", "crm_probability", "stage", "reasons_positive"]]
+    echo(shown.to_string(index=False, max_colwidth=80))
+    return {
+        "verb": "predict",
+        "level": LEVEL,
+        "scored": len(scores),
+        "rejected": len(rejects),
+        "mean_probability": mean,
+        "as_of": data.as_of.isoformat(),
+        "model_name": name,
+        "model_version": version,
+        "output": str(target),
+    }
+
+
+__all__ = [
+    "opportunity_settings",
+    "opportunity_training_set",
+    "run_predict_opportunities",
+    "run_train_opportunities",
+    "score_open_opportunities",
+    "train_and_evaluate_opportunities",
+    "train_opportunities",
+]

@@ -1,0 +1,82 @@
+"""`--level opportunity` end to end on the small sample CRM (its deals have a stage, amount and close-date history):
+train beside the CRM's own stage probability, then predict one row per open deal; and a book without a history
+table reads only what is fixed at a deal's creation, and says so."""
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from leadscore.features.opportunity_spine import opportunity_scoring_spine
+from leadscore.pipelines.cli import app
+from leadscore.pipelines.config import load_settings
+from leadscore.pipelines.intake.validation import load_crm
+from leadscore.pipelines.verbs.opportunities import history_line, opportunity_settings, opportunity_training_set
+
+runner = CliRunner()
+
+
+def invoke(*args: str) -> dict:
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def opportunity_project(sample_project, tmp_path_factory):
+    """The sample project's tables, its own MLflow store, and an opportunity model trained on them."""
+    folder = tmp_path_factory.mktemp("opportunities")
+    config = folder / "leadscore.toml"
+    config.write_text(sample_project.read_text().replace('path = "data/', f'path = "{sample_project.parent}/data/'))
+    trained = invoke("train", "--config", str(config), "--level", "opportunity")
+    return config, trained
+
+
+def test_train_reports_the_model_beside_the_crm_stage_probability(opportunity_project):
+    _, trained = opportunity_project
+    assert trained["level"] == "opportunity" and trained["registered_model"] == "leadscore-conversion-opportunity"
+    holdout = trained["holdout"]
+    assert set(holdout) == {"lightgbm_calibrated", "logistic_regression", "crm_stage_probability"}
+    assert all(0 < holdout[s]["roc_auc"] <= 1 for s in holdout)
+    # the deal's own history (stage, amount, slips) and its lead's activity tell more than the stage alone
+    assert holdout["lightgbm_calibrated"]["roc_auc"] > holdout["crm_stage_probability"]["roc_auc"]
+    assert "before each cutoff" in trained["baseline"] and trained["history"].startswith("opportunity history:")
+    assert trained["decision"].startswith("gate: promoted")
+
+
+def test_predict_scores_every_open_deal_with_reasons(opportunity_project, tmp_path):
+    config, _ = opportunity_project
+    out = tmp_path / "deals.csv"
+    summary = invoke("predict", "--config", str(config), "--level", "opportunity", "--out", str(out))
+    data = load_crm(load_settings(config))
+    expected = set(opportunity_scoring_spine(data.tables["opportunities"], as_of=data.as_of)["opportunity_id"])
+    scores = pd.read_csv(out, dtype={"opportunity_id": str, "lead_id": str})
+    assert len(expected) > 0 and set(scores["opportunity_id"]) == expected
+    assert len(scores) == len(expected) == summary["scored"] and summary["rejected"] == 0
+    assert scores["probability"].between(0, 1).all() and scores["score"].between(1, 99).all()
+    assert scores["probability"].is_monotonic_decreasing and scores["score"].is_monotonic_decreasing
+    # the CRM's probability and stage as they stood at the as-of: the sample's stages and their probabilities
+    assert scores["crm_probability"].isin([0.1, 0.2, 0.75, 0.9]).all()
+    assert set(scores["stage"]) <= {"qualification", "needs analysis", "proposal/price quote", "negotiation/review"}
+    reasons = scores["reasons_positive"].fillna("") + scores["reasons_negative"].fillna("")
+    assert (reasons != "").all() and reasons.str.contains("deals").all()
+    assert (tmp_path / "deals.rejects.csv").exists()
+
+
+def test_without_a_history_table_only_creation_time_fields_are_read(sample_project):
+    settings = load_settings(sample_project)
+    data = load_crm(settings)
+    del data.tables["opportunity_history"]
+    training = opportunity_training_set(opportunity_settings(settings), data)
+    deal = [n for n in training.feature_names if n.startswith("deal_")]
+    assert deal == ["deal_age_days"] and not training.manifest["opportunity_history"]
+    assert history_line(data).startswith("no opportunity history")
+
+
+def test_the_account_and_lead_options_are_refused_at_the_opportunity_level(opportunity_project):
+    config, _ = opportunity_project
+    result = runner.invoke(app, ["predict", "--config", str(config), "--level", "opportunity", "--to-sql", "t"])
+    assert result.exit_code == 2 and "--level opportunity does not take --to-sql" in result.output
+    result = runner.invoke(app, ["grade", "--config", str(config), "--level", "opportunity"])
+    assert result.exit_code == 2 and "'lead' or 'account'" in result.output
