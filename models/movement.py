@@ -186,9 +186,9 @@ def score_movement(
         index=current.index,
     )
     out["change_reasons"] = out["change_reasons"].astype("string")
-    model_changed = (
-        current["model_version"].to_numpy(dtype=object) != matched["model_version"].to_numpy(dtype=object)
-    ) | (current["model_name"].to_numpy(dtype=object) != matched["model_name"].to_numpy(dtype=object))
+    model_changed = (_text(current["model_version"]) != _text(matched["model_version"])) | (
+        _text(current["model_name"]) != _text(matched["model_name"])
+    )
     m_now = current["margin"].to_numpy(dtype="float64")
     m_then = matched["margin"].to_numpy(dtype="float64")
     moved = np.flatnonzero(~np.isnan(change) & (change != 0) & np.isfinite(m_now))
@@ -210,6 +210,11 @@ def score_movement(
         )
     out["change_reasons"] = pd.array(texts, dtype="string")
     return out
+
+
+def _text(column: pd.Series) -> np.ndarray:
+    """Text values to compare (missing: empty text, never pandas' NA, which refuses to be compared)."""
+    return column.astype("string").fillna("").to_numpy(dtype=object)
 
 
 def _version(row: pd.Series) -> str:
