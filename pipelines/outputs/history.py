@@ -305,8 +305,16 @@ def _read_sql(url: str, table: str, columns: list[str], *, runs: list[tuple] | N
                 rows = pd.read_sql_table(table, connection, columns=kept)
             else:
                 target = sa.Table(table, sa.MetaData(), autoload_with=connection)
-                keys = [_run_key(as_of, str(name), str(version)) for as_of, name, version in runs]
-                query = sa.select(*(target.c[c] for c in kept)).where(target.c.run_key.in_(keys))
+                # by the run's own columns (naive UTC as stored), not `run_key`: whatever wrote the rows
+                wanted = [
+                    sa.and_(
+                        target.c.as_of == as_of.tz_convert("UTC").tz_localize(None).to_pydatetime(),
+                        target.c.model_name == str(name),
+                        target.c.model_version == str(version),
+                    )
+                    for as_of, name, version in runs
+                ]
+                query = sa.select(*(target.c[c] for c in kept)).where(sa.or_(*wanted))
                 rows = pd.read_sql_query(query, connection)
     finally:
         engine.dispose()
