@@ -265,6 +265,8 @@ def history_sql_step(rows: pd.DataFrame, url: str, table: str) -> SqlStep:
     for column in _TIMES:
         stored[column] = stored[column].dt.tz_convert("UTC").dt.tz_localize(None)
     stored = stored.drop_duplicates(["lead_id", "run_key"], keep="last")
+    # every column of the table (rows from a caller that has no movement columns: NULL), so the INSERT finds them
+    stored = stored.reindex(columns=[c.name for c in target.columns])
     t, s = quote(table), quote(staging)
     columns = ", ".join(quote(c.name) for c in target.columns)
 
