@@ -12,6 +12,8 @@
   is accepted / handed over, read only for handovers whose window has passed.
 * **Re-route after rejection**: a scoring run that sent to sales (a `due_by`) a lead that sales had rejected before
   the run (and not accepted since); legitimate only when the lead showed new activity after the rejection.
+* **Biggest movers**: the latest production run's leads whose score moved most since their previous run (the
+  `score_change` and `change_reasons` predict stored with the run; see models.movement).
 * **SLA compliance**: share of handovers, whose deadline has passed, touched by sales (first touch at or after
   the handover) by their `due_by`. Times are compared as instants (UTC), so an SLA is elapsed hours, also across
   a daylight-saving change.
@@ -234,3 +236,21 @@ def acceptance_drop(weekly: pd.DataFrame) -> float | None:
     earlier = weeks.iloc[:-1]
     before = earlier["accepted"].sum() / earlier["handed_over"].sum()
     return float((before - weeks["acceptance_rate"].iloc[-1]) * 100)
+
+
+MOVER_COLUMNS = ["lead_id", "as_of", "previous_score", "score", "score_change", "change_reasons", "model_version"]
+
+
+def biggest_movers(history: pd.DataFrame, *, n: int) -> pd.DataFrame:
+    """The `n` leads of the latest production run whose score moved most (by absolute change; ties by lead id),
+    with the score before and after; empty when that run stored no change (a history written before score
+    movement, or `n` = 0)."""
+    production = history[history["production"].to_numpy(dtype=bool)]
+    if production.empty or n <= 0 or "score_change" not in production:
+        return pd.DataFrame(columns=MOVER_COLUMNS)
+    latest = production[production["as_of"] == production["as_of"].max()]
+    moved = latest[latest["score_change"].notna() & (latest["score_change"] != 0)].copy()
+    moved["size"] = moved["score_change"].abs()
+    moved = moved.sort_values(["size", "lead_id"], ascending=[False, True], kind="stable").head(n)
+    moved["previous_score"] = moved["score"] - moved["score_change"]
+    return moved[MOVER_COLUMNS].reset_index(drop=True)

@@ -34,11 +34,17 @@ def score_1_99(probability: np.ndarray, base_rate: float) -> np.ndarray:
         raise ValueError(f"the base rate must lie strictly between 0 and 1, got {base_rate!r}")
     p = np.asarray(probability, dtype="float64")
     known = np.isfinite(p)
-    clipped = np.clip(np.where(known, p, base_rate), _EDGE, 1.0 - _EDGE)
-    log2_ratio = np.log2(clipped / (1.0 - clipped)) - np.log2(base_rate / (1.0 - base_rate))
     # the tiny tolerance keeps a probability equal to the base rate (up to rounding) at exactly MIDDLE
-    score = np.floor(MIDDLE + POINTS_TO_DOUBLE * log2_ratio + 1e-9)
+    score = np.floor(score_points(np.where(known, p, base_rate), base_rate) + 1e-9)
     return np.where(known, np.clip(score, 1, 99), -1).astype("int64")
+
+
+def score_points(probability: np.ndarray, base_rate: float) -> np.ndarray:
+    """The score before it is rounded down and kept within 1..99: MIDDLE + POINTS_TO_DOUBLE x log2 of the odds
+    ratio. What a change of the score is split on (models.movement): differences of it are exact."""
+    clipped = np.clip(np.asarray(probability, dtype="float64"), _EDGE, 1.0 - _EDGE)
+    log2_ratio = np.log2(clipped / (1.0 - clipped)) - np.log2(base_rate / (1.0 - base_rate))
+    return MIDDLE + POINTS_TO_DOUBLE * log2_ratio
 
 
 def probability_at_score(score: float, base_rate: float) -> float:

@@ -511,6 +511,9 @@ class HistorySettings(_Section):
     path: str | None = Field(None, description="Parquet dataset folder; default: <output.dir>/history")
     sql_url: str | None = Field(None, description="instead of `path`: a database (SQLAlchemy URL)")
     sql_table: str = Field("score_history", description="table for `sql_url`")
+    contributions_kept: int = Field(
+        10, ge=0, le=100, description="per lead and run, this many largest contributions kept to explain score moves"
+    )
 
 
 class MonitorSettings(_Section):
@@ -524,6 +527,7 @@ class MonitorSettings(_Section):
     live_roc_auc_floor: float = Field(0.65, ge=0, le=1, description="alert: the champion's live ROC AUC below it")
     sla_compliance_target: float = Field(0.8, ge=0, le=1, description="alert: share touched within SLA below it")
     score_drift_psi: float = Field(0.25, gt=0, description="alert: PSI of a run's scores vs training above it")
+    movers: int = Field(10, ge=0, description="the latest run's biggest score moves listed (0: none)")
 
     @model_validator(mode="before")
     @classmethod

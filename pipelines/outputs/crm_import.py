@@ -19,6 +19,7 @@ CRM_IMPORT_FIELDS: dict[str, dict[str, str]] = {
     "salesforce": {
         "lead_id": "Id",
         "score": "Lead_Score__c",
+        "score_change": "Lead_Score_Change__c",
         "probability": "Lead_Conversion_Probability__c",
         "cell": "Lead_Grade__c",
         "stage": "Lead_Stage__c",
@@ -30,6 +31,7 @@ CRM_IMPORT_FIELDS: dict[str, dict[str, str]] = {
     "hubspot": {
         "lead_id": "Record ID",
         "score": "leadscore_score",
+        "score_change": "leadscore_score_change",
         "probability": "leadscore_probability",
         "cell": "leadscore_grade",
         "stage": "leadscore_stage",
@@ -50,13 +52,15 @@ def crm_import_path(scores: str, vendor: str) -> str:
 
 def crm_import_frame(scores: pd.DataFrame, vendor: str, *, renamed: dict[str, str] | None = None) -> pd.DataFrame:
     """One row per scored lead in the vendor's import shape: its record id, the score, the probability in percent,
-    the grade, stage, next action and its due date, the reasons for the score, and when it was scored."""
+    the change of the score since the lead's previous run (when predict compared), the grade, stage, next action and its
+    due date, the reasons for the score, and when it was scored."""
     if vendor not in CRM_IMPORT_FIELDS:
         raise UsageError(f"--crm-import: use one of {', '.join(CRM_IMPORT_FIELDS)}, not {vendor!r}")
     names = {**CRM_IMPORT_FIELDS[vendor], **(renamed or {})}
     values = {
         "lead_id": scores["lead_id"].astype("string"),
         "score": scores["score"],
+        "score_change": scores.get("score_change"),  # since the lead's previous run; empty for a new lead
         "probability": (scores["probability"] * 100).round(2),
         "cell": scores.get("cell"),
         "stage": scores.get("stage"),

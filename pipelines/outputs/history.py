@@ -24,7 +24,7 @@ from leadscore.pipelines.outputs.targets import guard
 
 log = logging.getLogger(__name__)
 
-HISTORY_COLUMNS = [
+SCORE_COLUMNS = [
     "lead_id",
     "as_of",
     "probability",
@@ -35,14 +35,18 @@ HISTORY_COLUMNS = [
     "due_by",
     "model_name",
     "model_version",
-    "production",
 ]
-_TEXT = ("lead_id", "cell", "stage", "action", "model_name", "model_version")
+# what explains a lead's next score change (models.movement): the margin, the top contributions with their values as
+# JSON, and the change this run found against the lead's previous one. Rows written before issue 31 (or by the Spark
+# engine) lack them: their leads still get a score_change, without change_reasons.
+MOVEMENT_COLUMNS = ["margin", "top_contributions", "score_change", "change_reasons"]
+HISTORY_COLUMNS = [*SCORE_COLUMNS, "production", *MOVEMENT_COLUMNS]
+_TEXT = ("lead_id", "cell", "stage", "action", "model_name", "model_version", "top_contributions", "change_reasons")
 _TIMES = ("as_of", "due_by")
 RUN_KEY = ("as_of", "model_name", "model_version")
 # `production`: the run scored with the champion, whose routes sales received; False for a shadow run (another model
 # scored beside it: its routes went nowhere). Rows written before the flag existed lack it: read as production runs.
-SCORE_COLUMNS = HISTORY_COLUMNS[:-1]
+_HEAVY = ("top_contributions",)  # read only where movement needs it (predict), not by monitor's every read
 
 
 def history_rows(scores: pd.DataFrame, *, production: bool = True) -> pd.DataFrame:
@@ -57,6 +61,8 @@ def history_rows(scores: pd.DataFrame, *, production: bool = True) -> pd.DataFra
         out[column] = pd.to_datetime(out[column], utc=True).astype("datetime64[us, UTC]")
     out["probability"] = out["probability"].astype("float64")
     out["score"] = out["score"].astype("int64")
+    out["margin"] = out["margin"].astype("float64")
+    out["score_change"] = pd.to_numeric(out["score_change"]).astype("Int64")
     out["production"] = out["production"].astype("boolean").fillna(True).astype(bool)
     return out.reset_index(drop=True)
 
@@ -87,16 +93,52 @@ def append_history(settings: Settings, scores: pd.DataFrame, *, production: bool
         return stage_history(settings, scores, publication, production=production)
 
 
-def read_history(settings: Settings, *, since: pd.Timestamp | None = None) -> pd.DataFrame:
-    """Every stored row (as_of on or after `since` when given), in the history's dtypes; empty when none."""
+def read_history(
+    settings: Settings, *, since: pd.Timestamp | None = None, with_contributions: bool = False
+) -> pd.DataFrame:
+    """Every stored row (as_of on or after `since` when given), in the history's dtypes; empty when none.
+    `top_contributions` is read only `with_contributions` (it is most of the history's bytes)."""
+    columns = [c for c in HISTORY_COLUMNS if with_contributions or c not in _HEAVY]
     if settings.history.sql_url:
-        rows = _read_sql(settings.history.sql_url, settings.history.sql_table)
+        rows = _read_sql(settings.history.sql_url, settings.history.sql_table, columns)
     else:
-        rows = _read_parquet(settings.history_dir)
+        rows = _read_parquet(settings.history_dir, columns)
     rows = history_rows(rows) if len(rows) else history_rows(pd.DataFrame(columns=HISTORY_COLUMNS))
     if since is not None:
         rows = rows[rows["as_of"] >= since].reset_index(drop=True)
     return rows
+
+
+def previous_runs(settings: Settings, as_of: pd.Timestamp, lead_ids: pd.Series) -> pd.DataFrame:
+    """Each of `lead_ids`' latest production row before `as_of` (the scores sales saw), with its contributions; a
+    lead never scored before has none. Only the runs that hold such a row are read in full."""
+    keys = ["lead_id", *RUN_KEY]
+    if settings.history.sql_url:
+        index = _read_sql(settings.history.sql_url, settings.history.sql_table, [*keys, "production"])
+    else:
+        index = _read_parquet(settings.history_dir, [*keys, "production"])
+    index = _typed_keys(index)
+    production = index["production"].astype("boolean").fillna(True).to_numpy(dtype=bool)
+    wanted = index[(index["as_of"] < as_of).to_numpy(dtype=bool) & production & index["lead_id"].isin(lead_ids)]
+    latest = wanted.sort_values(keys[1:], kind="stable").drop_duplicates("lead_id", keep="last")[keys]
+    runs = [run for run, _ in _runs(latest)]
+    if not runs:
+        return history_rows(pd.DataFrame(columns=HISTORY_COLUMNS))
+    if settings.history.sql_url:
+        rows = _read_sql(settings.history.sql_url, settings.history.sql_table, HISTORY_COLUMNS, runs=runs)
+    else:
+        root = settings.history_dir
+        rows = pd.concat([_read_run(run_file(root, *run), HISTORY_COLUMNS) for run in runs] or [pd.DataFrame()])
+    return history_rows(rows).merge(latest, on=keys, how="inner")
+
+
+def _typed_keys(rows: pd.DataFrame) -> pd.DataFrame:
+    """The key columns of stored rows in the history's dtypes (what `history_rows` gives them)."""
+    out = rows.copy()
+    for column in ("lead_id", "model_name", "model_version"):
+        out[column] = out[column].astype("string")
+    out["as_of"] = pd.to_datetime(out["as_of"], utc=True).astype("datetime64[us, UTC]")
+    return out
 
 
 # -- Parquet dataset ---------------------------------------------------------------------------------------------
@@ -118,15 +160,15 @@ def _stage_parquet(rows: pd.DataFrame, root: Path, publication: Publication) -> 
     return str(root)
 
 
-def _read_parquet(root: Path) -> pd.DataFrame:
+def _read_parquet(root: Path, columns: list[str]) -> pd.DataFrame:
     files = sorted(root.glob("as_of_date=*/*.parquet")) if root.exists() else []
     if not files:
-        return pd.DataFrame(columns=HISTORY_COLUMNS)
+        return pd.DataFrame(columns=columns)
     # file by file: one run's all-missing due_by must not decide the dataset's type for the others
-    return pd.concat([_read_run(f) for f in files], ignore_index=True)
+    return pd.concat([_read_run(f, columns) for f in files], ignore_index=True)
 
 
-def _read_run(path: Path) -> pd.DataFrame:
+def _read_run(path: Path, columns: list[str]) -> pd.DataFrame:
     """One run's file; a damaged one is an error naming it (never a crash deep inside Arrow); one written before
     `production` existed is read as a production run."""
     import pyarrow.parquet as pq
@@ -135,7 +177,7 @@ def _read_run(path: Path) -> pd.DataFrame:
 
     try:
         stored = set(pq.read_schema(path).names)
-        frame = pd.read_parquet(path, columns=[c for c in HISTORY_COLUMNS if c in stored])
+        frame = pd.read_parquet(path, columns=[c for c in columns if c in stored])
     except (OSError, ValueError, KeyError) as exc:  # Arrow's ArrowInvalid is a ValueError
         raise DataError(
             f"a damaged score-history file: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
@@ -173,16 +215,24 @@ def history_table(metadata, table: str):
         sa.Column("model_version", sa.String, primary_key=True),
         sa.Column("run_key", sa.String, index=True),
         sa.Column("production", sa.Boolean),
+        sa.Column("margin", sa.Float),
+        sa.Column("top_contributions", sa.Text),
+        sa.Column("score_change", sa.BigInteger),
+        sa.Column("change_reasons", sa.Text),
     )
 
 
-def _with_production_column(connection, table: str) -> None:
-    """A history table created before `production` existed gets the column (its rows: NULL, read as production)."""
+def _with_new_columns(connection, table: str) -> None:
+    """A history table created by an older version gets the columns added since (`production`: NULL read as a
+    production run; the movement columns: NULL, no change reasons against those rows)."""
     import sqlalchemy as sa
 
-    if "production" not in {c["name"] for c in sa.inspect(connection).get_columns(table)}:
-        quote = connection.dialect.identifier_preparer.quote
-        connection.execute(sa.text(f"ALTER TABLE {quote(table)} ADD COLUMN {quote('production')} BOOLEAN"))
+    have = {c["name"] for c in sa.inspect(connection).get_columns(table)}
+    quote = connection.dialect.identifier_preparer.quote
+    for column in history_table(sa.MetaData(), table).columns:
+        if column.name not in have:
+            kind = column.type.compile(dialect=connection.dialect)
+            connection.execute(sa.text(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column.name)} {kind}"))
 
 
 def history_sql_step(rows: pd.DataFrame, url: str, table: str) -> SqlStep:
@@ -215,12 +265,14 @@ def history_sql_step(rows: pd.DataFrame, url: str, table: str) -> SqlStep:
     for column in _TIMES:
         stored[column] = stored[column].dt.tz_convert("UTC").dt.tz_localize(None)
     stored = stored.drop_duplicates(["lead_id", "run_key"], keep="last")
+    # every column of the table (rows from a caller that has no movement columns: NULL), so the INSERT finds them
+    stored = stored.reindex(columns=[c.name for c in target.columns])
     t, s = quote(table), quote(staging)
     columns = ", ".join(quote(c.name) for c in target.columns)
 
     def load(connection) -> None:
         if sa.inspect(connection).has_table(table):  # a table of an older version gains the column first
-            _with_production_column(connection, table)
+            _with_new_columns(connection, table)
         stored.to_sql(staging, connection, if_exists="replace", index=False, chunksize=50_000)
         log.info("score history: %d rows -> table %s", len(stored), table)
 
@@ -239,19 +291,36 @@ def history_sql_step(rows: pd.DataFrame, url: str, table: str) -> SqlStep:
     )
 
 
-def _read_sql(url: str, table: str) -> pd.DataFrame:
-    import sqlalchemy
+def _read_sql(url: str, table: str, columns: list[str], *, runs: list[tuple] | None = None) -> pd.DataFrame:
+    """`columns` of the table (those it has), of the given `runs` only when given."""
+    import sqlalchemy as sa
 
-    engine = sqlalchemy.create_engine(url)
+    engine = sa.create_engine(url)
     try:
         with engine.connect() as connection:
-            inspector = sqlalchemy.inspect(connection)
+            inspector = sa.inspect(connection)
             if not inspector.has_table(table):
-                return pd.DataFrame(columns=HISTORY_COLUMNS)
+                return pd.DataFrame(columns=columns)
             stored = {c["name"] for c in inspector.get_columns(table)}
-            rows = pd.read_sql_table(table, connection, columns=[c for c in HISTORY_COLUMNS if c in stored])
+            kept = [c for c in columns if c in stored]
+            if runs is None:
+                rows = pd.read_sql_table(table, connection, columns=kept)
+            else:
+                target = sa.Table(table, sa.MetaData(), autoload_with=connection)
+                # by the run's own columns (naive UTC as stored), not `run_key`: whatever wrote the rows
+                wanted = [
+                    sa.and_(
+                        target.c.as_of == as_of.tz_convert("UTC").tz_localize(None).to_pydatetime(),
+                        target.c.model_name == str(name),
+                        target.c.model_version == str(version),
+                    )
+                    for as_of, name, version in runs
+                ]
+                query = sa.select(*(target.c[c] for c in kept)).where(sa.or_(*wanted))
+                rows = pd.read_sql_query(query, connection)
     finally:
         engine.dispose()
     for column in _TIMES:
-        rows[column] = pd.to_datetime(rows[column]).dt.tz_localize("UTC")
+        if column in rows:
+            rows[column] = pd.to_datetime(rows[column]).dt.tz_localize("UTC")
     return rows

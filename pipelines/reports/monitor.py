@@ -108,6 +108,8 @@ def tables(result: Monitoring) -> dict[str, pd.DataFrame]:
     out["rejection_reasons"] = result.reasons
     if len(result.reroutes.columns):
         out["rejected_rerouted"] = result.reroutes
+    if len(result.movers):
+        out["biggest_movers"] = result.movers
     out.update({f"sla_by_{by}": t for by, t in result.sla.items()})
     return out
 
@@ -229,6 +231,9 @@ def summary_lines(result: Monitoring) -> list[str]:
     if len(result.reasons):
         lines += ["", "rejection reasons:", _text(result.reasons)]
     lines += reroute_lines(result.reroutes)
+    if len(result.movers):
+        lines += ["", f"biggest score moves in the latest run (as of {result.movers['as_of'].iloc[0]:%Y-%m-%d}):"]
+        lines += [_text(result.movers.drop(columns=["as_of"]))]
     if "cell" in result.sla:
         lines += ["", "time to first touch and SLA compliance by cell:", _text(result.sla["cell"])]
     overall = overall_rates(result)

@@ -77,6 +77,7 @@ class Monitoring:
     sla: dict[str, pd.DataFrame]
     alerts: list[dict]
     reroutes: pd.DataFrame = field(default_factory=pd.DataFrame)  # rejected leads sent to sales again, per run
+    movers: pd.DataFrame = field(default_factory=pd.DataFrame)  # the latest run's biggest score moves
     notes: list[str] = field(default_factory=list)
     report_path: Path | None = None
     run_id: str | None = None
@@ -395,6 +396,7 @@ def build_monitoring(
         alerts=[],
         notes=notes,
         reroutes=reroutes,
+        movers=m.biggest_movers(history, n=settings.monitor.movers),
     )
     if history.empty and since is not None and len(everything := read_history(settings)):
         latest = everything["as_of"].max()
@@ -436,6 +438,12 @@ def live_section(settings: Settings, data) -> tuple[str, dict[str, object], dict
     return live_section_parts(build_monitoring(settings, data=data, score_drift=False))
 
 
+def _records(frame: pd.DataFrame) -> list[dict]:
+    """A table as JSON-ready rows: times as ISO text, numbers as plain numbers, missing as None."""
+    rows = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    return [{k: v.isoformat() if isinstance(v, pd.Timestamp) else v for k, v in row.items()} for row in rows]
+
+
 def run_monitor_verb(
     settings: Settings, *, since: pd.Timestamp | None = None, out: Path | None = None, echo: Callable[..., None]
 ) -> dict:
@@ -466,6 +474,7 @@ def run_monitor_verb(
         }
         if len(result.reroutes.columns)
         else None,
+        "movers": _records(result.movers),
         "data_end": result.data_end.isoformat(),
         "report": str(result.report_path.resolve()),
         "run_id": result.run_id,

@@ -19,9 +19,10 @@ from leadscore.pipelines.outputs.history import SCORE_COLUMNS, stage_history
 from leadscore.pipelines.outputs.publish import Publication, project_publication, sql_tables_step
 from leadscore.pipelines.outputs.targets import Target, check_outputs, check_sql_target
 from leadscore.pipelines.outputs.tracking import champion_uri, is_champion, load_model
+from leadscore.pipelines.verbs.movement import add_score_movement, with_explained
 from leadscore.pipelines.verbs.scoring import Scored, log_scoring_run, rejects_path, score_open_leads
 
-SHOWN_COLUMNS = ["lead_id", "score", "cell", "stage", "action", "due_by", "reasons_positive"]
+SHOWN_COLUMNS = ["lead_id", "score", "score_change", "cell", "stage", "action", "due_by", "reasons_positive"]
 
 
 @dataclass(frozen=True)
@@ -173,10 +174,16 @@ def run_predict(
             publication=publication,
             echo=echo,
         )
+        movement = None
+        if settings.mode == "crm" and settings.history.enabled:  # flat exports' row ids need not name one lead
+            result.scores, movement = add_score_movement(
+                settings, result.scores, result.explained, model, as_of=scored_as_of
+            )
         where = publish_scores(result, targets, target, url, publication, settings=settings)
         # a shadow run (another model scored beside the champion) is kept apart: its routes reached no one
         production = is_champion(settings, name, version)
-        history = stage_history(settings, result.scores, publication, production=production)
+        rows = with_explained(result.scores, result.explained)
+        history = stage_history(settings, rows, publication, production=production)
     run_id = log_scoring_run(settings, result, model_name=name, model_version=version, as_of=scored_as_of)
     drifted = result.drift[result.drift > settings.output.drift_threshold]
     summary = {
@@ -191,6 +198,7 @@ def run_predict(
         "run_id": run_id,
         "drift_warnings": {k: round(float(v), 4) for k, v in drifted.items()},
         **({"capacity": capacity} if capacity is not None else {}),
+        **({"movement": movement} if movement is not None else {}),
     }
     say_scored(settings, result, summary, capacity=capacity, top=top, echo=echo)
     return summary
@@ -263,6 +271,8 @@ def say_scored(
             f"open rows in the export: {s['open_rows']:,}; lead_id: {s['row_id']}; identifying columns: "
             f"{s['identify_columns'] or 'none (flat.identify_columns)'}"
         )
+    if "movement" in summary:
+        echo(movement_line(summary["movement"]))
     if summary["history"]:
         shadow = "" if summary["production"] else " (a shadow run: not the champion, so monitor counts no hand-over)"
         echo(f"score history: this run's {s['scored']:,} rows -> {summary['history']}{shadow}")
@@ -285,10 +295,21 @@ def say_scored(
             err=True,
         )
     echo(f"\ntop {top} leads:")
-    columns = ["lead_id", *s.get("identify_columns", []), *SHOWN_COLUMNS[1:]]
+    columns = ["lead_id", *s.get("identify_columns", []), *(c for c in SHOWN_COLUMNS[1:] if c in result.scores)]
     if capacity is not None:
         columns.insert(5, "handoff")
     echo(result.scores.head(top)[columns].to_string(index=False, max_colwidth=110))
+
+
+def movement_line(movement: dict) -> str:
+    """How many leads were compared with their previous run, and how many moved."""
+    if not movement["compared"]:
+        return "score movement: no lead was scored by an earlier production run: score_change left empty"
+    return (
+        f"score movement: {movement['compared']:,} leads compared with their previous run "
+        f"({', '.join(t[:10] for t in movement['previous_as_of'])}), {movement['moved']:,} moved; "
+        f"{movement['first_scored']:,} scored for the first time"
+    )
 
 
 def routing_line(summary: dict) -> str:

@@ -23,6 +23,7 @@ from leadscore.features.spine import scoring_spine
 from leadscore.models.drift import add_counts, population_stability, stability_counts, stability_of_counts
 from leadscore.models.grade_rules import BandCutoffs
 from leadscore.models.grades import grade_spine
+from leadscore.models.movement import compact_contributions
 from leadscore.models.reasons import top_reasons
 from leadscore.models.scores import base_rate_of, percentile_in_run, score_1_99
 from leadscore.pipelines.config import Settings
@@ -69,11 +70,22 @@ class Scored:
     contributions: pd.DataFrame | None
     drift: pd.Series
     summary: dict = field(default_factory=dict)
+    # per scored lead: its margin and top contributions as the history keeps them (models.movement); None when off
+    explained: pd.DataFrame | None = None
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (STAGES), summed over chunks
 
 
 # the columns of a scored chunk that the output needs (grading's working columns are dropped chunk by chunk)
-_KEPT = ["lead_id", "cutoff_time", "probability", "raw_score", *ROUTE_COLUMNS, "reasons_positive", "reasons_negative"]
+_KEPT = [
+    "lead_id",
+    "cutoff_time",
+    "probability",
+    "raw_score",
+    *ROUTE_COLUMNS,
+    "reasons_positive",
+    "reasons_negative",
+    "top_contributions",
+]
 
 # predict's stages, in order, as `Scored.timings` names them (the predict benchmark prints them as a table)
 STAGES = (
@@ -179,6 +191,10 @@ def score_chunk(
             cutoffs=cutoffs,
         )
     out = graded.assign(probability=probability, raw_score=raw, **{c: reasons[c].to_numpy() for c in reasons})
+    kept_top = settings.history.contributions_kept if settings.history.enabled else 0
+    if kept_top:
+        with _timed(timings, "reason_text"):  # what the history keeps to explain the next run's score moves
+            out["top_contributions"] = compact_contributions(contributions, X, top=kept_top)
     kept = contributions.assign(lead_id=spine["lead_id"].to_numpy()) if keep_contributions else None
     return out, kept, X
 
@@ -260,6 +276,7 @@ def score_open_leads(
     with _timed(timings, "drift"):
         drift = _drift(profile, drift_counts, scores)
     with _timed(timings, "assembly"):
+        explained = _explained(scores)
         scores = scores[OUTPUT_COLUMNS]
         scores = _sorted_by_score(scores)
         result = Scored(
@@ -267,11 +284,25 @@ def score_open_leads(
             rejects,
             pd.concat(contributions, ignore_index=True) if contributions else None,
             drift,
+            explained=explained,
         )
         result.summary = summarise(result) | {"bands": None if cutoffs is None else asdict(cutoffs)}
     result.timings = timings
     log.debug("predict stages (s): %s", ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
     return result
+
+
+def _explained(scores: pd.DataFrame) -> pd.DataFrame | None:
+    """Each scored lead's margin and top contributions (None when the history keeps none), taken out of `scores`."""
+    if "top_contributions" not in scores:
+        return None
+    return pd.DataFrame(
+        {
+            "lead_id": scores["lead_id"].to_numpy(),
+            "margin": scores.pop("raw_score").to_numpy(dtype="float64"),
+            "top_contributions": scores.pop("top_contributions").astype("string").to_numpy(),
+        }
+    )
 
 
 def _sorted_by_score(scores: pd.DataFrame) -> pd.DataFrame:

@@ -4,7 +4,13 @@ import pandas as pd
 import pytest
 
 from leadscore.pipelines.config import Settings
-from leadscore.pipelines.outputs.history import HISTORY_COLUMNS, append_history, read_history, run_file
+from leadscore.pipelines.outputs.history import (
+    HISTORY_COLUMNS,
+    append_history,
+    previous_runs,
+    read_history,
+    run_file,
+)
 
 
 def run_scores(as_of: str, version: str, leads=("L1", "L2", "L3"), probability=0.5) -> pd.DataFrame:
@@ -112,3 +118,48 @@ def test_runs_stored_before_the_production_flag_read_as_production(settings, tmp
     append_history(settings, run_scores("2025-07-01", "2"), production=False)  # an old SQL table gains the column
     rows = read_history(settings)
     assert rows.groupby("model_version")["production"].agg(set).to_dict() == {"1": {True}, "2": {False}}
+
+
+def test_previous_runs_are_each_leads_latest_production_row_before_the_run(settings):
+    """What score movement compares with: the lead's last scores sales saw before this run (a shadow run's and the
+    run's own as-of are not earlier runs), read back with the contributions kept for it."""
+    kept = '[["events_demo_request_count_30d",0.5,1.0]]'
+    append_history(settings, run_scores("2025-06-01", "1").assign(margin=0.25, top_contributions=kept))
+    append_history(settings, run_scores("2025-07-01", "1", leads=("L1", "L2")).assign(score=60))
+    append_history(settings, run_scores("2025-07-01", "2", leads=("L3",)).assign(score=99), production=False)
+    wanted = pd.Series(["L1", "L3", "L9"], dtype="string")
+    before = previous_runs(settings, pd.Timestamp("2025-08-01", tz="UTC"), wanted).sort_values("lead_id")
+    assert before["lead_id"].tolist() == ["L1", "L3"]
+    assert before["as_of"].dt.strftime("%Y-%m-%d").tolist() == ["2025-07-01", "2025-06-01"]
+    assert before["score"].tolist() == [60, 50]
+    assert before["top_contributions"].isna().tolist() == [True, False]
+    assert before.loc[before["lead_id"] == "L3", "top_contributions"].iloc[0] == kept
+    assert before.loc[before["lead_id"] == "L3", "margin"].iloc[0] == 0.25
+    same_day = previous_runs(settings, pd.Timestamp("2025-07-01", tz="UTC"), wanted)
+    assert set(same_day["as_of"].dt.strftime("%Y-%m-%d")) == {"2025-06-01"}
+    assert previous_runs(settings, pd.Timestamp("2025-06-01", tz="UTC"), wanted).empty
+
+
+def test_a_history_from_before_score_movement_is_read_and_extended(settings, tmp_path):
+    """Rows stored without the movement columns read as missing ones; an old SQL table gains them on the next run."""
+    old = run_scores("2025-06-01", "1")
+    if settings.history.sql_url:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(settings.history.sql_url)
+        with engine.begin() as connection:
+            stored = old.assign(run_key="old", production=True).drop(columns="account_id")
+            for column in ("as_of", "due_by"):
+                stored[column] = stored[column].dt.tz_localize(None)
+            stored.to_sql("score_history", connection, index=False)
+        engine.dispose()
+    else:
+        path = run_file(tmp_path / "history", pd.Timestamp("2025-06-01", tz="UTC"), "leadscore-conversion", "1")
+        path.parent.mkdir(parents=True)
+        old.drop(columns="account_id").to_parquet(path, index=False)
+    before = previous_runs(settings, pd.Timestamp("2025-07-01", tz="UTC"), pd.Series(["L1"], dtype="string"))
+    assert before["score"].tolist() == [50] and before["top_contributions"].isna().all()
+    append_history(settings, run_scores("2025-07-01", "1").assign(margin=0.1, score_change=3, change_reasons="x"))
+    rows = read_history(settings).sort_values(["as_of", "lead_id"])
+    assert rows["score_change"].tolist() == [pd.NA] * 3 + [3] * 3
+    assert rows["margin"].isna().sum() == 3

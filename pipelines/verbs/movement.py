@@ -1,0 +1,82 @@
+"""Score movement for `leadscore predict`: each scored lead against its previous production run in the score history.
+
+The pure work (parts, wording, rounding) is `models.movement`; here the previous runs are read, the current model
+lends its calibration (how many points a unit of log-odds is worth between two margins), and the two columns are put
+beside the score and the reasons.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from leadscore.features.build import feature_specs
+from leadscore.models.movement import score_movement
+from leadscore.models.scores import score_points
+from leadscore.pipelines.config import Settings
+from leadscore.pipelines.outputs.history import previous_runs
+
+log = logging.getLogger(__name__)
+
+MOVEMENT_OUTPUTS = ("score_change", "change_reasons")
+
+
+def with_explained(scores: pd.DataFrame, explained: pd.DataFrame | None) -> pd.DataFrame:
+    """The scores with each lead's margin and top contributions beside them (what the history keeps)."""
+    if explained is None:
+        return scores
+    return scores.merge(explained, on="lead_id", how="left", validate="one_to_one")
+
+
+def add_score_movement(
+    settings: Settings, scores: pd.DataFrame, explained: pd.DataFrame | None, model, *, as_of: pd.Timestamp
+) -> tuple[pd.DataFrame, dict]:
+    """`scores` with `score_change` (after `score`) and `change_reasons` (after the reasons) against each lead's
+    latest production run before `as_of`; also the counts for the run's summary."""
+    previous = previous_runs(settings, as_of, scores["lead_id"].astype("string"))
+    current = with_explained(scores[["lead_id", "score", "model_name", "model_version"]], explained)
+    if explained is None:  # this run kept no contributions: changes without reasons
+        current = current.assign(margin=np.nan, top_contributions=None)
+    current["lead_id"] = current["lead_id"].astype("string")
+
+    def points_of_margin(margin: np.ndarray) -> np.ndarray:
+        # differences of the score do not depend on the base rate: any rate gives the same points between margins
+        return score_points(model.probability_of_margin(margin), 0.5)
+
+    moved = score_movement(
+        current, previous, feature_specs(settings.feature_params()), points_of_margin=points_of_margin
+    )
+    _note_unexplained(current, previous, moved)
+    out = scores.copy()
+    out.insert(out.columns.get_loc("score") + 1, "score_change", moved["score_change"].array)
+    after = out.columns.get_loc("reasons_negative") + 1 if "reasons_negative" in out else len(out.columns)
+    out.insert(after, "change_reasons", moved["change_reasons"].array)
+    return out, _summary(moved, previous)
+
+
+def _note_unexplained(current: pd.DataFrame, previous: pd.DataFrame, moved: pd.DataFrame) -> None:
+    """Say once how many moves have no reasons because a run kept no contributions (an older history, the Spark
+    engine, or `history.contributions_kept = 0`)."""
+    stored = previous.set_index("lead_id")["top_contributions"].reindex(current["lead_id"].to_numpy())
+    lacking = stored.isna().to_numpy() | current["top_contributions"].isna().to_numpy()
+    silent = int(((moved["score_change"].fillna(0) != 0).to_numpy() & lacking).sum())
+    if silent:
+        log.info(
+            "score movement: %d lead(s) moved without change_reasons: their previous run (or this one) kept no "
+            "contributions (a history written before score movement, a Spark run, or history.contributions_kept = "
+            "0); their score_change is exact",
+            silent,
+        )
+
+
+def _summary(moved: pd.DataFrame, previous: pd.DataFrame) -> dict:
+    change = moved["score_change"]
+    compared = int(change.notna().sum())
+    return {
+        "compared": compared,
+        "moved": int((change.fillna(0) != 0).sum()),
+        "first_scored": int(change.isna().sum()),
+        "previous_as_of": sorted({t.isoformat() for t in previous["as_of"].drop_duplicates()})[-3:],
+    }
