@@ -109,6 +109,7 @@ def test_a_vendor_export_scores_the_same_on_spark(preset, tmp_path):
     run("train", "--config", str(config))
     run("predict", "--config", str(config), "--out", str(tmp_path / "local.parquet"))
     run("predict", "--config", str(config), "--engine", "spark", "--out", str(tmp_path / "spark"))
-    local, spark = pd.read_parquet(tmp_path / "local.parquet"), pd.read_parquet(tmp_path / "spark")
+    local = pd.read_parquet(tmp_path / "local.parquet").drop(columns=["score_change", "change_reasons"])
+    spark = pd.read_parquet(tmp_path / "spark")
     assert len(local) == expected["open"]
     same_frames(local, spark, ["lead_id"])
