@@ -243,11 +243,22 @@ def reference_population(settings: Settings, training: TrainingSet, data: CrmDat
     return ReferencePopulation(features, f"{len(features):,} leads open at {data.as_of.isoformat()}")
 
 
-def drift_profile(model: MarginModel, population: ReferencePopulation, *, categorical: list[str]) -> dict:
-    """Feature and probability profile of the reference population, for predict's and monitor's drift checks."""
+def drift_profile(
+    model: MarginModel,
+    population: ReferencePopulation,
+    *,
+    categorical: list[str],
+    trained_on: pd.DataFrame | None = None,
+) -> dict:
+    """Feature and probability profile of the reference population, for predict's and monitor's drift checks; each
+    numeric feature's range is the one the model was trained on (`trained_on`, default the population's)."""
     from leadscore.models.drift import profile
 
     reference = profile(population.features, categorical=categorical)
+    if trained_on is not None:
+        for column, seen in profile(trained_on, categorical=categorical).items():
+            if column in reference and "range" in seen:
+                reference[column]["range"] = seen["range"]
     scores = pd.DataFrame({"probability": model.predict_proba(population.features)[:, 1]})
     reference.update(profile(scores, categorical=[]))
     return reference
@@ -396,7 +407,12 @@ def train(
             deployed,
             example,
             training.categorical,
-            reference_profile=drift_profile(deployed, population, categorical=training.categorical),
+            reference_profile=drift_profile(
+                deployed,
+                population,
+                categorical=training.categorical,
+                trained_on=training.frame[training.feature_names],
+            ),
             feature_set=feature_set,
             reason_reference=reasons_reference(training, specs=feature_specs(settings.feature_params())),
             base_rate=base_rate,
