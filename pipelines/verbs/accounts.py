@@ -277,7 +277,8 @@ def train_accounts(settings: Settings, data: CrmData, *, promote_anyway: bool = 
                 "dev_rows": len(result.split.dev),
                 "holdout_rows": len(result.split.holdout),
                 "training_data": training_data_id(training.manifest),
-                "best_iteration": result.model.best_iteration_,
+                "family": result.model.family,
+                "best_iteration": getattr(result.model, "best_iteration_", None),
                 "horizon_days": gap_days(acc),
                 "every_days": acc.spine.every_days,
                 "max_snapshots": acc.spine.max_snapshots,
@@ -551,7 +552,7 @@ def run_train_accounts(
     warning = _echo_account_spine(settings, out.choice, echo)
     echo(
         f"account model evaluated: fit on {len(split.dev):,} account rows, scored on the latest "
-        f"{len(split.holdout):,} (fully observed) rows (best iteration {result.model.best_iteration_})"
+        f"{len(split.holdout):,} (fully observed) rows ({result.model.describe()})"
     )
     echo(
         f"holdout metrics ({ACCOUNT_MODEL}: the account model; rollup_*: 1 - prod(1 - p_lead) over the "
