@@ -535,7 +535,7 @@ def outside_range_lines(shares: pd.Series, where: str) -> list[str]:
     """The features whose values on `where` fall outside the range they had in training (trees stay flat there)."""
     if not len(shares):
         return []
-    named = ", ".join(f"{name} ({share:.0%} of rows)" for name, share in shares.head(8).items())
+    named = ", ".join(f"{name} ({share:.1%} of rows)" for name, share in shares.head(8).items())
     return [f"outside the training range on {where}: {named}"]
 
 
