@@ -34,7 +34,38 @@ def profile(frame: pd.DataFrame, *, categorical: list[str], bins: int = 10) -> d
             finite = values[~np.isnan(values)]
             edges = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1])) if len(finite) else np.array([])
             out[column] = {"kind": "numeric", "edges": edges.tolist(), "shares": _numeric_shares(values, edges)}
+            if len(finite):
+                out[column]["range"] = [float(finite.min()), float(finite.max())]
     return out
+
+
+def outside_range(reference: pd.DataFrame, frame: pd.DataFrame, *, categorical: list[str]) -> pd.Series:
+    """Per numeric column, the share of `frame`'s rows whose value falls outside the range it had in `reference`
+    (where trees score the edge value they saw and a linear model extrapolates); only columns with some, largest
+    first."""
+    shares = {}
+    for column in frame.columns:
+        if column in categorical or column not in reference:
+            continue
+        seen = pd.to_numeric(reference[column], errors="coerce").astype("float64")
+        values = pd.to_numeric(frame[column], errors="coerce").astype("float64").to_numpy()
+        if seen.notna().any() and len(values):
+            shares[column] = float(((values < seen.min()) | (values > seen.max())).mean())
+    result = pd.Series(shares, name="outside_share", dtype="float64")
+    return result[result > 0].sort_values(ascending=False)
+
+
+def outside_counts(reference: dict, frame: pd.DataFrame) -> dict[str, int]:
+    """Per numeric column with a training range in the profile, the rows of `frame` outside it (counts of several
+    chunks add up)."""
+    counts = {}
+    for column, ref in reference.items():
+        if ref.get("kind") != "numeric" or "range" not in ref or column not in frame:
+            continue
+        low, high = ref["range"]
+        values = pd.to_numeric(frame[column], errors="coerce").astype("float64").to_numpy()
+        counts[column] = int(((values < low) | (values > high)).sum())
+    return counts
 
 
 def psi(expected: list[float] | np.ndarray, actual: list[float] | np.ndarray) -> float:

@@ -1,4 +1,5 @@
-"""One factory builds the conversion model from the [model] section of the config."""
+"""One factory builds the conversion model from the [model] section of the config: the candidate recipes (LightGBM,
+regularised logistic regression, each with a recency weighting) among which models.choice picks on the latest folds."""
 
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from leadscore.features.registry import declared_directions
 from leadscore.models.conversion import ConversionModel
 from leadscore.models.evaluation import METRICS
+from leadscore.models.linear import LinearConversionModel
+from leadscore.models.margin_model import MarginModel
+
+FAMILIES = ("lightgbm", "logistic")
+RECENCIES = ("none", "half_life", "window")
 
 
 def _estimator_default(parameter: str):
@@ -45,6 +51,23 @@ class ModelSettings(BaseModel):
     random_state: int = _estimator_default("random_state")
     n_jobs: int = Field(_estimator_default("n_jobs"), ge=1)
     monotone: bool = Field(True, description="declared feature directions become LightGBM monotone constraints")
+    family: Literal["auto", "lightgbm", "logistic"] = Field(
+        "auto", description="auto: LightGBM or logistic regression, whichever wins the rolling-origin folds"
+    )
+    recency: Literal["none", "half_life", "window", "auto"] = Field(
+        "none", description="weigh training rows by recency; auto: chosen on the rolling-origin folds"
+    )
+    recency_half_life: float = Field(
+        0.25, gt=0, description="half_life: a row's weight halves every this share of the training period"
+    )
+    recency_window: float = Field(0.5, gt=0, le=1, description="window: train on the latest share of the period")
+    choice_folds: int = Field(3, ge=1, description="k: the latest time folds of the development rows the choice uses")
+    choice_fold_fraction: float = Field(0.1, gt=0, lt=0.5, description="each choice fold's share of development rows")
+    linear_c: float = Field(0.5, gt=0, description="logistic regression: inverse L2 regularisation strength")
+    linear_numeric: Literal["linear", "splines"] = Field(
+        "linear", description="logistic regression: numbers standardised (with missing indicators) or as B-splines"
+    )
+    rare_min_frequency: int = Field(20, ge=1, description="logistic regression: rarer levels are grouped into one")
     gate_metric: str = Field("roc_auc", description=f"one of {list(METRICS)}")
     gate_min_improvement: float = Field(0.0, ge=0, description="a new recipe must beat the champion by more")
     gate_refresh_tolerance: float = Field(
@@ -60,23 +83,73 @@ class ModelSettings(BaseModel):
             raise ValueError(f"gate_metric must be one of {list(METRICS)}, got {self.gate_metric!r}")
 
 
+def candidate_recipes(
+    settings: ModelSettings,
+    *,
+    categorical_features: list[str],
+    gap_days: float,
+    directions: dict[str, int] | None = None,
+) -> dict[str, MarginModel]:
+    """Every recipe the settings allow, named "lightgbm", "logistic", "logistic, half_life", ...: each family of
+    `family` (both for auto) with each recency of `recency` (all three for auto). The first is the default."""
+    families = FAMILIES if settings.family == "auto" else (settings.family,)
+    recencies = RECENCIES if settings.recency == "auto" else (settings.recency,)
+    recipes = {}
+    for family in families:
+        for recency in recencies:
+            name = family if recency == "none" else f"{family}, {recency}"
+            recipes[name] = build_model(
+                settings,
+                categorical_features=categorical_features,
+                gap_days=gap_days,
+                directions=directions,
+                family=family,
+                recency=recency,
+            )
+    return recipes
+
+
 def build_model(
     settings: ModelSettings,
     *,
     categorical_features: list[str],
     gap_days: float,
     directions: dict[str, int] | None = None,
-) -> ConversionModel:
+    family: str | None = None,
+    recency: str | None = None,
+) -> MarginModel:
     """The conversion model for these settings; `gap_days` (one label horizon) separates train from validation.
+    `family` and `recency` default to the settings' (LightGBM and no recency weighting where those say auto).
 
     With `settings.monotone`, every feature with a declared direction (`directions`, default: the feature
     registry's) is constrained so that the probability only moves that way as the feature grows.
     """
+    family = family or (settings.family if settings.family != "auto" else "lightgbm")
+    recency = recency or (settings.recency if settings.recency != "auto" else "none")
+    shared = {
+        "categorical_features": tuple(categorical_features),
+        "validation_fraction": settings.validation_fraction,
+        "validation_gap_days": gap_days,
+        "calibration": settings.calibration,
+        "refit": settings.refit,
+        "min_positives": settings.min_positives,
+        "min_negatives": settings.min_negatives,
+        "random_state": settings.random_state,
+        "recency": recency,
+        "recency_half_life": settings.recency_half_life,
+        "recency_window": settings.recency_window,
+    }
+    if family == "logistic":
+        return LinearConversionModel(
+            C=settings.linear_c,
+            numeric=settings.linear_numeric,
+            rare_min_frequency=settings.rare_min_frequency,
+            **shared,
+        )
     constraints = None
     if settings.monotone:
         constraints = dict(declared_directions() if directions is None else directions) or None
     return ConversionModel(
-        categorical_features=tuple(categorical_features),
         n_estimators=settings.n_estimators,
         learning_rate=settings.learning_rate,
         num_leaves=settings.num_leaves,
@@ -85,13 +158,7 @@ def build_model(
         reg_lambda=settings.reg_lambda,
         colsample_bytree=settings.colsample_bytree,
         early_stopping_rounds=settings.early_stopping_rounds,
-        validation_fraction=settings.validation_fraction,
-        validation_gap_days=gap_days,
-        calibration=settings.calibration,
-        refit=settings.refit,
-        min_positives=settings.min_positives,
-        min_negatives=settings.min_negatives,
-        random_state=settings.random_state,
         n_jobs=settings.n_jobs,
         monotone_constraints=constraints,
+        **shared,
     )

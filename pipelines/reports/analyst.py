@@ -124,7 +124,7 @@ def summary_table(review: Review) -> pd.DataFrame:
         "training rows (before the holdout)": f"{len(split.dev):,}",
         "holdout rows (latest)": f"{len(split.holdout):,}",
         "positives (all rows)": f"{int(frame['converted'].sum()):,} ({frame['converted'].mean():.1%})",
-        "trees (after early stopping)": str(review.model.best_iteration_),
+        "fitted model": review.model.describe(),
         "calibration": review.model.calibration_method_,
         "base rate (score 50)": _base_rate_text(review),
         "mean predicted / observed (holdout)": mean_predicted_text(review),

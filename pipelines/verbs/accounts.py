@@ -479,7 +479,7 @@ def run_train_accounts(
     warning = _echo_account_spine(settings, out.choice, echo)
     echo(
         f"account model evaluated: fit on {len(split.dev):,} account rows, scored on the latest "
-        f"{len(split.holdout):,} (fully observed) rows (best iteration {result.model.best_iteration_})"
+        f"{len(split.holdout):,} (fully observed) rows ({result.model.describe()})"
     )
     echo(
         f"holdout metrics ({ACCOUNT_MODEL}: the account model; rollup_*: 1 - prod(1 - p_lead) over the "

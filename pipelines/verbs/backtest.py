@@ -15,7 +15,6 @@ from scipy.special import expit
 from leadscore.models.baselines import CellRateBaseline, logistic_regression
 from leadscore.models.conversion import TooLittleDataError
 from leadscore.models.evaluation import evaluate, metrics_table
-from leadscore.models.factory import build_model
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import DataError, UsageError
 from leadscore.pipelines.intake.ground import load_valid_crm
@@ -23,7 +22,7 @@ from leadscore.pipelines.intake.parsing import parse_as_of
 from leadscore.pipelines.intake.validation import CrmData
 from leadscore.pipelines.outputs.targets import check_outputs
 from leadscore.pipelines.training_set import TrainingSet, spine_as_of, with_rows
-from leadscore.pipelines.verbs.train import feature_directions, fit_recipe, gap_days
+from leadscore.pipelines.verbs.train import fit_model
 
 log = logging.getLogger(__name__)
 # the uncalibrated booster (sigmoid of its margin) is scored beside the calibrated model: calibration must keep its
@@ -100,14 +99,8 @@ def score_step(
     frame, names = training.frame, training.feature_names
     fitted = step_rows(training, step)
     train, test = fitted.frame, frame.iloc[step.test]
-    model = build_model(
-        settings.model,
-        categorical_features=training.categorical,
-        gap_days=gap_days(settings),
-        directions=feature_directions(settings),
-    )
-    try:
-        fit_recipe(model, fitted, np.arange(len(train)), names)
+    try:  # the recipe train would choose at this step, on the step's own rows
+        model = fit_model(settings, fitted, np.arange(len(train)))
     except TooLittleDataError as exc:
         log.warning("step %s skipped: %s", step.label, exc)
         return None

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from leadscore.features.flat import flat_open_leads
-from leadscore.models.drift import stability_counts
+from leadscore.models.drift import outside_counts, stability_counts
 from leadscore.models.grades import grade_flat_rows
 from leadscore.models.reasons import top_reasons
 from leadscore.models.scores import percentile_in_run
@@ -33,6 +33,7 @@ from leadscore.pipelines.verbs.scoring import (
     _drift,
     _score,
     band_cutoffs,
+    outside_shares,
     summarise,
 )
 
@@ -145,6 +146,7 @@ def score_flat_open_leads(
     kept = contributions.assign(lead_id=rows["lead_id"].to_numpy()) if keep_contributions else None
     columns = ["lead_id", *f.identify_columns, *OUTPUT_COLUMNS[1:]]
     result = Scored(scores[columns].reset_index(drop=True), rejects.reset_index(drop=True), kept, drift)
+    result.outside_range = outside_shares(outside_counts(profile, X), len(X))
     result.summary = summarise(result) | {
         "open_rows": len(rows),
         "row_id": f"column {f.id_column!r}" if f.id_column else "row number in the file (1 = first data row)",

@@ -89,7 +89,8 @@ def log_level_model(
                 "dev_rows": len(result.split.dev),
                 "holdout_rows": len(result.split.holdout),
                 "training_data": training_data_id(training.manifest),
-                "best_iteration": result.model.best_iteration_,
+                "family": result.model.family,
+                "best_iteration": getattr(result.model, "best_iteration_", None),
                 "deployed.rows": deployed.n_train_,
             }
         )

@@ -232,7 +232,7 @@ def run_train_opportunities(
     echo(
         f"opportunity spine: {stats['rows']:,} rows over {stats['deals']:,} deals ({stats['censored']:,} censored); "
         f"fit on {len(split.dev):,} rows, scored on the latest {len(split.holdout):,} (fully observed) rows "
-        f"(best iteration {result.model.best_iteration_})"
+        f"({result.model.describe()})"
     )
     echo(f"holdout metrics ({MODEL_ROW}: the opportunity model; {STAGE_BASELINE}: the CRM's own stage probability):")
     echo(result.metrics.to_string(float_format=lambda v: f"{v:.4f}"))

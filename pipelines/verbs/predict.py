@@ -197,6 +197,7 @@ def run_predict(
         "production": production,
         "run_id": run_id,
         "drift_warnings": {k: round(float(v), 4) for k, v in drifted.items()},
+        "outside_training_range": {k: round(float(v), 4) for k, v in result.outside_range.items()},
         **({"capacity": capacity} if capacity is not None else {}),
         **({"movement": movement} if movement is not None else {}),
     }
@@ -292,6 +293,13 @@ def say_scored(
         echo(
             f"warning: drift against the training population (PSI > {settings.output.drift_threshold}): "
             + ", ".join(f"{k} {v:.2f}" for k, v in drifted),
+            err=True,
+        )
+    if summary["outside_training_range"]:
+        outside = list(summary["outside_training_range"].items())[:8]
+        echo(
+            "warning: values outside the range the model was trained on (trees score them as the edge they saw): "
+            + ", ".join(f"{k} ({v:.0%} of leads)" for k, v in outside),
             err=True,
         )
     echo(f"\ntop {top} leads:")

@@ -20,7 +20,13 @@ from leadscore.features.build import feature_columns, feature_specs
 from leadscore.features.context import FeatureContext
 from leadscore.features.keys import is_in, positions
 from leadscore.features.spine import scoring_spine
-from leadscore.models.drift import add_counts, population_stability, stability_counts, stability_of_counts
+from leadscore.models.drift import (
+    add_counts,
+    outside_counts,
+    population_stability,
+    stability_counts,
+    stability_of_counts,
+)
 from leadscore.models.grade_rules import BandCutoffs
 from leadscore.models.grades import grade_spine
 from leadscore.models.movement import compact_contributions
@@ -72,6 +78,8 @@ class Scored:
     summary: dict = field(default_factory=dict)
     # per scored lead: its margin and top contributions as the history keeps them (models.movement); None when off
     explained: pd.DataFrame | None = None
+    # share of scored rows outside each numeric feature's training range (only features with some)
+    outside_range: pd.Series = field(default_factory=lambda: pd.Series(dtype="float64"))
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (STAGES), summed over chunks
 
 
@@ -226,6 +234,7 @@ def score_open_leads(
     profile = getattr(wrapper, "reference_profile", {}) or {}
     cutoffs = band_cutoffs(settings, wrapper)
     drift_counts = None  # the feature matrices' rows per training-profile bin, summed over the chunks
+    outside: dict[str, int] = {}  # rows outside each feature's training range, summed over the chunks
     chunk_events = _events_by_chunk(data.tables.get("events"), chunks)
     for chunk in chunks:
         with _timed(timings, "events_by_chunk"):
@@ -244,6 +253,7 @@ def score_open_leads(
         parts.append(scored[[c for c in _KEPT if c in scored]])  # only what the output needs, chunk by chunk
         with _timed(timings, "drift"):
             drift_counts = add_counts(drift_counts, stability_counts(profile, X))
+            outside = {k: outside.get(k, 0) + v for k, v in outside_counts(profile, X).items()}
         if contrib is not None:
             contributions.append(contrib)
         del scored, contrib, X, events  # this chunk's features and events go before the next chunk's are built
@@ -286,6 +296,7 @@ def score_open_leads(
             drift,
             explained=explained,
         )
+        result.outside_range = outside_shares(outside, len(spine))
         result.summary = summarise(result) | {"bands": None if cutoffs is None else asdict(cutoffs)}
     result.timings = timings
     log.debug("predict stages (s): %s", ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
@@ -303,6 +314,12 @@ def _explained(scores: pd.DataFrame) -> pd.DataFrame | None:
             "top_contributions": scores.pop("top_contributions").astype("string").to_numpy(),
         }
     )
+
+
+def outside_shares(counts: dict[str, int], rows: int) -> pd.Series:
+    """Rows outside the training range per feature as shares of the rows scored, largest first, only those above 0."""
+    shares = pd.Series(counts, dtype="float64") / max(rows, 1)
+    return shares[shares > 0].sort_values(ascending=False)
 
 
 def _sorted_by_score(scores: pd.DataFrame) -> pd.DataFrame:

@@ -20,15 +20,25 @@ from sklearn.base import clone
 from leadscore.features.build import feature_specs
 from leadscore.features.registry import all_features
 from leadscore.models.baselines import CellRateBaseline, logistic_regression
-from leadscore.models.conversion import ConversionModel, TooLittleDataError, time_ordered_split
+from leadscore.models.choice import Choice, choose, rolling_origin_folds
+from leadscore.models.conversion import TooLittleDataError, time_ordered_split
+from leadscore.models.drift import outside_range
 from leadscore.models.evaluation import calibration_table, evaluate, metrics_table
-from leadscore.models.factory import build_model
+from leadscore.models.factory import candidate_recipes
+from leadscore.models.margin_model import MarginModel
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import DataError, UsageError
 from leadscore.pipelines.intake.ground import load_valid_crm
 from leadscore.pipelines.intake.validation import CrmData
 from leadscore.pipelines.outputs.targets import check_outputs
-from leadscore.pipelines.training_set import TrainingSet, base_rate_of, build_training_set, fit_recipe, sample_time
+from leadscore.pipelines.training_set import (
+    TrainingSet,
+    base_rate_of,
+    build_training_set,
+    fit_recipe,
+    sample_time,
+    sample_weight,
+)
 from leadscore.pipelines.verbs.gate import register_and_gate, training_data_id
 from leadscore.pipelines.verbs.leaks import LeakReport, check_leaks, flat_scoring_rows
 
@@ -43,7 +53,7 @@ class Split:
 
 @dataclass
 class TrainResult:
-    model: ConversionModel  # the recipe's evaluated fit: development rows only
+    model: MarginModel  # the recipe's evaluated fit: development rows only
     training: TrainingSet
     split: Split
     metrics: pd.DataFrame
@@ -53,7 +63,7 @@ class TrainResult:
     version: str | None = None
     decision: str = ""
     extra: dict = field(default_factory=dict)
-    deployed: ConversionModel | None = None  # the same recipe refit on every row: what is registered
+    deployed: MarginModel | None = None  # the same recipe refit on every row: what is registered
     leaks: LeakReport | None = None  # the leak guards' findings: suspect features block promotion
 
 
@@ -81,17 +91,47 @@ def holdout_split(settings: Settings, training: TrainingSet) -> Split:
     return Split(dev, holdout)
 
 
-def fit_model(settings: Settings, training: TrainingSet, rows: np.ndarray) -> ConversionModel:
-    model = build_model(
-        settings.model,
+def choose_recipe(settings: Settings, training: TrainingSet, rows: np.ndarray) -> Choice:
+    """The candidate recipe (family x recency, models.factory) that scores best on the latest rolling-origin folds of
+    `rows` (models.choice); the only one when the settings allow one."""
+    m = settings.model
+    candidates = candidate_recipes(
+        m,
         categorical_features=training.categorical,
         gap_days=gap_days(settings),
         directions=feature_directions(settings),
     )
-    return fit_recipe(model, training, rows, training.feature_names)
+    if len(candidates) == 1:
+        name, recipe = next(iter(candidates.items()))
+        why = f"{name}: the only candidate (model.family = {m.family!r}, model.recency = {m.recency!r})"
+        return Choice(name, recipe, pd.DataFrame(), {}, m.gate_metric, why)
+    times, weights = sample_time(training), sample_weight(training)
+    times = None if times is None else times.iloc[rows].reset_index(drop=True)
+    folds = rolling_origin_folds(
+        len(rows),
+        k=m.choice_folds,
+        fold_fraction=m.choice_fold_fraction,
+        sample_time=times,
+        gap_days=gap_days(settings),
+    )
+    frame = training.frame.iloc[rows]
+    return choose(
+        candidates,
+        frame[training.feature_names],
+        frame["converted"],
+        folds=folds,
+        sample_time=times,
+        sample_weight=None if weights is None else weights.iloc[rows].reset_index(drop=True),
+        metric=m.gate_metric,
+    )
 
 
-def refit_on_all_rows(training: TrainingSet, evaluated: ConversionModel) -> ConversionModel:
+def fit_model(settings: Settings, training: TrainingSet, rows: np.ndarray) -> MarginModel:
+    """The recipe chosen on `rows`, fitted on them."""
+    return fit_recipe(clone(choose_recipe(settings, training, rows).recipe), training, rows, training.feature_names)
+
+
+def refit_on_all_rows(training: TrainingSet, evaluated: MarginModel) -> MarginModel:
     """The evaluated recipe refit on every row, holdout included: what gets registered and scores open leads. It
     calibrates with the method the evaluated fit chose, so that the figures it carries are those of its method."""
     recipe = clone(evaluated).set_params(calibration=evaluated.calibration_method_)
@@ -134,7 +174,9 @@ def train_and_evaluate(
             "enough deals have closed."
         )
     split = holdout_split(settings, training)
-    model = fit_model(settings, training, split.dev)
+    choice = choose_recipe(settings, training, split.dev)
+    log.info("%s", choice.reason)
+    model = fit_recipe(clone(choice.recipe), training, split.dev, training.feature_names)
     holdout = training.frame.iloc[split.holdout]
     probability = model.predict_proba(holdout[training.feature_names])[:, 1]
     uncalibrated = 1 / (1 + np.exp(-model.raw_score(holdout[training.feature_names])))
@@ -153,6 +195,12 @@ def train_and_evaluate(
     metrics = metrics_table({name: evaluate(holdout["converted"], p) for name, p in scores.items()})
     result = TrainResult(
         model, training, split, metrics, calibration_table(holdout["converted"], probability), probability
+    )
+    result.extra["choice"] = choice
+    result.extra["outside_range"] = outside_range(
+        training.frame.iloc[split.dev][training.feature_names],
+        holdout[training.feature_names],
+        categorical=training.categorical,
     )
     return result, graded
 
@@ -195,11 +243,22 @@ def reference_population(settings: Settings, training: TrainingSet, data: CrmDat
     return ReferencePopulation(features, f"{len(features):,} leads open at {data.as_of.isoformat()}")
 
 
-def drift_profile(model: ConversionModel, population: ReferencePopulation, *, categorical: list[str]) -> dict:
-    """Feature and probability profile of the reference population, for predict's and monitor's drift checks."""
+def drift_profile(
+    model: MarginModel,
+    population: ReferencePopulation,
+    *,
+    categorical: list[str],
+    trained_on: pd.DataFrame | None = None,
+) -> dict:
+    """Feature and probability profile of the reference population, for predict's and monitor's drift checks; each
+    numeric feature's range is the one the model was trained on (`trained_on`, default the population's)."""
     from leadscore.models.drift import profile
 
     reference = profile(population.features, categorical=categorical)
+    if trained_on is not None:
+        for column, seen in profile(trained_on, categorical=categorical).items():
+            if column in reference and "range" in seen:
+                reference[column]["range"] = seen["range"]
     scores = pd.DataFrame({"probability": model.predict_proba(population.features)[:, 1]})
     reference.update(profile(scores, categorical=[]))
     return reference
@@ -250,7 +309,7 @@ def feature_table(names: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["feature", "group", "description"]).set_index("feature")
 
 
-def shap_importance(model: ConversionModel, X: pd.DataFrame, *, max_rows: int = 5000) -> pd.DataFrame:
+def shap_importance(model: MarginModel, X: pd.DataFrame, *, max_rows: int = 5000) -> pd.DataFrame:
     """Mean |SHAP| per feature (log-odds) on up to `max_rows` rows, with the feature's group."""
     contributions = model.contributions(X.iloc[:max_rows]).drop(columns="base_value")
     importance = contributions.abs().mean().sort_values(ascending=False).rename("mean_abs_shap").to_frame()
@@ -290,14 +349,17 @@ def train(
                 "rows": len(training.frame),
                 "dev_rows": len(result.split.dev),
                 "holdout_rows": len(result.split.holdout),
-                "best_iteration": model.best_iteration_,
+                "family": model.family,
+                "chosen": result.extra["choice"].chosen,
+                "choice_reason": result.extra["choice"].reason[:500],
+                "best_iteration": getattr(model, "best_iteration_", None),
                 "calibration_method": model.calibration_method_,
                 "horizon_days": gap_days(settings),
                 "training_set_sha256": training.manifest["input_sha256"],
                 "training_content_sha256": training.manifest.get("content_sha256"),
                 "training_data": training_data_id(training.manifest),
                 "deployed.rows": deployed.n_train_,
-                "deployed.best_iteration": deployed.best_iteration_,
+                "deployed.best_iteration": getattr(deployed, "best_iteration_", None),
                 "deployed.calibration_method": deployed.calibration_method_,
                 "evaluated.rows": model.n_train_,
                 "evaluated.calibration_rows": model.n_calibration_,
@@ -316,6 +378,7 @@ def train(
             }
         )
         tracking.log_frame(result.metrics, "evaluation/metrics.csv")
+        _log_choice(result.extra["choice"])
         tracking.log_frame(result.calibration, "evaluation/calibration_by_decile.csv")
         tracking.log_frame(feature_table(training.feature_names), "features/features.csv")
         mlflow.log_text(
@@ -344,7 +407,12 @@ def train(
             deployed,
             example,
             training.categorical,
-            reference_profile=drift_profile(deployed, population, categorical=training.categorical),
+            reference_profile=drift_profile(
+                deployed,
+                population,
+                categorical=training.categorical,
+                trained_on=training.frame[training.feature_names],
+            ),
             feature_set=feature_set,
             reason_reference=reasons_reference(training, specs=feature_specs(settings.feature_params())),
             base_rate=base_rate,
@@ -363,7 +431,17 @@ def train(
     return result
 
 
-def _log_grade_analysis(settings: Settings, data: CrmData, model: ConversionModel, training: TrainingSet) -> None:
+def _log_choice(choice: Choice) -> None:
+    """Every candidate's rolling-origin figures, the choice and its reason."""
+    from leadscore.pipelines.outputs import tracking
+
+    mlflow = tracking.mlflow_module()
+    slug = {name: name.replace(", ", "_") for name in choice.weighted}
+    mlflow.log_metrics({f"choice.{slug[n]}.{choice.metric}": v for n, v in choice.weighted.items()})
+    mlflow.log_text(json.dumps(choice.as_dict(), indent=2), "evaluation/choice.json")
+
+
+def _log_grade_analysis(settings: Settings, data: CrmData, model: MarginModel, training: TrainingSet) -> None:
     """The grade-matrix conversion table on closed deals, with the model's mean probability per cell."""
     from leadscore.pipelines.grading import analyze_closed_deals
     from leadscore.pipelines.outputs import tracking
@@ -412,17 +490,20 @@ def run_train(
     model, split, deployed = result.model, result.split, result.deployed
     for line in flat_rows_lines(result.training.manifest):
         echo(line)
+    echo(result.extra["choice"].reason)
     echo(
         f"recipe evaluated: fit on {len(split.dev):,} rows, scored on the latest {len(split.holdout):,} (fully "
-        f"observed) rows (best iteration {model.best_iteration_}, calibration: {model.calibration_method_})"
+        f"observed) rows ({model.describe()})"
     )
     echo("holdout metrics (model and baselines):")
     echo(result.metrics.to_string(float_format=lambda v: f"{v:.4f}"))
     echo(calibration_line(result))
     echo(
-        f"deployed: the same recipe refit on all {deployed.n_train_:,} rows (best iteration "
-        f"{deployed.best_iteration_}, calibration: {deployed.calibration_method_}); it carries the figures above"
+        f"deployed: the same recipe refit on all {deployed.n_train_:,} rows ({deployed.describe()}); it carries the "
+        "figures above"
     )
+    for line in outside_range_lines(result.extra["outside_range"], "the holdout"):
+        echo(line)
     for line in coverage_lines(result.training.manifest.get("coverage")):
         echo(line)
     for line in filled_late_lines(result.training.manifest):
@@ -443,8 +524,19 @@ def run_train(
         "dev_rows": len(split.dev),
         "holdout_rows": len(split.holdout),
         "holdout": holdout_figures(result.metrics),
+        "family": model.family,
+        "choice": result.extra["choice"].as_dict(),
+        "outside_training_range": {k: round(float(v), 4) for k, v in result.extra["outside_range"].items()},
         "suspect_features": result.leaks.as_dict(),
     }
+
+
+def outside_range_lines(shares: pd.Series, where: str) -> list[str]:
+    """The features whose values on `where` fall outside the range they had in training (trees stay flat there)."""
+    if not len(shares):
+        return []
+    named = ", ".join(f"{name} ({share:.1%} of rows)" for name, share in shares.head(8).items())
+    return [f"outside the training range on {where}: {named}"]
 
 
 def band_line(settings: Settings, base_rate: dict | None) -> str:
