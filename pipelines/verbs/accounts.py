@@ -45,12 +45,20 @@ from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import DataError
 from leadscore.pipelines.intake.ground import load_valid_crm
 from leadscore.pipelines.intake.validation import CrmData
-from leadscore.pipelines.outputs.files import frame_writer, write_frame
+from leadscore.pipelines.outputs.files import write_frame
 from leadscore.pipelines.outputs.publish import project_publication
 from leadscore.pipelines.outputs.targets import Target, check_outputs
 from leadscore.pipelines.outputs.tracking import lead_champion, load_model
 from leadscore.pipelines.training_set import TrainingSet, build_training_set, content_fingerprint, input_fingerprint
-from leadscore.pipelines.verbs.levels import MODEL_ROW, LevelRun, explained_scores, level_settings, log_level_model
+from leadscore.pipelines.verbs.levels import (
+    MODEL_ROW,
+    LevelRun,
+    explained_scores,
+    level_settings,
+    level_target,
+    log_level_model,
+    publish_level_scores,
+)
 from leadscore.pipelines.verbs.scoring import _score
 from leadscore.pipelines.verbs.train import (
     ReferencePopulation,
@@ -526,14 +534,7 @@ def run_predict_accounts(
     echo: Callable[..., None],
 ) -> dict:
     """The whole `leadscore predict --level account`: one row per account with an open lead, and its rejects."""
-    from leadscore.pipelines.verbs.scoring import rejects_path
-
-    target = Path(out or settings.output_dir / "account_scores.csv")
-    check_outputs(
-        settings,
-        Target(target, "--out", (".csv", ".parquet")),
-        Target(rejects_path(target), "--out (its rejects file)", (".csv",)),
-    )
+    target = level_target(settings, out, "account_scores.csv")
     model, wrapper, name, version = load_model(account_settings(settings), model_uri)
     with project_publication(settings) as publication:  # the scores, their rejects and validation's, as one unit
         data = load_valid_crm(settings, as_of=as_of, publication=publication)
@@ -551,8 +552,7 @@ def run_predict_accounts(
             lead_model_name=lead_name,
         )
         rejects = result.rejects
-        publication.write(target, frame_writer(result.scores, target))
-        publication.write(rejects_path(target), frame_writer(rejects, rejects_path(target)))
+        publish_level_scores(publication, target, result.scores, rejects)
     s = result.summary
     echo(
         f"scored {s['scored']:,} of {s['accounts_with_open_leads']:,} accounts with open leads as of "

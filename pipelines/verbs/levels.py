@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -136,7 +137,33 @@ def explained_scores(
     return probability, _score(model, wrapper, probability), reasons
 
 
+def level_target(settings: Settings, out: Path | None, default_name: str) -> Path:
+    """A level's scores file (`out`, else `default_name` in the output folder), checked with its rejects file before
+    any data is read."""
+    from leadscore.pipelines.outputs.targets import Target, check_outputs
+    from leadscore.pipelines.verbs.scoring import rejects_path
+
+    target = Path(out or settings.output_dir / default_name)
+    check_outputs(
+        settings,
+        Target(target, "--out", (".csv", ".parquet")),
+        Target(rejects_path(target), "--out (its rejects file)", (".csv",)),
+    )
+    return target
+
+
+def publish_level_scores(publication, target: Path, scores: pd.DataFrame, rejects: pd.DataFrame) -> None:
+    """A level's scores and their rejects beside them, staged in the run's publication."""
+    from leadscore.pipelines.outputs.files import frame_writer
+    from leadscore.pipelines.verbs.scoring import rejects_path
+
+    publication.write(target, frame_writer(scores, target))
+    publication.write(rejects_path(target), frame_writer(rejects, rejects_path(target)))
+
+
 __all__ = [
+    "level_target",
+    "publish_level_scores",
     "LEVEL_SOURCES",
     "MODEL_ROW",
     "LevelRun",

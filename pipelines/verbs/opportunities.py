@@ -35,12 +35,19 @@ from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import DataError
 from leadscore.pipelines.intake.ground import load_valid_crm
 from leadscore.pipelines.intake.validation import CrmData
-from leadscore.pipelines.outputs.files import frame_writer
 from leadscore.pipelines.outputs.publish import project_publication
-from leadscore.pipelines.outputs.targets import Target, check_outputs
+from leadscore.pipelines.outputs.targets import check_outputs
 from leadscore.pipelines.outputs.tracking import load_model
 from leadscore.pipelines.training_set import TrainingSet, content_fingerprint, fit_recipe, input_fingerprint
-from leadscore.pipelines.verbs.levels import MODEL_ROW, LevelRun, explained_scores, level_settings, log_level_model
+from leadscore.pipelines.verbs.levels import (
+    MODEL_ROW,
+    LevelRun,
+    explained_scores,
+    level_settings,
+    level_target,
+    log_level_model,
+    publish_level_scores,
+)
 from leadscore.pipelines.verbs.train import (
     ReferencePopulation,
     TrainResult,
@@ -332,14 +339,7 @@ def run_predict_opportunities(
     echo: Callable[..., None],
 ) -> dict:
     """The whole `leadscore predict --level opportunity`: one row per open deal, and its rejects."""
-    from leadscore.pipelines.verbs.scoring import rejects_path
-
-    target = Path(out or settings.output_dir / "opportunity_scores.csv")
-    check_outputs(
-        settings,
-        Target(target, "--out", (".csv", ".parquet")),
-        Target(rejects_path(target), "--out (its rejects file)", (".csv",)),
-    )
+    target = level_target(settings, out, "opportunity_scores.csv")
     model, wrapper, name, version = load_model(opportunity_settings(settings), model_uri)
     with project_publication(settings) as publication:  # the scores, their rejects and validation's, as one unit
         data = load_valid_crm(settings, as_of=as_of, publication=publication)
@@ -347,8 +347,7 @@ def run_predict_opportunities(
         scores, rejects = score_open_opportunities(
             opportunity_settings(settings), data, model, wrapper, model_name=name, model_version=version
         )
-        publication.write(target, frame_writer(scores, target))
-        publication.write(rejects_path(target), frame_writer(rejects, rejects_path(target)))
+        publish_level_scores(publication, target, scores, rejects)
     echo(f"scored {len(scores):,} deals open as of {data.as_of.isoformat()} with {name} v{version or '?'} -> {target}")
     mean = round(float(scores["probability"].mean()), 4) if len(scores) else None
     echo(f"rejected: {len(rejects):,}; mean probability {mean}")
