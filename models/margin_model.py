@@ -4,7 +4,8 @@ A family (LightGBM in models.conversion, regularised logistic regression in mode
 to fit its margin (log-odds) on some rows, the margin of new rows, and exact per-feature contributions that add up to
 that margin. Everything else is here, once: dtypes and category levels learned from training and restored at
 scoring, the three time-ordered folds (fit, early stopping, calibration), the calibrator (strictly increasing on the
-margin, models.calibration), the refit on every row, recency weights, and the scikit-learn classifier interface.
+margin, models.calibration, moved along the margin after the refit so that the refit is right on average on the
+calibration fold), the refit on every row, recency weights, and the scikit-learn classifier interface.
 Reasons, the report, `predict --contributions`, scores, the gate and MLflow use only this interface.
 
 Recency (`recency`): "half_life" weighs each training row by 0.5 ** (age / (recency_half_life x span)), "window" keeps
@@ -183,6 +184,8 @@ class MarginModel(ClassifierMixin, BaseEstimator):
         self.n_calibration_ = len(calibration)
         if self.refit:
             self._fit_margin(data, y_codes, fit_weight, np.arange(len(data)), None)
+            if self.calibrator_ is not None:
+                self.calibrator_.align(self._margin(data.iloc[calibration]), float(y_codes[calibration].mean()))
         self.n_train_ = len(data) if self.refit else len(train)
         return self
 
