@@ -22,7 +22,13 @@ from leadscore.pipelines.errors import UsageError
 from leadscore.pipelines.intake.validation import CrmData
 from leadscore.pipelines.verbs.gate import register_and_gate, training_data_id
 from leadscore.pipelines.verbs.scoring import _score
-from leadscore.pipelines.verbs.train import ReferencePopulation, TrainResult, drift_profile, reasons_reference
+from leadscore.pipelines.verbs.train import (
+    ReferencePopulation,
+    TrainResult,
+    drift_profile,
+    feature_table,
+    reasons_reference,
+)
 
 MODEL_ROW = "lightgbm_calibrated"  # the level model's row in the metrics (the gate reads this name)
 
@@ -101,13 +107,23 @@ def log_level_model(
         mlflow.log_metrics({k: float(v) for k, v in result.metrics.loc[MODEL_ROW].items() if pd.notna(v)})
         tracking.log_frame(result.metrics, "evaluation/metrics.csv")
         tracking.log_frame(result.calibration, "evaluation/calibration_by_decile.csv")
-        tracking.log_frame(_feature_table(training.feature_names, run.specs), "features/features.csv")
+        tracking.log_frame(feature_table(training.feature_names, specs=run.specs), "features/features.csv")
         manifest = json.dumps(training.manifest, indent=2, sort_keys=True, default=str)
         mlflow.log_text(manifest, "training_set/manifest.json")
         mlflow.log_metric("base_rate", deployed.base_rate_)
+        example = training.frame.iloc[result.split.holdout][training.feature_names].head(5)
+        # the evaluated fit (development rows only) beside the deployed one: `explain` reads its holdout figures
+        tracking.log_conversion_model(
+            result.model,
+            example,
+            training.categorical,
+            reference_profile={},
+            feature_set=run.level,
+            name="evaluated_model",
+        )
         info = tracking.log_conversion_model(
             deployed,
-            training.frame.iloc[result.split.holdout][training.feature_names].head(5),
+            example,
             training.categorical,
             reference_profile=drift_profile(deployed, run.population, categorical=training.categorical),
             feature_set=run.level,
@@ -118,11 +134,6 @@ def log_level_model(
         )
         mlflow.set_tags({"level": run.level})
     return version, decision, active.info.run_id
-
-
-def _feature_table(names: list[str], specs: dict[str, FeatureSpec]) -> pd.DataFrame:
-    rows = [(n, specs[n].group, specs[n].description) for n in names]
-    return pd.DataFrame(rows, columns=["feature", "group", "description"]).set_index("feature")
 
 
 def explained_scores(

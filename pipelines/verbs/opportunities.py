@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,13 @@ from leadscore.pipelines.intake.validation import CrmData
 from leadscore.pipelines.outputs.publish import project_publication
 from leadscore.pipelines.outputs.targets import check_outputs
 from leadscore.pipelines.outputs.tracking import load_model
-from leadscore.pipelines.training_set import TrainingSet, content_fingerprint, fit_recipe, input_fingerprint
+from leadscore.pipelines.training_set import (
+    TrainingSet,
+    content_fingerprint,
+    fit_recipe,
+    input_fingerprint,
+    with_rows,
+)
 from leadscore.pipelines.verbs.levels import (
     MODEL_ROW,
     LevelRun,
@@ -115,8 +122,7 @@ def opportunity_training_set(settings: Settings, data: CrmData) -> TrainingSet:
     )
     specs = opportunity_feature_specs(with_history=history_of(data) is not None)
     names = list(specs)
-    features = build_opportunity_features(opportunity_context(settings, data, spine), names)
-    frame = pd.concat([spine.reset_index(drop=True), features], axis=1)
+    frame = deal_rows(settings, data, names, spine)
     manifest = {
         "mode": "crm",
         "level": LEVEL,
@@ -133,6 +139,33 @@ def opportunity_training_set(settings: Settings, data: CrmData) -> TrainingSet:
         "sample_weight": "1 / (rows kept for the deal); the model scales the weights to average 1",
     }
     return TrainingSet(frame, names, manifest, [n for n in names if specs[n].kind == "categorical"])
+
+
+def deal_rows(settings: Settings, data: CrmData, names: list[str], spine: pd.DataFrame) -> pd.DataFrame:
+    """The spine's rows with their deal features `names` beside them."""
+    features = build_opportunity_features(opportunity_context(settings, data, spine), names)
+    return pd.concat([spine.reset_index(drop=True), features], axis=1)
+
+
+def opportunity_spine_as_of(settings: Settings, data: CrmData, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The labelled, weighted deal spine `train --level opportunity --as-of` would build on that date, from tables
+    read later: cutoffs up to `as_of`, labels only where the horizon ended by then (the lead level's `spine_as_of`)."""
+    return build_opportunity_spine(data.tables["opportunities"], settings.opportunity_policy(), as_of=as_of)[0]
+
+
+def with_deal_rows(
+    settings: Settings, data: CrmData, training: TrainingSet, spine: pd.DataFrame
+) -> tuple[TrainingSet, np.ndarray]:
+    """The deal training set grown by the rows of `spine` it lacks, and each `spine` row's position in it."""
+    build = partial(deal_rows, settings, data, training.feature_names)
+    return with_rows(settings, data, training, spine, key=KEY, build=build)
+
+
+def stage_probability_rows(settings: Settings, data: CrmData, training: TrainingSet) -> dict[str, np.ndarray]:
+    """The CRM's stage probability of every training row as it stood before its cutoff (NaN: never recorded)."""
+    return {
+        STAGE_BASELINE: stage_probability(opportunity_context(settings, data, training.frame[[KEY, "cutoff_time"]]))
+    }
 
 
 def stage_probability(context: OpportunityContext) -> np.ndarray:
@@ -263,6 +296,25 @@ def run_train_opportunities(
     }
 
 
+def opportunity_review(settings: Settings, *, model_uri: str | None = None):
+    """`explain --level opportunity`: the opportunity model (default its champion) on the deal training set it was
+    evaluated on, split as in training, with the CRM's stage probability beside it on the holdout."""
+    from leadscore.pipelines.intake.validation import load_crm
+    from leadscore.pipelines.reports.analyst import ReviewLevel, registered_model, review_of
+
+    opp = opportunity_settings(settings)
+    loaded = registered_model(opp, model_uri)
+    data = load_crm(settings)
+    training = opportunity_training_set(opp, data)
+    split = holdout_split(opp, training)
+    holdout = training.frame.iloc[split.holdout].reset_index(drop=True)
+    dev_rate = float(training.frame["converted"].iloc[split.dev].mean())
+    stage, _ = stage_baseline(opportunity_context(opp, data, holdout[[KEY, "cutoff_time"]]), dev_rate)
+    baselines = {} if stage is None else {STAGE_BASELINE: stage}
+    level = ReviewLevel(LEVEL, KEY, "deal", opportunity_feature_specs(), baselines)
+    return review_of(opp, loaded, training, data, level=level, split=split)
+
+
 # -- scoring ------------------------------------------------------------------------------------------------------
 OPPORTUNITY_COLUMNS = [
     "opportunity_id",
@@ -368,6 +420,7 @@ def run_predict_opportunities(
 
 
 __all__ = [
+    "opportunity_review",
     "opportunity_settings",
     "opportunity_training_set",
     "run_predict_opportunities",

@@ -303,8 +303,9 @@ def leak_report(
     )
 
 
-def feature_table(names: list[str]) -> pd.DataFrame:
-    specs = all_features()
+def feature_table(names: list[str], *, specs: dict | None = None) -> pd.DataFrame:
+    """Each feature's group and description (`specs`, default the lead registry; a flat column: its own name)."""
+    specs = all_features() if specs is None else specs
     rows = [(n, specs[n].group, specs[n].description) if n in specs else (n, "flat", n) for n in names]
     return pd.DataFrame(rows, columns=["feature", "group", "description"]).set_index("feature")
 

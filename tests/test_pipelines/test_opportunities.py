@@ -80,3 +80,40 @@ def test_the_account_and_lead_options_are_refused_at_the_opportunity_level(oppor
     assert result.exit_code == 2 and "--level opportunity does not take --to-sql" in result.output
     result = runner.invoke(app, ["grade", "--config", str(config), "--level", "opportunity"])
     assert result.exit_code == 2 and "'lead' or 'account'" in result.output
+
+
+def test_explain_writes_the_deal_report_beside_the_stage_probability(opportunity_project, tmp_path):
+    config, _ = opportunity_project
+    out = tmp_path / "deals.html"
+    summary = invoke("explain", "--config", str(config), "--level", "opportunity", "--out", str(out))
+    page = out.read_text(encoding="utf-8")
+    assert summary["level"] == "opportunity" and summary["run_id"]
+    assert "Opportunity scoring review: leadscore-conversion-opportunity v1" in page
+    assert "crm_stage_probability" in page and "Why this deal: one holdout deal per score band" in page
+    assert "Days until the deal&#39;s expected close date" in page  # the deal features in their own words
+    assert "(all deals " in page  # the reasons speak of deals
+    # the lead level's grades, capture at capacity and live record are not the deals'
+    assert "Capture at capacity" not in page and "Grades A1..D4" not in page
+
+
+def test_backtest_walks_forward_beside_the_stage_probability(opportunity_project):
+    config, _ = opportunity_project
+    summary = invoke(
+        "backtest", "--config", str(config), "--level", "opportunity", "--start", "2025-03-01", "--every", "120d"
+    )
+    assert summary["level"] == "opportunity" and summary["steps"] >= 2
+    pooled = summary["pooled_roc_auc"]
+    assert set(pooled) == {
+        "lightgbm_calibrated",
+        "lightgbm_uncalibrated",
+        "logistic_regression",
+        "crm_stage_probability",
+    }
+    assert pooled["lightgbm_calibrated"] > pooled["crm_stage_probability"]
+
+
+def test_explain_and_backtest_refuse_the_account_level(opportunity_project):
+    config, _ = opportunity_project
+    for verb in (["explain"], ["backtest", "--start", "2025-03-01"]):
+        result = runner.invoke(app, [*verb, "--config", str(config), "--level", "account"])
+        assert result.exit_code == 2 and "--level: use 'lead' or 'opportunity'" in result.output
