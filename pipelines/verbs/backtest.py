@@ -93,6 +93,7 @@ def opportunity_steps(settings: Settings, data: CrmData) -> tuple[LevelSteps, Tr
     from leadscore.pipelines.verbs import opportunities as deals
 
     opp = deals.opportunity_settings(settings)
+    data = deals.with_lead_scores(settings, data)
     steps = LevelSteps(
         opp,
         partial(deals.opportunity_spine_as_of, opp, data),

@@ -82,17 +82,40 @@ def history_of(data: CrmData) -> pd.DataFrame | None:
     return history if history is not None and len(history) else None
 
 
+LEAD_SCORES = "lead_scores"  # the lead score history's production rows, beside the CRM tables (`with_lead_scores`)
+
+
+def with_lead_scores(settings: Settings, data: CrmData) -> CrmData:
+    """`data` with the lead score history's production runs scored before its as-of (lead_id, as_of, score) beside
+    its tables, for the lead's last score before its deal was opened; none when no run was kept."""
+    from leadscore.pipelines.outputs.history import read_history
+
+    rows = read_history(settings)
+    rows = rows[rows["production"].to_numpy(dtype=bool) & (rows["as_of"] < data.as_of).to_numpy(dtype=bool)]
+    if len(rows):
+        data.tables[LEAD_SCORES] = rows[["lead_id", "as_of", "score"]].reset_index(drop=True)
+    return data
+
+
+def scores_of(data: CrmData) -> pd.DataFrame | None:
+    return data.tables.get(LEAD_SCORES)
+
+
 def history_line(data: CrmData) -> str:
-    """The one line saying what the deal features read: the history point in time, or only creation-time fields."""
-    history = history_of(data)
+    """What the deal features read: the history point in time, or only creation-time fields; and the lead scores."""
+    history, scores = history_of(data), scores_of(data)
+    if scores is None:
+        said = "no lead score history: the lead's last score before its deal is left out"
+    else:
+        said = f"lead score history: {scores['as_of'].nunique():,} runs; the lead's last score before its deal read"
     if history is None:
         return (
             "no opportunity history (tables.opportunity_history): the deal features read only what is fixed at "
-            "creation (its age, its lead and company); stage, amount and close date are left out"
+            f"creation (its age, its lead and company); stage, amount and close date are left out; {said}"
         )
     return (
         f"opportunity history: {len(history):,} changes of {history[KEY].nunique():,} deals: stage, amount and close "
-        "date read as they stood before each cutoff"
+        f"date read as they stood before each cutoff; {said}"
     )
 
 
@@ -106,6 +129,7 @@ def opportunity_context(settings: Settings, data: CrmData, spine: pd.DataFrame) 
         accounts=t.get("accounts"),
         events=t.get("events"),
         params=settings.feature_params(),
+        scores=scores_of(data),
     )
 
 
@@ -120,7 +144,9 @@ def opportunity_training_set(settings: Settings, data: CrmData) -> TrainingSet:
         stats.censored,
         stats.leads,
     )
-    specs = opportunity_feature_specs(with_history=history_of(data) is not None)
+    specs = opportunity_feature_specs(
+        with_history=history_of(data) is not None, with_scores=scores_of(data) is not None
+    )
     names = list(specs)
     frame = deal_rows(settings, data, names, spine)
     manifest = {
@@ -134,6 +160,7 @@ def opportunity_training_set(settings: Settings, data: CrmData) -> TrainingSet:
         "features": names,
         "feature_set": LEVEL,
         "opportunity_history": history_of(data) is not None,
+        "lead_score_history": scores_of(data) is not None,
         "input_sha256": input_fingerprint(settings),
         "content_sha256": content_fingerprint(data.tables),
         "sample_weight": "1 / (rows kept for the deal); the model scales the weights to average 1",
@@ -261,7 +288,7 @@ def run_train_opportunities(
 ) -> dict:
     """The whole `leadscore train --level opportunity`, with its figures and the gate's decision printed."""
     check_outputs(settings)  # the validation rejects
-    data = load_valid_crm(settings, as_of=as_of)
+    data = with_lead_scores(settings, load_valid_crm(settings, as_of=as_of))
     echo(history_line(data))
     try:
         out = train_opportunities(settings, data, promote_anyway=promote)
@@ -304,7 +331,7 @@ def opportunity_review(settings: Settings, *, model_uri: str | None = None):
 
     opp = opportunity_settings(settings)
     loaded = registered_model(opp, model_uri)
-    data = load_crm(settings)
+    data = with_lead_scores(settings, load_crm(settings))
     training = opportunity_training_set(opp, data)
     split = holdout_split(opp, training)
     holdout = training.frame.iloc[split.holdout].reset_index(drop=True)
@@ -394,7 +421,7 @@ def run_predict_opportunities(
     target = level_target(settings, out, "opportunity_scores.csv")
     model, wrapper, name, version = load_model(opportunity_settings(settings), model_uri)
     with project_publication(settings) as publication:  # the scores, their rejects and validation's, as one unit
-        data = load_valid_crm(settings, as_of=as_of, publication=publication)
+        data = with_lead_scores(settings, load_valid_crm(settings, as_of=as_of, publication=publication))
         echo(history_line(data))
         scores, rejects = score_open_opportunities(
             opportunity_settings(settings), data, model, wrapper, model_name=name, model_version=version

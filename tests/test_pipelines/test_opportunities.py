@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from leadscore.features.opportunities import opportunity_feature_specs
 from leadscore.features.opportunity_spine import opportunity_scoring_spine
 from leadscore.pipelines.cli import app
 from leadscore.pipelines.config import load_settings
@@ -69,8 +70,11 @@ def test_without_a_history_table_only_creation_time_fields_are_read(sample_proje
     data = load_crm(settings)
     del data.tables["opportunity_history"]
     training = opportunity_training_set(opportunity_settings(settings), data)
-    deal = [n for n in training.feature_names if n.startswith("deal_")]
+    specs = opportunity_feature_specs()
+    deal = [n for n in training.feature_names if specs[n].group == "deal"]
     assert deal == ["deal_age_days"] and not training.manifest["opportunity_history"]
+    # the company's activity is read from the events, the history or not; no score history: no last score
+    assert "deal_account_events_30d" in training.feature_names and "lead_last_score" not in training.feature_names
     assert history_line(data).startswith("no opportunity history")
 
 
@@ -117,3 +121,41 @@ def test_explain_and_backtest_refuse_the_account_level(opportunity_project):
     for verb in (["explain"], ["backtest", "--start", "2025-03-01"]):
         result = runner.invoke(app, [*verb, "--config", str(config), "--level", "account"])
         assert result.exit_code == 2 and "--level: use 'lead' or 'opportunity'" in result.output
+
+
+def test_the_lead_last_score_is_read_from_the_score_history(sample_project, tmp_path):
+    """Two production runs per lead, two days before its deal was opened and a day after: the training rows read the
+    first; a shadow run before it is not what sales saw and is not read."""
+    from leadscore.pipelines.outputs.history import append_history
+    from leadscore.pipelines.verbs.opportunities import with_lead_scores
+
+    config = tmp_path / "leadscore.toml"
+    config.write_text(sample_project.read_text().replace('path = "data/', f'path = "{sample_project.parent}/data/'))
+    settings = load_settings(config)
+    deals = load_crm(settings).tables["opportunities"].dropna(subset=["lead_id"])
+    deals = deals[
+        deals["created_at"].between(pd.Timestamp("2025-01-01", tz="UTC"), pd.Timestamp("2025-06-30", tz="UTC"))
+    ]
+    picked = deals.sort_values("opportunity_id").head(8)
+    runs = [(-2.0, 41, True), (-1.0, 77, False), (1.0, 97, True)]
+    for deal in picked.itertuples():
+        for days, score, production in runs:
+            run = pd.DataFrame(
+                {
+                    "lead_id": [deal.lead_id],
+                    "as_of": [deal.created_at.floor("D") + pd.Timedelta(days=days)],
+                    "probability": [score / 100],
+                    "score": [score],
+                    "model_name": ["leadscore-conversion"],
+                    "model_version": ["1" if production else "2"],
+                }
+            )
+            append_history(settings, run, production=production)
+    data = with_lead_scores(settings, load_crm(settings))
+    assert "lead score history: " in history_line(data)
+    training = opportunity_training_set(opportunity_settings(settings), data)
+    assert training.manifest["lead_score_history"] and "lead_last_score" in training.feature_names
+    frame = training.frame
+    mine = frame["opportunity_id"].isin(picked["opportunity_id"])
+    assert mine.any() and (frame.loc[mine, "lead_last_score"] == 41).all()
+    assert frame.loc[~mine, "lead_last_score"].isna().all()
