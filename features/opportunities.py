@@ -330,11 +330,6 @@ LEAD_FEATURES = (
     "history_account_lost_deals",
 )
 
-
-def _lead_spec(name: str) -> FeatureSpec:
-    return replace(all_features()[name], build=partial(OpportunityContext.lead_feature, name=name))
-
-
 # the company's contacts at the deal's cutoff: the account features of the same name (same words in the reasons)
 ACCOUNT_FEATURES = (
     "account_contacts",
@@ -344,8 +339,9 @@ ACCOUNT_FEATURES = (
 )
 
 
-def _account_spec(name: str) -> FeatureSpec:
-    return replace(account_feature_specs()[name], build=partial(OpportunityContext.account_feature, name=name))
+def _borrowed(spec: FeatureSpec, build) -> FeatureSpec:
+    """Another level's feature, built by `build` (a context method) on the deal's lead or company at its cutoff."""
+    return replace(spec, build=partial(build, name=spec.name))
 
 
 def opportunity_feature_specs(*, with_history: bool = True, with_scores: bool = True) -> dict[str, FeatureSpec]:
@@ -364,13 +360,14 @@ def opportunity_feature_specs(*, with_history: bool = True, with_scores: bool = 
             _spec(deal_close_date_slips, unit="times", direction=-1, concept="deal_close_date"),
             _spec(deal_days_to_close_date, unit="days", concept="deal_close_date"),
         ]
-    specs += [_lead_spec(name) for name in LEAD_FEATURES]
+    specs += [_borrowed(all_features()[name], OpportunityContext.lead_feature) for name in LEAD_FEATURES]
     specs += [
         _spec(deal_account_events_7d, group="behavioral", unit="events", direction=1, concept="deal_account_activity"),
         _spec(deal_account_events_30d, group="behavioral", unit="events", direction=1, concept="deal_account_activity"),
         _spec(deal_account_events_90d, group="behavioral", unit="events", direction=1, concept="deal_account_activity"),
     ]
-    specs += [_account_spec(name) for name in ACCOUNT_FEATURES]
+    account = account_feature_specs()
+    specs += [_borrowed(account[name], OpportunityContext.account_feature) for name in ACCOUNT_FEATURES]
     if with_scores:
         specs.append(_spec(lead_last_score, group="history", unit="points", direction=1, concept="lead_last_score"))
     return {spec.name: spec for spec in specs}
