@@ -54,6 +54,7 @@ from leadscore.pipelines.verbs.levels import (
     MODEL_ROW,
     LevelRun,
     explained_scores,
+    leak_summary,
     level_settings,
     level_target,
     log_level_model,
@@ -496,6 +497,7 @@ def run_train_accounts(
     echo(result.metrics.to_string(float_format=lambda v: f"{v:.4f}"))
     for scorer, note in out.rollups.items():
         echo(f"  {scorer}: {note}")
+    suspects = leak_summary(result, echo)
     echo(f"registered {name} version {out.version} (alias challenger)")
     echo(out.decision)
     echo(f"MLflow run {out.run_id} in {settings.tracking_uri}")
@@ -512,6 +514,7 @@ def run_train_accounts(
         "holdout": holdout_figures(result.metrics),
         "account_spine": {**asdict(out.choice.policy), "how": out.choice.how},
         "warnings": [warning] if warning else [],
+        "suspect_features": suspects,
     }
 
 

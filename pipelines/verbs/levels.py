@@ -9,6 +9,7 @@ holdout with a one-horizon gap, refit on all rows), the gate and the reason writ
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from leadscore.pipelines.verbs.train import (
     TrainResult,
     drift_profile,
     feature_table,
+    leak_report,
     reasons_reference,
 )
 
@@ -65,6 +67,9 @@ def check_level(settings: Settings, level: str, **unsupported: object) -> None:
         raise UsageError(f"--level {level} does not take --{', --'.join(given)}")
 
 
+SCORED = {"account": "accounts", "opportunity": "deals"}  # what a level's predict scores, in words
+
+
 @dataclass
 class LevelRun:
     """What a level's training run logs beside the shared figures: the level's name, its feature specs (the
@@ -86,6 +91,9 @@ def log_level_model(
     mlflow = tracking.mlflow_module()
     experiment = tracking.use_store(settings)
     training, deployed = result.training, result.deployed
+    # the lead level's leak guards, against the rows the level's predict would score: a suspect blocks promotion
+    scored = f"{SCORED[run.level]} predict would score"
+    result.leaks = leak_report(settings, result, population=run.population, prebuilt=False, scored_name=scored)
     name = tracking.run_name("train", data.as_of, run.level)
     with mlflow.start_run(experiment_id=experiment, run_name=name) as active:
         mlflow.log_params({f"model.{k}": v for k, v in settings.model.model_dump().items()})
@@ -129,8 +137,14 @@ def log_level_model(
             feature_set=run.level,
             reason_reference=reasons_reference(training, specs=run.specs),
         )
+        mlflow.log_text("\n".join(result.leaks.lines()) + "\n", "evaluation/leak_guard.txt")
         version, decision = register_and_gate(
-            settings, result, info.model_uri, run_id=active.info.run_id, promote_anyway=promote_anyway
+            settings,
+            result,
+            info.model_uri,
+            run_id=active.info.run_id,
+            promote_anyway=promote_anyway,
+            refusals=result.leaks.refusals(),
         )
         mlflow.set_tags({"level": run.level})
     return version, decision, active.info.run_id
@@ -172,7 +186,15 @@ def publish_level_scores(publication, target: Path, scores: pd.DataFrame, reject
     publication.write(rejects_path(target), frame_writer(rejects, rejects_path(target)))
 
 
+def leak_summary(result: TrainResult, echo: Callable[..., None]) -> list[dict]:
+    """Print the leak guards' findings of a level's training, one line each; return them for the JSON summary."""
+    for line in result.leaks.lines():
+        echo(line)
+    return result.leaks.as_dict()
+
+
 __all__ = [
+    "leak_summary",
     "level_target",
     "publish_level_scores",
     "LEVEL_SOURCES",

@@ -50,6 +50,7 @@ from leadscore.pipelines.verbs.levels import (
     MODEL_ROW,
     LevelRun,
     explained_scores,
+    leak_summary,
     level_settings,
     level_target,
     log_level_model,
@@ -304,6 +305,7 @@ def run_train_opportunities(
     echo(f"holdout metrics ({MODEL_ROW}: the opportunity model; {STAGE_BASELINE}: the CRM's own stage probability):")
     echo(result.metrics.to_string(float_format=lambda v: f"{v:.4f}"))
     echo(f"  {STAGE_BASELINE}: {out.baseline}")
+    suspects = leak_summary(result, echo)
     echo(f"registered {name} version {out.version} (alias challenger)")
     echo(out.decision)
     echo(f"MLflow run {out.run_id} in {settings.tracking_uri}")
@@ -320,6 +322,7 @@ def run_train_opportunities(
         "baseline": out.baseline,
         "history": out.history,
         "deals_open": out.deals_open,
+        "suspect_features": suspects,
     }
 
 

@@ -282,10 +282,15 @@ def reasons_reference(training: TrainingSet, rows: np.ndarray | None = None, *, 
 
 
 def leak_report(
-    settings: Settings, result: TrainResult, *, population: ReferencePopulation, prebuilt: bool
+    settings: Settings,
+    result: TrainResult,
+    *,
+    population: ReferencePopulation,
+    prebuilt: bool,
+    scored_name: str = "leads predict would score",
 ) -> LeakReport:
-    """The leak guards on the training set, against the leads predict would score: the open leads at as-of (CRM
-    mode), the export's open rows (flat mode); none for a prebuilt training set."""
+    """The leak guards on the training set, against the rows predict would score (`scored_name`): the open leads
+    (accounts, deals) at as-of (CRM mode), the export's open rows (flat mode); none for a prebuilt training set."""
     training = result.training
     scored = None
     if settings.mode == "flat" and not prebuilt:
@@ -300,6 +305,7 @@ def leak_report(
         dev=result.split.dev,
         holdout=result.split.holdout,
         scored=scored,
+        scored_name=scored_name,
     )
 
 
