@@ -326,7 +326,7 @@ def predict(
       leadscore predict --config demo/leadscore.toml --out demo/output/scores.csv
     """
     from leadscore.pipelines.verbs.accounts import run_predict_accounts
-    from leadscore.pipelines.verbs.opportunities import run_predict_opportunities
+    from leadscore.pipelines.verbs.opportunity_scores import run_predict_opportunities
     from leadscore.pipelines.verbs.predict import PredictTargets, check_options, run_predict
 
     settings = _settings(config, engine)

@@ -36,11 +36,16 @@ MODEL_ROW = "lightgbm_calibrated"  # the level model's row in the metrics (the g
 
 
 def level_settings(settings: Settings, level: str, *, spine: dict | None = None, model: dict | None = None) -> Settings:
-    """The same settings with the level's registry name, `<mlflow.registered_model>-<level>`, and with `spine` /
-    `model` the level's spine keys and data minimums in `spine.*` / `model.*`, so that the lead training helpers
-    (holdout gap, model factory) read the level's."""
+    """The same settings with the level's registry name, `<mlflow.registered_model>-<level>`, its own score history
+    (the folder `<history>/<level>`, or the table `<history.sql_table>_<level>`), and with `spine` / `model` the
+    level's spine keys and data minimums in `spine.*` / `model.*`, so that the lead training helpers (holdout gap,
+    model factory) and the history's readers and writers read the level's."""
     name = f"{settings.mlflow.registered_model}-{level}"
-    update: dict = {"mlflow": settings.mlflow.model_copy(update={"registered_model": name})}
+    history = {"path": str(settings.history_dir / level), "sql_table": f"{settings.history.sql_table}_{level}"}
+    update: dict = {
+        "mlflow": settings.mlflow.model_copy(update={"registered_model": name}),
+        "history": settings.history.model_copy(update=history),
+    }
     if spine:
         update["spine"] = settings.spine.model_copy(update=spine)
     if model:
@@ -151,14 +156,20 @@ def log_level_model(
 
 
 def explained_scores(
-    model, wrapper, X: pd.DataFrame, specs: dict[str, FeatureSpec], *, subject: str
+    model, wrapper, X: pd.DataFrame, specs: dict[str, FeatureSpec], *, subject: str, kept_top: int = 0
 ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Probability (from the exact contributions: SHAP values add up to the raw score), the 1-99 score and the top
-    reasons in words ("<subject>s like this ...") of each row of `X`."""
+    reasons in words ("<subject>s like this ...") of each row of `X`; with `kept_top`, the reasons also hold each
+    row's margin and its `kept_top` largest contributions (what the score history keeps to explain a move)."""
+    from leadscore.models.movement import compact_contributions
+
     contributions = model.contributions(X)
-    probability = model.probability_of_margin(contributions.sum(axis=1).to_numpy())
+    margin = contributions.sum(axis=1).to_numpy()
+    probability = model.probability_of_margin(margin)
     reference = getattr(wrapper, "reason_reference", None)
     reasons = top_reasons(contributions, X, specs, reference=reference, subject=subject)
+    if kept_top:
+        reasons = reasons.assign(margin=margin, top_contributions=compact_contributions(contributions, X, top=kept_top))
     return probability, _score(model, wrapper, probability), reasons
 
 

@@ -1,4 +1,5 @@
-"""`--level opportunity` of `train` and `predict`: every open deal's chance to close won within the horizon.
+"""`--level opportunity` of `train` (and what `predict`, `explain` and `backtest` share with it): every open deal's
+chance to close won within the horizon. Scoring the open deals is `opportunity_scores`.
 
 Training runs the lead level's recipe (the same factory and settings, the same time-ordered holdout with a
 one-horizon gap, the same refit on all rows, the same gate) on the opportunity spine and features
@@ -16,7 +17,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,14 +31,11 @@ from leadscore.features.opportunity_spine import KEY, build_opportunity_spine, o
 from leadscore.models.conversion import TooLittleDataError
 from leadscore.models.evaluation import calibration_table, evaluate, metrics_table
 from leadscore.models.factory import build_model
-from leadscore.models.scores import percentile_in_run
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import DataError
 from leadscore.pipelines.intake.ground import load_valid_crm
 from leadscore.pipelines.intake.validation import CrmData
-from leadscore.pipelines.outputs.publish import project_publication
 from leadscore.pipelines.outputs.targets import check_outputs
-from leadscore.pipelines.outputs.tracking import load_model
 from leadscore.pipelines.training_set import (
     TrainingSet,
     content_fingerprint,
@@ -49,12 +46,9 @@ from leadscore.pipelines.training_set import (
 from leadscore.pipelines.verbs.levels import (
     MODEL_ROW,
     LevelRun,
-    explained_scores,
     leak_summary,
     level_settings,
-    level_target,
     log_level_model,
-    publish_level_scores,
 )
 from leadscore.pipelines.verbs.train import (
     ReferencePopulation,
@@ -108,7 +102,7 @@ def history_line(data: CrmData) -> str:
     if scores is None:
         said = "no lead score history: the lead's last score before its deal is left out"
     else:
-        said = f"lead score history: {scores['as_of'].nunique():,} runs; the lead's last score before its deal read"
+        said = f"lead score history: {scores['as_of'].nunique():,} run(s); the lead's last score before its deal read"
     if history is None:
         return (
             "no opportunity history (tables.opportunity_history): the deal features read only what is fixed at "
@@ -345,117 +339,17 @@ def opportunity_review(settings: Settings, *, model_uri: str | None = None):
     return review_of(opp, loaded, training, data, level=level, split=split)
 
 
-# -- scoring ------------------------------------------------------------------------------------------------------
-OPPORTUNITY_COLUMNS = [
-    "opportunity_id",
-    "lead_id",
-    "as_of",
-    "probability",
-    "score",
-    "percentile",
-    "crm_probability",
-    "stage",
-    "amount",
-    "deal_age_days",
-    "reasons_positive",
-    "reasons_negative",
-    "model_name",
-    "model_version",
-]
-
-
-def _rejects(data: CrmData, failed: pd.Series) -> pd.DataFrame:
-    """Deals whose score could not be computed, and the deals validation rejected."""
-    parts = [pd.DataFrame({KEY: failed.astype("string"), "reason": "scoring: no finite probability"})]
-    if "opportunities" in data.rejects:
-        deals = data.rejects["opportunities"]
-        reason = "validation: " + deals["reject_reason"].astype("string")
-        parts.append(pd.DataFrame({KEY: deals[KEY].astype("string"), "reason": reason}))
-    return pd.concat(parts, ignore_index=True).astype({KEY: "string"})
-
-
-def score_open_opportunities(
-    settings: Settings, data: CrmData, model, wrapper, *, model_name: str, model_version: str
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every deal open at `data.as_of`: probability, 1-99 score, percentile, the CRM's own stage probability, its
-    stage and amount then, and the top reasons; and the rejects."""
-    spine = opportunity_scoring_spine(data.tables["opportunities"], as_of=data.as_of)
-    context = opportunity_context(settings, data, spine)
-    X = build_opportunity_features(context, list(model.feature_names_in_))
-    probability, score, reasons = explained_scores(model, wrapper, X, opportunity_feature_specs(), subject="deal")
-    shown = build_opportunity_features(context, ["deal_stage", "deal_amount", "deal_age_days"])
-    crm = stage_probability(context)
-    if np.isnan(crm).all() and "probability" in context.deals:  # no history: the table's value is today's
-        crm = probability_share(context.deals["probability"])
-    scores = pd.DataFrame(
-        {
-            KEY: spine[KEY].to_numpy(),
-            "lead_id": context.deals["lead_id"].to_numpy(),
-            "as_of": spine["cutoff_time"].to_numpy(),
-            "probability": probability,
-            "score": score,
-            "percentile": percentile_in_run(probability),
-            "crm_probability": crm,
-            "stage": shown["deal_stage"].to_numpy(),
-            "amount": shown["deal_amount"].to_numpy(),
-            "deal_age_days": shown["deal_age_days"].round(1).to_numpy(),
-            "reasons_positive": reasons["reasons_positive"].to_numpy(),
-            "reasons_negative": reasons["reasons_negative"].to_numpy(),
-            "model_name": model_name,
-            "model_version": model_version,
-        }
-    )
-    valid = np.isfinite(probability)
-    rejects = _rejects(data, scores.loc[~valid, KEY])
-    scores = scores.loc[valid].sort_values(["probability", KEY], ascending=[False, True], kind="stable")
-    return scores[OPPORTUNITY_COLUMNS].reset_index(drop=True), rejects.reset_index(drop=True)
-
-
-def run_predict_opportunities(
-    settings: Settings,
-    *,
-    as_of: pd.Timestamp | None = None,
-    model_uri: str | None = None,
-    out: Path | None = None,
-    top: int = 10,
-    echo: Callable[..., None],
-) -> dict:
-    """The whole `leadscore predict --level opportunity`: one row per open deal, and its rejects."""
-    target = level_target(settings, out, "opportunity_scores.csv")
-    model, wrapper, name, version = load_model(opportunity_settings(settings), model_uri)
-    with project_publication(settings) as publication:  # the scores, their rejects and validation's, as one unit
-        data = with_lead_scores(settings, load_valid_crm(settings, as_of=as_of, publication=publication))
-        echo(history_line(data))
-        scores, rejects = score_open_opportunities(
-            opportunity_settings(settings), data, model, wrapper, model_name=name, model_version=version
-        )
-        publish_level_scores(publication, target, scores, rejects)
-    echo(f"scored {len(scores):,} deals open as of {data.as_of.isoformat()} with {name} v{version or '?'} -> {target}")
-    mean = round(float(scores["probability"].mean()), 4) if len(scores) else None
-    echo(f"rejected: {len(rejects):,}; mean probability {mean}")
-    echo(f"\ntop {top} deals:")
-    shown = scores.head(top)[[KEY, "score", "crm_probability", "stage", "reasons_positive"]]
-    echo(shown.to_string(index=False, max_colwidth=80))
-    return {
-        "verb": "predict",
-        "level": LEVEL,
-        "scored": len(scores),
-        "rejected": len(rejects),
-        "mean_probability": mean,
-        "as_of": data.as_of.isoformat(),
-        "model_name": name,
-        "model_version": version,
-        "output": str(target),
-    }
-
-
 __all__ = [
+    "LEAD_SCORES",
+    "deal_rows",
+    "opportunity_context",
     "opportunity_review",
+    "opportunity_spine_as_of",
     "opportunity_settings",
     "opportunity_training_set",
-    "run_predict_opportunities",
     "run_train_opportunities",
-    "score_open_opportunities",
     "train_and_evaluate_opportunities",
     "train_opportunities",
+    "with_deal_rows",
+    "with_lead_scores",
 ]

@@ -159,3 +159,34 @@ def test_the_lead_last_score_is_read_from_the_score_history(sample_project, tmp_
     mine = frame["opportunity_id"].isin(picked["opportunity_id"])
     assert mine.any() and (frame.loc[mine, "lead_last_score"] == 41).all()
     assert frame.loc[~mine, "lead_last_score"].isna().all()
+
+
+def test_predict_keeps_the_deal_history_and_explains_each_move(opportunity_project, tmp_path):
+    """Two runs a fortnight apart: deals open at both get a score_change whose change_reasons add up to it; the runs
+    are kept in the level's own history folder, apart from the leads'."""
+    import re
+
+    config, _ = opportunity_project
+    settings = load_settings(config)
+    end = load_crm(settings).as_of
+    runs = []
+    for days in (21, 7):
+        out = tmp_path / f"deals_{days}.csv"
+        when = (end - pd.Timedelta(days=days)).date().isoformat()
+        summary = invoke(
+            "predict", "--config", str(config), "--level", "opportunity", "--as-of", when, "--out", str(out)
+        )
+        runs.append((summary, pd.read_csv(out, dtype={"opportunity_id": str})))
+    (first, _), (second, scores) = runs
+    assert first["production"] and second["history"] == str(settings.history_dir / "opportunity")
+    assert second["movement"]["compared"] > 0 and second["movement"]["previous_as_of"][-1][:10] == first["as_of"][:10]
+    before = runs[0][1].set_index("opportunity_id")["score"]
+    both = scores[scores["opportunity_id"].isin(before.index)]
+    assert len(both) == second["movement"]["compared"]
+    assert (both["score_change"] == both["score"] - before.reindex(both["opportunity_id"]).to_numpy()).all()
+    moved = both[both["score_change"] != 0]
+    assert len(moved) and moved["change_reasons"].notna().all()
+    for change, reasons in zip(moved["score_change"], moved["change_reasons"], strict=True):
+        assert sum(int(p) for p in re.findall(r"([+-]\d+) points", reasons)) == change
+    assert scores.loc[~scores["opportunity_id"].isin(before.index), "score_change"].isna().all()
+    assert not list(settings.history_dir.glob("as_of_date=*"))  # the lead history holds no deal
