@@ -173,10 +173,14 @@ def explained_scores(
     return probability, _score(model, wrapper, probability), reasons
 
 
-def level_target(settings: Settings, out: Path | None, default_name: str) -> Path:
-    """A level's scores file (`out`, else `default_name` in the output folder), checked with its rejects file before
-    any data is read."""
+def level_scoring(
+    settings: Settings, named: Settings, out: Path | None, default_name: str, model_uri: str | None
+) -> tuple[Path, tuple]:
+    """What a level's predict starts from: its scores file (`out`, else `default_name` in the output folder), checked
+    with its rejects file before any data is read, and (model, wrapper, name, version) of `model_uri`, default the
+    champion of `named` (the level's settings)."""
     from leadscore.pipelines.outputs.targets import Target, check_outputs
+    from leadscore.pipelines.outputs.tracking import load_model
     from leadscore.pipelines.verbs.scoring import rejects_path
 
     target = Path(out or settings.output_dir / default_name)
@@ -185,7 +189,7 @@ def level_target(settings: Settings, out: Path | None, default_name: str) -> Pat
         Target(target, "--out", (".csv", ".parquet")),
         Target(rejects_path(target), "--out (its rejects file)", (".csv",)),
     )
-    return target
+    return target, load_model(named, model_uri)
 
 
 def publish_level_scores(publication, target: Path, scores: pd.DataFrame, rejects: pd.DataFrame) -> None:
@@ -206,7 +210,7 @@ def leak_summary(result: TrainResult, echo: Callable[..., None]) -> list[dict]:
 
 __all__ = [
     "leak_summary",
-    "level_target",
+    "level_scoring",
     "publish_level_scores",
     "LEVEL_SOURCES",
     "MODEL_ROW",

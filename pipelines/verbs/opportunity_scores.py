@@ -19,8 +19,8 @@ from leadscore.pipelines.intake.ground import load_valid_crm
 from leadscore.pipelines.intake.validation import CrmData
 from leadscore.pipelines.outputs.history import stage_history
 from leadscore.pipelines.outputs.publish import project_publication
-from leadscore.pipelines.outputs.tracking import is_champion, load_model
-from leadscore.pipelines.verbs.levels import explained_scores, level_target, publish_level_scores
+from leadscore.pipelines.outputs.tracking import is_champion
+from leadscore.pipelines.verbs.levels import explained_scores, level_scoring, publish_level_scores
 from leadscore.pipelines.verbs.movement import add_score_movement, with_explained
 from leadscore.pipelines.verbs.opportunities import (
     LEVEL,
@@ -148,8 +148,9 @@ def run_predict_opportunities(
     echo: Callable[..., None],
 ) -> dict:
     """The whole `leadscore predict --level opportunity`: one row per open deal, and its rejects."""
-    target = level_target(settings, out, "opportunity_scores.csv")
-    model, wrapper, name, version = load_model(opportunity_settings(settings), model_uri)
+    target, (model, wrapper, name, version) = level_scoring(
+        settings, opportunity_settings(settings), out, "opportunity_scores.csv", model_uri
+    )
     with project_publication(settings) as publication:  # the scores, their rejects and validation's, as one unit
         data = with_lead_scores(settings, load_valid_crm(settings, as_of=as_of, publication=publication))
         echo(history_line(data))
