@@ -12,8 +12,9 @@ Each (opportunity, cutoff) row reads
   (the deal's account, cutoff): the account's leads created strictly before the cutoff, their events strictly before
   it (the account level's roll-ups, features/accounts.py).
 - the lead's last score before the deal was opened, from the score history (`scores`: lead_id, as_of, score of
-  the production runs): a run scored strictly before the deal's creation (and so before the cutoff); none, or no
-  history, is a missing value, never a later score.
+  the production runs, optionally model_name and model_version to order runs of one time): a run scored strictly
+  before the deal's creation (and so before the cutoff); none, or no history, is a missing value, never a later
+  score.
 Builders are listed explicitly in `opportunity_feature_specs`; they carry a group, direction and concept like the
 lead registry, so reasons read the same way.
 """
@@ -287,7 +288,12 @@ def lead_last_score(ctx: OpportunityContext) -> pd.Series:
             "score": pd.to_numeric(scores["score"], errors="coerce").to_numpy(dtype="float64"),
         }
     )
-    history = history[(history["scored_ns"] != NAT) & history["lead_id"].notna()].sort_values("scored_ns")
+    # runs of one time (a rerun with another version) in the score history's own order: by model name and version
+    # when given, else as listed; merge_asof reads the last of equal times
+    ties = [c for c in ("model_name", "model_version") if c in scores]
+    history = history.assign(**{c: scores[c].astype("string").to_numpy() for c in ties})
+    history = history[(history["scored_ns"] != NAT) & history["lead_id"].notna()]
+    history = history.sort_values(["scored_ns", *ties], kind="stable")
     queries = pd.DataFrame(
         {"lead_id": ctx.deals["lead_id"].astype("string").array, "until_ns": seen_until, "row": range(ctx.n)}
     )

@@ -174,7 +174,8 @@ def score_step(
             cells.iloc[step.train].reset_index(drop=True).to_frame("cell"), train["converted"]
         )
         scores["rules_grade"] = rules.predict_proba(cells.iloc[step.test].to_frame("cell"))[:, 1]
-    rate = float(np.average(train["converted"], weights=train.get("sample_weight")))
+    if fixed:
+        rate = float(np.average(train["converted"], weights=train.get("sample_weight")))
     for name, values in (fixed or {}).items():
         scores[name] = np.where(np.isnan(values[step.test]), rate, values[step.test])
     return scores

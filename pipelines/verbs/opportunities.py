@@ -81,14 +81,17 @@ LEAD_SCORES = "lead_scores"  # the lead score history's production rows, beside 
 
 
 def with_lead_scores(settings: Settings, data: CrmData) -> CrmData:
-    """`data` with the lead score history's production runs scored before its as-of (lead_id, as_of, score) beside
-    its tables, for the lead's last score before its deal was opened; none when no run was kept."""
+    """`data` with the lead score history's production runs scored before its as-of (lead_id, as_of, score, model
+    name and version) beside its tables, for the lead's last score before its deal was opened; none when no run was
+    kept."""
     from leadscore.pipelines.outputs.history import read_history
 
     rows = read_history(settings)
     rows = rows[rows["production"].to_numpy(dtype=bool) & (rows["as_of"] < data.as_of).to_numpy(dtype=bool)]
     if len(rows):
-        data.tables[LEAD_SCORES] = rows[["lead_id", "as_of", "score"]].reset_index(drop=True)
+        data.tables[LEAD_SCORES] = rows[["lead_id", "as_of", "score", "model_name", "model_version"]].reset_index(
+            drop=True
+        )
     return data
 
 

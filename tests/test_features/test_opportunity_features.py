@@ -212,6 +212,14 @@ def scores(rows: list[tuple[str, float, int]]) -> pd.DataFrame:
     )
 
 
+def test_runs_of_one_time_are_read_in_the_score_history_order():
+    """Two production runs of the same day (a rerun with a newer version): the later version's score is read, in
+    whichever order the history lists them."""
+    table = scores([("L1", -3, 30), ("L1", -3, 80)]).assign(model_name="m", model_version=["2", "1"])
+    got = company_features([("O1", 5)], None, scores=table, names=["lead_last_score"])
+    assert got["lead_last_score"].tolist() == [30.0]
+
+
 def test_the_lead_last_score_is_the_latest_run_before_the_deal_was_opened():
     table = scores([("L1", -5, 40), ("L1", -1, 60), ("L1", 0, 90), ("L1", 3, 99), ("L2", 2, 70), ("L3", -1, 10)])
     got = company_features([("O1", 20), ("O2", 20), ("O3", 20)], None, scores=table, names=["lead_last_score"])
