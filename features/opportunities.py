@@ -8,6 +8,13 @@ Each (opportunity, cutoff) row reads
   read for a past cutoff (the data contract does not say the amount is set at creation).
 - the deal's lead at the same cutoff through one lead FeatureContext (every point-in-time rule of the lead features
   holds: events strictly before the cutoff, the company's other deals counted once closed).
+- the activity of the deal's company and its contacts in windows before the cutoff, through one AccountContext on
+  (the deal's account, cutoff): the account's leads created strictly before the cutoff, their events strictly before
+  it (the account level's roll-ups, features/accounts.py).
+- the lead's last score before the deal was opened, from the score history (`scores`: lead_id, as_of, score of
+  the production runs, optionally model_name and model_version to order runs of one time): a run scored strictly
+  before the deal's creation (and so before the cutoff); none, or no history, is a missing value, never a later
+  score.
 Builders are listed explicitly in `opportunity_feature_specs`; they carry a group, direction and concept like the
 lead registry, so reasons read the same way.
 """
@@ -15,11 +22,13 @@ lead registry, so reasons read the same way.
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import partial
+from functools import cached_property, partial
 
 import numpy as np
 import pandas as pd
 
+from leadscore.features.account_spine import account_of_deals
+from leadscore.features.accounts import AccountContext, account_feature_specs
 from leadscore.features.build import feature_columns
 from leadscore.features.context import NS_PER_DAY, FeatureContext, FeatureParams
 from leadscore.features.keys import positions
@@ -57,6 +66,7 @@ class OpportunityContext:
         accounts: pd.DataFrame | None = None,
         events: pd.DataFrame | None = None,
         params: FeatureParams | None = None,
+        scores: pd.DataFrame | None = None,
     ) -> None:
         self.spine = spine[[KEY, "cutoff_time"]].reset_index(drop=True)
         self.spine[KEY] = self.spine[KEY].astype("string")
@@ -75,6 +85,32 @@ class OpportunityContext:
             opportunities=opportunities,
             params=params,
         )
+        self.scores = scores
+        self._tables = {"leads": leads, "accounts": accounts, "events": events, "opportunities": opportunities}
+        self._params = params
+
+    @cached_property
+    def account(self) -> AccountContext:
+        """The deal's company at each cutoff (its own account, else its lead's), with the contacts known then."""
+        t = self._tables
+        spine = pd.DataFrame(
+            {
+                "account_id": account_of_deals(t["leads"], self.deals).to_numpy(),
+                "cutoff_time": self.spine["cutoff_time"],
+            }
+        )
+        return AccountContext(
+            spine,
+            leads=t["leads"],
+            accounts=t["accounts"],
+            events=t["events"],
+            opportunities=t["opportunities"],
+            params=self._params,
+        )
+
+    def account_feature(self, name: str) -> pd.Series:
+        """An account builder's values for each row's company at the row's cutoff."""
+        return pd.Series(account_feature_specs()[name].build(self.account)).reset_index(drop=True)
 
     def lead_feature(self, name: str) -> pd.Series:
         """A lead builder's values for each row's lead at the row's cutoff."""
@@ -216,9 +252,70 @@ def deal_days_since_update(ctx: OpportunityContext) -> pd.Series:
     return pd.Series(_days(ctx.cutoff_ns, latest), name="deal_days_since_update")
 
 
-def _spec(build, *, kind: str = "numeric", unit: str = "", direction: int = 0, concept: str = "") -> FeatureSpec:
+def _account_events(ctx: OpportunityContext, days: float) -> np.ndarray:
+    """Per row: the events of the company's contacts (known before the cutoff) in the last `days` before it."""
+    account = ctx.account
+    per_contact = account.lead_context.event_counts(days).sum(axis=1).astype("float64")
+    return account.total(per_contact)
+
+
+def deal_account_events_7d(ctx: OpportunityContext) -> pd.Series:
+    """Marketing and product events across the company's contacts in the last 7 days."""
+    return pd.Series(_account_events(ctx, 7), name="deal_account_events_7d")
+
+
+def deal_account_events_30d(ctx: OpportunityContext) -> pd.Series:
+    """Marketing and product events across the company's contacts in the last 30 days."""
+    return pd.Series(_account_events(ctx, 30), name="deal_account_events_30d")
+
+
+def deal_account_events_90d(ctx: OpportunityContext) -> pd.Series:
+    """Marketing and product events across the company's contacts in the last 90 days."""
+    return pd.Series(_account_events(ctx, 90), name="deal_account_events_90d")
+
+
+def lead_last_score(ctx: OpportunityContext) -> pd.Series:
+    """The lead's last score (1-99) before the deal was opened."""
+    seen_until = np.minimum(to_ns(ctx.deals["created_at"]), ctx.cutoff_ns)  # NAT (the minimum int64) stays unknown
+    out = np.full(ctx.n, np.nan)
+    scores = ctx.scores
+    if scores is None or scores.empty:
+        return pd.Series(out, name="lead_last_score")
+    history = pd.DataFrame(
+        {
+            "lead_id": pd.array(scores["lead_id"].astype("string").to_numpy(), dtype="string"),
+            "scored_ns": to_ns(scores["as_of"]),
+            "score": pd.to_numeric(scores["score"], errors="coerce").to_numpy(dtype="float64"),
+        }
+    )
+    # runs of one time (a rerun with another version) in the score history's own order: by model name and version
+    # when given, else as listed; merge_asof reads the last of equal times
+    ties = [c for c in ("model_name", "model_version") if c in scores]
+    history = history.assign(**{c: scores[c].astype("string").to_numpy() for c in ties})
+    history = history[(history["scored_ns"] != NAT) & history["lead_id"].notna()]
+    history = history.sort_values(["scored_ns", *ties], kind="stable")
+    queries = pd.DataFrame(
+        {"lead_id": ctx.deals["lead_id"].astype("string").array, "until_ns": seen_until, "row": range(ctx.n)}
+    )
+    known = queries[(queries["until_ns"] != NAT) & queries["lead_id"].notna()].sort_values("until_ns", kind="stable")
+    merged = pd.merge_asof(
+        known,
+        history,
+        left_on="until_ns",
+        right_on="scored_ns",
+        by="lead_id",
+        direction="backward",
+        allow_exact_matches=False,  # a run at the deal's creation scored a lead that was converting: not before
+    )
+    out[merged["row"].to_numpy()] = merged["score"].to_numpy(dtype="float64")
+    return pd.Series(out, name="lead_last_score")
+
+
+def _spec(
+    build, *, group: str = "deal", kind: str = "numeric", unit: str = "", direction: int = 0, concept: str = ""
+) -> FeatureSpec:
     description = (build.__doc__ or "").strip().splitlines()[0].rstrip(".")
-    return FeatureSpec(build.__name__, "deal", description, kind, unit, build, direction=direction, concept=concept)
+    return FeatureSpec(build.__name__, group, description, kind, unit, build, direction=direction, concept=concept)
 
 
 # the deal's lead and company, read at the deal's cutoff: the lead features of the same name (same words in the reasons)
@@ -239,14 +336,23 @@ LEAD_FEATURES = (
     "history_account_lost_deals",
 )
 
+# the company's contacts at the deal's cutoff: the account features of the same name (same words in the reasons)
+ACCOUNT_FEATURES = (
+    "account_contacts",
+    "account_engaged_contacts_30d",
+    "account_high_intent_events_30d",
+    "account_days_since_last_activity",
+)
 
-def _lead_spec(name: str) -> FeatureSpec:
-    return replace(all_features()[name], build=partial(OpportunityContext.lead_feature, name=name))
+
+def _borrowed(spec: FeatureSpec, build) -> FeatureSpec:
+    """Another level's feature, built by `build` (a context method) on the deal's lead or company at its cutoff."""
+    return replace(spec, build=partial(build, name=spec.name))
 
 
-def opportunity_feature_specs(*, with_history: bool = True) -> dict[str, FeatureSpec]:
+def opportunity_feature_specs(*, with_history: bool = True, with_scores: bool = True) -> dict[str, FeatureSpec]:
     """Every opportunity feature, in model order; without a history table only those fixed at the deal's creation
-    (its age grows with the cutoff alone) and its lead's and company's."""
+    (its age grows with the cutoff alone) and its lead's and company's; without a score history, no last score."""
     specs = [_spec(deal_age_days, unit="days", concept="deal_age")]
     if with_history:
         specs += [
@@ -260,7 +366,16 @@ def opportunity_feature_specs(*, with_history: bool = True) -> dict[str, Feature
             _spec(deal_close_date_slips, unit="times", direction=-1, concept="deal_close_date"),
             _spec(deal_days_to_close_date, unit="days", concept="deal_close_date"),
         ]
-    specs += [_lead_spec(name) for name in LEAD_FEATURES]
+    specs += [_borrowed(all_features()[name], OpportunityContext.lead_feature) for name in LEAD_FEATURES]
+    specs += [
+        _spec(deal_account_events_7d, group="behavioral", unit="events", direction=1, concept="deal_account_activity"),
+        _spec(deal_account_events_30d, group="behavioral", unit="events", direction=1, concept="deal_account_activity"),
+        _spec(deal_account_events_90d, group="behavioral", unit="events", direction=1, concept="deal_account_activity"),
+    ]
+    account = account_feature_specs()
+    specs += [_borrowed(account[name], OpportunityContext.account_feature) for name in ACCOUNT_FEATURES]
+    if with_scores:
+        specs.append(_spec(lead_last_score, group="history", unit="points", direction=1, concept="lead_last_score"))
     return {spec.name: spec for spec in specs}
 
 

@@ -267,6 +267,7 @@ def train(
 
 
 @app.command()
+@_with_json
 def backtest(
     config: ConfigOption,
     start: Annotated[
@@ -278,7 +279,9 @@ def backtest(
         int | None,
         typer.Option("--capacity", min=0, help="Leads per week for the capture table; default grades.capacity."),
     ] = None,
-) -> None:
+    level: LevelOption = "lead",
+    json_out: JsonOption = False,
+) -> dict:
     """Walk-forward retraining over history: per-period and pooled metrics beside the baselines, in MLflow.
 
     \b
@@ -289,7 +292,11 @@ def backtest(
 
     settings = _settings(config)
     check_steps(start, every)
-    run_walk_forward(settings, start=start, every=every, as_of=_as_of(as_of), capacity=capacity, echo=typer.echo)
+    chosen = _level(level, settings, levels=("lead", "opportunity"), capacity=capacity)
+    when = _as_of(as_of)
+    return run_walk_forward(
+        settings, start=start, every=every, as_of=when, capacity=capacity, level=chosen, echo=typer.echo
+    )
 
 
 @app.command()
@@ -319,7 +326,7 @@ def predict(
       leadscore predict --config demo/leadscore.toml --out demo/output/scores.csv
     """
     from leadscore.pipelines.verbs.accounts import run_predict_accounts
-    from leadscore.pipelines.verbs.opportunities import run_predict_opportunities
+    from leadscore.pipelines.verbs.opportunity_scores import run_predict_opportunities
     from leadscore.pipelines.verbs.predict import PredictTargets, check_options, run_predict
 
     settings = _settings(config, engine)
@@ -334,11 +341,14 @@ def predict(
 
 
 @app.command()
+@_with_json
 def explain(
     config: ConfigOption,
     model: Annotated[str | None, typer.Option("--model", help="Model URI; default models:/NAME@champion.")] = None,
     out: Annotated[Path | None, typer.Option("--out", help="HTML file to write.")] = None,
-) -> None:
+    level: LevelOption = "lead",
+    json_out: JsonOption = False,
+) -> dict:
     """Write a self-contained HTML report for analysts: what drives conversion, grades, model vs rules.
 
     \b
@@ -347,7 +357,9 @@ def explain(
     """
     from leadscore.pipelines.verbs.explain import run_explain
 
-    run_explain(_settings(config), model_uri=model, out=out, echo=typer.echo)
+    settings = _settings(config)
+    chosen = _level(level, settings, levels=("lead", "opportunity"))
+    return run_explain(settings, model_uri=model, out=out, level=chosen, echo=typer.echo)
 
 
 @app.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -108,15 +109,7 @@ def crm_training_set(settings: Settings, data: CrmData) -> TrainingSet:
         stats.censored,
         len(names),
     )
-    frame = build_features(
-        spine,
-        leads=t["leads"],
-        accounts=t.get("accounts"),
-        events=t.get("events"),
-        opportunities=t["opportunities"],
-        feature_names=names,
-        params=settings.feature_params(),
-    )
+    frame = lead_rows(settings, data, names, spine)
     frame.insert(frame.columns.get_loc("converted") + 1, ORDER_COLUMN, np.arange(len(frame), dtype="int64"))
     specs = feature_specs(settings.feature_params())
     manifest = {
@@ -172,31 +165,46 @@ def spine_as_of(settings: Settings, data: CrmData, as_of: pd.Timestamp) -> pd.Da
 
 
 def with_rows(
-    settings: Settings, data: CrmData, training: TrainingSet, spine: pd.DataFrame
+    settings: Settings,
+    data: CrmData,
+    training: TrainingSet,
+    spine: pd.DataFrame,
+    *,
+    key: str = "lead_id",
+    build: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> tuple[TrainingSet, np.ndarray]:
     """The training set with the rows of `spine` it lacks appended (their features built), and the position of each
-    `spine` row in it. A row's features look only before its cutoff, so a (lead, cutoff) already built is reused
-    whatever the as-of date it was built for; labels and weights stay the caller's."""
+    `spine` row in it. A row's features look only before its cutoff, so a (`key`, cutoff) already built is reused
+    whatever the as-of date it was built for; labels and weights stay the caller's. `build`: the training rows of a
+    spine (default: the lead features of `training`)."""
     frame = training.frame
-    keys = pd.MultiIndex.from_frame(frame[["lead_id", "cutoff_time"]])
-    position = keys.get_indexer(pd.MultiIndex.from_frame(spine[["lead_id", "cutoff_time"]]))
+    keys = pd.MultiIndex.from_frame(frame[[key, "cutoff_time"]])
+    position = keys.get_indexer(pd.MultiIndex.from_frame(spine[[key, "cutoff_time"]]))
     missing = spine[position < 0].reset_index(drop=True)
     if len(missing):
-        t = data.tables
-        extra = build_features(
-            missing[list(KEY_COLUMNS)],
-            leads=t["leads"],
-            accounts=t.get("accounts"),
-            events=t.get("events"),
-            opportunities=t["opportunities"],
-            feature_names=training.feature_names,
-            params=settings.feature_params(),
-        )
-        extra[ORDER_COLUMN] = np.arange(len(frame), len(frame) + len(extra), dtype="int64")
+        # a lead row's label and weight are the caller's: only its keys are built on
+        lead_keys = missing[list(KEY_COLUMNS)]
+        extra = build(missing) if build else lead_rows(settings, data, training.feature_names, lead_keys)
+        if ORDER_COLUMN in frame:
+            extra[ORDER_COLUMN] = np.arange(len(frame), len(frame) + len(extra), dtype="int64")
         position[position < 0] = np.arange(len(frame), len(frame) + len(extra))
         frame = pd.concat([frame, extra.reindex(columns=frame.columns)], ignore_index=True)
     grown = TrainingSet(frame, training.feature_names, training.manifest, training.categorical)
     return grown, position
+
+
+def lead_rows(settings: Settings, data: CrmData, names: list[str], spine: pd.DataFrame) -> pd.DataFrame:
+    """The spine's rows with their lead features `names`."""
+    t = data.tables
+    return build_features(
+        spine,
+        leads=t["leads"],
+        accounts=t.get("accounts"),
+        events=t.get("events"),
+        opportunities=t["opportunities"],
+        feature_names=names,
+        params=settings.feature_params(),
+    )
 
 
 def new_lead_base_rate(data: CrmData, policy: CutoffPolicy) -> dict:

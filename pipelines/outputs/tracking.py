@@ -323,7 +323,8 @@ def load_model(settings: Settings, uri: str | None = None):
 def why_not_loaded(exc: Exception, settings: Settings) -> tuple[str, str]:
     """The real cause of a failed model load, and its fix: a locked store, deleted artifacts, or no model yet."""
     text = str(exc)
-    level = " --level account" if settings.mlflow.registered_model.endswith("-account") else ""
+    suffix = settings.mlflow.registered_model.rsplit("-", 1)[-1]
+    level = f" --level {suffix}" if suffix in ("account", "opportunity") else ""
     if "database is locked" in text:
         return "the store is locked by another process", "retry when the other leadscore or mlflow process is done"
     if "No such artifact" in text or isinstance(exc, FileNotFoundError | IsADirectoryError):

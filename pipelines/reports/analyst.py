@@ -11,7 +11,7 @@ import base64
 import io
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 
 import matplotlib.pyplot as plt
@@ -32,6 +32,22 @@ from leadscore.pipelines.verbs.train import Split, baseline_scores, holdout_spli
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class ReviewLevel:
+    """What a report reviews: the level's name, the id column of one row and the word for it in the text, its feature
+    specs (None: the lead registry) and its own baselines scored on the holdout (name -> probability)."""
+
+    name: str = "lead"
+    key: str = "lead_id"
+    subject: str = "lead"
+    specs: dict | None = None
+    baselines: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def feature_specs(self) -> dict:
+        return all_features() if self.specs is None else self.specs
+
+
 @dataclass
 class Review:
     settings: Settings
@@ -45,6 +61,7 @@ class Review:
     graded: pd.DataFrame | None
     # the recipe's evaluated fit (development rows only): the registered model was refit on the holdout too
     holdout_model: object | None = None
+    level: ReviewLevel = field(default_factory=ReviewLevel)
 
     @property
     def holdout(self) -> pd.DataFrame:
@@ -64,17 +81,9 @@ class Review:
 
 def load_review(settings: Settings, *, model_uri: str | None = None) -> Review:
     """The model from the registry and the training set it was evaluated on, split the same way as in training."""
-    from leadscore.pipelines.outputs import tracking
-
-    tracking.use_store(settings)
-    uri = model_uri or f"models:/{settings.mlflow.registered_model}@champion"
-    model, wrapper = tracking.load_conversion_model(uri)
-    name, version = tracking.resolve_version(uri)
+    loaded = registered_model(settings, model_uri)
     data = load_crm(settings) if settings.mode == "crm" else None
     training = build_training_set(settings, data=data)
-    from leadscore.pipelines.intake.ground import check_model_features
-
-    check_model_features(model, training.frame.columns, uri, feature_set=getattr(wrapper, "feature_set", None))
     graded = None
     if data is not None:
         from leadscore.models.grades import grade_spine
@@ -85,6 +94,36 @@ def load_review(settings: Settings, *, model_uri: str | None = None) -> Review:
             settings.grades,
             settings.feature_params(),
         )
+    return review_of(settings, loaded, training, data, graded=graded)
+
+
+def registered_model(settings: Settings, model_uri: str | None = None) -> tuple:
+    """(model, wrapper, registered name, version, uri) of `model_uri`, default the champion of `settings`' name."""
+    from leadscore.pipelines.outputs import tracking
+
+    tracking.use_store(settings)
+    uri = model_uri or f"models:/{settings.mlflow.registered_model}@champion"
+    model, wrapper = tracking.load_conversion_model(uri)
+    name, version = tracking.resolve_version(uri)
+    return model, wrapper, name, version, uri
+
+
+def review_of(
+    settings: Settings,
+    loaded: tuple,
+    training: TrainingSet,
+    data: CrmData | None,
+    *,
+    graded: pd.DataFrame | None = None,
+    level: ReviewLevel | None = None,
+    split: Split | None = None,
+) -> Review:
+    """The review of a `registered_model` on the training set it was evaluated on (split as in training unless
+    `split` is given), checked to hold the model's features."""
+    from leadscore.pipelines.intake.ground import check_model_features
+
+    model, wrapper, name, version, uri = loaded
+    check_model_features(model, training.frame.columns, uri, feature_set=getattr(wrapper, "feature_set", None))
     return Review(
         settings,
         model,
@@ -92,10 +131,11 @@ def load_review(settings: Settings, *, model_uri: str | None = None) -> Review:
         name or uri,
         version,
         training,
-        holdout_split(settings, training),
+        split if split is not None else holdout_split(settings, training),
         data,
         graded,
         _evaluated_fit(name, version),
+        level or ReviewLevel(),
     )
 
 
@@ -151,10 +191,12 @@ def _base_rate_text(review: Review) -> str:
 
 
 def metrics_vs_baselines(review: Review) -> pd.DataFrame:
-    """The model's holdout metrics beside logistic regression and (CRM mode) the rules-only grade."""
+    """The model's holdout metrics beside logistic regression, (CRM mode, leads) the rules-only grade and the level's
+    own baselines (opportunities: the CRM's stage probability)."""
     cells = None if review.graded is None else review.graded["cell"]
     scores = {"lightgbm_calibrated": review.probability}
     scores |= baseline_scores(review.settings, review.training, review.split, cells)
+    scores |= review.level.baselines
     return metrics_table({k: evaluate(review.holdout["converted"], p) for k, p in scores.items()})
 
 
@@ -222,17 +264,18 @@ def gains_figure(review: Review):
 MISSING_LABEL = "not known"
 
 
-def feature_labels(names: list[str]) -> dict[str, str]:
-    """Feature -> the words the reasons use (its description); a column outside the registry keeps its name."""
-    specs = all_features()
+def feature_labels(names: list[str], *, specs: dict | None = None) -> dict[str, str]:
+    """Feature -> the words the reasons use (its description in `specs`, default the lead registry); a column
+    outside them keeps its name."""
+    specs = all_features() if specs is None else specs
     labels = {n: specs[n].description if n in specs else n for n in names}
     repeated = {label for label in labels.values() if list(labels.values()).count(label) > 1}
     return {n: f"{label} ({n})" if label in repeated else label for n, label in labels.items()}
 
 
-def natural_units(X: pd.DataFrame) -> pd.DataFrame:
+def natural_units(X: pd.DataFrame, *, specs: dict | None = None) -> pd.DataFrame:
     """Numbers as sales reads them: company size in employees rather than its log10."""
-    specs = all_features()
+    specs = all_features() if specs is None else specs
     out = X.copy()
     for column in X.columns:
         if column in specs and specs[column].unit == "log10 employees":
@@ -240,11 +283,11 @@ def natural_units(X: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def said_values(X: pd.DataFrame) -> np.ndarray:
+def said_values(X: pd.DataFrame, *, specs: dict | None = None) -> np.ndarray:
     """Each value as the reasons say it: natural units and sensible precision, "not known" when missing."""
     from leadscore.models.reasons import format_value
 
-    specs = all_features()
+    specs = all_features() if specs is None else specs
     columns = []
     for column in X.columns:
         spec = specs.get(column)
@@ -261,25 +304,26 @@ def shap_explanation(review: Review, *, max_rows: int = 2000):
     import shap
 
     X = review.X_holdout.head(max_rows)
+    specs = review.level.feature_specs
     contributions = review.model.contributions(X)
-    numeric = natural_units(X)
+    numeric = natural_units(X, specs=specs)
     for column in review.model.categories_:
         numeric[column] = pd.Categorical(X[column].astype("string"), categories=review.model.categories_[column]).codes
         numeric[column] = numeric[column].where(numeric[column] >= 0)
-    labels = feature_labels(list(X.columns))
+    labels = feature_labels(list(X.columns), specs=specs)
     return shap.Explanation(
         values=contributions.drop(columns="base_value").to_numpy(),
         base_values=contributions["base_value"].to_numpy(),
         data=numeric.astype("float64").to_numpy(),
-        display_data=said_values(X),
+        display_data=said_values(X, specs=specs),
         feature_names=[labels[c] for c in X.columns],
     )
 
 
-def importance_tables(explanation) -> tuple[pd.DataFrame, pd.DataFrame]:
+def importance_tables(explanation, *, specs: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Mean |SHAP| by feature (indexed by its plain-language description, with the column name) and by group."""
-    specs = all_features()
-    by_label = {label: name for name, label in feature_labels(list(specs)).items()}
+    specs = all_features() if specs is None else specs
+    by_label = {label: name for name, label in feature_labels(list(specs), specs=specs).items()}
     mean_abs = pd.Series(np.abs(explanation.values).mean(axis=0), index=explanation.feature_names)
     by_feature = mean_abs.sort_values(ascending=False).rename("mean_abs_shap").to_frame()
     by_feature.index.name = "feature"
@@ -384,8 +428,8 @@ def waterfall_figures(review: Review, explanation) -> dict[str, object]:
         plt.figure()
         shap.plots.waterfall(explanation[i], max_display=10, show=False)
         fig = plt.gcf()
-        lead = review.holdout["lead_id"].iloc[i]
-        fig.suptitle(f"{label}-scoring lead {lead}: score {scores[i]}, probability {p[i]:.1%}")
+        row = review.holdout[review.level.key].iloc[i]
+        fig.suptitle(f"{label}-scoring {review.level.subject} {row}: score {scores[i]}, probability {p[i]:.1%}")
         figures[label] = fig
     return figures
 
@@ -397,7 +441,7 @@ def example_leads(review: Review, rows: int) -> pd.DataFrame:
     reasons = lead_reasons(review, positions)
     return pd.DataFrame(
         {
-            "lead": review.holdout["lead_id"].astype(str).to_numpy()[positions],
+            review.level.subject: review.holdout[review.level.key].astype(str).to_numpy()[positions],
             "score": holdout_scores(review)[positions],
             "probability": review.probability[positions],
             "why (up)": reasons["reasons_positive"].to_numpy(),
@@ -423,7 +467,8 @@ def lead_reasons(review: Review, rows: np.ndarray) -> pd.DataFrame:
 
     X = review.X_holdout.iloc[rows]
     reference = getattr(review.wrapper, "reason_reference", None)
-    return top_reasons(review.model.contributions(X), X, all_features(), reference=reference)
+    specs, subject = review.level.feature_specs, review.level.subject
+    return top_reasons(review.model.contributions(X), X, specs, reference=reference, subject=subject)
 
 
 def why_this_lead(review: Review) -> pd.DataFrame:
@@ -441,7 +486,7 @@ def why_this_lead(review: Review) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "score band": bands,
-            "lead": holdout["lead_id"].astype(str).to_numpy(),
+            review.level.subject: holdout[review.level.key].astype(str).to_numpy(),
             "score": scores[picks],
             "probability": review.probability[picks],
             "converted": holdout["converted"].to_numpy(),
@@ -480,7 +525,7 @@ def permutation_table(review: Review, *, max_rows: int = 3000, repeats: int = 3)
     X = review.X_holdout.head(max_rows)
     y = review.holdout["converted"].head(max_rows)
     result = permutation_importance(review.model, X, y, scoring="roc_auc", n_repeats=repeats, random_state=0, n_jobs=1)
-    labels = feature_labels(list(X.columns))
+    labels = feature_labels(list(X.columns), specs=review.level.feature_specs)
     table = pd.DataFrame(
         {"auc_drop_mean": result.importances_mean, "auc_drop_std": result.importances_std},
         index=pd.Index([labels[c] for c in X.columns], name="feature"),
@@ -507,13 +552,13 @@ def drift_between_training_and_holdout(review: Review) -> pd.Series:
     names = list(review.model.feature_names_in_)
     reference = profile(review.training.frame.iloc[review.split.dev][names], categorical=review.training.categorical)
     drift = population_stability(reference, review.X_holdout)
-    return drift.rename(index=feature_labels(names))
+    return drift.rename(index=feature_labels(names, specs=review.level.feature_specs))
 
 
 def feature_descriptions(review: Review) -> pd.DataFrame:
     from leadscore.pipelines.verbs.train import feature_table
 
-    return feature_table(list(review.model.feature_names_in_))
+    return feature_table(list(review.model.feature_names_in_), specs=review.level.feature_specs)
 
 
 # -- HTML ------------------------------------------------------------------------------------------------------------
@@ -594,7 +639,7 @@ def _account_section(review: Review, tables: dict[str, pd.DataFrame]) -> dict:
 
 
 LEADS_NOTE = (
-    "Three holdout leads, first in the words of the scores file (the grouped reasons), then as SHAP waterfalls: "
+    "Three holdout {subject}s, first in the words of the scores file (the grouped reasons), then as SHAP waterfalls: "
     "every feature's exact push in log-odds, one feature at a time, as predict --contributions writes them."
 )
 
@@ -641,7 +686,7 @@ def build_report(review: Review) -> tuple[str, dict[str, bytes], dict[str, pd.Da
     )
 
     explanation = shap_explanation(review)
-    by_feature, by_group = importance_tables(explanation)
+    by_feature, by_group = importance_tables(explanation, specs=review.level.feature_specs)
     tables["shap_importance"], tables["shap_importance_by_group"] = by_feature, by_group
     images["shap_beeswarm"] = png(beeswarm_figure(explanation))
     images["shap_bar"] = png(bar_figure(explanation))
@@ -661,21 +706,22 @@ def build_report(review: Review) -> tuple[str, dict[str, bytes], dict[str, pd.Da
         parts.append(_img(images[f"dependence_{name}"], f"dependence {name}"))
     sections.append(_section("dependence", "Dependence: the top 6 features", *parts))
     tables["example_leads"] = example_leads(review, len(explanation.values))
-    parts = [_text(LEADS_NOTE), _table(tables["example_leads"], 3)]
+    subject = review.level.subject
+    parts = [_text(LEADS_NOTE.format(subject=subject)), _table(tables["example_leads"], 3)]
     for label, fig in waterfall_figures(review, explanation).items():
         images[f"waterfall_{label}"] = png(fig)
         parts.append(_img(images[f"waterfall_{label}"], f"waterfall {label}"))
-    sections.append(_section("leads", "Single leads: high, mid and low score", *parts))
+    sections.append(_section("leads", f"Single {subject}s: high, mid and low score", *parts))
     tables["why_this_lead"] = why_this_lead(review)
     why = (
         "<p>The same grouped reasons as the scores file (<code>reasons_positive</code> / "
         "<code>reasons_negative</code>); the score (1-99) reads the probability against the base rate: 50 is as "
-        "likely as the average lead, every 10 points double the odds.</p>"
+        f"likely as the average {subject}, every 10 points double the odds.</p>"
     )
     sections.append(
         _section(
             "why",
-            "Why this lead: one holdout lead per score band",
+            f"Why this {subject}: one holdout {subject} per score band",
             {"kind": "html", "html": why},
             _table(tables["why_this_lead"]),
         )
@@ -694,16 +740,8 @@ def build_report(review: Review) -> tuple[str, dict[str, bytes], dict[str, pd.Da
                 _table(within),
             )
         )
-    sections.append(_capture_section(review, images, tables))
-    if review.data is not None:
-        sections.append(_account_section(review, tables))
-    if review.data is not None:
-        from leadscore.pipelines.verbs.monitor import live_section
-
-        live_html, live_figures, live_tables = live_section(review.settings, review.data)
-        tables.update(live_tables)
-        images.update({name: png(fig) for name, fig in live_figures.items()})
-        sections.append(_live(live_html, [_img(images[name], name) for name in live_figures]))
+    if review.level.name == "lead":  # the grades' capacity, the account grades and the live record are the leads'
+        sections += _lead_sections(review, images, tables)
     tables["permutation_importance"] = permutation_table(review)
     sections.append(
         _section(
@@ -725,8 +763,23 @@ def build_report(review: Review) -> tuple[str, dict[str, bytes], dict[str, pd.Da
     ]
     notes = [_text(w, "warn") for w in warnings] or [_text("No warnings.")]
     sections.insert(0, _section("warnings", "Warnings", *notes))
-    title = f"Lead scoring review: {review.model_name} v{review.model_version}"
+    title = f"{review.level.name.capitalize()} scoring review: {review.model_name} v{review.model_version}"
     return render_page(title, sections), images, tables
+
+
+def _lead_sections(review: Review, images: dict[str, bytes], tables: dict[str, pd.DataFrame]) -> list[dict]:
+    """Capture at capacity, and in CRM mode the account grades and the live record."""
+    sections = [_capture_section(review, images, tables)]
+    if review.data is None:
+        return sections
+    from leadscore.pipelines.verbs.monitor import live_section
+
+    sections.append(_account_section(review, tables))
+    live_html, live_figures, live_tables = live_section(review.settings, review.data)
+    tables.update(live_tables)
+    images.update({name: png(fig) for name, fig in live_figures.items()})
+    sections.append(_live(live_html, [_img(images[name], name) for name in live_figures]))
+    return sections
 
 
 def _capture_section(review: Review, images: dict[str, bytes], tables: dict[str, pd.DataFrame]) -> dict:

@@ -48,14 +48,15 @@ from leadscore.pipelines.intake.validation import CrmData
 from leadscore.pipelines.outputs.files import write_frame
 from leadscore.pipelines.outputs.publish import project_publication
 from leadscore.pipelines.outputs.targets import Target, check_outputs
-from leadscore.pipelines.outputs.tracking import lead_champion, load_model
+from leadscore.pipelines.outputs.tracking import lead_champion
 from leadscore.pipelines.training_set import TrainingSet, build_training_set, content_fingerprint, input_fingerprint
 from leadscore.pipelines.verbs.levels import (
     MODEL_ROW,
     LevelRun,
     explained_scores,
+    leak_summary,
+    level_scoring,
     level_settings,
-    level_target,
     log_level_model,
     publish_level_scores,
 )
@@ -496,6 +497,7 @@ def run_train_accounts(
     echo(result.metrics.to_string(float_format=lambda v: f"{v:.4f}"))
     for scorer, note in out.rollups.items():
         echo(f"  {scorer}: {note}")
+    suspects = leak_summary(result, echo)
     echo(f"registered {name} version {out.version} (alias challenger)")
     echo(out.decision)
     echo(f"MLflow run {out.run_id} in {settings.tracking_uri}")
@@ -512,6 +514,7 @@ def run_train_accounts(
         "holdout": holdout_figures(result.metrics),
         "account_spine": {**asdict(out.choice.policy), "how": out.choice.how},
         "warnings": [warning] if warning else [],
+        "suspect_features": suspects,
     }
 
 
@@ -534,8 +537,9 @@ def run_predict_accounts(
     echo: Callable[..., None],
 ) -> dict:
     """The whole `leadscore predict --level account`: one row per account with an open lead, and its rejects."""
-    target = level_target(settings, out, "account_scores.csv")
-    model, wrapper, name, version = load_model(account_settings(settings), model_uri)
+    target, (model, wrapper, name, version) = level_scoring(
+        settings, account_settings(settings), out, "account_scores.csv", model_uri
+    )
     with project_publication(settings) as publication:  # the scores, their rejects and validation's, as one unit
         data = load_valid_crm(settings, as_of=as_of, publication=publication)
         lead_model, lead_name = lead_champion(settings)

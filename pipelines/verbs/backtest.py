@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,7 @@ from scipy.special import expit
 from leadscore.models.baselines import CellRateBaseline, logistic_regression
 from leadscore.models.conversion import TooLittleDataError
 from leadscore.models.evaluation import evaluate, metrics_table
+from leadscore.models.margin_model import MarginModel
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import DataError, UsageError
 from leadscore.pipelines.intake.ground import load_valid_crm
@@ -27,7 +29,13 @@ from leadscore.pipelines.verbs.train import fit_model
 log = logging.getLogger(__name__)
 # the uncalibrated booster (sigmoid of its margin) is scored beside the calibrated model: calibration must keep its
 # ranking, so a period where the calibrated ROC AUC falls below the raw one shows a calibration fault
-SCORERS = ("lightgbm_calibrated", "lightgbm_uncalibrated", "logistic_regression", "rules_grade")
+SCORERS = (
+    "lightgbm_calibrated",
+    "lightgbm_uncalibrated",
+    "logistic_regression",
+    "rules_grade",
+    "crm_stage_probability",
+)
 
 
 @dataclass(frozen=True)
@@ -62,19 +70,60 @@ def row_steps(n: int, *, start: int, every: int) -> list[Step]:
     ]
 
 
+@dataclass(frozen=True)
+class LevelSteps:
+    """What a walk-forward over CRM tables needs of a level: its settings, the spine `train` would build on a date,
+    the training set grown by the rows of a spine it lacks (and their positions), the recipe's fit, and the level's
+    own per-row baselines of a training set (name -> probability, NaN where unknown)."""
+
+    settings: Settings
+    spine_at: Callable[[pd.Timestamp], pd.DataFrame]
+    grow: Callable[[TrainingSet, pd.DataFrame], tuple[TrainingSet, np.ndarray]]
+    fit: Callable[[Settings, TrainingSet, np.ndarray], MarginModel] = fit_model
+    baselines: Callable[[TrainingSet], dict[str, np.ndarray]] | None = None
+
+
+def lead_steps(settings: Settings, data: CrmData) -> LevelSteps:
+    return LevelSteps(settings, partial(spine_as_of, settings, data), partial(with_rows, settings, data))
+
+
+def opportunity_steps(settings: Settings, data: CrmData) -> tuple[LevelSteps, TrainingSet]:
+    """The opportunity level's steps (its spine and recipe, the CRM's stage probability beside the model) and its
+    training set."""
+    from leadscore.pipelines.verbs import opportunities as deals
+
+    opp = deals.opportunity_settings(settings)
+    data = deals.with_lead_scores(settings, data)
+    steps = LevelSteps(
+        opp,
+        partial(deals.opportunity_spine_as_of, opp, data),
+        partial(deals.with_deal_rows, opp, data),
+        deals.fit_opportunity_model,
+        partial(deals.stage_probability_rows, opp, data),
+    )
+    return steps, deals.opportunity_training_set(opp, data)
+
+
 def as_of_steps(
-    settings: Settings, data: CrmData, training: TrainingSet, *, start: pd.Timestamp, every: pd.Timedelta
+    settings: Settings,
+    data: CrmData,
+    training: TrainingSet,
+    *,
+    start: pd.Timestamp,
+    every: pd.Timedelta,
+    level: LevelSteps | None = None,
 ) -> tuple[TrainingSet, list[Step]]:
-    """CRM mode: each step trains on the spine as of its date (`spine_as_of`), tested on the final training set's
-    rows whose cutoff falls in its period. The training set comes back grown by the step rows it lacked (appended
-    after its own rows, whose positions stay)."""
+    """CRM mode: each step trains on the spine as of its date (`spine_as_of`; a level's `spine_at`), tested on the
+    final training set's rows whose cutoff falls in its period. The training set comes back grown by the step rows
+    it lacked (appended after its own rows, whose positions stay)."""
+    level = level or lead_steps(settings, data)
     cutoffs = pd.to_datetime(training.frame["cutoff_time"], utc=True)
     steps, at = [], start
     while len(cutoffs) and at <= cutoffs.max():
         test = np.flatnonzero(((cutoffs >= at) & (cutoffs < at + every)).to_numpy())
         if len(test):
-            spine = spine_as_of(settings, data, at)
-            training, train = with_rows(settings, data, training, spine)
+            spine = level.spine_at(at)
+            training, train = level.grow(training, spine)
             weights, labels = spine["sample_weight"].to_numpy(), spine["converted"].to_numpy()
             steps.append(Step(at.date().isoformat(), train, test, weights, labels))
         at += every
@@ -93,14 +142,22 @@ def step_rows(training: TrainingSet, step: Step) -> TrainingSet:
 
 
 def score_step(
-    settings: Settings, training: TrainingSet, step: Step, cells: pd.Series | None
+    settings: Settings,
+    training: TrainingSet,
+    step: Step,
+    cells: pd.Series | None,
+    *,
+    fit: Callable[[Settings, TrainingSet, np.ndarray], MarginModel] = fit_model,
+    fixed: dict[str, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray] | None:
-    """Probabilities of each scorer on the step's test rows, or None when the history cannot train a model."""
+    """Probabilities of each scorer on the step's test rows, or None when the history cannot train a model. `fixed`:
+    scorers that are not fitted (the CRM's stage probability), one value per training row; a missing value reads as
+    the step's training rows' rate."""
     frame, names = training.frame, training.feature_names
     fitted = step_rows(training, step)
     train, test = fitted.frame, frame.iloc[step.test]
     try:  # the recipe train would choose at this step, on the step's own rows
-        model = fit_model(settings, fitted, np.arange(len(train)))
+        model = fit(settings, fitted, np.arange(len(train)))
     except TooLittleDataError as exc:
         log.warning("step %s skipped: %s", step.label, exc)
         return None
@@ -117,6 +174,10 @@ def score_step(
             cells.iloc[step.train].reset_index(drop=True).to_frame("cell"), train["converted"]
         )
         scores["rules_grade"] = rules.predict_proba(cells.iloc[step.test].to_frame("cell"))[:, 1]
+    if fixed:
+        rate = float(np.average(train["converted"], weights=train.get("sample_weight")))
+    for name, values in (fixed or {}).items():
+        scores[name] = np.where(np.isnan(values[step.test]), rate, values[step.test])
     return scores
 
 
@@ -128,12 +189,22 @@ class BacktestResult:
 
 
 def run_backtest(
-    settings: Settings, training: TrainingSet, steps: list[Step], *, cells: pd.Series | None = None, progress=None
+    settings: Settings,
+    training: TrainingSet,
+    steps: list[Step],
+    *,
+    cells: pd.Series | None = None,
+    level: LevelSteps | None = None,
+    progress=None,
 ) -> BacktestResult:
+    """Every step's scorers on its test rows, per period and pooled; `level` (default the lead level's) gives the
+    recipe's fit and the level's own baselines."""
     rows, predictions = [], []
     y = training.frame["converted"].to_numpy()
+    fit = fit_model if level is None else level.fit
+    fixed = level.baselines(training) if level is not None and level.baselines is not None else None
     for step in steps:
-        scores = score_step(settings, training, step, cells)
+        scores = score_step(settings, training, step, cells, fit=fit, fixed=fixed)
         if progress is not None:
             progress(1)
         if scores is None:
@@ -183,7 +254,9 @@ def log_backtest(
 
     mlflow = tracking.mlflow_module()
     experiment = tracking.use_store(settings)
-    with mlflow.start_run(experiment_id=experiment, run_name="backtest") as parent:
+    level = params.get("level", "lead")
+    name = "backtest" if level == "lead" else f"backtest {level}"
+    with mlflow.start_run(experiment_id=experiment, run_name=name) as parent:
         mlflow.log_params(params)
         for scorer, row in result.pooled.iterrows():
             mlflow.log_metrics({f"pooled.{scorer}.{k}": float(v) for k, v in row.items() if pd.notna(v)})
@@ -231,7 +304,13 @@ def check_steps(start: str, every: str) -> None:
 
 
 def steps_for(
-    settings: Settings, training: TrainingSet, *, start: str, every: str, data: CrmData | None = None
+    settings: Settings,
+    training: TrainingSet,
+    *,
+    start: str,
+    every: str,
+    data: CrmData | None = None,
+    level: LevelSteps | None = None,
 ) -> tuple[TrainingSet, list[Step]]:
     """The walk-forward steps --start and --every describe: by date (CRM: each step's training set as of its date;
     timed flat rows) or by row number; with the training set they index (CRM: grown by the steps' rows)."""
@@ -243,8 +322,23 @@ def steps_for(
         raise UsageError("--every in days needs cutoff times; this data is row-ordered: give a number of rows")
     at, period = parse_as_of(start, option="--start"), pd.Timedelta(days=float(every[:-1]))
     if data is not None:
-        return as_of_steps(settings, data, training, start=at, every=period)
+        return as_of_steps(settings, data, training, start=at, every=period, level=level)
     return training, time_steps(training.frame["cutoff_time"], start=at, every=period, horizon=pd.Timedelta(0))
+
+
+def lead_walk(
+    settings: Settings, data: CrmData | None, *, start: str, every: str
+) -> tuple[TrainingSet, list[Step], pd.Series | None]:
+    """The lead level's training set, its steps and (CRM mode) each row's rules-only cell."""
+    from leadscore.models.grades import grade_spine
+    from leadscore.pipelines.training_set import build_training_set
+
+    training = build_training_set(settings, data=data)
+    training, steps = steps_for(settings, training, start=start, every=every, data=data)
+    if data is None:
+        return training, steps, None
+    spine = training.frame[["lead_id", "cutoff_time", "converted"]]
+    return training, steps, grade_spine(spine, data.tables, settings.grades, settings.feature_params())["cell"]
 
 
 def run_walk_forward(
@@ -254,45 +348,49 @@ def run_walk_forward(
     every: str,
     as_of: pd.Timestamp | None = None,
     capacity: int | None = None,
+    level: str = "lead",
     echo: Callable[..., None],
 ) -> dict:
-    """The whole `leadscore backtest`: walk-forward retraining, its tables printed and logged to MLflow."""
+    """The whole `leadscore backtest`: walk-forward retraining, its tables printed and logged to MLflow. `level`:
+    lead, or opportunity (the deal model beside the CRM's stage probability; no capture table)."""
     from tqdm import tqdm
 
-    from leadscore.models.grades import grade_spine
-    from leadscore.pipelines.training_set import build_training_set
     from leadscore.pipelines.verbs.capacity import backtest_capture, capture_text
 
     check_steps(start, every)
     if settings.mode == "crm":
         check_outputs(settings)  # backtest writes the validation rejects
     data = load_valid_crm(settings, as_of=as_of) if settings.mode == "crm" else None
-    training = build_training_set(settings, data=data)
-    training, steps = steps_for(settings, training, start=start, every=every, data=data)
-    cells = None
-    if data is not None:
-        spine = training.frame[["lead_id", "cutoff_time", "converted"]]
-        cells = grade_spine(spine, data.tables, settings.grades, settings.feature_params())["cell"]
+    steps_of, cells = None, None
+    if level == "opportunity":
+        steps_of, training = opportunity_steps(settings, data)
+        training, steps = steps_for(steps_of.settings, training, start=start, every=every, data=data, level=steps_of)
+    else:
+        training, steps, cells = lead_walk(settings, data, start=start, every=every)
+    run_settings = settings if steps_of is None else steps_of.settings
     try:
         with tqdm(total=len(steps), unit="step", desc="backtest", disable=None) as bar:
-            result = run_backtest(settings, training, steps, cells=cells, progress=bar.update)
+            result = run_backtest(run_settings, training, steps, cells=cells, level=steps_of, progress=bar.update)
     except TooLittleDataError as exc:
         raise DataError(str(exc)) from None
-    table = roc_auc_per_period(result.per_period)
     echo("ROC AUC per period:")
-    echo(table.to_string(float_format=lambda v: f"{v:.4f}"))
+    echo(roc_auc_per_period(result.per_period).to_string(float_format=lambda v: f"{v:.4f}"))
     echo("\npooled over all periods:")
     echo(result.pooled.to_string(float_format=lambda v: f"{v:.4f}"))
-    capture = backtest_capture(settings, data, training.frame, result.predictions, capacity=capacity)
-    if capture is not None:
-        echo("\n" + capture_text(capture[1], capture[0]))
-    else:
-        echo("\nno capture table: set [grades.capacity] or give --capacity N (leads per week)")
+    capture = None
+    if level == "lead":
+        capture = backtest_capture(settings, data, training.frame, result.predictions, capacity=capacity)
+        echo(
+            "\n" + capture_text(capture[1], capture[0])
+            if capture is not None
+            else "\nno capture table: set [grades.capacity] or give --capacity N (leads per week)"
+        )
     run_id = log_backtest(
-        settings,
+        run_settings,
         result,
-        params={"start": start, "every": every, "steps": len(steps)},
+        params={"start": start, "every": every, "steps": len(steps), "level": level},
         capture=None if capture is None else capture[:2],
     )
     echo(f"MLflow run {run_id} (one child run per period) in {settings.tracking_uri}")
-    return {"verb": "backtest", "steps": len(steps), "run_id": run_id}
+    pooled = {k: round(float(v), 4) for k, v in result.pooled["roc_auc"].items()}
+    return {"verb": "backtest", "level": level, "steps": len(steps), "run_id": run_id, "pooled_roc_auc": pooled}

@@ -84,8 +84,10 @@ def check_leaks(
     dev: np.ndarray,
     holdout: np.ndarray,
     scored: pd.DataFrame | None,
+    scored_name: str = "leads predict would score",
 ) -> LeakReport:
-    """Both checks with the configured thresholds; `scored` holds the leads predict would score (None: unknown)."""
+    """Both checks with the configured thresholds; `scored` holds the rows predict would score (None: unknown),
+    `scored_name` says what they are."""
     thresholds = settings.features.leak_thresholds()
     suspects = separating_features(
         frame,
@@ -101,7 +103,7 @@ def check_leaks(
         why = "no open lead to compare with" if scored is not None else "no scoring population at hand"
         notes.append(f"leak guard: missing shares of training rows and scored leads not compared ({why})")
     else:
-        suspects += missing_share_gaps(frame, scored, features=features, thresholds=thresholds)
+        suspects += missing_share_gaps(frame, scored, features=features, thresholds=thresholds, scored_name=scored_name)
     allowed = set(settings.features.allow_suspect)
     unknown = sorted(allowed - set(features))
     if unknown:

@@ -31,10 +31,17 @@ def with_explained(scores: pd.DataFrame, explained: pd.DataFrame | None) -> pd.D
 
 
 def add_score_movement(
-    settings: Settings, scores: pd.DataFrame, explained: pd.DataFrame | None, model, *, as_of: pd.Timestamp
+    settings: Settings,
+    scores: pd.DataFrame,
+    explained: pd.DataFrame | None,
+    model,
+    *,
+    as_of: pd.Timestamp,
+    specs: dict | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """`scores` with `score_change` (after `score`) and `change_reasons` (after the reasons) against each lead's
-    latest production run before `as_of`; also the counts for the run's summary."""
+    latest production run before `as_of`; also the counts for the run's summary. `specs`: the features' words
+    (default the lead features'; a level's own for its rows, keyed by `lead_id` all the same)."""
     previous = previous_runs(settings, as_of, scores["lead_id"].astype("string"))
     current = with_explained(scores[["lead_id", "score", "model_name", "model_version"]], explained)
     if explained is None:  # this run kept no contributions: changes without reasons
@@ -45,9 +52,8 @@ def add_score_movement(
         # differences of the score do not depend on the base rate: any rate gives the same points between margins
         return score_points(model.probability_of_margin(margin), 0.5)
 
-    moved = score_movement(
-        current, previous, feature_specs(settings.feature_params()), points_of_margin=points_of_margin
-    )
+    specs = feature_specs(settings.feature_params()) if specs is None else specs
+    moved = score_movement(current, previous, specs, points_of_margin=points_of_margin)
     _note_unexplained(current, previous, moved)
     out = scores.copy()
     out.insert(out.columns.get_loc("score") + 1, "score_change", moved["score_change"].array)

@@ -1,4 +1,5 @@
-"""`--level opportunity` of `train` and `predict`: every open deal's chance to close won within the horizon.
+"""`--level opportunity` of `train` (and what `predict`, `explain` and `backtest` share with it): every open deal's
+chance to close won within the horizon. Scoring the open deals is `opportunity_scores`.
 
 Training runs the lead level's recipe (the same factory and settings, the same time-ordered holdout with a
 one-horizon gap, the same refit on all rows, the same gate) on the opportunity spine and features
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -30,23 +31,24 @@ from leadscore.features.opportunity_spine import KEY, build_opportunity_spine, o
 from leadscore.models.conversion import TooLittleDataError
 from leadscore.models.evaluation import calibration_table, evaluate, metrics_table
 from leadscore.models.factory import build_model
-from leadscore.models.scores import percentile_in_run
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import DataError
 from leadscore.pipelines.intake.ground import load_valid_crm
 from leadscore.pipelines.intake.validation import CrmData
-from leadscore.pipelines.outputs.publish import project_publication
 from leadscore.pipelines.outputs.targets import check_outputs
-from leadscore.pipelines.outputs.tracking import load_model
-from leadscore.pipelines.training_set import TrainingSet, content_fingerprint, fit_recipe, input_fingerprint
+from leadscore.pipelines.training_set import (
+    TrainingSet,
+    content_fingerprint,
+    fit_recipe,
+    input_fingerprint,
+    with_rows,
+)
 from leadscore.pipelines.verbs.levels import (
     MODEL_ROW,
     LevelRun,
-    explained_scores,
+    leak_summary,
     level_settings,
-    level_target,
     log_level_model,
-    publish_level_scores,
 )
 from leadscore.pipelines.verbs.train import (
     ReferencePopulation,
@@ -75,17 +77,43 @@ def history_of(data: CrmData) -> pd.DataFrame | None:
     return history if history is not None and len(history) else None
 
 
+LEAD_SCORES = "lead_scores"  # the lead score history's production rows, beside the CRM tables (`with_lead_scores`)
+
+
+def with_lead_scores(settings: Settings, data: CrmData) -> CrmData:
+    """`data` with the lead score history's production runs scored before its as-of (lead_id, as_of, score, model
+    name and version) beside its tables, for the lead's last score before its deal was opened; none when no run was
+    kept."""
+    from leadscore.pipelines.outputs.history import read_history
+
+    rows = read_history(settings)
+    rows = rows[rows["production"].to_numpy(dtype=bool) & (rows["as_of"] < data.as_of).to_numpy(dtype=bool)]
+    if len(rows):
+        data.tables[LEAD_SCORES] = rows[["lead_id", "as_of", "score", "model_name", "model_version"]].reset_index(
+            drop=True
+        )
+    return data
+
+
+def scores_of(data: CrmData) -> pd.DataFrame | None:
+    return data.tables.get(LEAD_SCORES)
+
+
 def history_line(data: CrmData) -> str:
-    """The one line saying what the deal features read: the history point in time, or only creation-time fields."""
-    history = history_of(data)
+    """What the deal features read: the history point in time, or only creation-time fields; and the lead scores."""
+    history, scores = history_of(data), scores_of(data)
+    if scores is None:
+        said = "no lead score history: the lead's last score before its deal is left out"
+    else:
+        said = f"lead score history: {scores['as_of'].nunique():,} run(s); the lead's last score before its deal read"
     if history is None:
         return (
             "no opportunity history (tables.opportunity_history): the deal features read only what is fixed at "
-            "creation (its age, its lead and company); stage, amount and close date are left out"
+            f"creation (its age, its lead and company); stage, amount and close date are left out; {said}"
         )
     return (
         f"opportunity history: {len(history):,} changes of {history[KEY].nunique():,} deals: stage, amount and close "
-        "date read as they stood before each cutoff"
+        f"date read as they stood before each cutoff; {said}"
     )
 
 
@@ -99,6 +127,7 @@ def opportunity_context(settings: Settings, data: CrmData, spine: pd.DataFrame) 
         accounts=t.get("accounts"),
         events=t.get("events"),
         params=settings.feature_params(),
+        scores=scores_of(data),
     )
 
 
@@ -113,10 +142,11 @@ def opportunity_training_set(settings: Settings, data: CrmData) -> TrainingSet:
         stats.censored,
         stats.leads,
     )
-    specs = opportunity_feature_specs(with_history=history_of(data) is not None)
+    specs = opportunity_feature_specs(
+        with_history=history_of(data) is not None, with_scores=scores_of(data) is not None
+    )
     names = list(specs)
-    features = build_opportunity_features(opportunity_context(settings, data, spine), names)
-    frame = pd.concat([spine.reset_index(drop=True), features], axis=1)
+    frame = deal_rows(settings, data, names, spine)
     manifest = {
         "mode": "crm",
         "level": LEVEL,
@@ -128,11 +158,39 @@ def opportunity_training_set(settings: Settings, data: CrmData) -> TrainingSet:
         "features": names,
         "feature_set": LEVEL,
         "opportunity_history": history_of(data) is not None,
+        "lead_score_history": scores_of(data) is not None,
         "input_sha256": input_fingerprint(settings),
         "content_sha256": content_fingerprint(data.tables),
         "sample_weight": "1 / (rows kept for the deal); the model scales the weights to average 1",
     }
     return TrainingSet(frame, names, manifest, [n for n in names if specs[n].kind == "categorical"])
+
+
+def deal_rows(settings: Settings, data: CrmData, names: list[str], spine: pd.DataFrame) -> pd.DataFrame:
+    """The spine's rows with their deal features `names` beside them."""
+    features = build_opportunity_features(opportunity_context(settings, data, spine), names)
+    return pd.concat([spine.reset_index(drop=True), features], axis=1)
+
+
+def opportunity_spine_as_of(settings: Settings, data: CrmData, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The labelled, weighted deal spine `train --level opportunity --as-of` would build on that date, from tables
+    read later: cutoffs up to `as_of`, labels only where the horizon ended by then (the lead level's `spine_as_of`)."""
+    return build_opportunity_spine(data.tables["opportunities"], settings.opportunity_policy(), as_of=as_of)[0]
+
+
+def with_deal_rows(
+    settings: Settings, data: CrmData, training: TrainingSet, spine: pd.DataFrame
+) -> tuple[TrainingSet, np.ndarray]:
+    """The deal training set grown by the rows of `spine` it lacks, and each `spine` row's position in it."""
+    build = partial(deal_rows, settings, data, training.feature_names)
+    return with_rows(settings, data, training, spine, key=KEY, build=build)
+
+
+def stage_probability_rows(settings: Settings, data: CrmData, training: TrainingSet) -> dict[str, np.ndarray]:
+    """The CRM's stage probability of every training row as it stood before its cutoff (NaN: never recorded)."""
+    return {
+        STAGE_BASELINE: stage_probability(opportunity_context(settings, data, training.frame[[KEY, "cutoff_time"]]))
+    }
 
 
 def stage_probability(context: OpportunityContext) -> np.ndarray:
@@ -228,7 +286,7 @@ def run_train_opportunities(
 ) -> dict:
     """The whole `leadscore train --level opportunity`, with its figures and the gate's decision printed."""
     check_outputs(settings)  # the validation rejects
-    data = load_valid_crm(settings, as_of=as_of)
+    data = with_lead_scores(settings, load_valid_crm(settings, as_of=as_of))
     echo(history_line(data))
     try:
         out = train_opportunities(settings, data, promote_anyway=promote)
@@ -244,6 +302,7 @@ def run_train_opportunities(
     echo(f"holdout metrics ({MODEL_ROW}: the opportunity model; {STAGE_BASELINE}: the CRM's own stage probability):")
     echo(result.metrics.to_string(float_format=lambda v: f"{v:.4f}"))
     echo(f"  {STAGE_BASELINE}: {out.baseline}")
+    suspects = leak_summary(result, echo)
     echo(f"registered {name} version {out.version} (alias challenger)")
     echo(out.decision)
     echo(f"MLflow run {out.run_id} in {settings.tracking_uri}")
@@ -260,119 +319,40 @@ def run_train_opportunities(
         "baseline": out.baseline,
         "history": out.history,
         "deals_open": out.deals_open,
+        "suspect_features": suspects,
     }
 
 
-# -- scoring ------------------------------------------------------------------------------------------------------
-OPPORTUNITY_COLUMNS = [
-    "opportunity_id",
-    "lead_id",
-    "as_of",
-    "probability",
-    "score",
-    "percentile",
-    "crm_probability",
-    "stage",
-    "amount",
-    "deal_age_days",
-    "reasons_positive",
-    "reasons_negative",
-    "model_name",
-    "model_version",
-]
+def opportunity_review(settings: Settings, *, model_uri: str | None = None):
+    """`explain --level opportunity`: the opportunity model (default its champion) on the deal training set it was
+    evaluated on, split as in training, with the CRM's stage probability beside it on the holdout."""
+    from leadscore.pipelines.intake.validation import load_crm
+    from leadscore.pipelines.reports.analyst import ReviewLevel, registered_model, review_of
 
-
-def _rejects(data: CrmData, failed: pd.Series) -> pd.DataFrame:
-    """Deals whose score could not be computed, and the deals validation rejected."""
-    parts = [pd.DataFrame({KEY: failed.astype("string"), "reason": "scoring: no finite probability"})]
-    if "opportunities" in data.rejects:
-        deals = data.rejects["opportunities"]
-        reason = "validation: " + deals["reject_reason"].astype("string")
-        parts.append(pd.DataFrame({KEY: deals[KEY].astype("string"), "reason": reason}))
-    return pd.concat(parts, ignore_index=True).astype({KEY: "string"})
-
-
-def score_open_opportunities(
-    settings: Settings, data: CrmData, model, wrapper, *, model_name: str, model_version: str
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every deal open at `data.as_of`: probability, 1-99 score, percentile, the CRM's own stage probability, its
-    stage and amount then, and the top reasons; and the rejects."""
-    spine = opportunity_scoring_spine(data.tables["opportunities"], as_of=data.as_of)
-    context = opportunity_context(settings, data, spine)
-    X = build_opportunity_features(context, list(model.feature_names_in_))
-    probability, score, reasons = explained_scores(model, wrapper, X, opportunity_feature_specs(), subject="deal")
-    shown = build_opportunity_features(context, ["deal_stage", "deal_amount", "deal_age_days"])
-    crm = stage_probability(context)
-    if np.isnan(crm).all() and "probability" in context.deals:  # no history: the table's value is today's
-        crm = probability_share(context.deals["probability"])
-    scores = pd.DataFrame(
-        {
-            KEY: spine[KEY].to_numpy(),
-            "lead_id": context.deals["lead_id"].to_numpy(),
-            "as_of": spine["cutoff_time"].to_numpy(),
-            "probability": probability,
-            "score": score,
-            "percentile": percentile_in_run(probability),
-            "crm_probability": crm,
-            "stage": shown["deal_stage"].to_numpy(),
-            "amount": shown["deal_amount"].to_numpy(),
-            "deal_age_days": shown["deal_age_days"].round(1).to_numpy(),
-            "reasons_positive": reasons["reasons_positive"].to_numpy(),
-            "reasons_negative": reasons["reasons_negative"].to_numpy(),
-            "model_name": model_name,
-            "model_version": model_version,
-        }
-    )
-    valid = np.isfinite(probability)
-    rejects = _rejects(data, scores.loc[~valid, KEY])
-    scores = scores.loc[valid].sort_values(["probability", KEY], ascending=[False, True], kind="stable")
-    return scores[OPPORTUNITY_COLUMNS].reset_index(drop=True), rejects.reset_index(drop=True)
-
-
-def run_predict_opportunities(
-    settings: Settings,
-    *,
-    as_of: pd.Timestamp | None = None,
-    model_uri: str | None = None,
-    out: Path | None = None,
-    top: int = 10,
-    echo: Callable[..., None],
-) -> dict:
-    """The whole `leadscore predict --level opportunity`: one row per open deal, and its rejects."""
-    target = level_target(settings, out, "opportunity_scores.csv")
-    model, wrapper, name, version = load_model(opportunity_settings(settings), model_uri)
-    with project_publication(settings) as publication:  # the scores, their rejects and validation's, as one unit
-        data = load_valid_crm(settings, as_of=as_of, publication=publication)
-        echo(history_line(data))
-        scores, rejects = score_open_opportunities(
-            opportunity_settings(settings), data, model, wrapper, model_name=name, model_version=version
-        )
-        publish_level_scores(publication, target, scores, rejects)
-    echo(f"scored {len(scores):,} deals open as of {data.as_of.isoformat()} with {name} v{version or '?'} -> {target}")
-    mean = round(float(scores["probability"].mean()), 4) if len(scores) else None
-    echo(f"rejected: {len(rejects):,}; mean probability {mean}")
-    echo(f"\ntop {top} deals:")
-    shown = scores.head(top)[[KEY, "score", "crm_probability", "stage", "reasons_positive"]]
-    echo(shown.to_string(index=False, max_colwidth=80))
-    return {
-        "verb": "predict",
-        "level": LEVEL,
-        "scored": len(scores),
-        "rejected": len(rejects),
-        "mean_probability": mean,
-        "as_of": data.as_of.isoformat(),
-        "model_name": name,
-        "model_version": version,
-        "output": str(target),
-    }
+    opp = opportunity_settings(settings)
+    loaded = registered_model(opp, model_uri)
+    data = with_lead_scores(settings, load_crm(settings))
+    training = opportunity_training_set(opp, data)
+    split = holdout_split(opp, training)
+    holdout = training.frame.iloc[split.holdout].reset_index(drop=True)
+    dev_rate = float(training.frame["converted"].iloc[split.dev].mean())
+    stage, _ = stage_baseline(opportunity_context(opp, data, holdout[[KEY, "cutoff_time"]]), dev_rate)
+    baselines = {} if stage is None else {STAGE_BASELINE: stage}
+    level = ReviewLevel(LEVEL, KEY, "deal", opportunity_feature_specs(), baselines)
+    return review_of(opp, loaded, training, data, level=level, split=split)
 
 
 __all__ = [
+    "LEAD_SCORES",
+    "deal_rows",
+    "opportunity_context",
+    "opportunity_review",
+    "opportunity_spine_as_of",
     "opportunity_settings",
     "opportunity_training_set",
-    "run_predict_opportunities",
     "run_train_opportunities",
-    "score_open_opportunities",
     "train_and_evaluate_opportunities",
     "train_opportunities",
+    "with_deal_rows",
+    "with_lead_scores",
 ]

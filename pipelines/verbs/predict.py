@@ -309,12 +309,12 @@ def say_scored(
     echo(result.scores.head(top)[columns].to_string(index=False, max_colwidth=110))
 
 
-def movement_line(movement: dict) -> str:
-    """How many leads were compared with their previous run, and how many moved."""
+def movement_line(movement: dict, *, subject: str = "lead") -> str:
+    """How many leads (deals: `subject`) were compared with their previous run, and how many moved."""
     if not movement["compared"]:
-        return "score movement: no lead was scored by an earlier production run: score_change left empty"
+        return f"score movement: no {subject} was scored by an earlier production run: score_change left empty"
     return (
-        f"score movement: {movement['compared']:,} leads compared with their previous run "
+        f"score movement: {movement['compared']:,} {subject}s compared with their previous run "
         f"({', '.join(t[:10] for t in movement['previous_as_of'])}), {movement['moved']:,} moved; "
         f"{movement['first_scored']:,} scored for the first time"
     )

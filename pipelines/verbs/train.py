@@ -282,10 +282,15 @@ def reasons_reference(training: TrainingSet, rows: np.ndarray | None = None, *, 
 
 
 def leak_report(
-    settings: Settings, result: TrainResult, *, population: ReferencePopulation, prebuilt: bool
+    settings: Settings,
+    result: TrainResult,
+    *,
+    population: ReferencePopulation,
+    prebuilt: bool,
+    scored_name: str = "leads predict would score",
 ) -> LeakReport:
-    """The leak guards on the training set, against the leads predict would score: the open leads at as-of (CRM
-    mode), the export's open rows (flat mode); none for a prebuilt training set."""
+    """The leak guards on the training set, against the rows predict would score (`scored_name`): the open leads
+    (accounts, deals) at as-of (CRM mode), the export's open rows (flat mode); none for a prebuilt training set."""
     training = result.training
     scored = None
     if settings.mode == "flat" and not prebuilt:
@@ -300,11 +305,13 @@ def leak_report(
         dev=result.split.dev,
         holdout=result.split.holdout,
         scored=scored,
+        scored_name=scored_name,
     )
 
 
-def feature_table(names: list[str]) -> pd.DataFrame:
-    specs = all_features()
+def feature_table(names: list[str], *, specs: dict | None = None) -> pd.DataFrame:
+    """Each feature's group and description (`specs`, default the lead registry; a flat column: its own name)."""
+    specs = all_features() if specs is None else specs
     rows = [(n, specs[n].group, specs[n].description) if n in specs else (n, "flat", n) for n in names]
     return pd.DataFrame(rows, columns=["feature", "group", "description"]).set_index("feature")
 

@@ -161,3 +161,54 @@ def test_an_allowed_suspect_is_still_named_but_refuses_nothing():
     ]
     assert report.refusals() == ["suspect feature(s) b (list them in features.allow_suspect to keep them)"]
     assert LeakReport(report.suspects, {"a", "b"}).refusals() == []
+
+
+def copy_sample(sample_project: Path, folder: Path) -> Path:
+    shutil.copytree(sample_project.parent, folder, ignore=shutil.ignore_patterns("mlflow.db", "mlartifacts", "output"))
+    return folder / "leadscore.toml"
+
+
+def test_a_won_stage_recorded_before_the_close_is_named_at_the_opportunity_level(sample_project, tmp_path):
+    """The sample CRM whose won deals enter a "Closed Won" stage 7 days before `closed_at` (a CRM that books the
+    close later than the win): the deal rows of those 7 days all win, so `deal_stage` separates the outcomes and the
+    opportunity model is not promoted."""
+    config = copy_sample(sample_project, tmp_path / "crm")
+    data = tmp_path / "crm" / "data"
+    deals = pd.read_parquet(data / "opportunities.parquet")
+    history = pd.read_parquet(data / "opportunity_history.parquet")
+    won = deals[deals["status"] == "won"]
+    early = pd.DataFrame(
+        {
+            "opportunity_id": won["opportunity_id"].to_numpy(),
+            "field": "stage",
+            "value": "Closed Won",
+            "changed_at": (won["closed_at"] - pd.Timedelta(days=7)).to_numpy(),
+        }
+    )
+    early = early[early["changed_at"] > won["created_at"].to_numpy()]
+    pd.concat([history, early.astype(history.dtypes.to_dict())], ignore_index=True).to_parquet(
+        data / "opportunity_history.parquet"
+    )
+    out, summary = train(config, "--level", "opportunity")
+    flagged = {(s["feature"], s["check"]) for s in summary["suspect_features"]}
+    assert ("deal_stage", "separates") in flagged
+    assert "warning: suspect feature deal_stage: = 'closed won' on " in out and "every one of which converted" in out
+    assert summary["decision"].startswith("gate: not promoted (suspect feature(s) deal_stage")
+
+
+def test_an_industry_entered_only_for_won_accounts_is_named_at_the_account_level(sample_project, tmp_path):
+    """The sample CRM whose accounts get an industry only once one of their deals is won: the account rows without
+    one never convert, so the account model is not promoted."""
+    config = copy_sample(sample_project, tmp_path / "crm")
+    data = tmp_path / "crm" / "data"
+    accounts = pd.read_parquet(data / "accounts.parquet")
+    leads = pd.read_parquet(data / "leads.parquet")
+    deals = pd.read_parquet(data / "opportunities.parquet")
+    winners = leads.loc[leads["lead_id"].isin(deals.loc[deals["status"] == "won", "lead_id"]), "account_id"]
+    accounts["industry"] = accounts["industry"].where(accounts["account_id"].isin(winners))
+    accounts.to_parquet(data / "accounts.parquet")
+    out, summary = train(config, "--level", "account")
+    flagged = {(s["feature"], s["check"]) for s in summary["suspect_features"]}
+    assert ("account_industry", "separates") in flagged
+    assert "warning: suspect feature account_industry: missing on " in out
+    assert summary["decision"].startswith("gate: not promoted (suspect feature(s) ")
