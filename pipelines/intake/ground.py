@@ -11,6 +11,7 @@ import logging
 
 import pandas as pd
 
+from leadscore.features.schemas import TABLE_ROLES
 from leadscore.features.spine import scoring_spine
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import DataError, UsageError
@@ -39,12 +40,13 @@ def ground_problems(data: CrmData, settings: Settings) -> list[DataError]:
                     hint="fix the table (`leadscore validate` lists every problem)",
                 )
             )
-    unusable = {p.table: p for p in data.errors if p.table not in data.tables and p.table not in REQUIRED_TABLES}
+    held = {*data.tables, *(["events"] if data.events is not None else [])}
+    unusable = {p.table: p for p in data.errors if p.table not in held and p.table not in REQUIRED_TABLES}
     for name, problem in unusable.items():  # configured, yet unusable as a whole: never silently left out
         refusals.append(DataError(problem.message, where=f"table '{name}'", hint=_FIX))
-    for name in data.tables:
+    for name in [n for n in TABLE_ROLES if n in held]:  # the order of the tables as read
         broken, limit = data.broken_rows(name), settings.validation.limit(name)
-        total = len(data.tables[name]) + len(data.rejects.get(name, ()))
+        total = data.rows(name) + len(data.rejects.get(name, ()))
         if total and broken / total > limit:
             first = next((p for p in data.errors if p.table == name), None)
             example = f"; first: {first.message}" if first else ""
