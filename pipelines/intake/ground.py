@@ -69,13 +69,16 @@ def check_ground(data: CrmData, settings: Settings) -> None:
         raise refusals[0]
 
 
-def load_valid_crm(settings: Settings, *, as_of: pd.Timestamp | None = None, publication=None) -> CrmData:
+def load_valid_crm(
+    settings: Settings, *, as_of: pd.Timestamp | None = None, publication=None, partitions: int = 1, spill=None
+) -> CrmData:
     """The validated CRM tables every verb works on: stops when `check_ground` does; otherwise the rejected rows are
     left out (written, with their reasons, where `validate` writes them: into the verb's `publication` when given,
-    so that they are put in place with its other outputs) and leads with a rejected deal withheld."""
+    so that they are put in place with its other outputs) and leads with a rejected deal withheld. `partitions`,
+    `spill`: the events held in partition files (`load_crm`)."""
     from leadscore.pipelines.outputs.rejects import write_rejects
 
-    data = load_crm(settings, as_of=as_of)
+    data = load_crm(settings, as_of=as_of, partitions=partitions, spill=spill)
     for problem in data.warnings:
         if problem.rule == "file not found":  # every verb says what an absent optional file costs
             log.warning(problem.message)
@@ -133,6 +136,7 @@ def withhold_leads_with_rejected_deals(data: CrmData) -> CrmData:
         rejects=rejects,
         after_as_of=data.after_as_of,
         set_aside=data.set_aside,
+        events=data.events,
     )
 
 

@@ -255,9 +255,13 @@ class EventParts:
     partitions: int
     rows: int
 
-    def read(self, part: int) -> pd.DataFrame | None:
+    def read(self, part: int) -> pd.DataFrame:
+        """The clean events of partition `part` (none: an empty frame of the same columns)."""
         path = self.folder / f"clean-{part:05d}.parquet"
-        return _sparse_numbers(pd.read_parquet(path), "events") if path.exists() else None
+        if path.exists():
+            return _sparse_numbers(pd.read_parquet(path), "events")
+        others = sorted(self.folder.glob("clean-*.parquet"))
+        return pd.read_parquet(others[0]).iloc[:0] if others else pd.DataFrame(columns=["lead_id", "occurred_at"])
 
 
 def streamable(source: TableSource | None, settings: Settings) -> bool:
