@@ -78,7 +78,14 @@ def load_valid_crm(
     `spill`: the events held in partition files (`load_crm`)."""
     from leadscore.pipelines.outputs.rejects import write_rejects
 
-    data = load_crm(settings, as_of=as_of, partitions=partitions, spill=spill)
+    events = None
+    if partitions > 1:
+        from leadscore.pipelines.intake.exports import without_missing_files
+        from leadscore.pipelines.intake.streamed import spill_source
+
+        source = without_missing_files(settings)[0].tables.events
+        events = spill_source(source, settings, partitions=partitions, folder=spill) if source else None
+    data = load_crm(settings, as_of=as_of, events=events)
     for problem in data.warnings:
         if problem.rule == "file not found":  # every verb says what an absent optional file costs
             log.warning(problem.message)

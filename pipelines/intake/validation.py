@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -852,24 +851,19 @@ def known_event_types(settings: Settings) -> set[str]:
     return set(settings.feature_params().event_types) | set(SALES_TOUCH_EVENTS)
 
 
-def load_crm(
-    settings: Settings, *, as_of: pd.Timestamp | None = None, partitions: int = 1, spill: Path | None = None
-) -> CrmData:
+def load_crm(settings: Settings, *, as_of: pd.Timestamp | None = None, events=None) -> CrmData:
     """Read, normalise and validate every configured table of a CRM-mode project. An optional table whose file is
     absent is left out with a warning (`pipelines.intake.exports.without_missing_files`).
 
-    With `partitions` > 1 the events are never held whole: spilled by partition of leads into the folder `spill`
-    and validated there (`intake.streamed`); `data.events` then names their clean partition files."""
+    `events`: the events already spilled by partition of leads (`intake.streamed.spill_source`), never held whole:
+    validated partition by partition; `data.events` then names their clean partition files."""
     from leadscore.pipelines.intake.exports import apply_export_conventions, read_export_table, without_missing_files
 
     assert settings.tables is not None
     settings, missing = without_missing_files(settings)
     sources = {name: getattr(settings.tables, name) for name in TABLE_ROLES if getattr(settings.tables, name)}
-    events = None
-    if partitions > 1 and "events" in sources:
-        from leadscore.pipelines.intake.streamed import spill_source
-
-        events = spill_source(sources.pop("events"), settings, partitions=partitions, folder=spill)
+    if events is not None:
+        sources.pop("events", None)
     raw = {
         name: read_export_table(source, name=name, settings=settings, dictionary_columns=_repeated(source, name))
         for name, source in sources.items()

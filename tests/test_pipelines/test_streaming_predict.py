@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from leadscore.pipelines.cli import app
 from leadscore.pipelines.config import load_settings
-from leadscore.pipelines.intake.streamed import partition_of
+from leadscore.pipelines.intake.streamed import partition_of, spill_source
 from leadscore.pipelines.intake.validation import load_crm
 
 runner = CliRunner()
@@ -116,7 +116,7 @@ def test_the_validated_events_are_the_single_pass_ones_partition_by_partition(
     folder, text, project = broken_events_project
     settings = load_settings(_config(project, folder, text, "direct", 1))
     whole = load_crm(settings)
-    parts = load_crm(settings, partitions=5, spill=tmp_path)
+    parts = load_crm(settings, events=spill_source(settings.tables.events, settings, partitions=5, folder=tmp_path))
     assert (
         parts.as_of == whole.as_of and "events" not in parts.tables and parts.events.rows == len(whole.tables["events"])
     )
