@@ -466,7 +466,7 @@ class OutputSettings(_Section):
         "partition): 1 = one pass with every table in memory; auto = one per partition_events events",
     )
     partition_events: int = Field(
-        10_000_000, ge=1, description="with partitions = auto: events per partition (fewer events: one pass)"
+        2_000_000, ge=1, description="with partitions = auto: events per partition (fewer events: one pass)"
     )
     drift_threshold: float = Field(0.25, gt=0, description="PSI above which predict warns of drift")
     crm_fields: dict[Literal["salesforce", "hubspot"], dict[str, str]] = Field(

@@ -38,7 +38,7 @@ from leadscore.pipelines.memory import release_unused_memory
 
 log = logging.getLogger(__name__)
 
-BATCH_ROWS = 1_000_000  # events read at a time from the source
+BATCH_ROWS = 250_000  # events read at a time from the source (1M rows peaked 0.6 GiB above the batch before)
 _REASON, _KIND = "_leadscore_reject_reason", "_leadscore_reject_kind"
 # the checks run on each partition, in the order `validate_frames` runs them: their problems are listed in this order
 _PARTITION_RULES = (
