@@ -1,0 +1,374 @@
+"""Predict partition by partition, for books too large to hold: the open leads split by a stable hash of the lead id
+(`intake.streamed.partition_of`, the same split as the spilled events), each partition scored in chunks as
+`scoring.score_open_leads` scores the whole book, its rows sorted and set aside in a temporary Parquet file; then
+the partitions merged in the order of the whole run (probability, highest first, then lead id) and written a block
+at a time to the scores file and the score history. Only the sort keys (probability, lead id) of every lead are
+held at once: no feature matrix, SHAP values or output frame of the whole book.
+
+Every value is the one-pass value: a lead's features see only its own events and its account's leads and deals (the
+leads, accounts and deals are held whole), the percentile and drift are taken over every scored lead.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from leadscore.features.keys import positions
+from leadscore.features.spine import scoring_spine
+from leadscore.models.drift import add_counts, stability_counts
+from leadscore.models.scores import percentile_in_run
+from leadscore.pipelines.config import Settings
+from leadscore.pipelines.intake.streamed import partition_of
+from leadscore.pipelines.intake.validation import CrmData
+from leadscore.pipelines.memory import release_unused_memory
+from leadscore.pipelines.outputs.files import frame_writer, neutralise_carriage_returns, neutralise_formulas
+from leadscore.pipelines.outputs.history import history_rows, run_file
+from leadscore.pipelines.verbs.scoring import (
+    _KEPT,
+    OUTPUT_COLUMNS,
+    STAGES,
+    _chunks,
+    _drift,
+    _events_by_chunk,
+    _rejects,
+    _score,
+    _timed,
+    band_cutoffs,
+    rejects_path,
+    score_chunk,
+)
+
+log = logging.getLogger(__name__)
+
+BLOCK_ROWS = 25_000  # scores written at a time
+# rows read at a time from each partition's sorted scores while merging: every partition holds this many at once,
+# and a scored row with its reasons takes about 1 kB (16,384 rows x 29 partitions held 0.5 GB at 1M leads)
+_READ_ROWS = 2_048
+_COUNTED = ("cell", "stage", "band", "action")  # the summary's leads per ...
+
+
+def partitions_for(settings: Settings, events: int) -> int:
+    """How many partitions predict splits the leads into: `output.partitions`, or with "auto" one per
+    `output.partition_events` events (a book with fewer events: 1, today's single pass)."""
+    wanted = settings.output.partitions
+    return max(1, math.ceil(events / settings.output.partition_events)) if wanted == "auto" else int(wanted)
+
+
+@dataclass
+class Partitioned:
+    """Pass one's result: each partition's scored rows (sorted) in `folder`, and every lead's sort key."""
+
+    folder: Path
+    probability: list[np.ndarray] = field(default_factory=list)
+    lead_id: list = field(default_factory=list)  # Arrow string arrays, one per partition
+    failed: list[pd.Series] = field(default_factory=list)  # leads whose probability is not finite
+    drift_counts: dict | None = None
+    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+
+    def path(self, part: int) -> Path:
+        return self.folder / f"scored-{part:05d}.parquet"
+
+
+@dataclass
+class StreamedResult:
+    """What `Scored` holds for the one-pass run, less the scores themselves (they are in the files)."""
+
+    head: pd.DataFrame  # the run's best rows, for the summary printed
+    rejects: pd.DataFrame
+    drift: pd.Series
+    summary: dict
+    timings: dict[str, float]
+
+    @property
+    def scores(self) -> pd.DataFrame:
+        return self.head
+
+
+def score_partitions(
+    settings: Settings, data: CrmData, model, wrapper, *, folder: Path, progress: Callable[[int], None] | None = None
+) -> Partitioned:
+    """Pass one: every partition of open leads scored and set aside, sorted, in `folder`."""
+    result = Partitioned(folder)
+    with _timed(result.timings, "spine"):
+        spine = scoring_spine(data.tables["leads"], data.tables["opportunities"], as_of=data.as_of)
+        part_of = partition_of(spine["lead_id"], data.events.partitions)
+    for part in range(data.events.partitions):
+        leads = spine[part_of == part].sort_values("lead_id", kind="stable").reset_index(drop=True)
+        if len(leads):
+            _score_partition(settings, data, leads, model, wrapper, part=part, into=result)
+            if progress is not None:
+                progress(len(leads))
+    return result
+
+
+def _score_partition(settings, data, leads: pd.DataFrame, model, wrapper, *, part: int, into: Partitioned) -> None:
+    import pyarrow as pa
+
+    events = data.events.read(part)
+    chunks, profile, parts = _chunks(leads, settings.output.chunk_size), wrapper_profile(wrapper), []
+    cutoffs = band_cutoffs(settings, wrapper)
+    for chunk, chunk_events in zip(chunks, _events_by_chunk(events, chunks), strict=True):
+        scored, _, X = score_chunk(
+            settings,
+            data,
+            chunk.reset_index(drop=True),
+            chunk_events,
+            model,
+            keep_contributions=False,
+            reason_reference=getattr(wrapper, "reason_reference", None),
+            cutoffs=cutoffs,
+            timings=into.timings,
+        )
+        parts.append(scored[[c for c in _KEPT if c in scored]])
+        with _timed(into.timings, "drift"):
+            into.drift_counts = add_counts(into.drift_counts, stability_counts(profile, X))
+        del scored, X, chunk_events
+        release_unused_memory()
+    del events
+    with _timed(into.timings, "assembly"):
+        scored = pd.concat(parts, ignore_index=True)
+        finite = np.isfinite(scored["probability"].to_numpy(dtype="float64"))
+        into.failed.append(scored.loc[~finite, "lead_id"])
+        scored = _sorted(scored.loc[finite])
+        scored.to_parquet(into.path(part), index=False, row_group_size=_READ_ROWS)
+        into.probability.append(scored["probability"].to_numpy(dtype="float64"))
+        into.lead_id.append(pa.array(scored["lead_id"].astype("string")))
+    release_unused_memory()
+
+
+def wrapper_profile(wrapper) -> dict:
+    return getattr(wrapper, "reference_profile", {}) or {}
+
+
+def _sorted(scored: pd.DataFrame) -> pd.DataFrame:
+    """By probability (highest first), then lead id: the order of the scores file (`scoring._sorted_by_score`)."""
+    order = _order(scored["probability"].to_numpy(dtype="float64"), scored["lead_id"].astype("string"))
+    return scored.take(order).reset_index(drop=True)
+
+
+def _order(probability: np.ndarray, lead_id) -> np.ndarray:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    ids = lead_id if isinstance(lead_id, pa.ChunkedArray | pa.Array) else pa.array(lead_id)
+    keys = pa.table({"probability": probability, "lead_id": ids})
+    return pc.sort_indices(keys, sort_keys=[("probability", "descending"), ("lead_id", "ascending")]).to_numpy()
+
+
+class _SortedReader:
+    """One partition's sorted scores, handed out from the top a given number of rows at a time."""
+
+    def __init__(self, path: Path) -> None:
+        import pyarrow.parquet as pq
+
+        self.batches = pq.ParquetFile(path).iter_batches(batch_size=_READ_ROWS) if path.exists() else iter(())
+        self.buffer: list = []
+        self.buffered = 0
+
+    def take(self, rows: int) -> pd.DataFrame:
+        import pyarrow as pa
+
+        while self.buffered < rows:
+            batch = next(self.batches)
+            self.buffer.append(batch)
+            self.buffered += batch.num_rows
+        table = pa.Table.from_batches(self.buffer)
+        self.buffer = table.slice(rows).to_batches()
+        self.buffered -= rows
+        return table.slice(0, rows).to_pandas()
+
+
+@dataclass
+class RunLabels:
+    """What every row of one run carries: its model and feature set."""
+
+    model_name: str
+    model_version: str
+    feature_set: str
+
+
+def merged_blocks(settings: Settings, data: CrmData, done: Partitioned, model, wrapper, labels: RunLabels):
+    """Pass two: the scored rows of every partition in the run's order, with score, percentile, account and the
+    run's labels, `BLOCK_ROWS` at a time (the output's columns)."""
+    import pyarrow as pa
+
+    probability = np.concatenate(done.probability) if done.probability else np.array([], dtype="float64")
+    order = _order(
+        probability, pa.chunked_array([ids.cast(pa.large_string()) for ids in done.lead_id], pa.large_string())
+    )
+    part_of = np.repeat(np.arange(len(done.probability), dtype="int32"), [len(p) for p in done.probability])[order]
+    probability = probability[order]
+    del order
+    score = _score(model, wrapper, probability)
+    percentile = percentile_in_run(probability)
+    readers = [_SortedReader(done.path(part)) for part in range(len(done.probability))]
+    leads = data.tables["leads"]
+    for start in range(0, len(probability), BLOCK_ROWS):
+        block_parts = part_of[start : start + BLOCK_ROWS]
+        counts = np.bincount(block_parts, minlength=len(readers))
+        pieces = [readers[p].take(int(n)) for p, n in enumerate(counts) if n]
+        stacked = pd.concat(pieces, ignore_index=True)
+        inverse = np.empty(len(block_parts), dtype="int64")
+        inverse[np.argsort(block_parts, kind="stable")] = np.arange(len(block_parts))
+        block = stacked.take(inverse).reset_index(drop=True)
+        block["score"] = score[start : start + BLOCK_ROWS]
+        block["percentile"] = percentile[start : start + BLOCK_ROWS]
+        if "account_id" in leads:
+            at = positions(block["lead_id"], pd.Index(leads["lead_id"]))
+            block["account_id"] = leads["account_id"].array.take(at, allow_fill=True)
+        else:
+            block["account_id"] = pd.NA
+        block["as_of"] = block["cutoff_time"]
+        block["model_name"], block["model_version"] = labels.model_name, labels.model_version
+        block["feature_set"] = labels.feature_set
+        yield block[OUTPUT_COLUMNS]
+
+
+class BlockWriter:
+    """Scores appended a block at a time to one CSV or Parquet file (the format `path`'s suffix names), as
+    `outputs.files.frame_writer` writes them whole."""
+
+    def __init__(self, temp: Path, *, csv: bool) -> None:
+        self.temp, self.csv = temp, csv
+        self.handle = open(temp, "w", encoding="utf-8", newline="") if csv else None  # noqa: SIM115 - closed in close
+        self.parquet = None
+
+    def write(self, block: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self.csv:
+            safe = neutralise_carriage_returns(neutralise_formulas(block))
+            safe.to_csv(self.handle, index=False, header=self.handle.tell() == 0, lineterminator="\n")
+            return
+        table = pa.Table.from_pandas(block, preserve_index=False)
+        if self.parquet is None:
+            self.parquet = pq.ParquetWriter(self.temp, table.schema)
+        self.parquet.write_table(table.cast(self.parquet.schema))
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+        if self.parquet is not None:
+            self.parquet.close()
+
+
+class RunSummary:
+    """The summary `scoring.summarise` gives, gathered a block at a time."""
+
+    def __init__(self) -> None:
+        self.counts = {column: Counter() for column in _COUNTED}
+        self.rows, self.total, self.head = 0, 0.0, None
+
+    def add(self, block: pd.DataFrame, *, top: int) -> None:
+        for column in _COUNTED:
+            self.counts[column].update(block[column].value_counts().to_dict())
+        self.rows += len(block)
+        self.total += float(block["probability"].sum())
+        if self.head is None:
+            self.head = block.head(top).copy()
+
+    def summary(self, rejects: pd.DataFrame, drift: pd.Series, cutoffs) -> dict:
+        cell = self.counts["cell"]
+        stage, band, action = (self.counts[c] for c in ("stage", "band", "action"))
+        return {
+            "scored": self.rows,
+            "rejected": len(rejects),
+            "mean_probability": round(self.total / self.rows, 4) if self.rows else None,
+            "leads_per_cell": dict(sorted(cell.items())),
+            "leads_per_stage": dict(sorted(stage.items(), key=lambda kv: -kv[1])),
+            "leads_per_band": {b: int(n) for b, n in sorted(band.items(), key=lambda kv: -kv[1])},
+            "leads_per_action": {a: int(n) for a, n in sorted(action.items(), key=lambda kv: -kv[1])},
+            "max_psi": round(float(drift.max()), 4) if len(drift) else None,
+            "bands": None if cutoffs is None else asdict(cutoffs),
+        }
+
+
+def finish(settings: Settings, data: CrmData, done: Partitioned, wrapper, run: RunSummary) -> StreamedResult:
+    """The run's rejects, drift (every scored lead's probability) and summary, once every block is written."""
+    failed = pd.concat(done.failed, ignore_index=True) if done.failed else pd.Series([], dtype="string")
+    rejects = _rejects(data, failed)
+    start = time.perf_counter()
+    probability = pd.DataFrame({"probability": np.concatenate(done.probability) if done.probability else []})
+    drift = _drift(wrapper_profile(wrapper), done.drift_counts, probability)
+    done.timings["drift"] += time.perf_counter() - start
+    summary = run.summary(rejects, drift, band_cutoffs(settings, wrapper))
+    head = run.head if run.head is not None else pd.DataFrame(columns=OUTPUT_COLUMNS)
+    return StreamedResult(head, rejects, drift, summary, done.timings)
+
+
+def say_validation_rejects(settings: Settings, data: CrmData, echo: Callable[..., None]) -> None:
+    """The warning predict prints when validation left rows out."""
+    if data.rejects:
+        rejected = sum(len(r) for r in data.rejects.values())
+        written = ", ".join(str(settings.output_dir / "rejects" / f"{name}.csv") for name in data.rejects)
+        echo(f"warning: {rejected:,} row(s) rejected by validation, with their reasons in {written}", err=True)
+
+
+def predict_in_partitions(
+    settings: Settings,
+    model,
+    wrapper,
+    labels: RunLabels,
+    *,
+    as_of,
+    partitions: int,
+    target: Path,
+    production: bool,
+    publication,
+    echo: Callable[..., None],
+    top: int = 10,
+) -> tuple[StreamedResult, pd.Timestamp, str, str | None]:
+    """`leadscore predict` partition by partition: the events spilled and validated by partition (in a temporary
+    folder of $TMPDIR, removed at the end), the partitions scored, then merged into the scores file and the score
+    history, staged in `publication`. Returns the result, the as-of, where the scores and the history go."""
+    import tempfile
+
+    from tqdm import tqdm
+
+    from leadscore.pipelines.intake.ground import check_open_leads, load_valid_crm
+
+    with tempfile.TemporaryDirectory(prefix="leadscore-partitions-") as work:
+        start = time.perf_counter()
+        data = load_valid_crm(settings, as_of=as_of, publication=publication, partitions=partitions, spill=Path(work))
+        say_validation_rejects(settings, data, echo)
+        check_open_leads(data)
+        log.info("predict: %d partitions, loaded and validated in %.1f s", partitions, time.perf_counter() - start)
+        with tqdm(total=len(data.tables["leads"]), unit="lead", desc="predict", disable=None) as bar:
+            done = score_partitions(settings, data, model, wrapper, folder=Path(work), progress=bar.update)
+        history = history_target(settings, data.as_of, labels) if settings.history.enabled else None
+        run = RunSummary()
+        start = time.perf_counter()
+
+        def write(temps: list[Path]) -> None:
+            scores = BlockWriter(temps[0], csv=target.suffix.lower() == ".csv")
+            rows = BlockWriter(temps[1], csv=False) if history is not None else None
+            for block in merged_blocks(settings, data, done, model, wrapper, labels):
+                scores.write(block)
+                if rows is not None:
+                    rows.write(history_rows(block, production=production))
+                run.add(block, top=top)
+            scores.close()
+            if rows is not None:
+                rows.close()
+
+        publication.write_together([target, *([history] if history is not None else [])], write)
+        release_unused_memory()
+        done.timings["assembly"] += time.perf_counter() - start
+        result = finish(settings, data, done, wrapper, run)
+    publication.write(rejects_path(target), frame_writer(result.rejects, rejects_path(target)))
+    return result, data.as_of, str(target), None if history is None else str(settings.history_dir)
+
+
+def history_target(settings: Settings, as_of: pd.Timestamp, labels: RunLabels) -> Path:
+    """The one file of this run in the Parquet score history (`outputs.history.run_file`)."""
+    return run_file(settings.history_dir, as_of, labels.model_name, labels.model_version)
