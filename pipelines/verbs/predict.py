@@ -21,13 +21,8 @@ from leadscore.pipelines.outputs.publish import Publication, project_publication
 from leadscore.pipelines.outputs.targets import Target, check_outputs, check_sql_target
 from leadscore.pipelines.outputs.tracking import champion_uri, is_champion, load_model
 from leadscore.pipelines.verbs.movement import add_score_movement, with_explained
-from leadscore.pipelines.verbs.scoring import Scored, log_scoring_run, rejects_path, score_open_leads
-from leadscore.pipelines.verbs.streaming import (
-    RunLabels,
-    partitions_for,
-    predict_in_partitions,
-    say_validation_rejects,
-)
+from leadscore.pipelines.verbs.scoring import RunLabels, Scored, log_scoring_run, rejects_path, score_open_leads
+from leadscore.pipelines.verbs.streaming import partitions_for, predict_in_partitions, say_validation_rejects
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +182,8 @@ def run_predict(
                 top=top,
             )
             capacity = None
-        else:
-            result, scored_as_of, capacity, where, history, movement = score_and_publish(
+        else:  # today's single pass: every table in memory
+            result, scored_as_of, capacity = score_for_predict(
                 settings,
                 targets,
                 model,
@@ -197,11 +192,11 @@ def run_predict(
                 version=version,
                 model_uri=model_uri,
                 as_of=as_of,
-                target=target,
-                url=url,
-                production=production,
                 publication=publication,
                 echo=echo,
+            )
+            where, history, movement = publish_whole(
+                settings, result, model, targets, target, url, publication, as_of=scored_as_of, production=production
             )
     run_id = log_scoring_run(settings, result, model_name=name, model_version=version, as_of=scored_as_of)
     drifted = result.drift[result.drift > settings.output.drift_threshold]
@@ -224,45 +219,27 @@ def run_predict(
     return summary
 
 
-def score_and_publish(
+def publish_whole(
     settings: Settings,
-    targets: PredictTargets,
+    result: Scored,
     model,
-    wrapper,
-    *,
-    name: str,
-    version: str,
-    model_uri: str | None,
-    as_of,
+    targets: PredictTargets,
     target: Path,
     url: str | None,
-    production: bool,
     publication: Publication,
-    echo: Callable[..., None],
-) -> tuple[Scored, pd.Timestamp, dict | None, str, str | None, dict | None]:
-    """Today's single pass: every table in memory, the scores (with their movement against the previous run),
-    their outputs and the history staged whole."""
-    result, scored_as_of, capacity = score_for_predict(
-        settings,
-        targets,
-        model,
-        wrapper,
-        name=name,
-        version=version,
-        model_uri=model_uri,
-        as_of=as_of,
-        publication=publication,
-        echo=echo,
-    )
+    *,
+    as_of: pd.Timestamp,
+    production: bool,
+) -> tuple[str, str | None, dict | None]:
+    """The single pass's scores (with their movement against the previous run), their outputs and the history
+    staged whole; returns where the scores and the history go, and the movement's counts."""
     movement = None
     if settings.mode == "crm" and settings.history.enabled:  # flat exports' row ids need not name one lead
-        result.scores, movement = add_score_movement(
-            settings, result.scores, result.explained, model, as_of=scored_as_of
-        )
+        result.scores, movement = add_score_movement(settings, result.scores, result.explained, model, as_of=as_of)
     where = publish_scores(result, targets, target, url, publication, settings=settings)
     rows = with_explained(result.scores, result.explained)
     history = stage_history(settings, rows, publication, production=production)
-    return result, scored_as_of, capacity, where, history, movement
+    return where, history, movement
 
 
 def partitions_for_run(settings: Settings, targets: PredictTargets) -> int:

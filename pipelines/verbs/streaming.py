@@ -22,29 +22,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from leadscore.features.keys import positions
 from leadscore.features.spine import scoring_spine
-from leadscore.models.drift import add_counts, stability_counts
 from leadscore.models.scores import percentile_in_run
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.intake.streamed import partition_of
 from leadscore.pipelines.intake.validation import CrmData
 from leadscore.pipelines.memory import release_unused_memory
 from leadscore.pipelines.outputs.files import frame_writer, neutralise_carriage_returns, neutralise_formulas
-from leadscore.pipelines.outputs.history import history_rows, run_file
+from leadscore.pipelines.outputs.history import history_rows, previous_runs, run_file
+from leadscore.pipelines.verbs.movement import MovementTally, with_explained, with_movement
 from leadscore.pipelines.verbs.scoring import (
-    _KEPT,
     OUTPUT_COLUMNS,
-    STAGES,
-    _chunks,
+    Gathered,
+    RunLabels,
     _drift,
-    _events_by_chunk,
     _rejects,
     _score,
     _timed,
+    add_run_columns,
     band_cutoffs,
+    explained_of,
     rejects_path,
-    score_chunk,
+    score_chunks,
 )
 
 log = logging.getLogger(__name__)
@@ -54,6 +53,8 @@ BLOCK_ROWS = 25_000  # scores written at a time
 # and a scored row with its reasons takes about 1 kB (16,384 rows x 29 partitions held 0.5 GB at 1M leads)
 _READ_ROWS = 2_048
 _COUNTED = ("cell", "stage", "band", "action")  # the summary's leads per ...
+# what a lead's movement needs of its previous production run, carried beside its scored row as previous_<column>
+_PREVIOUS = ("as_of", "score", "margin", "model_name", "model_version", "top_contributions")
 
 
 def partitions_for(settings: Settings, events: int) -> int:
@@ -68,11 +69,10 @@ class Partitioned:
     """Pass one's result: each partition's scored rows (sorted) in `folder`, and every lead's sort key."""
 
     folder: Path
+    gathered: Gathered  # drift counts, rows outside the training range and timings, over every partition
     probability: list[np.ndarray] = field(default_factory=list)
     lead_id: list = field(default_factory=list)  # Arrow string arrays, one per partition
     failed: list[pd.Series] = field(default_factory=list)  # leads whose probability is not finite
-    drift_counts: dict | None = None
-    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
 
     def path(self, part: int) -> Path:
         return self.folder / f"scored-{part:05d}.parquet"
@@ -87,6 +87,7 @@ class StreamedResult:
     drift: pd.Series
     summary: dict
     timings: dict[str, float]
+    outside_range: pd.Series
 
     @property
     def scores(self) -> pd.DataFrame:
@@ -96,53 +97,63 @@ class StreamedResult:
 def score_partitions(
     settings: Settings, data: CrmData, model, wrapper, *, folder: Path, progress: Callable[[int], None] | None = None
 ) -> Partitioned:
-    """Pass one: every partition of open leads scored and set aside, sorted, in `folder`."""
-    result = Partitioned(folder)
-    with _timed(result.timings, "spine"):
+    """Pass one: every partition of open leads scored (`scoring.score_chunks`, as the single pass) and set aside,
+    sorted, in `folder`; with the score history on, each lead's previous production run beside it."""
+    result, cutoffs = Partitioned(folder, Gathered(wrapper_profile(wrapper))), band_cutoffs(settings, wrapper)
+    with _timed(result.gathered.timings, "spine"):
         spine = scoring_spine(data.tables["leads"], data.tables["opportunities"], as_of=data.as_of)
         part_of = partition_of(spine["lead_id"], data.events.partitions)
     for part in range(data.events.partitions):
         leads = spine[part_of == part].sort_values("lead_id", kind="stable").reset_index(drop=True)
-        if len(leads):
-            _score_partition(settings, data, leads, model, wrapper, part=part, into=result)
-            if progress is not None:
-                progress(len(leads))
+        if not len(leads):
+            continue
+        events = data.events.read(part)
+        parts, _ = score_chunks(
+            settings,
+            data,
+            leads,
+            events,
+            model,
+            wrapper,
+            gathered=result.gathered,
+            chunk_size=settings.output.chunk_size,
+            cutoffs=cutoffs,
+            progress=progress,
+        )
+        del events
+        _set_aside(settings, data, parts, part=part, into=result)
     return result
 
 
-def _score_partition(settings, data, leads: pd.DataFrame, model, wrapper, *, part: int, into: Partitioned) -> None:
+def _set_aside(settings: Settings, data: CrmData, parts: list[pd.DataFrame], *, part: int, into: Partitioned) -> None:
+    """One partition's scored chunks, sorted, with their previous runs, into its file; its sort keys kept."""
     import pyarrow as pa
 
-    events = data.events.read(part)
-    chunks, profile, parts = _chunks(leads, settings.output.chunk_size), wrapper_profile(wrapper), []
-    cutoffs = band_cutoffs(settings, wrapper)
-    for chunk, chunk_events in zip(chunks, _events_by_chunk(events, chunks), strict=True):
-        scored, _, X = score_chunk(
-            settings,
-            data,
-            chunk.reset_index(drop=True),
-            chunk_events,
-            model,
-            keep_contributions=False,
-            reason_reference=getattr(wrapper, "reason_reference", None),
-            cutoffs=cutoffs,
-            timings=into.timings,
-        )
-        parts.append(scored[[c for c in _KEPT if c in scored]])
-        with _timed(into.timings, "drift"):
-            into.drift_counts = add_counts(into.drift_counts, stability_counts(profile, X))
-        del scored, X, chunk_events
-        release_unused_memory()
-    del events
-    with _timed(into.timings, "assembly"):
+    with _timed(into.gathered.timings, "assembly"):
         scored = pd.concat(parts, ignore_index=True)
+        parts.clear()
         finite = np.isfinite(scored["probability"].to_numpy(dtype="float64"))
         into.failed.append(scored.loc[~finite, "lead_id"])
         scored = _sorted(scored.loc[finite])
+        if settings.history.enabled:
+            scored = _with_previous(scored, previous_runs(settings, data.as_of, scored["lead_id"].astype("string")))
         scored.to_parquet(into.path(part), index=False, row_group_size=_READ_ROWS)
         into.probability.append(scored["probability"].to_numpy(dtype="float64"))
         into.lead_id.append(pa.array(scored["lead_id"].astype("string")))
     release_unused_memory()
+
+
+def _with_previous(scored: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame:
+    """Each scored lead's previous production run (`previous_runs`) beside it, as previous_<column>."""
+    matched = previous.set_index("lead_id")[list(_PREVIOUS)].reindex(scored["lead_id"].astype("string").to_numpy())
+    return scored.assign(**{f"previous_{c}": matched[c].array for c in _PREVIOUS})
+
+
+def _previous_of(block: pd.DataFrame) -> pd.DataFrame:
+    """The previous runs carried beside a block's rows (taken out of it), as `previous_runs` gives them."""
+    columns = {c: block.pop(f"previous_{c}") for c in _PREVIOUS}
+    found = columns["as_of"].notna().to_numpy()
+    return pd.DataFrame({"lead_id": block["lead_id"].astype("string"), **columns})[found].reset_index(drop=True)
 
 
 def wrapper_profile(wrapper) -> dict:
@@ -187,18 +198,9 @@ class _SortedReader:
         return table.slice(0, rows).to_pandas()
 
 
-@dataclass
-class RunLabels:
-    """What every row of one run carries: its model and feature set."""
-
-    model_name: str
-    model_version: str
-    feature_set: str
-
-
 def merged_blocks(settings: Settings, data: CrmData, done: Partitioned, model, wrapper, labels: RunLabels):
     """Pass two: the scored rows of every partition in the run's order, with score, percentile, account and the
-    run's labels, `BLOCK_ROWS` at a time (the output's columns)."""
+    run's labels (`scoring.add_run_columns`), `BLOCK_ROWS` at a time (every column of the partitions' files)."""
     import pyarrow as pa
 
     probability = np.concatenate(done.probability) if done.probability else np.array([], dtype="float64")
@@ -211,7 +213,6 @@ def merged_blocks(settings: Settings, data: CrmData, done: Partitioned, model, w
     score = _score(model, wrapper, probability)
     percentile = percentile_in_run(probability)
     readers = [_SortedReader(done.path(part)) for part in range(len(done.probability))]
-    leads = data.tables["leads"]
     for start in range(0, len(probability), BLOCK_ROWS):
         block_parts = part_of[start : start + BLOCK_ROWS]
         counts = np.bincount(block_parts, minlength=len(readers))
@@ -220,17 +221,21 @@ def merged_blocks(settings: Settings, data: CrmData, done: Partitioned, model, w
         inverse = np.empty(len(block_parts), dtype="int64")
         inverse[np.argsort(block_parts, kind="stable")] = np.arange(len(block_parts))
         block = stacked.take(inverse).reset_index(drop=True)
-        block["score"] = score[start : start + BLOCK_ROWS]
-        block["percentile"] = percentile[start : start + BLOCK_ROWS]
-        if "account_id" in leads:
-            at = positions(block["lead_id"], pd.Index(leads["lead_id"]))
-            block["account_id"] = leads["account_id"].array.take(at, allow_fill=True)
-        else:
-            block["account_id"] = pd.NA
-        block["as_of"] = block["cutoff_time"]
-        block["model_name"], block["model_version"] = labels.model_name, labels.model_version
-        block["feature_set"] = labels.feature_set
-        yield block[OUTPUT_COLUMNS]
+        window = slice(start, start + BLOCK_ROWS)
+        add_run_columns(block, data.tables["leads"], labels, score=score[window], percentile=percentile[window])
+        yield block
+
+
+def output_blocks(settings: Settings, blocks, model, *, tally: MovementTally | None):
+    """Each merged block as the single pass publishes it: the scores (with their movement against the previous runs
+    when `tally` is given) and the history's rows (with each lead's margin and top contributions)."""
+    for block in blocks:
+        explained = explained_of(block)
+        previous = _previous_of(block) if "previous_as_of" in block else None
+        scores = block[OUTPUT_COLUMNS]
+        if tally is not None:
+            scores = with_movement(settings, scores, explained, model, previous=previous, tally=tally)
+        yield scores, with_explained(scores, explained)
 
 
 class BlockWriter:
@@ -297,13 +302,13 @@ def finish(settings: Settings, data: CrmData, done: Partitioned, wrapper, run: R
     """The run's rejects, drift (every scored lead's probability) and summary, once every block is written."""
     failed = pd.concat(done.failed, ignore_index=True) if done.failed else pd.Series([], dtype="string")
     rejects = _rejects(data, failed)
-    start = time.perf_counter()
-    probability = pd.DataFrame({"probability": np.concatenate(done.probability) if done.probability else []})
-    drift = _drift(wrapper_profile(wrapper), done.drift_counts, probability)
-    done.timings["drift"] += time.perf_counter() - start
+    gathered = done.gathered
+    with _timed(gathered.timings, "drift"):
+        probability = pd.DataFrame({"probability": np.concatenate(done.probability) if done.probability else []})
+        drift = _drift(gathered.profile, gathered.drift_counts, probability)
     summary = run.summary(rejects, drift, band_cutoffs(settings, wrapper))
     head = run.head if run.head is not None else pd.DataFrame(columns=OUTPUT_COLUMNS)
-    return StreamedResult(head, rejects, drift, summary, done.timings)
+    return StreamedResult(head, rejects, drift, summary, gathered.timings, gathered.outside_range())
 
 
 def say_validation_rejects(settings: Settings, data: CrmData, echo: Callable[..., None]) -> None:
@@ -327,10 +332,11 @@ def predict_in_partitions(
     publication,
     echo: Callable[..., None],
     top: int = 10,
-) -> tuple[StreamedResult, pd.Timestamp, str, str | None]:
+) -> tuple[StreamedResult, pd.Timestamp, str, str | None, dict | None]:
     """`leadscore predict` partition by partition: the events spilled and validated by partition (in a temporary
     folder of $TMPDIR, removed at the end), the partitions scored, then merged into the scores file and the score
-    history, staged in `publication`. Returns the result, the as-of, where the scores and the history go."""
+    history, staged in `publication`. Returns the result, the as-of, where the scores and the history go, and the
+    score movement's counts (None without a score history)."""
     import tempfile
 
     from tqdm import tqdm
@@ -346,27 +352,31 @@ def predict_in_partitions(
         with tqdm(total=len(data.tables["leads"]), unit="lead", desc="predict", disable=None) as bar:
             done = score_partitions(settings, data, model, wrapper, folder=Path(work), progress=bar.update)
         history = history_target(settings, data.as_of, labels) if settings.history.enabled else None
+        tally = MovementTally() if history is not None else None  # movement needs the history, as in one pass
         run = RunSummary()
-        start = time.perf_counter()
 
         def write(temps: list[Path]) -> None:
             scores = BlockWriter(temps[0], csv=target.suffix.lower() == ".csv")
             rows = BlockWriter(temps[1], csv=False) if history is not None else None
-            for block in merged_blocks(settings, data, done, model, wrapper, labels):
+            blocks = merged_blocks(settings, data, done, model, wrapper, labels)
+            for block, explained in output_blocks(settings, blocks, model, tally=tally):
                 scores.write(block)
                 if rows is not None:
-                    rows.write(history_rows(block, production=production))
+                    rows.write(history_rows(explained, production=production))
                 run.add(block, top=top)
             scores.close()
             if rows is not None:
                 rows.close()
 
-        publication.write_together([target, *([history] if history is not None else [])], write)
-        release_unused_memory()
-        done.timings["assembly"] += time.perf_counter() - start
+        with _timed(done.gathered.timings, "assembly"):
+            publication.write_together([target, *([history] if history is not None else [])], write)
+            release_unused_memory()
         result = finish(settings, data, done, wrapper, run)
     publication.write(rejects_path(target), frame_writer(result.rejects, rejects_path(target)))
-    return result, data.as_of, str(target), None if history is None else str(settings.history_dir)
+    if tally is not None:
+        tally.note_unexplained()
+    where = None if history is None else str(settings.history_dir)
+    return result, data.as_of, str(target), where, None if tally is None else tally.summary()
 
 
 def history_target(settings: Settings, as_of: pd.Timestamp, labels: RunLabels) -> Path:

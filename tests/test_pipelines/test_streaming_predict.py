@@ -74,8 +74,8 @@ def _without_run_id(output: str) -> str:
     return re.sub(r"MLflow run \w+", "MLflow run", output)
 
 
-def _predict(config, out):
-    result = runner.invoke(app, ["predict", "--config", str(config), "--out", str(out)])
+def _predict(config, out, *options):
+    result = runner.invoke(app, ["predict", "--config", str(config), "--out", str(out), *options])
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -87,20 +87,31 @@ def test_scores_rejects_and_history_are_the_single_pass_ones(broken_events_proje
     monkeypatch.setattr(validation, "_wall_clock", lambda: NOW)
     monkeypatch.setattr(streamed, "BATCH_ROWS", 40_000)  # several batches, so that verdicts travel across them
     folder, text, project = broken_events_project
+    # two runs two weeks apart: the second one's score movement reads the first one's history rows
+    as_of = load_crm(load_settings(_config(project, folder, text, "whole", 1))).as_of
+    earlier = (as_of - pd.Timedelta(days=14)).isoformat()
     runs = {}
     for name, partitions in (("whole", 1), ("three", 3), ("eleven", 11)):
-        runs[name] = _predict(_config(project, folder, text, name, partitions), folder / f"{name}.csv")
-    whole = folder / "whole.csv"
+        config = _config(project, folder, text, name, partitions)
+        runs[f"{name} earlier"] = _predict(config, folder / f"{name}_earlier.csv", "--as-of", earlier)
+        runs[name] = _predict(config, folder / f"{name}.csv")
+    whole = pd.read_csv(folder / "whole.csv")
+    assert whole["score_change"].notna().mean() > 0.8 and whole["change_reasons"].notna().any()
     for name in ("three", "eleven"):
-        assert (folder / f"{name}.csv").read_bytes() == whole.read_bytes()
+        for run in ("", "_earlier"):
+            assert (folder / f"{name}{run}.csv").read_bytes() == (folder / f"whole{run}.csv").read_bytes()
         assert (folder / f"{name}.rejects.csv").read_bytes() == (folder / "whole.rejects.csv").read_bytes()
         for file in ("events.csv", "problems.csv"):
             assert (folder / name / "rejects" / file).read_bytes() == (folder / "whole" / "rejects" / file).read_bytes()
         pd.testing.assert_frame_equal(
             pd.read_parquet(folder / name / "history"), pd.read_parquet(folder / "whole" / "history")
         )
-        # the counts, routes and top leads printed (each run logs its own MLflow run)
-        assert _without_run_id(runs[name].replace(name, "whole")) == _without_run_id(runs["whole"])
+        # the counts, routes, movement, warnings and top leads printed (each run logs its own MLflow run)
+        for run in (name, f"{name} earlier"):
+            assert _without_run_id(runs[run].replace(name, "whole")) == _without_run_id(
+                runs[run.replace(name, "whole")]
+            )
+    assert "score movement:" in runs["whole"] and "outside the range" in runs["whole"]
     problems = pd.read_csv(folder / "three" / "rejects" / "problems.csv")
     assert {"unknown lead", "no lead", "unparseable timestamp", "in the future", "before lead created"} <= set(
         problems["rule"]
