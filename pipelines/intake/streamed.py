@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +94,7 @@ class PartitionFiles:
     partitions: int
     writers: dict = field(default_factory=dict)
     schema: object = None
+    dictionary: tuple[str, ...] = ()  # columns read back dictionary-encoded (pandas categoricals)
 
     def path(self, part: int) -> Path:
         return self.folder / f"{self.stem}-{part:05d}.parquet"
@@ -103,8 +104,11 @@ class PartitionFiles:
         import pyarrow.parquet as pq
 
         table = pa.Table.from_pandas(frame, preserve_index=False)
-        if self.schema is None:  # dictionary indices widened once, so that every batch fits the first's schema
-            self.schema = pa.schema([_widened(f) for f in table.schema], metadata=table.schema.metadata)
+        if self.schema is None:
+            # dictionary columns written as their values: a batch's dictionary holds every lead of the batch, and a
+            # partition read back would hold every lead of the book as a category (1M categories for 35k leads)
+            self.dictionary = tuple(f.name for f in table.schema if pa.types.is_dictionary(f.type))
+            self.schema = pa.schema([_plain(f) for f in table.schema], metadata=table.schema.metadata)
         table = table.cast(self.schema)
         order = np.argsort(parts, kind="stable")
         bounds = np.searchsorted(parts[order], np.arange(self.partitions + 1))
@@ -118,18 +122,19 @@ class PartitionFiles:
     def close(self) -> None:
         for writer in self.writers.values():
             writer.close()
+        self.writers.clear()
+        release_unused_memory()  # the writers' buffers
 
     def read(self, part: int) -> pd.DataFrame | None:
+        """Partition `part` (None when it has no rows), its dictionary columns as categoricals of its own values."""
         path = self.path(part)
-        return pd.read_parquet(path) if path.exists() else None
+        return pd.read_parquet(path, read_dictionary=list(self.dictionary)) if path.exists() else None
 
 
-def _widened(field_):
+def _plain(field_):
     import pyarrow as pa
 
-    if pa.types.is_dictionary(field_.type):
-        return field_.with_type(pa.dictionary(pa.int32(), field_.type.value_type))
-    return field_
+    return field_.with_type(field_.type.value_type) if pa.types.is_dictionary(field_.type) else field_
 
 
 @dataclass
@@ -159,11 +164,12 @@ class SpilledEvents:
         if not self.usable:
             return result
         found, counts = [], None
+        views = _views_by_partition(view, self.files.partitions)
         for part in range(self.files.partitions):
             frame = self.files.read(part)
             if frame is None:
                 continue
-            check, left = validate_events_part(frame.drop(columns=[_REASON, _KIND]), _restored(frame), view)
+            check, left = validate_events_part(frame.drop(columns=[_REASON, _KIND]), _restored(frame), views(part))
             found.extend(check.problems)
             part_counts = _value_counts(check.frame["event_type"])
             counts = part_counts if counts is None else counts.add(part_counts, fill_value=0)
@@ -177,6 +183,19 @@ class SpilledEvents:
         result.problems += [vocabulary] if vocabulary is not None else []
         shutil.rmtree(self.files.folder, ignore_errors=True)
         return result
+
+
+def _views_by_partition(view: LeadView, partitions: int):
+    """`view` for one partition at a time: only the leads of that partition (its events name no other), so that each
+    partition's checks look ids up among its own leads rather than the whole book's."""
+    of = {name: partition_of(pd.Series(getattr(view, name)), partitions) for name in ("gone", "valid", "seen", "aside")}
+    created_of = partition_of(pd.Series(view.created.index), partitions)
+
+    def of_partition(part: int) -> LeadView:
+        subsets = {name: getattr(view, name)[of[name] == part] for name in of}
+        return replace(view, created=view.created[created_of == part], **subsets)
+
+    return of_partition
 
 
 def _restored(frame: pd.DataFrame) -> _Checker:

@@ -49,9 +49,16 @@ from leadscore.pipelines.verbs.scoring import (
 log = logging.getLogger(__name__)
 
 BLOCK_ROWS = 25_000  # scores written at a time
-# rows read at a time from each partition's sorted scores while merging: every partition holds this many at once,
-# and a scored row with its reasons takes about 1 kB (16,384 rows x 29 partitions held 0.5 GB at 1M leads)
-_READ_ROWS = 2_048
+
+
+def read_rows(partitions: int) -> int:
+    """Rows read at a time from each partition's sorted scores while merging (their files' row groups): every
+    partition holds up to twice this many at once, and a scored row with its reasons and contributions takes about
+    1.3 kB, so it shrinks as the partitions grow in number (2,048 rows x 87 partitions held 0.4 GB at 3M leads): about
+    a block's share of each partition, at least 128 rows."""
+    return max(128, min(2_048, BLOCK_ROWS // max(partitions, 1)))
+
+
 _COUNTED = ("cell", "stage", "band", "action")  # the summary's leads per ...
 # what a lead's movement needs of its previous production run, carried beside its scored row as previous_<column>
 _PREVIOUS = ("as_of", "score", "margin", "model_name", "model_version", "top_contributions")
@@ -99,13 +106,17 @@ def score_partitions(
 ) -> Partitioned:
     """Pass one: every partition of open leads scored (`scoring.score_chunks`, as the single pass) and set aside,
     sorted, in `folder`; with the score history on, each lead's previous production run beside it."""
+    import pyarrow as pa
+
     result, cutoffs = Partitioned(folder, Gathered(wrapper_profile(wrapper))), band_cutoffs(settings, wrapper)
     with _timed(result.gathered.timings, "spine"):
         spine = scoring_spine(data.tables["leads"], data.tables["opportunities"], as_of=data.as_of)
         part_of = partition_of(spine["lead_id"], data.events.partitions)
     for part in range(data.events.partitions):
         leads = spine[part_of == part].sort_values("lead_id", kind="stable").reset_index(drop=True)
-        if not len(leads):
+        if not len(leads):  # nothing to set aside: the partition's place in the merge stays, empty
+            result.probability.append(np.array([], dtype="float64"))
+            result.lead_id.append(pa.array([], pa.string()))
             continue
         events = data.events.read(part)
         parts, _ = score_chunks(
@@ -137,7 +148,7 @@ def _set_aside(settings: Settings, data: CrmData, parts: list[pd.DataFrame], *, 
         scored = _sorted(scored.loc[finite])
         if settings.history.enabled:
             scored = _with_previous(scored, previous_runs(settings, data.as_of, scored["lead_id"].astype("string")))
-        scored.to_parquet(into.path(part), index=False, row_group_size=_READ_ROWS)
+        scored.to_parquet(into.path(part), index=False, row_group_size=read_rows(data.events.partitions))
         into.probability.append(scored["probability"].to_numpy(dtype="float64"))
         into.lead_id.append(pa.array(scored["lead_id"].astype("string")))
     release_unused_memory()
@@ -178,10 +189,10 @@ def _order(probability: np.ndarray, lead_id) -> np.ndarray:
 class _SortedReader:
     """One partition's sorted scores, handed out from the top a given number of rows at a time."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, rows: int) -> None:
         import pyarrow.parquet as pq
 
-        self.batches = pq.ParquetFile(path).iter_batches(batch_size=_READ_ROWS) if path.exists() else iter(())
+        self.batches = pq.ParquetFile(path).iter_batches(batch_size=rows) if path.exists() else iter(())
         self.buffer: list = []
         self.buffered = 0
 
@@ -212,7 +223,8 @@ def merged_blocks(settings: Settings, data: CrmData, done: Partitioned, model, w
     del order
     score = _score(model, wrapper, probability)
     percentile = percentile_in_run(probability)
-    readers = [_SortedReader(done.path(part)) for part in range(len(done.probability))]
+    rows = read_rows(data.events.partitions)
+    readers = [_SortedReader(done.path(part), rows) for part in range(len(done.probability))]
     for start in range(0, len(probability), BLOCK_ROWS):
         block_parts = part_of[start : start + BLOCK_ROWS]
         counts = np.bincount(block_parts, minlength=len(readers))
