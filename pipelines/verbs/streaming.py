@@ -27,7 +27,7 @@ from leadscore.models.scores import percentile_in_run
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.intake.streamed import partition_of
 from leadscore.pipelines.intake.validation import CrmData
-from leadscore.pipelines.memory import release_unused_memory
+from leadscore.pipelines.memory import release_unused_memory, repeated_text_as_categories
 from leadscore.pipelines.outputs.files import frame_writer, neutralise_carriage_returns, neutralise_formulas
 from leadscore.pipelines.outputs.history import history_rows, previous_runs, run_file
 from leadscore.pipelines.verbs.movement import MovementTally, with_explained, with_movement
@@ -360,6 +360,8 @@ def predict_in_partitions(
         data = load_valid_crm(settings, as_of=as_of, publication=publication, partitions=partitions, spill=Path(work))
         say_validation_rejects(settings, data, echo)
         check_open_leads(data)
+        data.tables["leads"] = repeated_text_as_categories(data.tables["leads"])  # held for the whole run
+        release_unused_memory()
         log.info("predict: %d partitions, loaded and validated in %.1f s", partitions, time.perf_counter() - start)
         with tqdm(total=len(data.tables["leads"]), unit="lead", desc="predict", disable=None) as bar:
             done = score_partitions(settings, data, model, wrapper, folder=Path(work), progress=bar.update)
