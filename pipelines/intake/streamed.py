@@ -79,11 +79,19 @@ def parquet_batches(path: Path, *, columns: tuple[str, ...], batch_rows: int = B
 
     file = pq.ParquetFile(path, read_dictionary=[c for c in columns if c in pq.read_schema(path).names])
     empty = True
-    for batch in file.iter_batches(batch_size=batch_rows):
+    for batch in row_group_batches(file, batch_rows):
         empty = False
         yield _timestamps_in_ns(pa.Table.from_batches([batch])).to_pandas()
     if empty:
         yield file.schema_arrow.empty_table().to_pandas()
+
+
+def row_group_batches(file, batch_rows: int) -> Iterator:
+    """A Parquet file's record batches, `batch_rows` at most, read one row group at a time: one reader over the
+    whole file (`ParquetFile.iter_batches`) kept Arrow memory growing with the batches read (about 0.1 GB per 10M
+    rows of events, pyarrow 25), a reader per row group gives it back."""
+    for group in range(file.num_row_groups):
+        yield from file.iter_batches(batch_size=batch_rows, row_groups=[group])
 
 
 @dataclass

@@ -25,7 +25,7 @@ import pandas as pd
 from leadscore.features.spine import scoring_spine
 from leadscore.models.scores import percentile_in_run
 from leadscore.pipelines.config import Settings
-from leadscore.pipelines.intake.streamed import partition_of
+from leadscore.pipelines.intake.streamed import partition_of, row_group_batches
 from leadscore.pipelines.intake.validation import CrmData
 from leadscore.pipelines.memory import release_unused_memory, repeated_text_as_categories
 from leadscore.pipelines.outputs.files import frame_writer, neutralise_carriage_returns, neutralise_formulas
@@ -192,7 +192,7 @@ class _SortedReader:
     def __init__(self, path: Path, rows: int) -> None:
         import pyarrow.parquet as pq
 
-        self.batches = pq.ParquetFile(path).iter_batches(batch_size=rows) if path.exists() else iter(())
+        self.batches = row_group_batches(pq.ParquetFile(path), rows) if path.exists() else iter(())
         self.buffer: list = []
         self.buffered = 0
 
