@@ -110,6 +110,37 @@ def predict(data: str, store: str) -> dict:
     return figures
 
 
+def streaming(data: str, store: str, partitions: str = "auto") -> dict:
+    """`leadscore predict` end to end through the CLI's own code path (`run_predict`): with `partitions` = 1 the
+    single pass, else the leads streamed partition by partition; wall time and peak memory of this process."""
+    from leadscore.pipelines.verbs.predict import PredictTargets, run_predict
+
+    config = _config(Path(store), data)
+    text = config.read_text()
+    config = config.with_name(f"{config.stem}_p{partitions}.toml")
+    value = partitions if partitions == "auto" else int(partitions)
+    config.write_text(
+        text + f'[output]\ndir = "{store}/output_p{partitions}"\npartitions = {value!r}\n'.replace("'", '"')
+    )
+    settings = load_settings(config)
+    start = time.perf_counter()
+    summary = run_predict(
+        settings, PredictTargets(out=Path(store) / f"scores_p{partitions}.csv"), echo=lambda *a, **k: None
+    )
+    seconds = time.perf_counter() - start
+    from leadscore.pipelines.intake.streamed import event_rows
+    from leadscore.pipelines.verbs.predict import partitions_for_run
+
+    return {
+        "partitions": partitions_for_run(settings, PredictTargets()),
+        "events": event_rows(settings.tables.events, settings),
+        "open_leads": summary["scored"],
+        "seconds": seconds,
+        "peak_rss_mib": peak_rss_mib(),
+        "scores": str(Path(store) / f"scores_p{partitions}.csv"),
+    }
+
+
 def raw(data: str, store: str, n: str) -> dict:
     """Raw LightGBM predict + pred_contrib vs our scoring with reasons, on the same feature matrix."""
     from leadscore.features.registry import all_features
@@ -138,4 +169,4 @@ def raw(data: str, store: str, n: str) -> dict:
 
 if __name__ == "__main__":
     step, *args = sys.argv[1:]
-    print(json.dumps({"train": train, "predict": predict, "raw": raw}[step](*args)))
+    print(json.dumps({"train": train, "predict": predict, "raw": raw, "streaming": streaming}[step](*args)))

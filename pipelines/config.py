@@ -10,7 +10,7 @@ import logging
 import tomllib
 from datetime import date, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -471,6 +471,14 @@ class OutputSettings(_Section):
     dir: str = "output"
     sql_url: str | None = Field(None, description="database for `predict --to-sql TABLE`")
     chunk_size: int = Field(25_000, ge=1, description="leads scored at a time by predict")
+    partitions: Literal["auto"] | Annotated[int, Field(ge=1)] = Field(
+        "auto",
+        description="partitions of leads predict streams through (a hash of the lead id; events read partition by "
+        "partition): 1 = one pass with every table in memory; auto = one per partition_events events",
+    )
+    partition_events: int = Field(
+        2_000_000, ge=1, description="with partitions = auto: events per partition (fewer events: one pass)"
+    )
     drift_threshold: float = Field(0.25, gt=0, description="PSI above which predict warns of drift")
     crm_fields: dict[Literal["salesforce", "hubspot"], dict[str, str]] = Field(
         default_factory=dict,

@@ -11,6 +11,7 @@ import logging
 
 import pandas as pd
 
+from leadscore.features.schemas import TABLE_ROLES
 from leadscore.features.spine import scoring_spine
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import DataError, UsageError
@@ -39,12 +40,13 @@ def ground_problems(data: CrmData, settings: Settings) -> list[DataError]:
                     hint="fix the table (`leadscore validate` lists every problem)",
                 )
             )
-    unusable = {p.table: p for p in data.errors if p.table not in data.tables and p.table not in REQUIRED_TABLES}
+    held = {*data.tables, *(["events"] if data.events is not None else [])}
+    unusable = {p.table: p for p in data.errors if p.table not in held and p.table not in REQUIRED_TABLES}
     for name, problem in unusable.items():  # configured, yet unusable as a whole: never silently left out
         refusals.append(DataError(problem.message, where=f"table '{name}'", hint=_FIX))
-    for name in data.tables:
+    for name in [n for n in TABLE_ROLES if n in held]:  # the order of the tables as read
         broken, limit = data.broken_rows(name), settings.validation.limit(name)
-        total = len(data.tables[name]) + len(data.rejects.get(name, ()))
+        total = data.rows(name) + len(data.rejects.get(name, ()))
         if total and broken / total > limit:
             first = next((p for p in data.errors if p.table == name), None)
             example = f"; first: {first.message}" if first else ""
@@ -67,13 +69,23 @@ def check_ground(data: CrmData, settings: Settings) -> None:
         raise refusals[0]
 
 
-def load_valid_crm(settings: Settings, *, as_of: pd.Timestamp | None = None, publication=None) -> CrmData:
+def load_valid_crm(
+    settings: Settings, *, as_of: pd.Timestamp | None = None, publication=None, partitions: int = 1, spill=None
+) -> CrmData:
     """The validated CRM tables every verb works on: stops when `check_ground` does; otherwise the rejected rows are
     left out (written, with their reasons, where `validate` writes them: into the verb's `publication` when given,
-    so that they are put in place with its other outputs) and leads with a rejected deal withheld."""
+    so that they are put in place with its other outputs) and leads with a rejected deal withheld. `partitions`,
+    `spill`: the events held in partition files (`load_crm`)."""
     from leadscore.pipelines.outputs.rejects import write_rejects
 
-    data = load_crm(settings, as_of=as_of)
+    events = None
+    if partitions > 1:
+        from leadscore.pipelines.intake.exports import without_missing_files
+        from leadscore.pipelines.intake.streamed import spill_source
+
+        source = without_missing_files(settings)[0].tables.events
+        events = spill_source(source, settings, partitions=partitions, folder=spill) if source else None
+    data = load_crm(settings, as_of=as_of, events=events)
     for problem in data.warnings:
         if problem.rule == "file not found":  # every verb says what an absent optional file costs
             log.warning(problem.message)
@@ -131,6 +143,7 @@ def withhold_leads_with_rejected_deals(data: CrmData) -> CrmData:
         rejects=rejects,
         after_as_of=data.after_as_of,
         set_aside=data.set_aside,
+        events=data.events,
     )
 
 

@@ -68,6 +68,13 @@ class CrmData:
     after_as_of: dict[str, int] = field(default_factory=dict)  # rows not yet known at as_of, out of the view
     set_aside: dict[str, int] = field(default_factory=dict)  # of the rejects: rows out of scope, not broken
     data_end: pd.Timestamp | None = None  # the latest timestamp in the tables, when the as-of was given
+    events: object | None = None  # the clean events held in partition files (`intake.streamed.EventParts`)
+
+    def rows(self, table: str) -> int:
+        """The clean rows of `table`, wherever they are held."""
+        if table == "events" and self.events is not None:
+            return self.events.rows
+        return len(self.tables[table])
 
     @property
     def errors(self) -> list[Problem]:
@@ -216,8 +223,11 @@ def _show(value: object) -> object:
     return value
 
 
-def _map_columns(raw: pd.DataFrame, source: TableSource, table: str, check: _Checker) -> pd.DataFrame | None:
-    """Rename the user's columns to contract roles; report absent mapped or required columns."""
+def _map_columns(
+    raw: pd.DataFrame, source: TableSource, table: str, check: _Checker, rows: np.ndarray | None = None
+) -> pd.DataFrame | None:
+    """Rename the user's columns to contract roles; report absent mapped or required columns. `rows`: the rows'
+    numbers in the whole table when `raw` is one batch of it (default 1..n)."""
     roles = TABLE_ROLES[table]
     picked: dict[str, str] = {}  # role -> the source column holding it
     ok = True
@@ -270,7 +280,9 @@ def _map_columns(raw: pd.DataFrame, source: TableSource, table: str, check: _Che
         frame[key] = raw[custom.column or key].to_numpy()
     for key, column in source.known_at.items():
         frame[key + KNOWN_AT_SUFFIX] = raw[column].to_numpy()
-    frame.insert(0, ROW, np.arange(1, len(frame) + 1, dtype="int32" if len(frame) < 2**31 - 1 else "int64"))
+    if rows is None:
+        rows = np.arange(1, len(frame) + 1, dtype="int32" if len(frame) < 2**31 - 1 else "int64")
+    frame.insert(0, ROW, rows)
     return frame
 
 
@@ -351,13 +363,14 @@ def _sparse_numbers(frame: pd.DataFrame, table: str) -> pd.DataFrame:
 
 
 def _check_table(
-    raw: pd.DataFrame, source: TableSource, table: str, *, timezone: str
+    raw: pd.DataFrame, source: TableSource, table: str, *, timezone: str, rows: np.ndarray | None = None
 ) -> tuple[pd.DataFrame | None, _Checker]:
+    """The checks of one table on its own (mapping, parsing, ranges, duplicates); `rows` as `_map_columns`."""
     check = _Checker(table, raw)
     if raw.empty:
         check.table_error("empty table", "the table has no rows")
         return None, check
-    frame = _map_columns(raw, source, table, check)
+    frame = _map_columns(raw, source, table, check, rows)
     if frame is None:
         return None, check
     check.frame = frame
@@ -666,15 +679,23 @@ def _ns(values: pd.Series) -> np.ndarray:
     return np.asarray(values.array.asi8)
 
 
-def _bulk_end(frames: dict[str, pd.DataFrame]) -> tuple[pd.Timestamp, pd.Timedelta] | None:
-    """The (1 - OUTLIER_TAIL) quantile of every timestamp (a strided sample of each column) and how far beyond it a
-    timestamp may lie; None when there are too few timestamps to tell an outlier."""
-    samples = []
+def sample_step(rows: int) -> int:
+    """The stride of a column's sample for the default as-of: at most _SAMPLE_PER_COLUMN values."""
+    return max(1, -(-rows // _SAMPLE_PER_COLUMN))
+
+
+def _bulk_end(
+    frames: dict[str, pd.DataFrame], extra: np.ndarray | None = None
+) -> tuple[pd.Timestamp, pd.Timedelta] | None:
+    """The (1 - OUTLIER_TAIL) quantile of every timestamp (a strided sample of each column, and the `extra` sample
+    of a table held elsewhere) and how far beyond it a timestamp may lie; None when there are too few timestamps to
+    tell an outlier."""
+    samples = [] if extra is None else [extra]
     for table, frame in frames.items():
         for column in TIME_COLUMNS[table]:
             if column in frame:
                 ns = _ns(frame[column])
-                step = max(1, -(-len(ns) // _SAMPLE_PER_COLUMN))
+                step = sample_step(len(ns))
                 sample = ns[::step]
                 samples.append(sample[sample != np.iinfo(np.int64).min])
     combined = np.concatenate(samples) if samples else np.array([], dtype="int64")
@@ -685,49 +706,79 @@ def _bulk_end(frames: dict[str, pd.DataFrame]) -> tuple[pd.Timestamp, pd.Timedel
     return end, max(OUTLIER_MIN_GAP, (end - pd.Timestamp(int(low), tz="UTC")) * OUTLIER_SPAN_SHARE)
 
 
+@dataclass(frozen=True)
+class TimeLimit:
+    """What the default as-of may be: no later than the wall clock `now`, nor far beyond the `bulk` of the data."""
+
+    now: pd.Timestamp
+    bulk: tuple[pd.Timestamp, pd.Timedelta] | None
+
+    @property
+    def limit(self) -> pd.Timestamp:
+        return min(self.now, self.bulk[0] + self.bulk[1]) if self.bulk is not None else self.now
+
+
+def time_limit(
+    frames: dict[str, pd.DataFrame], *, now: pd.Timestamp | None = None, extra: np.ndarray | None = None
+) -> TimeLimit:
+    return TimeLimit(now if now is not None else _wall_clock(), _bulk_end(frames, extra))
+
+
+def flag_beyond(values: pd.Series, check: _Checker, column: str, limit: TimeLimit) -> np.ndarray:
+    """Reject the rows dated after the wall clock or far beyond the data; return where values lie beyond."""
+    beyond = (values > limit.limit).to_numpy(dtype=bool)
+    if not beyond.any():
+        return beyond
+    future = (values > limit.now).to_numpy(dtype=bool)
+    when = limit.now.isoformat(timespec="seconds")
+    what = f"dated {{value}}, after the wall clock ({when}): not used for the default as_of"
+    check.flag(future, column, "in the future", what)
+    if limit.bulk is not None:
+        what = (
+            f"dated {{value}}, more than {limit.bulk[1].days} days after {1 - OUTLIER_TAIL:.0%} of all timestamps "
+            f"(up to {limit.bulk[0].date()}): a typo? not used for the default as_of"
+        )
+        check.flag(beyond & ~future, column, "far beyond the data", what)
+    return beyond
+
+
 def _latest_timestamp(
-    frames: dict[str, pd.DataFrame], checkers: dict[str, _Checker] | None = None, *, now: pd.Timestamp | None = None
+    frames: dict[str, pd.DataFrame],
+    checkers: dict[str, _Checker] | None = None,
+    *,
+    now: pd.Timestamp | None = None,
+    events=None,
 ) -> pd.Timestamp:
     """The default as-of: the latest timestamp that is neither after the wall clock nor far beyond the bulk of the
-    data. With `checkers`, rows holding such timestamps are rejected with the reason (they are not used)."""
-    now = now if now is not None else _wall_clock()
-    bulk = _bulk_end(frames)
-    limit = min(now, bulk[0] + bulk[1]) if bulk is not None else now
+    data. With `checkers`, rows holding such timestamps are rejected with the reason (they are not used). `events`:
+    the events held elsewhere, partition by partition (`intake.streamed.SpilledEvents`), counted in too."""
+    limit = time_limit(frames, now=now, extra=None if events is None else events.time_sample)
     latest = []
     for table, frame in frames.items():
         for column in TIME_COLUMNS[table]:
             if column not in frame or not frame[column].notna().any():
                 continue
             values = frame[column]
-            beyond = values > limit
+            beyond = (values > limit.limit).to_numpy(dtype=bool)
             if beyond.any():
                 if checkers is not None:
-                    future = values > now
-                    checkers[table].flag(
-                        future,
-                        column,
-                        "in the future",
-                        f"dated {{value}}, after the wall clock ({now.isoformat(timespec='seconds')}): "
-                        "not used for the default as_of",
-                    )
-                    if bulk is not None:
-                        days = bulk[1].days
-                        checkers[table].flag(
-                            beyond & ~future,
-                            column,
-                            "far beyond the data",
-                            f"dated {{value}}, more than {days} days after {1 - OUTLIER_TAIL:.0%} of all timestamps "
-                            f"(up to {bulk[0].date()}): a typo? not used for the default as_of",
-                        )
+                    flag_beyond(values, checkers[table], column, limit)
                 values = values[~beyond]
             if values.notna().any():
                 latest.append(values.max())
-    return max(latest) if latest else now.floor("s")
+    if events is not None and (latest_event := events.latest_before(limit.limit)) is not None:
+        latest.append(latest_event)
+    return max(latest) if latest else limit.now.floor("s")
 
 
-def _check_event_times(events: pd.DataFrame, leads: pd.DataFrame, check: _Checker) -> None:
-    """Events dated before their lead was created are rejected (a warning): they cannot be the lead's engagement."""
-    created = leads.dropna(subset=["lead_id"]).drop_duplicates("lead_id").set_index("lead_id")["created_at"]
+def lead_created(leads: pd.DataFrame) -> pd.Series:
+    """Each lead's creation time by lead id."""
+    return leads.dropna(subset=["lead_id"]).drop_duplicates("lead_id").set_index("lead_id")["created_at"]
+
+
+def _check_event_times(events: pd.DataFrame, created: pd.Series, check: _Checker) -> None:
+    """Events dated before their lead was created (`created`: by lead id) are rejected (a warning): they cannot be
+    the lead's engagement."""
     lead = events["lead_id"]
     if not isinstance(lead.dtype, pd.CategoricalDtype):
         early = events["occurred_at"] < lead.map(created)
@@ -772,23 +823,30 @@ def _value_counts(values: pd.Series) -> pd.Series:
 
 def _check_event_vocabulary(events: pd.DataFrame, check: _Checker, known: set[str]) -> None:
     """Event types outside the vocabulary are kept but feed no feature: counted in one warning, never silent."""
-    counts = _value_counts(events["event_type"])
+    problem = vocabulary_problem(_value_counts(events["event_type"]), known)
+    if problem is not None:
+        check.problems.append(problem)
+
+
+def vocabulary_problem(counts: pd.Series, known: set[str]) -> Problem | None:
+    """The one warning for the event types outside the vocabulary, from the rows per type (`counts`)."""
+    counts = counts.astype("int64")
+    counts = counts.iloc[np.lexsort((counts.index.astype(str), -counts.to_numpy()))]  # most first, then by name
     unknown = counts[~counts.index.isin(sorted(known)) & (counts > 0)]
-    if len(unknown):
-        listed = ", ".join(f"'{name}' ({n:,})" for name, n in unknown.head(10).items())
-        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
-        check.problems.append(
-            Problem(
-                "events",
-                "event_type",
-                None,
-                None,
-                "unknown event type",
-                f"events.event_type: {int(unknown.sum()):,} row(s) with event types outside the vocabulary, kept but "
-                f"used by no feature: {listed}{more} (case, spaces and dashes are already ignored)",
-                "warning",
-            )
-        )
+    if not len(unknown):
+        return None
+    listed = ", ".join(f"'{name}' ({n:,})" for name, n in unknown.head(10).items())
+    more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+    return Problem(
+        "events",
+        "event_type",
+        None,
+        None,
+        "unknown event type",
+        f"events.event_type: {int(unknown.sum()):,} row(s) with event types outside the vocabulary, kept but "
+        f"used by no feature: {listed}{more} (case, spaces and dashes are already ignored)",
+        "warning",
+    )
 
 
 def known_event_types(settings: Settings) -> set[str]:
@@ -798,19 +856,24 @@ def known_event_types(settings: Settings) -> set[str]:
     return set(settings.feature_params().event_types) | set(SALES_TOUCH_EVENTS)
 
 
-def load_crm(settings: Settings, *, as_of: pd.Timestamp | None = None) -> CrmData:
+def load_crm(settings: Settings, *, as_of: pd.Timestamp | None = None, events=None) -> CrmData:
     """Read, normalise and validate every configured table of a CRM-mode project. An optional table whose file is
-    absent is left out with a warning (`pipelines.intake.exports.without_missing_files`)."""
+    absent is left out with a warning (`pipelines.intake.exports.without_missing_files`).
+
+    `events`: the events already spilled by partition of leads (`intake.streamed.spill_source`), never held whole:
+    validated partition by partition; `data.events` then names their clean partition files."""
     from leadscore.pipelines.intake.exports import apply_export_conventions, read_export_table, without_missing_files
 
     assert settings.tables is not None
     settings, missing = without_missing_files(settings)
     sources = {name: getattr(settings.tables, name) for name in TABLE_ROLES if getattr(settings.tables, name)}
+    if events is not None:
+        sources.pop("events", None)
     raw = {
         name: read_export_table(source, name=name, settings=settings, dictionary_columns=_repeated(source, name))
         for name, source in sources.items()
     }
-    data = validate_frames(apply_export_conventions(raw, settings), settings, as_of=as_of)
+    data = validate_frames(apply_export_conventions(raw, settings), settings, as_of=as_of, events=events)
     if data.data_end is not None:
         check_as_of_within_data(data.as_of, data.data_end, option="--as-of" if as_of is not None else "as_of (config)")
     for note in missing:
@@ -844,8 +907,14 @@ def _repeated(source: TableSource, table: str) -> tuple[str, ...]:
     return tuple(source.columns.get(role, role) for role in roles)
 
 
-def validate_frames(raw: dict[str, pd.DataFrame], settings: Settings, *, as_of: pd.Timestamp | None = None) -> CrmData:
-    """Normalise and validate tables already read (from files, SQL, or one partition of a distributed engine)."""
+def validate_frames(
+    raw: dict[str, pd.DataFrame], settings: Settings, *, as_of: pd.Timestamp | None = None, events=None
+) -> CrmData:
+    """Normalise and validate tables already read (from files, SQL, or one partition of a distributed engine).
+
+    `events`: the events table spilled to partition files (`intake.streamed.SpilledEvents`), validated here one
+    partition at a time against the other tables, with the same checks and the same rejects as when read whole.
+    """
     assert settings.tables is not None
     frames: dict[str, pd.DataFrame] = {}
     checkers: dict[str, _Checker] = {}
@@ -859,8 +928,12 @@ def validate_frames(raw: dict[str, pd.DataFrame], settings: Settings, *, as_of: 
     as_of = as_of if as_of is not None else _as_utc(settings.as_of)
     explicit_as_of = as_of is not None
     # the end of the data as the default as-of takes it (outliers aside), here without rejecting the outliers
-    data_end = _latest_timestamp(frames) if explicit_as_of else None
-    as_of = as_of if explicit_as_of else _latest_timestamp(frames, checkers)
+    now = _wall_clock()
+    # the limit the events' partitions are judged by: taken, as `_latest_timestamp` takes it, before the as-of view
+    limit = time_limit(frames, now=now, extra=events.time_sample) if events is not None and not explicit_as_of else None
+    data_end = _latest_timestamp(frames, now=now, events=events) if explicit_as_of else None
+    as_of = as_of if explicit_as_of else _latest_timestamp(frames, checkers, now=now, events=events)
+    gone_before = pd.Index(frames["leads"]["lead_id"].dropna().unique()) if "leads" in frames else None
     after_as_of = _as_of_view(frames, checkers, as_of)
 
     if "leads" in frames:
@@ -880,7 +953,7 @@ def validate_frames(raw: dict[str, pd.DataFrame], settings: Settings, *, as_of: 
                 leads, checkers["leads"], "account_id", valid_accounts, account_ids, "accounts", severity="warning"
             )
         if "events" in frames:
-            _check_event_times(frames["events"], leads, checkers["events"])
+            _check_event_times(frames["events"], lead_created(leads), checkers["events"])
     if "events" in frames:
         _check_event_vocabulary(frames["events"], checkers["events"], known_event_types(settings))
     if "opportunity_history" in frames and "opportunities" in frames:
@@ -889,7 +962,23 @@ def validate_frames(raw: dict[str, pd.DataFrame], settings: Settings, *, as_of: 
         )
 
     data = CrmData(tables={}, as_of=as_of, after_as_of=after_as_of, data_end=data_end)
+    streamed = None
+    if events is not None and "leads" in frames:
+        lead_view = LeadView(
+            as_of=as_of,
+            limit=limit,
+            gone=gone_before.difference(pd.Index(frames["leads"]["lead_id"].dropna().unique())),
+            valid=valid,
+            seen=seen,
+            aside=aside,
+            created=lead_created(frames["leads"]),
+            known_types=known_event_types(settings),
+        )
+        streamed = events.validate(lead_view)
     for name, checker in checkers.items():
+        if streamed is not None and name == "opportunities":  # where the events' problems come, read whole
+            streamed.add_to(data)
+            streamed = None
         data.problems.extend(checker.problems)
         if name in frames:
             clean, rejected = checker.split()
@@ -898,6 +987,8 @@ def validate_frames(raw: dict[str, pd.DataFrame], settings: Settings, *, as_of: 
                 data.rejects[name] = rejected
             if checker.aside:
                 data.set_aside[name] = len(checker.aside)
+    if streamed is not None:
+        streamed.add_to(data)
     release_unused_memory()
     return data
 
@@ -910,6 +1001,33 @@ def _check_deal_references(history: pd.DataFrame, check: _Checker, deals: _Check
     valid = pd.Index(frame.loc[~deals.rejected(), "opportunity_id"].dropna().unique())
     aside = pd.Index(frame["opportunity_id"].iloc[sorted(deals.aside)].dropna().unique())
     _check_references(history, check, "opportunity_id", valid, seen, "opportunities", aside=aside)
+
+
+@dataclass(frozen=True)
+class LeadView:
+    """What validating the events needs from the validated leads, partition by partition."""
+
+    as_of: pd.Timestamp
+    limit: TimeLimit | None  # None: the as-of was given, and no timestamp is rejected as an outlier
+    gone: pd.Index  # leads created after the as-of: their events leave the view with them
+    valid: pd.Index
+    seen: pd.Index
+    aside: pd.Index
+    created: pd.Series
+    known_types: set[str]
+
+
+def validate_events_part(frame: pd.DataFrame, check: _Checker, view: LeadView) -> tuple[_Checker, int]:
+    """The checks of events that need the other tables, on one partition of the events (already through
+    `_check_table`), in the order `validate_frames` runs them; returns the checker and the rows out of the view."""
+    if view.limit is not None and frame["occurred_at"].notna().any():
+        flag_beyond(frame["occurred_at"], check, "occurred_at", view.limit)
+    left = _check_as_of("events", check, view.as_of)
+    if len(view.gone):
+        left += check.leave_view(is_in(check.frame["lead_id"], view.gone).to_numpy(dtype=bool))
+    _check_references(check.frame, check, "lead_id", view.valid, view.seen, "leads", aside=view.aside)
+    _check_event_times(check.frame, view.created, check)
+    return check, left
 
 
 def _as_utc(value: object) -> pd.Timestamp | None:

@@ -111,12 +111,13 @@ def read_history(
 
 def previous_runs(settings: Settings, as_of: pd.Timestamp, lead_ids: pd.Series) -> pd.DataFrame:
     """Each of `lead_ids`' latest production row before `as_of` (the scores sales saw), with its contributions; a
-    lead never scored before has none. Only the runs that hold such a row are read in full."""
+    lead never scored before has none. Only the runs that hold such a row are read in full, and of a Parquet history
+    only the rows of `lead_ids` (a partition's leads need not hold every run's rows)."""
     keys = ["lead_id", *RUN_KEY]
     if settings.history.sql_url:
         index = _read_sql(settings.history.sql_url, settings.history.sql_table, [*keys, "production"])
     else:
-        index = _read_parquet(settings.history_dir, [*keys, "production"])
+        index = _read_parquet(settings.history_dir, [*keys, "production"], lead_ids=lead_ids)
     index = _typed_keys(index)
     production = index["production"].astype("boolean").fillna(True).to_numpy(dtype=bool)
     wanted = index[(index["as_of"] < as_of).to_numpy(dtype=bool) & production & index["lead_id"].isin(lead_ids)]
@@ -127,8 +128,8 @@ def previous_runs(settings: Settings, as_of: pd.Timestamp, lead_ids: pd.Series) 
     if settings.history.sql_url:
         rows = _read_sql(settings.history.sql_url, settings.history.sql_table, HISTORY_COLUMNS, runs=runs)
     else:
-        root = settings.history_dir
-        rows = pd.concat([_read_run(run_file(root, *run), HISTORY_COLUMNS) for run in runs] or [pd.DataFrame()])
+        root, wanted_ids = settings.history_dir, latest["lead_id"]
+        rows = pd.concat([_read_run(run_file(root, *run), HISTORY_COLUMNS, lead_ids=wanted_ids) for run in runs])
     return history_rows(rows).merge(latest, on=keys, how="inner")
 
 
@@ -160,24 +161,27 @@ def _stage_parquet(rows: pd.DataFrame, root: Path, publication: Publication) -> 
     return str(root)
 
 
-def _read_parquet(root: Path, columns: list[str]) -> pd.DataFrame:
+def _read_parquet(root: Path, columns: list[str], *, lead_ids: pd.Series | None = None) -> pd.DataFrame:
     files = sorted(root.glob("as_of_date=*/*.parquet")) if root.exists() else []
     if not files:
         return pd.DataFrame(columns=columns)
     # file by file: one run's all-missing due_by must not decide the dataset's type for the others
-    return pd.concat([_read_run(f, columns) for f in files], ignore_index=True)
+    return pd.concat([_read_run(f, columns, lead_ids=lead_ids) for f in files], ignore_index=True)
 
 
-def _read_run(path: Path, columns: list[str]) -> pd.DataFrame:
-    """One run's file; a damaged one is an error naming it (never a crash deep inside Arrow); one written before
-    `production` existed is read as a production run."""
+def _read_run(path: Path, columns: list[str], *, lead_ids: pd.Series | None = None) -> pd.DataFrame:
+    """One run's file (only the rows of `lead_ids` when given); a damaged one is an error naming it (never a crash
+    deep inside Arrow); one written before `production` existed is read as a production run."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from leadscore.pipelines.errors import DataError
 
+    only = None if lead_ids is None else pc.field("lead_id").isin(pa.array(lead_ids.astype("string"), pa.string()))
     try:
         stored = set(pq.read_schema(path).names)
-        frame = pd.read_parquet(path, columns=[c for c in columns if c in stored])
+        frame = pd.read_parquet(path, columns=[c for c in columns if c in stored], filters=only)
     except (OSError, ValueError, KeyError) as exc:  # Arrow's ArrowInvalid is a ValueError
         raise DataError(
             f"a damaged score-history file: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",

@@ -188,6 +188,19 @@ class Publication:
             raise from_os_error(exc, doing=f"write {target}") from None
         return temp
 
+    def write_together(self, targets: list[Path], writer: Callable[[list[Path]], None]) -> list[Path]:
+        """Write several targets' content in one pass (`writer` gets their temporary paths, in order): the scores
+        and their history, appended a block at a time."""
+        temps = [self.stage(target) for target in targets]
+        try:
+            writer(temps)
+            for temp in temps:
+                os.chmod(temp, file_mode())
+                sync_path(temp)
+        except OSError as exc:
+            raise from_os_error(exc, doing=f"write {', '.join(map(str, targets))}") from None
+        return temps
+
     def staged_folder(self, target: Path) -> Path:
         """A folder (e.g. Spark's Parquet output) written by the caller under the returned temporary name."""
         return self.stage(target, folder=True)

@@ -8,6 +8,7 @@ beside the score and the reasons.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -43,6 +44,24 @@ def add_score_movement(
     latest production run before `as_of`; also the counts for the run's summary. `specs`: the features' words
     (default the lead features'; a level's own for its rows, keyed by `lead_id` all the same)."""
     previous = previous_runs(settings, as_of, scores["lead_id"].astype("string"))
+    tally = MovementTally()
+    out = with_movement(settings, scores, explained, model, previous=previous, tally=tally, specs=specs)
+    tally.note_unexplained()
+    return out, tally.summary()
+
+
+def with_movement(
+    settings: Settings,
+    scores: pd.DataFrame,
+    explained: pd.DataFrame | None,
+    model,
+    *,
+    previous: pd.DataFrame,
+    tally: MovementTally,
+    specs: dict | None = None,
+) -> pd.DataFrame:
+    """`scores` (all of a run's, or a block of them) with their movement against `previous` (`previous_runs` of
+    their leads, or more); the counts added to `tally`. `specs`: the features' words (default the lead features')."""
     current = with_explained(scores[["lead_id", "score", "model_name", "model_version"]], explained)
     if explained is None:  # this run kept no contributions: changes without reasons
         current = current.assign(margin=np.nan, top_contributions=None)
@@ -54,35 +73,49 @@ def add_score_movement(
 
     specs = feature_specs(settings.feature_params()) if specs is None else specs
     moved = score_movement(current, previous, specs, points_of_margin=points_of_margin)
-    _note_unexplained(current, previous, moved)
+    tally.add(current, previous, moved)
     out = scores.copy()
     out.insert(out.columns.get_loc("score") + 1, "score_change", moved["score_change"].array)
     after = out.columns.get_loc("reasons_negative") + 1 if "reasons_negative" in out else len(out.columns)
     out.insert(after, "change_reasons", moved["change_reasons"].array)
-    return out, _summary(moved, previous)
+    return out
 
 
-def _note_unexplained(current: pd.DataFrame, previous: pd.DataFrame, moved: pd.DataFrame) -> None:
-    """Say once how many moves have no reasons because a run kept no contributions (an older history, the Spark
-    engine, or `history.contributions_kept = 0`)."""
-    stored = previous.set_index("lead_id")["top_contributions"].reindex(current["lead_id"].to_numpy())
-    lacking = stored.isna().to_numpy() | current["top_contributions"].isna().to_numpy()
-    silent = int(((moved["score_change"].fillna(0) != 0).to_numpy() & lacking).sum())
-    if silent:
-        log.info(
-            "score movement: %d lead(s) moved without change_reasons: their previous run (or this one) kept no "
-            "contributions (a history written before score movement, a Spark run, or history.contributions_kept = "
-            "0); their score_change is exact",
-            silent,
-        )
+@dataclass
+class MovementTally:
+    """A run's movement counts, gathered over its blocks of scores."""
 
+    compared: int = 0
+    moved: int = 0
+    first_scored: int = 0
+    unexplained: int = 0  # moves without reasons: their previous run (or this one) kept no contributions
+    previous_as_of: set[str] = field(default_factory=set)
 
-def _summary(moved: pd.DataFrame, previous: pd.DataFrame) -> dict:
-    change = moved["score_change"]
-    compared = int(change.notna().sum())
-    return {
-        "compared": compared,
-        "moved": int((change.fillna(0) != 0).sum()),
-        "first_scored": int(change.isna().sum()),
-        "previous_as_of": sorted({t.isoformat() for t in previous["as_of"].drop_duplicates()})[-3:],
-    }
+    def add(self, current: pd.DataFrame, previous: pd.DataFrame, moved: pd.DataFrame) -> None:
+        change = moved["score_change"]
+        self.compared += int(change.notna().sum())
+        self.moved += int((change.fillna(0) != 0).sum())
+        self.first_scored += int(change.isna().sum())
+        self.previous_as_of |= {t.isoformat() for t in previous["as_of"].drop_duplicates()}
+        stored = previous.set_index("lead_id")["top_contributions"].reindex(current["lead_id"].to_numpy())
+        lacking = stored.isna().to_numpy() | current["top_contributions"].isna().to_numpy()
+        self.unexplained += int(((change.fillna(0) != 0).to_numpy() & lacking).sum())
+
+    def note_unexplained(self) -> None:
+        """Say once how many moves have no reasons because a run kept no contributions (an older history, the
+        Spark engine, or `history.contributions_kept = 0`)."""
+        if self.unexplained:
+            log.info(
+                "score movement: %d lead(s) moved without change_reasons: their previous run (or this one) kept no "
+                "contributions (a history written before score movement, a Spark run, or history.contributions_kept "
+                "= 0); their score_change is exact",
+                self.unexplained,
+            )
+
+    def summary(self) -> dict:
+        return {
+            "compared": self.compared,
+            "moved": self.moved,
+            "first_scored": self.first_scored,
+            "previous_as_of": sorted(self.previous_as_of)[-3:],
+        }

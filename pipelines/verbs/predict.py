@@ -4,6 +4,7 @@ MLflow. Every target is checked before any work."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,10 @@ from leadscore.pipelines.outputs.publish import Publication, project_publication
 from leadscore.pipelines.outputs.targets import Target, check_outputs, check_sql_target
 from leadscore.pipelines.outputs.tracking import champion_uri, is_champion, load_model
 from leadscore.pipelines.verbs.movement import add_score_movement, with_explained
-from leadscore.pipelines.verbs.scoring import Scored, log_scoring_run, rejects_path, score_open_leads
+from leadscore.pipelines.verbs.scoring import RunLabels, Scored, log_scoring_run, rejects_path, score_open_leads
+from leadscore.pipelines.verbs.streaming import partitions_for, predict_in_partitions, say_validation_rejects
+
+log = logging.getLogger(__name__)
 
 SHOWN_COLUMNS = ["lead_id", "score", "score_change", "cell", "stage", "action", "due_by", "reasons_positive"]
 
@@ -103,10 +107,7 @@ def score_crm(
     check_model_fits_crm(model, model_uri, custom=tuple(f.name for f in settings.custom_fields()))
     # rejected rows are written with their reasons, as `validate` does, when the scores are
     data = load_valid_crm(settings, as_of=as_of, publication=publication)
-    if data.rejects:
-        rejected = sum(len(r) for r in data.rejects.values())
-        written = ", ".join(str(settings.output_dir / "rejects" / f"{name}.csv") for name in data.rejects)
-        echo(f"warning: {rejected:,} row(s) rejected by validation, with their reasons in {written}", err=True)
+    say_validation_rejects(settings, data, echo)
     check_open_leads(data)
     with tqdm(total=len(data.tables["leads"]), unit="lead", desc="predict", disable=None) as bar:
         result = score_open_leads(
@@ -161,29 +162,42 @@ def run_predict(
             echo("warning: grades.capacity is applied by the local engine only; Spark scores are not limited", err=True)
         return predict_on_spark(settings, model_uri, targets.out, as_of, echo=echo)
     model, wrapper, name, version = load_model(settings, model_uri)
+    partitions = partitions_for_run(settings, targets)
     with project_publication(settings) as publication:  # every output and the history, or none of them
-        result, scored_as_of, capacity = score_for_predict(
-            settings,
-            targets,
-            model,
-            wrapper,
-            name=name,
-            version=version,
-            model_uri=model_uri,
-            as_of=as_of,
-            publication=publication,
-            echo=echo,
-        )
-        movement = None
-        if settings.mode == "crm" and settings.history.enabled:  # flat exports' row ids need not name one lead
-            result.scores, movement = add_score_movement(
-                settings, result.scores, result.explained, model, as_of=scored_as_of
+        production = is_champion(settings, name, version)  # a shadow run's routes reached no one: kept apart
+        if partitions > 1:  # a book too large to hold: streamed partition by partition
+            check_model_fits_crm(model, model_uri, custom=tuple(f.name for f in settings.custom_fields()))
+            labels = RunLabels(name, version, getattr(wrapper, "feature_set", ""))
+            result, scored_as_of, where, history, movement = predict_in_partitions(
+                settings,
+                model,
+                wrapper,
+                labels,
+                as_of=as_of,
+                partitions=partitions,
+                target=target,
+                production=production,
+                publication=publication,
+                echo=echo,
+                top=top,
             )
-        where = publish_scores(result, targets, target, url, publication, settings=settings)
-        # a shadow run (another model scored beside the champion) is kept apart: its routes reached no one
-        production = is_champion(settings, name, version)
-        rows = with_explained(result.scores, result.explained)
-        history = stage_history(settings, rows, publication, production=production)
+            capacity = None
+        else:  # today's single pass: every table in memory
+            result, scored_as_of, capacity = score_for_predict(
+                settings,
+                targets,
+                model,
+                wrapper,
+                name=name,
+                version=version,
+                model_uri=model_uri,
+                as_of=as_of,
+                publication=publication,
+                echo=echo,
+            )
+            where, history, movement = publish_whole(
+                settings, result, model, targets, target, url, publication, as_of=scored_as_of, production=production
+            )
     run_id = log_scoring_run(settings, result, model_name=name, model_version=version, as_of=scored_as_of)
     drifted = result.drift[result.drift > settings.output.drift_threshold]
     summary = {
@@ -203,6 +217,57 @@ def run_predict(
     }
     say_scored(settings, result, summary, capacity=capacity, top=top, echo=echo)
     return summary
+
+
+def publish_whole(
+    settings: Settings,
+    result: Scored,
+    model,
+    targets: PredictTargets,
+    target: Path,
+    url: str | None,
+    publication: Publication,
+    *,
+    as_of: pd.Timestamp,
+    production: bool,
+) -> tuple[str, str | None, dict | None]:
+    """The single pass's scores (with their movement against the previous run), their outputs and the history
+    staged whole; returns where the scores and the history go, and the movement's counts."""
+    movement = None
+    if settings.mode == "crm" and settings.history.enabled:  # flat exports' row ids need not name one lead
+        result.scores, movement = add_score_movement(settings, result.scores, result.explained, model, as_of=as_of)
+    where = publish_scores(result, targets, target, url, publication, settings=settings)
+    rows = with_explained(result.scores, result.explained)
+    history = stage_history(settings, rows, publication, production=production)
+    return where, history, movement
+
+
+def partitions_for_run(settings: Settings, targets: PredictTargets) -> int:
+    """The partitions this run streams through (`output.partitions`); 1 (one pass) when the events cannot be read a
+    batch at a time or an output needs every score at once (said when partitions were asked for)."""
+    from leadscore.pipelines.intake.streamed import event_rows, streamable
+
+    source = settings.tables.events if settings.mode == "crm" and settings.tables is not None else None
+    if settings.output.partitions == 1 or not streamable(source, settings) or not _file_exists(source, settings):
+        return 1
+    partitions = partitions_for(settings, event_rows(source, settings))
+    whole = {
+        "--contributions": targets.contributions is not None,
+        "--crm-import": targets.crm_import is not None,
+        "--to-sql": targets.to_sql is not None,
+        "grades.capacity": settings.grades.capacity is not None,
+        "history.sql_url": settings.history.enabled and bool(settings.history.sql_url),
+    }
+    needs = [name for name, used in whole.items() if used]
+    if partitions > 1 and needs:
+        log.warning("predict scores in one pass: %s needs every score at once", ", ".join(needs))
+        return 1
+    return partitions
+
+
+def _file_exists(source, settings: Settings) -> bool:
+    path = Path(source.path)
+    return (path if path.is_absolute() else settings.base_dir / path).exists()
 
 
 def score_for_predict(

@@ -207,6 +207,101 @@ def score_chunk(
     return out, kept, X
 
 
+@dataclass
+class Gathered:
+    """What a run's chunks gather beside their scored rows, however they are split (chunks of the whole book or of its
+    partitions): the feature matrices' rows per training-profile bin (drift), the rows outside each feature's
+    training range, the rows scored and the seconds of each stage."""
+
+    profile: dict
+    drift_counts: dict | None = None
+    outside: dict[str, int] = field(default_factory=dict)
+    rows: int = 0
+    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+
+    def add(self, X: pd.DataFrame) -> None:
+        with _timed(self.timings, "drift"):
+            self.drift_counts = add_counts(self.drift_counts, stability_counts(self.profile, X))
+            self.outside = {k: self.outside.get(k, 0) + v for k, v in outside_counts(self.profile, X).items()}
+        self.rows += len(X)
+
+    def outside_range(self) -> pd.Series:
+        return outside_shares(self.outside, self.rows)
+
+
+@dataclass(frozen=True)
+class RunLabels:
+    """What every row of one run carries: its model and feature set."""
+
+    model_name: str
+    model_version: str
+    feature_set: str
+
+
+def score_chunks(
+    settings: Settings,
+    data: CrmData,
+    spine: pd.DataFrame,
+    events: pd.DataFrame | None,
+    model,
+    wrapper,
+    *,
+    gathered: Gathered,
+    chunk_size: int,
+    cutoffs: BandCutoffs | None,
+    keep_contributions: bool = False,
+    progress=None,
+) -> tuple[list[pd.DataFrame], list[pd.DataFrame]]:
+    """`spine`'s leads scored a chunk at a time from `events` (theirs, or more) and routed with the band `cutoffs`:
+    each chunk's kept columns and, when kept, its contributions; the drift counts, rows outside the training range
+    and timings added to `gathered`."""
+    timings = gathered.timings
+    with _timed(timings, "spine"):
+        chunks = _chunks(spine, chunk_size)
+    parts, contributions = [], []
+    chunk_events = _events_by_chunk(events, chunks)
+    for chunk in chunks:
+        with _timed(timings, "events_by_chunk"):
+            chunk_of_events = next(chunk_events)
+        scored, contrib, X = score_chunk(
+            settings,
+            data,
+            chunk.reset_index(drop=True),
+            chunk_of_events,
+            model,
+            keep_contributions=keep_contributions,
+            reason_reference=getattr(wrapper, "reason_reference", None),
+            cutoffs=cutoffs,
+            timings=timings,
+        )
+        parts.append(scored[[c for c in _KEPT if c in scored]])  # only what the output needs, chunk by chunk
+        gathered.add(X)
+        if contrib is not None:
+            contributions.append(contrib)
+        del scored, contrib, X, chunk_of_events  # this chunk's features and events go before the next chunk's
+        release_unused_memory()
+        if progress is not None:
+            progress(len(chunk))
+    return parts, contributions
+
+
+def add_run_columns(
+    scores: pd.DataFrame, leads: pd.DataFrame, labels: RunLabels, *, score: np.ndarray, percentile: np.ndarray
+) -> None:
+    """Scored rows given (in place) their score and percentile (both of the whole run), account, as-of and the run's
+    labels."""
+    scores["score"] = score
+    scores["percentile"] = percentile
+    if "account_id" in leads:
+        at = positions(scores["lead_id"], pd.Index(leads["lead_id"]))  # every scored lead is in the table
+        scores["account_id"] = leads["account_id"].array.take(at, allow_fill=True)
+    else:
+        scores["account_id"] = pd.NA
+    scores["as_of"] = scores["cutoff_time"]
+    scores["model_name"], scores["model_version"] = labels.model_name, labels.model_version
+    scores["feature_set"] = labels.feature_set
+
+
 def score_open_leads(
     settings: Settings,
     data: CrmData,
@@ -225,42 +320,24 @@ def score_open_leads(
     `drop_events`: take the events table out of `data` once the last chunk has its events, for a caller that needs
     them no more (a batch predict): their memory is back before the scores are put together (0.75 GB at 57M events).
     """
-    timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+    gathered = Gathered(getattr(wrapper, "reference_profile", {}) or {})
+    timings, cutoffs = gathered.timings, band_cutoffs(settings, wrapper)
     with _timed(timings, "spine"):
         spine = scoring_spine(data.tables["leads"], data.tables["opportunities"], as_of=data.as_of)
         spine = spine.sort_values("lead_id", kind="stable").reset_index(drop=True)
-        chunks = _chunks(spine, chunk_size)
-    parts, contributions = [], []
-    profile = getattr(wrapper, "reference_profile", {}) or {}
-    cutoffs = band_cutoffs(settings, wrapper)
-    drift_counts = None  # the feature matrices' rows per training-profile bin, summed over the chunks
-    outside: dict[str, int] = {}  # rows outside each feature's training range, summed over the chunks
-    chunk_events = _events_by_chunk(data.tables.get("events"), chunks)
-    for chunk in chunks:
-        with _timed(timings, "events_by_chunk"):
-            events = next(chunk_events)
-        scored, contrib, X = score_chunk(
-            settings,
-            data,
-            chunk.reset_index(drop=True),
-            events,
-            model,
-            keep_contributions=keep_contributions,
-            reason_reference=getattr(wrapper, "reason_reference", None),
-            cutoffs=cutoffs,
-            timings=timings,
-        )
-        parts.append(scored[[c for c in _KEPT if c in scored]])  # only what the output needs, chunk by chunk
-        with _timed(timings, "drift"):
-            drift_counts = add_counts(drift_counts, stability_counts(profile, X))
-            outside = {k: outside.get(k, 0) + v for k, v in outside_counts(profile, X).items()}
-        if contrib is not None:
-            contributions.append(contrib)
-        del scored, contrib, X, events  # this chunk's features and events go before the next chunk's are built
-        release_unused_memory()
-        if progress is not None:
-            progress(len(chunk))
-    del chunk_events  # its frame holds the events table
+    parts, contributions = score_chunks(
+        settings,
+        data,
+        spine,
+        data.tables.get("events"),
+        model,
+        wrapper,
+        gathered=gathered,
+        chunk_size=chunk_size,
+        cutoffs=cutoffs,
+        keep_contributions=keep_contributions,
+        progress=progress,
+    )
     if drop_events:
         data.tables.pop("events", None)
         release_unused_memory()
@@ -271,24 +348,21 @@ def score_open_leads(
     rejects = _rejects(data, scores.loc[~valid, "lead_id"])
     if not valid.all():  # the usual case keeps the frame as it is: no copy of every score
         scores = scores.loc[valid]
-    scores["score"] = _score(model, wrapper, scores["probability"].to_numpy(dtype="float64"))
-    scores["percentile"] = percentile_in_run(scores["probability"].to_numpy())
-    leads = data.tables["leads"]
-    if "account_id" in leads:
-        at = positions(scores["lead_id"], pd.Index(leads["lead_id"]))  # every scored lead is in the table
-        scores["account_id"] = leads["account_id"].array.take(at, allow_fill=True)
-    else:
-        scores["account_id"] = pd.NA
-    scores["as_of"] = scores["cutoff_time"]
-    scores["model_name"], scores["model_version"] = model_name, model_version
-    scores["feature_set"] = getattr(wrapper, "feature_set", "")
+    probability = scores["probability"].to_numpy(dtype="float64")
+    labels = RunLabels(model_name, model_version, getattr(wrapper, "feature_set", ""))
+    add_run_columns(
+        scores,
+        data.tables["leads"],
+        labels,
+        score=_score(model, wrapper, probability),
+        percentile=percentile_in_run(probability),
+    )
     timings["assembly"] += time.perf_counter() - assembly_start
     with _timed(timings, "drift"):
-        drift = _drift(profile, drift_counts, scores)
+        drift = _drift(gathered.profile, gathered.drift_counts, scores)
     with _timed(timings, "assembly"):
-        explained = _explained(scores)
-        scores = scores[OUTPUT_COLUMNS]
-        scores = _sorted_by_score(scores)
+        explained = explained_of(scores)
+        scores = _sorted_by_score(scores[OUTPUT_COLUMNS])
         result = Scored(
             scores[OUTPUT_COLUMNS].reset_index(drop=True),
             rejects,
@@ -296,14 +370,14 @@ def score_open_leads(
             drift,
             explained=explained,
         )
-        result.outside_range = outside_shares(outside, len(spine))
+        result.outside_range = gathered.outside_range()
         result.summary = summarise(result) | {"bands": None if cutoffs is None else asdict(cutoffs)}
     result.timings = timings
     log.debug("predict stages (s): %s", ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
     return result
 
 
-def _explained(scores: pd.DataFrame) -> pd.DataFrame | None:
+def explained_of(scores: pd.DataFrame) -> pd.DataFrame | None:
     """Each scored lead's margin and top contributions (None when the history keeps none), taken out of `scores`."""
     if "top_contributions" not in scores:
         return None

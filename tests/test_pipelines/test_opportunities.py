@@ -187,6 +187,6 @@ def test_predict_keeps_the_deal_history_and_explains_each_move(opportunity_proje
     moved = both[both["score_change"] != 0]
     assert len(moved) and moved["change_reasons"].notna().all()
     for change, reasons in zip(moved["score_change"], moved["change_reasons"], strict=True):
-        assert sum(int(p) for p in re.findall(r"([+-]\d+) points", reasons)) == change
+        assert sum(int(p) for p in re.findall(r"([+-]\d+) points?\b", reasons)) == change
     assert scores.loc[~scores["opportunity_id"].isin(before.index), "score_change"].isna().all()
     assert not list(settings.history_dir.glob("as_of_date=*"))  # the lead history holds no deal
