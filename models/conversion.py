@@ -58,6 +58,7 @@ class ConversionModel(MarginModel):
     """LightGBM conversion model with its own preprocessing and a calibrator on top."""
 
     family = "lightgbm"
+    _carried = ("best_iteration_",)
 
     def __init__(
         self,
@@ -83,6 +84,7 @@ class ConversionModel(MarginModel):
         recency: str = "none",
         recency_half_life: float = 0.25,
         recency_window: float = 0.5,
+        negative_rate: float = 1.0,
     ) -> None:
         self.categorical_features = categorical_features
         self.n_estimators = n_estimators
@@ -105,6 +107,7 @@ class ConversionModel(MarginModel):
         self.recency = recency
         self.recency_half_life = recency_half_life
         self.recency_window = recency_window
+        self.negative_rate = negative_rate
 
     # -- the family's margin ----------------------------------------------------------------------------------
     def _fit_margin(self, data, y, weight, rows, valid) -> None:

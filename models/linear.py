@@ -52,6 +52,7 @@ class LinearConversionModel(MarginModel):
         recency: str = "none",
         recency_half_life: float = 0.25,
         recency_window: float = 0.5,
+        negative_rate: float = 1.0,
     ) -> None:
         self.categorical_features = categorical_features
         self.C = C
@@ -68,6 +69,7 @@ class LinearConversionModel(MarginModel):
         self.recency = recency
         self.recency_half_life = recency_half_life
         self.recency_window = recency_window
+        self.negative_rate = negative_rate
 
     # -- the family's margin ----------------------------------------------------------------------------------
     def _fit_margin(self, data, y, weight, rows, valid) -> None:
