@@ -24,7 +24,7 @@ from leadscore.models.choice import Choice, choose, rolling_origin_folds
 from leadscore.models.conversion import TooLittleDataError, time_ordered_split
 from leadscore.models.drift import outside_range
 from leadscore.models.evaluation import calibration_table, evaluate, metrics_table
-from leadscore.models.factory import candidate_recipes
+from leadscore.models.factory import candidate_recipes, negative_rate
 from leadscore.models.margin_model import MarginModel
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import DataError, UsageError
@@ -95,11 +95,14 @@ def choose_recipe(settings: Settings, training: TrainingSet, rows: np.ndarray) -
     """The candidate recipe (family x recency, models.factory) that scores best on the latest rolling-origin folds of
     `rows` (models.choice); the only one when the settings allow one."""
     m = settings.model
+    bound = min(m.choice_max_rows, m.max_training_rows)
+    converted = int(training.frame["converted"].iloc[rows].sum())
     candidates = candidate_recipes(
         m,
         categorical_features=training.categorical,
         gap_days=gap_days(settings),
         directions=feature_directions(settings),
+        negative_rate=negative_rate(converted, len(rows), bound),
     )
     if len(candidates) == 1:
         name, recipe = next(iter(candidates.items()))
@@ -126,9 +129,33 @@ def choose_recipe(settings: Settings, training: TrainingSet, rows: np.ndarray) -
     )
 
 
+def training_rate(settings: Settings, training: TrainingSet) -> float:
+    """The share of not-converted rows the margin is fitted on (`model.max_training_rows`; 1: every row)."""
+    y = training.frame["converted"]
+    return negative_rate(int(y.sum()), len(y), settings.model.max_training_rows)
+
+
+def fitted_recipe(settings: Settings, training: TrainingSet, recipe: MarginModel, rows: np.ndarray) -> MarginModel:
+    """A chosen recipe fitted on `rows`, at the training set's negative sampling rate (the choice's may be lower)."""
+    recipe = clone(recipe).set_params(negative_rate=training_rate(settings, training))
+    return fit_recipe(recipe, training, rows, training.feature_names)
+
+
 def fit_model(settings: Settings, training: TrainingSet, rows: np.ndarray) -> MarginModel:
     """The recipe chosen on `rows`, fitted on them."""
-    return fit_recipe(clone(choose_recipe(settings, training, rows).recipe), training, rows, training.feature_names)
+    return fitted_recipe(settings, training, choose_recipe(settings, training, rows).recipe, rows)
+
+
+def sampling_line(settings: Settings, model: MarginModel, rows: int) -> str | None:
+    """Train's summary line when the margin was fitted on a sample of the not-converted rows."""
+    rate = model.negative_rate
+    if rate >= 1:
+        return None
+    return (
+        f"negative sampling: {rows:,} training rows exceed model.max_training_rows = "
+        f"{settings.model.max_training_rows:,}; the trees fit every converted row and a seeded {rate:.1%} of the "
+        f"not-converted ones, each weighing {1 / rate:.2f}; calibration and the base rate use every row"
+    )
 
 
 def refit_on_all_rows(training: TrainingSet, evaluated: MarginModel) -> MarginModel:
@@ -183,7 +210,7 @@ def train_and_evaluate(
     split = holdout_split(settings, training)
     choice = choose_recipe(settings, training, split.dev)
     log.info("%s", choice.reason)
-    model = fit_recipe(clone(choice.recipe), training, split.dev, training.feature_names)
+    model = fitted_recipe(settings, training, choice.recipe, split.dev)
     holdout = training.frame.iloc[split.holdout]
     probability = model.predict_proba(holdout[training.feature_names])[:, 1]
     uncalibrated = 1 / (1 + np.exp(-model.raw_score(holdout[training.feature_names])))
@@ -368,6 +395,7 @@ def train(
                 "deployed.rows": deployed.n_train_,
                 "deployed.best_iteration": getattr(deployed, "best_iteration_", None),
                 "deployed.calibration_method": deployed.calibration_method_,
+                "negative_rate": model.negative_rate,
                 "evaluated.rows": model.n_train_,
                 "evaluated.calibration_rows": model.n_calibration_,
                 "deployed.calibration_rows": deployed.n_calibration_,
@@ -498,6 +526,9 @@ def run_train(
     for line in flat_rows_lines(result.training.manifest):
         echo(line)
     echo(result.extra["choice"].reason)
+    sampled = sampling_line(settings, model, len(result.training.frame))
+    if sampled:
+        echo(sampled)
     echo(
         f"recipe evaluated: fit on {len(split.dev):,} rows, scored on the latest {len(split.holdout):,} (fully "
         f"observed) rows ({model.describe()})"
