@@ -25,6 +25,7 @@ from leadscore.models.conversion import TooLittleDataError, time_ordered_split
 from leadscore.models.drift import outside_range
 from leadscore.models.evaluation import calibration_table, evaluate, metrics_table
 from leadscore.models.factory import candidate_recipes, negative_rate
+from leadscore.models.linear import one_blas_thread
 from leadscore.models.margin_model import MarginModel
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import DataError, UsageError
@@ -179,7 +180,8 @@ def baseline_scores(
     frame = training.frame
     numeric = [c for c in training.feature_names if c not in training.categorical]
     lr = logistic_regression(training.categorical, numeric, random_state=settings.model.random_state)
-    lr.fit(frame.iloc[split.dev][training.feature_names], frame["converted"].iloc[split.dev])
+    with one_blas_thread():
+        lr.fit(frame.iloc[split.dev][training.feature_names], frame["converted"].iloc[split.dev])
     scores = {"logistic_regression": lr.predict_proba(frame.iloc[split.holdout][training.feature_names])[:, 1]}
     if cells is not None:
         rules = CellRateBaseline().fit(cells.iloc[split.dev].to_frame("cell"), frame["converted"].iloc[split.dev])
