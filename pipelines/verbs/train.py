@@ -428,7 +428,7 @@ def train(
             "explanations/shap_importance_by_group.csv",
         )
         if graded is not None:
-            _log_grade_analysis(settings, data, model, training)
+            _log_grade_analysis(settings, data, model, training, graded)
         feature_set = str(training.manifest.get("feature_set"))
         example = holdout[training.feature_names].head(5)
         # the evaluated fit (development rows only) is kept beside the deployed one: its holdout figures are these
@@ -478,18 +478,16 @@ def _log_choice(choice: Choice) -> None:
     mlflow.log_text(json.dumps(choice.as_dict(), indent=2), "evaluation/choice.json")
 
 
-def _log_grade_analysis(settings: Settings, data: CrmData, model: MarginModel, training: TrainingSet) -> None:
-    """The grade-matrix conversion table on closed deals, with the model's mean probability per cell."""
+def _log_grade_analysis(
+    settings: Settings, data: CrmData, model: MarginModel, training: TrainingSet, graded: pd.DataFrame
+) -> None:
+    """The grade-matrix conversion table on closed deals (the training rows, `graded` by the rules in their order),
+    with the model's mean probability per cell."""
     from leadscore.pipelines.grading import analyze_closed_deals
     from leadscore.pipelines.outputs import tracking
 
-    frame = training.frame.set_index(["lead_id", "cutoff_time"])
-
-    def probability_of(spine: pd.DataFrame) -> pd.Series:
-        rows = frame.loc[list(zip(spine["lead_id"], spine["cutoff_time"], strict=True)), training.feature_names]
-        return pd.Series(model.predict_proba(rows.reset_index(drop=True))[:, 1])
-
-    analysis, _ = analyze_closed_deals(settings, data, probability_of=probability_of)
+    probability = model.predict_proba(training.frame[training.feature_names])[:, 1]
+    analysis, _ = analyze_closed_deals(settings, data, graded=graded.assign(probability=probability))
     tracking.log_frame(analysis.by_cell, "grades/conversion_by_cell.csv")
     tracking.log_frame(analysis.by_stage, "grades/conversion_by_stage.csv")
     tracking.mlflow_module().log_text("\n".join(analysis.lines()) + "\n", "grades/analysis.txt")
