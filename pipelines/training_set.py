@@ -23,6 +23,7 @@ from leadscore.pipelines.intake.flat_source import flat_location, flat_table_sou
 from leadscore.pipelines.intake.ground import load_valid_crm
 from leadscore.pipelines.intake.sources import read_source
 from leadscore.pipelines.intake.validation import CrmData
+from leadscore.pipelines.memory import release_unused_memory
 from leadscore.pipelines.outputs.files import frame_writer
 from leadscore.pipelines.outputs.publish import Publication, publish
 
@@ -108,15 +109,7 @@ def crm_training_set(settings: Settings, data: CrmData) -> TrainingSet:
         stats.censored,
         len(names),
     )
-    frame = build_features(
-        spine,
-        leads=t["leads"],
-        accounts=t.get("accounts"),
-        events=t.get("events"),
-        opportunities=t["opportunities"],
-        feature_names=names,
-        params=settings.feature_params(),
-    )
+    frame = features_by_block(spine, t, names, settings.feature_params())
     frame.insert(frame.columns.get_loc("converted") + 1, ORDER_COLUMN, np.arange(len(frame), dtype="int64"))
     specs = feature_specs(settings.feature_params())
     manifest = {
@@ -137,6 +130,70 @@ def crm_training_set(settings: Settings, data: CrmData) -> TrainingSet:
         manifest["filled_late"] = {"kept": settings.features.feature_set in settings.features.sets, "features": late}
     categorical = [n for n in names if specs[n].kind == "categorical"]
     return TrainingSet(frame, names, manifest, categorical)
+
+
+TRAINING_BLOCK_LEADS = 100_000  # leads whose spine rows get their features together
+
+
+def features_by_block(
+    spine: pd.DataFrame, tables: dict, names: list[str], params, *, block_leads: int = TRAINING_BLOCK_LEADS
+) -> pd.DataFrame:
+    """`build_features` over blocks of `block_leads` leads (every cutoff of a lead in one block), in the spine's row
+    order. Why: the point-in-time joins a feature context keeps grow with its rows and live until its last feature
+    (316k snapshot rows: about 1 GiB; 3.16M rows: an 11.9 GiB peak); block by block they are freed. A block sees
+    what any builder reads, as predict's chunks do: the leads of its leads' accounts, their deals, its own events."""
+    from leadscore.features.keys import positions
+    from leadscore.pipelines.verbs.scoring import account_scope
+
+    lead_ids = pd.Index(spine["lead_id"].unique())
+    whole = {"leads": tables["leads"], "opportunities": tables["opportunities"]}
+    if len(lead_ids) <= block_leads:
+        return build_features(
+            spine,
+            **whole,
+            accounts=tables.get("accounts"),
+            events=tables.get("events"),
+            feature_names=names,
+            params=params,
+        )
+    block_of_lead = np.arange(len(lead_ids)) // block_leads
+    block = block_of_lead[positions(spine["lead_id"], lead_ids)]
+    events = tables.get("events")
+    if events is not None:  # -1: an event of a lead outside the spine
+        lookup, lead = np.append(block_of_lead, -1), events["lead_id"]
+        if isinstance(lead.dtype, pd.CategoricalDtype):  # each distinct lead once, then by code (-1: missing)
+            event_block = np.append(lookup[positions(lead.cat.categories, lead_ids)], -1)[lead.array.codes]
+        else:
+            event_block = lookup[positions(lead, lead_ids)]
+    parts, order = [], []
+    for i in range(int(block_of_lead[-1]) + 1):
+        rows = np.flatnonzero(block == i)
+        part = spine.iloc[rows]
+        scope = account_scope(tables["leads"], tables["opportunities"], part["lead_id"])
+        own_events = None if events is None else events.iloc[np.flatnonzero(event_block == i)]
+        features = build_features(
+            part, **scope, accounts=tables.get("accounts"), events=own_events, feature_names=names, params=params
+        )
+        parts.append(features)
+        order.append(rows)
+        release_unused_memory()
+    frame = _concat_keeping_categories(parts)
+    return frame.iloc[np.argsort(np.concatenate(order), kind="stable")].reset_index(drop=True)
+
+
+def _concat_keeping_categories(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Blocks one under the other; a categorical column stays categorical over the union of the blocks' levels
+    (pandas would make it object)."""
+    from pandas.api.types import union_categoricals
+
+    columns = {}
+    for column in parts[0].columns:
+        pieces = [part[column] for part in parts]
+        if all(isinstance(piece.dtype, pd.CategoricalDtype) for piece in pieces):
+            columns[column] = pd.Series(union_categoricals(pieces, sort_categories=True))
+        else:
+            columns[column] = pd.concat(pieces, ignore_index=True)
+    return pd.DataFrame(columns)
 
 
 def filled_late_lines(manifest: dict) -> list[str]:

@@ -272,3 +272,17 @@ def test_more_rows_than_max_training_rows_fit_the_trees_on_a_reweighted_sample_a
     assert model.negative_rate == pytest.approx(0.5, abs=0.01)
     assert int(y.sum()) < model.n_train_ < len(y)  # every conversion, a sample of the rest
     assert model.base_rate_ == pytest.approx(np.average(y, weights=frame["sample_weight"]))  # every row, as it comes
+
+
+def test_features_built_block_by_block_of_leads_are_the_features_built_at_once(data, project):
+    from leadscore.features.spine import build_spine
+    from leadscore.pipelines.training_set import features_by_block
+
+    settings = load_settings(project)
+    t = data.tables
+    spine, _ = build_spine(t["leads"], t["opportunities"], settings.cutoff_policy(), as_of=data.as_of)
+    names, params = settings.selected_features(), settings.feature_params()
+    leads = spine["lead_id"].nunique()
+    whole = features_by_block(spine, t, names, params, block_leads=leads)
+    blocks = features_by_block(spine, t, names, params, block_leads=leads // 3)  # 4 blocks, leads of one account apart
+    pd.testing.assert_frame_equal(blocks, whole)
