@@ -177,22 +177,23 @@ def features_by_block(
         parts.append(features)
         order.append(rows)
         release_unused_memory()
-    frame = _concat_keeping_categories(parts)
-    return frame.iloc[np.argsort(np.concatenate(order), kind="stable")].reset_index(drop=True)
+    return _in_spine_order(parts, np.argsort(np.concatenate(order), kind="stable"))
 
 
-def _concat_keeping_categories(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """Blocks one under the other; a categorical column stays categorical over the union of the blocks' levels
-    (pandas would make it object)."""
+def _in_spine_order(parts: list[pd.DataFrame], order: np.ndarray) -> pd.DataFrame:
+    """Blocks one under the other, rows taken in `order`, one column at a time (never a second copy of the whole
+    frame); a categorical column stays categorical over the union of the blocks' levels (pandas would make it
+    object)."""
     from pandas.api.types import union_categoricals
 
     columns = {}
     for column in parts[0].columns:
-        pieces = [part[column] for part in parts]
+        pieces = [part.pop(column) for part in parts]  # each block's column is freed once joined
         if all(isinstance(piece.dtype, pd.CategoricalDtype) for piece in pieces):
-            columns[column] = pd.Series(union_categoricals(pieces, sort_categories=True))
+            joined = pd.Series(union_categoricals(pieces, sort_categories=True))
         else:
-            columns[column] = pd.concat(pieces, ignore_index=True)
+            joined = pd.concat(pieces, ignore_index=True)
+        columns[column] = joined.take(order).reset_index(drop=True)
     return pd.DataFrame(columns)
 
 
