@@ -152,8 +152,9 @@ class ConversionModel(MarginModel):
             declared = self.monotone_constraints
             directions = [0 if c in self.categories_ else int(declared.get(c, 0)) for c in data.columns]
             params |= {"monotone_constraints": directions, "monotone_constraints_method": "intermediate"}
+        rows = data if len(train) == len(data) else data.iloc[train]  # positions are distinct: all rows, in order
         train_set = lgb.Dataset(
-            data.iloc[train], y[train], weight=weight[train], categorical_feature=categorical, free_raw_data=False
+            rows, y[train], weight=weight[train], categorical_feature=categorical, free_raw_data=False
         )
         if valid is None:
             return lgb.train(
