@@ -58,7 +58,6 @@ class ConversionModel(MarginModel):
     """LightGBM conversion model with its own preprocessing and a calibrator on top."""
 
     family = "lightgbm"
-    _carried = ("best_iteration_",)
 
     def __init__(
         self,

@@ -20,14 +20,13 @@ rows stand for all of them; the calibration fold keeps every row, as the calibra
 
 from __future__ import annotations
 
-import copy
 import logging
 import warnings
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import DataConversionWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss
@@ -82,7 +81,6 @@ class MarginModel(ClassifierMixin, BaseEstimator):
     """
 
     family = "base"
-    _carried: tuple[str, ...] = ()  # what a family's fit chose that `refit_all` keeps (LightGBM: its tree count)
     # class-level defaults: models pickled before recency existed still clone and compare (the gate refits them)
     recency = "none"
     recency_half_life = 0.25
@@ -197,35 +195,6 @@ class MarginModel(ClassifierMixin, BaseEstimator):
                 self.calibrator_.align(self._margin(data.iloc[calibration]), float(y_codes[calibration].mean()))
         self.n_train_ = int(kept.sum()) if self.refit else len(train)
         return self
-
-    def refit_all(self, X, y, *, sample_time=None, sample_weight=None) -> MarginModel:
-        """A new model: this fitted recipe on every row of (X, y), with the choices this fit made kept (its number of
-        trees, its calibrator), so the margin is fitted once, without early-stopping folds again. The calibrator is
-        moved along the margin to the rate of the new rows' calibration fold, as after every refit (see `align`).
-
-        Why: the deployed model is the evaluated recipe on every row; refitting it from scratch grew two more
-        boosters, the first only to find again the number of trees (on 316k rows, 546 of train's 867 s)."""
-        check_is_fitted(self, "calibration_method_")
-        refit = clone(self).set_params(calibration=self.calibration_method_)
-        for carried in self._carried:
-            setattr(refit, carried, getattr(self, carried))
-        X = refit._frame(X)
-        y_codes = np.searchsorted(self.classes_, np.asarray(y).ravel())
-        weight = _weights(sample_weight, len(y_codes))
-        refit.classes_ = self.classes_
-        refit.base_rate_ = float(np.average(y_codes, weights=weight))
-        fit_weight = _weights(weight * recency_weights(len(y_codes), refit, sample_time), len(y_codes))
-        kept, fit_weight = negative_sample(y_codes, fit_weight, rate=refit.negative_rate, seed=refit.random_state)
-        refit._learn_dtypes(X)
-        data = refit._prepare(X)
-        _, stopping, calibration = refit._folds(len(data), sample_time)
-        refit._fit_margin(data, y_codes, fit_weight, np.flatnonzero(kept), None)
-        refit.calibration_method_, refit.calibrator_ = self.calibration_method_, copy.deepcopy(self.calibrator_)
-        refit.calibration_scores_ = dict(getattr(self, "calibration_scores_", {}))
-        if refit.calibrator_ is not None and len(np.unique(y_codes[calibration])) == 2:
-            refit.calibrator_.align(refit._margin(data.iloc[calibration]), float(y_codes[calibration].mean()))
-        refit.n_valid_, refit.n_calibration_, refit.n_train_ = len(stopping), len(calibration), int(kept.sum())
-        return refit
 
     def _folds(self, n: int, sample_time) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(trees, early stopping, calibration): disjoint and in time order; no calibration fold without a

@@ -161,16 +161,9 @@ def sampling_line(settings: Settings, model: MarginModel, rows: int) -> str | No
 
 def refit_on_all_rows(training: TrainingSet, evaluated: MarginModel) -> MarginModel:
     """The evaluated recipe refit on every row, holdout included: what gets registered and scores open leads. It
-    keeps what the evaluated fit chose (the calibration method and map, LightGBM's number of trees), so that the
-    figures it carries are those of its choices and the margin is fitted once (`MarginModel.refit_all`)."""
-    if not evaluated.refit:  # a recipe that keeps its early-stopping folds out of the trees: fitted as it is
-        recipe = clone(evaluated).set_params(calibration=evaluated.calibration_method_)
-        return fit_recipe(recipe, training, np.arange(len(training.frame)), training.feature_names)
-    times, weights = sample_time(training), sample_weight(training)
-    frame = training.frame
-    return evaluated.refit_all(
-        frame[training.feature_names], frame["converted"], sample_time=times, sample_weight=weights
-    )
+    calibrates with the method the evaluated fit chose, so that the figures it carries are those of its method."""
+    recipe = clone(evaluated).set_params(calibration=evaluated.calibration_method_)
+    return fit_recipe(recipe, training, np.arange(len(training.frame)), training.feature_names)
 
 
 # the logistic-regression baseline's dense one-hot design took about 3x the training frame (438 MiB at 316k rows);

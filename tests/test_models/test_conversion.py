@@ -193,26 +193,6 @@ def test_probability_of_margin_is_predict_proba_from_the_raw_score_or_the_shap_s
     np.testing.assert_allclose(model.probability_of_margin(model.contributions(rows).sum(axis=1)), expected, atol=1e-12)
 
 
-def test_refit_all_grows_the_evaluated_tree_count_once_on_every_row_and_keeps_the_calibrator_shape():
-    X, y, times = synthetic()
-    evaluated = small_model(categorical_features=("industry",), validation_gap_days=1).fit(
-        X[:2000], y[:2000], sample_time=times[:2000]
-    )
-    deployed = evaluated.refit_all(X, y, sample_time=times)
-    tree = deployed.booster_.dump_model()["tree_info"][0]["tree_structure"]
-    assert tree["internal_count"] == 3000  # every row, no fold held out
-    assert deployed.booster_.current_iteration() == evaluated.best_iteration_ == deployed.best_iteration_
-    assert deployed.calibration_method_ == evaluated.calibration_method_ and deployed.n_train_ == 3000
-    # the map moved along the margin only: the same map shifted to the new calibration fold's rate
-    _, _, calibration = deployed._folds(3000, times)
-    margin = np.linspace(-3, 3, 7)
-    moved = evaluated.calibrator_.predict(margin - deployed.calibrator_.shift_)
-    np.testing.assert_allclose(deployed.calibrator_.predict(margin), moved)
-    p = deployed.predict_proba(X.iloc[calibration])[:, 1]
-    assert p.mean() == pytest.approx(y.iloc[calibration].mean(), abs=1e-6)
-    assert evaluated.booster_.current_iteration() == evaluated.best_iteration_  # the evaluated fit is left as it was
-
-
 def rare_conversions(n: int = 12000, seed: int = 5) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
     """About one conversion in ten, as in a CRM: the not-converted rows are the ones worth sampling."""
     rng = np.random.default_rng(seed)
