@@ -138,24 +138,36 @@ TRAINING_BLOCK_LEADS = 100_000  # leads whose spine rows get their features toge
 def features_by_block(
     spine: pd.DataFrame, tables: dict, names: list[str], params, *, block_leads: int = TRAINING_BLOCK_LEADS
 ) -> pd.DataFrame:
-    """`build_features` over blocks of `block_leads` leads (every cutoff of a lead in one block), in the spine's row
-    order. Why: the point-in-time joins a feature context keeps grow with its rows and live until its last feature
-    (316k snapshot rows: about 1 GiB; 3.16M rows: an 11.9 GiB peak); block by block they are freed. A block sees
-    what any builder reads, as predict's chunks do: the leads of its leads' accounts, their deals, its own events."""
+    """`build_features` over blocks of leads (`by_lead_blocks`), in the spine's row order."""
+
+    def build(part: pd.DataFrame, scoped: dict) -> pd.DataFrame:
+        return build_features(
+            part,
+            leads=scoped["leads"],
+            accounts=scoped.get("accounts"),
+            events=scoped.get("events"),
+            opportunities=scoped["opportunities"],
+            feature_names=names,
+            params=params,
+        )
+
+    return by_lead_blocks(spine, tables, build, block_leads=block_leads)
+
+
+def by_lead_blocks(
+    spine: pd.DataFrame, tables: dict, build, *, block_leads: int = TRAINING_BLOCK_LEADS
+) -> pd.DataFrame:
+    """`build(rows, tables)` (a frame row for row with `rows`: features, grades) over blocks of `block_leads` leads
+    (every cutoff of a lead in one block), put back in the spine's row order. Why: the point-in-time joins a feature
+    context keeps grow with its rows and live until its last column (316k snapshot rows: about 1 GiB; 3.16M rows: an
+    11.9 GiB peak); block by block they are freed. A block sees what any builder reads, as predict's chunks do: the
+    leads of its leads' accounts, their deals, its own events."""
     from leadscore.features.keys import positions
     from leadscore.pipelines.verbs.scoring import account_scope
 
     lead_ids = pd.Index(spine["lead_id"].unique())
-    whole = {"leads": tables["leads"], "opportunities": tables["opportunities"]}
     if len(lead_ids) <= block_leads:
-        return build_features(
-            spine,
-            **whole,
-            accounts=tables.get("accounts"),
-            events=tables.get("events"),
-            feature_names=names,
-            params=params,
-        )
+        return build(spine, tables)
     block_of_lead = np.arange(len(lead_ids)) // block_leads
     block = block_of_lead[positions(spine["lead_id"], lead_ids)]
     events = tables.get("events")
@@ -169,12 +181,10 @@ def features_by_block(
     for i in range(int(block_of_lead[-1]) + 1):
         rows = np.flatnonzero(block == i)
         part = spine.iloc[rows]
-        scope = account_scope(tables["leads"], tables["opportunities"], part["lead_id"])
-        own_events = None if events is None else events.iloc[np.flatnonzero(event_block == i)]
-        features = build_features(
-            part, **scope, accounts=tables.get("accounts"), events=own_events, feature_names=names, params=params
-        )
-        parts.append(features)
+        scoped = {**tables, **account_scope(tables["leads"], tables["opportunities"], part["lead_id"])}
+        if events is not None:
+            scoped["events"] = events.iloc[np.flatnonzero(event_block == i)]
+        parts.append(build(part, scoped))
         order.append(rows)
         release_unused_memory()
     return _in_spine_order(parts, np.argsort(np.concatenate(order), kind="stable"))

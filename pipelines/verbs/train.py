@@ -36,6 +36,7 @@ from leadscore.pipelines.training_set import (
     TrainingSet,
     base_rate_of,
     build_training_set,
+    by_lead_blocks,
     fit_recipe,
     sample_time,
     sample_weight,
@@ -222,11 +223,11 @@ def train_and_evaluate(
     if settings.mode == "crm" and data is not None:
         from leadscore.models.grades import grade_spine
 
-        graded = grade_spine(
+        params = settings.feature_params()
+        graded = by_lead_blocks(  # block by block of leads, as the features: one context over 3M rows took 6 GiB
             training.frame[["lead_id", "cutoff_time", "converted"]],
             data.tables,
-            settings.grades,
-            settings.feature_params(),
+            lambda rows, tables: grade_spine(rows, tables, settings.grades, params),
         )
     scores = {"lightgbm_calibrated": probability, "lightgbm_uncalibrated": uncalibrated}
     scores |= baseline_scores(settings, training, split, None if graded is None else graded["cell"])

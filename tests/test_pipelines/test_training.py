@@ -286,3 +286,20 @@ def test_features_built_block_by_block_of_leads_are_the_features_built_at_once(d
     whole = features_by_block(spine, t, names, params, block_leads=leads)
     blocks = features_by_block(spine, t, names, params, block_leads=leads // 3)  # 4 blocks, leads of one account apart
     pd.testing.assert_frame_equal(blocks, whole)
+
+
+def test_grades_of_the_training_rows_block_by_block_are_the_grades_at_once(data, project):
+    from leadscore.features.spine import build_spine
+    from leadscore.models.grades import grade_spine
+    from leadscore.pipelines.training_set import by_lead_blocks
+
+    settings = load_settings(project)
+    t = data.tables
+    spine, _ = build_spine(t["leads"], t["opportunities"], settings.cutoff_policy(), as_of=data.as_of)
+    rows = spine[["lead_id", "cutoff_time", "converted"]]
+
+    def grade(part, tables):
+        return grade_spine(part, tables, settings.grades, settings.feature_params())
+
+    whole = grade(rows, t)
+    pd.testing.assert_frame_equal(by_lead_blocks(rows, t, grade, block_leads=rows["lead_id"].nunique() // 3), whole)
