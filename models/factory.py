@@ -16,7 +16,7 @@ from leadscore.models.margin_model import MarginModel
 
 FAMILIES = ("lightgbm", "logistic")
 RECENCIES = ("none", "half_life", "window")
-MAX_TRAINING_ROWS = 4_000_000  # about 1.3M sample leads' snapshot rows: more would not fit 8 GiB (docs/benchmarks.md)
+MAX_TRAINING_ROWS = 3_500_000  # a 1M-lead sample book (3.16M rows) fits 8 GiB unsampled: docs/benchmarks.md
 
 
 def _estimator_default(parameter: str):
