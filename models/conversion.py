@@ -83,6 +83,7 @@ class ConversionModel(MarginModel):
         recency: str = "none",
         recency_half_life: float = 0.25,
         recency_window: float = 0.5,
+        negative_rate: float = 1.0,
     ) -> None:
         self.categorical_features = categorical_features
         self.n_estimators = n_estimators
@@ -105,6 +106,7 @@ class ConversionModel(MarginModel):
         self.recency = recency
         self.recency_half_life = recency_half_life
         self.recency_window = recency_window
+        self.negative_rate = negative_rate
 
     # -- the family's margin ----------------------------------------------------------------------------------
     def _fit_margin(self, data, y, weight, rows, valid) -> None:
@@ -149,8 +151,9 @@ class ConversionModel(MarginModel):
             declared = self.monotone_constraints
             directions = [0 if c in self.categories_ else int(declared.get(c, 0)) for c in data.columns]
             params |= {"monotone_constraints": directions, "monotone_constraints_method": "intermediate"}
+        rows = data if len(train) == len(data) else data.iloc[train]  # positions are distinct: all rows, in order
         train_set = lgb.Dataset(
-            data.iloc[train], y[train], weight=weight[train], categorical_feature=categorical, free_raw_data=False
+            rows, y[train], weight=weight[train], categorical_feature=categorical, free_raw_data=False
         )
         if valid is None:
             return lgb.train(

@@ -16,6 +16,7 @@ from leadscore.models.margin_model import MarginModel
 
 FAMILIES = ("lightgbm", "logistic")
 RECENCIES = ("none", "half_life", "window")
+MAX_TRAINING_ROWS = 3_500_000  # a 1M-lead sample book (3.16M rows) fits 8 GiB unsampled: docs/benchmarks.md
 
 
 def _estimator_default(parameter: str):
@@ -63,6 +64,14 @@ class ModelSettings(BaseModel):
     recency_window: float = Field(0.5, gt=0, le=1, description="window: train on the latest share of the period")
     choice_folds: int = Field(3, ge=1, description="k: the latest time folds of the development rows the choice uses")
     choice_fold_fraction: float = Field(0.1, gt=0, lt=0.5, description="each choice fold's share of development rows")
+    choice_max_rows: int = Field(
+        300_000, ge=1000, description="the choice's fits sample not-converted rows (reweighted) beyond this many rows"
+    )
+    max_training_rows: int = Field(
+        MAX_TRAINING_ROWS,
+        ge=1000,
+        description="beyond this many rows the margin sees every conversion and a reweighted sample of the rest",
+    )
     linear_c: float = Field(0.5, gt=0, description="logistic regression: inverse L2 regularisation strength")
     linear_numeric: Literal["linear", "splines"] = Field(
         "linear", description="logistic regression: numbers standardised (with missing indicators) or as B-splines"
@@ -83,12 +92,21 @@ class ModelSettings(BaseModel):
             raise ValueError(f"gate_metric must be one of {list(METRICS)}, got {self.gate_metric!r}")
 
 
+def negative_rate(converted: int, rows: int, max_rows: int) -> float:
+    """The share of not-converted rows a fit keeps so that at most `max_rows` rows remain (every converted row is
+    kept); 1 when all fit."""
+    if rows <= max_rows or rows == converted:
+        return 1.0
+    return min(1.0, max(max_rows - converted, 1) / (rows - converted))
+
+
 def candidate_recipes(
     settings: ModelSettings,
     *,
     categorical_features: list[str],
     gap_days: float,
     directions: dict[str, int] | None = None,
+    negative_rate: float = 1.0,
 ) -> dict[str, MarginModel]:
     """Every recipe the settings allow, named "lightgbm", "logistic", "logistic, half_life", ...: each family of
     `family` (both for auto) with each recency of `recency` (all three for auto). The first is the default."""
@@ -105,7 +123,7 @@ def candidate_recipes(
                 directions=directions,
                 family=family,
                 recency=recency,
-            )
+            ).set_params(negative_rate=negative_rate)
     return recipes
 
 

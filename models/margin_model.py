@@ -12,6 +12,10 @@ Recency (`recency`): "half_life" weighs each training row by 0.5 ** (age / (rece
 only the rows whose age is at most recency_window x span, where age runs back from the latest training row and span
 is the time from the earliest to the latest (row positions when the rows have no time). The calibrator is never
 weighted (see models.conversion), nor is `base_rate_`: both describe the rows as they come.
+
+Negative sampling (`negative_rate` below 1, for training sets too big to fit whole): the margin is fitted on every
+converted row and a seeded draw of that share of the not-converted ones, reweighted by 1 / rate so that the weighted
+rows stand for all of them; the calibration fold keeps every row, as the calibrator must match the rows as they come.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ class MarginModel(ClassifierMixin, BaseEstimator):
     recency = "none"
     recency_half_life = 0.25
     recency_window = 0.5
+    negative_rate = 1.0
 
     # -- preprocessing -------------------------------------------------------------------------------------
     def _frame(self, X) -> pd.DataFrame:
@@ -167,9 +172,11 @@ class MarginModel(ClassifierMixin, BaseEstimator):
         # the conversion rate of the rows fitted, each weighted: what the 1-99 score reads probabilities against
         self.base_rate_ = float(np.average(y_codes, weights=weight))
         fit_weight = _weights(weight * recency_weights(len(y_codes), self, sample_time), len(y_codes))
+        kept, fit_weight = negative_sample(y_codes, fit_weight, rate=self.negative_rate, seed=self.random_state)
         self._learn_dtypes(X)
         data = self._prepare(X)
         train, stopping, calibration = self._folds(len(data), sample_time)
+        train, stopping = train[kept[train]], stopping[kept[stopping]]  # the calibration fold: every row
         if len(np.unique(y_codes[train])) < 2:
             raise TooLittleDataError(f"the training fold ({len(train)} rows) holds only one class; add history")
         if len(calibration) and len(np.unique(y_codes[calibration])) < 2:
@@ -183,10 +190,10 @@ class MarginModel(ClassifierMixin, BaseEstimator):
         self.n_valid_ = len(stopping)
         self.n_calibration_ = len(calibration)
         if self.refit:
-            self._fit_margin(data, y_codes, fit_weight, np.arange(len(data)), None)
+            self._fit_margin(data, y_codes, fit_weight, np.flatnonzero(kept), None)
             if self.calibrator_ is not None:
                 self.calibrator_.align(self._margin(data.iloc[calibration]), float(y_codes[calibration].mean()))
-        self.n_train_ = len(data) if self.refit else len(train)
+        self.n_train_ = int(kept.sum()) if self.refit else len(train)
         return self
 
     def _folds(self, n: int, sample_time) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -289,6 +296,18 @@ def _weights(sample_weight, n: int) -> np.ndarray:
     if not np.isfinite(weight).all() or (weight < 0).any() or weight.sum() <= 0:
         raise ValueError("sample_weight must be finite, non-negative and not all zero")
     return weight * n / weight.sum()
+
+
+def negative_sample(y: np.ndarray, weight: np.ndarray, *, rate: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows kept, weights): every converted row and a seeded draw of `rate` of the not-converted ones, each of those
+    weighing 1 / rate more, so that the weighted conversion rate, and so the margin, stay unbiased. One draw per row
+    of the whole data: a row is in or out of every fold alike."""
+    if not 0 < rate <= 1:
+        raise ValueError(f"negative_rate must be in (0, 1], got {rate!r}")
+    if rate == 1:
+        return np.ones(len(y), dtype=bool), weight
+    kept = (y == 1) | (np.random.default_rng(seed).random(len(y)) < rate)
+    return kept, np.where(y == 1, weight, weight / rate)
 
 
 def _fit_calibrator(method: str, margin: np.ndarray, y: np.ndarray) -> MarginCalibrator:

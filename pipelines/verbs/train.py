@@ -24,7 +24,8 @@ from leadscore.models.choice import Choice, choose, rolling_origin_folds
 from leadscore.models.conversion import TooLittleDataError, time_ordered_split
 from leadscore.models.drift import outside_range
 from leadscore.models.evaluation import calibration_table, evaluate, metrics_table
-from leadscore.models.factory import candidate_recipes
+from leadscore.models.factory import candidate_recipes, negative_rate
+from leadscore.models.linear import one_blas_thread
 from leadscore.models.margin_model import MarginModel
 from leadscore.pipelines.config import Settings
 from leadscore.pipelines.errors import DataError, UsageError
@@ -35,6 +36,7 @@ from leadscore.pipelines.training_set import (
     TrainingSet,
     base_rate_of,
     build_training_set,
+    by_lead_blocks,
     fit_recipe,
     sample_time,
     sample_weight,
@@ -95,11 +97,14 @@ def choose_recipe(settings: Settings, training: TrainingSet, rows: np.ndarray) -
     """The candidate recipe (family x recency, models.factory) that scores best on the latest rolling-origin folds of
     `rows` (models.choice); the only one when the settings allow one."""
     m = settings.model
+    bound = min(m.choice_max_rows, m.max_training_rows)
+    converted = int(training.frame["converted"].iloc[rows].sum())
     candidates = candidate_recipes(
         m,
         categorical_features=training.categorical,
         gap_days=gap_days(settings),
         directions=feature_directions(settings),
+        negative_rate=negative_rate(converted, len(rows), bound),
     )
     if len(candidates) == 1:
         name, recipe = next(iter(candidates.items()))
@@ -126,9 +131,33 @@ def choose_recipe(settings: Settings, training: TrainingSet, rows: np.ndarray) -
     )
 
 
+def training_rate(settings: Settings, training: TrainingSet) -> float:
+    """The share of not-converted rows the margin is fitted on (`model.max_training_rows`; 1: every row)."""
+    y = training.frame["converted"]
+    return negative_rate(int(y.sum()), len(y), settings.model.max_training_rows)
+
+
+def fitted_recipe(settings: Settings, training: TrainingSet, recipe: MarginModel, rows: np.ndarray) -> MarginModel:
+    """A chosen recipe fitted on `rows`, at the training set's negative sampling rate (the choice's may be lower)."""
+    recipe = clone(recipe).set_params(negative_rate=training_rate(settings, training))
+    return fit_recipe(recipe, training, rows, training.feature_names)
+
+
 def fit_model(settings: Settings, training: TrainingSet, rows: np.ndarray) -> MarginModel:
     """The recipe chosen on `rows`, fitted on them."""
-    return fit_recipe(clone(choose_recipe(settings, training, rows).recipe), training, rows, training.feature_names)
+    return fitted_recipe(settings, training, choose_recipe(settings, training, rows).recipe, rows)
+
+
+def sampling_line(settings: Settings, model: MarginModel, rows: int) -> str | None:
+    """Train's summary line when the margin was fitted on a sample of the not-converted rows."""
+    rate = model.negative_rate
+    if rate >= 1:
+        return None
+    return (
+        f"negative sampling: {rows:,} training rows exceed model.max_training_rows = "
+        f"{settings.model.max_training_rows:,}; the trees fit every converted row and a seeded {rate:.1%} of the "
+        f"not-converted ones, each weighing {1 / rate:.2f}; calibration and the base rate use every row"
+    )
 
 
 def refit_on_all_rows(training: TrainingSet, evaluated: MarginModel) -> MarginModel:
@@ -138,15 +167,25 @@ def refit_on_all_rows(training: TrainingSet, evaluated: MarginModel) -> MarginMo
     return fit_recipe(recipe, training, np.arange(len(training.frame)), training.feature_names)
 
 
+# the logistic-regression baseline's dense one-hot design took about 3x the training frame (438 MiB at 316k rows);
+# beyond this many development rows it is fitted on a sample of them (it still scores the whole holdout)
+BASELINE_MAX_ROWS = 500_000
+
+
 def baseline_scores(
     settings: Settings, training: TrainingSet, split: Split, cells: pd.Series | None
 ) -> dict[str, np.ndarray]:
     """Holdout probabilities of the logistic regression and (CRM mode) the rules-only grade."""
-    frame = training.frame
-    numeric = [c for c in training.feature_names if c not in training.categorical]
+    frame, features = training.frame, training.feature_names
+    numeric = [c for c in features if c not in training.categorical]
     lr = logistic_regression(training.categorical, numeric, random_state=settings.model.random_state)
-    lr.fit(frame.iloc[split.dev][training.feature_names], frame["converted"].iloc[split.dev])
-    scores = {"logistic_regression": lr.predict_proba(frame.iloc[split.holdout][training.feature_names])[:, 1]}
+    rows = split.dev
+    if len(rows) > BASELINE_MAX_ROWS:  # a seeded, uniform draw: the yardstick's coefficients are settled by then
+        rng = np.random.default_rng(settings.model.random_state)
+        rows = np.sort(rng.choice(rows, BASELINE_MAX_ROWS, replace=False))
+    with one_blas_thread():
+        lr.fit(frame[features].iloc[rows], frame["converted"].iloc[rows])
+    scores = {"logistic_regression": lr.predict_proba(frame[features].iloc[split.holdout])[:, 1]}
     if cells is not None:
         rules = CellRateBaseline().fit(cells.iloc[split.dev].to_frame("cell"), frame["converted"].iloc[split.dev])
         scores["rules_grade"] = rules.predict_proba(cells.iloc[split.holdout].to_frame("cell"))[:, 1]
@@ -176,7 +215,7 @@ def train_and_evaluate(
     split = holdout_split(settings, training)
     choice = choose_recipe(settings, training, split.dev)
     log.info("%s", choice.reason)
-    model = fit_recipe(clone(choice.recipe), training, split.dev, training.feature_names)
+    model = fitted_recipe(settings, training, choice.recipe, split.dev)
     holdout = training.frame.iloc[split.holdout]
     probability = model.predict_proba(holdout[training.feature_names])[:, 1]
     uncalibrated = 1 / (1 + np.exp(-model.raw_score(holdout[training.feature_names])))
@@ -184,11 +223,11 @@ def train_and_evaluate(
     if settings.mode == "crm" and data is not None:
         from leadscore.models.grades import grade_spine
 
-        graded = grade_spine(
+        params = settings.feature_params()
+        graded = by_lead_blocks(  # block by block of leads, as the features: one context over 3M rows took 6 GiB
             training.frame[["lead_id", "cutoff_time", "converted"]],
             data.tables,
-            settings.grades,
-            settings.feature_params(),
+            lambda rows, tables: grade_spine(rows, tables, settings.grades, params),
         )
     scores = {"lightgbm_calibrated": probability, "lightgbm_uncalibrated": uncalibrated}
     scores |= baseline_scores(settings, training, split, None if graded is None else graded["cell"])
@@ -368,6 +407,7 @@ def train(
                 "deployed.rows": deployed.n_train_,
                 "deployed.best_iteration": getattr(deployed, "best_iteration_", None),
                 "deployed.calibration_method": deployed.calibration_method_,
+                "negative_rate": model.negative_rate,
                 "evaluated.rows": model.n_train_,
                 "evaluated.calibration_rows": model.n_calibration_,
                 "deployed.calibration_rows": deployed.n_calibration_,
@@ -398,7 +438,7 @@ def train(
             "explanations/shap_importance_by_group.csv",
         )
         if graded is not None:
-            _log_grade_analysis(settings, data, model, training)
+            _log_grade_analysis(settings, data, model, training, graded)
         feature_set = str(training.manifest.get("feature_set"))
         example = holdout[training.feature_names].head(5)
         # the evaluated fit (development rows only) is kept beside the deployed one: its holdout figures are these
@@ -448,18 +488,16 @@ def _log_choice(choice: Choice) -> None:
     mlflow.log_text(json.dumps(choice.as_dict(), indent=2), "evaluation/choice.json")
 
 
-def _log_grade_analysis(settings: Settings, data: CrmData, model: MarginModel, training: TrainingSet) -> None:
-    """The grade-matrix conversion table on closed deals, with the model's mean probability per cell."""
+def _log_grade_analysis(
+    settings: Settings, data: CrmData, model: MarginModel, training: TrainingSet, graded: pd.DataFrame
+) -> None:
+    """The grade-matrix conversion table on closed deals (the training rows, `graded` by the rules in their order),
+    with the model's mean probability per cell."""
     from leadscore.pipelines.grading import analyze_closed_deals
     from leadscore.pipelines.outputs import tracking
 
-    frame = training.frame.set_index(["lead_id", "cutoff_time"])
-
-    def probability_of(spine: pd.DataFrame) -> pd.Series:
-        rows = frame.loc[list(zip(spine["lead_id"], spine["cutoff_time"], strict=True)), training.feature_names]
-        return pd.Series(model.predict_proba(rows.reset_index(drop=True))[:, 1])
-
-    analysis, _ = analyze_closed_deals(settings, data, probability_of=probability_of)
+    probability = model.predict_proba(training.frame[training.feature_names])[:, 1]
+    analysis, _ = analyze_closed_deals(settings, data, graded=graded.assign(probability=probability))
     tracking.log_frame(analysis.by_cell, "grades/conversion_by_cell.csv")
     tracking.log_frame(analysis.by_stage, "grades/conversion_by_stage.csv")
     tracking.mlflow_module().log_text("\n".join(analysis.lines()) + "\n", "grades/analysis.txt")
@@ -498,6 +536,9 @@ def run_train(
     for line in flat_rows_lines(result.training.manifest):
         echo(line)
     echo(result.extra["choice"].reason)
+    sampled = sampling_line(settings, model, len(result.training.frame))
+    if sampled:
+        echo(sampled)
     echo(
         f"recipe evaluated: fit on {len(split.dev):,} rows, scored on the latest {len(split.holdout):,} (fully "
         f"observed) rows ({model.describe()})"

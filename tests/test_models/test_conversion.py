@@ -191,3 +191,31 @@ def test_probability_of_margin_is_predict_proba_from_the_raw_score_or_the_shap_s
     expected = model.predict_proba(rows)[:, 1]
     np.testing.assert_array_equal(model.probability_of_margin(model.raw_score(rows)), expected)
     np.testing.assert_allclose(model.probability_of_margin(model.contributions(rows).sum(axis=1)), expected, atol=1e-12)
+
+
+def rare_conversions(n: int = 12000, seed: int = 5) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+    """About one conversion in ten, as in a CRM: the not-converted rows are the ones worth sampling."""
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({"visits": rng.poisson(3, n).astype(float), "size": rng.lognormal(4, 1, n)})
+    y = pd.Series((rng.random(n) < 1 / (1 + np.exp(-(-3.2 + 0.4 * X["visits"])))).astype(int))
+    return X, y, pd.Series(pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC"))
+
+
+@pytest.mark.parametrize("calibration", ["none", "auto"])
+def test_negative_sampling_with_weights_keeps_the_mean_probability_of_held_out_rows(calibration):
+    X, y, times = rare_conversions()
+    fit, held_out = slice(0, 10000), slice(10000, None)
+
+    def fitted(rate: float, seed: int = 0) -> ConversionModel:
+        model = small_model(calibration=calibration, negative_rate=rate, random_state=seed)
+        return model.fit(X[fit], y[fit], sample_time=times[fit])
+
+    full, sampled = fitted(1.0), fitted(0.25)
+    assert sampled.n_train_ < 0.4 * full.n_train_  # a quarter of the not-converted rows, every converted one
+    assert sampled.base_rate_ == full.base_rate_  # the rows as they come, not as sampled
+    p_full, p_sampled = (m.predict_proba(X[held_out])[:, 1].mean() for m in (full, sampled))
+    # without the 1 / rate weights the uncalibrated odds would be about 4x: mean probability ~0.3, not ~0.1
+    assert p_sampled == pytest.approx(p_full, abs=0.006)
+    again = fitted(0.25)
+    np.testing.assert_array_equal(again.predict_proba(X[held_out]), sampled.predict_proba(X[held_out]))
+    assert not np.array_equal(fitted(0.25, seed=1).raw_score(X[held_out]), sampled.raw_score(X[held_out]))

@@ -251,3 +251,55 @@ def test_flat_rows_keep_their_order_through_a_written_training_set(tmp_path):
     assert back.frame["lead_id"].tolist() == ids
     columns = ["lead_id", "x", "converted"]
     pd.testing.assert_frame_equal(back.frame[columns], training.frame[columns])
+
+
+def test_more_rows_than_max_training_rows_fit_the_trees_on_a_reweighted_sample_and_train_says_so(project, tmp_path):
+    from leadscore.pipelines.training_set import build_training_set
+
+    frame = build_training_set(load_settings(project)).frame
+    y = frame["converted"]
+    cap = int(y.sum()) + int((1 - y).sum()) // 2  # every conversion and about half the rest
+    config = tmp_path / "leadscore.toml"
+    config.write_text(project.read_text() + f'\n[model]\nfamily = "lightgbm"\nmax_training_rows = {cap}\n')
+    result = runner.invoke(app, ["train", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert f"{len(y):,} training rows exceed model.max_training_rows = {cap:,}" in result.output
+    assert "a seeded 5" in result.output or "a seeded 4" in result.output  # about half the not-converted rows
+    from leadscore.pipelines.outputs.tracking import load_conversion_model
+
+    settings = load_settings(config)
+    model, _ = load_conversion_model(f"models:/{settings.mlflow.registered_model}@challenger")
+    assert model.negative_rate == pytest.approx(0.5, abs=0.01)
+    assert int(y.sum()) < model.n_train_ < len(y)  # every conversion, a sample of the rest
+    assert model.base_rate_ == pytest.approx(np.average(y, weights=frame["sample_weight"]))  # every row, as it comes
+
+
+def test_features_built_block_by_block_of_leads_are_the_features_built_at_once(data, project):
+    from leadscore.features.spine import build_spine
+    from leadscore.pipelines.training_set import features_by_block
+
+    settings = load_settings(project)
+    t = data.tables
+    spine, _ = build_spine(t["leads"], t["opportunities"], settings.cutoff_policy(), as_of=data.as_of)
+    names, params = settings.selected_features(), settings.feature_params()
+    leads = spine["lead_id"].nunique()
+    whole = features_by_block(spine, t, names, params, block_leads=leads)
+    blocks = features_by_block(spine, t, names, params, block_leads=leads // 3)  # 4 blocks, leads of one account apart
+    pd.testing.assert_frame_equal(blocks, whole)
+
+
+def test_grades_of_the_training_rows_block_by_block_are_the_grades_at_once(data, project):
+    from leadscore.features.spine import build_spine
+    from leadscore.models.grades import grade_spine
+    from leadscore.pipelines.training_set import by_lead_blocks
+
+    settings = load_settings(project)
+    t = data.tables
+    spine, _ = build_spine(t["leads"], t["opportunities"], settings.cutoff_policy(), as_of=data.as_of)
+    rows = spine[["lead_id", "cutoff_time", "converted"]]
+
+    def grade(part, tables):
+        return grade_spine(part, tables, settings.grades, settings.feature_params())
+
+    whole = grade(rows, t)
+    pd.testing.assert_frame_equal(by_lead_blocks(rows, t, grade, block_leads=rows["lead_id"].nunique() // 3), whole)
