@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -74,6 +75,9 @@ def _main(
         bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Show the version and exit.")
     ] = False,
 ) -> None:
+    # LightGBM's OpenMP threads spin at every barrier: on 2 busy cores 100 rounds on 316k rows took 123 s, 8.9 s
+    # passive. Set before any verb loads LightGBM; an OMP_WAIT_POLICY already set is kept.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
