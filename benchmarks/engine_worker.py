@@ -60,10 +60,8 @@ def main(engine: str, data: str, store: str) -> None:
         if engine == "spark":
             from leadscore.pipelines.spark_engine import predict_spark
 
-            summary = predict_spark(
-                settings, model, wrapper, model_name="bench", model_version="1", as_of=None, out=out
-            )
-            scored = summary["scored"]
+            run = predict_spark(settings, model, wrapper, model_name="bench", model_version="1", as_of=None, out=out)
+            scored = run.summary["scored"]
         else:
             from leadscore.pipelines.intake.validation import load_crm
             from leadscore.pipelines.outputs.files import write_frame

@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -375,6 +376,26 @@ PREDICT_TYPES = {
 }
 
 
+# beside the scores: what the history keeps to explain the next run's moves, and each bucket's counts (STAT rows:
+# the movement's tally, the rows outside each feature's training range) that add up to the run's
+PREDICT_TYPES |= {
+    "score_change": "double",
+    "change_reasons": "string",
+    "margin": "double",
+    "top_contributions": "string",
+}
+PREDICT_TYPES |= {"_stat": "string", "_count": "double"}
+STAT = "_stat"
+
+
+@dataclass
+class SparkScored:
+    """A Spark predict's summary, and its rows for the score history (None without one)."""
+
+    summary: dict
+    history: pd.DataFrame | None = None
+
+
 def predict_spark(
     settings: Settings,
     model,
@@ -385,19 +406,65 @@ def predict_spark(
     as_of: pd.Timestamp | None,
     out: Path,
     publication=None,
-) -> dict:
-    """Score every open lead on Spark; write scores and rejects as Parquet folders (into `publication` when given);
-    return a summary."""
+) -> SparkScored:
+    """Score every open lead on Spark, each with its movement against its previous production run in the score history
+    (as the local engine does); write scores and rejects as Parquet folders (into `publication` when given); return a
+    summary and the rows for the history."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from leadscore.pipelines.verbs.scoring import OUTPUT_COLUMNS, score_open_leads
+    from leadscore.models.scores import percent_of_share
+    from leadscore.pipelines.verbs.scoring import OUTPUT_COLUMNS
 
     settings = _present(settings)
     spark = spark_session(settings)
     as_of = global_as_of(spark, settings, as_of)
+    work = _scoring_work(model, wrapper, model_name=model_name, model_version=model_version)
+    rows = run_per_bucket(spark, settings, work, schema_of(PREDICT_TYPES), as_of=as_of).cache()
+    scored = rows.filter(F.col(STAT).isNull() & F.col("reject_reason").isNull())
+    # the percentile is among all scored leads: recomputed over the whole population (ties take the highest rank)
+    percent = F.pandas_udf(percent_of_share, "double")
+    scored = scored.withColumn("percentile", percent(F.cume_dist().over(Window.orderBy("probability"))))
+    scored = scored.withColumn("score", F.col("score").cast("long"))
+    moved = _moves(settings)
+    columns = _with_movement_columns(OUTPUT_COLUMNS) if moved else OUTPUT_COLUMNS
+    scores = scored.withColumn("score_change", F.col("score_change").cast("long")).select(*columns)
+    write_parquet_dir(scores, out, publication)
+    rejects = rows.filter(F.col(STAT).isNull() & F.col("reject_reason").isNotNull())
+    write_parquet_dir(rejects.select("lead_id", "reject_reason"), out.with_name(out.name + "_rejects"), publication)
+    history = _history_rows(scored, out) if settings.history.enabled else None
+    stats = {
+        row[0]: row[1] for row in rows.filter(F.col(STAT).isNotNull()).groupBy(STAT).agg(F.sum("_count")).collect()
+    }
+    summary = {"scored": scores.count(), "rejected": rejects.count(), "as_of": as_of.isoformat()}
+    rows.unpersist()
+    summary["outside_training_range"] = _outside_range(stats)
+    if moved:
+        summary["movement"] = _tally_of(stats).summary()
+    return SparkScored(summary, history)
+
+
+def _moves(settings: Settings) -> bool:
+    """Whether scores carry their movement: as locally, in CRM mode with a score history."""
+    return settings.mode == "crm" and settings.history.enabled
+
+
+def _with_movement_columns(columns: list[str]) -> list[str]:
+    """The scores' columns with score_change after the score and change_reasons after the reasons (as locally)."""
+    out = list(columns)
+    out.insert(out.index("score") + 1, "score_change")
+    out.insert(out.index("reasons_negative") + 1, "change_reasons")
+    return out
+
+
+def _scoring_work(model, wrapper, *, model_name: str, model_version: str) -> Callable:
+    """What each bucket runs: the local scoring, then the local movement against the bucket's previous runs."""
 
     def work(settings: Settings, data) -> pd.DataFrame:
+        from leadscore.pipelines.outputs.history import previous_runs
+        from leadscore.pipelines.verbs.movement import MovementTally, with_explained, with_movement
+        from leadscore.pipelines.verbs.scoring import score_open_leads
+
         result = score_open_leads(
             settings,
             data,
@@ -407,28 +474,74 @@ def predict_spark(
             model_version=model_version,
             chunk_size=settings.output.chunk_size,
         )
+        scores, stats = result.scores, _outside_stats(result)
+        if _moves(settings):
+            tally = MovementTally()
+            previous = previous_runs(settings, data.as_of, scores["lead_id"].astype("string"))
+            scores = with_movement(settings, scores, result.explained, model, previous=previous, tally=tally)
+            stats += _tally_stats(tally)
         rejects = result.rejects.rename(columns={"reason": "reject_reason"})
-        frame = pd.concat([result.scores.assign(reject_reason=None), rejects], ignore_index=True)
-        return frame.reindex(columns=list(PREDICT_TYPES)).astype({"model_version": "string"})
+        counts = pd.DataFrame(stats, columns=[STAT, "_count"])
+        frame = pd.concat([with_explained(scores, result.explained), rejects, counts], ignore_index=True)
+        text = [c for c, kind in PREDICT_TYPES.items() if kind == "string"]  # all-missing columns read as numbers
+        return frame.reindex(columns=list(PREDICT_TYPES)).astype(dict.fromkeys(text, "string"))
 
-    rows = run_per_bucket(spark, settings, work, schema_of(PREDICT_TYPES), as_of=as_of).cache()
-    scored = rows.filter(F.col("reject_reason").isNull())
-    # the percentile is among all scored leads: recomputed over the whole population (ties take the highest rank)
-    scored = scored.withColumn("percentile", F.round(F.cume_dist().over(Window.orderBy("probability")) * 100, 1))
-    scores = scored.withColumn("score", F.col("score").cast("long")).select(*OUTPUT_COLUMNS)
-    write_parquet_dir(scores, out, publication)
-    write_parquet_dir(
-        rows.filter(F.col("reject_reason").isNotNull()).select("lead_id", "reject_reason"),
-        out.with_name(out.name + "_rejects"),
-        publication,
-    )
-    summary = {
-        "scored": scores.count(),
-        "rejected": rows.filter(F.col("reject_reason").isNotNull()).count(),
-        "as_of": as_of.isoformat(),
-    }
-    rows.unpersist()
-    return summary
+    return work
+
+
+def _outside_stats(result) -> list[tuple[str, float]]:
+    """The bucket's rows outside each feature's training range, as counts (the result holds them as shares of the
+    rows it built features for: the scored leads and those without a finite probability)."""
+    built = len(result.scores) + int(result.rejects["reason"].astype("string").str.startswith("scoring:").sum())
+    return [("rows", float(built))] + [
+        (f"outside:{k}", float(round(v * built))) for k, v in result.outside_range.items()
+    ]
+
+
+def _outside_range(stats: dict) -> dict[str, float]:
+    """Shares of the scored rows outside each feature's training range over every bucket, as the local summary
+    gives them (`scoring.outside_shares`, rounded)."""
+    from leadscore.pipelines.verbs.scoring import outside_shares
+
+    counts = {k.split(":", 1)[1]: int(v) for k, v in stats.items() if k.startswith("outside:")}
+    shares = outside_shares(counts, int(stats.get("rows", 0)))
+    return {k: round(float(v), 4) for k, v in shares.items()}
+
+
+_TALLY = ("compared", "moved", "first_scored", "unexplained")
+
+
+def _tally_stats(tally) -> list[tuple[str, float]]:
+    return [(f"tally:{k}", float(getattr(tally, k))) for k in _TALLY] + [
+        (f"previous_as_of:{stamp}", 1.0) for stamp in tally.previous_as_of
+    ]
+
+
+def _tally_of(stats: dict):
+    """The movement counts of every bucket added up, said as the local run says them."""
+    from leadscore.pipelines.verbs.movement import MovementTally
+
+    tally = MovementTally(**{k: int(stats.get(f"tally:{k}", 0)) for k in _TALLY})
+    tally.previous_as_of = {k.split(":", 1)[1] for k in stats if k.startswith("previous_as_of:")}
+    tally.note_unexplained()
+    return tally
+
+
+def _history_rows(scored, out: Path) -> pd.DataFrame:
+    """The scored rows with the history's columns, written by Spark to a folder beside `out` and read back (the driver
+    never collects them through the JVM), then the folder removed."""
+    import shutil
+    import tempfile
+
+    from leadscore.pipelines.outputs.history import HISTORY_COLUMNS
+
+    folder = Path(tempfile.mkdtemp(prefix=f".{out.name}.history-", dir=out.parent))
+    try:
+        kept = [c for c in HISTORY_COLUMNS if c in scored.columns]
+        scored.select(*kept).write.mode("overwrite").parquet(str(folder / "rows"))
+        return pd.read_parquet(folder / "rows")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 GRADE_TYPES = {

@@ -60,9 +60,9 @@ def test_predict_on_spark_matches_the_local_engine(project, tmp_path):
     run("predict", "--config", str(project), "--out", str(tmp_path / "local.parquet"))
     output = run("predict", "--config", str(project), "--engine", "spark", "--out", str(tmp_path / "spark"))
     assert "on Spark (local[2])" in output
-    # score movement (score_change, change_reasons) is the local engine's: Spark writes the scores without it
-    local = pd.read_parquet(tmp_path / "local.parquet").drop(columns=["score_change", "change_reasons"])
-    same_frames(local, pd.read_parquet(tmp_path / "spark"), ["lead_id"])
+    local, spark = pd.read_parquet(tmp_path / "local.parquet"), pd.read_parquet(tmp_path / "spark")
+    assert list(spark.columns) == list(local.columns)  # score movement included
+    same_frames(local, spark, ["lead_id"])
 
 
 def test_grade_on_spark_matches_the_local_engine(project, tmp_path):
@@ -109,7 +109,52 @@ def test_a_vendor_export_scores_the_same_on_spark(preset, tmp_path):
     run("train", "--config", str(config))
     run("predict", "--config", str(config), "--out", str(tmp_path / "local.parquet"))
     run("predict", "--config", str(config), "--engine", "spark", "--out", str(tmp_path / "spark"))
-    local = pd.read_parquet(tmp_path / "local.parquet").drop(columns=["score_change", "change_reasons"])
-    spark = pd.read_parquet(tmp_path / "spark")
+    local, spark = pd.read_parquet(tmp_path / "local.parquet"), pd.read_parquet(tmp_path / "spark")
+    assert list(spark.columns) == list(local.columns)
     assert len(local) == expected["open"]
     same_frames(local, spark, ["lead_id"])
+
+
+def _project_copy(project, folder):
+    """The project's config in its own folder: its own output folder and score history, the same data and model."""
+    folder.mkdir()
+    config = folder / "leadscore.toml"
+    config.write_text(project.read_text())
+    return config
+
+
+def _history_run(config, as_of: str) -> pd.DataFrame:
+    (run_file,) = (config.parent / "output" / "history").glob(f"as_of_date={as_of}/*.parquet")
+    return pd.read_parquet(run_file)
+
+
+def test_local_and_spark_runs_follow_each_other_in_the_score_history(project, tmp_path):
+    """A Spark predict reads the previous run a local one wrote (and the other way round): the same score movement,
+    change reasons and history rows as two local runs in turn."""
+    from leadscore.pipelines.config import load_settings
+
+    settings = load_settings(project)
+    latest = pd.read_parquet(settings.resolve(settings.tables.events.path), columns=["occurred_at"]).max().iloc[0]
+    later = pd.Timestamp(latest).floor("D")
+    first, later = f"{later - pd.Timedelta(days=21):%Y-%m-%d}", f"{later:%Y-%m-%d}"
+    runs = {}
+    for name, engines in {
+        "local": ("local", "local"),
+        "spark_then_local": ("spark", "local"),
+        "local_then_spark": ("local", "spark"),
+    }.items():
+        config = _project_copy(project, tmp_path / name)
+        for as_of, engine in zip((first, later), engines, strict=True):
+            out = tmp_path / f"{name}_{as_of}" if engine == "spark" else tmp_path / f"{name}_{as_of}.parquet"
+            output = run("predict", "--config", str(config), "--engine", engine, "--as-of", as_of, "--out", str(out))
+        runs[name] = (config, pd.read_parquet(out), output)
+    local_config, local, local_output = runs["local"]
+    assert local["score_change"].notna().sum() > 0 and (local["change_reasons"].fillna("") != "").any()
+    for name in ("spark_then_local", "local_then_spark"):
+        config, scores, output = runs[name]
+        assert list(scores.columns) == list(local.columns), name
+        same_frames(local, scores, ["lead_id"])
+        for as_of in (first, later):
+            same_frames(_history_run(local_config, as_of), _history_run(config, as_of), ["lead_id"])
+    movement = [line for line in local_output.splitlines() if line.startswith("score movement:")]
+    assert movement and movement[0] in runs["local_then_spark"][2]
