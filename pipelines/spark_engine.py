@@ -418,16 +418,22 @@ def predict_spark(
 
     settings = _present(settings)
     spark = spark_session(settings)
-    as_of = global_as_of(spark, settings, as_of)
-    work = _scoring_work(model, wrapper, model_name=model_name, model_version=model_version)
-    rows = run_per_bucket(spark, settings, work, schema_of(PREDICT_TYPES), as_of=as_of).cache()
+    labels = {"model_name": model_name, "model_version": model_version}
+    if settings.mode == "flat":
+        rows, as_of, first = _flat_rows(spark, settings, model, wrapper, labels, as_of=as_of)
+    else:
+        as_of, first = global_as_of(spark, settings, as_of), ["lead_id"]
+        work = _scoring_work(model, wrapper, **labels)
+        rows = run_per_bucket(spark, settings, work, schema_of(PREDICT_TYPES), as_of=as_of).cache()
     scored = rows.filter(F.col(STAT).isNull() & F.col("reject_reason").isNull())
     # the percentile is among all scored leads: recomputed over the whole population (ties take the highest rank)
     percent = F.pandas_udf(percent_of_share, "double")
     scored = scored.withColumn("percentile", percent(F.cume_dist().over(Window.orderBy("probability"))))
-    scored = scored.withColumn("score", F.col("score").cast("long"))
+    # cached: the scores, the history's rows and the count read it, the window's one-partition sort runs once
+    scored = scored.withColumn("score", F.col("score").cast("long")).cache()
     moved = _moves(settings)
-    columns = _with_movement_columns(OUTPUT_COLUMNS) if moved else OUTPUT_COLUMNS
+    columns = [*first, *OUTPUT_COLUMNS[1:]]  # flat mode: the identifying columns beside the lead id
+    columns = _with_movement_columns(columns) if moved else columns
     scores = scored.withColumn("score_change", F.col("score_change").cast("long")).select(*columns)
     write_parquet_dir(scores, out, publication)
     rejects = rows.filter(F.col(STAT).isNull() & F.col("reject_reason").isNotNull())
@@ -437,6 +443,11 @@ def predict_spark(
         row[0]: row[1] for row in rows.filter(F.col(STAT).isNotNull()).groupBy(STAT).agg(F.sum("_count")).collect()
     }
     summary = {"scored": scores.count(), "rejected": rejects.count(), "as_of": as_of.isoformat()}
+    if settings.mode == "flat" and not summary["scored"] + summary["rejected"]:
+        from leadscore.pipelines.verbs.flat_predict import no_open_lead
+
+        raise no_open_lead(settings, rows=None)
+    scored.unpersist()
     rows.unpersist()
     summary["outside_training_range"] = _outside_range(stats)
     if moved:
@@ -461,8 +472,6 @@ def _scoring_work(model, wrapper, *, model_name: str, model_version: str) -> Cal
     """What each bucket runs: the local scoring, then the local movement against the bucket's previous runs."""
 
     def work(settings: Settings, data) -> pd.DataFrame:
-        from leadscore.pipelines.outputs.history import previous_runs
-        from leadscore.pipelines.verbs.movement import MovementTally, with_explained, with_movement
         from leadscore.pipelines.verbs.scoring import score_open_leads
 
         result = score_open_leads(
@@ -474,19 +483,52 @@ def _scoring_work(model, wrapper, *, model_name: str, model_version: str) -> Cal
             model_version=model_version,
             chunk_size=settings.output.chunk_size,
         )
-        scores, stats = result.scores, _outside_stats(result)
-        if _moves(settings):
-            tally = MovementTally()
-            previous = previous_runs(settings, data.as_of, scores["lead_id"].astype("string"))
-            scores = with_movement(settings, scores, result.explained, model, previous=previous, tally=tally)
-            stats += _tally_stats(tally)
-        rejects = result.rejects.rename(columns={"reason": "reject_reason"})
-        counts = pd.DataFrame(stats, columns=[STAT, "_count"])
-        frame = pd.concat([with_explained(scores, result.explained), rejects, counts], ignore_index=True)
-        text = [c for c, kind in PREDICT_TYPES.items() if kind == "string"]  # all-missing columns read as numbers
-        return frame.reindex(columns=list(PREDICT_TYPES)).astype(dict.fromkeys(text, "string"))
+        return _bucket_rows(settings, result, model, PREDICT_TYPES, as_of=data.as_of)
 
     return work
+
+
+def _bucket_rows(settings: Settings, result, model, types: dict[str, str], *, as_of: pd.Timestamp) -> pd.DataFrame:
+    """A bucket's scores (with their movement in CRM mode), rejects and counts, as one frame of `types`' columns."""
+    from leadscore.pipelines.outputs.history import previous_runs
+    from leadscore.pipelines.verbs.movement import MovementTally, with_explained, with_movement
+
+    scores, stats = result.scores, _outside_stats(result)
+    if _moves(settings):
+        tally = MovementTally()
+        previous = previous_runs(settings, as_of, scores["lead_id"].astype("string"))
+        scores = with_movement(settings, scores, result.explained, model, previous=previous, tally=tally)
+        stats += _tally_stats(tally)
+    rejects = result.rejects.rename(columns={"reason": "reject_reason"})
+    counts = pd.DataFrame(stats, columns=[STAT, "_count"])
+    frame = pd.concat([with_explained(scores, result.explained), rejects, counts], ignore_index=True)
+    text = [c for c, kind in types.items() if kind == "string"]  # all-missing columns would read as numbers
+    return frame.reindex(columns=list(types)).astype(dict.fromkeys(text, "string"))
+
+
+def _flat_rows(spark, settings: Settings, model, wrapper, labels: dict, *, as_of: pd.Timestamp | None):
+    """Flat mode's scored rows, rejects and counts (every bucket of the export's rows), their as-of, and the scores'
+    first columns (the lead id and the identifying columns)."""
+    from pyspark.sql import functions as F
+
+    from leadscore.pipelines.spark_flat import ROW, flat_as_of_on_spark, flat_frame, flat_work, with_row_ids
+
+    frame = flat_frame(spark, settings).cache()
+    as_of = flat_as_of_on_spark(spark, settings, frame, as_of)
+    first = ["lead_id", *settings.flat.identify_columns]
+    types = {"lead_id": "string", **dict.fromkeys(settings.flat.identify_columns, "string"), **PREDICT_TYPES}
+    work, bucket_settings = flat_work(model, wrapper, as_of=as_of, **labels), with_row_ids(settings)
+
+    def task(rows: pd.DataFrame) -> pd.DataFrame:
+        result = work(bucket_settings, rows.drop(columns=[BUCKET]))
+        if result is None:  # no open row in this bucket
+            return pd.DataFrame(columns=list(types))
+        return _arrow_friendly(_bucket_rows(bucket_settings, result, model, types, as_of=as_of))
+
+    bucketed = frame.withColumn(BUCKET, F.pmod(F.xxhash64(ROW), F.lit(settings.engine.partitions)))
+    rows = bucketed.groupBy(BUCKET).applyInPandas(task, schema=schema_of(types)).cache()
+    frame.unpersist()
+    return rows, as_of, first
 
 
 def _outside_stats(result) -> list[tuple[str, float]]:

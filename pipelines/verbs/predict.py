@@ -50,8 +50,6 @@ class PredictTargets:
 
 def check_options(settings: Settings, *, out: Path | None, to_sql: str | None) -> None:
     """Refuse what predict cannot do, before anything else is looked at."""
-    if settings.mode == "flat" and settings.engine.name == "spark":
-        raise UsageError("flat mode scores on this machine: --engine local")
     if out is not None and to_sql is not None:
         raise UsageError("give --out or --to-sql, not both")
 
@@ -409,6 +407,10 @@ def predict_on_spark(
     from leadscore.pipelines.spark_engine import predict_spark
 
     model, wrapper, name, version = load_model(settings, model_uri)
+    if settings.mode == "flat":
+        from leadscore.pipelines.spark_flat import check_flat_predict
+
+        check_flat_predict(settings, model, model_uri or champion_uri(settings))
     target = out or settings.output_dir / "scores_parquet"
     production = is_champion(settings, name, version)
     with project_publication(settings) as publication:  # the scores folders and the history, as one unit

@@ -158,3 +158,66 @@ def test_local_and_spark_runs_follow_each_other_in_the_score_history(project, tm
             same_frames(_history_run(local_config, as_of), _history_run(config, as_of), ["lead_id"])
     movement = [line for line in local_output.splitlines() if line.startswith("score movement:")]
     assert movement and movement[0] in runs["local_then_spark"][2]
+
+
+def test_custom_and_derived_fields_score_the_same_on_spark(sample_project, tmp_path):
+    """A CRM's own lead and account columns (`tables.<name>.custom`) and the features derived from the lead's
+    timestamps (`tables.leads.derived`) reach the model and its reasons on Spark as locally."""
+    from tests.test_pipelines.test_custom_fields import write_custom_project
+
+    (tmp_path / "project").mkdir()
+    config = write_custom_project(sample_project, tmp_path / "project")
+    config.write_text(config.read_text() + "\n[engine]\npartitions = 3\n")
+    run("train", "--config", str(config))
+    run("predict", "--config", str(config), "--out", str(tmp_path / "local.parquet"))
+    run("predict", "--config", str(config), "--engine", "spark", "--out", str(tmp_path / "spark"))
+    local, spark = pd.read_parquet(tmp_path / "local.parquet"), pd.read_parquet(tmp_path / "spark")
+    assert local["reasons_positive"].fillna("").str.contains("How the lead first reached us").any()
+    assert list(spark.columns) == list(local.columns)
+    same_frames(local, spark, ["lead_id"])
+
+
+@pytest.mark.parametrize("preset", ["salesforce", "hubspot"])
+def test_an_api_export_scores_the_same_on_spark(preset, tmp_path):
+    """The presets' exports under the vendors' API names (Data Loader, HubSpot's API) score alike on both engines."""
+    from tests.test_pipelines.test_presets import SMALL_MODEL, hubspot_export, salesforce_export
+
+    folder = tmp_path / preset
+    run("init", str(folder), "--preset", preset)
+    (folder / "data").mkdir()
+    (salesforce_export if preset == "salesforce" else hubspot_export)(folder / "data")
+    config = folder / "leadscore.toml"
+    config.write_text(config.read_text() + SMALL_MODEL + "\n[engine]\npartitions = 3\n")
+    run("train", "--config", str(config))
+    run("predict", "--config", str(config), "--out", str(tmp_path / "local.parquet"))
+    run("predict", "--config", str(config), "--engine", "spark", "--out", str(tmp_path / "spark"))
+    local, spark = pd.read_parquet(tmp_path / "local.parquet"), pd.read_parquet(tmp_path / "spark")
+    assert list(spark.columns) == list(local.columns)
+    same_frames(local, spark, ["lead_id"])
+
+
+FLAT_DERIVED = """
+[flat.derived.created_weekday]
+date_part = "weekday"
+of = "Deal - Deal created"
+
+[engine]
+partitions = 3
+"""
+
+
+def test_flat_predict_on_spark_matches_the_local_engine(tmp_path):
+    """A flat export without an id column (lead ids are row numbers in the file), open values, identifying columns
+    and a derived column: Spark scores exactly the open rows, under the same ids, with the same values."""
+    from tests.test_pipelines.test_flat_open_rows import PIPEDRIVE_CONFIG, pipedrive_deals, write_project
+
+    settings = PIPEDRIVE_CONFIG.replace('categorical = ["', 'categorical = ["created_weekday", "') + FLAT_DERIVED
+    config = write_project(tmp_path / "p", pipedrive_deals(), "deals.csv", settings)
+    run("train", "--config", str(config))
+    run("predict", "--config", str(config), "--out", str(tmp_path / "local.parquet"))
+    output = run("predict", "--config", str(config), "--engine", "spark", "--out", str(tmp_path / "spark"))
+    local, spark = pd.read_parquet(tmp_path / "local.parquet"), pd.read_parquet(tmp_path / "spark")
+    assert "on Spark" in output and list(spark.columns) == list(local.columns)
+    assert list(local.columns[:3]) == ["lead_id", "Deal - Title", "Organization - Name"]
+    same_frames(local, spark, ["lead_id"])
+    assert pd.read_parquet(tmp_path / "spark_rejects").empty
