@@ -26,6 +26,9 @@ from leadscore.pipelines.config import Settings
 
 log = logging.getLogger(__name__)
 BUCKET = "_bucket"
+# pyspark's pandas functions take a dot in a column's name for a path into a struct (HubSpot's API writes
+# `engagement.timestamp`): such names travel through Spark with this in place of the dot, and are restored in pandas
+DOT = "\u2024"
 KIND = "_table"
 NO_EVENTS = "_no_events"
 
@@ -81,9 +84,23 @@ def _read_source(spark, settings: Settings, source):
     names = {c: c.lstrip("\ufeff") for c in frame.columns if c.startswith("\ufeff")}  # a byte-order mark
     renames = header_renames([names.get(c, c) for c in frame.columns], source, settings)
     for old in frame.columns:
-        new = renames.get(names.get(old, old), names.get(old, old))
+        new = spark_name(renames.get(names.get(old, old), names.get(old, old)))
         frame = frame.withColumnRenamed(old, new) if new != old else frame
     return frame
+
+
+def spark_name(name: str) -> str:
+    """A column's name as it travels through Spark (see DOT)."""
+    return name.replace(".", DOT)
+
+
+def pandas_names(frame: pd.DataFrame) -> pd.DataFrame:
+    """A frame from Spark with its columns' own names back (see DOT)."""
+    return frame.rename(columns=lambda c: c.replace(DOT, ".")) if any(DOT in c for c in frame.columns) else frame
+
+
+def _spark_names(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.rename(columns=spark_name)
 
 
 def _events(spark, settings: Settings):
@@ -96,8 +113,11 @@ def _events(spark, settings: Settings):
     parts = [_read_source(spark, settings, main)]
     for i, source in enumerate(settings.exports.more_events):
         frame = _read_source(spark, settings, source)
-        roles = more_events_roles(frame.columns, source, main, name=f"exports.more_events[{i}]")
-        parts.append(frame.select(*[frame[c].cast("string").alias(role) for c, role in roles.items()]))
+        names = [c.replace(DOT, ".") for c in frame.columns]
+        roles = more_events_roles(names, source, main, name=f"exports.more_events[{i}]")
+        parts.append(
+            frame.select(*[column(spark_name(c)).cast("string").alias(spark_name(r)) for c, r in roles.items()])
+        )
     events = parts[0]
     for part in parts[1:]:
         events = events.unionByName(part, allowMissingColumns=True)
@@ -121,20 +141,27 @@ def _deals_with_their_leads(spark, settings: Settings, deals):
         if e.won_column and status not in deals.columns:
             schema = schema.add(status, StringType())
         deals = deals.mapInPandas(
-            lambda batches: (_arrow_friendly(deal_row_conventions(b, settings)) for b in batches), schema
+            lambda batches: (
+                _arrow_friendly(_spark_names(deal_row_conventions(pandas_names(b), settings))) for b in batches
+            ),
+            schema,
         )
     if not e.opportunity_id_on_lead:
         return deals
     leads = _read_source(spark, settings, settings.tables.leads)
-    _need(pd.DataFrame(columns=leads.columns), e.opportunity_id_on_lead, "leads", "opportunity_id_on_lead")
+    _need(
+        pandas_names(pd.DataFrame(columns=leads.columns)), e.opportunity_id_on_lead, "leads", "opportunity_id_on_lead"
+    )
     lead_id, deal_lead = _column(settings, "leads", "lead_id"), _column(settings, "opportunities", "lead_id")
     links = (
-        leads.select(F.trim(F.col(e.opportunity_id_on_lead)).alias("_link"), F.col(lead_id).alias("_linked"))
+        leads.select(
+            F.trim(column(spark_name(e.opportunity_id_on_lead))).alias("_link"), column(lead_id).alias("_linked")
+        )
         .dropna()
         .groupBy("_link")
         .agg(F.min("_linked").alias("_linked"))
     )
-    keyed = deals.withColumn("_link", F.trim(F.col(_column(settings, "opportunities", "opportunity_id"))))
+    keyed = deals.withColumn("_link", F.trim(column(_column(settings, "opportunities", "opportunity_id"))))
     linked = keyed.join(links, "_link", "left").drop("_link")
     return (
         linked.drop(deal_lead).withColumnRenamed("_linked", deal_lead)
@@ -143,8 +170,17 @@ def _deals_with_their_leads(spark, settings: Settings, deals):
     )
 
 
+def column(name: str):
+    """A column by its name as written: a dot in a CRM's header (HubSpot's `engagement.timestamp`) is part of the name,
+    not a path into a struct."""
+    from pyspark.sql import functions as F
+
+    return F.col("`" + name.replace("`", "``") + "`")
+
+
 def _column(settings: Settings, table: str, role: str) -> str:
-    return getattr(settings.tables, table).columns.get(role, role)
+    """The Spark column of a table's role (its name in the file, see DOT)."""
+    return spark_name(getattr(settings.tables, table).columns.get(role, role))
 
 
 def bucketed_tables(spark, settings: Settings):
@@ -153,15 +189,15 @@ def bucketed_tables(spark, settings: Settings):
 
     leads = _read(spark, settings, "leads")
     lead_id, account_id = _column(settings, "leads", "lead_id"), _column(settings, "leads", "account_id")
-    key = F.coalesce(F.col(account_id), F.col(lead_id)) if account_id in leads.columns else F.col(lead_id)
+    key = F.coalesce(column(account_id), column(lead_id)) if account_id in leads.columns else column(lead_id)
     leads = leads.withColumn(BUCKET, F.pmod(F.xxhash64(key), F.lit(settings.engine.partitions)))
-    buckets = leads.select(F.col(lead_id).alias("_lead_key"), BUCKET).dropDuplicates(["_lead_key"])
+    buckets = leads.select(column(lead_id).alias("_lead_key"), BUCKET).dropDuplicates(["_lead_key"])
 
     def attach(table: str):
         frame = _read(spark, settings, table)
         if frame is None:
             return None
-        joined = frame.join(buckets, frame[_column(settings, table, "lead_id")] == buckets["_lead_key"], "left")
+        joined = frame.join(buckets, column(_column(settings, table, "lead_id")) == buckets["_lead_key"], "left")
         # a row whose lead is unknown still travels (to bucket 0), so that validation reports it as in local mode
         return joined.drop("_lead_key").withColumn(BUCKET, F.coalesce(F.col(BUCKET), F.lit(0)))
 
@@ -172,11 +208,11 @@ def bucketed_tables(spark, settings: Settings):
     tagged = [leads.withColumn(KIND, F.lit("leads")), opportunities.withColumn(KIND, F.lit("opportunities"))]
     for i, frame in enumerate(tagged):  # distinct column names per table, so the union keeps both schemas
         tagged[i] = frame.select(
-            *[F.col(c).alias(f"{c}::{i}") if c not in (BUCKET, KIND) else F.col(c) for c in frame.columns]
+            *[column(c).alias(f"{c}::{i}") if c not in (BUCKET, KIND) else F.col(c) for c in frame.columns]
         )
     entities = tagged[0].unionByName(tagged[1], allowMissingColumns=True)
     accounts = _read(spark, settings, "accounts")
-    return entities, events, accounts.toPandas() if accounts is not None else None
+    return entities, events, pandas_names(accounts.toPandas()) if accounts is not None else None
 
 
 def _split_entities(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -184,7 +220,7 @@ def _split_entities(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     for i, name in enumerate(("leads", "opportunities")):
         part = frame[frame[KIND] == name]
         columns = [c for c in frame.columns if c.endswith(f"::{i}")]
-        out[name] = part[columns].rename(columns=lambda c: c.rsplit("::", 1)[0]).reset_index(drop=True)
+        out[name] = pandas_names(part[columns].rename(columns=lambda c: c.rsplit("::", 1)[0]).reset_index(drop=True))
     return out
 
 
@@ -200,7 +236,7 @@ def run_per_bucket(spark, settings: Settings, work: Callable, schema, *, as_of: 
         if raw["leads"].empty:
             return pd.DataFrame(columns=schema.fieldNames())
         if NO_EVENTS not in event_rows:
-            raw["events"] = event_rows.drop(columns=[BUCKET])
+            raw["events"] = pandas_names(event_rows.drop(columns=[BUCKET]))
         if accounts is not None:
             raw["accounts"] = accounts
         # as `load_valid_crm` does: a lead whose deal was rejected would look open without it
@@ -271,21 +307,22 @@ def _latest_per_column(spark, settings: Settings) -> list:
             continue
         present = [_column(settings, table, c) for c in columns if _column(settings, table, c) in frame.columns]
         fmt = getattr(settings.tables, table).timestamp_format
-        for column in present:
-            if dict(frame.dtypes)[column] == "string":  # text as written (02/23/26 08:55 PM): read, then compare
+        for name in present:
+            if dict(frame.dtypes)[name] == "string":  # text as written (02/23/26 08:55 PM): read, then compare
 
-                def batch_latest(batches, column=column, fmt=fmt):
+                def batch_latest(batches, fmt=fmt):
                     for batch in batches:
-                        times = parse_timestamps(batch[column], timezone=settings.timezone, fmt=fmt)
+                        times = parse_timestamps(batch["_time"], timezone=settings.timezone, fmt=fmt)
                         yield pd.DataFrame({"latest": [times.max()]})
 
-                value = frame.select(column).mapInPandas(batch_latest, "latest timestamp").agg(F.max("latest"))
+                value = frame.select(column(name).alias("_time")).mapInPandas(batch_latest, "latest timestamp")
+                value = value.agg(F.max("latest"))
                 value = value.first()[0]
             else:
-                value = frame.agg(F.max(F.col(column))).first()[0]
+                value = frame.agg(F.max(column(name))).first()[0]
             if value is not None:
                 stamp = parse_timestamps(pd.Series([value]), timezone="UTC").iloc[0]
-                latest.append((stamp, table, column))
+                latest.append((stamp, table, name.replace(DOT, ".")))
     return latest
 
 
@@ -406,10 +443,13 @@ def predict_spark(
     as_of: pd.Timestamp | None,
     out: Path,
     publication=None,
+    scored_rows: Callable | None = None,
 ) -> SparkScored:
     """Score every open lead on Spark, each with its movement against its previous production run in the score history
     (as the local engine does); write scores and rejects as Parquet folders (into `publication` when given); return a
-    summary and the rows for the history."""
+    summary and the rows for the history. `scored_rows`: how the buckets are scored when not the CRM's way
+    (`spark_flat.flat_scored_rows`: (spark, settings, model, wrapper, labels, as_of=) -> (rows, as_of, first
+    columns))."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -419,12 +459,12 @@ def predict_spark(
     settings = _present(settings)
     spark = spark_session(settings)
     labels = {"model_name": model_name, "model_version": model_version}
-    if settings.mode == "flat":
-        rows, as_of, first = _flat_rows(spark, settings, model, wrapper, labels, as_of=as_of)
-    else:
+    if scored_rows is None:
         as_of, first = global_as_of(spark, settings, as_of), ["lead_id"]
         work = _scoring_work(model, wrapper, **labels)
         rows = run_per_bucket(spark, settings, work, schema_of(PREDICT_TYPES), as_of=as_of).cache()
+    else:
+        rows, as_of, first = scored_rows(spark, settings, model, wrapper, labels, as_of=as_of)
     scored = rows.filter(F.col(STAT).isNull() & F.col("reject_reason").isNull())
     # the percentile is among all scored leads: recomputed over the whole population (ties take the highest rank)
     percent = F.pandas_udf(percent_of_share, "double")
@@ -434,7 +474,7 @@ def predict_spark(
     moved = _moves(settings)
     columns = [*first, *OUTPUT_COLUMNS[1:]]  # flat mode: the identifying columns beside the lead id
     columns = _with_movement_columns(columns) if moved else columns
-    scores = scored.withColumn("score_change", F.col("score_change").cast("long")).select(*columns)
+    scores = scored.withColumn("score_change", F.col("score_change").cast("long")).select(*map(column, columns))
     write_parquet_dir(scores, out, publication)
     rejects = rows.filter(F.col(STAT).isNull() & F.col("reject_reason").isNotNull())
     write_parquet_dir(rejects.select("lead_id", "reject_reason"), out.with_name(out.name + "_rejects"), publication)
@@ -483,12 +523,12 @@ def _scoring_work(model, wrapper, *, model_name: str, model_version: str) -> Cal
             model_version=model_version,
             chunk_size=settings.output.chunk_size,
         )
-        return _bucket_rows(settings, result, model, PREDICT_TYPES, as_of=data.as_of)
+        return bucket_rows(settings, result, model, PREDICT_TYPES, as_of=data.as_of)
 
     return work
 
 
-def _bucket_rows(settings: Settings, result, model, types: dict[str, str], *, as_of: pd.Timestamp) -> pd.DataFrame:
+def bucket_rows(settings: Settings, result, model, types: dict[str, str], *, as_of: pd.Timestamp) -> pd.DataFrame:
     """A bucket's scores (with their movement in CRM mode), rejects and counts, as one frame of `types`' columns."""
     from leadscore.pipelines.outputs.history import previous_runs
     from leadscore.pipelines.verbs.movement import MovementTally, with_explained, with_movement
@@ -504,31 +544,6 @@ def _bucket_rows(settings: Settings, result, model, types: dict[str, str], *, as
     frame = pd.concat([with_explained(scores, result.explained), rejects, counts], ignore_index=True)
     text = [c for c, kind in types.items() if kind == "string"]  # all-missing columns would read as numbers
     return frame.reindex(columns=list(types)).astype(dict.fromkeys(text, "string"))
-
-
-def _flat_rows(spark, settings: Settings, model, wrapper, labels: dict, *, as_of: pd.Timestamp | None):
-    """Flat mode's scored rows, rejects and counts (every bucket of the export's rows), their as-of, and the scores'
-    first columns (the lead id and the identifying columns)."""
-    from pyspark.sql import functions as F
-
-    from leadscore.pipelines.spark_flat import ROW, flat_as_of_on_spark, flat_frame, flat_work, with_row_ids
-
-    frame = flat_frame(spark, settings).cache()
-    as_of = flat_as_of_on_spark(spark, settings, frame, as_of)
-    first = ["lead_id", *settings.flat.identify_columns]
-    types = {"lead_id": "string", **dict.fromkeys(settings.flat.identify_columns, "string"), **PREDICT_TYPES}
-    work, bucket_settings = flat_work(model, wrapper, as_of=as_of, **labels), with_row_ids(settings)
-
-    def task(rows: pd.DataFrame) -> pd.DataFrame:
-        result = work(bucket_settings, rows.drop(columns=[BUCKET]))
-        if result is None:  # no open row in this bucket
-            return pd.DataFrame(columns=list(types))
-        return _arrow_friendly(_bucket_rows(bucket_settings, result, model, types, as_of=as_of))
-
-    bucketed = frame.withColumn(BUCKET, F.pmod(F.xxhash64(ROW), F.lit(settings.engine.partitions)))
-    rows = bucketed.groupBy(BUCKET).applyInPandas(task, schema=schema_of(types)).cache()
-    frame.unpersist()
-    return rows, as_of, first
 
 
 def _outside_stats(result) -> list[tuple[str, float]]:

@@ -23,6 +23,8 @@ def flat_frame(spark, settings: Settings):
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    from leadscore.pipelines.spark_engine import spark_name
+
     f = settings.flat
     if f.path is None:
         raise UsageError("flat mode on Spark reads a CSV or Parquet file (flat.path), not a SQL table: --engine local")
@@ -32,8 +34,10 @@ def flat_frame(spark, settings: Settings):
         frame = reader.option("sep", f.separator).option("encoding", f.encoding or "UTF-8").csv(path)
     else:
         frame = spark.read.parquet(path)
-        frame = frame.select(*[F.col(c).cast("string") for c in frame.columns])
-    frame = frame.toDF(*[c.strip().lstrip("\ufeff") for c in frame.columns])
+        names = frame.columns  # by position: a dot in a header is part of its name, not a path into a struct
+        frame = frame.toDF(*[f"_{i}" for i in range(len(names))])
+        frame = frame.select(*[F.col(f"_{i}").cast("string").alias(name) for i, name in enumerate(names)])
+    frame = frame.toDF(*[spark_name(c.strip().lstrip("\ufeff")) for c in frame.columns])
     # a file's partitions are read in its order, and the id grows within each: numbered once over all rows
     order = Window.orderBy(F.monotonically_increasing_id())
     return frame.withColumn(ROW, F.row_number().over(order).cast("long"))
@@ -51,10 +55,12 @@ def open_rows(settings: Settings, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd
     from leadscore.features.flat import flat_open_leads
     from leadscore.pipelines.intake.flat_checks import check_flat_table
     from leadscore.pipelines.intake.flat_source import flat_location, with_derived_columns
+    from leadscore.pipelines.spark_engine import pandas_names
     from leadscore.pipelines.training_set import flat_spec
 
     where = flat_location(settings)
-    export = with_derived_columns(frame.sort_values(ROW).reset_index(drop=True), settings, where=where)
+    frame = pandas_names(frame.sort_values(ROW).reset_index(drop=True))
+    export = with_derived_columns(frame, settings, where=where)
     check_flat_table(export, settings.flat, where=where, training=False)
     return export, flat_open_leads(export, flat_spec(settings))
 
@@ -107,3 +113,28 @@ def check_flat_predict(settings: Settings, model, model_uri: str) -> None:
             "flat.label_from on Spark needs `as_of` in the config: the label's horizon is read against one as-of",
             hint="set as_of, or score with --engine local",
         )
+
+
+def flat_scored_rows(spark, settings: Settings, model, wrapper, labels: dict, *, as_of: pd.Timestamp | None):
+    """Flat mode's scored rows, rejects and counts (every bucket of the export's rows), their as-of, and the scores'
+    first columns (the lead id and the identifying columns)."""
+    from pyspark.sql import functions as F
+
+    from leadscore.pipelines.spark_engine import BUCKET, PREDICT_TYPES, _arrow_friendly, bucket_rows, schema_of
+
+    frame = flat_frame(spark, settings).cache()
+    as_of = flat_as_of_on_spark(spark, settings, frame, as_of)
+    first = ["lead_id", *settings.flat.identify_columns]
+    types = {"lead_id": "string", **dict.fromkeys(settings.flat.identify_columns, "string"), **PREDICT_TYPES}
+    work, bucket_settings = flat_work(model, wrapper, as_of=as_of, **labels), with_row_ids(settings)
+
+    def task(rows: pd.DataFrame) -> pd.DataFrame:
+        result = work(bucket_settings, rows.drop(columns=[BUCKET]))
+        if result is None:  # no open row in this bucket
+            return pd.DataFrame(columns=list(types))
+        return _arrow_friendly(bucket_rows(bucket_settings, result, model, types, as_of=as_of))
+
+    bucketed = frame.withColumn(BUCKET, F.pmod(F.xxhash64(ROW), F.lit(settings.engine.partitions)))
+    rows = bucketed.groupBy(BUCKET).applyInPandas(task, schema=schema_of(types)).cache()
+    frame.unpersist()
+    return rows, as_of, first

@@ -407,10 +407,12 @@ def predict_on_spark(
     from leadscore.pipelines.spark_engine import predict_spark
 
     model, wrapper, name, version = load_model(settings, model_uri)
+    scored_rows = None  # CRM mode: the engine's own
     if settings.mode == "flat":
-        from leadscore.pipelines.spark_flat import check_flat_predict
+        from leadscore.pipelines.spark_flat import check_flat_predict, flat_scored_rows
 
         check_flat_predict(settings, model, model_uri or champion_uri(settings))
+        scored_rows = flat_scored_rows
     target = out or settings.output_dir / "scores_parquet"
     production = is_champion(settings, name, version)
     with project_publication(settings) as publication:  # the scores folders and the history, as one unit
@@ -423,6 +425,7 @@ def predict_on_spark(
             as_of=as_of,
             out=target,
             publication=publication,
+            scored_rows=scored_rows,
         )
         history = (
             stage_history(settings, run.history, publication, production=production)
