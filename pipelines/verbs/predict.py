@@ -59,6 +59,8 @@ def check_targets(settings: Settings, targets: PredictTargets) -> tuple[Path, st
     tables, the score history); return the scores file and the database URL."""
     check_options(settings, out=targets.out, to_sql=targets.to_sql)
     spark = settings.engine.name == "spark"
+    if spark and (targets.to_sql is not None or targets.contributions is not None):  # else silently not written
+        raise UsageError("--to-sql and --contributions are written by the local engine only: --engine local")
     target = Path(targets.out or settings.output_dir / ("scores_parquet" if spark else "scores.csv"))
     url = targets.sql_url or settings.output.sql_url
     files = [Target(targets.contributions, "--contributions", (".parquet",))]

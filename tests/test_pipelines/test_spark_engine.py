@@ -221,3 +221,9 @@ def test_flat_predict_on_spark_matches_the_local_engine(tmp_path):
     assert list(local.columns[:3]) == ["lead_id", "Deal - Title", "Organization - Name"]
     same_frames(local, spark, ["lead_id"])
     assert pd.read_parquet(tmp_path / "spark_rejects").empty
+
+
+@pytest.mark.parametrize("option", ["--contributions", "--to-sql"])
+def test_outputs_spark_does_not_write_are_refused_before_any_work(project, tmp_path, option):
+    result = runner.invoke(app, ["predict", "--config", str(project), "--engine", "spark", option, str(tmp_path / "x")])
+    assert result.exit_code == 2 and "local engine only" in result.output
