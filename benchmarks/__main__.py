@@ -197,7 +197,8 @@ NOT_MEASURED = ("train",)
 
 def bench_scale(leads: int) -> None:
     """`leadscore predict` (local engine, streaming: output.partitions = auto) at 1M and 10M sample leads, or only at
-    `--leads N`: wall time and peak memory. Ends with one line per figure: `scale: predict N leads: S s, M MiB`."""
+    `--leads N`: wall time and peak memory; then `predict --engine spark` (local[2]) at the same sizes. Ends with one
+    line per figure: `scale: predict N leads: S s, M MiB`, `scale: predict on Spark local[2] N leads: S s, M MiB`."""
     store = champion_store()
     rows = []
     for size in (leads,) if leads else SCALE_LEADS:
