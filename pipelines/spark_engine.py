@@ -142,7 +142,7 @@ def _deals_with_their_leads(spark, settings: Settings, deals):
             schema = schema.add(status, StringType())
         deals = deals.mapInPandas(
             lambda batches: (
-                _arrow_friendly(_spark_names(deal_row_conventions(pandas_names(b), settings))) for b in batches
+                arrow_friendly(_spark_names(deal_row_conventions(pandas_names(b), settings))) for b in batches
             ),
             schema,
         )
@@ -242,7 +242,7 @@ def run_per_bucket(spark, settings: Settings, work: Callable, schema, *, as_of: 
         # as `load_valid_crm` does: a lead whose deal was rejected would look open without it
         data = validate_frames(as_read_locally(raw, settings), settings, as_of=as_of)
         data = withhold_leads_with_rejected_deals(data)
-        return _arrow_friendly(work(settings, data))
+        return arrow_friendly(work(settings, data))
 
     grouped_events = events.groupBy(BUCKET)
     return entities.groupBy(BUCKET).cogroup(grouped_events).applyInPandas(task, schema=schema)
@@ -262,7 +262,7 @@ def as_read_locally(raw: dict[str, pd.DataFrame], settings: Settings) -> dict[st
     return apply_export_conventions(out, settings, read_more_events=False)
 
 
-def _arrow_friendly(frame: pd.DataFrame) -> pd.DataFrame:
+def arrow_friendly(frame: pd.DataFrame) -> pd.DataFrame:
     """pandas 3 text columns as plain objects and nullable integers as floats: what pyspark's Arrow path takes."""
     out = frame.copy()
     for column in out.columns:
@@ -410,18 +410,17 @@ PREDICT_TYPES = {
     "model_version": "string",
     "feature_set": "string",
     "reject_reason": "string",
-}
-
-
-# beside the scores: what the history keeps to explain the next run's moves, and each bucket's counts (STAT rows:
-# the movement's tally, the rows outside each feature's training range) that add up to the run's
-PREDICT_TYPES |= {
+    # beside the scores: what the history keeps to explain the next run's moves, and each bucket's counts (STAT rows:
+    # the movement's tally, the rows outside each feature's training range) that add up to the run's
     "score_change": "double",
     "change_reasons": "string",
     "margin": "double",
     "top_contributions": "string",
+    "_stat": "string",
+    "_count": "double",
 }
-PREDICT_TYPES |= {"_stat": "string", "_count": "double"}
+
+
 STAT = "_stat"
 
 

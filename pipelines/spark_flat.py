@@ -120,7 +120,7 @@ def flat_scored_rows(spark, settings: Settings, model, wrapper, labels: dict, *,
     first columns (the lead id and the identifying columns)."""
     from pyspark.sql import functions as F
 
-    from leadscore.pipelines.spark_engine import BUCKET, PREDICT_TYPES, _arrow_friendly, bucket_rows, schema_of
+    from leadscore.pipelines.spark_engine import BUCKET, PREDICT_TYPES, arrow_friendly, bucket_rows, schema_of
 
     frame = flat_frame(spark, settings).cache()
     as_of = flat_as_of_on_spark(spark, settings, frame, as_of)
@@ -132,7 +132,7 @@ def flat_scored_rows(spark, settings: Settings, model, wrapper, labels: dict, *,
         result = work(bucket_settings, rows.drop(columns=[BUCKET]))
         if result is None:  # no open row in this bucket
             return pd.DataFrame(columns=list(types))
-        return _arrow_friendly(bucket_rows(bucket_settings, result, model, types, as_of=as_of))
+        return arrow_friendly(bucket_rows(bucket_settings, result, model, types, as_of=as_of))
 
     bucketed = frame.withColumn(BUCKET, F.pmod(F.xxhash64(ROW), F.lit(settings.engine.partitions)))
     rows = bucketed.groupBy(BUCKET).applyInPandas(task, schema=schema_of(types)).cache()
