@@ -227,7 +227,9 @@ def scale_on_spark(sizes: tuple[int, ...], store: Path) -> list[dict]:
     rows = []
     for size in sizes:
         row = run_worker("benchmarks.engine_worker", "verb", str(sample_data(size)), str(store))
-        shutil.rmtree(row.pop("scores"), ignore_errors=True)  # the figures are what we keep
+        scores = row.pop("scores")
+        for folder in (scores, f"{scores}_rejects"):  # the figures are what we keep
+            shutil.rmtree(folder, ignore_errors=True)
         rows.append({"leads": size, **row})
     print("\nscale: predict on Spark local[2] end to end (scores, rejects, score history; peak = process tree RSS)")
     print_table(rows, ["leads", "open_leads", "seconds", "peak_tree_rss_mib"])
