@@ -41,17 +41,21 @@ class TreeMemory:
         self._thread.join()
 
 
-def main(engine: str, data: str, store: str) -> None:
-    from leadscore.pipelines.outputs import tracking
-
+def _settings(engine: str, data: str, store: str):
     settings = load_settings(_config(Path(store), data))
-    settings = settings.model_copy(
+    return settings.model_copy(
         update={
             "engine": settings.engine.model_copy(
                 update={"name": engine, "partitions": 16, "spark_conf": {"spark.driver.memory": "8g"}}
             )
         }
     )
+
+
+def main(engine: str, data: str, store: str) -> None:
+    from leadscore.pipelines.outputs import tracking
+
+    settings = _settings(engine, data, store)
     tracking.use_store(settings)
     model, wrapper = tracking.load_conversion_model(f"models:/{settings.mlflow.registered_model}@champion")
     out = Path(store) / f"engine_{engine}"
@@ -60,10 +64,8 @@ def main(engine: str, data: str, store: str) -> None:
         if engine == "spark":
             from leadscore.pipelines.spark_engine import predict_spark
 
-            summary = predict_spark(
-                settings, model, wrapper, model_name="bench", model_version="1", as_of=None, out=out
-            )
-            scored = summary["scored"]
+            run = predict_spark(settings, model, wrapper, model_name="bench", model_version="1", as_of=None, out=out)
+            scored = run.summary["scored"]
         else:
             from leadscore.pipelines.intake.validation import load_crm
             from leadscore.pipelines.outputs.files import write_frame
@@ -82,5 +84,34 @@ def main(engine: str, data: str, store: str) -> None:
     )
 
 
+def verb(data: str, store: str) -> None:
+    """`leadscore predict --engine spark` end to end through the CLI's own code path (`run_predict`: the scores and
+    rejects folders with their score movement, the score history, published as one unit), in an output folder of its
+    own; wall time and the peak of the process tree's summed RSS (this process, the JVM and its Python workers)."""
+    from leadscore.pipelines.verbs.predict import PredictTargets, run_predict
+
+    settings = _settings("spark", data, store)
+    output = settings.output.model_copy(update={"dir": str(Path(store) / f"output_spark_{Path(data).name}")})
+    settings = settings.model_copy(update={"output": output})
+    out = Path(store) / f"scores_spark_{Path(data).name}"
+    with TreeMemory() as memory:
+        start = time.perf_counter()
+        summary = run_predict(settings, PredictTargets(out=out), echo=lambda *a, **k: None)
+        seconds = time.perf_counter() - start
+    print(
+        json.dumps(
+            {
+                "open_leads": summary["scored"],
+                "seconds": seconds,
+                "peak_tree_rss_mib": memory.peak / 2**20,
+                "scores": str(out),
+            }
+        )
+    )
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    if sys.argv[1] == "verb":
+        verb(*sys.argv[2:])
+    else:
+        main(*sys.argv[1:])

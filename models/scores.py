@@ -69,4 +69,10 @@ def base_rate_of(model, reason_reference: dict | None = None) -> tuple[float | N
 def percentile_in_run(probability: np.ndarray) -> np.ndarray:
     """Each row's rank within this run, 0-100 to one decimal: the share of rows with a probability no higher (ties
     share the highest rank). Like the score it only rises with the probability, so the two never disagree on order."""
-    return (pd.Series(np.asarray(probability, dtype="float64")).rank(method="max", pct=True) * 100).round(1).to_numpy()
+    return percent_of_share(pd.Series(np.asarray(probability, dtype="float64")).rank(method="max", pct=True)).to_numpy()
+
+
+def percent_of_share(share: pd.Series) -> pd.Series:
+    """A share (0-1) as a percent to one decimal, rounded as numpy rounds (half to even on the scaled float): one
+    rounding for every engine (Spark's own `round` rounds the exact decimal half up, and differs on some ranks)."""
+    return (share * 100).round(1)

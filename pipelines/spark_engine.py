@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +26,9 @@ from leadscore.pipelines.config import Settings
 
 log = logging.getLogger(__name__)
 BUCKET = "_bucket"
+# pyspark's pandas functions take a dot in a column's name for a path into a struct (HubSpot's API writes
+# `engagement.timestamp`): such names travel through Spark with this in place of the dot, and are restored in pandas
+DOT = "\u2024"
 KIND = "_table"
 NO_EVENTS = "_no_events"
 
@@ -80,9 +84,23 @@ def _read_source(spark, settings: Settings, source):
     names = {c: c.lstrip("\ufeff") for c in frame.columns if c.startswith("\ufeff")}  # a byte-order mark
     renames = header_renames([names.get(c, c) for c in frame.columns], source, settings)
     for old in frame.columns:
-        new = renames.get(names.get(old, old), names.get(old, old))
+        new = spark_name(renames.get(names.get(old, old), names.get(old, old)))
         frame = frame.withColumnRenamed(old, new) if new != old else frame
     return frame
+
+
+def spark_name(name: str) -> str:
+    """A column's name as it travels through Spark (see DOT)."""
+    return name.replace(".", DOT)
+
+
+def pandas_names(frame: pd.DataFrame) -> pd.DataFrame:
+    """A frame from Spark with its columns' own names back (see DOT)."""
+    return frame.rename(columns=lambda c: c.replace(DOT, ".")) if any(DOT in c for c in frame.columns) else frame
+
+
+def _spark_names(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.rename(columns=spark_name)
 
 
 def _events(spark, settings: Settings):
@@ -95,8 +113,11 @@ def _events(spark, settings: Settings):
     parts = [_read_source(spark, settings, main)]
     for i, source in enumerate(settings.exports.more_events):
         frame = _read_source(spark, settings, source)
-        roles = more_events_roles(frame.columns, source, main, name=f"exports.more_events[{i}]")
-        parts.append(frame.select(*[frame[c].cast("string").alias(role) for c, role in roles.items()]))
+        names = [c.replace(DOT, ".") for c in frame.columns]
+        roles = more_events_roles(names, source, main, name=f"exports.more_events[{i}]")
+        parts.append(
+            frame.select(*[column(spark_name(c)).cast("string").alias(spark_name(r)) for c, r in roles.items()])
+        )
     events = parts[0]
     for part in parts[1:]:
         events = events.unionByName(part, allowMissingColumns=True)
@@ -120,20 +141,27 @@ def _deals_with_their_leads(spark, settings: Settings, deals):
         if e.won_column and status not in deals.columns:
             schema = schema.add(status, StringType())
         deals = deals.mapInPandas(
-            lambda batches: (_arrow_friendly(deal_row_conventions(b, settings)) for b in batches), schema
+            lambda batches: (
+                arrow_friendly(_spark_names(deal_row_conventions(pandas_names(b), settings))) for b in batches
+            ),
+            schema,
         )
     if not e.opportunity_id_on_lead:
         return deals
     leads = _read_source(spark, settings, settings.tables.leads)
-    _need(pd.DataFrame(columns=leads.columns), e.opportunity_id_on_lead, "leads", "opportunity_id_on_lead")
+    _need(
+        pandas_names(pd.DataFrame(columns=leads.columns)), e.opportunity_id_on_lead, "leads", "opportunity_id_on_lead"
+    )
     lead_id, deal_lead = _column(settings, "leads", "lead_id"), _column(settings, "opportunities", "lead_id")
     links = (
-        leads.select(F.trim(F.col(e.opportunity_id_on_lead)).alias("_link"), F.col(lead_id).alias("_linked"))
+        leads.select(
+            F.trim(column(spark_name(e.opportunity_id_on_lead))).alias("_link"), column(lead_id).alias("_linked")
+        )
         .dropna()
         .groupBy("_link")
         .agg(F.min("_linked").alias("_linked"))
     )
-    keyed = deals.withColumn("_link", F.trim(F.col(_column(settings, "opportunities", "opportunity_id"))))
+    keyed = deals.withColumn("_link", F.trim(column(_column(settings, "opportunities", "opportunity_id"))))
     linked = keyed.join(links, "_link", "left").drop("_link")
     return (
         linked.drop(deal_lead).withColumnRenamed("_linked", deal_lead)
@@ -142,8 +170,17 @@ def _deals_with_their_leads(spark, settings: Settings, deals):
     )
 
 
+def column(name: str):
+    """A column by its name as written: a dot in a CRM's header (HubSpot's `engagement.timestamp`) is part of the name,
+    not a path into a struct."""
+    from pyspark.sql import functions as F
+
+    return F.col("`" + name.replace("`", "``") + "`")
+
+
 def _column(settings: Settings, table: str, role: str) -> str:
-    return getattr(settings.tables, table).columns.get(role, role)
+    """The Spark column of a table's role (its name in the file, see DOT)."""
+    return spark_name(getattr(settings.tables, table).columns.get(role, role))
 
 
 def bucketed_tables(spark, settings: Settings):
@@ -152,15 +189,15 @@ def bucketed_tables(spark, settings: Settings):
 
     leads = _read(spark, settings, "leads")
     lead_id, account_id = _column(settings, "leads", "lead_id"), _column(settings, "leads", "account_id")
-    key = F.coalesce(F.col(account_id), F.col(lead_id)) if account_id in leads.columns else F.col(lead_id)
+    key = F.coalesce(column(account_id), column(lead_id)) if account_id in leads.columns else column(lead_id)
     leads = leads.withColumn(BUCKET, F.pmod(F.xxhash64(key), F.lit(settings.engine.partitions)))
-    buckets = leads.select(F.col(lead_id).alias("_lead_key"), BUCKET).dropDuplicates(["_lead_key"])
+    buckets = leads.select(column(lead_id).alias("_lead_key"), BUCKET).dropDuplicates(["_lead_key"])
 
     def attach(table: str):
         frame = _read(spark, settings, table)
         if frame is None:
             return None
-        joined = frame.join(buckets, frame[_column(settings, table, "lead_id")] == buckets["_lead_key"], "left")
+        joined = frame.join(buckets, column(_column(settings, table, "lead_id")) == buckets["_lead_key"], "left")
         # a row whose lead is unknown still travels (to bucket 0), so that validation reports it as in local mode
         return joined.drop("_lead_key").withColumn(BUCKET, F.coalesce(F.col(BUCKET), F.lit(0)))
 
@@ -171,11 +208,11 @@ def bucketed_tables(spark, settings: Settings):
     tagged = [leads.withColumn(KIND, F.lit("leads")), opportunities.withColumn(KIND, F.lit("opportunities"))]
     for i, frame in enumerate(tagged):  # distinct column names per table, so the union keeps both schemas
         tagged[i] = frame.select(
-            *[F.col(c).alias(f"{c}::{i}") if c not in (BUCKET, KIND) else F.col(c) for c in frame.columns]
+            *[column(c).alias(f"{c}::{i}") if c not in (BUCKET, KIND) else F.col(c) for c in frame.columns]
         )
     entities = tagged[0].unionByName(tagged[1], allowMissingColumns=True)
     accounts = _read(spark, settings, "accounts")
-    return entities, events, accounts.toPandas() if accounts is not None else None
+    return entities, events, pandas_names(accounts.toPandas()) if accounts is not None else None
 
 
 def _split_entities(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -183,7 +220,7 @@ def _split_entities(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     for i, name in enumerate(("leads", "opportunities")):
         part = frame[frame[KIND] == name]
         columns = [c for c in frame.columns if c.endswith(f"::{i}")]
-        out[name] = part[columns].rename(columns=lambda c: c.rsplit("::", 1)[0]).reset_index(drop=True)
+        out[name] = pandas_names(part[columns].rename(columns=lambda c: c.rsplit("::", 1)[0]).reset_index(drop=True))
     return out
 
 
@@ -199,13 +236,13 @@ def run_per_bucket(spark, settings: Settings, work: Callable, schema, *, as_of: 
         if raw["leads"].empty:
             return pd.DataFrame(columns=schema.fieldNames())
         if NO_EVENTS not in event_rows:
-            raw["events"] = event_rows.drop(columns=[BUCKET])
+            raw["events"] = pandas_names(event_rows.drop(columns=[BUCKET]))
         if accounts is not None:
             raw["accounts"] = accounts
         # as `load_valid_crm` does: a lead whose deal was rejected would look open without it
         data = validate_frames(as_read_locally(raw, settings), settings, as_of=as_of)
         data = withhold_leads_with_rejected_deals(data)
-        return _arrow_friendly(work(settings, data))
+        return arrow_friendly(work(settings, data))
 
     grouped_events = events.groupBy(BUCKET)
     return entities.groupBy(BUCKET).cogroup(grouped_events).applyInPandas(task, schema=schema)
@@ -225,7 +262,7 @@ def as_read_locally(raw: dict[str, pd.DataFrame], settings: Settings) -> dict[st
     return apply_export_conventions(out, settings, read_more_events=False)
 
 
-def _arrow_friendly(frame: pd.DataFrame) -> pd.DataFrame:
+def arrow_friendly(frame: pd.DataFrame) -> pd.DataFrame:
     """pandas 3 text columns as plain objects and nullable integers as floats: what pyspark's Arrow path takes."""
     out = frame.copy()
     for column in out.columns:
@@ -270,21 +307,22 @@ def _latest_per_column(spark, settings: Settings) -> list:
             continue
         present = [_column(settings, table, c) for c in columns if _column(settings, table, c) in frame.columns]
         fmt = getattr(settings.tables, table).timestamp_format
-        for column in present:
-            if dict(frame.dtypes)[column] == "string":  # text as written (02/23/26 08:55 PM): read, then compare
+        for name in present:
+            if dict(frame.dtypes)[name] == "string":  # text as written (02/23/26 08:55 PM): read, then compare
 
-                def batch_latest(batches, column=column, fmt=fmt):
+                def batch_latest(batches, fmt=fmt):
                     for batch in batches:
-                        times = parse_timestamps(batch[column], timezone=settings.timezone, fmt=fmt)
+                        times = parse_timestamps(batch["_time"], timezone=settings.timezone, fmt=fmt)
                         yield pd.DataFrame({"latest": [times.max()]})
 
-                value = frame.select(column).mapInPandas(batch_latest, "latest timestamp").agg(F.max("latest"))
+                value = frame.select(column(name).alias("_time")).mapInPandas(batch_latest, "latest timestamp")
+                value = value.agg(F.max("latest"))
                 value = value.first()[0]
             else:
-                value = frame.agg(F.max(F.col(column))).first()[0]
+                value = frame.agg(F.max(column(name))).first()[0]
             if value is not None:
                 stamp = parse_timestamps(pd.Series([value]), timezone="UTC").iloc[0]
-                latest.append((stamp, table, column))
+                latest.append((stamp, table, name.replace(DOT, ".")))
     return latest
 
 
@@ -372,7 +410,26 @@ PREDICT_TYPES = {
     "model_version": "string",
     "feature_set": "string",
     "reject_reason": "string",
+    # beside the scores: what the history keeps to explain the next run's moves, and each bucket's counts (STAT rows:
+    # the movement's tally, the rows outside each feature's training range) that add up to the run's
+    "score_change": "double",
+    "change_reasons": "string",
+    "margin": "double",
+    "top_contributions": "string",
+    "_stat": "string",
+    "_count": "double",
 }
+
+
+STAT = "_stat"
+
+
+@dataclass
+class SparkScored:
+    """A Spark predict's summary, and its rows for the score history (None without one)."""
+
+    summary: dict
+    history: pd.DataFrame | None = None
 
 
 def predict_spark(
@@ -385,19 +442,77 @@ def predict_spark(
     as_of: pd.Timestamp | None,
     out: Path,
     publication=None,
-) -> dict:
-    """Score every open lead on Spark; write scores and rejects as Parquet folders (into `publication` when given);
-    return a summary."""
+    scored_rows: Callable | None = None,
+) -> SparkScored:
+    """Score every open lead on Spark, each with its movement against its previous production run in the score history
+    (as the local engine does); write scores and rejects as Parquet folders (into `publication` when given); return a
+    summary and the rows for the history. `scored_rows`: how the buckets are scored when not the CRM's way
+    (`spark_flat.flat_scored_rows`: (spark, settings, model, wrapper, labels, as_of=) -> (rows, as_of, first
+    columns))."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from leadscore.pipelines.verbs.scoring import OUTPUT_COLUMNS, score_open_leads
+    from leadscore.models.scores import percent_of_share
+    from leadscore.pipelines.verbs.scoring import OUTPUT_COLUMNS
 
     settings = _present(settings)
     spark = spark_session(settings)
-    as_of = global_as_of(spark, settings, as_of)
+    labels = {"model_name": model_name, "model_version": model_version}
+    if scored_rows is None:
+        as_of, first = global_as_of(spark, settings, as_of), ["lead_id"]
+        work = _scoring_work(model, wrapper, **labels)
+        rows = run_per_bucket(spark, settings, work, schema_of(PREDICT_TYPES), as_of=as_of).cache()
+    else:
+        rows, as_of, first = scored_rows(spark, settings, model, wrapper, labels, as_of=as_of)
+    scored = rows.filter(F.col(STAT).isNull() & F.col("reject_reason").isNull())
+    # the percentile is among all scored leads: recomputed over the whole population (ties take the highest rank)
+    percent = F.pandas_udf(percent_of_share, "double")
+    scored = scored.withColumn("percentile", percent(F.cume_dist().over(Window.orderBy("probability"))))
+    # cached: the scores, the history's rows and the count read it, the window's one-partition sort runs once
+    scored = scored.withColumn("score", F.col("score").cast("long")).cache()
+    moved = _moves(settings)
+    columns = [*first, *OUTPUT_COLUMNS[1:]]  # flat mode: the identifying columns beside the lead id
+    columns = _with_movement_columns(columns) if moved else columns
+    scores = scored.withColumn("score_change", F.col("score_change").cast("long")).select(*map(column, columns))
+    write_parquet_dir(scores, out, publication)
+    rejects = rows.filter(F.col(STAT).isNull() & F.col("reject_reason").isNotNull())
+    write_parquet_dir(rejects.select("lead_id", "reject_reason"), out.with_name(out.name + "_rejects"), publication)
+    history = _history_rows(scored, out) if settings.history.enabled else None
+    stats = {
+        row[0]: row[1] for row in rows.filter(F.col(STAT).isNotNull()).groupBy(STAT).agg(F.sum("_count")).collect()
+    }
+    summary = {"scored": scores.count(), "rejected": rejects.count(), "as_of": as_of.isoformat()}
+    if settings.mode == "flat" and not summary["scored"] + summary["rejected"]:
+        from leadscore.pipelines.verbs.flat_predict import no_open_lead
+
+        raise no_open_lead(settings, rows=None)
+    scored.unpersist()
+    rows.unpersist()
+    summary["outside_training_range"] = _outside_range(stats)
+    if moved:
+        summary["movement"] = _tally_of(stats).summary()
+    return SparkScored(summary, history)
+
+
+def _moves(settings: Settings) -> bool:
+    """Whether scores carry their movement: as locally, in CRM mode with a score history."""
+    return settings.mode == "crm" and settings.history.enabled
+
+
+def _with_movement_columns(columns: list[str]) -> list[str]:
+    """The scores' columns with score_change after the score and change_reasons after the reasons (as locally)."""
+    out = list(columns)
+    out.insert(out.index("score") + 1, "score_change")
+    out.insert(out.index("reasons_negative") + 1, "change_reasons")
+    return out
+
+
+def _scoring_work(model, wrapper, *, model_name: str, model_version: str) -> Callable:
+    """What each bucket runs: the local scoring, then the local movement against the bucket's previous runs."""
 
     def work(settings: Settings, data) -> pd.DataFrame:
+        from leadscore.pipelines.verbs.scoring import score_open_leads
+
         result = score_open_leads(
             settings,
             data,
@@ -407,28 +522,82 @@ def predict_spark(
             model_version=model_version,
             chunk_size=settings.output.chunk_size,
         )
-        rejects = result.rejects.rename(columns={"reason": "reject_reason"})
-        frame = pd.concat([result.scores.assign(reject_reason=None), rejects], ignore_index=True)
-        return frame.reindex(columns=list(PREDICT_TYPES)).astype({"model_version": "string"})
+        return bucket_rows(settings, result, model, PREDICT_TYPES, as_of=data.as_of)
 
-    rows = run_per_bucket(spark, settings, work, schema_of(PREDICT_TYPES), as_of=as_of).cache()
-    scored = rows.filter(F.col("reject_reason").isNull())
-    # the percentile is among all scored leads: recomputed over the whole population (ties take the highest rank)
-    scored = scored.withColumn("percentile", F.round(F.cume_dist().over(Window.orderBy("probability")) * 100, 1))
-    scores = scored.withColumn("score", F.col("score").cast("long")).select(*OUTPUT_COLUMNS)
-    write_parquet_dir(scores, out, publication)
-    write_parquet_dir(
-        rows.filter(F.col("reject_reason").isNotNull()).select("lead_id", "reject_reason"),
-        out.with_name(out.name + "_rejects"),
-        publication,
-    )
-    summary = {
-        "scored": scores.count(),
-        "rejected": rows.filter(F.col("reject_reason").isNotNull()).count(),
-        "as_of": as_of.isoformat(),
-    }
-    rows.unpersist()
-    return summary
+    return work
+
+
+def bucket_rows(settings: Settings, result, model, types: dict[str, str], *, as_of: pd.Timestamp) -> pd.DataFrame:
+    """A bucket's scores (with their movement in CRM mode), rejects and counts, as one frame of `types`' columns."""
+    from leadscore.pipelines.outputs.history import previous_runs
+    from leadscore.pipelines.verbs.movement import MovementTally, with_explained, with_movement
+
+    scores, stats = result.scores, _outside_stats(result)
+    if _moves(settings):
+        tally = MovementTally()
+        previous = previous_runs(settings, as_of, scores["lead_id"].astype("string"))
+        scores = with_movement(settings, scores, result.explained, model, previous=previous, tally=tally)
+        stats += _tally_stats(tally)
+    rejects = result.rejects.rename(columns={"reason": "reject_reason"})
+    counts = pd.DataFrame(stats, columns=[STAT, "_count"])
+    frame = pd.concat([with_explained(scores, result.explained), rejects, counts], ignore_index=True)
+    text = [c for c, kind in types.items() if kind == "string"]  # all-missing columns would read as numbers
+    return frame.reindex(columns=list(types)).astype(dict.fromkeys(text, "string"))
+
+
+def _outside_stats(result) -> list[tuple[str, float]]:
+    """The bucket's rows outside each feature's training range, as counts (the result holds them as shares of the
+    rows it built features for: the scored leads and those without a finite probability)."""
+    built = len(result.scores) + int(result.rejects["reason"].astype("string").str.startswith("scoring:").sum())
+    return [("rows", float(built))] + [
+        (f"outside:{k}", float(round(v * built))) for k, v in result.outside_range.items()
+    ]
+
+
+def _outside_range(stats: dict) -> dict[str, float]:
+    """Shares of the scored rows outside each feature's training range over every bucket, as the local summary
+    gives them (`scoring.outside_shares`, rounded)."""
+    from leadscore.pipelines.verbs.scoring import outside_shares
+
+    counts = {k.split(":", 1)[1]: int(v) for k, v in stats.items() if k.startswith("outside:")}
+    shares = outside_shares(counts, int(stats.get("rows", 0)))
+    return {k: round(float(v), 4) for k, v in shares.items()}
+
+
+_TALLY = ("compared", "moved", "first_scored", "unexplained")
+
+
+def _tally_stats(tally) -> list[tuple[str, float]]:
+    return [(f"tally:{k}", float(getattr(tally, k))) for k in _TALLY] + [
+        (f"previous_as_of:{stamp}", 1.0) for stamp in tally.previous_as_of
+    ]
+
+
+def _tally_of(stats: dict):
+    """The movement counts of every bucket added up, said as the local run says them."""
+    from leadscore.pipelines.verbs.movement import MovementTally
+
+    tally = MovementTally(**{k: int(stats.get(f"tally:{k}", 0)) for k in _TALLY})
+    tally.previous_as_of = {k.split(":", 1)[1] for k in stats if k.startswith("previous_as_of:")}
+    tally.note_unexplained()
+    return tally
+
+
+def _history_rows(scored, out: Path) -> pd.DataFrame:
+    """The scored rows with the history's columns, written by Spark to a folder beside `out` and read back (the driver
+    never collects them through the JVM), then the folder removed."""
+    import shutil
+    import tempfile
+
+    from leadscore.pipelines.outputs.history import HISTORY_COLUMNS
+
+    folder = Path(tempfile.mkdtemp(prefix=f".{out.name}.history-", dir=out.parent))
+    try:
+        kept = [c for c in HISTORY_COLUMNS if c in scored.columns]
+        scored.select(*kept).write.mode("overwrite").parquet(str(folder / "rows"))
+        return pd.read_parquet(folder / "rows")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 GRADE_TYPES = {

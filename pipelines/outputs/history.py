@@ -38,7 +38,7 @@ SCORE_COLUMNS = [
 ]
 # what explains a lead's next score change (models.movement): the margin, the top contributions with their values as
 # JSON, and the change this run found against the lead's previous one. Rows written before issue 31 (or by the Spark
-# engine) lack them: their leads still get a score_change, without change_reasons.
+# engine before issue 32) lack them: their leads still get a score_change, without change_reasons.
 MOVEMENT_COLUMNS = ["margin", "top_contributions", "score_change", "change_reasons"]
 HISTORY_COLUMNS = [*SCORE_COLUMNS, "production", *MOVEMENT_COLUMNS]
 _TEXT = ("lead_id", "cell", "stage", "action", "model_name", "model_version", "top_contributions", "change_reasons")

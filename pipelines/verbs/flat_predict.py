@@ -51,9 +51,8 @@ def flat_grades_configured(settings: Settings) -> bool:
 
 
 def read_flat_table(settings: Settings) -> pd.DataFrame:
-    f = settings.flat
     raw = load_flat_export(settings)
-    check_flat_table(raw, f, where=flat_location(settings), training=False)  # a file of open rows only is fine
+    check_flat_table(raw, settings.flat, where=flat_location(settings), training=False)  # open rows only is fine
     return raw
 
 
@@ -96,13 +95,47 @@ def score_flat_open_leads(
     check_model_features(model, [*f.categorical, *f.numeric], model_uri)
     check_identify_columns(f.identify_columns)
     if rows.empty:
-        raise DataError(
-            f"no open lead: none of the {len(export):,} rows is open ({open_rule(f)})",
-            where=flat_location(settings),
-            hint="leave the label empty for the leads to score, or list the values that mean still open in "
-            "flat.open_values (with flat.status_column for a status column); open rows are left out of training",
-        )
-    stamp = flat_as_of(settings, rows, as_of)
+        raise no_open_lead(settings, rows=len(export))
+    return score_flat_rows(
+        settings,
+        export,
+        rows,
+        model,
+        wrapper,
+        model_name=model_name,
+        model_version=model_version,
+        as_of=flat_as_of(settings, rows, as_of),
+        keep_contributions=keep_contributions,
+    )
+
+
+def no_open_lead(settings: Settings, *, rows: int | None) -> DataError:
+    """The error for an export without an open row (`rows`: how many it has, when known)."""
+    counted = "none of the rows" if rows is None else f"none of the {rows:,} rows"
+    return DataError(
+        f"no open lead: {counted} is open ({open_rule(settings.flat)})",
+        where=flat_location(settings),
+        hint="leave the label empty for the leads to score, or list the values that mean still open in "
+        "flat.open_values (with flat.status_column for a status column); open rows are left out of training",
+    )
+
+
+def score_flat_rows(
+    settings: Settings,
+    export: pd.DataFrame,
+    rows: pd.DataFrame,
+    model,
+    wrapper,
+    *,
+    model_name: str,
+    model_version: str,
+    as_of: pd.Timestamp,
+    keep_contributions: bool = False,
+) -> Scored:
+    """The open `rows` (`flat_open_leads` of `export`, at least one) scored as of `as_of`: probability, score,
+    reasons; grades when configured; the identifying columns beside the lead_id. The Spark engine calls it per bucket
+    of rows."""
+    f, stamp = settings.flat, as_of
     names = list(model.feature_names_in_)
     X = rows[names]
     contributions = model.contributions(X)

@@ -103,12 +103,12 @@ class MovementTally:
 
     def note_unexplained(self) -> None:
         """Say once how many moves have no reasons because a run kept no contributions (an older history, the
-        Spark engine, or `history.contributions_kept = 0`)."""
+        Spark engine before issue 32, or `history.contributions_kept = 0`)."""
         if self.unexplained:
             log.info(
                 "score movement: %d lead(s) moved without change_reasons: their previous run (or this one) kept no "
-                "contributions (a history written before score movement, a Spark run, or history.contributions_kept "
-                "= 0); their score_change is exact",
+                "contributions (a history written before score movement or by an older Spark run, or "
+                "history.contributions_kept = 0); their score_change is exact",
                 self.unexplained,
             )
 

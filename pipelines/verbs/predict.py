@@ -16,7 +16,7 @@ from leadscore.pipelines.errors import UsageError
 from leadscore.pipelines.intake.ground import check_model_fits_crm, check_open_leads, load_valid_crm
 from leadscore.pipelines.outputs.crm_import import crm_import_frame, crm_import_path
 from leadscore.pipelines.outputs.files import frame_writer
-from leadscore.pipelines.outputs.history import SCORE_COLUMNS, stage_history
+from leadscore.pipelines.outputs.history import stage_history
 from leadscore.pipelines.outputs.publish import Publication, project_publication, sql_tables_step
 from leadscore.pipelines.outputs.targets import Target, check_outputs, check_sql_target
 from leadscore.pipelines.outputs.tracking import champion_uri, is_champion, load_model
@@ -50,8 +50,6 @@ class PredictTargets:
 
 def check_options(settings: Settings, *, out: Path | None, to_sql: str | None) -> None:
     """Refuse what predict cannot do, before anything else is looked at."""
-    if settings.mode == "flat" and settings.engine.name == "spark":
-        raise UsageError("flat mode scores on this machine: --engine local")
     if out is not None and to_sql is not None:
         raise UsageError("give --out or --to-sql, not both")
 
@@ -61,6 +59,8 @@ def check_targets(settings: Settings, targets: PredictTargets) -> tuple[Path, st
     tables, the score history); return the scores file and the database URL."""
     check_options(settings, out=targets.out, to_sql=targets.to_sql)
     spark = settings.engine.name == "spark"
+    if spark and (targets.to_sql is not None or targets.contributions is not None):  # else silently not written
+        raise UsageError("--to-sql and --contributions are written by the local engine only: --engine local")
     target = Path(targets.out or settings.output_dir / ("scores_parquet" if spark else "scores.csv"))
     url = targets.sql_url or settings.output.sql_url
     files = [Target(targets.contributions, "--contributions", (".parquet",))]
@@ -361,17 +361,20 @@ def say_scored(
             err=True,
         )
     if summary["outside_training_range"]:
-        outside = list(summary["outside_training_range"].items())[:8]
-        echo(
-            "warning: values outside the range the model was trained on (trees score them as the edge they saw): "
-            + ", ".join(f"{k} ({v:.0%} of leads)" for k, v in outside),
-            err=True,
-        )
+        echo(outside_range_line(summary["outside_training_range"]), err=True)
     echo(f"\ntop {top} leads:")
     columns = ["lead_id", *s.get("identify_columns", []), *(c for c in SHOWN_COLUMNS[1:] if c in result.scores)]
     if capacity is not None:
         columns.insert(5, "handoff")
     echo(result.scores.head(top)[columns].to_string(index=False, max_colwidth=110))
+
+
+def outside_range_line(outside: dict[str, float]) -> str:
+    """The warning for feature values outside the model's training range (share of leads per feature)."""
+    shown = list(outside.items())[:8]
+    return "warning: values outside the range the model was trained on (trees score them as the edge they saw): " + (
+        ", ".join(f"{k} ({v:.0%} of leads)" for k, v in shown)
+    )
 
 
 def movement_line(movement: dict, *, subject: str = "lead") -> str:
@@ -401,13 +404,21 @@ def routing_line(summary: dict) -> str:
 def predict_on_spark(
     settings: Settings, model_uri: str | None, out: Path | None, as_of, *, echo: Callable[..., None]
 ) -> dict:
-    """`leadscore predict --engine spark`: the same scores written as a Parquet folder, then the score history."""
+    """`leadscore predict --engine spark`: the same scores (with their movement) written as a Parquet folder, then the
+    score history, as the local engine writes it."""
     from leadscore.pipelines.spark_engine import predict_spark
 
     model, wrapper, name, version = load_model(settings, model_uri)
+    scored_rows = None  # CRM mode: the engine's own
+    if settings.mode == "flat":
+        from leadscore.pipelines.spark_flat import check_flat_predict, flat_scored_rows
+
+        check_flat_predict(settings, model, model_uri or champion_uri(settings))
+        scored_rows = flat_scored_rows
     target = out or settings.output_dir / "scores_parquet"
+    production = is_champion(settings, name, version)
     with project_publication(settings) as publication:  # the scores folders and the history, as one unit
-        summary = predict_spark(
+        run = predict_spark(
             settings,
             model,
             wrapper,
@@ -416,15 +427,24 @@ def predict_on_spark(
             as_of=as_of,
             out=target,
             publication=publication,
+            scored_rows=scored_rows,
         )
-        rows = pd.read_parquet(publication.staged_path(target), columns=SCORE_COLUMNS)
-        history = stage_history(settings, rows, publication, production=is_champion(settings, name, version))
+        history = (
+            stage_history(settings, run.history, publication, production=production)
+            if run.history is not None
+            else None
+        )
+    summary = run.summary
     echo(
         f"scored {summary['scored']:,} open leads as of {summary['as_of']} on Spark "
         f"({settings.engine.spark_master}) -> {target} (rejected: {summary['rejected']:,})"
     )
+    if "movement" in summary:
+        echo(movement_line(summary["movement"]))
     if history:
         echo(f"score history: this run's rows -> {history}")
+    if summary["outside_training_range"]:
+        echo(outside_range_line(summary["outside_training_range"]), err=True)
     return {
         "verb": "predict",
         "engine": "spark",
@@ -433,4 +453,5 @@ def predict_on_spark(
         "model_version": version,
         "output": str(target),
         "history": history,
+        "production": production,
     }

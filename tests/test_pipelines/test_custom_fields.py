@@ -62,8 +62,12 @@ def test_custom_values_follow_the_lead_and_its_account():
 
 @pytest.fixture(scope="module")
 def custom_project(sample_project, tmp_path_factory):
-    """The sample CRM with two extra columns that carry signal: a lead origin and an account's tech fit."""
-    folder = tmp_path_factory.mktemp("custom")
+    return write_custom_project(sample_project, tmp_path_factory.mktemp("custom"))
+
+
+def write_custom_project(sample_project, folder):
+    """The sample CRM with two extra columns that carry signal (a lead origin and an account's tech fit), a timestamp
+    and the features derived from the lead's timestamps, in `folder`; returns its config."""
     shutil.copytree(sample_project.parent / "data", folder / "data")
     leads = pd.read_parquet(folder / "data" / "leads.parquet")
     deals = pd.read_parquet(folder / "data" / "opportunities.parquet")
