@@ -49,8 +49,14 @@ def bench_real_data(leads: int) -> None:
 
 def bench_train(leads: int) -> None:
     """`train` end to end on sample data with the snapshot spine (about 3.2 training rows per sample lead)."""
-    folder = sample_data(leads)
-    row = run_worker("benchmarks.train_worker", str(folder))
+    row = train_row(leads)
+    print(f"scale: train {leads:,} leads: {row['seconds']:.1f} s, {row['peak_rss_mib']:,.0f} MiB")
+
+
+def train_row(leads: int) -> dict:
+    """`train` measured in a fresh process at `leads` sample leads, its table printed; seconds = load + train."""
+    row = run_worker("benchmarks.train_worker", str(sample_data(leads)))
+    row["seconds"] = row["load_s"] + row["train_total_s"]
     print(f"\ntrain: {row['training_rows']:,} training rows (snapshot spine) from {leads:,} sample leads")
     print(
         "train_total_s = training set + model choice + evaluated fit + calibration + evaluation with baselines + "
@@ -59,7 +65,7 @@ def bench_train(leads: int) -> None:
     )
     columns = ["training_rows", "negative_rate", "load_s", "training_set_s", "train_total_s", "peak_rss_mib", "roc_auc"]
     print_table([row], columns)
-    print(f"scale: train {leads:,} leads: {row['load_s'] + row['train_total_s']:.1f} s, {row['peak_rss_mib']:,.0f} MiB")
+    return {"leads": leads, **row}
 
 
 def champion_store() -> Path:
@@ -190,33 +196,39 @@ def bench_gate(leads: int) -> None:
     main(leads)
 
 
-SCALE_LEADS = (1_000_000, 10_000_000)
-# issue 32 item 2 (train at scale) is measured by another benchmark when built
-NOT_MEASURED = ("train",)
+SCALE_LEADS = (1_000_000, 10_000_000)  # predict on the local engine
+SCALE_TRAIN_LEADS = (1_000_000,)
+SCALE_SPARK_LEADS = (1_000_000,)  # Spark local[2] peaked at 11.7 GiB at 1M leads: 10M would not fit 24 GiB
 
 
 def bench_scale(leads: int) -> None:
-    """`leadscore predict` (local engine, streaming: output.partitions = auto) at 1M and 10M sample leads, or only at
-    `--leads N`: wall time and peak memory; then `predict --engine spark` (local[2]) at the same sizes. Ends with one
-    line per figure: `scale: predict N leads: S s, M MiB`, `scale: predict on Spark local[2] N leads: S s, M MiB`."""
+    """`leadscore predict` (local engine, streaming: output.partitions = auto) at 1M and 10M sample leads, `train` at
+    1M, and `predict --engine spark` (local[2]) at 1M; or each only at `--leads N`: wall time and peak memory. Ends
+    with one line per figure: `scale: predict N leads: S s, M MiB` (likewise `train N`,
+    `predict on Spark local[2] N`)."""
     store = champion_store()
-    rows = []
-    for size in (leads,) if leads else SCALE_LEADS:
-        row = run_worker("benchmarks.predict_worker", "streaming", str(sample_data(size)), str(store), "auto")
-        Path(row.pop("scores")).unlink(missing_ok=True)  # hundreds of MB of scores: the figures are what we keep
-        rows.append({"leads": size, **row})
-    print("\nscale: predict end to end (read, validate, score, write the scores and the history, MLflow run)")
-    print_table(rows, ["leads", "events", "partitions", "open_leads", "seconds", "peak_rss_mib"])
-    for what in NOT_MEASURED:
-        print(f"{what}: not measured here (issue 32 items 2-3)")
-    for row in rows:
+    local = [scale_predict(size, store) for size in ((leads,) if leads else SCALE_LEADS)]
+    trained = [train_row(size) for size in ((leads,) if leads else SCALE_TRAIN_LEADS)]
+    spark = scale_on_spark((leads,) if leads else SCALE_SPARK_LEADS, store)
+    print()
+    for row in local:
         print(f"scale: predict {row['leads']:,} leads: {row['seconds']:.1f} s, {row['peak_rss_mib']:,.0f} MiB")
-    spark = scale_on_spark((leads,) if leads else SCALE_LEADS, store)
+    for row in trained:
+        print(f"scale: train {row['leads']:,} leads: {row['seconds']:.1f} s, {row['peak_rss_mib']:,.0f} MiB")
     for row in spark:
         print(
             f"scale: predict on Spark local[2] {row['leads']:,} leads: {row['seconds']:.1f} s, "
             f"{row['peak_tree_rss_mib']:,.0f} MiB"
         )
+
+
+def scale_predict(size: int, store: Path) -> dict:
+    """`leadscore predict` on the local engine (streaming, output.partitions = auto) in a fresh process."""
+    row = run_worker("benchmarks.predict_worker", "streaming", str(sample_data(size)), str(store), "auto")
+    Path(row.pop("scores")).unlink(missing_ok=True)  # hundreds of MB of scores: the figures are what we keep
+    print(f"\nscale: predict {size:,} leads end to end (read, validate, score, write scores and history, MLflow)")
+    print_table([row], ["events", "partitions", "open_leads", "seconds", "peak_rss_mib"])
+    return {"leads": size, **row}
 
 
 def scale_on_spark(sizes: tuple[int, ...], store: Path) -> list[dict]:
