@@ -70,6 +70,71 @@ def _hashed(ids: pd.Series, partitions: int) -> np.ndarray:
     return np.where(text.isna().to_numpy(), 0, hashed % np.uint64(partitions)).astype("int32")
 
 
+@dataclass(frozen=True)
+class LeadRouter:
+    """Which partition a lead's rows go to: its account's (`partition_of` the account id), so that an account's leads,
+    their deals and their events stay together (a lead's account features need every lead of its account); a lead
+    without an account, or one the leads table does not name, goes where its own id does. Held as each lead id's
+    64-bit hash (sorted) and partition: 10 bytes a lead, whatever the ids' text."""
+
+    partitions: int
+    keys: np.ndarray  # uint64: the leads' id hashes, sorted
+    parts: np.ndarray  # int32: each key's partition
+
+    @classmethod
+    def of_leads(cls, lead_id: pd.Series, account_id: pd.Series | None, partitions: int) -> LeadRouter:
+        """The router of a leads table's `lead_id` and `account_id` (unique lead ids: the validated leads)."""
+        owner = lead_id if account_id is None else account_id.astype("string").fillna(lead_id.astype("string"))
+        keys = _id_hashes(lead_id)
+        order = np.argsort(keys, kind="stable")
+        return cls(partitions, keys[order], partition_of(owner, partitions)[order])
+
+    def of(self, ids: pd.Series) -> np.ndarray:
+        """Each id's partition (0 .. partitions - 1); a missing id goes to 0."""
+        if self.partitions == 1:
+            return np.zeros(len(ids), dtype="int32")
+        if isinstance(ids.dtype, pd.CategoricalDtype):
+            per_level = np.append(self.of(pd.Series(ids.cat.categories)), 0).astype("int32")
+            return per_level[ids.array.codes]
+        hashes = _id_hashes(ids)
+        at = np.minimum(np.searchsorted(self.keys, hashes), max(len(self.keys) - 1, 0))
+        known = self.keys[at] == hashes if len(self.keys) else np.zeros(len(ids), dtype=bool)
+        return np.where(known, self.parts[at] if len(self.parts) else 0, partition_of(ids, self.partitions))
+
+
+@dataclass(frozen=True)
+class TableParts:
+    """A validated table (the leads, their deals, the accounts) written by partition of leads (`LeadRouter`) and read
+    back one partition at a time, each as the rows the whole table holds for it, in the same order and with the
+    whole table's column types (a category keeps every level of the whole table)."""
+
+    folder: Path
+    empty: pd.DataFrame  # no rows: the columns and their types
+
+    @classmethod
+    def write(cls, frame: pd.DataFrame, parts: np.ndarray, *, partitions: int, folder: Path) -> TableParts:
+        """`frame`'s rows into `folder`, each row to its partition in `parts`."""
+        folder.mkdir(parents=True, exist_ok=True)
+        order = np.argsort(parts, kind="stable")
+        bounds = np.searchsorted(parts[order], np.arange(partitions + 1))
+        for part in range(partitions):
+            if bounds[part] < bounds[part + 1]:
+                rows = frame.iloc[order[bounds[part] : bounds[part + 1]]]
+                rows.to_parquet(folder / f"{part:05d}.parquet", index=False)
+        return cls(folder, frame.iloc[:0])
+
+    def read(self, part: int) -> pd.DataFrame:
+        path = self.folder / f"{part:05d}.parquet"
+        if not path.exists():
+            return self.empty
+        return pd.read_parquet(path).astype(self.empty.dtypes.to_dict())
+
+
+def _id_hashes(ids: pd.Series) -> np.ndarray:
+    text = ids.astype("string")
+    return pd.util.hash_array(text.fillna("").to_numpy(dtype=object), categorize=False)
+
+
 def parquet_batches(path: Path, *, columns: tuple[str, ...], batch_rows: int = BATCH_ROWS) -> Iterator[pd.DataFrame]:
     """A Parquet file `batch_rows` at a time (`columns` dictionary-encoded, timestamps in ns), at least one frame."""
     import pyarrow as pa
@@ -187,8 +252,13 @@ class SpilledEvents:
         return pd.Timestamp(max(latest), tz="UTC") if latest else None
 
     def validate(self, view: LeadView) -> EventValidation:
-        """Every partition checked against the leads and the as-of; its clean rows written to `clean-*.parquet`."""
-        result = EventValidation(folder=self.files.folder.parent, partitions=self.files.partitions)
+        """Every partition checked against the leads and the as-of; its clean rows routed to their lead's partition of
+        leads (`LeadRouter`: by account) in `clean/`. The spill is by the lead id's own hash, so that each partition's
+        checks see its own leads only; the clean rows go where their lead's account is scored."""
+        router = LeadRouter.of_leads(view.owners["lead_id"], view.owners.get("account_id"), self.files.partitions)
+        clean = PartitionFiles(self.files.folder.parent / "clean", "clean", self.files.partitions)
+        clean.folder.mkdir(parents=True, exist_ok=True)
+        result = EventValidation(clean=clean, router=router)
         result.problems = _merged_batch_problems(self.problems)
         if not self.usable:
             return result
@@ -210,6 +280,7 @@ class SpilledEvents:
         result.problems += sorted(found, key=lambda p: (rank.get(p.rule, len(rank)), p.row or 0))
         vocabulary = vocabulary_problem(counts, view.known_types) if counts is not None else None
         result.problems += [vocabulary] if vocabulary is not None else []
+        clean.close()
         shutil.rmtree(self.files.folder, ignore_errors=True)
         return result
 
@@ -263,10 +334,10 @@ def _merged_batch_problems(batches: list[list[Problem]]) -> list[Problem]:
 
 @dataclass
 class EventValidation:
-    """The events' verdicts gathered over the partitions; the clean rows are in `clean-*.parquet`."""
+    """The events' verdicts gathered over the partitions; the clean rows are in `clean`, by their lead's partition."""
 
-    folder: Path
-    partitions: int
+    clean: PartitionFiles
+    router: LeadRouter
     problems: list[Problem] = field(default_factory=list)
     rejects: list[pd.DataFrame] = field(default_factory=list)
     clean_rows: int = 0
@@ -275,7 +346,9 @@ class EventValidation:
 
     def add_part(self, part: int, check: _Checker, left: int) -> None:
         clean, rejected = check.split()
-        clean.drop(columns=ROW).to_parquet(self.folder / f"clean-{part:05d}.parquet", index=False)
+        clean = clean.drop(columns=ROW)
+        if len(clean):
+            self.clean.append(clean, self.router.of(clean["lead_id"]))
         self.clean_rows += len(clean)
         self.after_as_of += left
         self.set_aside += len(check.aside)
@@ -292,23 +365,27 @@ class EventValidation:
             data.set_aside["events"] = self.set_aside
         if self.after_as_of:
             data.after_as_of["events"] = data.after_as_of.get("events", 0) + self.after_as_of
-        data.events = EventParts(self.folder, self.partitions, self.clean_rows)
+        data.events = EventParts(self.clean, self.clean_rows, self.router)
 
 
 @dataclass(frozen=True)
 class EventParts:
-    """The validated events, one Parquet file per partition of leads (`partition_of` of the lead id)."""
+    """The validated events, in Parquet files by partition of leads (`router`: their lead's account's partition)."""
 
-    folder: Path
-    partitions: int
+    files: PartitionFiles
     rows: int
+    router: LeadRouter
+
+    @property
+    def partitions(self) -> int:
+        return self.files.partitions
 
     def read(self, part: int) -> pd.DataFrame:
         """The clean events of partition `part` (none: an empty frame of the same columns)."""
-        path = self.folder / f"clean-{part:05d}.parquet"
-        if path.exists():
-            return _sparse_numbers(pd.read_parquet(path), "events")
-        others = sorted(self.folder.glob("clean-*.parquet"))
+        frame = self.files.read(part)
+        if frame is not None:
+            return _sparse_numbers(frame, "events")
+        others = sorted(self.files.folder.glob("clean-*.parquet"))
         return pd.read_parquet(others[0]).iloc[:0] if others else pd.DataFrame(columns=["lead_id", "occurred_at"])
 
 

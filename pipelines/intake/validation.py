@@ -973,6 +973,7 @@ def validate_frames(
             aside=aside,
             created=lead_created(frames["leads"]),
             known_types=known_event_types(settings),
+            owners=leads.loc[~lead_check.rejected(), [c for c in ("lead_id", "account_id") if c in leads]],
         )
         streamed = events.validate(lead_view)
     for name, checker in checkers.items():
@@ -1015,6 +1016,7 @@ class LeadView:
     aside: pd.Index
     created: pd.Series
     known_types: set[str]
+    owners: pd.DataFrame | None = None  # the valid leads' lead_id (and account_id): where their events are scored
 
 
 def validate_events_part(frame: pd.DataFrame, check: _Checker, view: LeadView) -> tuple[_Checker, int]:

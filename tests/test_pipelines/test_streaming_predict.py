@@ -139,9 +139,13 @@ def test_the_validated_events_are_the_single_pass_ones_partition_by_partition(
         whole.tables["events"].astype(as_text).sort_values(key, ignore_index=True),
         check_dtype=False,
     )
-    for i in range(5):  # each partition holds exactly its own leads' events
+    router = parts.events.router
+    for i in range(5):  # each partition holds exactly the events of its leads: those of the accounts routed there
         lead = parts.events.read(i)["lead_id"]
-        assert (partition_of(lead, 5) == i).all()
+        assert (router.of(lead) == i).all()
+    leads = whole.tables["leads"]
+    owner = leads["account_id"].astype("string").fillna(leads["lead_id"].astype("string"))
+    assert np.array_equal(router.of(leads["lead_id"]), partition_of(owner, 5))
     assert not (tmp_path / "spilled").exists()  # the raw spill is gone once validated: the disk holds events once
     rejected = parts.rejects["events"]
     assert rejected["source_row"].is_monotonic_increasing and np.array_equal(
