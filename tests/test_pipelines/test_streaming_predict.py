@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from leadscore.pipelines.cli import app
 from leadscore.pipelines.config import load_settings
-from leadscore.pipelines.intake.streamed import partition_of, spill_source
+from leadscore.pipelines.intake.streamed import LeadRouter, TableParts, partition_of, spill_source
 from leadscore.pipelines.intake.validation import load_crm
 
 runner = CliRunner()
@@ -43,6 +43,42 @@ def test_every_id_gets_one_partition_in_range(ids, partitions):
     assert ((parts >= 0) & (parts < partitions)).all()
     frame = pd.DataFrame({"id": ids, "part": parts})
     assert frame.groupby("id")["part"].nunique().max() == 1
+
+
+def test_a_lead_goes_where_its_account_goes_and_without_one_where_its_id_goes():
+    leads = pd.DataFrame(
+        {
+            "lead_id": ["L1", "L2", "L3", "L4", "L5"],
+            "account_id": pd.Series(["A1", "A2", "A1", None, "A2"], dtype="string"),
+        }
+    )
+    router = LeadRouter.of_leads(leads["lead_id"], leads["account_id"], 7)
+    account = partition_of(pd.Series(["A1", "A2"]), 7)
+    own = partition_of(pd.Series(["L4", "nope"]), 7)
+    assert account.tolist() != [own[0], own[0]]  # the ids do not all hash alike: the test tells them apart
+    asked = pd.Series(["L3", "L1", "L5", "L2", "L4", "nope", None], dtype="string")
+    expected = [account[0], account[0], account[1], account[1], own[0], own[1], 0]
+    assert router.of(asked).tolist() == expected  # account-mates together; no account, or unknown: the id's own
+    assert router.of(asked.astype("category")).tolist() == expected
+    # without an account column every lead goes where its id does, as the spill of the raw events routes them
+    assert router.of(leads["lead_id"]).tolist() != partition_of(leads["lead_id"], 7).tolist()
+    alone = LeadRouter.of_leads(leads["lead_id"], None, 7)
+    assert alone.of(leads["lead_id"]).tolist() == partition_of(leads["lead_id"], 7).tolist()
+
+
+def test_a_table_read_back_by_partition_is_its_rows_in_order_with_the_whole_types(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "lead_id": ["a", "b", "c", "d"],
+            "title": pd.Categorical(["x", "y", "x", "x"], categories=["z", "y", "x"]),
+            "created_at": pd.to_datetime(["2026-01-01", "2026-01-02", None, "2026-01-04"], utc=True),
+        }
+    )
+    parts = TableParts.write(frame, np.array([1, 0, 1, 1]), partitions=3, folder=tmp_path)
+    one = parts.read(1)
+    pd.testing.assert_frame_equal(one, frame.iloc[[0, 2, 3]].reset_index(drop=True))
+    assert list(one["title"].cat.categories) == ["z", "y", "x"]  # every level, in the whole table's order
+    pd.testing.assert_frame_equal(parts.read(2), frame.iloc[:0])  # a partition without rows: none, same types
 
 
 @pytest.fixture(scope="module")
