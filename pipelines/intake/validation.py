@@ -32,6 +32,7 @@ from leadscore.pipelines.intake.parsing import (
     parse_time_column,
     recode_categories,
 )
+from leadscore.pipelines.intake.partitions import LeadRouter
 from leadscore.pipelines.intake.sources import SET_ASIDE_COLUMN
 from leadscore.pipelines.memory import release_unused_memory
 
@@ -973,7 +974,11 @@ def validate_frames(
             aside=aside,
             created=lead_created(frames["leads"]),
             known_types=known_event_types(settings),
-            owners=leads.loc[~lead_check.rejected(), [c for c in ("lead_id", "account_id") if c in leads]],
+            router=LeadRouter.of_leads(
+                leads.loc[~lead_check.rejected(), "lead_id"],
+                leads.loc[~lead_check.rejected(), "account_id"] if "account_id" in leads else None,
+                events.files.partitions,
+            ),
         )
         streamed = events.validate(lead_view)
     for name, checker in checkers.items():
@@ -1016,7 +1021,7 @@ class LeadView:
     aside: pd.Index
     created: pd.Series
     known_types: set[str]
-    owners: pd.DataFrame | None = None  # the valid leads' lead_id (and account_id): where their events are scored
+    router: LeadRouter | None = None  # where the valid leads' events are scored: their account's partition
 
 
 def validate_events_part(frame: pd.DataFrame, check: _Checker, view: LeadView) -> tuple[_Checker, int]:

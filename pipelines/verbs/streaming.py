@@ -26,7 +26,8 @@ from leadscore.features.keys import positions
 from leadscore.features.spine import scoring_spine
 from leadscore.models.scores import percentile_in_run
 from leadscore.pipelines.config import Settings
-from leadscore.pipelines.intake.streamed import TableParts, partition_of, row_group_batches
+from leadscore.pipelines.intake.partitions import TableParts, partition_of
+from leadscore.pipelines.intake.streamed import row_group_batches
 from leadscore.pipelines.intake.validation import CrmData
 from leadscore.pipelines.memory import release_unused_memory, repeated_text_as_categories
 from leadscore.pipelines.outputs.files import frame_writer, neutralise_carriage_returns, neutralise_formulas

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from leadscore.pipelines.cli import app
 from leadscore.pipelines.config import load_settings
-from leadscore.pipelines.intake.streamed import LeadRouter, TableParts, partition_of, spill_source
+from leadscore.pipelines.intake.partitions import LeadRouter, TableParts, partition_of
+from leadscore.pipelines.intake.streamed import spill_source
 from leadscore.pipelines.intake.validation import load_crm
 
 runner = CliRunner()
@@ -30,7 +31,7 @@ def test_partition_of_is_a_stable_hash_of_the_id_text():
     # a categorical (the events' lead ids) lands where its text does
     assert partition_of(ids.astype("category"), 7).tolist() == parts.tolist()
     # and in another process (Python's hash() of str is salted per process)
-    code = "import pandas as pd; from leadscore.pipelines.intake.streamed import partition_of; "
+    code = "import pandas as pd; from leadscore.pipelines.intake.partitions import partition_of; "
     code += "print(partition_of(pd.Series(['L1','L2','L3']), 7).tolist())"
     env = {**os.environ, "PYTHONHASHSEED": "random"}
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
