@@ -97,8 +97,11 @@ class PartitionFiles:
         """Partition `part`'s files, in the order they were written."""
         return sorted(self.folder.glob(f"{self.stem}-{part:05d}-*.parquet"))
 
-    def append(self, frame: pd.DataFrame, parts: np.ndarray) -> None:
+    def append(self, frame: pd.DataFrame, parts: np.ndarray, *, now: bool = False) -> None:
+        """`frame`'s rows to their partitions (`parts`); `now`: each partition's rows written at once, one piece at a
+        time (a frame as large as the spill's wait: holding its pieces too would double it)."""
         import pyarrow as pa
+        import pyarrow.parquet as pq
 
         table = pa.Table.from_pandas(frame, preserve_index=False)
         if self.schema is None:
@@ -111,8 +114,14 @@ class PartitionFiles:
         bounds = np.searchsorted(parts[order], np.arange(self.partitions + 1))
         for part in range(self.partitions):
             if bounds[part] < bounds[part + 1]:
-                self.pieces.setdefault(part, []).append(table.take(order[bounds[part] : bounds[part + 1]]))
-        self.waiting += len(table)
+                piece = table.take(order[bounds[part] : bounds[part + 1]])
+                if now:
+                    pq.write_table(piece, self.folder / f"{self.stem}-{part:05d}-{self.flushes:05d}.parquet")
+                else:
+                    self.pieces.setdefault(part, []).append(piece)
+                del piece
+        self.waiting += 0 if now else len(table)
+        self.flushes += 1 if now else 0
         if self.waiting >= SPILL_ROWS:
             self.flush()
 
@@ -266,7 +275,7 @@ class EventValidation:
         clean, rejected = check.split()
         clean = clean.drop(columns=ROW)
         if len(clean):
-            self.clean.append(clean, self.router.of(clean["lead_id"]))
+            self.clean.append(clean, self.router.of(clean["lead_id"]), now=True)
         self.clean_rows += len(clean)
         self.after_as_of += left
         self.set_aside += len(check.aside)

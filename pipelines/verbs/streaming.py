@@ -1,14 +1,14 @@
-"""Predict partition by partition, for books too large to hold: the open leads split by a stable hash of the lead id
-(`intake.streamed.partition_of`, the same split as the spilled events), each partition scored in chunks as
-`scoring.score_open_leads` scores the whole book, its rows sorted and set aside in a temporary Parquet file; then
-the partitions merged in the order of the whole run (probability, highest first, then lead id) and written a block
-at a time to the scores file and the score history. Only the sort keys (probability, lead id) of every lead are
-held at once: no feature matrix, SHAP values or output frame of the whole book.
+"""Predict partition by partition, for books too large to hold: the open leads split by their account
+(`intake.partitions.LeadRouter`: a stable hash of the account id, else of the lead id; the clean events are routed the
+same way), each partition's leads, deals and accounts read back from their own files (`TableParts`) and scored in
+chunks as `scoring.score_open_leads` scores the whole book, its rows sorted and set aside in a temporary Parquet file
+with each lead's account; then the partitions merged in the order of the whole run (probability, highest first, then
+lead id) and written a block at a time to the scores file and the score history. Only the sort keys (probability,
+lead id) of every lead are held at once: no table, feature matrix, SHAP values or output frame of the whole book.
 
-Every value is the one-pass value: a lead's features see only its own events and its account's leads and deals (the
-leads, accounts and deals are held whole), the percentile and drift are taken over every scored lead.
+Every value is the one-pass value: a lead's features see only its own events and its account's leads and deals (all
+in its partition), the percentile and drift are taken over every scored lead.
 """
-
 from __future__ import annotations
 
 import logging
