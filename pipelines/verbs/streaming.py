@@ -9,6 +9,7 @@ lead id) of every lead are held at once: no table, feature matrix, SHAP values o
 Every value is the one-pass value: a lead's features see only its own events and its account's leads and deals (all
 in its partition), the percentile and drift are taken over every scored lead.
 """
+
 from __future__ import annotations
 
 import logging
