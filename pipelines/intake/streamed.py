@@ -109,12 +109,11 @@ class PartitionFiles:
             # partition read back would hold every lead of the book as a category (1M categories for 35k leads)
             self.dictionary = tuple(f.name for f in table.schema if pa.types.is_dictionary(f.type))
             self.schema = pa.schema([_plain(f) for f in table.schema], metadata=table.schema.metadata)
-        table = table.cast(self.schema)
         order = np.argsort(parts, kind="stable")
         bounds = np.searchsorted(parts[order], np.arange(self.partitions + 1))
         for part in range(self.partitions):
             if bounds[part] < bounds[part + 1]:
-                piece = table.take(order[bounds[part] : bounds[part + 1]])
+                piece = table.take(order[bounds[part] : bounds[part + 1]]).cast(self.schema)  # a piece's copy at a time
                 if now:
                     pq.write_table(piece, self.folder / f"{self.stem}-{part:05d}-{self.flushes:05d}.parquet")
                 else:
