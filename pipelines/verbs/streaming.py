@@ -280,7 +280,10 @@ def merged_blocks(settings: Settings, data: CrmData, done: Partitioned, model, w
         inverse[np.argsort(block_parts, kind="stable")] = np.arange(len(block_parts))
         block = stacked.take(inverse).reset_index(drop=True)
         window = slice(start, start + BLOCK_ROWS)
-        owners = pd.DataFrame({"lead_id": block["lead_id"], "account_id": block.pop("account_id").astype(account)})
+        accounts = block.pop("account_id")
+        owners = pd.DataFrame({"lead_id": block["lead_id"]})
+        if account is not None:  # leads without accounts: the single pass's missing account, as it writes it
+            owners["account_id"] = accounts.astype(account)
         add_run_columns(block, owners, labels, score=score[window], percentile=percentile[window])
         yield block
         del block, stacked, pieces
@@ -411,7 +414,7 @@ def predict_in_partitions(
         check_open_leads(data)
         data.tables["leads"] = repeated_text_as_categories(data.tables["leads"])  # one type for every partition
         leads = len(data.tables["leads"])
-        account = data.tables["leads"]["account_id"].dtype if "account_id" in data.tables["leads"] else "string"
+        account = data.tables["leads"]["account_id"].dtype if "account_id" in data.tables["leads"] else None
         lead_side = spill_lead_side(data, Path(work) / "lead_side")
         log.info("predict: %d partitions, loaded and validated in %.1f s", partitions, time.perf_counter() - start)
         with tqdm(total=leads, unit="lead", desc="predict", disable=None) as bar:

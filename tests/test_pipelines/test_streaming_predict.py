@@ -200,3 +200,19 @@ def test_auto_keeps_a_small_book_in_one_pass(trained_project):
     assert partitions_for_run(few, PredictTargets()) == 4  # one partition per 50,000 events
     # an output that needs every score at once keeps the single pass
     assert partitions_for_run(few, PredictTargets(contributions=settings.output_dir / "c.parquet")) == 1
+
+
+def test_leads_without_accounts_stream_to_the_single_pass_scores_and_history(broken_events_project, monkeypatch):
+    import leadscore.pipelines.intake.validation as validation
+
+    monkeypatch.setattr(validation, "_wall_clock", lambda: NOW)
+    folder, text, project = broken_events_project
+    source = text.split('[tables.leads]\npath = "')[1].split('"')[0]
+    pd.read_parquet(source).drop(columns="account_id").to_parquet(folder / "leads_alone.parquet")
+    text = text.replace(source, str(folder / "leads_alone.parquet"))
+    for name, partitions in (("alone_whole", 1), ("alone_five", 5)):
+        _predict(_config(project, folder, text, name, partitions), folder / f"{name}.csv")
+    assert (folder / "alone_five.csv").read_bytes() == (folder / "alone_whole.csv").read_bytes()
+    assert pd.read_csv(folder / "alone_whole.csv")["account_id"].isna().all()
+    whole = pd.read_parquet(folder / "alone_whole" / "history")
+    pd.testing.assert_frame_equal(pd.read_parquet(folder / "alone_five" / "history"), whole)
