@@ -33,7 +33,7 @@ class LeadRouter:
     """Which partition a lead's rows go to: its account's (`partition_of` the account id), so that an account's leads,
     their deals and their events stay together (a lead's account features need every lead of its account); a lead
     without an account, or one the leads table does not name, goes where its own id does. Held as each lead id's
-    64-bit hash (sorted) and partition: 10 bytes a lead, whatever the ids' text."""
+    64-bit hash (sorted) and partition: 12 bytes a lead, whatever the ids' text."""
 
     partitions: int
     keys: np.ndarray  # uint64: the leads' id hashes, sorted
