@@ -72,16 +72,12 @@ def compact_contributions(contributions: pd.DataFrame, values: pd.DataFrame, *, 
             for row in zip(names, chosen, cells, strict=True)
         ]
     quoted = {name: json.dumps(name) for name in features}
+    # what json.dumps writes for a `_plain` value (None, a finite float, a string), inline: a call per cell costs more
     texts = [
-        f"[{quoted[n]},{round(c, 6)!r},{_json_value(v)}]"
+        f"[{quoted[n]},{round(c, 6)!r},{'null' if v is None else repr(v) if v.__class__ is float else json.dumps(v)}]"
         for n, c, v in zip(names.ravel().tolist(), chosen.ravel().tolist(), cells.ravel().tolist(), strict=True)
     ]
     return ["[" + ",".join(texts[i : i + top]) + "]" for i in range(0, len(texts), top)]
-
-
-def _json_value(value: object) -> str:
-    """What json.dumps writes for a `_plain` value (a finite float, a string or None)."""
-    return "null" if value is None else repr(value) if type(value) is float else json.dumps(value)
 
 
 def _plain_columns(values: pd.DataFrame) -> np.ndarray:
