@@ -62,12 +62,39 @@ def compact_contributions(contributions: pd.DataFrame, values: pd.DataFrame, *, 
     top = min(top, len(features))
     largest = np.argpartition(-np.abs(matrix), top - 1, axis=1)[:, :top]
     order = np.take_along_axis(largest, np.argsort(-np.abs(np.take_along_axis(matrix, largest, 1)), axis=1), 1)
-    cells = values[features].to_numpy(dtype=object)
-    names = np.asarray(features, dtype=object)
-    return [
-        json.dumps([[names[j], round(float(matrix[i, j]), 6), _plain(cells[i, j])] for j in row], separators=(",", ":"))
-        for i, row in enumerate(order)
+    # built as text, a column of cells at a time: json.dumps of every lead's list cost 0.08 ms a lead
+    chosen = np.take_along_axis(matrix, order, 1)
+    cells = np.take_along_axis(_plain_columns(values[features]), order, 1)
+    names = np.asarray(features, dtype=object)[order]
+    if not np.isfinite(chosen).all():  # NaN or infinity: written as json.dumps writes them
+        return [
+            json.dumps([[n, round(float(c), 6), v] for n, c, v in zip(*row, strict=True)], separators=(",", ":"))
+            for row in zip(names, chosen, cells, strict=True)
+        ]
+    quoted = {name: json.dumps(name) for name in features}
+    # what json.dumps writes for a `_plain` value (None, a finite float, a string), inline: a call per cell costs more
+    texts = [
+        f"[{quoted[n]},{round(c, 6)!r},{'null' if v is None else repr(v) if v.__class__ is float else json.dumps(v)}]"
+        for n, c, v in zip(names.ravel().tolist(), chosen.ravel().tolist(), cells.ravel().tolist(), strict=True)
     ]
+    return ["[" + ",".join(texts[i : i + top]) + "]" for i in range(0, len(texts), top)]
+
+
+def _plain_columns(values: pd.DataFrame) -> np.ndarray:
+    """`_plain` of every cell, as an object matrix: numbers converted a column at a time, other columns once per
+    distinct value."""
+    columns = []
+    for name in values.columns:
+        column = values[name]
+        if pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
+            numbers = column.to_numpy(dtype="float64", na_value=np.nan)
+            cells = numbers.astype(object)
+            cells[~np.isfinite(numbers)] = None
+        else:
+            codes, levels = pd.factorize(column, use_na_sentinel=True)
+            cells = np.array([*map(_plain, levels), None], dtype=object)[codes]  # code -1 reads the appended None
+        columns.append(cells)
+    return np.column_stack(columns) if columns else np.empty((len(values), 0), dtype=object)
 
 
 def parse_contributions(text: object) -> dict[str, tuple[float, object]] | None:

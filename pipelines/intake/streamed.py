@@ -20,6 +20,7 @@ import pandas as pd
 
 from leadscore.pipelines.config import Settings, TableSource
 from leadscore.pipelines.intake.files import PARQUET_SUFFIXES
+from leadscore.pipelines.intake.partitions import LeadRouter, partition_of
 from leadscore.pipelines.intake.validation import (
     ROW,
     SET_ASIDE,
@@ -50,24 +51,6 @@ _PARTITION_RULES = (
     "lead rejected",
     "before lead created",
 )
-
-
-def partition_of(ids: pd.Series, partitions: int) -> np.ndarray:
-    """Each id's partition (0 .. partitions - 1): pandas' `hash_array` of the id's text (SipHash under a fixed key:
-    the same in every process and every run, unlike Python's salted `hash()`), modulo `partitions`. A categorical is
-    hashed once per category; a missing id goes to partition 0."""
-    if partitions == 1:
-        return np.zeros(len(ids), dtype="int32")
-    if isinstance(ids.dtype, pd.CategoricalDtype):
-        per_level = np.append(_hashed(pd.Series(ids.cat.categories), partitions), 0)
-        return per_level[ids.array.codes]  # code -1 (missing) reads the appended 0
-    return _hashed(ids, partitions)
-
-
-def _hashed(ids: pd.Series, partitions: int) -> np.ndarray:
-    text = ids.astype("string")
-    hashed = pd.util.hash_array(text.fillna("").to_numpy(dtype=object), categorize=False)
-    return np.where(text.isna().to_numpy(), 0, hashed % np.uint64(partitions)).astype("int32")
 
 
 def parquet_batches(path: Path, *, columns: tuple[str, ...], batch_rows: int = BATCH_ROWS) -> Iterator[pd.DataFrame]:
@@ -114,8 +97,11 @@ class PartitionFiles:
         """Partition `part`'s files, in the order they were written."""
         return sorted(self.folder.glob(f"{self.stem}-{part:05d}-*.parquet"))
 
-    def append(self, frame: pd.DataFrame, parts: np.ndarray) -> None:
+    def append(self, frame: pd.DataFrame, parts: np.ndarray, *, now: bool = False) -> None:
+        """`frame`'s rows to their partitions (`parts`); `now`: each partition's rows written at once, one piece at a
+        time (a frame as large as the spill's wait: holding its pieces too would double it)."""
         import pyarrow as pa
+        import pyarrow.parquet as pq
 
         table = pa.Table.from_pandas(frame, preserve_index=False)
         if self.schema is None:
@@ -123,13 +109,18 @@ class PartitionFiles:
             # partition read back would hold every lead of the book as a category (1M categories for 35k leads)
             self.dictionary = tuple(f.name for f in table.schema if pa.types.is_dictionary(f.type))
             self.schema = pa.schema([_plain(f) for f in table.schema], metadata=table.schema.metadata)
-        table = table.cast(self.schema)
         order = np.argsort(parts, kind="stable")
         bounds = np.searchsorted(parts[order], np.arange(self.partitions + 1))
         for part in range(self.partitions):
             if bounds[part] < bounds[part + 1]:
-                self.pieces.setdefault(part, []).append(table.take(order[bounds[part] : bounds[part + 1]]))
-        self.waiting += len(table)
+                piece = table.take(order[bounds[part] : bounds[part + 1]]).cast(self.schema)  # a piece's copy at a time
+                if now:
+                    pq.write_table(piece, self.folder / f"{self.stem}-{part:05d}-{self.flushes:05d}.parquet")
+                else:
+                    self.pieces.setdefault(part, []).append(piece)
+                del piece
+        self.waiting += 0 if now else len(table)
+        self.flushes += 1 if now else 0
         if self.waiting >= SPILL_ROWS:
             self.flush()
 
@@ -187,8 +178,13 @@ class SpilledEvents:
         return pd.Timestamp(max(latest), tz="UTC") if latest else None
 
     def validate(self, view: LeadView) -> EventValidation:
-        """Every partition checked against the leads and the as-of; its clean rows written to `clean-*.parquet`."""
-        result = EventValidation(folder=self.files.folder.parent, partitions=self.files.partitions)
+        """Every partition checked against the leads and the as-of; its clean rows routed to their lead's partition of
+        leads (`LeadRouter`: by account) in `clean/`. The spill is by the lead id's own hash, so that each partition's
+        checks see its own leads only; the clean rows go where their lead's account is scored."""
+        router = view.router
+        clean = PartitionFiles(self.files.folder.parent / "clean", "clean", self.files.partitions)
+        clean.folder.mkdir(parents=True, exist_ok=True)
+        result = EventValidation(clean=clean, router=router)
         result.problems = _merged_batch_problems(self.problems)
         if not self.usable:
             return result
@@ -210,6 +206,7 @@ class SpilledEvents:
         result.problems += sorted(found, key=lambda p: (rank.get(p.rule, len(rank)), p.row or 0))
         vocabulary = vocabulary_problem(counts, view.known_types) if counts is not None else None
         result.problems += [vocabulary] if vocabulary is not None else []
+        clean.close()
         shutil.rmtree(self.files.folder, ignore_errors=True)
         return result
 
@@ -263,10 +260,10 @@ def _merged_batch_problems(batches: list[list[Problem]]) -> list[Problem]:
 
 @dataclass
 class EventValidation:
-    """The events' verdicts gathered over the partitions; the clean rows are in `clean-*.parquet`."""
+    """The events' verdicts gathered over the partitions; the clean rows are in `clean`, by their lead's partition."""
 
-    folder: Path
-    partitions: int
+    clean: PartitionFiles
+    router: LeadRouter
     problems: list[Problem] = field(default_factory=list)
     rejects: list[pd.DataFrame] = field(default_factory=list)
     clean_rows: int = 0
@@ -275,7 +272,9 @@ class EventValidation:
 
     def add_part(self, part: int, check: _Checker, left: int) -> None:
         clean, rejected = check.split()
-        clean.drop(columns=ROW).to_parquet(self.folder / f"clean-{part:05d}.parquet", index=False)
+        clean = clean.drop(columns=ROW)
+        if len(clean):
+            self.clean.append(clean, self.router.of(clean["lead_id"]), now=True)
         self.clean_rows += len(clean)
         self.after_as_of += left
         self.set_aside += len(check.aside)
@@ -292,23 +291,27 @@ class EventValidation:
             data.set_aside["events"] = self.set_aside
         if self.after_as_of:
             data.after_as_of["events"] = data.after_as_of.get("events", 0) + self.after_as_of
-        data.events = EventParts(self.folder, self.partitions, self.clean_rows)
+        data.events = EventParts(self.clean, self.clean_rows, self.router)
 
 
 @dataclass(frozen=True)
 class EventParts:
-    """The validated events, one Parquet file per partition of leads (`partition_of` of the lead id)."""
+    """The validated events, in Parquet files by partition of leads (`router`: their lead's account's partition)."""
 
-    folder: Path
-    partitions: int
+    files: PartitionFiles
     rows: int
+    router: LeadRouter
+
+    @property
+    def partitions(self) -> int:
+        return self.files.partitions
 
     def read(self, part: int) -> pd.DataFrame:
         """The clean events of partition `part` (none: an empty frame of the same columns)."""
-        path = self.folder / f"clean-{part:05d}.parquet"
-        if path.exists():
-            return _sparse_numbers(pd.read_parquet(path), "events")
-        others = sorted(self.folder.glob("clean-*.parquet"))
+        frame = self.files.read(part)
+        if frame is not None:
+            return _sparse_numbers(frame, "events")
+        others = sorted(self.files.folder.glob("clean-*.parquet"))
         return pd.read_parquet(others[0]).iloc[:0] if others else pd.DataFrame(columns=["lead_id", "occurred_at"])
 
 

@@ -1,12 +1,13 @@
-"""Predict partition by partition, for books too large to hold: the open leads split by a stable hash of the lead id
-(`intake.streamed.partition_of`, the same split as the spilled events), each partition scored in chunks as
-`scoring.score_open_leads` scores the whole book, its rows sorted and set aside in a temporary Parquet file; then
-the partitions merged in the order of the whole run (probability, highest first, then lead id) and written a block
-at a time to the scores file and the score history. Only the sort keys (probability, lead id) of every lead are
-held at once: no feature matrix, SHAP values or output frame of the whole book.
+"""Predict partition by partition, for books too large to hold: the open leads split by their account
+(`intake.partitions.LeadRouter`: a stable hash of the account id, else of the lead id; the clean events are routed the
+same way), each partition's leads, deals and accounts read back from their own files (`TableParts`) and scored in
+chunks as `scoring.score_open_leads` scores the whole book, its rows sorted and set aside in a temporary Parquet file
+with each lead's account; then the partitions merged in the order of the whole run (probability, highest first, then
+lead id) and written a block at a time to the scores file and the score history. Only the sort keys (probability,
+lead id) of every lead are held at once: no table, feature matrix, SHAP values or output frame of the whole book.
 
-Every value is the one-pass value: a lead's features see only its own events and its account's leads and deals (the
-leads, accounts and deals are held whole), the percentile and drift are taken over every scored lead.
+Every value is the one-pass value: a lead's features see only its own events and its account's leads and deals (all
+in its partition), the percentile and drift are taken over every scored lead.
 """
 
 from __future__ import annotations
@@ -16,16 +17,18 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from leadscore.features.keys import positions
 from leadscore.features.spine import scoring_spine
 from leadscore.models.scores import percentile_in_run
 from leadscore.pipelines.config import Settings
-from leadscore.pipelines.intake.streamed import partition_of, row_group_batches
+from leadscore.pipelines.intake.partitions import TableParts, partition_of
+from leadscore.pipelines.intake.streamed import row_group_batches
 from leadscore.pipelines.intake.validation import CrmData
 from leadscore.pipelines.memory import release_unused_memory, repeated_text_as_categories
 from leadscore.pipelines.outputs.files import frame_writer, neutralise_carriage_returns, neutralise_formulas
@@ -102,27 +105,34 @@ class StreamedResult:
 
 
 def score_partitions(
-    settings: Settings, data: CrmData, model, wrapper, *, folder: Path, progress: Callable[[int], None] | None = None
+    settings: Settings,
+    data: CrmData,
+    model,
+    wrapper,
+    *,
+    lead_side: dict[str, TableParts],
+    folder: Path,
+    progress: Callable[[int], None] | None = None,
 ) -> Partitioned:
-    """Pass one: every partition of open leads scored (`scoring.score_chunks`, as the single pass) and set aside,
-    sorted, in `folder`; with the score history on, each lead's previous production run beside it."""
+    """Pass one: every partition of open leads scored (`scoring.score_chunks`, as the single pass) from its own leads,
+    deals, accounts (`lead_side`) and events, and set aside, sorted, in `folder`, with each lead's account; with the
+    score history on, each lead's previous production run beside it."""
     import pyarrow as pa
 
     result, cutoffs = Partitioned(folder, Gathered(wrapper_profile(wrapper))), band_cutoffs(settings, wrapper)
-    with _timed(result.gathered.timings, "spine"):
-        spine = scoring_spine(data.tables["leads"], data.tables["opportunities"], as_of=data.as_of)
-        part_of = partition_of(spine["lead_id"], data.events.partitions)
-    for part in range(data.events.partitions):
-        leads = spine[part_of == part].sort_values("lead_id", kind="stable").reset_index(drop=True)
-        if not len(leads):  # nothing to set aside: the partition's place in the merge stays, empty
+    for part, part_data in _partitions_of(data, lead_side):
+        with _timed(result.gathered.timings, "spine"):
+            spine = scoring_spine(part_data.tables["leads"], part_data.tables["opportunities"], as_of=data.as_of)
+            spine = spine.sort_values("lead_id", kind="stable").reset_index(drop=True)
+        if not len(spine):  # nothing to set aside: the partition's place in the merge stays, empty
             result.probability.append(np.array([], dtype="float64"))
             result.lead_id.append(pa.array([], pa.string()))
             continue
         events = data.events.read(part)
         parts, _ = score_chunks(
             settings,
-            data,
-            leads,
+            part_data,
+            spine,
             events,
             model,
             wrapper,
@@ -132,8 +142,35 @@ def score_partitions(
             progress=progress,
         )
         del events
-        _set_aside(settings, data, parts, part=part, into=result)
+        _set_aside(settings, part_data, parts, part=part, into=result)
+        del part_data
     return result
+
+
+def spill_lead_side(data: CrmData, folder: Path) -> dict[str, TableParts]:
+    """The leads, their deals and the accounts taken out of `data` and written by partition (`data.events.router`:
+    an account's leads, their deals and the account together), so that no table of the book is held while scoring."""
+    router, partitions = data.events.router, data.events.partitions
+    held = {
+        "leads": router.of(data.tables["leads"]["lead_id"]),
+        "opportunities": router.of(data.tables["opportunities"]["lead_id"]),
+    }
+    if "accounts" in data.tables:
+        held["accounts"] = partition_of(data.tables["accounts"]["account_id"], partitions)
+    spilled = {}
+    for name, parts in held.items():
+        frame = data.tables.pop(name)
+        spilled[name] = TableParts.write(frame, parts, partitions=partitions, folder=folder / name)
+        del frame
+    release_unused_memory()
+    return spilled
+
+
+def _partitions_of(data: CrmData, lead_side: dict[str, TableParts]):
+    """Each partition's number and its CRM: the leads of the accounts routed there, their deals and accounts, so that
+    a chunk's account scope is looked up among its partition's leads, not the book's."""
+    for part in range(data.events.partitions):
+        yield part, replace(data, tables={**data.tables, **{name: t.read(part) for name, t in lead_side.items()}})
 
 
 def _set_aside(settings: Settings, data: CrmData, parts: list[pd.DataFrame], *, part: int, into: Partitioned) -> None:
@@ -146,12 +183,21 @@ def _set_aside(settings: Settings, data: CrmData, parts: list[pd.DataFrame], *, 
         finite = np.isfinite(scored["probability"].to_numpy(dtype="float64"))
         into.failed.append(scored.loc[~finite, "lead_id"])
         scored = _sorted(scored.loc[finite])
+        scored["account_id"] = _accounts_of(scored["lead_id"], data.tables["leads"])
         if settings.history.enabled:
             scored = _with_previous(scored, previous_runs(settings, data.as_of, scored["lead_id"].astype("string")))
         scored.to_parquet(into.path(part), index=False, row_group_size=read_rows(data.events.partitions))
         into.probability.append(scored["probability"].to_numpy(dtype="float64"))
         into.lead_id.append(pa.array(scored["lead_id"].astype("string")))
     release_unused_memory()
+
+
+def _accounts_of(lead_id: pd.Series, leads: pd.DataFrame) -> pd.Series:
+    """Each scored lead's account (as text: the partitions' files share one type), as the merge adds it."""
+    if "account_id" not in leads:
+        return pd.Series(pd.NA, index=lead_id.index, dtype="string")
+    at = positions(lead_id, pd.Index(leads["lead_id"]))  # every scored lead is in its partition's leads
+    return pd.Series(leads["account_id"].array.take(at, allow_fill=True), index=lead_id.index).astype("string")
 
 
 def _with_previous(scored: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame:
@@ -209,9 +255,9 @@ class _SortedReader:
         return table.slice(0, rows).to_pandas()
 
 
-def merged_blocks(settings: Settings, data: CrmData, done: Partitioned, model, wrapper, labels: RunLabels):
-    """Pass two: the scored rows of every partition in the run's order, with score, percentile, account and the
-    run's labels (`scoring.add_run_columns`), `BLOCK_ROWS` at a time (every column of the partitions' files)."""
+def merged_blocks(settings: Settings, data: CrmData, done: Partitioned, model, wrapper, labels: RunLabels, *, account):
+    """Pass two: the scored rows of every partition in the run's order, with score, percentile, account (given back
+    the leads table's type, `account`) and the run's labels (`scoring.add_run_columns`), `BLOCK_ROWS` at a time."""
     import pyarrow as pa
 
     probability = np.concatenate(done.probability) if done.probability else np.array([], dtype="float64")
@@ -234,7 +280,11 @@ def merged_blocks(settings: Settings, data: CrmData, done: Partitioned, model, w
         inverse[np.argsort(block_parts, kind="stable")] = np.arange(len(block_parts))
         block = stacked.take(inverse).reset_index(drop=True)
         window = slice(start, start + BLOCK_ROWS)
-        add_run_columns(block, data.tables["leads"], labels, score=score[window], percentile=percentile[window])
+        accounts = block.pop("account_id")
+        owners = pd.DataFrame({"lead_id": block["lead_id"]})
+        if account is not None:  # leads without accounts: the single pass's missing account, as it writes it
+            owners["account_id"] = accounts.astype(account)
+        add_run_columns(block, owners, labels, score=score[window], percentile=percentile[window])
         yield block
         del block, stacked, pieces
         release_unused_memory()  # each block's pages back before the next block is read (0.5 GB kept at 1M leads)
@@ -362,11 +412,15 @@ def predict_in_partitions(
         data = load_valid_crm(settings, as_of=as_of, publication=publication, partitions=partitions, spill=Path(work))
         say_validation_rejects(settings, data, echo)
         check_open_leads(data)
-        data.tables["leads"] = repeated_text_as_categories(data.tables["leads"])  # held for the whole run
-        release_unused_memory()
+        data.tables["leads"] = repeated_text_as_categories(data.tables["leads"])  # one type for every partition
+        leads = len(data.tables["leads"])
+        account = data.tables["leads"]["account_id"].dtype if "account_id" in data.tables["leads"] else None
+        lead_side = spill_lead_side(data, Path(work) / "lead_side")
         log.info("predict: %d partitions, loaded and validated in %.1f s", partitions, time.perf_counter() - start)
-        with tqdm(total=len(data.tables["leads"]), unit="lead", desc="predict", disable=None) as bar:
-            done = score_partitions(settings, data, model, wrapper, folder=Path(work), progress=bar.update)
+        with tqdm(total=leads, unit="lead", desc="predict", disable=None) as bar:
+            done = score_partitions(
+                settings, data, model, wrapper, lead_side=lead_side, folder=Path(work), progress=bar.update
+            )
         history = history_target(settings, data.as_of, labels) if settings.history.enabled else None
         tally = MovementTally() if history is not None else None  # movement needs the history, as in one pass
         run = RunSummary()
@@ -374,7 +428,7 @@ def predict_in_partitions(
         def write(temps: list[Path]) -> None:
             scores = BlockWriter(temps[0], csv=target.suffix.lower() == ".csv")
             rows = BlockWriter(temps[1], csv=False) if history is not None else None
-            blocks = merged_blocks(settings, data, done, model, wrapper, labels)
+            blocks = merged_blocks(settings, data, done, model, wrapper, labels, account=account)
             for block, explained in output_blocks(settings, blocks, model, tally=tally):
                 scores.write(block)
                 if rows is not None:

@@ -155,3 +155,46 @@ def test_the_reasons_points_add_up_to_the_change(before, now, new_model):
     points = [int(p) for p in re.findall(r"([+-]\d+) points?(?:$| \|)", out["change_reasons"].iat[0])]
     assert sum(points) == out["score_change"].iat[0] or (out["score_change"].iat[0] == 0 and points == [])
     assert len([p for p in out["change_reasons"].iat[0].split(" | ") if not p.startswith("other")]) <= 2
+
+
+def _compact_by_definition(contributions: pd.DataFrame, values: pd.DataFrame, top: int) -> list[str]:
+    """The stored text as the docstring defines it, one lead and one cell at a time (the writer builds it a column
+    at a time)."""
+    from leadscore.models.movement import _plain
+
+    out = []
+    for i in range(len(contributions)):
+        row = contributions.iloc[i].drop("base_value")
+        chosen = row.abs().sort_values(ascending=False, kind="stable").index[:top]
+        cells = [[f, round(float(row[f]), 6), _plain(values[f].iloc[i])] for f in chosen]
+        out.append(json.dumps(cells, separators=(",", ":")))
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_stored_contributions_are_the_json_of_each_leads_largest_cells(data):
+    rows = data.draw(st.integers(1, 6))
+    numbers = st.floats(-1e3, 1e3, allow_nan=False) | st.sampled_from([0.0, -0.0, 1.2e-5, 2.5e-7, 123.4567895])
+    # one absolute value per cell of a row: "largest first" is then unambiguous
+    per_row = st.lists(numbers, min_size=5, max_size=5, unique_by=abs)
+    contributions = pd.DataFrame([data.draw(per_row) for _ in range(rows)], columns=[f"f{j}" for j in range(5)])
+    contributions["base_value"] = -1.0
+    cell = st.floats(allow_nan=True, allow_infinity=True) | st.none()
+    values = pd.DataFrame(
+        {
+            "f0": pd.Series(data.draw(st.lists(cell, min_size=rows, max_size=rows)), dtype="float64"),
+            "f1": pd.Categorical(
+                data.draw(st.lists(st.sampled_from(["a", "5", 'q"x', None]), min_size=rows, max_size=rows))
+            ),
+            "f2": data.draw(st.lists(st.booleans(), min_size=rows, max_size=rows)),
+            "f3": pd.array(
+                data.draw(st.lists(st.integers(-9, 9) | st.none(), min_size=rows, max_size=rows)), dtype="Int64"
+            ),
+            "f4": pd.Series(
+                data.draw(st.lists(st.text(max_size=3) | st.none(), min_size=rows, max_size=rows)), dtype="string"
+            ),
+        }
+    )
+    top = data.draw(st.integers(1, 5))
+    assert compact_contributions(contributions, values, top=top) == _compact_by_definition(contributions, values, top)

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from leadscore.pipelines.cli import app
 from leadscore.pipelines.config import load_settings
-from leadscore.pipelines.intake.streamed import partition_of, spill_source
+from leadscore.pipelines.intake.partitions import LeadRouter, TableParts, partition_of
+from leadscore.pipelines.intake.streamed import spill_source
 from leadscore.pipelines.intake.validation import load_crm
 
 runner = CliRunner()
@@ -30,7 +31,7 @@ def test_partition_of_is_a_stable_hash_of_the_id_text():
     # a categorical (the events' lead ids) lands where its text does
     assert partition_of(ids.astype("category"), 7).tolist() == parts.tolist()
     # and in another process (Python's hash() of str is salted per process)
-    code = "import pandas as pd; from leadscore.pipelines.intake.streamed import partition_of; "
+    code = "import pandas as pd; from leadscore.pipelines.intake.partitions import partition_of; "
     code += "print(partition_of(pd.Series(['L1','L2','L3']), 7).tolist())"
     env = {**os.environ, "PYTHONHASHSEED": "random"}
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
@@ -43,6 +44,42 @@ def test_every_id_gets_one_partition_in_range(ids, partitions):
     assert ((parts >= 0) & (parts < partitions)).all()
     frame = pd.DataFrame({"id": ids, "part": parts})
     assert frame.groupby("id")["part"].nunique().max() == 1
+
+
+def test_a_lead_goes_where_its_account_goes_and_without_one_where_its_id_goes():
+    leads = pd.DataFrame(
+        {
+            "lead_id": ["L1", "L2", "L3", "L4", "L5"],
+            "account_id": pd.Series(["A1", "A2", "A1", None, "A2"], dtype="string"),
+        }
+    )
+    router = LeadRouter.of_leads(leads["lead_id"], leads["account_id"], 7)
+    account = partition_of(pd.Series(["A1", "A2"]), 7)
+    own = partition_of(pd.Series(["L4", "nope"]), 7)
+    assert account.tolist() != [own[0], own[0]]  # the ids do not all hash alike: the test tells them apart
+    asked = pd.Series(["L3", "L1", "L5", "L2", "L4", "nope", None], dtype="string")
+    expected = [account[0], account[0], account[1], account[1], own[0], own[1], 0]
+    assert router.of(asked).tolist() == expected  # account-mates together; no account, or unknown: the id's own
+    assert router.of(asked.astype("category")).tolist() == expected
+    # without an account column every lead goes where its id does, as the spill of the raw events routes them
+    assert router.of(leads["lead_id"]).tolist() != partition_of(leads["lead_id"], 7).tolist()
+    alone = LeadRouter.of_leads(leads["lead_id"], None, 7)
+    assert alone.of(leads["lead_id"]).tolist() == partition_of(leads["lead_id"], 7).tolist()
+
+
+def test_a_table_read_back_by_partition_is_its_rows_in_order_with_the_whole_types(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "lead_id": ["a", "b", "c", "d"],
+            "title": pd.Categorical(["x", "y", "x", "x"], categories=["z", "y", "x"]),
+            "created_at": pd.to_datetime(["2026-01-01", "2026-01-02", None, "2026-01-04"], utc=True),
+        }
+    )
+    parts = TableParts.write(frame, np.array([1, 0, 1, 1]), partitions=3, folder=tmp_path)
+    one = parts.read(1)
+    pd.testing.assert_frame_equal(one, frame.iloc[[0, 2, 3]].reset_index(drop=True))
+    assert list(one["title"].cat.categories) == ["z", "y", "x"]  # every level, in the whole table's order
+    pd.testing.assert_frame_equal(parts.read(2), frame.iloc[:0])  # a partition without rows: none, same types
 
 
 @pytest.fixture(scope="module")
@@ -139,9 +176,13 @@ def test_the_validated_events_are_the_single_pass_ones_partition_by_partition(
         whole.tables["events"].astype(as_text).sort_values(key, ignore_index=True),
         check_dtype=False,
     )
-    for i in range(5):  # each partition holds exactly its own leads' events
+    router = parts.events.router
+    for i in range(5):  # each partition holds exactly the events of its leads: those of the accounts routed there
         lead = parts.events.read(i)["lead_id"]
-        assert (partition_of(lead, 5) == i).all()
+        assert (router.of(lead) == i).all()
+    leads = whole.tables["leads"]
+    owner = leads["account_id"].astype("string").fillna(leads["lead_id"].astype("string"))
+    assert np.array_equal(router.of(leads["lead_id"]), partition_of(owner, 5))
     assert not (tmp_path / "spilled").exists()  # the raw spill is gone once validated: the disk holds events once
     rejected = parts.rejects["events"]
     assert rejected["source_row"].is_monotonic_increasing and np.array_equal(
@@ -159,3 +200,19 @@ def test_auto_keeps_a_small_book_in_one_pass(trained_project):
     assert partitions_for_run(few, PredictTargets()) == 4  # one partition per 50,000 events
     # an output that needs every score at once keeps the single pass
     assert partitions_for_run(few, PredictTargets(contributions=settings.output_dir / "c.parquet")) == 1
+
+
+def test_leads_without_accounts_stream_to_the_single_pass_scores_and_history(broken_events_project, monkeypatch):
+    import leadscore.pipelines.intake.validation as validation
+
+    monkeypatch.setattr(validation, "_wall_clock", lambda: NOW)
+    folder, text, project = broken_events_project
+    source = text.split('[tables.leads]\npath = "')[1].split('"')[0]
+    pd.read_parquet(source).drop(columns="account_id").to_parquet(folder / "leads_alone.parquet")
+    text = text.replace(source, str(folder / "leads_alone.parquet"))
+    for name, partitions in (("alone_whole", 1), ("alone_five", 5)):
+        _predict(_config(project, folder, text, name, partitions), folder / f"{name}.csv")
+    assert (folder / "alone_five.csv").read_bytes() == (folder / "alone_whole.csv").read_bytes()
+    assert pd.read_csv(folder / "alone_whole.csv")["account_id"].isna().all()
+    whole = pd.read_parquet(folder / "alone_whole" / "history")
+    pd.testing.assert_frame_equal(pd.read_parquet(folder / "alone_five" / "history"), whole)
