@@ -27,6 +27,18 @@ def build_features(
     return pd.concat([spine.reset_index(drop=True), features], axis=1)
 
 
+def features_of_tables(
+    spine: pd.DataFrame,
+    tables: dict[str, pd.DataFrame],
+    *,
+    feature_names: list[str] | None = None,
+    params: FeatureParams | None = None,
+) -> pd.DataFrame:
+    """`build_features` over the canonical tables by name (`leads`, `opportunities`; `accounts`, `events` optional)."""
+    features = feature_columns(FeatureContext.of_tables(spine, tables, params=params), feature_names)
+    return pd.concat([spine.reset_index(drop=True), features], axis=1)
+
+
 def feature_columns(context: FeatureContext, feature_names: list[str] | None = None) -> pd.DataFrame:
     """The requested features (all when None) for the context's spine rows; several callers may share one
     context, so the point-in-time joins are done once."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from leadscore.features.build import build_features, feature_specs
+from leadscore.features.build import build_features, feature_specs, features_of_tables
 from leadscore.features.flat import FlatSpec, flat_training_set
 from leadscore.features.registry import all_features
 from leadscore.features.spine import CutoffPolicy, build_spine, scoring_spine
@@ -142,15 +142,7 @@ def features_by_block(
     """`build_features` over blocks of leads (`by_lead_blocks`), in the spine's row order."""
 
     def build(part: pd.DataFrame, scoped: dict) -> pd.DataFrame:
-        return build_features(
-            part,
-            leads=scoped["leads"],
-            accounts=scoped.get("accounts"),
-            events=scoped.get("events"),
-            opportunities=scoped["opportunities"],
-            feature_names=names,
-            params=params,
-        )
+        return features_of_tables(part, scoped, feature_names=names, params=params)
 
     return by_lead_blocks(spine, tables, build, block_leads=block_leads)
 

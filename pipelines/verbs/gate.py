@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from leadscore.features.build import build_features
+from leadscore.features.build import features_of_tables
 from leadscore.features.context import FeatureParams
 from leadscore.models.conversion import ConversionModel
 from leadscore.models.evaluation import evaluate
@@ -118,15 +118,8 @@ def with_champion_features(
             f"the champion's feature(s) {missing} are not in this training set and the CRM tables are not loaded "
             "(a prebuilt training set)"
         )
-    t = data.tables
-    extra = build_features(
-        training.frame[["lead_id", "cutoff_time"]],
-        leads=t["leads"],
-        accounts=t.get("accounts"),
-        events=t.get("events"),
-        opportunities=t["opportunities"],
-        feature_names=missing,
-        params=params,
+    extra = features_of_tables(
+        training.frame[["lead_id", "cutoff_time"]], data.tables, feature_names=missing, params=params
     )
     frame = training.frame.assign(**{c: extra[c].to_numpy() for c in missing})
     return TrainingSet(frame, training.feature_names, training.manifest, training.categorical)
