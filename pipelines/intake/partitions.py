@@ -24,8 +24,7 @@ def partition_of(ids: pd.Series, partitions: int) -> np.ndarray:
 
 def _hashed(ids: pd.Series, partitions: int) -> np.ndarray:
     text = ids.astype("string")
-    hashed = pd.util.hash_array(text.fillna("").to_numpy(dtype=object), categorize=False)
-    return np.where(text.isna().to_numpy(), 0, hashed % np.uint64(partitions)).astype("int32")
+    return np.where(text.isna().to_numpy(), 0, _text_hashes(text) % np.uint64(partitions)).astype("int32")
 
 
 @dataclass(frozen=True)
@@ -89,5 +88,9 @@ class TableParts:
 
 
 def _id_hashes(ids: pd.Series) -> np.ndarray:
-    text = ids.astype("string")
+    return _text_hashes(ids.astype("string"))
+
+
+def _text_hashes(text: pd.Series) -> np.ndarray:
+    """SipHash (pandas' fixed key) of each id's text; a missing id hashes as the empty text."""
     return pd.util.hash_array(text.fillna("").to_numpy(dtype=object), categorize=False)
